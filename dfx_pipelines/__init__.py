@@ -1,0 +1,1 @@
+"""DataFlow-Xpert pipelines."""

@@ -1,0 +1,1 @@
+"""What every connector shares (vault, registry, metric store, HTTP, redaction, sandbox harness) and nothing connector-specific."""

@@ -1,0 +1,43 @@
+"""The project's error types: each names what is wrong, and none ever carries a secret."""
+
+from __future__ import annotations
+
+
+class DfxError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class ConfigError(DfxError):
+    """Invalid configuration: a connection, a selection, a setting, an environment variable."""
+
+
+class IdentifierError(ConfigError):
+    """An identifier that would reach SOQL, SQL or JQL does not match its strict pattern."""
+
+
+class UnknownConnectionError(DfxError):
+    """No connection with that id (or slug) exists in the registry."""
+
+
+class ConnectionInactiveError(DfxError):
+    """The connection is revoked or removed: nothing may be read from it and no request is sent."""
+
+
+class VaultError(DfxError):
+    """A secret could not be stored, found or decrypted (wrong key, tampering, destroyed data key)."""
+
+
+class SecretNotFoundError(VaultError):
+    """The vault holds no such secret (never stored, deleted, or its connection's data key destroyed)."""
+
+
+class ConnectorError(DfxError):
+    """A source API refused or failed a request; the message is safe to show (no token text)."""
+
+
+class AuthError(ConnectorError):
+    """Authentication or authorisation failed: bad grant, wrong scopes, state or verifier mismatch."""
+
+
+class UnsafeDestinationError(ConnectorError):
+    """A URL we were asked to send a credential to is not one we trust for that credential."""

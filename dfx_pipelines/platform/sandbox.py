@@ -1,0 +1,407 @@
+"""The sandbox harness: loopback HTTPS servers that play a SaaS API, with a local CA and fault injection.
+
+A sandbox is a `SandboxApp` (a plain object with `handle(request) -> Response`) served by a
+`SandboxServer` on 127.0.0.1 with a free port and a certificate from a `SandboxCA` generated locally
+(trustme). Clients trust that CA in sandbox mode only (see `platform.http`). Faults are injected per
+server, in front of the app, so every sandbox gets the same menu: 429 with Retry-After, 5xx, slow
+responses, dropped connections, and expired-token 401s (the app says what its 401 looks like).
+
+Nothing here knows about any particular SaaS; connector sandboxes live in their connector's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import trustme
+
+log = logging.getLogger(__name__)
+
+SANDBOX_HOSTS = ("127.0.0.1", "localhost")
+
+
+# ---------------------------------------------------------------- requests and responses
+
+
+class Headers(dict):
+    """Case-insensitive read access to request headers (stored lower-cased)."""
+
+    def __init__(self, items: Mapping[str, str] | None = None):
+        super().__init__()
+        for key, value in (items or {}).items():
+            self[key.lower()] = value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string, percent-decoded
+    query: dict[str, list[str]]
+    headers: Headers
+    body: bytes = b""
+    raw_path: str = ""  # as sent, with the query string
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        if not self.body:
+            return None
+        return json.loads(self.body.decode("utf-8"))
+
+    def form(self) -> dict[str, str]:
+        parsed = urllib.parse.parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+        return {key: values[0] for key, values in parsed.items()}
+
+    def bearer_token(self) -> str | None:
+        value = self.headers.get("authorization", "")
+        if value.lower().startswith("bearer "):
+            return value[7:].strip()
+        return None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> "Response":
+        merged = {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}
+        return cls(status, json.dumps(payload, default=str).encode("utf-8"), merged)
+
+    @classmethod
+    def text(cls, text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> "Response":
+        merged = {"Content-Type": "text/plain;charset=UTF-8", **(headers or {})}
+        return cls(status, text.encode("utf-8"), merged)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> "Response":
+        return cls(status, b"", {"Location": location})
+
+
+class SandboxApp(Protocol):
+    """What a sandbox implements. `unauthorized` is what the API answers for an expired token."""
+
+    name: str
+
+    def handle(self, request: Request) -> Response: ...
+
+    def unauthorized(self, request: Request) -> Response: ...
+
+
+# ---------------------------------------------------------------- fault injection
+
+
+FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop", "expire_token")
+
+
+@dataclass
+class FaultRule:
+    """One kind of fault, applied to the next `count` matching requests, or with `probability` each."""
+
+    kind: str
+    count: int | None = 1  # None: unlimited (use with probability)
+    probability: float = 1.0
+    path_prefix: str = ""
+    retry_after: float = 1  # seconds, for rate_limit
+    status: int = 503  # for server_error
+    delay: float = 0.5  # seconds, for slow
+    fired: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"fault probability must be within 0..1, got {self.probability}")
+
+    @property
+    def spent(self) -> bool:
+        return self.count is not None and self.fired >= self.count
+
+
+class Faults:
+    """The faults queued for one server. Thread-safe; seeded so a faulty run is reproducible."""
+
+    def __init__(self, seed: int = 0):
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self.log: list[tuple[str, str]] = []  # (kind, path) of every fault that fired
+
+    def inject(self, kind: str, count: int | None = 1, **options: Any) -> FaultRule:
+        rule = FaultRule(kind=kind, count=count, **options)
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def next_fault(self, path: str) -> FaultRule | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule.spent or not path.startswith(rule.path_prefix):
+                    continue
+                if rule.probability < 1.0 and self._random.random() >= rule.probability:
+                    continue
+                rule.fired += 1
+                self.log.append((rule.kind, path))
+                return rule
+            self._rules = [rule for rule in self._rules if not rule.spent]
+        return None
+
+    @staticmethod
+    def parse(spec: str) -> FaultRule:
+        """Parse a CLI fault spec: `rate_limit:count=3,retry_after=1` or `server_error:probability=0.1`."""
+        kind, _, options_text = spec.partition(":")
+        options: dict[str, Any] = {}
+        for pair in filter(None, options_text.split(",")):
+            key, _, value = pair.partition("=")
+            if key in ("count",):
+                options[key] = None if value in ("", "inf", "none") else int(value)
+            elif key in ("probability", "retry_after", "delay"):
+                options[key] = float(value)
+            elif key == "status":
+                options[key] = int(value)
+            elif key == "path_prefix":
+                options[key] = value
+            else:
+                raise ValueError(f"unknown fault option {key!r} in {spec!r}")
+        return FaultRule(kind=kind, **options)
+
+
+# ---------------------------------------------------------------- TLS
+
+
+class SandboxCA:
+    """A locally generated certificate authority and one server certificate for the loopback names.
+
+    `ca_pem_path` is what a client trusts in sandbox mode (and only there). With `directory`, the CA is
+    written there so a separate process (`dfx sandbox serve`, the demo) can trust the same CA.
+    """
+
+    def __init__(self, directory: Path | None = None):
+        self._ca = trustme.CA(organization_name="dfx sandbox CA")
+        self._server_cert = self._ca.issue_cert(*SANDBOX_HOSTS)
+        if directory is None:
+            import tempfile
+
+            directory = Path(tempfile.mkdtemp(prefix="dfx-sandbox-ca-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca_pem_path = directory / "sandbox-ca.pem"
+        self._ca.cert_pem.write_to_path(str(self.ca_pem_path))
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # P31: TLS 1.2+ only, even on loopback
+        self._server_cert.configure_cert(context)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self._ca.configure_trust(context)
+        return context
+
+
+# ---------------------------------------------------------------- the server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_HTTPServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        # Access lines never include query strings or headers: they can carry tokens.
+        log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], args[1] if len(args) > 1 else "")
+
+    def _dispatch(self) -> None:
+        sandbox = self.server.sandbox
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parsed = urllib.parse.urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=urllib.parse.unquote(parsed.path),
+            query=urllib.parse.parse_qs(parsed.query, keep_blank_values=True),
+            headers=Headers(dict(self.headers.items())),
+            body=body,
+            raw_path=self.path,
+        )
+        sandbox.requests.append(request)
+        rule = sandbox.faults.next_fault(request.path)
+        response: Response | None = None
+        if rule is not None:
+            if rule.kind == "drop":
+                # Close without a response: the client sees a connection reset / remote disconnect.
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if rule.kind == "slow":
+                time.sleep(rule.delay)
+            elif rule.kind == "rate_limit":
+                response = sandbox.app_rate_limited(request, rule.retry_after)
+            elif rule.kind == "server_error":
+                response = Response.json({"message": "sandbox injected error"}, status=rule.status)
+            elif rule.kind == "expire_token":
+                response = sandbox.app.unauthorized(request)
+        if response is None:
+            try:
+                response = sandbox.app.handle(request)
+            except Exception:  # the sandbox answers like a server would: a 500, logged here
+                log.exception("sandbox %s failed on %s %s", sandbox.app.name, request.method, request.path)
+                response = Response.json({"message": "sandbox internal error"}, status=500)
+        self._send(response)
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        headers = dict(response.headers)
+        headers.setdefault("Content-Length", str(len(response.body)))
+        for key, value in {**self.server.sandbox.extra_headers(), **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD" and response.body:
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sandbox: "SandboxServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # TLS handshakes refused by a client that does not trust us, and dropped connections, are
+        # expected in tests; keep them out of stderr.
+        log.debug("sandbox connection error from %s", client_address, exc_info=True)
+
+
+class SandboxServer:
+    """Serves one `SandboxApp` over HTTPS (or plain HTTP with `tls=False`) on 127.0.0.1 in a thread."""
+
+    def __init__(
+        self,
+        app: SandboxApp,
+        *,
+        ca: SandboxCA | None = None,
+        port: int = 0,
+        tls: bool = True,
+        fault_seed: int = 0,
+        extra_headers: Callable[[], Mapping[str, str]] | None = None,
+    ):
+        self.app = app
+        self.ca = ca if ca is not None or not tls else SandboxCA()
+        self.tls = tls
+        self.faults = Faults(seed=fault_seed)
+        self.requests: list[Request] = []  # every request received, for tests and audits
+        self._extra_headers = extra_headers
+        self._httpd = _HTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.sandbox = self
+        if tls:
+            assert self.ca is not None
+            self._httpd.socket = self.ca.server_context().wrap_socket(self._httpd.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_pem_path(self) -> str | None:
+        return str(self.ca.ca_pem_path) if self.ca else None
+
+    def extra_headers(self) -> Mapping[str, str]:
+        headers = dict(self._extra_headers() if self._extra_headers else {})
+        app_headers = getattr(self.app, "response_headers", None)
+        if callable(app_headers):
+            headers.update(app_headers())
+        return headers
+
+    def app_rate_limited(self, request: Request, retry_after: float) -> Response:
+        custom = getattr(self.app, "rate_limited", None)
+        if callable(custom):
+            return custom(request, retry_after)
+        return Response.json(
+            {"message": "rate limit exceeded"},
+            status=429,
+            headers={"Retry-After": f"{retry_after:g}"},
+        )
+
+    def start(self) -> "SandboxServer":
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"sandbox-{self.app.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------- the trivial server that proves the harness
+
+
+class EchoApp:
+    """A trivial API: `GET /v1/ping` needs `Bearer <token>` and answers `{"pong": true}`;
+    `GET /v1/items?page=N` pages through `item_count` items, 10 a page, with `next` links."""
+
+    name = "echo"
+
+    def __init__(self, token: str, item_count: int = 25):
+        self.token = token
+        self.item_count = item_count
+
+    def unauthorized(self, request: Request) -> Response:
+        return Response.json({"error": "invalid_token"}, status=401)
+
+    def handle(self, request: Request) -> Response:
+        if request.bearer_token() != self.token:
+            return self.unauthorized(request)
+        if request.path == "/v1/ping":
+            return Response.json({"pong": True})
+        if request.path == "/v1/items":
+            page = int(request.arg("page", "0") or 0)
+            items = list(range(page * 10, min(self.item_count, page * 10 + 10)))
+            more = (page + 1) * 10 < self.item_count
+            return Response.json({"items": items, "next": f"/v1/items?page={page + 1}" if more else None})
+        return Response.json({"error": "not_found"}, status=404)
