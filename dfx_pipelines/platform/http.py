@@ -10,12 +10,14 @@ Why an adapter and not `session.verify`: with `trust_env` on (the default) `requ
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -151,3 +153,33 @@ def api_calls(session: requests.Session) -> int:
             seen.add(id(adapter))
             total += adapter.attempts
     return total
+
+
+def check_response(response: requests.Response, what: str) -> requests.Response:
+    """Return a successful response; otherwise raise a project error that names the call and status
+    and carries a redacted excerpt of the body, never the URL's query string or any header."""
+    from dfx_pipelines.platform.errors import AuthError, ConnectorError
+    from dfx_pipelines.platform.redaction import redact
+
+    if response.ok:
+        return response
+    excerpt = redact(response.text[:300]) if response.text else ""
+    message = f"{what} failed: HTTP {response.status_code} from {_safe_url(response.url)}" + (f": {excerpt}" if excerpt else "")
+    if response.status_code in (401, 403):
+        raise AuthError(message)
+    raise ConnectorError(message)
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Re-raise network and HTTP-library errors as a project `ConnectorError` without their text's
+    secrets: requests puts full URLs (query strings included) into its messages. `from None` drops the
+    original from the chain, so Dagster's stored error has nothing to leak."""
+    from dfx_pipelines.platform.errors import ConnectorError
+    from dfx_pipelines.platform.redaction import redact
+
+    try:
+        yield
+    except requests.RequestException as exc:
+        detail = redact(re.sub(r"(/[^\s'\"?]*)\?[^\s'\")]*", r"\1?…", str(exc)))
+        raise ConnectorError(f"{what} failed: {type(exc).__name__}: {detail}") from None

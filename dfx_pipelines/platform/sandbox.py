@@ -160,6 +160,7 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self.log.clear()
 
     def next_fault(self, path: str) -> FaultRule | None:
         with self._lock:

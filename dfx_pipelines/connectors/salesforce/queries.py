@@ -1,0 +1,426 @@
+"""SOQL builders for the Salesforce sales metrics: one small, read-only query per metric and period.
+
+Aggregation is pushed down to Salesforce wherever SOQL can express it (COUNT/SUM with GROUP BY), so only
+a handful of aggregate rows ever leave the org; where it cannot (medians, percentiles, date arithmetic)
+the query streams the fewest fields that answer the question, for the reducers in `metrics.py` to fold
+in memory. Pure: builds strings, sends nothing.
+
+Rules kept here:
+- Identifiers come only from the metric definitions below, are checked with the platform identifier
+  patterns, and a query is only built when the customer's selection covers every field it reads.
+- Values reach SOQL only through `soql_literal`.
+- Daily partitions are UTC days: `CloseDate = 2024-01-31` on date fields, and
+  `CreatedDate >= 2024-01-31T00:00:00Z AND CreatedDate < 2024-02-01T00:00:00Z` on datetime fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from enum import Enum
+
+from dfx_pipelines.connectors.salesforce.selection import (
+    IMPLICIT_FIELDS,
+    MetricFields,
+    OptionalDimension,
+    Selection,
+    SelectionError,
+)
+from dfx_pipelines.platform.identifiers import salesforce_field_path, salesforce_name
+
+SelectionLike = Selection | Mapping[str, Iterable[str]]
+
+# REST cannot page a GROUP BY result (no nextRecordsUrl): more groups than this and Salesforce refuses or
+# truncates, so a runner should treat a full page from an aggregate query as a failure, not as the answer.
+AGGREGATE_ROW_LIMIT = 2000
+
+
+class AggregateAlias:
+    """The keys aggregate rows carry, shared by the builders (which write them into the SOQL) and the
+    reducers (which read them). Grouped plain fields keep their own API name as the key; relationship
+    paths get an alias because Salesforce would otherwise key them by the last part only."""
+
+    RECORD_COUNT = "recordCount"  # COUNT(Id): every record in the group
+    AMOUNT_SUM = "amountSum"  # SUM(Amount): null when every Amount in the group is null
+    AMOUNT_COUNT = "amountCount"  # COUNT(Amount): records whose Amount is not null
+    MILESTONE_TYPE_NAME = "milestoneTypeName"  # MilestoneType.Name
+
+    ALL = (RECORD_COUNT, AMOUNT_SUM, AMOUNT_COUNT, MILESTONE_TYPE_NAME)
+
+
+# Aliases obey the API-name rules too (and none is a SOQL keyword): checked once, at import.
+for _alias in AggregateAlias.ALL:
+    salesforce_name(_alias)
+del _alias
+
+_PATH_ALIASES = {"MilestoneType.Name": AggregateAlias.MILESTONE_TYPE_NAME}
+
+
+def result_key(field_path: str) -> str:
+    """The key under which an aggregate row carries a grouped field."""
+    return _PATH_ALIASES.get(field_path, field_path)
+
+
+class Cadence(str, Enum):
+    DAILY = "daily"  # one partition per UTC day; the builder takes that day
+    SNAPSHOT = "snapshot"  # the state now; the builder takes None
+
+
+class Strategy(str, Enum):
+    PUSHDOWN = "pushdown"  # aggregate SOQL: Salesforce returns grouped numbers only
+    STREAMED = "streamed"  # plain SOQL of the fewest fields, reduced in memory and discarded
+
+
+@dataclass(frozen=True)
+class SoqlQuery:
+    """One query to run for one metric and period, plus what it touches (for audit and tests)."""
+
+    metric: str
+    object_name: str
+    soql: str
+    aggregate: bool
+    fields_read: tuple[str, ...]  # every field referenced anywhere in the query, sorted
+    period: date | None
+
+
+# --- values ---------------------------------------------------------------------------------------------
+
+# The escapes Salesforce documents for quoted strings (the same table simple_salesforce uses).
+_SOQL_STRING_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+)
+_UNESCAPABLE_CONTROLS = frozenset(chr(c) for c in range(32) if chr(c) not in "\n\r\t\b\f") | {"\x7f"}
+
+
+def soql_literal(value: object) -> str:
+    """A SOQL literal for a value: strings quoted and escaped, booleans true/false, None null, dates
+    YYYY-MM-DD, aware datetimes as UTC `YYYY-MM-DDThh:mm:ssZ`, finite numbers, and non-empty collections
+    as `(a,b)` for IN. Anything it cannot render exactly is refused rather than approximated."""
+    # bool before int: True is an int in Python and would otherwise render as 1.
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        if any(char in _UNESCAPABLE_CONTROLS for char in value):
+            raise ValueError("a SOQL string cannot carry control characters other than \\n \\r \\t \\b \\f")
+        return "'" + value.translate(_SOQL_STRING_ESCAPES) + "'"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"SOQL has no literal for {value!r}")
+        # Positional notation: str() would write 1e+16, which is no SOQL number.
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, datetime):  # before date: a datetime is a date
+        if value.tzinfo is None or value.utcoffset() is None:
+            # A naive datetime would be read in some server's local zone and shift the day boundaries.
+            raise ValueError(f"a SOQL datetime needs a time zone: {value!r}")
+        if value.microsecond:
+            # SOQL datetimes have whole seconds; truncating would move a `<` bound silently.
+            raise ValueError(f"a SOQL datetime has whole seconds: {value!r}")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if not value:
+            raise ValueError("SOQL has no empty list: IN () is malformed")
+        items = [soql_literal(item) for item in value]
+        # A set has no order of its own; sorting keeps the query text reproducible.
+        return "(" + ",".join(sorted(items) if isinstance(value, (set, frozenset)) else items) + ")"
+    raise TypeError(f"no SOQL literal for a {type(value).__name__}")
+
+
+# --- query assembly -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _QueryText:
+    """Collects the parts of one SELECT and every field it references; identifiers are re-checked as
+    they are added, so nothing unvalidated can reach the text."""
+
+    object_name: str
+    select: list[str] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+    group_by: list[str] = field(default_factory=list)
+    fields: set[str] = field(default_factory=set)
+    aggregates: bool = False
+
+    def ref(self, field_path: str) -> str:
+        self.fields.add(salesforce_field_path(field_path))
+        return field_path
+
+    def pick(self, field_path: str) -> None:
+        self.select.append(self.ref(field_path))
+
+    def group(self, field_path: str) -> None:
+        self.group_by.append(self.ref(field_path))
+        alias = _PATH_ALIASES.get(field_path)
+        self.select.append(f"{field_path} {alias}" if alias else field_path)
+
+    def aggregate(self, function: str, field_path: str, alias: str) -> None:
+        if function not in ("COUNT", "SUM"):
+            raise ValueError(f"unsupported aggregate function {function!r}")
+        self.aggregates = True
+        self.select.append(f"{function}({self.ref(field_path)}) {salesforce_name(alias)}")
+
+    def equals(self, field_path: str, value: object) -> str:
+        return f"{self.ref(field_path)} = {soql_literal(value)}"
+
+    def not_null(self, field_path: str) -> str:
+        return f"{self.ref(field_path)} != {soql_literal(None)}"
+
+    def on_day(self, date_field: str, day: date) -> str:
+        return self.equals(date_field, day)
+
+    def within_utc_day(self, datetime_field: str, day: date) -> str:
+        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        end = start + timedelta(days=1)
+        name = self.ref(datetime_field)
+        return f"{name} >= {soql_literal(start)} AND {name} < {soql_literal(end)}"
+
+    def text(self) -> str:
+        soql = f"SELECT {', '.join(self.select)} FROM {salesforce_name(self.object_name)}"
+        if self.where:
+            soql += " WHERE " + " AND ".join(self.where)
+        if self.group_by:
+            soql += " GROUP BY " + ", ".join(self.group_by)
+        return soql
+
+
+def _finish(spec: MetricFields, selection: Selection, query: _QueryText, period: date | None) -> SoqlQuery:
+    # Last guard: the text must not reference anything the customer did not select, whatever the
+    # builder above did (a mismatch here is a bug in this module, reported as a selection failure).
+    stray = sorted(
+        name
+        for name in query.fields
+        if name not in IMPLICIT_FIELDS and not selection.has_field(spec.object_name, name)
+    )
+    if stray:
+        raise SelectionError(f"metric {spec.metric} would read unselected {spec.object_name} fields: {stray}")
+    return SoqlQuery(
+        metric=spec.metric,
+        object_name=spec.object_name,
+        soql=query.text(),
+        aggregate=query.aggregates,
+        fields_read=tuple(sorted(query.fields)),
+        period=period,
+    )
+
+
+def _daily(spec: MetricFields, period: object) -> date:
+    if not isinstance(period, date) or isinstance(period, datetime):
+        raise ValueError(f"metric {spec.metric} is daily: its period must be a date, not {period!r}")
+    return period
+
+
+def _snapshot(spec: MetricFields, period: object) -> None:
+    if period is not None:
+        raise ValueError(f"metric {spec.metric} is a snapshot: its period must be None, not {period!r}")
+
+
+# --- what each metric reads -----------------------------------------------------------------------------
+
+OPEN_PIPELINE_BY_STAGE_FIELDS = MetricFields(
+    "open_pipeline_by_stage", "Opportunity", frozenset({"StageName", "Probability", "Amount", "IsClosed"})
+)
+WIN_RATE_FIELDS = MetricFields("win_rate", "Opportunity", frozenset({"IsWon", "IsClosed", "Amount", "CloseDate"}))
+SALES_CYCLE_LENGTH_FIELDS = MetricFields(
+    "sales_cycle_length", "Opportunity", frozenset({"IsWon", "CreatedDate", "CloseDate"})
+)
+LEAD_CONVERSION_FIELDS = MetricFields("lead_conversion", "Lead", frozenset({"IsConverted", "CreatedDate"}))
+LEAD_TIME_TO_CONVERT_FIELDS = MetricFields(
+    "lead_time_to_convert", "Lead", frozenset({"IsConverted", "CreatedDate", "ConvertedDate"})
+)
+CASE_VOLUME_FIELDS = MetricFields("case_volume", "Case", frozenset({"Status", "Priority", "CreatedDate"}))
+CASE_RESOLUTION_TIME_FIELDS = MetricFields("case_resolution_time", "Case", frozenset({"CreatedDate", "ClosedDate"}))
+CASE_MILESTONE_SLA_FIELDS = MetricFields(
+    "case_milestone_sla",
+    "CaseMilestone",
+    frozenset({"IsCompleted", "IsViolated", "CompletionDate", "TargetDate"}),
+    optional=(OptionalDimension("milestone_type", ("MilestoneType.Name", "MilestoneTypeId")),),
+)
+CAMPAIGN_RESPONSES_FIELDS = MetricFields("campaign_responses", "CampaignMember", frozenset({"CampaignId", "HasResponded"}))
+CAMPAIGN_SOURCED_PIPELINE_FIELDS = MetricFields(
+    "campaign_sourced_pipeline", "Opportunity", frozenset({"CampaignId", "Amount"})
+)
+TASK_ACTIVITY_COUNTS_FIELDS = MetricFields(
+    "task_activity_counts",
+    "Task",
+    frozenset({"ActivityDate"}),
+    optional=(OptionalDimension("activity_type", ("Type",)), OptionalDimension("activity_subtype", ("TaskSubtype",))),
+)
+EVENT_ACTIVITY_COUNTS_FIELDS = MetricFields(
+    "event_activity_counts",
+    "Event",
+    frozenset({"ActivityDate"}),
+    optional=(OptionalDimension("activity_type", ("Type",)),),
+)
+
+
+# --- builders -------------------------------------------------------------------------------------------
+_A = AggregateAlias
+
+
+def open_pipeline_by_stage_query(selection: SelectionLike, period: None = None) -> SoqlQuery:
+    """Open opportunities by stage and probability: SOQL cannot SUM(Amount * Probability), but grouping by
+    Probability too lets the reducer weight each group's sum exactly."""
+    spec = OPEN_PIPELINE_BY_STAGE_FIELDS
+    _snapshot(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("StageName")
+    query.group("Probability")
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.aggregate("SUM", "Amount", _A.AMOUNT_SUM)
+    query.where.append(query.equals("IsClosed", False))
+    return _finish(spec, selection, query, period)
+
+
+def win_rate_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Closed opportunities of the day, won vs lost. COUNT(Amount) next to SUM(Amount) gives the mean won
+    deal over non-null Amounts (what AVG(Amount) returns) in a form that still adds up across rows."""
+    spec = WIN_RATE_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("IsWon")
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.aggregate("SUM", "Amount", _A.AMOUNT_SUM)
+    query.aggregate("COUNT", "Amount", _A.AMOUNT_COUNT)
+    query.where += [query.equals("IsClosed", True), query.on_day("CloseDate", day)]
+    return _finish(spec, selection, query, day)
+
+
+def sales_cycle_length_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Won opportunities closed that day, streamed: a median needs every duration, and SOQL cannot
+    subtract dates. Only the two dates are read (not even Id)."""
+    spec = SALES_CYCLE_LENGTH_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.pick("CreatedDate")
+    query.pick("CloseDate")
+    query.where += [query.equals("IsWon", True), query.on_day("CloseDate", day)]
+    return _finish(spec, selection, query, day)
+
+
+def lead_conversion_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Leads created that (UTC) day, converted or not: a cohort, so the rate can still rise later."""
+    spec = LEAD_CONVERSION_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("IsConverted")
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.where.append(query.within_utc_day("CreatedDate", day))
+    return _finish(spec, selection, query, day)
+
+
+def lead_time_to_convert_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Converted leads of the same creation-day cohort, streamed for the days-to-convert distribution."""
+    spec = LEAD_TIME_TO_CONVERT_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.pick("CreatedDate")
+    query.pick("ConvertedDate")
+    query.where += [query.equals("IsConverted", True), query.within_utc_day("CreatedDate", day)]
+    return _finish(spec, selection, query, day)
+
+
+def case_volume_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Cases created that (UTC) day by status and priority."""
+    spec = CASE_VOLUME_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("Status")
+    query.group("Priority")
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.where.append(query.within_utc_day("CreatedDate", day))
+    return _finish(spec, selection, query, day)
+
+
+def case_resolution_time_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Cases closed that (UTC) day, streamed for the hours-to-close distribution."""
+    spec = CASE_RESOLUTION_TIME_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.pick("CreatedDate")
+    query.pick("ClosedDate")
+    query.where.append(query.within_utc_day("ClosedDate", day))
+    return _finish(spec, selection, query, day)
+
+
+def case_milestone_sla_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Milestones whose outcome was decided that (UTC) day: completed ones on their CompletionDate, open
+    ones on their TargetDate (the moment an open milestone becomes violated). Grouped by IsCompleted as
+    well so open-but-not-yet-due milestones are reported as pending instead of as met. When an open
+    milestone is completed later it moves to its completion day: re-materialise recent partitions."""
+    spec = CASE_MILESTONE_SLA_FIELDS
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("IsCompleted")
+    query.group("IsViolated")
+    for _dimension, field_path in spec.chosen_dimensions(selection):
+        query.group(field_path)
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    completed = f"({query.equals('IsCompleted', True)} AND {query.within_utc_day('CompletionDate', day)})"
+    still_open = f"({query.equals('IsCompleted', False)} AND {query.within_utc_day('TargetDate', day)})"
+    query.where.append(f"({completed} OR {still_open})")
+    return _finish(spec, selection, query, day)
+
+
+def campaign_responses_query(selection: SelectionLike, period: None = None) -> SoqlQuery:
+    """Responded campaign members per campaign (all time)."""
+    spec = CAMPAIGN_RESPONSES_FIELDS
+    _snapshot(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("CampaignId")
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.where.append(query.equals("HasResponded", True))
+    return _finish(spec, selection, query, period)
+
+
+def campaign_sourced_pipeline_query(selection: SelectionLike, period: None = None) -> SoqlQuery:
+    """Opportunities per primary campaign (all stages), count and amount."""
+    spec = CAMPAIGN_SOURCED_PIPELINE_FIELDS
+    _snapshot(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.group("CampaignId")
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.aggregate("SUM", "Amount", _A.AMOUNT_SUM)
+    query.where.append(query.not_null("CampaignId"))
+    return _finish(spec, selection, query, period)
+
+
+def _activity_counts_query(spec: MetricFields, selection: SelectionLike, period: date) -> SoqlQuery:
+    day = _daily(spec, period)
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    # Type/subtype only when selected; without them this is one COUNT row for the day.
+    for _dimension, field_path in spec.chosen_dimensions(selection):
+        query.group(field_path)
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query.where.append(query.on_day("ActivityDate", day))
+    return _finish(spec, selection, query, day)
+
+
+def task_activity_counts_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Tasks due (ActivityDate) that day, by Type and TaskSubtype when those are selected."""
+    return _activity_counts_query(TASK_ACTIVITY_COUNTS_FIELDS, selection, period)
+
+
+def event_activity_counts_query(selection: SelectionLike, period: date) -> SoqlQuery:
+    """Events on (ActivityDate) that day, by Type when selected."""
+    return _activity_counts_query(EVENT_ACTIVITY_COUNTS_FIELDS, selection, period)

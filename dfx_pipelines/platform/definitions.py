@@ -1,0 +1,32 @@
+"""Dagster definitions every connector shares: the platform resource and the sensor that keeps each
+kind's dynamic "connection" partitions in step with the registry."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dfx_pipelines.platform.partitions import partition_changes
+from dfx_pipelines.platform.registry import KIND_RULES
+from dfx_pipelines.platform.resources import PlatformResource
+
+
+@dg.sensor(
+    name="connection_partitions_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a partition for each new connection and drops the partitions of deleted ones.",
+)
+def connection_partitions_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource) -> dg.SensorResult:
+    registry = platform.get().registry
+    requests = []
+    summary = []
+    for kind in sorted(KIND_RULES):
+        change = partition_changes(context.instance, registry, kind)
+        requests.extend(change.requests())
+        if change.added or change.removed:
+            summary.append(f"{kind}: +{len(change.added)} -{len(change.removed)}")
+    return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=None if requests else "partitions match the registry")
+
+
+def platform_definitions() -> dg.Definitions:
+    return dg.Definitions(sensors=[connection_partitions_sensor], resources={"platform": PlatformResource()})

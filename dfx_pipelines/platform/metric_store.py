@@ -1,0 +1,168 @@
+"""Aggregated results and where they came from. Nothing raw is ever written here.
+
+A write replaces the whole batch for one (connection, metric, partition) in one transaction, so a rerun
+or a retried run never duplicates rows and a failed write leaves the previous batch intact. Each batch
+carries its provenance: the run, when it was computed, the query or API calls that produced it, and how
+many records and bytes were read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Iterable, Sequence
+
+import sqlalchemy as sa
+
+from dfx_pipelines.platform import tables
+from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.metric_rows import MetricRow
+from dfx_pipelines.platform.registry import Connection, utcnow
+
+
+@dataclass(frozen=True)
+class Provenance:
+    run_id: str | None
+    source: str  # the SOQL/SQL/JQL issued, or a short description of the API calls
+    api_calls: int | None = None
+    records_read: int | None = None
+    bytes_read: int | None = None
+    computed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    connection_id: str
+    metric: str
+    partition_key: str
+    rows_written: int
+    rows_replaced: int
+
+
+def _check_value(row: MetricRow) -> float | None:
+    if row.value is None:
+        return None
+    value = float(row.value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"metric {row.metric}.{row.measure} produced a non-finite value {row.value!r}")
+    return value
+
+
+class MetricStore:
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    def write(
+        self,
+        connection: Connection,
+        metric: str,
+        partition_key: str,
+        rows: Sequence[MetricRow],
+        provenance: Provenance,
+    ) -> WriteSummary:
+        values = [
+            {
+                "period": row.period,
+                "measure": row.measure,
+                "dimensions": json.dumps(dict(row.dimensions), sort_keys=True),
+                "value": _check_value(row),
+            }
+            for row in rows
+        ]  # validated before the transaction opens: nothing half-written
+        for row in rows:
+            if row.metric != metric:
+                raise ConfigError(f"row of metric {row.metric!r} written as {metric!r}")
+        batches, vals = tables.metric_batches, tables.metric_values
+        with self.engine.begin() as db:
+            old_ids = [
+                r.id
+                for r in db.execute(
+                    sa.select(batches.c.id).where(
+                        batches.c.connection_id == connection.id,
+                        batches.c.metric == metric,
+                        batches.c.partition_key == partition_key,
+                    )
+                )
+            ]
+            replaced = 0
+            if old_ids:
+                replaced = db.execute(vals.delete().where(vals.c.batch_id.in_(old_ids))).rowcount
+                db.execute(batches.delete().where(batches.c.id.in_(old_ids)))
+            batch_id = db.execute(
+                batches.insert().values(
+                    workspace_id=connection.workspace_id,
+                    connection_id=connection.id,
+                    metric=metric,
+                    partition_key=partition_key,
+                    run_id=provenance.run_id,
+                    computed_at=provenance.computed_at or utcnow(),
+                    source=provenance.source,
+                    api_calls=provenance.api_calls,
+                    records_read=provenance.records_read,
+                    bytes_read=provenance.bytes_read,
+                    row_count=len(values),
+                )
+            ).inserted_primary_key[0]
+            if values:
+                db.execute(vals.insert(), [{**value, "batch_id": batch_id} for value in values])
+        return WriteSummary(connection.id, metric, partition_key, len(values), replaced)
+
+    def read(
+        self,
+        *,
+        connection_id: str | None = None,
+        metric: str | None = None,
+        partition_key: str | None = None,
+        period_from: date | None = None,
+        period_to: date | None = None,
+    ) -> list[dict[str, Any]]:
+        batches, vals = tables.metric_batches, tables.metric_values
+        query = (
+            sa.select(
+                batches.c.workspace_id,
+                batches.c.connection_id,
+                batches.c.metric,
+                batches.c.partition_key,
+                vals.c.period,
+                vals.c.measure,
+                vals.c.dimensions,
+                vals.c.value,
+                batches.c.run_id,
+                batches.c.computed_at,
+            )
+            .select_from(vals.join(batches, vals.c.batch_id == batches.c.id))
+            .order_by(batches.c.connection_id, batches.c.metric, vals.c.period, vals.c.measure, vals.c.dimensions)
+        )
+        if connection_id is not None:
+            query = query.where(batches.c.connection_id == connection_id)
+        if metric is not None:
+            query = query.where(batches.c.metric == metric)
+        if partition_key is not None:
+            query = query.where(batches.c.partition_key == partition_key)
+        if period_from is not None:
+            query = query.where(vals.c.period >= period_from)
+        if period_to is not None:
+            query = query.where(vals.c.period <= period_to)
+        with self.engine.connect() as db:
+            return [{**row, "dimensions": json.loads(row["dimensions"])} for row in db.execute(query).mappings()]
+
+    def batches(self, connection_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(tables.metric_batches).order_by(tables.metric_batches.c.id)
+        if connection_id is not None:
+            query = query.where(tables.metric_batches.c.connection_id == connection_id)
+        with self.engine.connect() as db:
+            return [dict(row) for row in db.execute(query).mappings()]
+
+    def delete_connection(self, connection_id: str) -> int:
+        """Every batch and value of one connection, in one transaction; returns values deleted."""
+        batches, vals = tables.metric_batches, tables.metric_values
+        with self.engine.begin() as db:
+            ids = sa.select(batches.c.id).where(batches.c.connection_id == connection_id).scalar_subquery()
+            deleted = db.execute(vals.delete().where(vals.c.batch_id.in_(ids))).rowcount
+            db.execute(batches.delete().where(batches.c.connection_id == connection_id))
+        return deleted
+
+    def connections_with_data(self) -> Iterable[str]:
+        with self.engine.connect() as db:
+            return [r[0] for r in db.execute(sa.select(tables.metric_batches.c.connection_id).distinct())]

@@ -1,0 +1,138 @@
+"""Keeps secrets out of logs, event storage and exception text.
+
+Three layers, because each catches what the others miss:
+- `redact(text)` masks every *live* secret (each value the vault decrypts registers itself here) and
+  anything token-shaped (Bearer tokens, private-key blocks, JWTs, Salesforce session ids, `token=` pairs).
+- `install_redaction()` wraps the process's LogRecord factory so a record's message is redacted the
+  moment it is created — before Dagster's log manager turns `context.log` calls into events that land
+  in event storage — and adds `RedactingFormatter` to the root handlers. Idempotent.
+- `RedactingFormatter` also redacts formatted tracebacks, for handlers we configure ourselves
+  (dagster.yaml's `python_logs.dagster_handler_config`, the CLI).
+Errors raised by connectors are re-raised with `safe_error(...)`/`from None`, so no secret rides along
+as an exception's cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+MASK = "[REDACTED]"
+_MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
+
+_TOKEN_PATTERNS = [
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=!-]{8,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
+    re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"),  # Salesforce session id
+    re.compile(
+        r"(?i)((?<![A-Za-z0-9_])\"?(?:access_token|refresh_token|id_token|client_secret|code_verifier|private_key|password|"
+        r"api_token|apikey|api_key|secret|token|code)\"?\s*[:=]\s*\"?)([^\"&\s,}]{6,})"
+    ),
+]
+
+
+class _SecretRegistry:
+    """The set of secret values currently live in this process (decrypted from the vault)."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str | bytes | None) -> None:
+        if value is None:
+            return
+        text = value.decode("utf-8", "ignore") if isinstance(value, bytes) else str(value)
+        candidates = {text.strip()}
+        # A JSON key file is also logged line by line or field by field: register its long fields too.
+        candidates.update(part for part in re.split(r"[\s\"',:{}]+", text) if len(part) >= 20)
+        with self._lock:
+            before = len(self._values)
+            self._values.update(c for c in candidates if len(c) >= _MIN_SECRET_LENGTH)
+            if len(self._values) != before:
+                self._pattern = None
+
+    def discard(self, value: str) -> None:
+        with self._lock:
+            self._values.discard(value)
+            self._pattern = None
+
+    def pattern(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._pattern is None and self._values:
+                # Longest first, so a secret that contains another is masked whole.
+                ordered = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            return self._pattern
+
+
+SECRETS = _SecretRegistry()
+
+
+def register_secret(value: str | bytes | None) -> None:
+    """Mark a value as secret for the life of the process: every log line and error will mask it."""
+    SECRETS.add(value)
+
+
+def redact(text: Any) -> str:
+    text = str(text)
+    pattern = SECRETS.pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for token_pattern in _TOKEN_PATTERNS:
+        if token_pattern.groups >= 2:
+            text = token_pattern.sub(lambda m: m.group(1) + MASK, text)
+        elif token_pattern.groups == 1:
+            text = token_pattern.sub(lambda m: m.group(1) + " " + MASK, text)
+        else:
+            text = token_pattern.sub(MASK, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose every output, tracebacks included, has secrets masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return redact(super().formatException(ei))
+
+
+_install_lock = threading.Lock()
+_installed = False
+
+
+def install_redaction() -> None:
+    """Redact every log record at creation, and every root handler's output. Safe to call often."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        previous_factory = logging.getLogRecordFactory()
+
+        def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous_factory(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed %-format: keep logging's own behaviour
+                return record
+            redacted = redact(message)
+            if redacted != message or record.args:
+                record.msg, record.args = redacted, ()
+            return record
+
+        logging.setLogRecordFactory(redacting_factory)
+        _installed = True
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, RedactingFormatter):
+            fmt = handler.formatter._fmt if handler.formatter else None  # noqa: SLF001
+            handler.setFormatter(RedactingFormatter(fmt))
+
+
+def safe_message(exc: BaseException) -> str:
+    """An exception's message, redacted, for re-raising as a project error `from None`."""
+    return redact(f"{type(exc).__name__}: {exc}")

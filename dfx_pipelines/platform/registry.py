@@ -1,0 +1,401 @@
+"""Workspaces and their connections: what a customer connected, what they selected, how fields map.
+
+Every identifier that will reach SOQL, SQL or JQL is validated here, once, by the connector kind's
+strict patterns (`platform.identifiers`); connectors then take names only from a validated
+`Connection`. A connection's id is a slug that doubles as its Dagster dynamic partition key.
+
+Adding a connection writes the registry row and the vault secrets together or not at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dfx_pipelines.platform import identifiers, tables
+from dfx_pipelines.platform.errors import ConfigError, IdentifierError, UnknownConnectionError
+from dfx_pipelines.platform.vault import SecretRef, Vault
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ConnectionStatus(str, enum.Enum):
+    ACTIVE = "active"
+    REVOKED = "revoked"  # credentials destroyed; cached data kept until deletion
+    REMOVED = "removed"  # the customer removed it; cached data is deleted within the grace period
+    DELETED = "deleted"  # everything cached from it is gone; the row stays as a tombstone for the audit
+
+
+# -------------------------------------------------------------- per-kind identifier rules
+
+
+def _salesforce_selection(selection: "Selection") -> None:
+    for obj, fields in selection.objects.items():
+        identifiers.salesforce_name(obj)
+        for field in fields:
+            identifiers.salesforce_field_path(field)
+
+
+def _jira_selection(selection: "Selection") -> None:
+    for key in selection.projects:
+        identifiers.jira_project_key(key)
+    for board in selection.boards:
+        identifiers.jira_board_id(board)
+
+
+def _bigquery_selection(selection: "Selection") -> None:
+    for dataset, tables_ in selection.datasets.items():
+        identifiers.bigquery_dataset(dataset)
+        for table in tables_:
+            identifiers.bigquery_table(table)
+    for qualified, columns in selection.objects.items():
+        dataset, _, table = qualified.partition(".")
+        identifiers.bigquery_dataset(dataset)
+        identifiers.bigquery_table(table)
+        for column in columns:
+            identifiers.bigquery_column(column)
+
+
+def _salesforce_source_field(value: str) -> str:
+    return identifiers.salesforce_field_path(value)
+
+
+def _bigquery_source_field(value: str) -> str:
+    return identifiers.bigquery_column(value)
+
+
+# kind → (selection validator, field-mapper source validator). A new connector kind adds one line here.
+KIND_RULES: dict[str, tuple[Callable[["Selection"], None], Callable[[str], Any]]] = {
+    "salesforce": (_salesforce_selection, _salesforce_source_field),
+    "jira": (_jira_selection, identifiers.jira_field_id),
+    "bigquery": (_bigquery_selection, _bigquery_source_field),
+}
+
+
+# -------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True)
+
+
+class Selection(_Model):
+    """What the customer chose to share. Only what is listed here is ever read.
+
+    Salesforce: `objects` = object → fields. Jira: `projects` and `boards`. BigQuery: `datasets` =
+    dataset → tables, and optionally `objects` = "dataset.table" → columns to narrow further.
+    """
+
+    objects: dict[str, list[str]] = Field(default_factory=dict)
+    projects: list[str] = Field(default_factory=list)
+    boards: list[int] = Field(default_factory=list)
+    datasets: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("objects", "datasets")
+    @classmethod
+    def _no_duplicates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, items in value.items():
+            if len(set(items)) != len(items):
+                raise ValueError(f"{key}: duplicate entries in {items}")
+        return value
+
+
+class FieldMapping(_Model):
+    """Maps a product-level name (`story_points`, `team`, `region`) to a source field the customer chose."""
+
+    target: str
+    source: str
+    label: str | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        return identifiers.sql_identifier(value)
+
+
+class WriteBackDesignation(_Model):
+    """A source field the customer allowed us to write one metric's value to (Salesforce only today)."""
+
+    object: str
+    field: str
+    metric: str
+    measure: str
+
+    @field_validator("object", "field")
+    @classmethod
+    def _sf_name(cls, value: str) -> str:
+        return identifiers.salesforce_name(value)
+
+    @field_validator("metric", "measure")
+    @classmethod
+    def _metric_name(cls, value: str) -> str:
+        return identifiers.sql_identifier(value)
+
+
+class ConnectionSettings(_Model):
+    schedule_cron: str = "0 2 * * *"  # the nightly full recompute
+    timezone: str = "UTC"
+    history_days: int = Field(default=90, ge=1, le=3660)  # how far back daily partitions start
+    monthly_budget_usd: float | None = Field(default=None, gt=0)  # BigQuery; None: no query may run
+    price_per_tib_usd: float = Field(default=6.25, gt=0)
+    api_limit_share: float = Field(default=0.5, gt=0, le=1)  # stop before this share of a daily API limit
+    lookback_minutes: int = Field(default=15, ge=0, le=1440)  # incremental sync overlap
+    allow_private_address: bool = False  # Jira Data Center on a private network: explicit opt-in
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"schedule_cron must have 5 fields, got {value!r}")
+        return value
+
+
+class Workspace(_Model):
+    id: str
+    name: str = Field(min_length=1, max_length=200)
+    owner_email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    created_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return identifiers.workspace_id(value)
+
+
+class Connection(_Model):
+    id: str
+    workspace_id: str
+    kind: str
+    display_name: str = Field(min_length=1, max_length=200)
+    selection: Selection = Field(default_factory=Selection)
+    field_mapper: list[FieldMapping] = Field(default_factory=list)
+    write_back: list[WriteBackDesignation] = Field(default_factory=list)
+    settings: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    endpoint: dict[str, Any] = Field(default_factory=dict)  # non-secret: instance_url, cloud id, project
+    discovered: dict[str, Any] = Field(default_factory=dict)  # e.g. Jira custom fields found at connect time
+    status: ConnectionStatus = ConnectionStatus.ACTIVE
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+    removed_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return identifiers.connection_slug(value)
+
+    @field_validator("workspace_id")
+    @classmethod
+    def _workspace(cls, value: str) -> str:
+        return identifiers.workspace_id(value)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in KIND_RULES:
+            raise ValueError(f"unknown connector kind {value!r}; known kinds: {', '.join(sorted(KIND_RULES))}")
+        return value
+
+    @model_validator(mode="after")
+    def _identifiers(self) -> "Connection":
+        validate_selection, validate_source = KIND_RULES[self.kind]
+        validate_selection(self.selection)
+        targets = [mapping.target for mapping in self.field_mapper]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"field mapper maps the same target twice: {targets}")
+        for mapping in self.field_mapper:
+            validate_source(mapping.source)
+        if self.write_back and self.kind != "salesforce":
+            raise ValueError(f"write-back is not supported for {self.kind} connections")
+        for designation in self.write_back:
+            if designation.field not in self.selection.objects.get(designation.object, []):
+                raise ValueError(f"write-back field {designation.object}.{designation.field} is not in the selection")
+        return self
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is ConnectionStatus.ACTIVE
+
+    def secret_ref(self, kind: str) -> SecretRef:
+        return SecretRef(self.workspace_id, self.id, kind)
+
+    def mapped_field(self, target: str) -> str | None:
+        return next((m.source for m in self.field_mapper if m.target == target), None)
+
+    def config_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include={"selection", "field_mapper", "write_back", "settings", "endpoint", "discovered"})
+
+
+def parse_connection(data: Mapping[str, Any]) -> Connection:
+    """Build a `Connection` from untrusted input, turning validation errors into one clear ConfigError."""
+    try:
+        return Connection.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'connection'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(f"invalid connection config: {problems}") from None
+    except IdentifierError:
+        raise
+
+
+# -------------------------------------------------------------- persistence
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class Registry:
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    # -- workspaces
+
+    def upsert_workspace(self, workspace: Workspace) -> Workspace:
+        values = workspace.model_dump()
+        with self.engine.begin() as db:
+            exists = db.execute(sa.select(tables.workspaces.c.id).where(tables.workspaces.c.id == workspace.id)).first()
+            if exists:
+                db.execute(tables.workspaces.update().where(tables.workspaces.c.id == workspace.id).values(**values))
+            else:
+                db.execute(tables.workspaces.insert().values(**values))
+        return workspace
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(tables.workspaces).where(tables.workspaces.c.id == workspace_id)).mappings().first()
+        if row is None:
+            raise ConfigError(f"unknown workspace {workspace_id!r}")
+        return Workspace(**{**row, "created_at": _aware(row["created_at"]), "closed_at": _aware(row["closed_at"])})
+
+    # -- connections
+
+    @staticmethod
+    def _from_row(row: Mapping[str, Any]) -> Connection:
+        return Connection.model_validate(
+            {
+                **row["config"],
+                "id": row["id"],
+                "workspace_id": row["workspace_id"],
+                "kind": row["kind"],
+                "display_name": row["display_name"],
+                "status": row["status"],
+                "created_at": _aware(row["created_at"]),
+                "revoked_at": _aware(row["revoked_at"]),
+                "removed_at": _aware(row["removed_at"]),
+                "deleted_at": _aware(row["deleted_at"]),
+            }
+        )
+
+    @staticmethod
+    def _to_row(connection: Connection) -> dict[str, Any]:
+        return {
+            "id": connection.id,
+            "workspace_id": connection.workspace_id,
+            "kind": connection.kind,
+            "display_name": connection.display_name,
+            "config": connection.config_json(),
+            "status": connection.status.value,
+            "created_at": connection.created_at,
+            "updated_at": utcnow(),
+            "revoked_at": connection.revoked_at,
+            "removed_at": connection.removed_at,
+            "deleted_at": connection.deleted_at,
+        }
+
+    def add_connection(
+        self,
+        connection: Connection,
+        *,
+        vault: Vault | None = None,
+        secrets: Mapping[str, str | bytes] | None = None,
+    ) -> Connection:
+        """Insert the connection and store its secrets: both happen, or neither does.
+
+        The row is inserted inside a transaction, the secrets are written to the vault, and only then is
+        the transaction committed; any failure destroys whatever reached the vault and rolls back."""
+        secrets = dict(secrets or {})
+        if secrets and vault is None:
+            raise ConfigError("secrets given without a vault to keep them in")
+        refs = {kind: connection.secret_ref(kind) for kind in secrets}  # validates secret kinds up front
+        self.get_workspace(connection.workspace_id)
+        if self.find(connection.id) is not None:
+            raise ConfigError(f"connection {connection.id!r} already exists")
+        stored_any = False
+        try:
+            with self.engine.begin() as db:
+                db.execute(tables.connections.insert().values(**self._to_row(connection)))
+                for kind, value in secrets.items():
+                    stored_any = True
+                    vault.put(refs[kind], value)  # type: ignore[union-attr]
+        except BaseException:
+            if stored_any and vault is not None:
+                vault.destroy_connection(connection.workspace_id, connection.id)
+            raise
+        return connection
+
+    def save(self, connection: Connection) -> Connection:
+        """Persist changes to an existing connection (selection, mapper, settings, status)."""
+        with self.engine.begin() as db:
+            result = db.execute(
+                tables.connections.update().where(tables.connections.c.id == connection.id).values(**self._to_row(connection))
+            )
+        if result.rowcount == 0:
+            raise UnknownConnectionError(f"unknown connection {connection.id!r}")
+        return connection
+
+    def find(self, connection_id: str) -> Connection | None:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(tables.connections).where(tables.connections.c.id == connection_id)).mappings().first()
+        return self._from_row(row) if row else None
+
+    def get(self, connection_id: str) -> Connection:
+        connection = self.find(connection_id)
+        if connection is None:
+            raise UnknownConnectionError(f"unknown connection {connection_id!r}")
+        return connection
+
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        workspace_id: str | None = None,
+        statuses: Iterable[ConnectionStatus] | None = None,
+    ) -> list[Connection]:
+        query = sa.select(tables.connections).order_by(tables.connections.c.id)
+        if kind is not None:
+            query = query.where(tables.connections.c.kind == kind)
+        if workspace_id is not None:
+            query = query.where(tables.connections.c.workspace_id == workspace_id)
+        if statuses is not None:
+            query = query.where(tables.connections.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as db:
+            return [self._from_row(row) for row in db.execute(query).mappings()]
+
+    def partition_keys(self, kind: str) -> list[str]:
+        """Connections that still hold cached data, and so still have a partition."""
+        live = (ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED, ConnectionStatus.REMOVED)
+        return [c.id for c in self.list(kind=kind, statuses=live)]
+
+    def set_status(self, connection_id: str, status: ConnectionStatus, at: datetime | None = None) -> Connection:
+        connection = self.get(connection_id)
+        at = at or utcnow()
+        connection.status = status
+        if status is ConnectionStatus.REVOKED:
+            connection.revoked_at = connection.revoked_at or at
+        elif status is ConnectionStatus.REMOVED:
+            connection.revoked_at = connection.revoked_at or at
+            connection.removed_at = connection.removed_at or at
+        elif status is ConnectionStatus.DELETED:
+            connection.deleted_at = connection.deleted_at or at
+        return self.save(connection)

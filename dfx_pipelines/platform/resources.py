@@ -1,0 +1,56 @@
+"""The platform as a Dagster resource: registry, metric store and vault for the assets that need them.
+
+No secret is configured here: the master key comes from DFX_MASTER_KEY (or the embedded default's
+generated key file) and never appears in run config. The metric database URL may carry a password, so
+production passes it as `EnvVar("DFX_METRICS_DB_URL")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from dfx_pipelines.platform.errors import ConnectionInactiveError
+from dfx_pipelines.platform.redaction import install_redaction
+from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.services import Platform, get_platform
+from dfx_pipelines.platform.settings import Settings
+
+
+class PlatformResource(dg.ConfigurableResource):
+    """Registry, metric store and vault. Fields left unset fall back to DFX_* environment variables."""
+
+    metrics_db_url: Optional[str] = None
+    home: Optional[str] = None
+
+    _platform: Optional[Platform] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        install_redaction()
+
+    def get(self) -> Platform:
+        if self._platform is None:
+            settings = Settings.from_env()
+            overrides = {}
+            if self.home:
+                from pathlib import Path
+
+                overrides["home"] = Path(self.home)
+            if self.metrics_db_url:
+                overrides["metrics_db_url"] = self.metrics_db_url
+            self._platform = get_platform(dataclasses.replace(settings, **overrides) if overrides else settings)
+        return self._platform
+
+    def active_connection(self, connection_id: str, kind: str) -> Connection:
+        """The connection a run is for, refusing (before any network call) one that is not active."""
+        connection = self.get().registry.get(connection_id)
+        if connection.kind != kind:
+            raise ConnectionInactiveError(f"connection {connection_id!r} is a {connection.kind} connection, not {kind}")
+        if not connection.is_active:
+            raise ConnectionInactiveError(
+                f"connection {connection_id!r} is {connection.status.value}: no data is read from it"
+            )
+        return connection

@@ -1,0 +1,59 @@
+"""SQLAlchemy Core tables mirroring the migrated schema (migrations own the schema; this is for queries)."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("owner_email", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(64), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("removed_at", sa.DateTime(timezone=True)),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+)
+
+metric_batches = sa.Table(
+    "metric_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("connection_id", sa.String(64), sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("metric", sa.String(128), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("api_calls", sa.Integer),
+    sa.Column("records_read", sa.BigInteger),
+    sa.Column("bytes_read", sa.BigInteger),
+    sa.Column("row_count", sa.Integer, nullable=False),
+)
+
+metric_values = sa.Table(
+    "metric_values",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("metric_batches.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("period", sa.Date),
+    sa.Column("measure", sa.String(128), nullable=False),
+    sa.Column("dimensions", sa.Text, nullable=False),
+    sa.Column("value", sa.Float),
+)

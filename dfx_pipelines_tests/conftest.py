@@ -1,0 +1,77 @@
+"""Fixtures shared by every test: isolated settings under a temp folder, a fresh PostgreSQL database,
+and the platform services built on them. PostgreSQL is the real server on 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from dfx_pipelines.platform.db import dispose_engine
+from dfx_pipelines.platform.registry import Workspace
+from dfx_pipelines.platform.services import Platform
+from dfx_pipelines.platform.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("DFX_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's DFX_* / DAGSTER_HOME, and none writes outside its temp folder."""
+    for name in list(os.environ):
+        if name.startswith(("DFX_", "DAGSTER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DFX_HOME", str(tmp_path / "dfx_home"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"DFX_HOME": str(tmp_path / "dfx_home")})
+
+
+@pytest.fixture
+def platform(settings: Settings) -> Iterator[Platform]:
+    yield Platform(settings)
+    dispose_engine(settings.metrics_db_url)
+
+
+@pytest.fixture
+def workspace(platform: Platform) -> Workspace:
+    return platform.registry.upsert_workspace(Workspace(id="acme", name="Acme Corp", owner_email="owner@acme.test"))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    name = f"dfx_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+    yield {
+        "url": url.render_as_string(hide_password=False),
+        "host": url.host or "127.0.0.1",
+        "port": str(url.port or 5432),
+        "username": url.username or "postgres",
+        "password": url.password or "",
+        "db_name": name,
+    }
+    dispose_engine(url.render_as_string(hide_password=False))
+    with admin.connect() as db:
+        db.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_platform(settings: Settings, pg_database: dict[str, str]) -> Iterator[Platform]:
+    """Platform services whose metric database is the real PostgreSQL (tables emptied per test)."""
+    platform = Platform(dataclasses.replace(settings, metrics_db_url=pg_database["url"]))
+    engine = platform.engine
+    yield platform
+    with engine.begin() as db:
+        db.execute(sa.text("TRUNCATE metric_values, metric_batches, connections, workspaces CASCADE"))

@@ -1,0 +1,74 @@
+"""The metric store: idempotent batches per (connection, metric, partition), with provenance."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.metric_rows import MetricRow
+from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.registry import Workspace, parse_connection
+from dfx_pipelines.platform.services import Platform
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_platform(request: pytest.FixtureRequest) -> Platform:
+    platform = request.getfixturevalue("platform" if request.param == "sqlite" else "pg_platform")
+    platform.registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="o@acme.test"))
+    for slug in ("sf-acme", "sf-beta"):
+        platform.registry.add_connection(parse_connection({"id": slug, "workspace_id": "acme", "kind": "salesforce", "display_name": slug}))
+    return platform
+
+
+def rows(day: date, amount: float) -> list[MetricRow]:
+    return [
+        MetricRow("win_rate", "won_amount", amount, day, MetricRow.dims(owner="Ann")),
+        MetricRow("win_rate", "won_amount", amount * 2, day, MetricRow.dims(owner="Bob")),
+        MetricRow("win_rate", "win_rate_by_count", None, day),
+    ]
+
+
+def test_rerun_replaces_instead_of_duplicating(store_platform: Platform) -> None:
+    store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
+    day = date(2026, 11, 25)
+    first = store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 10), Provenance("run-1", "SELECT ...", api_calls=2, records_read=40))
+    second = store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 20), Provenance("run-2", "SELECT ...", api_calls=2, records_read=41))
+    assert (first.rows_written, first.rows_replaced) == (3, 0)
+    assert (second.rows_written, second.rows_replaced) == (3, 3)
+    values = store.read(connection_id="sf-acme", metric="win_rate")
+    assert sorted((v["dimensions"].get("owner", ""), v["value"] or 0.0) for v in values) == [("", 0.0), ("Ann", 20.0), ("Bob", 40.0)]
+    assert {v["run_id"] for v in values} == {"run-2"}
+    [batch] = store.batches("sf-acme")
+    assert (batch["api_calls"], batch["records_read"], batch["source"]) == (2, 41, "SELECT ...")
+
+
+def test_partitions_and_connections_are_independent(store_platform: Platform) -> None:
+    store = store_platform.metric_store
+    acme, beta = store_platform.registry.get("sf-acme"), store_platform.registry.get("sf-beta")
+    store.write(acme, "win_rate", "sf-acme|2026-11-24", rows(date(2026, 11, 24), 1), Provenance("r", "q"))
+    store.write(acme, "win_rate", "sf-acme|2026-11-25", rows(date(2026, 11, 25), 2), Provenance("r", "q"))
+    store.write(beta, "win_rate", "sf-beta|2026-11-25", rows(date(2026, 11, 25), 3), Provenance("r", "q"))
+    assert len(store.read(connection_id="sf-acme")) == 6
+    assert len(store.read(period_from=date(2026, 11, 25))) == 6
+    assert store.delete_connection("sf-acme") == 6
+    assert store.read(connection_id="sf-acme") == [] and len(store.read(connection_id="sf-beta")) == 3
+
+
+def test_bad_rows_leave_the_previous_batch_intact(store_platform: Platform) -> None:
+    store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
+    store.write(connection, "win_rate", "p", rows(date(2026, 11, 25), 5), Provenance("run-1", "q"))
+    with pytest.raises(ConfigError, match="non-finite"):
+        store.write(connection, "win_rate", "p", [MetricRow("win_rate", "won_amount", float("nan"))], Provenance("run-2", "q"))
+    with pytest.raises(ConfigError, match="written as"):
+        store.write(connection, "win_rate", "p", [MetricRow("other", "x", 1.0)], Provenance("run-2", "q"))
+    assert {v["run_id"] for v in store.read(connection_id="sf-acme")} == {"run-1"}
+
+
+def test_values_are_aggregates_only(store_platform: Platform) -> None:
+    """The store's schema has no column that could hold a raw record: numbers, labels and provenance."""
+    inspector = sa.inspect(store_platform.engine)
+    columns = {c["name"] for c in inspector.get_columns("metric_values")}
+    assert columns == {"id", "batch_id", "period", "measure", "dimensions", "value"}
