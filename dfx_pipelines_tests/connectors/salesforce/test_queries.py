@@ -407,7 +407,8 @@ def test_soql_literal_details():
     assert soql_literal(True) == "true" and soql_literal(1) == "1"  # bool is not rendered as an int
     assert soql_literal(1e16) == "10000000000000000"  # never exponent notation
     assert soql_literal(1e-7) == "0.0000001"
-    assert soql_literal({"b", "a"}) == "('a','b')"  # sets in a reproducible order
+    names = {f"name{i:02d}" for i in range(30)}
+    assert soql_literal(names) == "(" + ",".join(f"'{n}'" for n in sorted(names)) + ")"  # reproducible order
 
 
 def unquote(literal: str) -> str:

@@ -1,0 +1,25 @@
+# Two commands on a fresh machine: `make demo` (the main job on the embedded default) and `make test`.
+# Both create .venv and install the pinned set first; nothing else needs to be set up by hand.
+PYTHON ?= python3.11
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+.PHONY: install demo dev test bench
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dfx demo
+
+dev: $(STAMP)
+	$(VENV)/bin/dfx dev
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench

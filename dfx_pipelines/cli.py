@@ -1,0 +1,274 @@
+"""The `dfx` command: the demo, local development, sandboxes, connections, metrics and the vault.
+
+Every command works on the embedded default with no variable set (everything under ./.dfx/); the
+same commands run against production when DFX_* and DAGSTER_HOME point there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dfx_pipelines.platform.errors import DfxError
+from dfx_pipelines.platform.redaction import RedactingFormatter, install_redaction
+from dfx_pipelines.platform.settings import Settings
+
+DEMO_WORKSPACE = "demo"
+
+
+def _setup_logging(verbose: bool) -> None:
+    install_redaction()
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("dfx_pipelines").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def embedded_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME for the embedded default: Dagster's default SQLite storage under .dfx/."""
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    home = settings.home / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(
+            "# Embedded default instance: Dagster's SQLite storage in this folder (made by `dfx`).\n"
+            "telemetry:\n  enabled: false\n"
+            "python_logs:\n  managed_python_loggers: [dfx_pipelines]\n"
+        )
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+class _CliGroup(click.Group):
+    """Turns the project's own errors into one clear line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DfxError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_CliGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging (still redacted).")
+def main(verbose: bool) -> None:
+    """DataFlow-Xpert pipelines."""
+    _setup_logging(verbose)
+
+
+# ------------------------------------------------------------------ demo and local development
+
+
+def _start_demo(scale: int | None) -> tuple[Any, list[tuple[Any, Any, Any]]]:
+    from dfx_pipelines.connectors import plugins
+    from dfx_pipelines.platform.registry import Workspace
+    from dfx_pipelines.platform.sandbox import SandboxCA
+    from dfx_pipelines.platform.services import get_platform
+
+    settings = Settings.from_env()
+    if not settings.sandbox_allowed:
+        raise click.UsageError("the demo runs on sandboxes, which DFX_MODE=production refuses")
+    embedded_dagster_home(settings)
+    platform = get_platform(settings)
+    platform.registry.upsert_workspace(Workspace(id=DEMO_WORKSPACE, name="Demo workspace", owner_email="owner@demo.dataflow-xpert.test"))
+    ca = SandboxCA(settings.sandbox_dir)
+    started = []
+    for connector in plugins():
+        sandbox = connector.start_sandbox(ca, scale=scale)
+        connection = connector.connect_demo(platform, sandbox, DEMO_WORKSPACE)
+        click.echo(f"{connector.kind}: sandbox at {', '.join(s.url for s in sandbox.servers)}; connection {connection.id}")
+        started.append((connector, sandbox, connection))
+    return platform, started
+
+
+@main.command()
+@click.option("--scale", type=int, default=None, help="Size of the sandbox data (connector-specific; default demo size).")
+def demo(scale: int | None) -> None:
+    """Start the sandboxes, connect the demo workspace and run every connector's sync job once."""
+    import dagster as dg
+
+    from dfx_pipelines.connectors import plugins
+    from dfx_pipelines.definitions import defs
+    from dfx_pipelines.platform.partitions import sync_partitions
+    from dfx_pipelines.platform.registry import KIND_RULES
+
+    platform, started = _start_demo(scale)
+    failures = 0
+    try:
+        with dg.DagsterInstance.get() as instance:
+            sync_partitions(instance, platform.registry, sorted(KIND_RULES))
+            for connector, _sandbox, connection in started:
+                job = defs.get_job_def(connector.demo_job_name())
+                began = time.monotonic()
+                result = job.execute_in_process(instance=instance, partition_key=connection.id, raise_on_error=False)
+                status = "succeeded" if result.success else "FAILED"
+                failures += not result.success
+                click.echo(f"{job.name} [{connection.id}] {status} in {time.monotonic() - began:.1f}s (run {result.run_id})")
+    finally:
+        for _connector, sandbox, _connection in started:
+            sandbox.stop()
+    if not plugins():
+        click.echo("no connectors are installed yet: the platform is set up, but there is nothing to sync")
+    _print_metrics(platform.metric_store.read(), as_json=False, limit=40)
+    click.echo(f"\nEverything lives in {platform.settings.home}. Open the UI with: dfx dev")
+    if failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+def dev(port: int) -> None:
+    """Start the sandboxes, connect the demo workspace, then run the Dagster UI against them."""
+    _platform, started = _start_demo(None)
+    click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the sandboxes)")
+    dagster = Path(sys.executable).with_name("dagster")
+    try:
+        subprocess.run([str(dagster), "dev", "-w", "workspace.yaml", "-p", str(port)], check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for _connector, sandbox, _connection in started:
+            sandbox.stop()
+
+
+@main.group()
+def sandbox() -> None:
+    """Local HTTPS servers that play the SaaS APIs."""
+
+
+@sandbox.command("serve")
+@click.option("--fault", "faults", multiple=True, help="Inject a fault, e.g. rate_limit:count=3,retry_after=1 (repeatable).")
+@click.option("--scale", type=int, default=None, help="Size of the sandbox data (connector-specific).")
+def sandbox_serve(faults: tuple[str, ...], scale: int | None) -> None:
+    """Serve every connector's sandbox (and the echo server) in the foreground."""
+    from dfx_pipelines.connectors import plugins
+    from dfx_pipelines.platform.sandbox import EchoApp, Faults, SandboxCA, SandboxServer
+
+    settings = Settings.from_env()
+    ca = SandboxCA(settings.sandbox_dir)
+    rules = [Faults.parse(spec) for spec in faults]
+    servers = [SandboxServer(EchoApp(token="echo-sandbox-token"), ca=ca).start()]
+    running = [connector.start_sandbox(ca, scale=scale) for connector in plugins()]
+    for server in servers + [s for r in running for s in r.servers]:
+        for rule in rules:
+            server.faults.inject(rule.kind, count=rule.count, probability=rule.probability, path_prefix=rule.path_prefix, retry_after=rule.retry_after, status=rule.status, delay=rule.delay)
+        click.echo(f"{server.app.name:12s} {server.url}")
+    click.echo(f"CA certificate: {ca.ca_pem_path}  (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers:
+            server.stop()
+        for item in running:
+            item.stop()
+
+
+# ------------------------------------------------------------------ connections, metrics, vault
+
+
+@main.group()
+def connections() -> None:
+    """The connection registry."""
+
+
+@connections.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def connections_list(as_json: bool) -> None:
+    from dfx_pipelines.platform.services import get_platform
+
+    rows = [
+        {"id": c.id, "workspace": c.workspace_id, "kind": c.kind, "name": c.display_name, "status": c.status.value}
+        for c in get_platform().registry.list()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']:24s} {row['kind']:10s} {row['status']:8s} {row['workspace']:12s} {row['name']}")
+    if not rows:
+        click.echo("no connections")
+
+
+@main.group()
+def metrics() -> None:
+    """Aggregated results in the metric store."""
+
+
+def _print_metrics(rows: list[dict[str, Any]], *, as_json: bool, limit: int | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no metrics stored")
+        return
+    shown = rows if limit is None else rows[:limit]
+    click.echo(f"{'connection':16s} {'metric':26s} {'period':10s} {'measure':22s} {'dimensions':30s} value")
+    for row in shown:
+        dims = ",".join(f"{k}={v}" for k, v in row["dimensions"].items())
+        value = "" if row["value"] is None else f"{row['value']:.4g}"
+        click.echo(f"{row['connection_id']:16s} {row['metric']:26s} {str(row['period'] or ''):10s} {row['measure']:22s} {dims[:30]:30s} {value}")
+    if len(shown) < len(rows):
+        click.echo(f"... {len(rows) - len(shown)} more rows (dfx metrics show)")
+
+
+@metrics.command("show")
+@click.option("--connection", "connection_id", default=None, help="Only this connection.")
+@click.option("--metric", default=None, help="Only this metric.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def metrics_show(connection_id: str | None, metric: str | None, as_json: bool) -> None:
+    """Print stored metric rows."""
+    from dfx_pipelines.platform.services import get_platform
+
+    platform = get_platform()
+    if connection_id is not None:
+        platform.registry.get(connection_id)  # an unknown id is an error, not an empty list
+    _print_metrics(platform.metric_store.read(connection_id=connection_id, metric=metric), as_json=as_json)
+
+
+@main.group()
+def vault() -> None:
+    """The secrets store."""
+
+
+@vault.command("rotate-master-key")
+def vault_rotate_master_key() -> None:
+    """Re-wrap every connection's data key under a new master key (secrets are not touched).
+
+    With the local key file (embedded default) a new key is generated, then the old one retired.
+    With DFX_MASTER_KEY, put the new key first (`new:<b64>,old:<b64>`), run this, then drop the old one.
+    """
+    from dfx_pipelines.platform.services import build_vault
+    from dfx_pipelines.platform.vault import MasterKeyring
+
+    settings = Settings.from_env()
+    store = build_vault(settings)
+    old_id = store.keyring.active_id
+    if os.environ.get("DFX_MASTER_KEY"):
+        count = store.rotate_master_key(store.keyring)
+        click.echo(f"re-wrapped {count} data keys under {store.keyring.active_id}; you may now remove the other keys from DFX_MASTER_KEY")
+        return
+    rotated = store.keyring.with_new_active_key()
+    rotated.save(settings.master_key_file)  # both keys on disk before any data key changes
+    count = store.rotate_master_key(rotated)
+    rotated.retiring_all_but_active().save(settings.master_key_file)
+    click.echo(f"re-wrapped {count} data keys: master key {old_id} -> {rotated.active_id} (old key retired)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

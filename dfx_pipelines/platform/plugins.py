@@ -1,0 +1,58 @@
+"""The small interface every connector implements so the CLI, the demo and the privacy lifecycle can
+work with any connector kind without knowing its details. A new connector adds one module path to
+`dfx_pipelines.connectors.PLUGIN_MODULES`; nothing here changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import dagster as dg
+
+from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.sandbox import SandboxCA, SandboxServer
+from dfx_pipelines.platform.services import Platform
+
+
+@dataclass
+class RunningSandbox:
+    """A connector's sandbox started for the demo, `dfx dev` or `dfx sandbox serve`."""
+
+    kind: str
+    servers: list[SandboxServer]
+    state: dict[str, Any] = field(default_factory=dict)  # what the plugin needs to connect to it
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@dataclass(frozen=True)
+class RevocationResult:
+    provider_revoked: bool  # the provider confirmed the token is dead (False where it has no revoke API)
+    detail: str
+
+
+class ConnectorPlugin(Protocol):
+    kind: str
+    secret_kinds: tuple[str, ...]
+
+    def definitions(self) -> dg.Definitions:
+        """Assets, checks, jobs, schedules and sensors of this connector."""
+        ...
+
+    def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
+        """Start this connector's sandbox servers on loopback (demo-sized unless `scale` says more)."""
+        ...
+
+    def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
+        """Connect (or reconnect) the demo connection to a running sandbox, as a user would."""
+        ...
+
+    def demo_job_name(self) -> str:
+        """The job `dfx demo` runs for this connector's demo connection."""
+        ...
+
+    def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
+        """Invalidate the connection's credentials at the provider, where it offers that."""
+        ...
