@@ -150,7 +150,7 @@ def worklog_hours_rows(worklogs: Iterable[JsonObject], issues_by_id: Mapping[str
     for worklog in worklogs:
         issue = issues_by_id.get(str(worklog.get("issueId")))
         if issue is None:
-            issue = next(iter(issues_by_id.values()))
+            continue
         day = utc_day(parse_jira_timestamp(worklog["started"]))
         spent = int(worklog.get("timeSpentSeconds") or 0)
         seconds[(day, ())] += spent
