@@ -100,7 +100,9 @@ def issue_attributes(
         epic=_epic_key(issue_fields, epic_link_field_id),
         created=parse_jira_timestamp(required(issue_json, "fields", "created")),
         resolved=parse_optional_timestamp(issue_fields.get("resolutiondate")),
-        mapped=tuple((name, _field_values(issue_fields.get(field_id))) for name, field_id in sorted(dimension_fields.items())),
+        mapped=tuple(
+            (name, _field_values(issue_fields.get(field_id))) for name, field_id in sorted(dimension_fields.items())
+        ),
     )
 
 

@@ -70,11 +70,14 @@ class Workflow:
             if stage_name not in names:
                 raise ConfigError(f"{role} stage {stage_name!r} is not one of the workflow stages {names}")
         if names.index(self.committed_stage) >= names.index(self.done_stage):
-            raise ConfigError(f"committed stage {self.committed_stage!r} must come before done stage {self.done_stage!r}")
+            raise ConfigError(
+                f"committed stage {self.committed_stage!r} must come before done stage {self.done_stage!r}"
+            )
         by_id: dict[str, int] = {}
         by_name: dict[str, int] = {}
         for index, stage in enumerate(self.stages):
-            for lookup, keys in ((by_id, [str(i) for i in stage.status_ids]), (by_name, [s.lower() for s in stage.statuses])):
+            status_ids, status_names = [str(i) for i in stage.status_ids], [s.lower() for s in stage.statuses]
+            for lookup, keys in ((by_id, status_ids), (by_name, status_names)):
                 for key in keys:
                     # A status in two stages would make the replay depend on dict order; refuse it.
                     if key in lookup and lookup[key] != index:
@@ -117,7 +120,7 @@ def workflow_from_config(config: Mapping[str, object]) -> Workflow:
             for stage in config["stages"]  # type: ignore[union-attr]
         )
         return Workflow(stages, str(config["committed"]), str(config["done"]))
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"workflow config needs stages[name, statuses], committed and done: missing {exc}") from None
 
 

@@ -150,21 +150,32 @@ def sprint_issue_history(
     created = parse_jira_timestamp(required(issue_json, "fields", "created"))
     ordered = change_histories(issue_json, histories)
     sprints = field_timeline(
-        ordered, sprint_field_id, sprint_field_name, lambda item, side: _sprint_ids(item.get(side)),
-        _sprint_ids(issue_fields.get(sprint_field_id)),
+        ordered,
+        sprint_field_id,
+        sprint_field_name,
+        read_value=lambda item, side: _sprint_ids(item.get(side)),
+        current_value=_sprint_ids(issue_fields.get(sprint_field_id)),
     )
     points = field_timeline(
-        ordered, story_points_field_id, story_points_field_name,
-        lambda item, side: _points(item.get(f"{side}String", item.get(side)), key),
-        _points(issue_fields.get(story_points_field_id), key),
+        ordered,
+        story_points_field_id,
+        story_points_field_name,
+        read_value=lambda item, side: _points(item.get(f"{side}String", item.get(side)), key),
+        current_value=_points(issue_fields.get(story_points_field_id), key),
     )
     status = field_timeline(
-        ordered, "status", "status", lambda item, side: _optional_id(item.get(side)),
-        _optional_id((issue_fields.get("status") or {}).get("id")),
+        ordered,
+        "status",
+        "status",
+        read_value=lambda item, side: _optional_id(item.get(side)),
+        current_value=_optional_id((issue_fields.get("status") or {}).get("id")),
     )
     resolved = field_timeline(
-        ordered, "resolution", "resolution", lambda item, side: bool(item.get(side) or item.get(f"{side}String")),
-        issue_fields.get("resolution") is not None,
+        ordered,
+        "resolution",
+        "resolution",
+        read_value=lambda item, side: bool(item.get(side) or item.get(f"{side}String")),
+        current_value=issue_fields.get("resolution") is not None,
     )
     done_ids = {str(i) for i in done_status_ids}
 
@@ -181,7 +192,8 @@ def sprint_issue_history(
             flip_times.append(moment)
             flip_values.append(now_done)
             previous = now_done
-    return SprintIssueHistory(key, created, sprints, points, Timeline(initial_done, tuple(flip_times), tuple(flip_values)))
+    done = Timeline(initial_done, tuple(flip_times), tuple(flip_values))
+    return SprintIssueHistory(key, created, sprints, points, done)
 
 
 @dataclass
@@ -221,12 +233,17 @@ def _tally_issue(tally: _SprintTally, issue: SprintIssueHistory, sprint: Sprint)
 
 
 def sprint_velocity_rows(issues: Iterable[SprintIssueHistory], sprints: Iterable[Sprint]) -> list[MetricRow]:
-    """Metric `sprint_velocity` per started sprint (future sprints have no start and are skipped), period
+    """Metric `sprint_velocity` per started sprint (active or closed; future ones are skipped), period
     = sprint start day, dimensions board_id, sprint_id, sprint_name, sprint_state. Measures: the tallies
     above, and for closed sprints `completed_points_rolling_avg_3`: the mean completed points of this
     sprint and up to two closed sprints before it on the same board (by completion time; fewer while
     the board has fewer)."""
-    started = {s.id: s for s in sprints if s.start is not None and s.scope_end is not None and s.scope_end >= s.start}
+    # A future sprint may carry planned dates, but nothing has been committed to it yet.
+    started = {
+        s.id: s
+        for s in sprints
+        if s.state != "future" and s.start is not None and s.scope_end is not None and s.scope_end >= s.start
+    }
     tallies = {sprint_id: _SprintTally() for sprint_id in started}
     for issue in issues:
         for sprint_id in frozenset().union(*issue.sprint_ids.all_values()):
@@ -255,9 +272,8 @@ def sprint_velocity_rows(issues: Iterable[SprintIssueHistory], sprints: Iterable
             value = float(getattr(tally, measure.name))
             rows.append(MetricRow("sprint_velocity", measure.name, value, period=period, dimensions=dimensions))
         if sprint.id in rolling:
+            rolling_measure = f"completed_points_rolling_avg_{ROLLING_WINDOW}"
             rows.append(
-                MetricRow(
-                    "sprint_velocity", "completed_points_rolling_avg_3", rolling[sprint.id], period=period, dimensions=dimensions
-                )
+                MetricRow("sprint_velocity", rolling_measure, rolling[sprint.id], period=period, dimensions=dimensions)
             )
     return rows

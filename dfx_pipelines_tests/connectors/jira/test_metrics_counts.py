@@ -64,7 +64,8 @@ def attributes(raw: dict) -> IssueAttributes:
 
 
 def test_adapter_reads_epics_components_and_mapped_fields() -> None:
-    story = attributes(issue("1", components=("API", "Web"), parent=EPIC_PARENT, team={"id": "7", "value": "Core"}, labels=[{"value": "a"}, {"value": "b"}, {"value": "a"}]))
+    labels = [{"value": "a"}, {"value": "b"}, {"value": "a"}]
+    story = attributes(issue("1", components=("API", "Web"), parent=EPIC_PARENT, team={"id": "7", "value": "Core"}, labels=labels))
     assert (story.project, story.issue_type, story.status_category, story.priority) == ("APP", "Story", "indeterminate", "High")
     assert story.components == ("API", "Web")
     assert story.epic == "APP-9"

@@ -14,7 +14,6 @@ import pytest
 from dfx_pipelines.connectors.jira.metrics import (
     CycleTimeRecord,
     JiraDataError,
-    Stage,
     Workflow,
     cycle_time_rows,
     cycle_times,
@@ -215,11 +214,7 @@ def test_truncated_embedded_changelog_is_refused_and_a_full_one_accepted() -> No
     issue["changelog"] = {"startAt": 0, "maxResults": 1, "total": 2, "histories": full[-1:]}
     with pytest.raises(JiraDataError, match="1 of 2"):
         issue_status_history(issue)
-    assert record_of_histories(issue, full).cycle_time_days == 2
-
-
-def record_of_histories(issue: dict, histories: list[dict]) -> CycleTimeRecord:
-    return next(cycle_times([issue_status_history(issue, histories)], WORKFLOW))
+    assert next(cycle_times([issue_status_history(issue, full)], WORKFLOW)).cycle_time_days == 2
 
 
 @pytest.mark.parametrize(

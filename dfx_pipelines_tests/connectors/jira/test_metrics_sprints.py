@@ -32,12 +32,14 @@ def at(day: int, hour: int = 12, month: int = 1) -> str:
 
 
 def sprint_change(old: str, new: str) -> dict:
-    return {"field": "Sprint", "fieldtype": "custom", "fieldId": SPRINT_FIELD, "from": old, "fromString": "names", "to": new, "toString": "names"}
+    return {"field": "Sprint", "fieldtype": "custom", "fieldId": SPRINT_FIELD, "from": old, "fromString": "n", "to": new, "toString": "n"}
 
 
 def points_change(old: float | None, new: float | None) -> dict:
-    text = lambda v: None if v is None else str(v)  # noqa: E731
-    return {"field": "Story point estimate", "fieldtype": "custom", "fieldId": POINTS_FIELD, "from": None, "fromString": text(old), "to": None, "toString": text(new)}
+    return {
+        "field": "Story point estimate", "fieldtype": "custom", "fieldId": POINTS_FIELD,
+        "from": None, "fromString": None if old is None else str(old), "to": None, "toString": None if new is None else str(new),
+    }
 
 
 def status_change(old: str, new: str) -> dict:
@@ -73,6 +75,7 @@ SPRINTS = [
     {"id": 1, "state": "closed", "name": "Sprint 1", "startDate": at(8, 9), "endDate": at(22, 9), "completeDate": at(22, 10), "originBoardId": 7},
     {"id": 2, "state": "closed", "name": "Sprint 2", "startDate": at(22, 11), "endDate": at(5, 9, 2), "completeDate": at(5, 12, 2), "originBoardId": 7},
     {"id": 3, "state": "future", "name": "Sprint 3", "originBoardId": 7},
+    {"id": 4, "state": "future", "name": "Sprint 4 (planned dates)", "startDate": at(19, 9, 2), "endDate": at(1, 9, 3), "originBoardId": 7},
 ]
 
 ISSUES = [
@@ -89,7 +92,7 @@ ISSUES = [
     sprint_issue("G", at(1), [(at(5), [sprint_change("", "1")]), (at(22, 10), [sprint_change("1", "1, 2")]), (at(23), [status_change(IN_PROGRESS, DONE)])], sprints=[1, 2], points=2, status=DONE),
     # Done, then taken out of the sprint: removed, not completed.
     sprint_issue("H", at(1), [(at(5), [sprint_change("", "1")]), (at(15), [status_change(IN_PROGRESS, DONE)]), (at(16), [sprint_change("1", "")])], sprints=[], points=1, status=DONE),
-    sprint_issue("I", at(1), [(at(23), [sprint_change("", "2")])], sprints=[2], points=7, status=IN_PROGRESS),
+    sprint_issue("I", at(1), [(at(23), [sprint_change("", "2")]), (at(6, 12, 2), [sprint_change("2", "2, 4")])], sprints=[2, 4], points=7, status=IN_PROGRESS),
     # Resolved while its status stays in an in-progress category: done.
     sprint_issue("J", at(1), [(at(5), [sprint_change("", "1")]), (at(14), [resolved_change()])], sprints=[1], points=4, status=IN_PROGRESS, resolved=True),
 ]
