@@ -44,7 +44,7 @@ def migrate(engine: sa.Engine) -> None:
 def is_current(engine: sa.Engine) -> bool:
     head = ScriptDirectory.from_config(_alembic_config(str(engine.url))).get_current_head()
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+        return MigrationContext.configure(connection, opts={"version_table": "dfx_alembic_version"}).get_current_revision() == head
 
 
 def get_engine(url: str) -> sa.Engine:

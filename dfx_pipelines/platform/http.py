@@ -82,6 +82,7 @@ class RetryingAdapter(HTTPAdapter):
         self.timeout = timeout
         self.ca_bundle = ca_bundle
         self.attempts = 0  # total requests sent through this adapter (API calls, for metadata)
+        self.bytes_received = 0  # response bodies read, for "bytes moved" metadata and benchmarks
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
@@ -105,6 +106,8 @@ class RetryingAdapter(HTTPAdapter):
                 log.warning("%s %s: %s; retry %d in %.1fs", method, _safe_url(request.url), type(exc).__name__, attempt, delay)
                 self.policy.sleep(delay)
                 continue
+            if not kwargs.get("stream"):
+                self.bytes_received += len(response.content)
             status = response.status_code
             retryable = status in self.policy.retry_statuses and (status in (429, 503) or may_retry_errors)
             if not retryable or attempt >= self.policy.max_attempts:
@@ -144,15 +147,19 @@ def build_session(
     return session
 
 
+def _adapters(session: requests.Session) -> list[RetryingAdapter]:
+    unique = {id(a): a for a in session.adapters.values() if isinstance(a, RetryingAdapter)}
+    return list(unique.values())
+
+
 def api_calls(session: requests.Session) -> int:
     """How many requests (retries included) this session has sent: shown as `api_calls` metadata."""
-    seen: set[int] = set()
-    total = 0
-    for adapter in session.adapters.values():
-        if isinstance(adapter, RetryingAdapter) and id(adapter) not in seen:
-            seen.add(id(adapter))
-            total += adapter.attempts
-    return total
+    return sum(adapter.attempts for adapter in _adapters(session))
+
+
+def bytes_received(session: requests.Session) -> int:
+    """Response bytes this session has read (bodies, after decompression)."""
+    return sum(adapter.bytes_received for adapter in _adapters(session))
 
 
 def check_response(response: requests.Response, what: str) -> requests.Response:

@@ -120,19 +120,21 @@ class FieldMapping(_Model):
 
 
 class WriteBackDesignation(_Model):
-    """A source field the customer allowed us to write one metric's value to (Salesforce only today)."""
+    """A source field the customer allowed us to write one metric's value to (Salesforce only today).
+    Each metric row whose `record_dimension` holds a record Id of `object` writes its value there."""
 
     object: str
     field: str
     metric: str
     measure: str
+    record_dimension: str = "record_id"
 
     @field_validator("object", "field")
     @classmethod
     def _sf_name(cls, value: str) -> str:
         return identifiers.salesforce_name(value)
 
-    @field_validator("metric", "measure")
+    @field_validator("metric", "measure", "record_dimension")
     @classmethod
     def _metric_name(cls, value: str) -> str:
         return identifiers.sql_identifier(value)

@@ -72,3 +72,15 @@ def test_values_are_aggregates_only(store_platform: Platform) -> None:
     inspector = sa.inspect(store_platform.engine)
     columns = {c["name"] for c in inspector.get_columns("metric_values")}
     assert columns == {"id", "batch_id", "period", "measure", "dimensions", "value"}
+
+
+def test_metric_database_can_share_postgres_with_dagster_storage(pg_platform: Platform) -> None:
+    """Dagster's PostgreSQL storage keeps its alembic revision in `alembic_version`; ours must not collide."""
+    from dfx_pipelines.platform.db import is_current, migrate
+
+    with pg_platform.engine.begin() as db:
+        db.execute(sa.text("CREATE TABLE IF NOT EXISTS alembic_version (version_num varchar(32) primary key)"))
+        db.execute(sa.text("DELETE FROM alembic_version"))
+        db.execute(sa.text("INSERT INTO alembic_version VALUES ('29b539ebc72a')"))  # a Dagster revision
+    migrate(pg_platform.engine)
+    assert is_current(pg_platform.engine)

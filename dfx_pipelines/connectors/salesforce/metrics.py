@@ -145,16 +145,23 @@ _A = AggregateAlias
 
 
 def reduce_open_pipeline_by_stage(rows: Iterable[Record], period: None = None) -> list[MetricRow]:
-    """Per StageName of open opportunities: count, amount, and weighted_amount = Σ Amount × Probability/100,
-    from groups of (StageName, Probability); a null Probability weighs 0. Plus the same as total_*."""
+    """Per StageName of open opportunities: count, amount, and weighted_amount = Σ Amount × Probability/100;
+    plus the same as total_*. Takes either shape open_pipeline_by_stage_query produces: aggregate rows per
+    stage (weighted = SUM(ExpectedRevenue), which Salesforce rounds per record to the currency's scale) or
+    streamed records (weighted exactly here; a null Probability weighs 0)."""
     metric = "open_pipeline_by_stage"
     by_stage: dict[object, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     for row in rows:
         stage = by_stage[row.get("StageName")]
-        amount = _amount(row.get(_A.AMOUNT_SUM))
-        stage[0] += _count(row.get(_A.RECORD_COUNT))
-        stage[1] += amount
-        stage[2] += amount * _amount(row.get("Probability")) / 100.0
+        if _A.RECORD_COUNT in row:
+            stage[0] += _count(row.get(_A.RECORD_COUNT))
+            stage[1] += _amount(row.get(_A.AMOUNT_SUM))
+            stage[2] += _amount(row.get(_A.EXPECTED_REVENUE_SUM))
+        else:
+            amount = _amount(row.get("Amount"))
+            stage[0] += 1
+            stage[1] += amount
+            stage[2] += amount * _amount(row.get("Probability")) / 100.0
     out: list[MetricRow] = []
     totals = [0, 0.0, 0.0]
     for stage_name, (count, amount, weighted) in sorted(by_stage.items(), key=lambda item: str(item[0] or "")):
@@ -254,7 +261,10 @@ def reduce_case_milestone_sla(rows: Iterable[Record], period: date) -> list[Metr
     def measures(counts: Counter[str], prefix: str, dims: tuple[tuple[str, str], ...]) -> list[MetricRow]:
         rate = _ratio(counts["met"], counts["met"] + counts["violated"])
         return [
-            *(MetricRow(metric, f"{prefix}{name}", counts[name], period, dims) for name in ("met", "violated", "pending")),
+            *(
+                MetricRow(metric, f"{prefix}{outcome}", counts[outcome], period, dims)
+                for outcome in ("met", "violated", "pending")
+            ),
             MetricRow(metric, f"{prefix}compliance_rate", rate, period, dims),
         ]
 
@@ -443,13 +453,14 @@ def _metric(
     return SalesMetric(fields.metric, family, fields, cadence, strategy, period_field, build, reduce, description)
 
 
-_D, _S, _P, _T = Cadence.DAILY, Cadence.SNAPSHOT, Strategy.PUSHDOWN, Strategy.STREAMED
+_D, _S = Cadence.DAILY, Cadence.SNAPSHOT
+_P, _T, _ADAPT = Strategy.PUSHDOWN, Strategy.STREAMED, Strategy.ADAPTIVE
 
 SALES_METRICS: Mapping[str, SalesMetric] = MappingProxyType(
     {
         metric.name: metric
         for metric in (
-            _metric(queries.OPEN_PIPELINE_BY_STAGE_FIELDS, "open_pipeline_by_stage", _S, _P, None,
+            _metric(queries.OPEN_PIPELINE_BY_STAGE_FIELDS, "open_pipeline_by_stage", _S, _ADAPT, None,
                     queries.open_pipeline_by_stage_query, reduce_open_pipeline_by_stage,
                     "Open opportunities per stage: count, amount, probability-weighted amount."),
             _metric(queries.WIN_RATE_FIELDS, "win_rate", _D, _P, "CloseDate",

@@ -46,9 +46,10 @@ class AggregateAlias:
     RECORD_COUNT = "recordCount"  # COUNT(Id): every record in the group
     AMOUNT_SUM = "amountSum"  # SUM(Amount): null when every Amount in the group is null
     AMOUNT_COUNT = "amountCount"  # COUNT(Amount): records whose Amount is not null
+    EXPECTED_REVENUE_SUM = "expectedRevenueSum"  # SUM(ExpectedRevenue): Σ Amount × Probability / 100
     MILESTONE_TYPE_NAME = "milestoneTypeName"  # MilestoneType.Name
 
-    ALL = (RECORD_COUNT, AMOUNT_SUM, AMOUNT_COUNT, MILESTONE_TYPE_NAME)
+    ALL = (RECORD_COUNT, AMOUNT_SUM, AMOUNT_COUNT, EXPECTED_REVENUE_SUM, MILESTONE_TYPE_NAME)
 
 
 # Aliases obey the API-name rules too (and none is a SOQL keyword): checked once, at import.
@@ -72,6 +73,7 @@ class Cadence(str, Enum):
 class Strategy(str, Enum):
     PUSHDOWN = "pushdown"  # aggregate SOQL: Salesforce returns grouped numbers only
     STREAMED = "streamed"  # plain SOQL of the fewest fields, reduced in memory and discarded
+    ADAPTIVE = "adaptive"  # pushdown when the selection allows it, else streamed: SoqlQuery.aggregate says which
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,10 @@ def _snapshot(spec: MetricFields, period: object) -> None:
 # --- what each metric reads -----------------------------------------------------------------------------
 
 OPEN_PIPELINE_BY_STAGE_FIELDS = MetricFields(
-    "open_pipeline_by_stage", "Opportunity", frozenset({"StageName", "Probability", "Amount", "IsClosed"})
+    "open_pipeline_by_stage",
+    "Opportunity",
+    frozenset({"StageName", "Amount", "IsClosed"}),
+    one_of=(("ExpectedRevenue", "Probability"),),
 )
 WIN_RATE_FIELDS = MetricFields("win_rate", "Opportunity", frozenset({"IsWon", "IsClosed", "Amount", "CloseDate"}))
 SALES_CYCLE_LENGTH_FIELDS = MetricFields(
@@ -245,7 +250,9 @@ CASE_MILESTONE_SLA_FIELDS = MetricFields(
     frozenset({"IsCompleted", "IsViolated", "CompletionDate", "TargetDate"}),
     optional=(OptionalDimension("milestone_type", ("MilestoneType.Name", "MilestoneTypeId")),),
 )
-CAMPAIGN_RESPONSES_FIELDS = MetricFields("campaign_responses", "CampaignMember", frozenset({"CampaignId", "HasResponded"}))
+CAMPAIGN_RESPONSES_FIELDS = MetricFields(
+    "campaign_responses", "CampaignMember", frozenset({"CampaignId", "HasResponded"})
+)
 CAMPAIGN_SOURCED_PIPELINE_FIELDS = MetricFields(
     "campaign_sourced_pipeline", "Opportunity", frozenset({"CampaignId", "Amount"})
 )
@@ -268,16 +275,26 @@ _A = AggregateAlias
 
 
 def open_pipeline_by_stage_query(selection: SelectionLike, period: None = None) -> SoqlQuery:
-    """Open opportunities by stage and probability: SOQL cannot SUM(Amount * Probability), but grouping by
-    Probability too lets the reducer weight each group's sum exactly."""
+    """Open opportunities per stage with count, amount and weighted amount (Σ Amount × Probability/100).
+
+    SOQL cannot SUM an expression, and Probability (a percent field) is not groupable, so GROUP BY
+    StageName, Probability is refused. Salesforce does keep the product per record in ExpectedRevenue:
+    when the customer selected it the whole metric is pushed down with SUM(ExpectedRevenue); otherwise
+    the open opportunities' StageName, Amount and Probability are streamed and weighted in memory."""
     spec = OPEN_PIPELINE_BY_STAGE_FIELDS
     _snapshot(spec, period)
     selection = spec.check(selection)
+    (weighting,) = spec.chosen_alternatives(selection)
     query = _QueryText(spec.object_name)
-    query.group("StageName")
-    query.group("Probability")
-    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
-    query.aggregate("SUM", "Amount", _A.AMOUNT_SUM)
+    if weighting == "ExpectedRevenue":
+        query.group("StageName")
+        query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+        query.aggregate("SUM", "Amount", _A.AMOUNT_SUM)
+        query.aggregate("SUM", "ExpectedRevenue", _A.EXPECTED_REVENUE_SUM)
+    else:
+        query.pick("StageName")
+        query.pick("Amount")
+        query.pick("Probability")
     query.where.append(query.equals("IsClosed", False))
     return _finish(spec, selection, query, period)
 

@@ -86,19 +86,36 @@ class MetricFields:
     object_name: str
     required: frozenset[str]
     optional: tuple[OptionalDimension, ...] = ()
+    # Groups of interchangeable fields: at least one of each group must be selected; the first selected
+    # one is used (e.g. ExpectedRevenue, which Salesforce can SUM, else Probability, which it cannot).
+    one_of: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         salesforce_name(self.object_name)
-        for name in (*self.required, *(c for dim in self.optional for c in dim.candidates)):
+        alternatives = (name for group in self.one_of for name in group)
+        for name in (*self.required, *(c for dim in self.optional for c in dim.candidates), *alternatives):
             salesforce_field_path(name)
 
     def missing(self, selection: Selection | Mapping[str, Iterable[str]]) -> list[str]:
-        """The required fields not selected (all of them when the object is not selected), sorted."""
+        """The required fields not selected (all of them when the object is not selected), sorted, then
+        `one of A, B` for each group of alternatives none of which is selected."""
         selection = Selection.of(selection)
-        return sorted(
+        missing = sorted(
             name
             for name in self.required
             if name not in IMPLICIT_FIELDS and not selection.has_field(self.object_name, name)
+        )
+        for group in self.one_of:
+            if not any(selection.has_field(self.object_name, name) for name in group):
+                missing.append("one of " + " or ".join(group))
+        return missing
+
+    def chosen_alternatives(self, selection: Selection | Mapping[str, Iterable[str]]) -> tuple[str | None, ...]:
+        """For each group in one_of, its first selected field (None when none is)."""
+        selection = Selection.of(selection)
+        return tuple(
+            next((name for name in group if selection.has_field(self.object_name, name)), None)
+            for group in self.one_of
         )
 
     def check(self, selection: Selection | Mapping[str, Iterable[str]]) -> Selection:

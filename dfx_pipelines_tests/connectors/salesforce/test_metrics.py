@@ -48,7 +48,10 @@ PERIODS = [*DAYS, QUIET_DAY]
 UTC = timezone.utc
 
 FULL_SELECTION = {
-    "Opportunity": {"StageName", "Probability", "Amount", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"},
+    "Opportunity": {
+        "StageName", "Probability", "ExpectedRevenue", "Amount", "IsClosed", "IsWon", "CloseDate", "CreatedDate",
+        "CampaignId",
+    },
     "Lead": {"IsConverted", "CreatedDate", "ConvertedDate"},
     "Case": {"Status", "Priority", "CreatedDate", "ClosedDate"},
     "CaseMilestone": {"IsCompleted", "IsViolated", "CompletionDate", "TargetDate", "MilestoneType.Name"},
@@ -84,6 +87,7 @@ def make_opportunities(rng: random.Random, n: int = 420) -> list[dict]:
             stage = rng.choice(list(stages))
             # Probability is usually the stage default, sometimes overridden, rarely null.
             probability = rng.choice([stages[stage], stages[stage], rng.randrange(0, 101), None])
+        amount = None if rng.random() < 0.15 else round(rng.uniform(0, 50_000), 2)
         close_date = rng.choice(DAYS)
         created = random_moment(rng, close_date - timedelta(days=120), close_date + timedelta(days=2))
         records.append(
@@ -91,7 +95,9 @@ def make_opportunities(rng: random.Random, n: int = 420) -> list[dict]:
                 "attributes": {"type": "Opportunity"},
                 "StageName": stage,
                 "Probability": probability,
-                "Amount": None if rng.random() < 0.15 else round(rng.uniform(0, 50_000), 2),
+                "Amount": amount,
+                # Salesforce's own Amount × Probability / 100, kept to the currency's scale per record
+                "ExpectedRevenue": None if amount is None or probability is None else round(amount * probability / 100, 2),
                 "IsClosed": closed,
                 "IsWon": won,
                 "CloseDate": close_date.isoformat(),
@@ -294,7 +300,8 @@ def utc_day(series: pd.Series) -> pd.Series:
 # --- pushed-down metrics --------------------------------------------------------------------------------
 
 
-def test_open_pipeline_by_stage_matches_row_level_weighting(org):
+@pytest.mark.parametrize("pushdown", [True, False], ids=["sum_expected_revenue", "streamed"])
+def test_open_pipeline_by_stage_matches_row_level_weighting(org, pushdown):
     frame = pd.DataFrame(org["Opportunity"])
     open_deals = frame[~frame["IsClosed"]].copy()
     open_deals["amount"] = open_deals["Amount"].astype(float).fillna(0.0)
@@ -308,9 +315,22 @@ def test_open_pipeline_by_stage_matches_row_level_weighting(org):
     expected[("total_amount", ())] = open_deals["amount"].sum()
     expected[("total_weighted_amount", ())] = open_deals["weighted"].sum()
 
-    rows = aggregate_rows_for("open_pipeline_by_stage", org, None, lambda r: r["IsClosed"] is False)
-    assert len(rows) > len(open_deals.groupby("StageName"))  # several probabilities per stage really occur
-    assert_rows(reduce_open_pipeline_by_stage(rows), expected, "open_pipeline_by_stage", None)
+    if pushdown:
+        rows = aggregate_rows_for("open_pipeline_by_stage", org, None, lambda r: r["IsClosed"] is False)
+        assert len(rows) == len(open_deals.groupby("StageName"))
+        # ExpectedRevenue is rounded to the cent per record: at most half a cent each
+        tolerance = 0.005 * len(open_deals)
+    else:
+        selection = {"Opportunity": FULL_SELECTION["Opportunity"] - {"ExpectedRevenue"}}
+        query = SALES_METRICS["open_pipeline_by_stage"].build(selection, None)
+        assert not query.aggregate
+        rows = OnePass(
+            {"StageName": r["StageName"], "Amount": r["Amount"], "Probability": r["Probability"]}
+            for r in org["Opportunity"]
+            if not r["IsClosed"]
+        )
+        tolerance = 1e-6
+    assert_rows(reduce_open_pipeline_by_stage(rows), expected, "open_pipeline_by_stage", None, abs_tol=tolerance)
 
 
 @pytest.mark.parametrize("day", PERIODS)
@@ -625,10 +645,15 @@ def test_all_null_amounts_count_but_add_nothing():
     assert got[("win_rate_by_amount", ())] is None  # 0 / 0
     assert got[("average_deal_size", ())] is None  # no won deal has an Amount
 
-    pipeline = [{"StageName": "Proposal", "Probability": 50, AggregateAlias.RECORD_COUNT: 4, AggregateAlias.AMOUNT_SUM: None}]
-    got = as_map(reduce_open_pipeline_by_stage(pipeline))
-    assert got[("count", dims(stage="Proposal"))] == 4
-    assert got[("amount", dims(stage="Proposal"))] == 0 and got[("weighted_amount", dims(stage="Proposal"))] == 0
+    aggregated = [
+        {"StageName": "Proposal", AggregateAlias.RECORD_COUNT: 4, AggregateAlias.AMOUNT_SUM: None,
+         AggregateAlias.EXPECTED_REVENUE_SUM: None}
+    ]  # fmt: skip
+    streamed = [{"StageName": "Proposal", "Amount": None, "Probability": 50.0}] * 4
+    for pipeline in (aggregated, streamed):
+        got = as_map(reduce_open_pipeline_by_stage(pipeline))
+        assert got[("count", dims(stage="Proposal"))] == 4 and got[("total_count", ())] == 4
+        assert got[("amount", dims(stage="Proposal"))] == 0 and got[("weighted_amount", dims(stage="Proposal"))] == 0
 
 
 def test_average_deal_size_is_over_won_deals_with_an_amount_only():
@@ -653,12 +678,13 @@ def test_only_lost_deals_and_zero_denominators():
 
 
 def test_null_probability_weighs_nothing_and_null_stage_is_an_empty_dimension():
-    rows = [
-        {"StageName": None, "Probability": None, AggregateAlias.RECORD_COUNT: 1, AggregateAlias.AMOUNT_SUM: 100.0},
-        {"StageName": None, "Probability": 25.0, AggregateAlias.RECORD_COUNT: 1, AggregateAlias.AMOUNT_SUM: 100.0},
+    records = [
+        {"StageName": None, "Probability": None, "Amount": 100.0},
+        {"StageName": None, "Probability": 25.0, "Amount": 100.0},
     ]
-    got = as_map(reduce_open_pipeline_by_stage(rows))
+    got = as_map(reduce_open_pipeline_by_stage(iter(records)))
     assert got[("weighted_amount", dims(stage=""))] == 25.0 and got[("amount", dims(stage=""))] == 200.0
+    assert got[("count", dims(stage=""))] == 2
 
 
 def test_rows_of_the_same_group_add_up(org):
@@ -696,7 +722,7 @@ def test_registry_entries_are_consistent():
         assert metric.name == name == metric.fields.metric
         assert (metric.cadence is Cadence.SNAPSHOT) == (metric.period_field is None)
         query = metric.build(FULL_SELECTION, DAYS[0] if metric.cadence is Cadence.DAILY else None)
-        assert query.aggregate == (metric.strategy is Strategy.PUSHDOWN)
+        assert query.aggregate == (metric.strategy is not Strategy.STREAMED)  # adaptive: pushdown when allowed
         if metric.period_field:
             assert any(part in query.soql for part in metric.period_field.split("/"))
         assert metric.reduce.__name__ == f"reduce_{name}"

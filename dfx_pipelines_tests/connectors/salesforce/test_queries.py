@@ -24,7 +24,10 @@ CREATED_ON_DAY = "CreatedDate >= 2024-01-31T00:00:00Z AND CreatedDate < 2024-02-
 
 # Everything any metric can read, spelled as a customer's describe-based selection would be.
 FULL_SELECTION = {
-    "Opportunity": {"StageName", "Probability", "Amount", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"},
+    "Opportunity": {
+        "StageName", "Probability", "ExpectedRevenue", "Amount", "IsClosed", "IsWon", "CloseDate", "CreatedDate",
+        "CampaignId",
+    },
     "Lead": {"IsConverted", "CreatedDate", "ConvertedDate"},
     "Case": {"Status", "Priority", "CreatedDate", "ClosedDate"},
     "CaseMilestone": {"IsCompleted", "IsViolated", "CompletionDate", "TargetDate", "MilestoneType.Name", "MilestoneTypeId"},
@@ -35,8 +38,8 @@ FULL_SELECTION = {
 
 EXPECTED_SOQL = {
     "open_pipeline_by_stage": (
-        "SELECT StageName, Probability, COUNT(Id) recordCount, SUM(Amount) amountSum FROM Opportunity "
-        "WHERE IsClosed = false GROUP BY StageName, Probability"
+        "SELECT StageName, COUNT(Id) recordCount, SUM(Amount) amountSum, SUM(ExpectedRevenue) expectedRevenueSum "
+        "FROM Opportunity WHERE IsClosed = false GROUP BY StageName"
     ),
     "win_rate": (
         "SELECT IsWon, COUNT(Id) recordCount, SUM(Amount) amountSum, COUNT(Amount) amountCount FROM Opportunity "
@@ -106,7 +109,8 @@ def test_each_metric_issues_exactly_this_soql_for_a_day(name):
     assert query.metric == name
     assert query.object_name == metric.object_name
     assert query.period == period_for(metric)
-    assert query.aggregate is (metric.strategy is Strategy.PUSHDOWN)
+    # the full selection allows every pushdown, adaptive ones included
+    assert query.aggregate is (metric.strategy is not Strategy.STREAMED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_SOQL))
@@ -116,16 +120,35 @@ def test_queries_read_only_selected_fields_and_streams_do_not_read_id(name):
     selected = FULL_SELECTION[metric.object_name]
     assert set(query.fields_read) <= selected | {"Id"}
     assert metric.required_fields <= set(query.fields_read) | {"Id"}
-    if metric.strategy is Strategy.STREAMED:
+    if not query.aggregate:
         assert "Id" not in query.fields_read
         assert "(" not in query.soql.split(" FROM ")[0]  # no aggregate function: plain records
 
 
 def test_minimal_selection_builds_each_metric_without_its_optional_breakdowns():
     for metric in SALES_METRICS.values():
-        minimal = selection_with(metric.object_name, set(metric.required_fields))
+        alternatives = {group[-1] for group in metric.fields.one_of}
+        minimal = selection_with(metric.object_name, set(metric.required_fields) | alternatives)
         query = metric.build(minimal, period_for(metric))
-        assert set(query.fields_read) <= set(metric.required_fields) | {"Id"}
+        assert set(query.fields_read) <= set(metric.required_fields) | alternatives | {"Id"}
+
+
+def test_open_pipeline_streams_when_expected_revenue_is_not_selected():
+    # Probability is a percent field: Salesforce refuses to GROUP BY it, and SUM() takes no expression.
+    selection = selection_with("Opportunity", {"StageName", "Amount", "IsClosed", "Probability"})
+    query = queries.open_pipeline_by_stage_query(selection)
+    assert query.soql == "SELECT StageName, Amount, Probability FROM Opportunity WHERE IsClosed = false"
+    assert not query.aggregate and query.fields_read == ("Amount", "IsClosed", "Probability", "StageName")
+    assert SALES_METRICS["open_pipeline_by_stage"].strategy is Strategy.ADAPTIVE
+    for metric in SALES_METRICS.values():
+        assert "GROUP BY StageName, Probability" not in metric.build(FULL_SELECTION, period_for(metric)).soql
+
+
+def test_open_pipeline_needs_expected_revenue_or_probability():
+    selection = selection_with("Opportunity", {"StageName", "Amount", "IsClosed"})
+    with pytest.raises(SelectionError, match=r"open_pipeline_by_stage needs .*: one of ExpectedRevenue or Probability$"):
+        queries.open_pipeline_by_stage_query(selection)
+    assert available_metrics(selection) == []
 
 
 def test_activity_counts_group_only_by_selected_breakdowns():
@@ -204,7 +227,7 @@ def test_an_unselected_object_is_named_with_all_missing_fields():
 
 
 def test_required_fields_and_available_metrics():
-    assert required_fields("open_pipeline_by_stage") == {"StageName", "Probability", "Amount", "IsClosed"}
+    assert required_fields("open_pipeline_by_stage") == {"StageName", "Amount", "IsClosed"}
     assert required_fields(SALES_METRICS["case_volume"]) == {"Status", "Priority", "CreatedDate"}
     with pytest.raises(ConfigError, match="unknown sales metric 'nope'"):
         required_fields("nope")
@@ -219,7 +242,7 @@ def test_required_fields_and_available_metrics():
 
 
 def test_selection_names_are_case_insensitive_but_soql_uses_canonical_spelling():
-    lower = {"opportunity": {"stagename", "PROBABILITY", "amount", "isclosed"}}
+    lower = {"opportunity": {"stagename", "EXPECTEDREVENUE", "amount", "isclosed"}}
     assert [m.name for m in available_metrics(lower)] == ["open_pipeline_by_stage"]
     assert queries.open_pipeline_by_stage_query(lower).soql == EXPECTED_SOQL["open_pipeline_by_stage"]
 

@@ -6,13 +6,14 @@ written through the API stay as consistent as the generated ones (a Closed Won o
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from .schema import STAGE_INFO
+from .values import store_datetime
 
 
-def derive(obj: str, row: dict[str, Any], changed: set[str], now_stored: str) -> dict[str, Any]:
+def derive(obj: str, row: dict[str, Any], changed: set[str], now: datetime) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if obj == "Opportunity":
         extra.update(_opportunity(row, changed))
@@ -22,7 +23,7 @@ def derive(obj: str, row: dict[str, Any], changed: set[str], now_stored: str) ->
         closed = row.get("Status") == "Closed"
         extra["IsClosed"] = int(closed)
         if closed and not row.get("ClosedDate"):
-            extra["ClosedDate"] = now_stored
+            extra["ClosedDate"] = store_datetime(now)
         elif not closed:
             extra["ClosedDate"] = None
     elif obj == "Task" and "Status" in changed:
@@ -31,7 +32,7 @@ def derive(obj: str, row: dict[str, Any], changed: set[str], now_stored: str) ->
         responded = row.get("Status") == "Responded"
         extra["HasResponded"] = int(responded)
         if responded and not row.get("FirstRespondedDate"):
-            extra["FirstRespondedDate"] = now_stored[:10]
+            extra["FirstRespondedDate"] = now.date().isoformat()
     elif obj == "CaseMilestone" and "CompletionDate" in changed:
         extra["IsCompleted"] = int(row.get("CompletionDate") is not None)
     return extra

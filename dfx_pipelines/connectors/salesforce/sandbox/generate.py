@@ -73,12 +73,12 @@ class OrgSizes:
             opportunities=n,
             users=int(np.clip(n // 2000, 8, 400)),
             accounts=max(10, n // 10),
-            leads=max(20, n * 3 // 10),
+            leads=max(20, n // 4),
             campaigns=int(np.clip(n // 2000, 6, 1000)),
-            campaign_members=max(20, n // 4),
-            cases=max(20, n // 4),
-            tasks=max(20, n // 2),
-            events=max(10, n // 5),
+            campaign_members=max(20, n // 5),
+            cases=max(20, n // 5),
+            tasks=max(20, n // 3),
+            events=max(10, n // 6),
             deal_reviews=max(5, n // 20),
         )
 
@@ -90,12 +90,16 @@ class OrgSizes:
 # ---------------------------------------------------------------- formatting helpers
 
 
-def fmt_datetimes(seconds: np.ndarray) -> list[str]:
-    return np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s").tolist()
+def epoch_seconds(seconds: np.ndarray) -> list[int]:
+    """Datetimes are stored as epoch seconds (see `values`)."""
+    return np.asarray(seconds, dtype=np.int64).tolist()
 
 
 def fmt_dates(seconds: np.ndarray) -> list[str]:
-    return np.datetime_as_string((seconds // DAY).astype("datetime64[D]")).tolist()
+    # Few distinct days: format each once, then look the strings up.
+    days, inverse = np.unique(np.asarray(seconds, dtype=np.int64) // DAY, return_inverse=True)
+    table = np.array(np.datetime_as_string(days.astype("datetime64[D]")).tolist(), dtype=object)
+    return table[inverse.reshape(-1)].tolist()
 
 
 def with_nulls(values: list[Any], mask: np.ndarray) -> list[Any]:
@@ -127,17 +131,30 @@ class OrgGenerator:
         self.sizes = sizes
         self.now = int(now_seconds)
         self.start = self.now - HISTORY_SPAN
-        self.deleted: list[tuple[str, str, str]] = []  # (object, id, deleted date) for the delete log
+        self.deleted: list[tuple[str, str, int]] = []  # (object, id, deleted epoch seconds) for the delete log
+        self._id_cache: dict[str, np.ndarray] = {}
 
     def rng(self, obj: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, list(OBJECTS).index(obj)])
 
     def ids(self, obj: str, index: np.ndarray) -> list[str]:
+        cached = self._id_cache.get(obj)
+        if cached is not None:
+            return cached[np.asarray(index, dtype=np.int64)].tolist()
         prefix = OBJECTS[obj].key_prefix
         assert prefix is not None
         return make_ids(prefix, index)
 
+    def cache_ids(self, obj: str, count: int) -> None:
+        """Parents referenced many times: mint their ids once and look them up."""
+        table = np.empty(count, dtype=object)
+        table[:] = make_ids(OBJECTS[obj].key_prefix or "", np.arange(count, dtype=np.int64))
+        self._id_cache[obj] = table
+
     def run(self) -> None:
+        for obj, count in (("User", self.sizes.users), ("Campaign", self.sizes.campaigns), ("Account", self.sizes.accounts)):
+            self.cache_ids(obj, count)
+        self.cache_ids("MilestoneType", len(MILESTONE_TYPES))
         self.users()
         self.milestone_types()
         self.accounts()
@@ -179,12 +196,12 @@ class OrgGenerator:
         columns: dict[str, list[Any]] = {
             "Id": ids,
             "IsDeleted": deleted.astype(int).tolist(),
-            "CreatedDate": fmt_datetimes(created),
+            "CreatedDate": epoch_seconds(created),
             "CreatedById": self.ids("User", rng.integers(0, users, n)),
-            "SystemModstamp": fmt_datetimes(stamp),
+            "SystemModstamp": epoch_seconds(stamp),
         }
         if "LastModifiedDate" in {f.name for f in OBJECTS[obj].fields}:
-            columns["LastModifiedDate"] = fmt_datetimes(modified)
+            columns["LastModifiedDate"] = epoch_seconds(modified)
             columns["LastModifiedById"] = self.ids("User", rng.integers(0, users, n))
         if owner:
             columns["OwnerId"] = self.ids("User", rng.integers(0, users, n))
@@ -409,7 +426,7 @@ class OrgGenerator:
             final = self.opp_stage[opps].astype(np.int64)
             is_closed = final >= len(OPEN_STAGES)
             # Open stages visited: creation stage, at most two in between, the furthest reached; then the close.
-            visited = np.minimum(reached, rng.integers(0, 3, opps.shape[0])) + 1
+            visited = np.minimum(reached, rng.integers(0, 2, opps.shape[0])) + 1
             rows = visited + is_closed
             opp = np.repeat(opps, rows)
             first_row = np.repeat(np.cumsum(rows) - rows, rows)
@@ -547,7 +564,7 @@ class OrgGenerator:
                 Type=pick(rng, ("Question", "Problem", "Feature Request"), m, (4, 5, 1)),
                 Reason=pick(rng, ("Installation", "Equipment Complexity", "Performance", "Breakdown", "Other"), m),
                 IsClosed=closed.astype(int).tolist(),
-                ClosedDate=with_nulls(fmt_datetimes(np.maximum(closed_at, 0)), ~closed),
+                ClosedDate=with_nulls(epoch_seconds(np.maximum(closed_at, 0)), ~closed),
                 IsEscalated=(status == "Escalated").astype(int).tolist(),
                 Description=with_nulls(["Customer reported an issue."] * m, rng.random(m) < 0.5),
             )
@@ -580,9 +597,9 @@ class OrgGenerator:
             columns.update(
                 CaseId=self.ids("Case", case),
                 MilestoneTypeId=self.ids("MilestoneType", kind),
-                StartDate=fmt_datetimes(start),
-                TargetDate=fmt_datetimes(target),
-                CompletionDate=with_nulls(fmt_datetimes(np.maximum(completion, 0)), ~completed),
+                StartDate=epoch_seconds(start),
+                TargetDate=epoch_seconds(target),
+                CompletionDate=with_nulls(epoch_seconds(np.maximum(completion, 0)), ~completed),
                 IsCompleted=completed.astype(int).tolist(),
                 IsViolated=(reference > target).astype(int).tolist(),
                 TargetResponseInMins=target_mins.tolist(),
@@ -649,10 +666,10 @@ class OrgGenerator:
                 Subject=pick(rng, ("Discovery call", "Demo", "QBR", "Kickoff", "Negotiation meeting"), m),
                 Type=pick(rng, ("Call", "Email", "Meeting", "Other"), m, (3, 0.5, 6, 0.5)),
                 EventSubtype=["Event"] * m,
-                ActivityDateTime=fmt_datetimes(start),
+                ActivityDateTime=epoch_seconds(start),
                 ActivityDate=fmt_dates(start),
-                StartDateTime=fmt_datetimes(start),
-                EndDateTime=fmt_datetimes(start + duration * 60),
+                StartDateTime=epoch_seconds(start),
+                EndDateTime=epoch_seconds(start + duration * 60),
                 DurationInMinutes=duration.tolist(),
                 Location=with_nulls(pick(rng, ("Zoom", "Customer office", "HQ"), m), rng.random(m) < 0.3),
                 WhoId=who,

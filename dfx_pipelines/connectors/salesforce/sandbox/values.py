@@ -1,7 +1,7 @@
 """Field values in their three forms: stored in SQLite, written by API callers (JSON), and answered as JSON.
 
-Stored: booleans 0/1, numbers as numbers, dates `YYYY-MM-DD`, datetimes `YYYY-MM-DDTHH:MM:SS` in UTC (so
-text comparison is time order). Answered: dates `YYYY-MM-DD`, datetimes `2024-01-31T12:00:00.000+0000`.
+Stored: booleans 0/1, numbers as numbers, dates `YYYY-MM-DD` text, datetimes as integer seconds since the
+epoch (UTC, whole seconds — compact, and comparison is time order). Answered: dates `YYYY-MM-DD`, datetimes `2024-01-31T12:00:00.000+0000`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,19 @@ _DATETIME_TEXT = re.compile(
 _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def store_datetime(value: datetime) -> str:
+def store_datetime(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return int(value.timestamp())
 
 
-def load_datetime(stored: str) -> datetime:
-    return datetime.strptime(stored, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+def load_datetime(stored: int) -> datetime:
+    return datetime.fromtimestamp(int(stored), timezone.utc)
+
+
+def api_datetime(value: datetime) -> str:
+    """Salesforce's JSON datetime: `2024-01-31T12:00:00.000+0000`."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def parse_datetime_text(text: str, *, assume_utc: bool = True) -> datetime | None:
@@ -63,7 +68,7 @@ def json_value(field_type: str, stored: Any) -> Any:
     if field_type in ("double", "currency", "percent"):
         return float(stored)
     if field_type == "datetime":
-        return f"{stored}.000+0000"
+        return api_datetime(load_datetime(stored))
     return stored
 
 

@@ -1,0 +1,136 @@
+"""Salesforce metric assets: one per metric in `SALES_METRICS`, partitioned by connection (and by day
+where the metric is time-bucketed). Each run builds the metric's SOQL from the connection's validated
+selection, pushes aggregation down or streams the minimum fields, reduces, and replaces the metric
+store's batch for that partition. Nothing raw is kept: records live only inside the reducer's loop.
+"""
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric, metrics_table_markdown
+from dfx_pipelines.connectors.salesforce.queries import AGGREGATE_ROW_LIMIT, Cadence
+from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
+from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
+from dfx_pipelines.platform.errors import ConnectorError
+from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions
+from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.resources import PlatformResource
+
+KIND = "salesforce"
+GROUP = "salesforce"
+SNAPSHOT_PARTITIONS = connection_partitions(KIND)
+DAILY_PARTITIONS = connection_daily_partitions(KIND)
+
+
+def asset_key(metric: SalesMetric | str) -> dg.AssetKey:
+    return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
+
+
+def _partitions(context: dg.AssetExecutionContext) -> list[tuple[str, str, date | None]]:
+    """(partition key, connection id, day) for every partition in this run (one, or a backfill range)."""
+    keys = context.partition_keys if context.has_partition_key_range else [context.partition_key]
+    found = []
+    for key in keys:
+        if isinstance(key, dg.MultiPartitionKey) or "|" in str(key):
+            multi = key if isinstance(key, dg.MultiPartitionKey) else DAILY_PARTITIONS.get_partition_key_from_str(key)
+            dims = multi.keys_by_dimension
+            found.append((str(key), dims["connection"], date.fromisoformat(dims["date"])))
+        else:
+            found.append((str(key), str(key), None))
+    return found
+
+
+def _guard_aggregate(rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
+    # REST cannot page an aggregate query past 2,000 groups: a full page may be a silently cut result.
+    if len(rows) >= AGGREGATE_ROW_LIMIT:
+        raise ConnectorError(f"aggregate query returned {len(rows)} groups, Salesforce's limit; result may be incomplete: {soql}")
+    return rows
+
+
+def compute_metric(client: SalesforceClient, metric: SalesMetric, connection: Connection, day: date | None) -> tuple[Any, list]:
+    """Build, run and reduce one metric for one partition. Returns (query, metric rows)."""
+    query = metric.build(Selection(connection.selection.objects), day)
+    source: Iterable[dict[str, Any]] = _guard_aggregate(client.aggregate(query.soql), query.soql) if query.aggregate else client.stream(query.soql)
+    return query, metric.reduce(source, day)
+
+
+def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
+    daily = metric.cadence is Cadence.DAILY
+
+    @dg.asset(
+        key=asset_key(metric),
+        group_name=GROUP,
+        kinds={"salesforce"},
+        partitions_def=DAILY_PARTITIONS if daily else SNAPSHOT_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
+        description=f"{metric.description}\n\nReads {metric.object_name} fields {', '.join(sorted(metric.required_fields))}; {metric.strategy.value}.",
+        tags={"dfx/api": KIND},
+        metadata={"family": metric.family, "cadence": metric.cadence.value, "strategy": metric.strategy.value},
+    )
+    def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
+        services = platform.get()
+        partitions = _partitions(context)
+        connection_ids = {connection_id for _, connection_id, _ in partitions}
+        if len(connection_ids) != 1:
+            raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
+        # Refuses a revoked or removed connection here, before any token is read or request sent.
+        connection = platform.active_connection(connection_ids.pop(), KIND)
+        try:
+            metric.fields.check(Selection(connection.selection.objects))
+        except SelectionError as exc:
+            context.log.warning(f"{metric.name} not computed for {connection.id}: {exc}")
+            return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
+        client = salesforce.client(services, connection)
+        written, last_rows, soql = 0, [], ""
+        for partition_key, _, day in partitions:
+            calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
+            query, rows = compute_metric(client, metric, connection, day)
+            soql = query.soql
+            provenance = Provenance(
+                context.run_id, query.soql, api_calls=client.api_calls - calls,
+                records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_,
+            )
+            summary = services.metric_store.write(connection, metric.name, partition_key, rows, provenance)
+            written += summary.rows_written
+            last_rows = rows
+        usage = client.api_usage()
+        return dg.MaterializeResult(
+            metadata={
+                "connection": connection.id,
+                "partitions": len(partitions),
+                "rows_written": written,
+                "records_read": client.stats.records_read,
+                "bytes_read": client.bytes_read,
+                "api_calls": client.api_calls,
+                "token_refreshes": client.stats.refreshes,
+                "org_api_usage": f"{usage[0]}/{usage[1]}" if usage else "unknown",
+                "soql": dg.MetadataValue.md(f"```sql\n{soql}\n```" + (f"\n(and {len(partitions) - 1} more days)" if len(partitions) > 1 else "")),
+                "result": dg.MetadataValue.md(metrics_table_markdown(last_rows)),
+            }
+        )
+
+    return _metric_asset
+
+
+METRIC_ASSETS = [build_metric_asset(metric) for metric in SALES_METRICS.values()]
+SNAPSHOT_ASSET_KEYS = [asset_key(m) for m in SALES_METRICS.values() if m.cadence is Cadence.SNAPSHOT]
+DAILY_ASSET_KEYS = [asset_key(m) for m in SALES_METRICS.values() if m.cadence is Cadence.DAILY]
+
+salesforce_snapshot_job = dg.define_asset_job(
+    "salesforce_snapshot_job",
+    selection=dg.AssetSelection.assets(*SNAPSHOT_ASSET_KEYS),
+    partitions_def=SNAPSHOT_PARTITIONS,
+    description="Snapshot sales metrics (open pipeline, campaign influence) for one connection.",
+    tags={"dfx/api": KIND},
+)
+salesforce_daily_job = dg.define_asset_job(
+    "salesforce_daily_job",
+    selection=dg.AssetSelection.assets(*DAILY_ASSET_KEYS),
+    partitions_def=DAILY_PARTITIONS,
+    description="Daily sales metrics (win rate, cycle length, leads, cases, activities) for one connection and day(s).",
+    tags={"dfx/api": KIND},
+)

@@ -1,0 +1,209 @@
+"""Change-data-capture for Salesforce: a sensor that polls `updated`/`deleted` for each active
+connection's selected objects and requests runs only for the metrics and partitions the changes touch;
+and the nightly schedule that recomputes every connection in full.
+
+The cursor is `{connection: {object: latestDateCovered}}`; the next window starts where Salesforce says
+the last one ended. A gap beyond the API's 30-day reach, `INVALID_REPLICATION_DATE`, or a connection
+seen for the first time triggers a full resync — never a silent miss.
+"""
+
+import json
+import re
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+
+from dfx_pipelines.connectors.salesforce.assets import (
+    KIND,
+    SNAPSHOT_PARTITIONS,
+    asset_key,
+    salesforce_daily_job,
+    salesforce_snapshot_job,
+)
+from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric
+from dfx_pipelines.connectors.salesforce.queries import Cadence, soql_literal
+from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
+from dfx_pipelines.connectors.salesforce.selection import Selection
+from dfx_pipelines.platform.errors import ConnectorError, DfxError
+from dfx_pipelines.platform.partitions import DAILY_START
+from dfx_pipelines.platform.registry import Connection, ConnectionStatus
+from dfx_pipelines.platform.resources import PlatformResource
+
+REPLICATION_REACH = timedelta(days=30)
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_ID_CHUNK = 200  # ids per `Id IN (...)` query: keeps the URL well under Salesforce's limit
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def metrics_of(connection: Connection, sobject: str) -> list[SalesMetric]:
+    """The metrics of this object that the connection's selection allows."""
+    selection = Selection(connection.selection.objects)
+    return [m for m in SALES_METRICS.values() if m.object_name == sobject and not m.fields.missing(selection)]
+
+
+def _record_days(client: SalesforceClient, sobject: str, ids: list[str], fields: set[str]) -> set[date]:
+    """The days (per period field) of changed and deleted records: queryAll sees deleted ones too."""
+    days: set[date] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start:start + _ID_CHUNK]
+        soql = f"SELECT {', '.join(sorted(fields))} FROM {sobject} WHERE Id IN {soql_literal(chunk)}"
+        for record in client.stream(soql, include_deleted=True):
+            for field in fields:
+                value = record.get(field)
+                if value:
+                    days.add(date.fromisoformat(str(value)[:10]))
+    return days
+
+
+def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
+    """A snapshot run and one single-run range over the connection's whole daily history."""
+    first = max(today - timedelta(days=connection.settings.history_days - 1), date.fromisoformat(DAILY_START))
+    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": reason}
+    return [
+        dg.RunRequest(run_key=f"{connection.id}:snapshot:{reason}:{today}", job_name=salesforce_snapshot_job.name, partition_key=connection.id, tags=tags),
+        dg.RunRequest(
+            run_key=f"{connection.id}:daily:{reason}:{today}",
+            job_name=salesforce_daily_job.name,
+            tags={**tags, RANGE_START: f"{connection.id}|{first.isoformat()}", RANGE_END: f"{connection.id}|{today.isoformat()}"},
+        ),
+    ]
+
+
+def poll_connection(client: SalesforceClient, connection: Connection, cursor: dict[str, str], now: datetime) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
+    """One connection's CDC tick: (run requests, new cursor, full-resync reason or None)."""
+    objects = sorted({m.object_name for m in SALES_METRICS.values()} & set(connection.selection.objects))
+    if not cursor:
+        return [], {obj: _iso(now) for obj in objects}, "initial"
+    new_cursor = dict(cursor)
+    snapshot_assets: set[dg.AssetKey] = set()
+    daily_assets: dict[date, set[dg.AssetKey]] = defaultdict(set)
+    for sobject in objects:
+        start = _parse(cursor[sobject]) if sobject in cursor else now
+        if now - start >= REPLICATION_REACH:
+            return [], {obj: _iso(now) for obj in objects}, "gap"
+        if now - start < timedelta(minutes=1):
+            continue  # Salesforce answers windows in whole minutes; wait for the next tick
+        try:
+            updated = client.updated(sobject, start, now)
+            deleted = client.deleted(sobject, start, now)
+        except ConnectorError as exc:
+            if "INVALID_REPLICATION_DATE" in str(exc):
+                return [], {obj: _iso(now) for obj in objects}, "invalid-replication-date"
+            raise
+        ids = [i for i in updated.get("ids", []) if _RECORD_ID.match(i)]
+        ids += [d["id"] for d in deleted.get("deletedRecords", []) if _RECORD_ID.match(d.get("id", ""))]
+        covered = [v for v in (updated.get("latestDateCovered"), deleted.get("latestDateCovered")) if v]
+        new_cursor[sobject] = _iso(min(_parse(v) for v in covered)) if covered else cursor.get(sobject, _iso(now))
+        if not ids:
+            continue
+        metrics = metrics_of(connection, sobject)
+        snapshot_assets |= {asset_key(m) for m in metrics if m.cadence is Cadence.SNAPSHOT}
+        daily = [m for m in metrics if m.cadence is Cadence.DAILY]
+        period_fields = {field for m in daily for field in _period_fields(m)}
+        if daily and period_fields:
+            for day in _record_days(client, sobject, sorted(set(ids)), period_fields):
+                daily_assets[day] |= {asset_key(m) for m in daily}
+    requests = []
+    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "cdc"}
+    stamp = max(new_cursor.values()) if new_cursor else _iso(now)
+    if snapshot_assets:
+        requests.append(dg.RunRequest(
+            run_key=f"{connection.id}:snapshot:{stamp}", job_name=salesforce_snapshot_job.name,
+            partition_key=connection.id, asset_selection=sorted(snapshot_assets, key=str), tags=tags,
+        ))
+    for day in sorted(daily_assets):
+        partition = dg.MultiPartitionKey({"connection": connection.id, "date": day.isoformat()})
+        requests.append(dg.RunRequest(
+            run_key=f"{connection.id}:{day}:{stamp}", job_name=salesforce_daily_job.name,
+            partition_key=partition, asset_selection=sorted(daily_assets[day], key=str), tags=tags,
+        ))
+    return requests, new_cursor, None
+
+
+def _period_fields(metric: SalesMetric) -> set[str]:
+    # Milestones belong to their completion day, or their target day while open: both can move.
+    if metric.name == "case_milestone_sla":
+        return {"CompletionDate", "TargetDate"}
+    return {metric.period_field} if metric.period_field else set()
+
+
+@dg.sensor(
+    name="salesforce_cdc_sensor",
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Polls each active Salesforce connection for changed and deleted records and requests runs "
+    "for exactly the metrics and days they touch; a gap or INVALID_REPLICATION_DATE triggers a full resync.",
+    jobs=[salesforce_snapshot_job, salesforce_daily_job],
+)
+def salesforce_cdc_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.SensorResult:
+    services = platform.get()
+    cursors: dict[str, dict[str, str]] = json.loads(context.cursor) if context.cursor else {}
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    requests: list[dg.RunRequest] = []
+    notes = []
+    active = services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
+    known_partitions = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
+    for connection in active:
+        if connection.id not in known_partitions:
+            notes.append(f"{connection.id}: waiting for its partition")
+            continue
+        try:
+            client = salesforce.client(services, connection)
+            found, cursors[connection.id], resync = poll_connection(client, connection, cursors.get(connection.id, {}), now)
+        except DfxError as exc:  # one broken connection must not stop the others' syncs
+            context.log.warning(f"{connection.id}: change poll failed: {exc}")
+            notes.append(f"{connection.id}: poll failed")
+            continue
+        if resync:
+            found = full_resync_requests(connection, now.date(), resync)
+            notes.append(f"{connection.id}: full resync ({resync})")
+        requests.extend(found)
+    # Cursors of connections no longer active are dropped: a revoked connection is never polled again.
+    cursors = {cid: value for cid, value in cursors.items() if cid in {c.id for c in active}}
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
+
+
+def _nightly(context: dg.ScheduleEvaluationContext, platform: PlatformResource, job_name: str) -> list[dg.RunRequest]:
+    services = platform.get()
+    today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
+    known = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
+    return [
+        request
+        for connection in services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
+        if connection.id in known
+        for request in full_resync_requests(connection, today, "nightly")
+        if request.job_name == job_name
+    ]
+
+
+@dg.schedule(
+    name="salesforce_nightly_snapshot_schedule",
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    job=salesforce_snapshot_job,
+    description="Nightly: recomputes the snapshot sales metrics of every active Salesforce connection.",
+)
+def salesforce_nightly_snapshot_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
+    return _nightly(context, platform, salesforce_snapshot_job.name)
+
+
+@dg.schedule(
+    name="salesforce_nightly_daily_schedule",
+    cron_schedule="15 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    job=salesforce_daily_job,
+    description="Nightly: recomputes each active Salesforce connection's whole daily history, one run per connection.",
+)
+def salesforce_nightly_daily_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
+    return _nightly(context, platform, salesforce_daily_job.name)

@@ -1,0 +1,218 @@
+"""`SalesforceResource`: the Dagster resource that hands out a `SalesforceClient` for one connection.
+
+The client is the only code that talks to Salesforce. It takes tokens from the vault, checks the
+instance URL before a token leaves the process, refreshes on 401 (storing the new access token),
+retries REQUEST_LIMIT_EXCEEDED with backoff (429/5xx are retried by the shared session), stops before
+a configured share of the org's daily API limit, and counts calls, records and bytes for metadata.
+Errors come out as project errors with no token text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+import dagster as dg
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceRefusedRequest,
+)
+
+from dfx_pipelines.connectors.salesforce import oauth
+from dfx_pipelines.platform.errors import AuthError, ConnectorError
+from dfx_pipelines.platform.http import RetryPolicy, api_calls, build_session, bytes_received, translate_errors
+from dfx_pipelines.platform.redaction import redact
+from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.services import Platform
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+API_VERSION = "59.0"
+SANDBOX_CLIENT_ID = "dfx-sandbox-client"
+
+
+class ApiBudgetExhausted(ConnectorError):
+    """The org's daily API usage reached the share this connection may use: stop, politely."""
+
+
+def _error_text(exc: SalesforceError) -> str:
+    content = getattr(exc, "content", None)
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return redact(f"{first.get('errorCode', 'ERROR')}: {first.get('message', '')}")
+    return redact(f"HTTP {getattr(exc, 'status', '?')}")
+
+
+def _error_code(exc: SalesforceError) -> str | None:
+    content = getattr(exc, "content", None)
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return content[0].get("errorCode")
+    return None
+
+
+@dataclass
+class CallStats:
+    queries: list[str] = field(default_factory=list)
+    records_read: int = 0
+    refreshes: int = 0
+
+
+class SalesforceClient:
+    """One connection's Salesforce API, built per run by `SalesforceResource.client`."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        connection: Connection,
+        session: requests.Session,
+        *,
+        client_id: str,
+        client_secret: str | None,
+        api_version: str = API_VERSION,
+        limit_retry_policy: RetryPolicy | None = None,
+    ):
+        self.platform = platform
+        self.connection = connection
+        self.session = session
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.api_version = api_version
+        self.sandbox_allowed = platform.settings.sandbox_allowed
+        self.instance_url = oauth.validate_salesforce_url(connection.endpoint.get("instance_url", ""), sandbox_allowed=self.sandbox_allowed)
+        self.login_url = oauth.validate_salesforce_url(connection.endpoint.get("login_url", ""), sandbox_allowed=self.sandbox_allowed, what="login URL")
+        self.limit_retry = limit_retry_policy or RetryPolicy(max_attempts=4, backoff_base=2.0)
+        self.stats = CallStats()
+        token = platform.vault.get(connection.secret_ref("oauth_access_token")).get_secret_value()
+        self._sf = Salesforce(instance_url=self.instance_url, session_id=token, session=session, version=api_version)
+
+    # -- accounting
+
+    @property
+    def api_calls(self) -> int:
+        return api_calls(self.session)
+
+    @property
+    def bytes_read(self) -> int:
+        return bytes_received(self.session)
+
+    def api_usage(self) -> tuple[int, int] | None:
+        usage = self._sf.api_usage.get("api-usage")
+        return (usage.used, usage.total) if usage else None
+
+    def _check_api_budget(self) -> None:
+        usage = self.api_usage()
+        if usage is None:
+            return
+        used, total = usage
+        share = self.connection.settings.api_limit_share
+        if total and used >= share * total:
+            raise ApiBudgetExhausted(
+                f"Salesforce org of {self.connection.id} has used {used}/{total} API calls today; this connection "
+                f"stops at {share:.0%} of the daily limit (settings.api_limit_share) and will resume tomorrow"
+            )
+
+    # -- the call wrapper every request goes through
+
+    def _refresh(self) -> None:
+        refresh_token = self.platform.vault.get(self.connection.secret_ref("oauth_refresh_token")).get_secret_value()
+        tokens = oauth.refresh_access_token(
+            self.session, self.login_url, self.client_id, refresh_token,
+            client_secret=self.client_secret, sandbox_allowed=self.sandbox_allowed,
+        )
+        if tokens.instance_url != self.instance_url:
+            raise AuthError(f"token refresh moved the instance to another host; refusing to follow it")
+        self.platform.vault.put(self.connection.secret_ref("oauth_access_token"), tokens.access_token.get_secret_value())
+        self._sf.session_id = tokens.access_token.get_secret_value()
+        self._sf.headers["Authorization"] = "Bearer " + self._sf.session_id
+        self.stats.refreshes += 1
+        log.info("refreshed the Salesforce access token of %s", self.connection.id)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            self._check_api_budget()
+            try:
+                with translate_errors(f"Salesforce {what}"):
+                    return fn()
+            except SalesforceExpiredSession:
+                if refreshed:
+                    raise AuthError(f"Salesforce {what}: session still invalid after a token refresh (revoked?)") from None
+                refreshed = True
+                self._refresh()
+            except SalesforceRefusedRequest as exc:
+                if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED" or attempt >= self.limit_retry.max_attempts:
+                    raise ConnectorError(f"Salesforce {what} refused: {_error_text(exc)}") from None
+                delay = self.limit_retry.delay_for(attempt, None)
+                log.warning("Salesforce %s: REQUEST_LIMIT_EXCEEDED; retry %d in %.1fs", what, attempt, delay)
+                self.limit_retry.sleep(delay)
+            except SalesforceError as exc:
+                raise ConnectorError(f"Salesforce {what} failed: {_error_text(exc)}") from None
+
+    # -- the API, as the connector uses it
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        return self._call(f"describe {sobject}", lambda: getattr(self._sf, sobject).describe())
+
+    def describe_global(self) -> dict[str, Any]:
+        return self._call("describe global", self._sf.describe)
+
+    def stream(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """Records of a query, page by page (bounded memory); every page goes through `_call`."""
+        self.stats.queries.append(soql)
+        page = self._call("query", lambda: self._sf.query(soql, include_deleted=include_deleted))
+        while True:
+            records = page.get("records", [])
+            self.stats.records_read += len(records)
+            yield from records
+            if page.get("done", True):
+                return
+            next_url = page["nextRecordsUrl"]
+            page = self._call("query page", lambda: self._sf.query_more(next_url, identifier_is_url=True))
+
+    def aggregate(self, soql: str) -> list[dict[str, Any]]:
+        return list(self.stream(soql))
+
+    def updated(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
+        return self._call(f"updated {sobject}", lambda: getattr(self._sf, sobject).updated(start, end))
+
+    def deleted(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
+        return self._call(f"deleted {sobject}", lambda: getattr(self._sf, sobject).deleted(start, end))
+
+    def update_record(self, sobject: str, record_id: str, fields: dict[str, Any], *, if_unmodified_since: datetime | None = None) -> int:
+        headers = {}
+        if if_unmodified_since is not None:
+            headers["If-Unmodified-Since"] = if_unmodified_since.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        return self._call(f"update {sobject}", lambda: getattr(self._sf, sobject).update(record_id, fields, headers=headers))
+
+
+class SalesforceResource(dg.ConfigurableResource):
+    """Salesforce for the connections in the registry. The connected app's client secret, if it has
+    one, comes from an environment variable (`EnvVar("SALESFORCE_CLIENT_SECRET")`), never a literal."""
+
+    client_id: str = SANDBOX_CLIENT_ID
+    client_secret: Optional[str] = None
+    api_version: str = API_VERSION
+    sandbox_ca_path: Optional[str] = None  # defaults to the embedded default's sandbox CA, sandbox mode only
+
+    def session(self, platform: Platform) -> requests.Session:
+        ca = None
+        if platform.settings.sandbox_allowed:
+            candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+            ca = str(candidate) if candidate.exists() else None
+        return build_session(sandbox_ca=ca)
+
+    def client(self, platform: Platform, connection: Connection) -> SalesforceClient:
+        return SalesforceClient(
+            platform, connection, self.session(platform),
+            client_id=self.client_id, client_secret=self.client_secret, api_version=self.api_version,
+        )

@@ -1,0 +1,1 @@
+"""Tests of the BigQuery sandbox, through the real google-cloud-bigquery client."""
