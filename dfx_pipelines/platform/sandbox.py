@@ -361,7 +361,7 @@ class SandboxServer:
 
     def start(self) -> "SandboxServer":
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"sandbox-{self.app.name}", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{self.app.name}", daemon=True
         )
         self._thread.start()
         return self

@@ -7,7 +7,6 @@ server listens (`start_salesforce_sandbox` does); until then it is read from the
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 import secrets
 import threading
@@ -71,7 +70,12 @@ class ApiUsage:
 
 
 class SalesforceSandbox:
-    """A SandboxApp serving one `SalesforceOrg`. See the package README for the endpoint list."""
+    """A SandboxApp serving one `SalesforceOrg`.
+
+    Endpoints: /services/oauth2/{authorize,token,revoke}; under /services/data/v59.0..v62.0: /, /limits,
+    /query and /queryAll (+ /query/<locator>-<offset>), /sobjects, /sobjects/{Obj}[/describe|/updated|/deleted],
+    GET|PATCH|DELETE /sobjects/{Obj}/{Id}, POST /sobjects/{Obj}. Every REST answer carries Sforce-Limit-Info.
+    """
 
     name = "salesforce"
 
@@ -351,10 +355,9 @@ class SalesforceSandbox:
                     "use a custom field, be sure to append the '__c' after the custom field name. Please reference "
                     "your WSDL or the describe call for the appropriate names."
                 )
-        record = self.org.record_json(obj, record_id, names)
+        record = self.org.record_json(obj, record_id, names, version=version)
         if record is None:
             raise not_found()
-        record["attributes"]["url"] = f"/services/data/v{version}/sobjects/{objdef.name}/{record.get('Id') or self.org.get(obj, record_id)['Id']}"  # type: ignore[index]
         return self._json(record)
 
     def _body(self, request: Request) -> dict[str, Any]:
@@ -406,6 +409,3 @@ def _http_date(value: str | None) -> datetime | None:
     except (TypeError, ValueError):
         return None
 
-
-def dumps(payload: Any) -> str:  # pragma: no cover - debugging aid
-    return json.dumps(payload, indent=2, default=str)

@@ -335,6 +335,7 @@ class OrgGenerator:
             ActualCost=with_nulls(np.round(budget * rng.uniform(0.6, 1.3, n), 2).tolist(), status == "Planned"),
             NumberSent=rng.integers(100, 20_000, n).astype(float).tolist(),
             ParentId=[None] * n,
+            Sourced_Pipeline__c=[None] * n,
         )
         self.insert("Campaign", columns)
 

@@ -179,14 +179,17 @@ class SalesforceOrg:
             return None
         return row
 
-    def record_json(self, obj: str, record_id: str, fields: list[str] | None = None) -> dict[str, Any] | None:
-        """One record as the REST API answers it, optionally only some fields."""
+    def record_json(
+        self, obj: str, record_id: str, fields: list[str] | None = None, *, version: str = "59.0"
+    ) -> dict[str, Any] | None:
+        """One live record as the REST API answers it, optionally only some fields."""
         objdef = self._object(obj)
         row = self.get(objdef.name, record_id)
         if row is None:
             return None
         chosen = [objdef.field(name) for name in fields] if fields else list(objdef.fields)
-        out: dict[str, Any] = {"attributes": {"type": objdef.name, "url": ""}}
+        url = f"/services/data/v{version}/sobjects/{objdef.name}/{row['Id']}"
+        out: dict[str, Any] = {"attributes": {"type": objdef.name, "url": url}}
         for f in chosen:
             if f is None:
                 continue
@@ -355,11 +358,17 @@ class SalesforceOrg:
 
     # ------------------------------------------------------------ replication (getUpdated / getDeleted)
 
-    def _replication_window(self, objdef: ObjectDef, start: datetime, end: datetime) -> tuple[int, int, datetime]:
+    def _replicated(self, obj: str) -> ObjectDef:
+        objdef = find_object(obj)
+        if objdef is None:
+            raise not_found()
         if not objdef.replicateable:
             raise SalesforceApiError(
                 400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support replication"
             )
+        return objdef
+
+    def _replication_window(self, objdef: ObjectDef, start: datetime, end: datetime) -> tuple[int, int, datetime]:
         # Salesforce ignores the seconds of both bounds.
         start_minute = _floor_minute(start)
         end_minute = _floor_minute(end)
@@ -377,7 +386,7 @@ class SalesforceOrg:
 
     def updated(self, obj: str, start: datetime, end: datetime) -> dict[str, Any]:
         """getUpdated: ids created or changed in [start, latestDateCovered), not deleted."""
-        objdef = self._object(obj)
+        objdef = self._replicated(obj)
         low, high, covered = self._replication_window(objdef, start, end)
         rows = self.run_sql(
             f'SELECT "Id" FROM "{objdef.name}" WHERE "SystemModstamp" >= ? AND "SystemModstamp" < ? '
@@ -390,7 +399,7 @@ class SalesforceOrg:
 
     def deleted(self, obj: str, start: datetime, end: datetime) -> dict[str, Any]:
         """getDeleted: records deleted in [start, latestDateCovered) with their deletedDate."""
-        objdef = self._object(obj)
+        objdef = self._replicated(obj)
         low, high, covered = self._replication_window(objdef, start, end)
         rows = self.run_sql(
             'SELECT id, deleted_date FROM "_deleted_log" WHERE object = ? AND deleted_date >= ? AND deleted_date < ? '

@@ -343,6 +343,8 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("ActualCost", "currency", "Actual Cost in Campaign"),
         _f("NumberSent", "double", "Num Sent in Campaign"),
         _ref("ParentId", "Campaign", "Parent", "Parent Campaign ID"),
+        # A custom field a customer designates for write-back of the sourced-pipeline metric.
+        _f("Sourced_Pipeline__c", "currency", "Sourced Pipeline"),
     )),  # fmt: skip
     ObjectDef("CampaignMember", "Campaign Member", "Campaign Members", "00v", _system(owner=False) + (
         _ref("CampaignId", "Campaign", "Campaign", "Campaign ID", nillable=False, updateable=False),

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (throughput, peak memory, bytes moved); never asserted in tests."""

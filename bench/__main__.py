@@ -1,0 +1,22 @@
+"""`python -m bench [name ...]`: run the named benchmarks (all by default) and print their figures."""
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "load_time": "bench.load_time",
+    "salesforce_sync": "bench.salesforce_sync",
+}
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(BENCHMARKS)
+    for name in names:
+        if name not in BENCHMARKS:
+            raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        print(f"\n=== {name} ===", flush=True)
+        importlib.import_module(BENCHMARKS[name]).main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
