@@ -111,12 +111,17 @@ def demo(scale: int | None) -> None:
         with dg.DagsterInstance.get() as instance:
             sync_partitions(instance, platform.registry, sorted(KIND_RULES))
             for connector, _sandbox, connection in started:
-                job = defs.get_job_def(connector.demo_job_name())
-                began = time.monotonic()
-                result = job.execute_in_process(instance=instance, partition_key=connection.id, raise_on_error=False)
-                status = "succeeded" if result.success else "FAILED"
-                failures += not result.success
-                click.echo(f"{job.name} [{connection.id}] {status} in {time.monotonic() - began:.1f}s (run {result.run_id})")
+                for run in connector.demo_runs(connection):
+                    job = defs.resolve_job_def(run.job_name)
+                    began = time.monotonic()
+                    result = job.execute_in_process(
+                        instance=instance, partition_key=run.partition_key, tags=run.tags, raise_on_error=False,
+                        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                    )
+                    status = "succeeded" if result.success else "FAILED"
+                    failures += not result.success
+                    where = run.partition_key or " .. ".join(v for k, v in sorted(run.tags.items()) if "partition_range" in k)
+                    click.echo(f"{job.name} [{where}] {status} in {time.monotonic() - began:.1f}s (run {result.run_id})")
     finally:
         for _connector, sandbox, _connection in started:
             sandbox.stop()

@@ -28,6 +28,15 @@ class RunningSandbox:
 
 
 @dataclass(frozen=True)
+class DemoRun:
+    """One job run `dfx demo` launches: a partition key, or a partition range through `tags`."""
+
+    job_name: str
+    partition_key: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RevocationResult:
     provider_revoked: bool  # the provider confirmed the token is dead (False where it has no revoke API)
     detail: str
@@ -49,8 +58,8 @@ class ConnectorPlugin(Protocol):
         """Connect (or reconnect) the demo connection to a running sandbox, as a user would."""
         ...
 
-    def demo_job_name(self) -> str:
-        """The job `dfx demo` runs for this connector's demo connection."""
+    def demo_runs(self, connection: Connection) -> list[DemoRun]:
+        """The runs `dfx demo` launches for this connector's demo connection."""
         ...
 
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:

@@ -87,20 +87,24 @@ def connect_salesforce(
     redirect_uri: str,
     receive_code: CodeReceiver,
     api_version: str = "59.0",
+    reauthorize: bool = False,
 ) -> Connection:
     """Run the whole connect flow. `config` is the connection (id, workspace_id, display_name,
-    selection, field_mapper, write_back, settings) without endpoint or secrets."""
+    selection, field_mapper, write_back, settings) without endpoint or secrets. With `reauthorize`, an
+    existing active connection of that id gets new tokens and endpoint (its history is kept)."""
     sandbox_allowed = platform.settings.sandbox_allowed
     oauth.validate_salesforce_url(login_url, sandbox_allowed=sandbox_allowed, what="login URL")
     draft = parse_connection({**config, "kind": "salesforce"})  # every identifier checked before any request
-    if platform.registry.find(draft.id) is not None:
-        raise ConfigError(f"connection {draft.id!r} already exists")
+    existing = platform.registry.find(draft.id)
+    if existing is not None and not (reauthorize and existing.is_active and existing.kind == "salesforce"):
+        raise ConfigError(f"connection {draft.id!r} already exists" + ("" if existing.is_active else f" and is {existing.status.value}"))
     if not draft.selection.objects:
         raise ConfigError("a Salesforce connection needs at least one selected object")
     request = oauth.AuthorizationRequest.start(login_url, client_id, redirect_uri)
     code = request.code_from_redirect(receive_code(request.url))
     tokens = oauth.exchange_code(session, request, code, client_secret=client_secret, sandbox_allowed=sandbox_allowed)
     try:
+        oauth.check_grant(tokens, request, sandbox_allowed=sandbox_allowed)
         connection = parse_connection(
             {**draft.model_dump(mode="json"), "endpoint": {"instance_url": tokens.instance_url, "login_url": request.login_url, "api_version": api_version}}
         )
@@ -114,6 +118,11 @@ def connect_salesforce(
         if problems:
             raise ConfigError("the selection does not match this org: " + "; ".join(problems))
         assert tokens.refresh_token is not None
+        if existing is not None:
+            connection.created_at = existing.created_at
+            platform.vault.put(connection.secret_ref("oauth_refresh_token"), tokens.refresh_token.get_secret_value())
+            platform.vault.put(connection.secret_ref("oauth_access_token"), tokens.access_token.get_secret_value())
+            return platform.registry.save(connection)
         return platform.registry.add_connection(
             connection,
             vault=platform.vault,

@@ -158,8 +158,8 @@ def _token_call(session: requests.Session, login_url: str, form: dict[str, str],
     return payload
 
 
-def _token_set(payload: dict, *, sandbox_allowed: bool, refresh_token: str | None) -> TokenSet:
-    instance_url = validate_salesforce_url(payload.get("instance_url", ""), sandbox_allowed=sandbox_allowed)
+def _token_set(payload: dict, *, refresh_token: str | None) -> TokenSet:
+    instance_url = (payload.get("instance_url") or "").rstrip("/")
     issued_ms = int(payload.get("issued_at") or 0)
     return TokenSet(
         access_token=SecretStr(payload["access_token"]),
@@ -190,11 +190,16 @@ def exchange_code(
     if client_secret:
         form["client_secret"] = client_secret
     payload = _token_call(session, request.login_url, form, "code exchange")
-    tokens = _token_set(payload, sandbox_allowed=sandbox_allowed, refresh_token=payload.get("refresh_token"))
+    return _token_set(payload, refresh_token=payload.get("refresh_token"))
+
+
+def check_grant(tokens: TokenSet, request: AuthorizationRequest, *, sandbox_allowed: bool) -> None:
+    """Before a new grant is kept or used: exact scopes, a refresh token, and a trusted instance host.
+    The caller revokes the grant when this fails (it was issued; we will not keep it)."""
     check_scopes(tokens.scopes, request.scopes)
     if tokens.refresh_token is None:
         raise AuthError("Salesforce returned no refresh token: the connected app must allow the refresh_token scope")
-    return tokens
+    validate_salesforce_url(tokens.instance_url, sandbox_allowed=sandbox_allowed)
 
 
 def refresh_access_token(
@@ -211,7 +216,9 @@ def refresh_access_token(
     if client_secret:
         form["client_secret"] = client_secret
     payload = _token_call(session, login_url, form, "token refresh")
-    return _token_set(payload, sandbox_allowed=sandbox_allowed, refresh_token=None)
+    tokens = _token_set(payload, refresh_token=None)
+    validate_salesforce_url(tokens.instance_url, sandbox_allowed=sandbox_allowed)
+    return tokens
 
 
 def revoke_token(session: requests.Session, login_url: str, token: str, *, sandbox_allowed: bool) -> bool:

@@ -71,8 +71,12 @@ class Warehouse:
             self._db.execute(f"CREATE VIEW {quote(table.storage_name)} AS {view_sql}")
 
     def close(self) -> None:
+        # Drop the connection object too: DuckDB objects still alive at interpreter exit make its
+        # bindings (nanobind) print leak reports.
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
 
     @staticmethod
     def _key(table: Table) -> tuple[str, str, str]:
