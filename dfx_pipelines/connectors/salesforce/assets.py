@@ -92,7 +92,7 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
             query, rows = compute_metric(client, metric, connection, day)
             soql = query.soql
             provenance = Provenance(
-                context.run_id, query.soql, api_calls=client.api_calls - calls,
+                context.run.run_id, query.soql, api_calls=client.api_calls - calls,
                 records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_,
             )
             summary = services.metric_store.write(connection, metric.name, partition_key, rows, provenance)

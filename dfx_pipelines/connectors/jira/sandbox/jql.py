@@ -64,6 +64,20 @@ class Query:
     where: Node | None
     order_by: tuple[SortKey, ...]
 
+    def clause_fields(self) -> set[str]:
+        """The field names the query's clauses test, lower-cased."""
+        found: set[str] = set()
+        pending = [self.where] if self.where is not None else []
+        while pending:
+            node = pending.pop()
+            if isinstance(node, Clause):
+                found.add(node.field.lower())
+            elif isinstance(node, Not):
+                pending.append(node.operand)
+            else:
+                pending.extend(node.operands)
+        return found
+
     @property
     def bounded(self) -> bool:
         """Jira Cloud's enhanced search refuses queries without any search restriction."""

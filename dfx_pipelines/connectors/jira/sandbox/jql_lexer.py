@@ -85,7 +85,7 @@ def _read_string(text: str, index: int) -> tuple[str, int]:
             if index + 1 >= len(text):
                 break
             escaped = text[index + 1]
-            if escaped == "u" and index + 5 < len(text) + 0:
+            if escaped == "u" and index + 6 <= len(text):
                 digits = text[index + 2 : index + 6]
                 try:
                     chars.append(chr(int(digits, 16)))

@@ -27,6 +27,7 @@ HOUR = 3600.0
 DAY = 24 * HOUR
 POINT_CHOICES = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0)
 WORKLOG_SECONDS = (900, 1800, 3600, 5400, 7200, 14400, 28800)
+ESTIMABLE_TYPE_IDS = frozenset({catalog.STORY.id, catalog.TASK.id, catalog.BUG.id})
 CHURN_EVERY = 37  # issue nums with num % CHURN_EVERY == CHURN_AT churn
 CHURN_AT = 5
 CHURN_BOUNCES = 26  # 52 status histories: more than the 40 an embedded changelog holds
@@ -195,7 +196,7 @@ def plan_issue(record: IssueRecord, context: PlanContext) -> IssuePlan:
     rng = issue_rng(context.seed, record.num)
     issue_type = catalog.ISSUE_TYPES[record.type]
     workflow = workflow_of(record)
-    estimable = issue_type in (catalog.STORY, catalog.TASK, catalog.BUG) and workflow is catalog.SOFTWARE_WORKFLOW
+    estimable = issue_type.id in ESTIMABLE_TYPE_IDS and workflow is catalog.SOFTWARE_WORKFLOW
     initial_points = rng.choice(POINT_CHOICES) if estimable and rng.random() < 0.75 else None
     moves = _status_walk(rng, record, context)
     histories: list[History] = []

@@ -44,7 +44,7 @@ def matching_records(call: Call, jql: str, *, enhanced: bool) -> list:
         query = parse(jql)
         if enhanced and not query.bounded:
             raise ApiError(400, UNBOUNDED)
-        if enhanced and app.require_project_in_jql and "project" not in jql.lower():
+        if enhanced and app.require_project_in_jql and "project" not in query.clause_fields():
             raise ApiError(400, UNBOUNDED)
         cache_key = (jql, call.site.version, call.site.now_epoch)  # relative dates move with the clock
         cached = app.search_cache_get(cache_key)

@@ -140,3 +140,12 @@ def test_datacenter_search_pages_with_start_at_and_total(datacenter, dc_jira, dc
     assert changelog["total"] == len(changelog["histories"])  # Data Center does not truncate here
     assert all("fieldId" not in item for h in changelog["histories"] for item in h["items"])
     assert dc_http.get(f"{datacenter.url}/rest/api/3/field").status_code == 404  # no v3 on Data Center
+
+
+def test_optional_rule_requiring_a_project_clause():
+    with start_jira_sandbox(JiraSite(seed=3, issues=40), require_project_in_jql=True) as running:
+        session = http(running, (running.email, running.api_token))
+        url = f"{running.url}/rest/api/3/search/jql"
+        assert session.get(url, params={"jql": "updated >= -30d"}).status_code == 400
+        assert session.get(url, params={"jql": 'summary_free = 1 OR project = "ALPHA"'}).status_code == 400  # unknown field
+        assert session.get(url, params={"jql": "project = ALPHA AND updated >= -400d"}).status_code == 200
