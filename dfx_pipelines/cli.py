@@ -184,6 +184,134 @@ def sandbox_serve(faults: tuple[str, ...], scale: int | None) -> None:
             item.stop()
 
 
+# ------------------------------------------------------------------ workspaces and connecting
+
+
+@main.group()
+def workspace() -> None:
+    """Customers' workspaces."""
+
+
+@workspace.command("create")
+@click.argument("workspace_id")
+@click.option("--name", required=True)
+@click.option("--owner-email", required=True, help="Where sync-error notifications go.")
+def workspace_create(workspace_id: str, name: str, owner_email: str) -> None:
+    from pydantic import ValidationError
+
+    from dfx_pipelines.platform.errors import ConfigError
+    from dfx_pipelines.platform.registry import Workspace
+    from dfx_pipelines.platform.services import get_platform
+
+    try:
+        created = Workspace(id=workspace_id, name=name, owner_email=owner_email)
+    except ValidationError as exc:
+        raise ConfigError("invalid workspace: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    get_platform().registry.upsert_workspace(created)
+    click.echo(f"workspace {workspace_id} ready")
+
+
+def _parse_selection(specs: tuple[str, ...], selection_file: str | None) -> dict[str, list[str]]:
+    from dfx_pipelines.platform.errors import ConfigError
+
+    objects: dict[str, list[str]] = {}
+    if selection_file:
+        loaded = json.loads(Path(selection_file).read_text())
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{selection_file} must hold a JSON object of object name -> list of fields")
+        objects.update(loaded)
+    for spec in specs:
+        obj, sep, fields = spec.partition(":")
+        if not sep or not fields:
+            raise ConfigError(f"--select {spec!r}: expected Object:Field1,Field2")
+        objects.setdefault(obj, []).extend(f for f in fields.split(",") if f)
+    return objects
+
+
+def _parse_write_back(specs: tuple[str, ...]) -> list[dict[str, str]]:
+    from dfx_pipelines.platform.errors import ConfigError
+
+    designations = []
+    for spec in specs:
+        match = __import__("re").fullmatch(r"([^.=]+)\.([^=]+)=([^.]+)\.([^@]+)@(.+)", spec)
+        if not match:
+            raise ConfigError(f"--write-back {spec!r}: expected Object.Field=metric.measure@record_dimension")
+        obj, field, metric, measure, dimension = match.groups()
+        designations.append({"object": obj, "field": field, "metric": metric, "measure": measure, "record_dimension": dimension})
+    return designations
+
+
+@main.group()
+def connect() -> None:
+    """Connect a source: credentials go straight into the vault."""
+
+
+@connect.command("salesforce")
+@click.option("--workspace", "workspace_id", required=True)
+@click.option("--id", "connection_id", required=True, help="Slug, also the Dagster partition key (e.g. sf-acme).")
+@click.option("--name", "display_name", required=True)
+@click.option("--login-url", default="https://login.salesforce.com", show_default=True, help="test.salesforce.com for a Salesforce sandbox org; the dfx sandbox URL for the local one.")
+@click.option("--select", "selects", multiple=True, help="Object:Field1,Field2 (repeatable).")
+@click.option("--selection-file", type=click.Path(exists=True, dir_okay=False), help="JSON: object -> fields.")
+@click.option("--write-back", "write_backs", multiple=True, help="Object.Field=metric.measure@record_dimension (repeatable).")
+@click.option("--paste", is_flag=True, help="Paste the redirect URL instead of running a loopback listener.")
+@click.option("--port", default=0, help="Loopback listener port (register http://127.0.0.1:<port>/callback in the connected app).")
+@click.option("--reauthorize", is_flag=True, help="Replace the tokens of an existing connection.")
+@click.option("--approve-sandbox", is_flag=True, hidden=True, help="Complete the local sandbox's consent programmatically.")
+def connect_salesforce_command(
+    workspace_id: str, connection_id: str, display_name: str, login_url: str, selects: tuple[str, ...],
+    selection_file: str | None, write_backs: tuple[str, ...], paste: bool, port: int, reauthorize: bool, approve_sandbox: bool,
+) -> None:
+    """Authorize with OAuth 2.0 + PKCE and register the connection with its selection."""
+    import dagster as dg
+
+    from dfx_pipelines.connectors.salesforce.connect import LoopbackRedirectListener, connect_salesforce
+    from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
+    from dfx_pipelines.connectors.salesforce.oauth import LOOPBACK_HOSTS
+    from dfx_pipelines.platform.errors import ConfigError
+    from dfx_pipelines.platform.partitions import sync_partitions
+    from dfx_pipelines.platform.services import get_platform
+
+    platform = get_platform()
+    resource = salesforce_resource()
+    session = resource.session(platform)
+    config = {
+        "id": connection_id, "workspace_id": workspace_id, "display_name": display_name,
+        "selection": {"objects": _parse_selection(selects, selection_file)}, "write_back": _parse_write_back(write_backs),
+    }
+    host = __import__("urllib.parse").parse.urlsplit(login_url).hostname
+    if approve_sandbox:
+        if host not in LOOPBACK_HOSTS or not platform.settings.sandbox_allowed:
+            raise ConfigError("--approve-sandbox works only with the local sandbox (loopback login URL, not production)")
+        from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
+
+        redirect_uri, receive = "https://localhost/oauth/callback", (lambda url: complete_authorization(session, url))
+    elif paste:
+        redirect_uri = "https://localhost/oauth/callback"
+
+        def receive(url: str) -> str:
+            click.echo(f"Open this URL, approve, then paste the address you were redirected to:\n\n  {url}\n")
+            return click.prompt("redirect URL", hide_input=True)
+    else:
+        listener = LoopbackRedirectListener(port)
+        redirect_uri = listener.redirect_uri
+
+        def receive(url: str) -> str:
+            click.echo(f"Open this URL in a browser and approve:\n\n  {url}\n\nWaiting on {listener.redirect_uri} ...")
+            return listener.wait()
+
+    connection = connect_salesforce(
+        platform, session, config=config, login_url=login_url, client_id=resource.client_id,
+        client_secret=resource.client_secret if isinstance(resource.client_secret, str) else os.environ.get("SALESFORCE_CLIENT_SECRET"),
+        redirect_uri=redirect_uri, receive_code=receive, reauthorize=reauthorize,
+    )
+    embedded_dagster_home(platform.settings)
+    with dg.DagsterInstance.get() as instance:
+        sync_partitions(instance, platform.registry, ["salesforce"])
+    selected = ", ".join(f"{obj} ({len(fields)} fields)" for obj, fields in connection.selection.objects.items())
+    click.echo(f"connected {connection.id} to {connection.endpoint['instance_url']}: {selected}; tokens encrypted in the vault")
+
+
 # ------------------------------------------------------------------ connections, metrics, vault
 
 

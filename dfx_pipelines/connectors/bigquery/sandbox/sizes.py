@@ -11,7 +11,7 @@ from .catalog import Column
 
 FIXED_SIZES = {
     "INTEGER": 8, "INT64": 8, "FLOAT": 8, "FLOAT64": 8, "DATE": 8, "DATETIME": 8, "TIME": 8,
-    "TIMESTAMP": 8, "NUMERIC": 8, "BIGNUMERIC": 32, "BOOLEAN": 1, "BOOL": 1,
+    "TIMESTAMP": 8, "NUMERIC": 16, "BIGNUMERIC": 32, "BOOLEAN": 1, "BOOL": 1,
 }
 
 DUCKDB_TYPES = {
