@@ -96,7 +96,8 @@ def _start_demo(scale: int | None) -> tuple[Any, list[tuple[Any, Any, Any]]]:
 
 @main.command()
 @click.option("--scale", type=int, default=None, help="Size of the sandbox data (connector-specific; default demo size).")
-def demo(scale: int | None) -> None:
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Daily metrics for this many recent days.")
+def demo(scale: int | None, days: int) -> None:
     """Start the sandboxes, connect the demo workspace and run every connector's sync job once."""
     import dagster as dg
 
@@ -111,7 +112,7 @@ def demo(scale: int | None) -> None:
         with dg.DagsterInstance.get() as instance:
             sync_partitions(instance, platform.registry, sorted(KIND_RULES))
             for connector, _sandbox, connection in started:
-                for run in connector.demo_runs(connection):
+                for run in connector.demo_runs(connection, days):
                     job = defs.resolve_job_def(run.job_name)
                     began = time.monotonic()
                     result = job.execute_in_process(
@@ -120,14 +121,12 @@ def demo(scale: int | None) -> None:
                     )
                     status = "succeeded" if result.success else "FAILED"
                     failures += not result.success
-                    where = run.partition_key or " .. ".join(v for k, v in sorted(run.tags.items()) if "partition_range" in k)
+                    where = run.partition_key or f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
                     click.echo(f"{job.name} [{where}] {status} in {time.monotonic() - began:.1f}s (run {result.run_id})")
     finally:
         for _connector, sandbox, _connection in started:
             sandbox.stop()
-    if not plugins():
-        click.echo("no connectors are installed yet: the platform is set up, but there is nothing to sync")
-    _print_metrics(platform.metric_store.read(), as_json=False, limit=40)
+    _print_summary(platform.metric_store.batches())
     click.echo(f"\nEverything lives in {platform.settings.home}. Open the UI with: dfx dev")
     if failures:
         sys.exit(1)
@@ -358,6 +357,20 @@ def _print_metrics(rows: list[dict[str, Any]], *, as_json: bool, limit: int | No
         click.echo(f"{row['connection_id']:16s} {row['metric']:26s} {str(row['period'] or ''):10s} {row['measure']:22s} {dims[:30]:30s} {value}")
     if len(shown) < len(rows):
         click.echo(f"... {len(rows) - len(shown)} more rows (dfx metrics show)")
+
+
+def _print_summary(batches: list[dict[str, Any]]) -> None:
+    """Per connection and metric: partitions written, rows, records and bytes read, API calls."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for batch in batches:
+        row = totals.setdefault((batch["connection_id"], batch["metric"]), [0, 0, 0, 0, 0])
+        for index, key in enumerate(("row_count", "records_read", "bytes_read", "api_calls")):
+            row[index + 1] += batch[key] or 0
+        row[0] += 1
+    click.echo(f"\n{'connection':14s} {'metric':28s} {'partitions':>10s} {'rows':>6s} {'records':>8s} {'bytes':>10s} {'calls':>6s}")
+    for (connection, metric), (partitions, rows, records, bytes_, calls) in sorted(totals.items()):
+        click.echo(f"{connection:14s} {metric:28s} {partitions:10d} {rows:6d} {records:8d} {bytes_:10d} {calls:6d}")
+    click.echo("See the values with: dfx metrics show [--connection ID] [--metric NAME] [--json]")
 
 
 @metrics.command("show")

@@ -58,8 +58,8 @@ class ConnectorPlugin(Protocol):
         """Connect (or reconnect) the demo connection to a running sandbox, as a user would."""
         ...
 
-    def demo_runs(self, connection: Connection) -> list[DemoRun]:
-        """The runs `dfx demo` launches for this connector's demo connection."""
+    def demo_runs(self, connection: Connection, days: int) -> list[DemoRun]:
+        """The runs `dfx demo` launches for this connector's demo connection (daily metrics: last `days`)."""
         ...
 
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:

@@ -203,16 +203,23 @@ class SalesforceResource(dg.ConfigurableResource):
     client_secret: Optional[str] = None
     api_version: str = API_VERSION
     sandbox_ca_path: Optional[str] = None  # defaults to the embedded default's sandbox CA, sandbox mode only
+    # Retry knobs; the defaults are the platform's. Tests and benchmarks shorten the waits (a run under
+    # injected faults should not sleep for minutes), operators may lengthen them for a busy org.
+    retry_max_attempts: int = 5  # per request, for 429, 5xx and dropped connections (the shared session)
+    retry_backoff_seconds: float = 0.5  # first wait, doubled per attempt with jitter; a Retry-After wins
+    limit_retry_max_attempts: int = 4  # per call, for REQUEST_LIMIT_EXCEEDED (403), retried by the client
+    limit_retry_backoff_seconds: float = 2.0
 
     def session(self, platform: Platform) -> requests.Session:
         ca = None
         if platform.settings.sandbox_allowed:
             candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
             ca = str(candidate) if candidate.exists() else None
-        return build_session(sandbox_ca=ca)
+        return build_session(sandbox_ca=ca, retry=RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds))
 
     def client(self, platform: Platform, connection: Connection) -> SalesforceClient:
         return SalesforceClient(
             platform, connection, self.session(platform),
             client_id=self.client_id, client_secret=self.client_secret, api_version=self.api_version,
+            limit_retry_policy=RetryPolicy(max_attempts=self.limit_retry_max_attempts, backoff_base=self.limit_retry_backoff_seconds),
         )

@@ -152,9 +152,10 @@ class BigQuerySandbox:
 
     @staticmethod
     def _page(request: Request, items: list[Any]) -> tuple[list[Any], str | None]:
-        start = int(request.arg("pageToken") or 0) if (request.arg("pageToken") or "0").isdigit() else 0
-        size = _int_arg(request, "maxResults") or DEFAULT_LIST_PAGE
-        end = start + size
+        """List paging: the page token is the offset of the next item."""
+        token = request.arg("pageToken") or "0"
+        start = int(token) if token.isdigit() else 0
+        end = start + (_int_arg(request, "maxResults") or DEFAULT_LIST_PAGE)
         return items[start:end], (str(end) if end < len(items) else None)
 
     def _list_datasets(self, request: Request, project: str) -> Response:

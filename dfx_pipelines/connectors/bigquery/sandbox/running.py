@@ -12,6 +12,7 @@ from dfx_pipelines.platform.sandbox import SandboxCA, SandboxServer
 from .app import BigQuerySandbox
 from .auth import generate_service_account_key
 from .catalog import DEMO_PROJECT
+from .jobs import JobLog
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -39,6 +40,11 @@ class RunningBigQuerySandbox:
     @property
     def project(self) -> str:
         return self.app.project
+
+    @property
+    def jobs(self) -> "JobLog":
+        """Every query job the sandbox saw (dry runs included): SQL, bytes, bill, state, error reason."""
+        return self.app.jobs
 
     @property
     def token_uri(self) -> str:

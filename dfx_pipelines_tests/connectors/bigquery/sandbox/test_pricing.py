@@ -75,6 +75,15 @@ def test_join_prices_both_tables_and_bills_the_minimum_for_each(client, frames, 
     assert executed.total_bytes_billed == billed([orders_bytes, customers_bytes]) == 20 * MIB
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT order_id FROM (SELECT * FROM shop.orders) WHERE amount > 100",
+    "WITH everything AS (SELECT * FROM shop.orders) SELECT order_id FROM everything WHERE amount > 100",
+])
+def test_columns_a_subquery_selects_but_nobody_uses_are_not_priced(client, frames, schemas, sql) -> None:
+    job = dry_run(client, sql)
+    assert job.total_bytes_processed == scan_bytes(frames["shop.orders"], schemas["orders"], ["order_id", "amount"])
+
+
 def test_view_is_priced_by_the_table_under_it(client, frames, schemas) -> None:
     job = dry_run(client, "SELECT * FROM shop.daily_revenue")
     # The view reads order_date, currency, amount, and status (in its WHERE) of orders.
