@@ -233,6 +233,9 @@ class SandboxCA:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle on, each response waits ~40 ms for the
+    # client's delayed ACK. Real APIs don't stall like that, and it would dominate every benchmark.
+    disable_nagle_algorithm = True
     server: "_HTTPServer"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name

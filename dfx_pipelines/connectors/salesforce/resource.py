@@ -158,10 +158,25 @@ class SalesforceClient:
             except SalesforceError as exc:
                 raise ConnectorError(f"Salesforce {what} failed: {_error_text(exc)}") from None
 
+    def _sobject_call(self, what: str, sobject: str, action: Callable[[Any], T]) -> T:
+        """A call through simple-salesforce's per-object `SFType`, which keeps the Sforce-Limit-Info it
+        reads on itself: copy it to the client's, or describe/updated/deleted (all the CDC sensor sends)
+        would never move the API budget check."""
+
+        def call() -> T:
+            sftype = getattr(self._sf, sobject)
+            try:
+                return action(sftype)
+            finally:
+                if sftype.api_usage:
+                    self._sf.api_usage = sftype.api_usage
+
+        return self._call(what, call)
+
     # -- the API, as the connector uses it
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        return self._call(f"describe {sobject}", lambda: getattr(self._sf, sobject).describe())
+        return self._sobject_call(f"describe {sobject}", sobject, lambda sftype: sftype.describe())
 
     def describe_global(self) -> dict[str, Any]:
         return self._call("describe global", self._sf.describe)
@@ -183,16 +198,16 @@ class SalesforceClient:
         return list(self.stream(soql))
 
     def updated(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
-        return self._call(f"updated {sobject}", lambda: getattr(self._sf, sobject).updated(start, end))
+        return self._sobject_call(f"updated {sobject}", sobject, lambda sftype: sftype.updated(start, end))
 
     def deleted(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
-        return self._call(f"deleted {sobject}", lambda: getattr(self._sf, sobject).deleted(start, end))
+        return self._sobject_call(f"deleted {sobject}", sobject, lambda sftype: sftype.deleted(start, end))
 
     def update_record(self, sobject: str, record_id: str, fields: dict[str, Any], *, if_unmodified_since: datetime | None = None) -> int:
         headers = {}
         if if_unmodified_since is not None:
             headers["If-Unmodified-Since"] = if_unmodified_since.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
-        return self._call(f"update {sobject}", lambda: getattr(self._sf, sobject).update(record_id, fields, headers=headers))
+        return self._sobject_call(f"update {sobject}", sobject, lambda sftype: sftype.update(record_id, fields, headers=headers))
 
 
 class SalesforceResource(dg.ConfigurableResource):

@@ -1,0 +1,170 @@
+"""Atlassian OAuth 2.0 (3LO) for Jira Cloud: authorize URL with state and PKCE, code exchange, refresh with
+rotating refresh tokens, and accessible-resources → cloud id. Every call checks its host first (`auth`).
+
+Atlassian rotates refresh tokens: each refresh returns a new one and retires the old; presenting a
+retired one fails with `invalid_grant` and revokes the whole grant. So token calls are never retried
+after a dropped connection or a 5xx (the server may have rotated already), and the caller stores the new
+refresh token before it uses the new access token (`resource.VaultCredentials.refresh`).
+Atlassian has no revoke endpoint for 3LO apps: "invalidate" means destroying our copy (the vault key).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+
+from dfx_pipelines.connectors.jira import auth
+from dfx_pipelines.platform.errors import AuthError
+from dfx_pipelines.platform.http import RetryPolicy, build_session, translate_errors
+from dfx_pipelines.platform.redaction import register_secret
+
+AUDIENCE = "api.atlassian.com"
+_VERIFIER_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+# 429 and 503 mean the server did not act, so they are safe to retry; nothing else is for a token call.
+TOKEN_RETRY = RetryPolicy(max_attempts=3, retry_statuses=frozenset({429, 503}))
+
+
+def token_session(sandbox_ca: str | None) -> requests.Session:
+    return build_session(sandbox_ca=sandbox_ca, retry=TOKEN_RETRY)
+
+
+def challenge_for(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """One pending authorization: the URL to open, and what must come back with the code."""
+
+    auth_url: str
+    client_id: str
+    redirect_uri: str
+    scopes: frozenset[str]
+    state: str
+    verifier: str
+
+    @classmethod
+    def start(cls, auth_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = auth.REQUIRED_SCOPES) -> "AuthorizationRequest":
+        verifier = "".join(secrets.choice(_VERIFIER_ALPHABET) for _ in range(64))
+        return cls(auth_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), secrets.token_urlsafe(24), verifier)
+
+    @property
+    def url(self) -> str:
+        query = urllib.parse.urlencode({
+            "audience": AUDIENCE,
+            "client_id": self.client_id,
+            "scope": " ".join(sorted(self.scopes)),
+            "redirect_uri": self.redirect_uri,
+            "state": self.state,
+            "response_type": "code",
+            "prompt": "consent",
+            "code_challenge": challenge_for(self.verifier),
+            "code_challenge_method": "S256",
+        })
+        return f"{self.auth_url}/authorize?{query}"
+
+    def code_from_redirect(self, redirect: str) -> str:
+        """The authorization code from the redirect URL (or its query string), after checking state."""
+        query = urllib.parse.urlsplit(redirect).query if "?" in redirect or "://" in redirect else redirect
+        params = urllib.parse.parse_qs(query)
+        if "error" in params:
+            raise AuthError(f"authorization was refused: {params['error'][0]} ({params.get('error_description', [''])[0]})")
+        state = params.get("state", [None])[0]
+        if state is None or not secrets.compare_digest(state, self.state):
+            raise AuthError("the redirect's state does not match this authorization request (possible CSRF): refused")
+        code = params.get("code", [None])[0]
+        if not code:
+            raise AuthError("the redirect carries no authorization code")
+        return code
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: SecretStr
+    refresh_token: SecretStr | None
+    scopes: frozenset[str]
+    expires_in: int | None
+
+
+def _token_call(session: requests.Session, auth_url: str, body: dict[str, str], what: str, *, sandbox_allowed: bool) -> TokenSet:
+    origin = auth.check_atlassian_origin(auth_url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL")
+    with translate_errors(f"Atlassian {what}"):
+        response = session.post(f"{origin}/oauth/token", json=body, headers={"Accept": "application/json"})
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        payload = {}
+    payload = payload if isinstance(payload, dict) else {}
+    if not response.ok:
+        error = payload.get("error", f"HTTP {response.status_code}")
+        if error == "invalid_grant" and body.get("grant_type") == "refresh_token":
+            raise AuthError(
+                "Atlassian refused the stored refresh token (invalid_grant): it was rotated away by another refresh "
+                "or the grant was revoked. The connection must be authorized again (dfx connect jira --reauthorize)."
+            )
+        description = payload.get("error_description", "")
+        raise AuthError(f"Atlassian {what} failed: {error}" + (f" ({description})" if description else ""))
+    for key in ("access_token", "refresh_token"):
+        if payload.get(key):
+            register_secret(payload[key])
+    if not payload.get("access_token"):
+        raise AuthError(f"Atlassian {what} returned no access token")
+    return TokenSet(
+        access_token=SecretStr(payload["access_token"]),
+        refresh_token=SecretStr(payload["refresh_token"]) if payload.get("refresh_token") else None,
+        scopes=frozenset(str(payload.get("scope") or "").split()),
+        expires_in=payload.get("expires_in"),
+    )
+
+
+def exchange_code(session: requests.Session, request: AuthorizationRequest, code: str, *, client_secret: str, sandbox_allowed: bool) -> TokenSet:
+    body = {
+        "grant_type": "authorization_code",
+        "client_id": request.client_id,
+        "client_secret": client_secret,
+        "code": code,
+        "redirect_uri": request.redirect_uri,
+        "code_verifier": request.verifier,
+    }
+    return _token_call(session, request.auth_url, body, "code exchange", sandbox_allowed=sandbox_allowed)
+
+
+def refresh(session: requests.Session, auth_url: str, client_id: str, client_secret: str, refresh_token: str, *, sandbox_allowed: bool) -> TokenSet:
+    body = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret, "refresh_token": refresh_token}
+    tokens = _token_call(session, auth_url, body, "token refresh", sandbox_allowed=sandbox_allowed)
+    if tokens.refresh_token is None:
+        raise AuthError("Atlassian token refresh returned no new refresh token (offline_access missing?)")
+    auth.check_scopes(tokens.scopes)  # a refresh must not come back wider than the grant we accepted
+    return tokens
+
+
+def accessible_resources(session: requests.Session, api_origin: str, access_token: str, *, sandbox_allowed: bool) -> list[dict[str, Any]]:
+    origin = auth.check_atlassian_origin(api_origin, auth.ATLASSIAN_API_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian API URL")
+    with translate_errors("Atlassian accessible-resources"):
+        response = session.get(f"{origin}/oauth/token/accessible-resources", headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
+    if not response.ok:
+        raise AuthError(f"Atlassian accessible-resources failed: HTTP {response.status_code}")
+    resources = response.json()
+    return resources if isinstance(resources, list) else []
+
+
+def pick_cloud_id(resources: list[dict[str, Any]], site_url: str | None) -> tuple[str, str]:
+    """(cloud id, site URL) of the one site the grant covers, or of `site_url` when it covers several.
+    The resource's own scopes are checked too: they are what the gateway will honour."""
+    candidates = [r for r in resources if site_url is None or str(r.get("url", "")).rstrip("/") == site_url.rstrip("/")]
+    if len(candidates) != 1:
+        sites = sorted(str(r.get("url")) for r in resources)
+        raise AuthError(f"the grant covers {len(resources)} Jira site(s) {sites}; name the one to connect (site_url)" if candidates else f"the grant does not cover {site_url}; it covers {sites}")
+    chosen = candidates[0]
+    auth.check_scopes(frozenset(chosen.get("scopes") or ()), required=auth.REQUIRED_SCOPES - {"offline_access"})
+    cloud_id = str(chosen.get("id") or "")
+    if not auth.CLOUD_ID.match(cloud_id):
+        raise AuthError(f"accessible-resources returned a malformed cloud id {cloud_id!r}")
+    return cloud_id, str(chosen.get("url") or "")

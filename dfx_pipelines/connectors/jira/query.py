@@ -1,0 +1,135 @@
+"""What the connector may ask Jira for: JQL built only from validated project keys with every value quoted
+and escaped, and issue fields from an explicit allowlist (never `*all`/`*navigable`, never description,
+comment, attachment or worklog bodies), plus the custom fields discovered at connection time.
+
+Each metric names the fields and the changelog fields it needs (`FieldPlan`); nothing else is requested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from typing import Iterable
+
+from dfx_pipelines.platform import identifiers
+from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.registry import Connection
+
+# Standard fields the reducers read. Anything else standard (description, comment, attachment,
+# worklog, environment, ...) is simply not in this list and so can never be requested.
+STANDARD_FIELDS = frozenset({
+    "created", "updated", "issuetype", "project", "status", "priority", "resolution", "resolutiondate",
+    "components", "parent", "labels",
+})  # fmt: skip
+NEVER = frozenset({"description", "comment", "attachment", "worklog", "environment", "summary"})
+SPRINT_PLUGIN = "com.pyxis.greenhopper.jira:gh-sprint"
+EPIC_LINK_PLUGIN = "com.pyxis.greenhopper.jira:gh-epic-link"
+STORY_POINTS_TARGET = "story_points"
+
+
+def quote(value: str) -> str:
+    """A JQL string literal: backslash and double quote escaped, control characters refused."""
+    if any(ord(ch) < 32 for ch in value):
+        raise ConfigError(f"JQL value {value!r} contains control characters")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def project_clause(keys: Iterable[str]) -> str:
+    checked = sorted({identifiers.jira_project_key(key) for key in keys})
+    if not checked:
+        raise ConfigError("a Jira query needs at least one selected project")
+    return f"project in ({', '.join(quote(key) for key in checked)})"
+
+
+def date_literal(moment: datetime | date) -> str:
+    """Jira's minute-precision date literal (UTC); a `date` means its midnight."""
+    if not isinstance(moment, datetime):
+        moment = datetime.combine(moment, time(0), tzinfo=timezone.utc)
+    return quote(moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+
+
+def issues_jql(projects: Iterable[str], *conditions: str, order_by: str = "created ASC") -> str:
+    """`project in (...) AND (cond) AND ... ORDER BY ...`; conditions come only from this module's builders."""
+    parts = [project_clause(projects)] + [f"({c})" for c in conditions]
+    return " AND ".join(parts) + f" ORDER BY {order_by}"
+
+
+def updated_since(moment: datetime) -> str:
+    return f"updated >= {date_literal(moment)}"
+
+
+def created_or_resolved_between(first: date, end_exclusive: date) -> str:
+    a, b = date_literal(first), date_literal(end_exclusive)
+    return f"created >= {a} AND created < {b} OR resolved >= {a} AND resolved < {b}"
+
+
+def created_before(end_exclusive: date) -> str:
+    return f"created < {date_literal(end_exclusive)}"
+
+
+# ---------------------------------------------------------------- fields
+
+
+def custom_field(connection: Connection, plugin: str) -> str | None:
+    """The discovered custom field of a Jira Software plugin type (Sprint, Epic Link), if any."""
+    for field_id, meta in sorted((connection.discovered.get("fields") or {}).items()):
+        if (meta.get("schema") or {}).get("custom") == plugin:
+            return field_id
+    return None
+
+
+def field_name(connection: Connection, field_id: str) -> str | None:
+    return ((connection.discovered.get("fields") or {}).get(field_id) or {}).get("name")
+
+
+def dimension_fields(connection: Connection) -> dict[str, str]:
+    """Mapped custom fields used as count dimensions: every mapping except story points."""
+    return {m.target: m.source for m in connection.field_mapper if m.target != STORY_POINTS_TARGET}
+
+
+def safe_fields(connection: Connection, requested: Iterable[str]) -> list[str]:
+    """The `fields` list to send: standard allowlisted fields and discovered custom fields only."""
+    discovered = connection.discovered.get("fields") or {}
+    chosen: list[str] = []
+    for field_id in requested:
+        if field_id in NEVER or field_id.startswith(("*", "-")):
+            raise ConfigError(f"refusing to request Jira field {field_id!r}: the connector never reads it")
+        if field_id not in STANDARD_FIELDS and field_id not in discovered:
+            raise ConfigError(f"Jira field {field_id!r} is neither an allowlisted standard field nor a discovered custom field")
+        if field_id not in chosen:
+            chosen.append(field_id)
+    if not chosen:
+        # An empty list means "navigable fields" on Data Center (description included): never send it.
+        raise ConfigError("an explicit, non-empty field list is required")
+    return chosen
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """The issue fields one metric requests, and the fields whose change history it replays."""
+
+    fields: tuple[str, ...]
+    changelog: tuple[str, ...] = ()
+
+
+def count_plan(connection: Connection) -> FieldPlan:
+    fields = ["created", "resolutiondate", "issuetype", "project", "status", "priority", "components", "parent"]
+    epic_link = custom_field(connection, EPIC_LINK_PLUGIN)
+    if epic_link:
+        fields.append(epic_link)
+    fields += sorted(set(dimension_fields(connection).values()))
+    return FieldPlan(tuple(safe_fields(connection, fields)))
+
+
+def flow_plan(connection: Connection) -> FieldPlan:
+    return FieldPlan(tuple(safe_fields(connection, ["created", "issuetype", "project", "status"])), ("status",))
+
+
+def velocity_plan(connection: Connection, story_points: str, sprint: str) -> FieldPlan:
+    fields = safe_fields(connection, ["created", "status", "resolution", sprint, story_points])
+    return FieldPlan(tuple(fields), ("status", "resolution", sprint, story_points))
+
+
+def key_plan(connection: Connection) -> FieldPlan:
+    """Just enough to name issues (SLA and worklog look-ups)."""
+    return FieldPlan(tuple(safe_fields(connection, ["created"])))
