@@ -416,5 +416,16 @@ def vault_rotate_master_key() -> None:
     click.echo(f"re-wrapped {count} data keys: master key {old_id} -> {rotated.active_id} (old key retired)")
 
 
+def _add_connector_commands() -> None:
+    """Connectors contribute their own command groups (`dfx bigquery approve`, ...) through their plugin."""
+    from dfx_pipelines.connectors import plugins
+
+    for connector in plugins():
+        for command in getattr(connector, "cli_commands", lambda: [])():
+            main.add_command(command)
+
+
+_add_connector_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

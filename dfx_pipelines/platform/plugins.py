@@ -62,6 +62,8 @@ class ConnectorPlugin(Protocol):
         """The runs `dfx demo` launches for this connector's demo connection (daily metrics: last `days`)."""
         ...
 
+    # Optional: `cli_commands(self) -> list[click.Command]` adds connector-specific `dfx` subcommands.
+
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
         """Invalidate the connection's credentials at the provider, where it offers that."""
         ...

@@ -1,0 +1,274 @@
+"""`JiraClient`: every request the connector makes to one Jira site, Cloud or Data Center.
+
+Plain `requests` through the platform's session rather than the `jira` library: the library builds its
+own `ResilientSession` (a second retry layer with its own backoff, its own TLS settings, no byte or call
+accounting, a serverInfo call at construction) and lacks `changelog/bulkfetch`, Service Management SLAs
+and `search/jql`'s token paging as raw JSON. Here every call goes through one session that retries
+429/503/5xx/dropped connections honouring Retry-After, counts calls and bytes, and refreshes an OAuth
+token once on 401.
+
+Changelogs on Cloud never come embedded in search (where Jira truncates them and where edits of any field
+ride along): they come from `POST /changelog/bulkfetch` filtered to the fields a metric replays. Data
+Center has no such call: its search embeds the changelog, completed from `GET /issue/{key}` when truncated,
+and items of other fields are dropped on arrival.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator, Protocol
+
+import requests
+
+from dfx_pipelines.connectors.jira.metrics import JiraDataError, parse_jira_timestamp
+from dfx_pipelines.connectors.jira.query import FieldPlan
+from dfx_pipelines.platform import identifiers
+from dfx_pipelines.platform.errors import AuthError
+from dfx_pipelines.platform.http import api_calls, bytes_received, check_response, translate_errors
+
+log = logging.getLogger(__name__)
+
+SEARCH_PAGE = 100  # Cloud's cap when fields are requested; Data Center allows more, 100 keeps pages small
+BULK_ISSUES = 1000
+BULK_PAGE = 1000
+AGILE_PAGE = 50
+
+
+class Credentials(Protocol):
+    def header(self) -> str: ...
+
+    def refresh(self) -> bool:
+        """Get a fresh credential after a 401; False when there is nothing to refresh."""
+        ...
+
+
+@dataclass
+class StaticCredentials:
+    value: str  # the whole Authorization header value
+    refreshes: int = 0
+
+    def header(self) -> str:
+        return self.value
+
+    def refresh(self) -> bool:
+        return False
+
+
+@dataclass
+class IssuePage:
+    """One search page: issues (JSON as returned) and, per issue id, its complete change histories."""
+
+    issues: list[dict[str, Any]]
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class JiraClient:
+    def __init__(self, session: requests.Session, base_url: str, flavour: str, credentials: Credentials, *, extra_sessions: tuple[requests.Session, ...] = ()):
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.flavour = flavour
+        self.cloud = flavour == "cloud"
+        self.api = "3" if self.cloud else "2"
+        self.credentials = credentials
+        self.extra_sessions = extra_sessions  # token calls: counted too
+        self.records_read = 0
+        self.queries: list[str] = []
+
+    # -- accounting
+
+    @property
+    def api_calls(self) -> int:
+        return api_calls(self.session) + sum(api_calls(s) for s in self.extra_sessions)
+
+    @property
+    def bytes_read(self) -> int:
+        return bytes_received(self.session) + sum(bytes_received(s) for s in self.extra_sessions)
+
+    @property
+    def refreshes(self) -> int:
+        return getattr(self.credentials, "refreshes", 0)
+
+    # -- the one request path
+
+    def _request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        url = f"{self.base_url}{path}"
+        refreshed = False
+        while True:
+            headers = {"Authorization": self.credentials.header(), "Accept": "application/json"}
+            with translate_errors(f"Jira {what}"):
+                response = self.session.request(method, url, headers=headers, **kwargs)
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                if self.credentials.refresh():
+                    log.info("Jira %s: access token refreshed after a 401", what)
+                    continue
+            if response.status_code == 401:
+                raise AuthError(f"Jira {what}: HTTP 401, the credential was refused" + (" even after a refresh" if refreshed else ""))
+            check_response(response, f"Jira {what}")
+            return response.json()
+
+    def get(self, path: str, what: str, **params: Any) -> Any:
+        return self._request("GET", path, what, params=params or None)
+
+    def post(self, path: str, what: str, body: dict[str, Any]) -> Any:
+        return self._request("POST", path, what, json=body)
+
+    # -- platform API
+
+    def server_time(self) -> datetime:
+        info = self.get(f"/rest/api/{self.api}/serverInfo", "serverInfo")
+        return parse_jira_timestamp(info["serverTime"])
+
+    def fields(self) -> list[dict[str, Any]]:
+        return self.get(f"/rest/api/{self.api}/field", "fields")
+
+    def project(self, key: str) -> dict[str, Any]:
+        return self.get(f"/rest/api/{self.api}/project/{identifiers.jira_project_key(key)}", f"project {key}")
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return self.get(f"/rest/api/{self.api}/status", "statuses")
+
+    # -- search
+
+    def search(self, jql: str, plan: FieldPlan) -> Iterator[IssuePage]:
+        """Every issue matching `jql`, a page at a time, with full histories of `plan.changelog` fields."""
+        self.queries.append(jql)
+        if self.cloud:
+            pages = self._search_cloud(jql, list(plan.fields))
+        else:
+            pages = self._search_datacenter(jql, list(plan.fields), bool(plan.changelog))
+        for issues in pages:
+            self.records_read += len(issues)
+            page = IssuePage(issues)
+            if plan.changelog and issues:
+                page.histories = self._histories(issues, plan.changelog)
+            yield page
+
+    def _search_cloud(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        token: str | None = None
+        while True:
+            body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": SEARCH_PAGE}
+            if token:
+                body["nextPageToken"] = token
+            payload = self.post(f"/rest/api/{self.api}/search/jql", "search", body)
+            yield payload.get("issues") or []
+            token = payload.get("nextPageToken")
+            if payload.get("isLast", True) or not token:
+                return
+
+    def _search_datacenter(self, jql: str, fields: list[str], changelog: bool) -> Iterator[list[dict[str, Any]]]:
+        start = 0
+        while True:
+            body: dict[str, Any] = {"jql": jql, "fields": fields, "startAt": start, "maxResults": SEARCH_PAGE}
+            if changelog:
+                body["expand"] = ["changelog"]
+            payload = self.post(f"/rest/api/{self.api}/search", "search", body)
+            issues = payload.get("issues") or []
+            yield issues
+            start += len(issues)
+            if not issues or start >= int(payload.get("total") or 0):
+                return
+
+    # -- changelogs
+
+    def _histories(self, issues: list[dict[str, Any]], field_ids: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+        if self.cloud:
+            return self._bulk_histories([str(issue["id"]) for issue in issues], field_ids)
+        found = {}
+        for issue in issues:
+            changelog = issue.pop("changelog", None) or {}
+            histories = changelog.get("histories") or []
+            if int(changelog.get("total") or 0) > len(histories):
+                full = self.get(f"/rest/api/{self.api}/issue/{issue['id']}", f"changelog of {issue.get('key')}", fields="created", expand="changelog")
+                changelog = full.get("changelog") or {}
+                histories = changelog.get("histories") or []
+                if int(changelog.get("total") or 0) > len(histories):
+                    raise JiraDataError(f"issue {issue.get('key')}: Jira returned {len(histories)} of {changelog.get('total')} histories")
+            found[str(issue["id"])] = _keep_items(histories, field_ids)
+        return found
+
+    def _bulk_histories(self, issue_ids: list[str], field_ids: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {issue_id: [] for issue_id in issue_ids}
+        for start in range(0, len(issue_ids), BULK_ISSUES):
+            token: str | None = None
+            while True:
+                body: dict[str, Any] = {"issueIdsOrKeys": issue_ids[start:start + BULK_ISSUES], "fieldIds": list(field_ids), "maxResults": BULK_PAGE}
+                if token:
+                    body["nextPageToken"] = token
+                payload = self.post(f"/rest/api/{self.api}/changelog/bulkfetch", "changelog bulkfetch", body)
+                for group in payload.get("issueChangeLogs") or []:
+                    # A page may split one issue's histories: append, never replace.
+                    found.setdefault(str(group["issueId"]), []).extend(_keep_items(group.get("changeHistories") or [], field_ids))
+                token = payload.get("nextPageToken")
+                if not token:
+                    break
+        return found
+
+    # -- agile
+
+    def board(self, board_id: int) -> dict[str, Any]:
+        return self.get(f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}", f"board {board_id}")
+
+    def board_configuration(self, board_id: int) -> dict[str, Any]:
+        return self.get(f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/configuration", f"board {board_id} configuration")
+
+    def board_sprints(self, board_id: int) -> list[dict[str, Any]]:
+        sprints, start = [], 0
+        while True:
+            page = self.get(f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/sprint", f"board {board_id} sprints", startAt=start, maxResults=AGILE_PAGE)
+            values = page.get("values") or []
+            sprints += values
+            start += len(values)
+            if page.get("isLast", True) or not values:
+                self.records_read += len(sprints)
+                return sprints
+
+    # -- worklogs and SLAs
+
+    def issue_worklogs(self, issue_id: str) -> Iterator[dict[str, Any]]:
+        """An issue's worklogs reduced on arrival to {issueId, started, timeSpentSeconds}: Jira has no
+        field selection for worklogs, so their comments cross the wire; they are dropped here, unread."""
+        start = 0
+        while True:
+            page = self.get(f"/rest/api/{self.api}/issue/{int(issue_id)}/worklog", "issue worklogs", startAt=start, maxResults=1000)
+            worklogs = page.get("worklogs") or []
+            self.records_read += len(worklogs)
+            for worklog in worklogs:
+                yield {"issueId": str(worklog.get("issueId") or issue_id), "started": worklog["started"], "timeSpentSeconds": worklog.get("timeSpentSeconds", 0)}
+            start += len(worklogs)
+            if not worklogs or start >= int(page.get("total") or 0):
+                return
+
+    def request_slas(self, issue_id: str) -> list[dict[str, Any]]:
+        """SLA values of one service request, keeping only what `sla_status_rows` reads."""
+        payload = self.get(f"/rest/servicedeskapi/request/{int(issue_id)}/sla", "request SLA")
+        values = payload.get("values") or []
+        self.records_read += len(values)
+        return [
+            {
+                "name": value.get("name"),
+                "completedCycles": [{"breached": bool(c.get("breached"))} for c in value.get("completedCycles") or ()],
+                "ongoingCycle": {"breached": bool(value["ongoingCycle"].get("breached"))} if value.get("ongoingCycle") else None,
+            }
+            for value in values
+        ]
+
+
+def _keep_items(histories: list[dict[str, Any]], field_ids: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Histories with only the change items of `field_ids` (by fieldId, or Data Center's display name
+    for built-in fields, which equals the id): an edited description's text is not kept."""
+    wanted = set(field_ids)
+    kept = []
+    for history in histories:
+        items = [item for item in history.get("items") or () if item.get("fieldId", item.get("field")) in wanted or _custom_item(item, wanted)]
+        if items:
+            kept.append({"created": history["created"], "items": items})
+    return kept
+
+
+def _custom_item(item: dict[str, Any], wanted: set[str]) -> bool:
+    # Data Center custom-field items carry only the display name ("Sprint", "Story Points"): the caller
+    # passes names alongside ids for those (see `resource.changelog_fields`).
+    return item.get("fieldtype") == "custom" and str(item.get("field")) in wanted
