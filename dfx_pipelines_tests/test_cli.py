@@ -62,3 +62,27 @@ def test_bad_environment_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DFX_MODE", "staging")
     result = CliRunner().invoke(main, ["connections", "list"])
     assert result.exit_code == 2 and "DFX_MODE must be one of embedded, production" in result.output
+
+
+def test_sandbox_serve_prints_its_servers_and_ca(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DFX_", "DAGSTER_"))}
+    env["DFX_HOME"] = str(tmp_path / "home")
+    dfx = str(Path(sys.executable).with_name("dfx"))
+    process = subprocess.Popen([dfx, "sandbox", "serve", "--scale", "200", "--fault", "rate_limit:count=1,retry_after=0"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any("CA certificate" in line for line in lines):
+            lines.append(process.stdout.readline())
+        output = "".join(lines)
+        assert "echo" in output and "salesforce" in output and "https://127.0.0.1:" in output
+        assert (tmp_path / "home/sandbox/sandbox-ca.pem").is_file()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

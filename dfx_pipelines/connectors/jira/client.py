@@ -143,7 +143,7 @@ class JiraClient:
             self.records_read += len(issues)
             page = IssuePage(issues)
             if plan.changelog and issues:
-                page.histories = self._histories(issues, plan.changelog)
+                page.histories = self._histories(issues, plan)
             yield page
 
     def _search_cloud(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
@@ -173,9 +173,10 @@ class JiraClient:
 
     # -- changelogs
 
-    def _histories(self, issues: list[dict[str, Any]], field_ids: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    def _histories(self, issues: list[dict[str, Any]], plan: FieldPlan) -> dict[str, list[dict[str, Any]]]:
         if self.cloud:
-            return self._bulk_histories([str(issue["id"]) for issue in issues], field_ids)
+            return self._bulk_histories([str(issue["id"]) for issue in issues], plan.changelog)
+        field_ids = plan.changelog + plan.changelog_names
         found = {}
         for issue in issues:
             changelog = issue.pop("changelog", None) or {}
@@ -256,19 +257,14 @@ class JiraClient:
         ]
 
 
-def _keep_items(histories: list[dict[str, Any]], field_ids: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Histories with only the change items of `field_ids` (by fieldId, or Data Center's display name
-    for built-in fields, which equals the id): an edited description's text is not kept."""
-    wanted = set(field_ids)
+def _keep_items(histories: list[dict[str, Any]], wanted_fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Histories with only the change items of the wanted fields, so an edited description's text is
+    never kept. Items match by `fieldId` (Cloud) or by `field`: Data Center items carry only the field's
+    display name, which for built-in fields is the id and for custom fields is in `changelog_names`."""
+    wanted = set(wanted_fields)
     kept = []
     for history in histories:
-        items = [item for item in history.get("items") or () if item.get("fieldId", item.get("field")) in wanted or _custom_item(item, wanted)]
+        items = [item for item in history.get("items") or () if (item.get("fieldId") or item.get("field")) in wanted]
         if items:
             kept.append({"created": history["created"], "items": items})
     return kept
-
-
-def _custom_item(item: dict[str, Any], wanted: set[str]) -> bool:
-    # Data Center custom-field items carry only the display name ("Sprint", "Story Points"): the caller
-    # passes names alongside ids for those (see `resource.changelog_fields`).
-    return item.get("fieldtype") == "custom" and str(item.get("field")) in wanted

@@ -109,7 +109,8 @@ class FieldPlan:
     """The issue fields one metric requests, and the fields whose change history it replays."""
 
     fields: tuple[str, ...]
-    changelog: tuple[str, ...] = ()
+    changelog: tuple[str, ...] = ()  # field ids whose histories are replayed
+    changelog_names: tuple[str, ...] = ()  # their display names, for Data Center's change items
 
 
 def count_plan(connection: Connection) -> FieldPlan:
@@ -127,7 +128,8 @@ def flow_plan(connection: Connection) -> FieldPlan:
 
 def velocity_plan(connection: Connection, story_points: str, sprint: str) -> FieldPlan:
     fields = safe_fields(connection, ["created", "status", "resolution", sprint, story_points])
-    return FieldPlan(tuple(fields), ("status", "resolution", sprint, story_points))
+    names = tuple(name for name in (field_name(connection, sprint), field_name(connection, story_points)) if name)
+    return FieldPlan(tuple(fields), ("status", "resolution", sprint, story_points), names)
 
 
 def key_plan(connection: Connection) -> FieldPlan:

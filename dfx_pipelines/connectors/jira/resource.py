@@ -1,0 +1,121 @@
+"""`JiraResource`: the Dagster resource that hands out a `JiraClient` for one registered connection.
+
+The connection's `endpoint` says how to reach it (all non-secret):
+- Cloud OAuth: `{"flavour": "cloud", "auth": "oauth", "auth_url", "api_origin", "cloud_id", "api_base", "site_url"}`
+- Cloud API token: `{"flavour": "cloud", "auth": "basic", "api_base": "https://<site>.atlassian.net"}`
+- Data Center: `{"flavour": "datacenter", "auth": "pat" | "basic", "api_base": "https://jira.example.com"}`
+Every URL is checked (`auth`) before a credential is read from the vault. OAuth access tokens are
+refreshed on 401; the rotated refresh token is written to the vault before the new access token is used,
+so a crash in between leaves a refresh token that still works.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import dagster as dg
+import requests
+
+from dfx_pipelines.connectors.jira import auth, oauth
+from dfx_pipelines.connectors.jira.client import JiraClient, StaticCredentials
+from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.http import RetryPolicy, build_session
+from dfx_pipelines.platform.registry import Connection, ConnectionSettings
+from dfx_pipelines.platform.services import Platform
+
+log = logging.getLogger(__name__)
+
+SANDBOX_CLIENT_ID = "dfx-jira-client"
+# Every Jira call the connector makes reads (search/jql, bulkfetch and worklog/list are POSTs that only
+# read), so dropped connections and 5xx may be retried for every method. Token calls use `oauth.TOKEN_RETRY`.
+API_RETRY = RetryPolicy(max_attempts=6, backoff_base=0.2, retry_all_methods=True)
+
+
+def checked_base(endpoint: dict[str, Any], settings: ConnectionSettings, *, sandbox_allowed: bool) -> str:
+    """The API base URL a credential of this endpoint may be sent to, or UnsafeDestinationError."""
+    flavour, mode = endpoint.get("flavour"), endpoint.get("auth")
+    base = str(endpoint.get("api_base") or "")
+    if flavour == "cloud" and mode == "oauth":
+        auth.check_atlassian_origin(str(endpoint.get("auth_url") or ""), auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL")
+        return auth.check_gateway_base(base, sandbox_allowed=sandbox_allowed)
+    if flavour == "cloud" and mode == "basic":
+        return auth.check_cloud_site(base, sandbox_allowed=sandbox_allowed)
+    if flavour == "datacenter" and mode in ("pat", "basic"):
+        return auth.check_datacenter_url(base, allow_private_address=settings.allow_private_address, sandbox_allowed=sandbox_allowed)
+    raise ConfigError(f"unknown Jira endpoint kind {flavour!r}/{mode!r}")
+
+
+def basic_header(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode("ascii")
+
+
+class VaultOAuthCredentials:
+    """Access token from the vault; on 401, refresh with the stored refresh token and store both."""
+
+    def __init__(self, platform: Platform, connection: Connection, token_session: requests.Session, *, client_id: str, client_secret: str, sandbox_allowed: bool):
+        self.platform, self.connection, self.token_session = platform, connection, token_session
+        self.client_id, self.client_secret, self.sandbox_allowed = client_id, client_secret, sandbox_allowed
+        self._access: str | None = None
+        self.refreshes = 0
+
+    def header(self) -> str:
+        if self._access is None:
+            self._access = self.platform.vault.get(self.connection.secret_ref("oauth_access_token")).get_secret_value()
+        return f"Bearer {self._access}"
+
+    def refresh(self) -> bool:
+        refs = self.connection.secret_ref("oauth_refresh_token"), self.connection.secret_ref("oauth_access_token")
+        current = self.platform.vault.get(refs[0]).get_secret_value()
+        tokens = oauth.refresh(
+            self.token_session, self.connection.endpoint["auth_url"], self.client_id, self.client_secret, current,
+            sandbox_allowed=self.sandbox_allowed,
+        )
+        assert tokens.refresh_token is not None
+        # The old refresh token died the moment Atlassian answered: keep the new one before anything else.
+        self.platform.vault.put(refs[0], tokens.refresh_token.get_secret_value())
+        self.platform.vault.put(refs[1], tokens.access_token.get_secret_value())
+        self._access = tokens.access_token.get_secret_value()
+        self.refreshes += 1
+        return True
+
+
+class JiraResource(dg.ConfigurableResource):
+    """Jira for the connections in the registry. The OAuth client id is not secret; the client secret
+    comes only from an environment variable (`EnvVar("JIRA_CLIENT_SECRET")`), never a literal."""
+
+    client_id: str = SANDBOX_CLIENT_ID
+    client_secret: Optional[str] = None
+    sandbox_ca_path: Optional[str] = None  # defaults to the embedded default's sandbox CA, sandbox mode only
+
+    def sandbox_ca(self, platform: Platform) -> str | None:
+        if not platform.settings.sandbox_allowed:
+            return None  # production never trusts the sandbox CA, whatever is configured
+        candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        return str(candidate) if candidate.exists() else None
+
+    def session(self, platform: Platform) -> requests.Session:
+        return build_session(sandbox_ca=self.sandbox_ca(platform), retry=API_RETRY)
+
+    def token_session(self, platform: Platform) -> requests.Session:
+        return oauth.token_session(self.sandbox_ca(platform))
+
+    def client(self, platform: Platform, connection: Connection) -> JiraClient:
+        sandbox_allowed = platform.settings.sandbox_allowed
+        endpoint = connection.endpoint
+        base = checked_base(endpoint, connection.settings, sandbox_allowed=sandbox_allowed)  # before any secret is read
+        if endpoint["auth"] == "oauth":
+            if not self.client_secret:
+                raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET")
+            token_session = self.token_session(platform)
+            credentials: Any = VaultOAuthCredentials(
+                platform, connection, token_session, client_id=self.client_id, client_secret=self.client_secret, sandbox_allowed=sandbox_allowed
+            )
+            return JiraClient(self.session(platform), base, "cloud", credentials, extra_sessions=(token_session,))
+        if endpoint["auth"] == "pat":
+            token = platform.vault.get(connection.secret_ref("api_token")).get_secret_value()
+            return JiraClient(self.session(platform), base, endpoint["flavour"], StaticCredentials(f"Bearer {token}"))
+        user, _, secret = platform.vault.get(connection.secret_ref("basic_auth")).get_secret_value().partition(":")
+        return JiraClient(self.session(platform), base, endpoint["flavour"], StaticCredentials(basic_header(user, secret)))
