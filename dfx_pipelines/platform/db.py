@@ -38,13 +38,14 @@ def migrate(engine: sa.Engine) -> None:
     config = _alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        # "heads": features add migrations that branch from the base independently (bigquery, lifecycle).
+        command.upgrade(config, "heads")
 
 
 def is_current(engine: sa.Engine) -> bool:
-    head = ScriptDirectory.from_config(_alembic_config(str(engine.url))).get_current_head()
+    heads = set(ScriptDirectory.from_config(_alembic_config(str(engine.url))).get_heads())
     with engine.connect() as connection:
-        return MigrationContext.configure(connection, opts={"version_table": "dfx_alembic_version"}).get_current_revision() == head
+        return set(MigrationContext.configure(connection, opts={"version_table": "dfx_alembic_version"}).get_current_heads()) == heads
 
 
 def get_engine(url: str) -> sa.Engine:

@@ -54,7 +54,7 @@ def issues_jql(projects: Iterable[str], *conditions: str, order_by: str = "creat
     return " AND ".join(parts) + f" ORDER BY {order_by}"
 
 
-def updated_since(moment: datetime) -> str:
+def updated_since(moment: datetime | date) -> str:
     return f"updated >= {date_literal(moment)}"
 
 

@@ -1,0 +1,222 @@
+"""Each Jira metric as one function: query the connection's selected projects/boards through `JiraClient`,
+feed the pure reducers (`metrics`), return metric rows. Raw issue JSON lives only inside these loops.
+
+`METRICS` lists them with what they read (`scope`), which the sensor uses to request runs only for the
+metrics a changed project can affect. Dagster-free, so tests and benchmarks can call them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any, Callable, Iterator
+
+from dfx_pipelines.connectors.jira import metrics, query
+from dfx_pipelines.connectors.jira.client import JiraClient
+from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.metric_rows import MetricRow
+from dfx_pipelines.platform.registry import Connection
+
+SCOPES = ("projects", "boards", "service_desk")
+
+
+@dataclass(frozen=True)
+class Result:
+    rows: list[MetricRow]
+    notes: dict[str, Any]  # shown as metadata: workflow stages, skipped boards, ...
+
+
+Compute = Callable[[JiraClient, Connection, date | None, date | None], Result]
+
+
+@dataclass(frozen=True)
+class JiraMetric:
+    name: str
+    daily: bool
+    scope: str  # which selected projects it reads: all, the selected boards' projects, service desks
+    description: str
+    compute: Compute
+
+
+# ---------------------------------------------------------------- what a metric reads
+
+
+def projects_of(connection: Connection, scope: str) -> list[str]:
+    if scope == "projects":
+        return list(connection.selection.projects)
+    if scope == "boards":
+        boards = connection.discovered.get("boards") or {}
+        return sorted({boards[str(b)]["project"] for b in connection.selection.boards if str(b) in boards})
+    projects = connection.discovered.get("projects") or {}
+    return [key for key in connection.selection.projects if (projects.get(key) or {}).get("type") == "service_desk"]
+
+
+def boards_of(connection: Connection, board_type: str | None = None) -> list[tuple[int, str]]:
+    """(board id, its project key) of the selected boards, optionally only scrum or kanban ones."""
+    boards = connection.discovered.get("boards") or {}
+    return [
+        (int(b), boards[str(b)]["project"])
+        for b in connection.selection.boards
+        if str(b) in boards and (board_type is None or boards[str(b)]["type"] == board_type)
+    ]
+
+
+def _issues(client: JiraClient, jql: str, plan: query.FieldPlan) -> Iterator[tuple[dict[str, Any], list | None]]:
+    for page in client.search(jql, plan):
+        for issue in page.issues:
+            yield issue, (page.histories.get(str(issue["id"])) if plan.changelog else None)
+
+
+def _attributes(client: JiraClient, connection: Connection, jql: str) -> Iterator[metrics.IssueAttributes]:
+    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    for issue, _ in _issues(client, jql, query.count_plan(connection)):
+        yield metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
+
+
+def _with_board(rows: list[MetricRow], board_id: int) -> list[MetricRow]:
+    return [replace(row, dimensions=tuple(sorted(row.dimensions + (("board_id", str(board_id)),)))) for row in rows]
+
+
+# ---------------------------------------------------------------- counts
+
+
+def issue_count(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    jql = query.issues_jql(connection.selection.projects)
+    return Result(metrics.issue_count_rows(_attributes(client, connection, jql)), {})
+
+
+def created_vs_resolved(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    assert first is not None and last is not None
+    jql = query.issues_jql(connection.selection.projects, query.created_or_resolved_between(first, last + timedelta(days=1)))
+    return Result(metrics.created_vs_resolved_rows(_attributes(client, connection, jql), first, last), {})
+
+
+def worklog_hours(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    """Work started on each day. Only issues of selected projects are asked for their worklogs, found by
+    `updated >= first day` (logging work updates the issue), so no other project's worklog is read."""
+    assert first is not None and last is not None
+    jql = query.issues_jql(connection.selection.projects, query.updated_since(first))
+    issues = {issue.id: issue for issue in _attributes(client, connection, jql)}
+
+    def worklogs() -> Iterator[dict[str, Any]]:
+        for issue_id in issues:
+            for worklog in client.issue_worklogs(issue_id):
+                if first <= metrics.utc_day(metrics.parse_jira_timestamp(worklog["started"])) <= last:
+                    yield worklog
+
+    return Result(metrics.worklog_hours_rows(worklogs(), issues), {"issues_checked": len(issues)})
+
+
+def sla_status(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    projects = projects_of(connection, "service_desk")
+    if not projects:
+        return Result([], {"status": "no service-desk project selected"})
+    jql = query.issues_jql(projects)
+
+    def values() -> Iterator[dict[str, Any]]:
+        for issue, _ in _issues(client, jql, query.key_plan(connection)):
+            yield from client.request_slas(str(issue["id"]))
+
+    return Result(metrics.sla_status_rows(values()), {"service_desks": ", ".join(projects)})
+
+
+# ---------------------------------------------------------------- flow (per board)
+
+
+def board_workflow(client: JiraClient, board_id: int) -> metrics.Workflow:
+    """Stages = the board's columns. Committed = the first column holding an in-progress-category status;
+    done = the first column after it holding a done-category status (jira-agile-metrics' usual setup)."""
+    configuration = client.board_configuration(board_id)
+    categories = {str(s["id"]): (s.get("statusCategory") or {}).get("key") for s in client.statuses()}
+    columns = (configuration.get("columnConfig") or {}).get("columns") or []
+
+    def first_column(category: str, after: int = -1) -> str | None:
+        for index, column in enumerate(columns):
+            if index > after and any(categories.get(str(s["id"])) == category for s in column.get("statuses") or ()):
+                return column["name"]
+        return None
+
+    committed = first_column("indeterminate")
+    done = first_column("done", [c["name"] for c in columns].index(committed) if committed else -1)
+    if committed is None or done is None:
+        raise ConfigError(f"board {board_id}: no in-progress column before a done column; cannot map cycle-time stages")
+    return metrics.workflow_from_board_configuration(configuration, committed, done)
+
+
+def _flow_records(client: JiraClient, connection: Connection, board_id: int, project: str, *conditions: str) -> tuple[metrics.Workflow, list[metrics.CycleTimeRecord]]:
+    workflow = board_workflow(client, board_id)
+    jql = query.issues_jql([project], *conditions)
+    histories = (metrics.issue_status_history(issue, histories=full) for issue, full in _issues(client, jql, query.flow_plan(connection)))
+    return workflow, list(metrics.cycle_times(histories, workflow))
+
+
+def _stages(workflow: metrics.Workflow) -> str:
+    return " → ".join(workflow.stage_names) + f" (committed: {workflow.committed_stage}, done: {workflow.done_stage})"
+
+
+def cycle_time(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    rows, notes = [], {}
+    for board_id, project in boards_of(connection):
+        workflow, records = _flow_records(client, connection, board_id, project)
+        rows += _with_board(metrics.cycle_time_rows(records), board_id)
+        notes[f"board {board_id} stages"] = _stages(workflow)
+    return Result(rows, notes)
+
+
+def throughput(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    assert first is not None and last is not None
+    rows = []
+    for board_id, project in boards_of(connection):
+        # A done date on or after `first` needs a status change then, which updates the issue.
+        _, records = _flow_records(client, connection, board_id, project, query.updated_since(first))
+        rows += _with_board(metrics.throughput_rows(records, first, last), board_id)
+    return Result(rows, {})
+
+
+def wip(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    assert first is not None and last is not None
+    rows = []
+    for board_id, project in boards_of(connection):
+        _, records = _flow_records(client, connection, board_id, project, query.created_before(last + timedelta(days=1)))
+        rows += _with_board(metrics.wip_rows(records, first, last), board_id)
+    return Result(rows, {})
+
+
+# ---------------------------------------------------------------- sprints
+
+
+def sprint_velocity(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    story_points = connection.mapped_field(query.STORY_POINTS_TARGET)
+    sprint_field = query.custom_field(connection, query.SPRINT_PLUGIN)
+    if story_points is None or sprint_field is None:
+        return Result([], {"status": "story points not mapped" if story_points is None else "no Sprint field on this site"})
+    done_ids = metrics.done_status_ids_from_statuses(client.statuses())
+    plan = query.velocity_plan(connection, story_points, sprint_field)
+    rows = []
+    for board_id, project in boards_of(connection, "scrum"):
+        sprints = [metrics.sprint_from_json(s) for s in client.board_sprints(board_id)]
+        histories = (
+            metrics.sprint_issue_history(
+                issue, sprint_field_id=sprint_field, story_points_field_id=story_points, done_status_ids=done_ids,
+                sprint_field_name=query.field_name(connection, sprint_field), story_points_field_name=query.field_name(connection, story_points),
+                histories=full,
+            )
+            for issue, full in _issues(client, query.issues_jql([project]), plan)
+        )  # fmt: skip
+        rows += metrics.sprint_velocity_rows(histories, sprints)
+    return Result(rows, {"story_points_field": story_points})
+
+
+METRICS: dict[str, JiraMetric] = {
+    m.name: m
+    for m in (
+        JiraMetric("issue_count", False, "projects", "Issues by project, type, status category, priority, component, epic and mapped fields (now).", issue_count),
+        JiraMetric("created_vs_resolved", True, "projects", "Issues created and resolved per day.", created_vs_resolved),
+        JiraMetric("worklog_hours", True, "projects", "Hours of work started per day, by project, component and epic.", worklog_hours),
+        JiraMetric("sla_status", False, "service_desk", "Service-management SLA cycles met / breached / ongoing per SLA name.", sla_status),
+        JiraMetric("cycle_time_days", False, "boards", "Cycle time per issue type and board (count, mean, p50/p85/p95), stages from each board's columns.", cycle_time),
+        JiraMetric("throughput", True, "boards", "Issues reaching the done stage per day, per board.", throughput),
+        JiraMetric("wip", True, "boards", "Issues between committed and done at the end of each day, per board.", wip),
+        JiraMetric("sprint_velocity", False, "boards", "Story points committed at sprint start vs completed in the sprint, per sprint, with a rolling average.", sprint_velocity),
+    )
+}
