@@ -337,6 +337,56 @@ def connections_list(as_json: bool) -> None:
         click.echo("no connections")
 
 
+def _lifecycle_action(connection_id: str, remove: bool, actor: str) -> None:
+    from dfx_pipelines.connectors import plugin
+    from dfx_pipelines.lifecycle.revocation import revoke_connection
+    from dfx_pipelines.platform.services import get_platform
+
+    platform = get_platform()
+    connection = platform.registry.get(connection_id)
+    click.echo(revoke_connection(platform, plugin(connection.kind), connection.id, remove=remove, actor=actor).summary())
+
+
+@connections.command("revoke")
+@click.argument("connection_id")
+@click.option("--actor", default=lambda: os.environ.get("USER", "cli"), help="Recorded in the audit.")
+def connections_revoke(connection_id: str, actor: str) -> None:
+    """Revoke now: provider revocation, credentials and data key destroyed, syncs stop."""
+    _lifecycle_action(connection_id, False, actor)
+
+
+@connections.command("remove")
+@click.argument("connection_id")
+@click.option("--actor", default=lambda: os.environ.get("USER", "cli"), help="Recorded in the audit.")
+def connections_remove(connection_id: str, actor: str) -> None:
+    """Remove now (revocation included); its cached data is deleted by the next deletion run."""
+    _lifecycle_action(connection_id, True, actor)
+
+
+@connections.command("delete-due")
+@click.option("--grace-days", type=click.IntRange(0, 30), default=0, show_default=True)
+@click.option("--actor", default=lambda: os.environ.get("USER", "cli"))
+def connections_delete_due(grace_days: int, actor: str) -> None:
+    """Run the deletion now for removed connections past their grace period."""
+    from datetime import timedelta
+
+    import dagster as dg
+
+    from dfx_pipelines.connectors import plugin
+    from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion
+    from dfx_pipelines.platform.services import get_platform
+
+    platform = get_platform()
+    embedded_dagster_home(platform.settings)
+    due = due_for_deletion(platform, grace=timedelta(days=grace_days))
+    with dg.DagsterInstance.get() as instance:
+        for connection in due:
+            report = delete_connection_data(platform, plugin(connection.kind), instance, connection.id, actor=actor)
+            click.echo(f"deleted {connection.id}: {report.metric_values_deleted} metric values, {report.runs_deleted} runs, data key {report.data_key_id or '-'} ({report.seconds}s)")
+    if not due:
+        click.echo("nothing is due for deletion")
+
+
 @main.group()
 def metrics() -> None:
     """Aggregated results in the metric store."""

@@ -57,3 +57,51 @@ metric_values = sa.Table(
     sa.Column("dimensions", sa.Text, nullable=False),
     sa.Column("value", sa.Float),
 )
+
+lifecycle_audit = sa.Table(
+    "lifecycle_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("workspace_id", sa.String(64), nullable=False),
+    sa.Column("connection_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+bigquery_ledger = sa.Table(
+    "bigquery_ledger",
+    metadata,
+    sa.Column("connection_id", sa.String(64), sa.ForeignKey("connections.id"), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("bytes_billed", sa.BigInteger, nullable=False),
+    sa.Column("jobs", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+bigquery_approvals = sa.Table(
+    "bigquery_approvals",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("connection_id", sa.String(64), sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("sql_excerpt", sa.Text, nullable=False),
+    sa.Column("queries", sa.Integer, nullable=False),
+    sa.Column("projected_bytes", sa.BigInteger, nullable=False),
+    sa.Column("projected_billed_bytes", sa.BigInteger, nullable=False),
+    sa.Column("cap_bytes", sa.BigInteger, nullable=False),
+    sa.Column("projected_cost_usd", sa.Float, nullable=False),
+    sa.Column("month_to_date_usd", sa.Float, nullable=False),
+    sa.Column("budget_usd", sa.Float),
+    sa.Column("asset", sa.String(300), nullable=False),
+    sa.Column("partition", sa.String(300), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_by", sa.String(200)),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+    sa.Column("used_by_run", sa.String(64)),
+)

@@ -12,9 +12,13 @@ so a crash in between leaves a refresh token that still works.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import logging
+import threading
+import urllib.parse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import dagster as dg
 import requests
@@ -29,6 +33,9 @@ from dfx_pipelines.platform.services import Platform
 log = logging.getLogger(__name__)
 
 SANDBOX_CLIENT_ID = "dfx-jira-client"
+# The sandbox OAuth app's own secret (see sandbox/app.py): used only in sandbox mode, for a loopback
+# auth server, when no JIRA_CLIENT_SECRET is configured. It opens nothing real.
+SANDBOX_CLIENT_SECRET = "dfx-jira-secret"
 # Every Jira call the connector makes reads (search/jql, bulkfetch and worklog/list are POSTs that only
 # read), so dropped connections and 5xx may be retried for every method. Token calls use `oauth.TOKEN_RETRY`.
 API_RETRY = RetryPolicy(max_attempts=6, backoff_base=0.2, retry_all_methods=True)
@@ -68,18 +75,42 @@ class VaultOAuthCredentials:
 
     def refresh(self) -> bool:
         refs = self.connection.secret_ref("oauth_refresh_token"), self.connection.secret_ref("oauth_access_token")
-        current = self.platform.vault.get(refs[0]).get_secret_value()
-        tokens = oauth.refresh(
-            self.token_session, self.connection.endpoint["auth_url"], self.client_id, self.client_secret, current,
-            sandbox_allowed=self.sandbox_allowed,
-        )
-        assert tokens.refresh_token is not None
-        # The old refresh token died the moment Atlassian answered: keep the new one before anything else.
-        self.platform.vault.put(refs[0], tokens.refresh_token.get_secret_value())
-        self.platform.vault.put(refs[1], tokens.access_token.get_secret_value())
+        # Presenting a rotated-away refresh token revokes the whole grant, so two steps of one run must
+        # never refresh at once: serialise per connection, and use a token another step already got.
+        with _refresh_lock(self.platform, self.connection):
+            stored_access = self.platform.vault.get(refs[1]).get_secret_value()
+            if self._access is not None and stored_access != self._access:
+                self._access = stored_access
+                return True
+            current = self.platform.vault.get(refs[0]).get_secret_value()
+            tokens = oauth.refresh(
+                self.token_session, self.connection.endpoint["auth_url"], self.client_id, self.client_secret, current,
+                sandbox_allowed=self.sandbox_allowed,
+            )
+            assert tokens.refresh_token is not None
+            # The old refresh token died the moment Atlassian answered: keep the new one before anything else.
+            self.platform.vault.put(refs[0], tokens.refresh_token.get_secret_value())
+            self.platform.vault.put(refs[1], tokens.access_token.get_secret_value())
         self._access = tokens.access_token.get_secret_value()
         self.refreshes += 1
         return True
+
+
+@contextlib.contextmanager
+def _refresh_lock(platform: Platform, connection: Connection) -> Iterator[None]:
+    """A per-connection lock across this host's processes (Dagster's multiprocess executor). Runs of one
+    connection are already serialised by the `dfx/connection` tag limit in dagster.yaml."""
+    folder = platform.settings.home / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with _thread_lock, open(folder / f"jira-{connection.id}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_thread_lock = threading.Lock()
 
 
 class JiraResource(dg.ConfigurableResource):
@@ -102,16 +133,22 @@ class JiraResource(dg.ConfigurableResource):
     def token_session(self, platform: Platform) -> requests.Session:
         return oauth.token_session(self.sandbox_ca(platform))
 
+    def oauth_client_secret(self, platform: Platform, connection: Connection) -> str:
+        if self.client_secret:
+            return self.client_secret
+        host = urllib.parse.urlsplit(str(connection.endpoint.get("auth_url") or "")).hostname
+        if platform.settings.sandbox_allowed and host in auth.LOOPBACK_HOSTS:
+            return SANDBOX_CLIENT_SECRET
+        raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET")
+
     def client(self, platform: Platform, connection: Connection) -> JiraClient:
         sandbox_allowed = platform.settings.sandbox_allowed
         endpoint = connection.endpoint
         base = checked_base(endpoint, connection.settings, sandbox_allowed=sandbox_allowed)  # before any secret is read
         if endpoint["auth"] == "oauth":
-            if not self.client_secret:
-                raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET")
             token_session = self.token_session(platform)
             credentials: Any = VaultOAuthCredentials(
-                platform, connection, token_session, client_id=self.client_id, client_secret=self.client_secret, sandbox_allowed=sandbox_allowed
+                platform, connection, token_session, client_id=self.client_id, client_secret=self.oauth_client_secret(platform, connection), sandbox_allowed=sandbox_allowed
             )
             return JiraClient(self.session(platform), base, "cloud", credentials, extra_sessions=(token_session,))
         if endpoint["auth"] == "pat":

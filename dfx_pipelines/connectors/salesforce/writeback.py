@@ -9,7 +9,7 @@ a record someone changed after we computed. A dry run reports what would be writ
 
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -69,22 +69,24 @@ def plan_writes(platform: Platform, connection: Connection) -> list[PlannedWrite
             if row["measure"] != designation.measure or not record_id:
                 continue
             key = (designation.object, record_id, designation.field)
-            candidate = PlannedWrite(designation.object, record_id, designation.field, row["value"], row["computed_at"])
+            computed_at = row["computed_at"]
+            if computed_at.tzinfo is None:  # SQLite drops the zone; the store only ever holds UTC
+                computed_at = computed_at.replace(tzinfo=timezone.utc)
+            candidate = PlannedWrite(designation.object, record_id, designation.field, row["value"], computed_at)
             if key not in planned or candidate.computed_at >= planned[key].computed_at:
                 planned[key] = candidate
     return sorted(planned.values(), key=lambda w: (w.sobject, w.field, w.record_id))
 
 
 def write_back(client: SalesforceClient, connection: Connection, writes: list[PlannedWrite], *, dry_run: bool) -> list[WriteOutcome]:
-    # Everything is checked first: one refused write means no request at all.
-    checked: set[tuple[str, str]] = set()
+    # Everything is checked first: one refused write means no request at all. The local checks run over
+    # every write before describe is asked anything, so a bad write late in the list sends nothing either.
     for write in writes:
         designation_for(connection, write.sobject, write.field)
         if not _RECORD_ID.match(write.record_id):
             raise WriteRefused(f"{write.record_id!r} is not a Salesforce record id: refused")
-        if (write.sobject, write.field) not in checked:
-            check_updateable(client, write.sobject, write.field)
-            checked.add((write.sobject, write.field))
+    for sobject, field in sorted({(write.sobject, write.field) for write in writes}):
+        check_updateable(client, sobject, field)
     outcomes = []
     for write in writes:
         if dry_run:

@@ -5,6 +5,8 @@ import urllib.parse
 
 import pytest
 
+from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
+
 from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 from dfx_pipelines.platform.errors import AuthError, ConfigError, IdentifierError, UnsafeDestinationError
 from dfx_pipelines.platform.registry import Workspace
@@ -45,7 +47,7 @@ def test_wider_scopes_are_refused_and_the_token_revoked(platform, workspace: Wor
     sandbox = make_sandbox(granted_scopes="api refresh_token cdp_query_api full")
     try:
         with pytest.raises(AuthError, match=r"unexpected \['full'\]"):
-            connect(platform, sandbox, sf_resource.model_copy(update={"sandbox_ca_path": sandbox.ca_pem_path}))
+            connect(platform, sandbox, SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path))
         assert_nothing_stored(platform)
         assert "/services/oauth2/revoke" in paths(sandbox)
         assert not any(path.startswith("/services/data/") for path in paths(sandbox))
@@ -57,7 +59,7 @@ def test_narrower_scopes_are_refused(platform, workspace: Workspace, sf_resource
     sandbox = make_sandbox(granted_scopes="api refresh_token")
     try:
         with pytest.raises(AuthError, match=r"missing \['cdp_query_api'\]"):
-            connect(platform, sandbox, sf_resource.model_copy(update={"sandbox_ca_path": sandbox.ca_pem_path}))
+            connect(platform, sandbox, SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path))
         assert_nothing_stored(platform)
     finally:
         sandbox.stop()
@@ -102,7 +104,7 @@ def test_instance_url_elsewhere_is_refused(platform, workspace: Workspace, sf_re
     sandbox.app.bind("https://evil.example.com")  # the token response now names another host
     try:
         with pytest.raises(UnsafeDestinationError, match="not a Salesforce domain"):
-            connect(platform, sandbox, sf_resource.model_copy(update={"sandbox_ca_path": sandbox.ca_pem_path}))
+            connect(platform, sandbox, SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path))
         assert_nothing_stored(platform)
         assert not any(path.startswith("/services/data/") for path in paths(sandbox))
         assert "/services/oauth2/revoke" in paths(sandbox)  # revoked at the login host we trust

@@ -1,0 +1,83 @@
+"""Jira as a `ConnectorPlugin`: its definitions, a demo-sized Cloud sandbox connected through OAuth 3LO
+(consent given programmatically), the demo runs, and what revocation means for Atlassian 3LO."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+
+from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
+from dfx_pipelines.connectors.jira.definitions import jira_definitions, jira_resource
+from dfx_pipelines.connectors.jira.sensors import RANGE_END, RANGE_START
+from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.sandbox import SandboxCA
+from dfx_pipelines.platform.services import Platform
+
+DEMO_CONNECTION = "jira-demo"
+DEMO_DAYS = 30
+DEMO_SELECTION = {"projects": ["ALPHA", "BETA", "OPS"], "boards": [1, 2]}
+DEMO_FIELD_MAPPER = [
+    {"target": "story_points", "source": "customfield_10016", "label": "Story point estimate"},
+    {"target": "team", "source": "customfield_10001", "label": "Team"},
+]
+
+
+class JiraPlugin:
+    kind = "jira"
+    secret_kinds = ("oauth_access_token", "oauth_refresh_token", "api_token", "basic_auth")
+
+    def definitions(self) -> dg.Definitions:
+        return jira_definitions()
+
+    def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
+        from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
+        from dfx_pipelines.connectors.jira.sandbox.server import start_jira_sandbox
+
+        # The demo site's clock is now, so its last year of work lands in today's daily partitions.
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        running = start_jira_sandbox(JiraSite(seed=11, issues=scale or 1_000, now=now), flavour="cloud", ca=ca)
+        return RunningSandbox(kind=self.kind, servers=[running.server], state={"sandbox": running})
+
+    def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
+        from dfx_pipelines.connectors.jira.sandbox.server import DEFAULT_REDIRECT_URI, complete_consent
+
+        running = sandbox.state["sandbox"]
+        resource = jira_resource().model_copy(update={"sandbox_ca_path": running.ca_pem_path})
+        return connect_jira_cloud(
+            platform,
+            config={
+                "id": DEMO_CONNECTION,
+                "workspace_id": workspace_id,
+                "display_name": "Demo Jira Cloud site (sandbox)",
+                "selection": DEMO_SELECTION,
+                "field_mapper": DEMO_FIELD_MAPPER,
+            },
+            session=resource.session(platform),
+            token_session=resource.token_session(platform),
+            client_id=running.app.oauth.client_id,
+            client_secret=running.app.oauth.client_secret,
+            redirect_uri=DEFAULT_REDIRECT_URI,
+            receive_code=lambda url: complete_consent(url, ca_pem_path=running.ca_pem_path),
+            auth_url=running.auth_url,
+            api_origin=running.url,
+            reauthorize=True,
+        )
+
+    def demo_runs(self, connection: Connection) -> list[DemoRun]:
+        today = date.today()
+        first = today - timedelta(days=DEMO_DAYS - 1)
+        return [
+            DemoRun("jira_snapshot_job", partition_key=connection.id, tags={"dfx/connection": connection.id}),
+            DemoRun(
+                "jira_daily_job",
+                tags={"dfx/connection": connection.id, RANGE_START: f"{connection.id}|{first}", RANGE_END: f"{connection.id}|{today}"},
+            ),
+        ]
+
+    def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
+        if connection.endpoint.get("auth") == "oauth":
+            return RevocationResult(False, "Atlassian offers 3LO apps no revoke endpoint: invalidated by destroying our copy of the tokens (the grant can be removed by the user at id.atlassian.com)")
+        return RevocationResult(False, "Jira API tokens and personal access tokens are revoked by their owner in Jira; our copy is destroyed")
+
+
+PLUGIN = JiraPlugin()

@@ -1,0 +1,165 @@
+"""Incremental sync for Jira: a sensor that asks each active connection's site, per selected project,
+which issues changed (`updated >= cursor − lookback`) and requests runs only for the metrics and days those
+changes can affect; and nightly schedules that recompute every connection in full.
+
+The cursor is `{connection id: Jira's serverTime at the last poll}`: the site's own clock, so our clock's
+skew does not matter, and the lookback (`settings.lookback_minutes`) covers JQL's minute precision and
+Jira's indexing delay. A connection seen for the first time gets a full resync. Revoked or removed
+connections are never polled and their cursors are dropped. The nightly recompute also heals what a poll
+cannot see (e.g. a reopened issue leaving its old resolved day).
+"""
+
+import json
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+
+from dfx_pipelines.connectors.jira import metrics, query
+from dfx_pipelines.connectors.jira.assets import KIND, SNAPSHOT_PARTITIONS, asset_key, jira_daily_job, jira_snapshot_job
+from dfx_pipelines.connectors.jira.client import JiraClient
+from dfx_pipelines.connectors.jira.compute import METRICS, projects_of
+from dfx_pipelines.connectors.jira.resource import JiraResource
+from dfx_pipelines.platform.errors import DfxError
+from dfx_pipelines.platform.partitions import DAILY_START
+from dfx_pipelines.platform.registry import Connection, ConnectionStatus
+from dfx_pipelines.platform.resources import PlatformResource
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+CHANGE_PLAN = query.FieldPlan(("created", "resolutiondate", "updated"))
+
+
+def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
+    """A snapshot run and one single-run range over the connection's whole daily history."""
+    first = max(today - timedelta(days=connection.settings.history_days - 1), date.fromisoformat(DAILY_START))
+    today = min(today, datetime.now(timezone.utc).date())  # a daily partition exists up to today only
+    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": reason}
+    return [
+        dg.RunRequest(run_key=f"{connection.id}:snapshot:{reason}:{today}", job_name=jira_snapshot_job.name, partition_key=connection.id, tags=tags),
+        dg.RunRequest(
+            run_key=f"{connection.id}:daily:{reason}:{today}",
+            job_name=jira_daily_job.name,
+            tags={**tags, RANGE_START: f"{connection.id}|{first.isoformat()}", RANGE_END: f"{connection.id}|{today.isoformat()}"},
+        ),
+    ]
+
+
+def changed_days(client: JiraClient, connection: Connection, since: datetime) -> dict[str, set[date]]:
+    """Per selected project with changes since `since`: the days those changes can move. An update moves
+    its own day (flow, worklogs); a new issue its created day; a new resolution its resolved day."""
+    found: dict[str, set[date]] = {}
+    for project in connection.selection.projects:
+        days: set[date] = set()
+        for page in client.search(query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), CHANGE_PLAN):
+            for issue in page.issues:
+                fields = issue.get("fields") or {}
+                days.add(metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"])))
+                for name in ("created", "resolutiondate"):
+                    if fields.get(name) and metrics.parse_jira_timestamp(fields[name]) >= since:
+                        days.add(metrics.utc_day(metrics.parse_jira_timestamp(fields[name])))
+        if days:
+            found[project] = days
+    return found
+
+
+def poll_connection(client: JiraClient, connection: Connection, cursor: str | None) -> tuple[list[dg.RunRequest], str]:
+    """One connection's tick: (run requests, new cursor)."""
+    server_now = client.server_time()
+    stamp = server_now.isoformat()
+    if cursor is None:
+        return full_resync_requests(connection, server_now.date(), "initial"), stamp
+    since = datetime.fromisoformat(cursor) - timedelta(minutes=connection.settings.lookback_minutes)
+    changed = changed_days(client, connection, since)
+    if not changed:
+        return [], stamp
+    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "incremental"}
+    relevant = {name: set(projects_of(connection, metric.scope)) for name, metric in METRICS.items()}
+    snapshot = sorted((asset_key(m) for m in METRICS.values() if not m.daily and relevant[m.name] & set(changed)), key=str)
+    daily: dict[date, set[dg.AssetKey]] = defaultdict(set)
+    last_day = datetime.now(timezone.utc).date()
+    for project, days in changed.items():
+        for day in days:
+            if date.fromisoformat(DAILY_START) <= day <= last_day:
+                daily[day] |= {asset_key(m) for m in METRICS.values() if m.daily and project in relevant[m.name]}
+    requests = []
+    if snapshot:
+        requests.append(dg.RunRequest(
+            run_key=f"{connection.id}:snapshot:{stamp}", job_name=jira_snapshot_job.name,
+            partition_key=connection.id, asset_selection=snapshot, tags=tags,
+        ))  # fmt: skip
+    for day in sorted(daily):
+        if daily[day]:
+            requests.append(dg.RunRequest(
+                run_key=f"{connection.id}:{day}:{stamp}", job_name=jira_daily_job.name,
+                partition_key=dg.MultiPartitionKey({"connection": connection.id, "date": day.isoformat()}),
+                asset_selection=sorted(daily[day], key=str), tags=tags,
+            ))  # fmt: skip
+    return requests, stamp
+
+
+@dg.sensor(
+    name="jira_sync_sensor",
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Polls each active Jira connection for issues updated since its cursor (minus the lookback), per "
+    "selected project, and requests runs only for the metrics and days those changes touch.",
+    jobs=[jira_snapshot_job, jira_daily_job],
+)
+def jira_sync_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, jira: JiraResource) -> dg.SensorResult:
+    services = platform.get()
+    cursors: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    requests: list[dg.RunRequest] = []
+    notes = []
+    active = services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
+    known_partitions = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
+    for connection in active:
+        if connection.id not in known_partitions:
+            notes.append(f"{connection.id}: waiting for its partition")
+            continue
+        try:
+            found, cursors[connection.id] = poll_connection(jira.client(services, connection), connection, cursors.get(connection.id))
+        except DfxError as exc:  # one broken connection must not stop the others' syncs
+            context.log.warning(f"{connection.id}: change poll failed: {exc}")
+            notes.append(f"{connection.id}: poll failed")
+            continue
+        requests.extend(found)
+    # Cursors of connections no longer active are dropped: a revoked connection is never polled again.
+    cursors = {cid: value for cid, value in cursors.items() if cid in {c.id for c in active}}
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
+
+
+def _nightly(context: dg.ScheduleEvaluationContext, platform: PlatformResource, job_name: str) -> list[dg.RunRequest]:
+    services = platform.get()
+    today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
+    known = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
+    return [
+        request
+        for connection in services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
+        if connection.id in known
+        for request in full_resync_requests(connection, today, "nightly")
+        if request.job_name == job_name
+    ]
+
+
+@dg.schedule(
+    name="jira_nightly_snapshot_schedule",
+    cron_schedule="30 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    job=jira_snapshot_job,
+    description="Nightly: recomputes the snapshot Jira metrics of every active Jira connection.",
+)
+def jira_nightly_snapshot_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
+    return _nightly(context, platform, jira_snapshot_job.name)
+
+
+@dg.schedule(
+    name="jira_nightly_daily_schedule",
+    cron_schedule="45 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    job=jira_daily_job,
+    description="Nightly: recomputes each active Jira connection's whole daily history, one run per connection.",
+)
+def jira_nightly_daily_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
+    return _nightly(context, platform, jira_daily_job.name)

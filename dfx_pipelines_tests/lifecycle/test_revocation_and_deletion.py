@@ -1,0 +1,156 @@
+"""Revoking, removing and deleting a Salesforce connection end to end: the provider's revoke endpoint
+receives the token, the vault holds no key, runs stop at once without a request, and after deletion
+nothing that connection produced is readable in any store the project writes — while a second
+connection's data is untouched. The audit tells the story."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
+import sqlalchemy as sa
+
+from dfx_pipelines.connectors.salesforce.plugin import PLUGIN as SALESFORCE
+from dfx_pipelines.connectors.salesforce.sandbox import SalesforceOrg, start_salesforce_sandbox
+from dfx_pipelines.lifecycle import audit
+from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion, overdue, run_is_for
+from dfx_pipelines.lifecycle.definitions import deletion_overdue_sensor
+from dfx_pipelines.lifecycle.revocation import revoke_connection
+from dfx_pipelines.platform.errors import UnknownConnectionError
+from dfx_pipelines.platform.registry import ConnectionStatus
+from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines_tests.connectors.salesforce.conftest import ORG_NOW, Materializer, connect, sf_resource, sf_sandbox  # noqa: F401 - fixtures
+
+RANGE = {"dagster/asset_partition_range_start": "{c}|2026-11-15", "dagster/asset_partition_range_end": "{c}|2026-11-20"}
+
+
+def files_containing(root: Path, needle: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+@pytest.fixture
+def two_orgs():  # noqa: ANN201
+    acme = start_salesforce_sandbox(SalesforceOrg(seed=7, opportunities=250, now=ORG_NOW))
+    beta = start_salesforce_sandbox(SalesforceOrg(seed=99, opportunities=250, now=ORG_NOW), ca=acme.server.ca)
+    yield acme, beta
+    acme.stop()
+    beta.stop()
+
+
+def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resource, tmp_path: Path) -> None:  # noqa: ANN001
+    acme, beta = two_orgs
+    resource = SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=acme.ca_pem_path)
+    # Revocation reaches the provider outside any run: it trusts the embedded default's sandbox CA file.
+    platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(acme.ca_pem_path).read_bytes())
+    connect(platform, acme, resource)
+    connect(platform, beta, resource, config={"id": "sf-beta", "display_name": "Beta"})
+    access = platform.vault.get(platform.registry.get("sf-acme").secret_ref("oauth_access_token")).get_secret_value()
+    refresh = platform.vault.get(platform.registry.get("sf-acme").secret_ref("oauth_refresh_token")).get_secret_value()
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
+        materialize = Materializer(platform, resource, instance)
+        for slug in ("sf-acme", "sf-beta"):
+            assert materialize(["open_pipeline_by_stage", "campaign_sourced_pipeline"], partition_key=slug, tags={"dfx/connection": slug}).success
+            assert materialize(["win_rate", "lead_conversion"], tags={k: v.format(c=slug) for k, v in RANGE.items()}).success
+        acme_values = {row["value"] for row in platform.metric_store.read(connection_id="sf-acme")}
+        beta_values = {row["value"] for row in platform.metric_store.read(connection_id="sf-beta")}
+        only_acme = sorted(v for v in acme_values - beta_values if v and v > 1000)  # amounts unique to acme's org
+        assert only_acme and files_containing(dagster_home, b"sf-acme")
+
+        # Remove: revoked at Salesforce, credentials and data key gone, at once.
+        report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+        assert report.provider_revoked and report.data_key_id and report.secrets_deleted == 2
+        assert [r.form().get("token") for r in acme.server.requests if r.path == "/services/oauth2/revoke"] == [refresh]
+        assert acme.app.oauth.access_grant(access) is None  # the provider no longer honours it
+        assert platform.vault.data_key_id("acme", "sf-acme") is None
+        assert platform.registry.get("sf-acme").status is ConnectionStatus.REMOVED
+        again = revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+        assert again.already and "already removed" in again.summary()
+
+        # A run launched now fails at its first step and sends nothing.
+        before = len(acme.server.requests)
+        failed = materialize(["open_pipeline_by_stage"], partition_key="sf-acme", raise_on_error=False)
+        assert not failed.success and "is removed: no data is read" in str(failed.get_step_failure_events()[0].step_failure_data.error.to_string())
+        assert len(acme.server.requests) == before
+
+        # Deletion (the nightly job's work): everything cached from sf-acme goes.
+        assert [c.id for c in due_for_deletion(platform)] == ["sf-acme"]
+        deletion = delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+        assert deletion.metric_values_deleted > 0
+        assert deletion.runs_deleted >= 3 and deletion.partition_removed
+        assert platform.metric_store.read(connection_id="sf-acme") == []
+        assert platform.metric_store.read(connection_id="sf-beta")  # the other connection is untouched
+        assert "sf-acme" not in instance.get_dynamic_partitions("salesforce_connections")
+        assert all(not run_is_for(r.dagster_run.tags, "sf-acme") for r in instance.get_run_records())
+        for key in instance.get_asset_keys(prefix=["salesforce"]):
+            assert not [p for p in instance.get_materialized_partitions(key) if p.startswith("sf-acme")]
+
+    # Nothing derived from sf-acme is readable anywhere the project writes.
+    with platform.engine.connect() as db:
+        for value in only_acme:
+            assert db.execute(sa.text("SELECT COUNT(*) FROM metric_values WHERE value = :v"), {"v": value}).scalar() == 0
+    for root in (dagster_home, platform.settings.home):
+        assert files_containing(root, access.encode()) == [] and files_containing(root, refresh.encode()) == []
+    assert files_containing(dagster_home, b"sf-acme") == []
+    assert files_containing(dagster_home, b"sf-beta")  # the search is not vacuous: the other connection is there
+    # The audit: removal, then one deletion attempt that completed, naming the destroyed data key.
+    actions = [(e["action"], e["details"].get("data_key_id")) for e in audit.entries(platform.engine, "sf-acme")]
+    assert [a for a, _ in actions] == ["remove", "deletion_started", "deletion_completed"]
+    assert actions[0][1] == report.data_key_id
+    assert platform.registry.get("sf-acme").status is ConnectionStatus.DELETED
+
+
+def test_interrupted_deletion_is_completed_by_the_next_attempt(platform, workspace, sf_sandbox, sf_resource, monkeypatch) -> None:  # noqa: ANN001
+    connect(platform, sf_sandbox, sf_resource)
+    revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+    with dg.instance_for_test() as instance:
+        materialize = Materializer(platform, sf_resource, instance)
+        instance.add_dynamic_partitions("salesforce_connections", ["sf-acme"])
+
+        def crash(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise RuntimeError("power cut")
+
+        monkeypatch.setattr("dfx_pipelines.lifecycle.deletion._delete_runs", crash)
+        with pytest.raises(RuntimeError):
+            delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+        assert platform.registry.get("sf-acme").status is ConnectionStatus.REMOVED  # not marked deleted
+        monkeypatch.undo()
+        report = delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+        assert report.partition_removed and materialize is not None
+    actions = [e["action"] for e in audit.entries(platform.engine, "sf-acme")]
+    assert actions == ["remove", "deletion_started", "deletion_failed", "deletion_started", "deletion_completed"]
+
+
+def test_provider_unreachable_still_destroys_our_copy(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+    connect(platform, sf_sandbox, sf_resource)  # no sandbox CA in the settings folder: the provider call fails
+    report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=False, actor="test")
+    assert not report.provider_revoked and "local credentials destroyed anyway" in report.provider_detail
+    assert platform.vault.data_key_id("acme", "sf-acme") is None and report.secrets_deleted == 2
+    assert platform.registry.get("sf-acme").status is ConnectionStatus.REVOKED
+
+
+def test_unknown_and_active_connections(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+    with pytest.raises(UnknownConnectionError, match="sf-ghost"):
+        revoke_connection(platform, SALESFORCE, "sf-ghost", remove=False, actor="test")
+    connect(platform, sf_sandbox, sf_resource)
+    with dg.instance_for_test() as instance, pytest.raises(ValueError, match="is active"):
+        delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+
+
+def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    connect(platform, sf_sandbox, sf_resource)
+    revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+    connection = platform.registry.get("sf-acme")
+    connection.removed_at = connection.removed_at - timedelta(days=31)
+    platform.registry.save(connection)
+    assert [c.id for c in overdue(platform)] == ["sf-acme"]
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)})
+        result = deletion_overdue_sensor(context)
+    [request] = result.run_requests
+    assert request.tags["dfx/alert"] == "deletion-overdue" and request.tags["dfx/connection"] == "sf-acme"
