@@ -136,10 +136,10 @@ def poll_connection(client: SalesforceClient, connection: Connection, cursor: di
 
 
 def _has_daily_partition(day: date, now: datetime) -> bool:
-    # Today and future days (an open deal's CloseDate, a milestone's TargetDate) have no daily partition
-    # yet, nor days before DAILY_START: Dagster refuses a run request for one, and that error fails the
-    # whole tick, every connection's requests and the cursor included. The nightly recompute covers
-    # such a day once its partition exists.
+    # Future days (an open deal's CloseDate, a milestone's TargetDate) have no daily partition yet
+    # (today has one), nor days before DAILY_START: Dagster refuses a run request for one, and that error
+    # fails the whole tick, every connection's requests and the cursor included. The nightly recompute
+    # covers such a day once its partition exists.
     with dg.partition_loading_context(effective_dt=now):
         return DAILY_PARTITIONS.get_partitions_def_for_dimension("date").has_partition_key(day.isoformat())
 
