@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dfx_pipelines.connectors.jira.definitions import jira_definitions
 from dfx_pipelines.connectors.salesforce.definitions import salesforce_definitions
 from dfx_pipelines.lifecycle.definitions import lifecycle_definitions
 from dfx_pipelines.platform.definitions import platform_definitions
@@ -15,4 +16,4 @@ from dfx_pipelines.platform.redaction import install_redaction
 
 install_redaction()  # before any run logs: masks secrets in records as they are created
 
-defs = dg.Definitions.merge(platform_definitions(), salesforce_definitions(), lifecycle_definitions())
+defs = dg.Definitions.merge(platform_definitions(), salesforce_definitions(), jira_definitions(), lifecycle_definitions())

@@ -99,11 +99,10 @@ class JiraClient:
             headers = {"Authorization": self.credentials.header(), "Accept": "application/json"}
             with translate_errors(f"Jira {what}"):
                 response = self.session.request(method, url, headers=headers, **kwargs)
-            if response.status_code == 401 and not refreshed:
+            if response.status_code == 401 and not refreshed and self.credentials.refresh():
                 refreshed = True
-                if self.credentials.refresh():
-                    log.info("Jira %s: access token refreshed after a 401", what)
-                    continue
+                log.info("Jira %s: access token refreshed after a 401", what)
+                continue
             if response.status_code == 401:
                 raise AuthError(f"Jira {what}: HTTP 401, the credential was refused" + (" even after a refresh" if refreshed else ""))
             check_response(response, f"Jira {what}")

@@ -63,9 +63,9 @@ class JiraPlugin:
             reauthorize=True,
         )
 
-    def demo_runs(self, connection: Connection) -> list[DemoRun]:
+    def demo_runs(self, connection: Connection, days: int = DEMO_DAYS) -> list[DemoRun]:
         today = date.today()
-        first = today - timedelta(days=DEMO_DAYS - 1)
+        first = today - timedelta(days=days - 1)
         return [
             DemoRun("jira_snapshot_job", partition_key=connection.id, tags={"dfx/connection": connection.id}),
             DemoRun(

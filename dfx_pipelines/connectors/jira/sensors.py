@@ -9,6 +9,7 @@ connections are never polled and their cursors are dropped. The nightly recomput
 cannot see (e.g. a reopened issue leaving its old resolved day).
 """
 
+import hashlib
 import json
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -44,22 +45,30 @@ def full_resync_requests(connection: Connection, today: date, reason: str) -> li
     ]
 
 
-def changed_days(client: JiraClient, connection: Connection, since: datetime) -> dict[str, set[date]]:
-    """Per selected project with changes since `since`: the days those changes can move. An update moves
-    its own day (flow, worklogs); a new issue its created day; a new resolution its resolved day."""
-    found: dict[str, set[date]] = {}
+def changed_issues(client: JiraClient, connection: Connection, since: datetime) -> dict[str, dict[str, set[date]]]:
+    """Per selected project with changes since `since`: {issue key@updated: the days the change can move}.
+    An update moves its own day (flow, worklogs); a new issue its created day; a new resolution its
+    resolved day."""
+    found: dict[str, dict[str, set[date]]] = {}
     for project in connection.selection.projects:
-        days: set[date] = set()
+        changes: dict[str, set[date]] = {}
         for page in client.search(query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), CHANGE_PLAN):
             for issue in page.issues:
                 fields = issue.get("fields") or {}
-                days.add(metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"])))
+                days = {metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"]))}
                 for name in ("created", "resolutiondate"):
                     if fields.get(name) and metrics.parse_jira_timestamp(fields[name]) >= since:
                         days.add(metrics.utc_day(metrics.parse_jira_timestamp(fields[name])))
-        if days:
-            found[project] = days
+                changes[f"{issue.get('key')}@{fields['updated']}"] = days
+        if changes:
+            found[project] = changes
     return found
+
+
+def _digest(changes: set[str]) -> str:
+    # Run keys name the changes themselves: the lookback re-reads recent changes on the next tick, and
+    # the same changes give the same run key, which Dagster runs only once.
+    return hashlib.sha256("\n".join(sorted(changes)).encode()).hexdigest()[:16]
 
 
 def poll_connection(client: JiraClient, connection: Connection, cursor: str | None) -> tuple[list[dg.RunRequest], str]:
@@ -69,31 +78,35 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     if cursor is None:
         return full_resync_requests(connection, server_now.date(), "initial"), stamp
     since = datetime.fromisoformat(cursor) - timedelta(minutes=connection.settings.lookback_minutes)
-    changed = changed_days(client, connection, since)
+    changed = changed_issues(client, connection, since)
     if not changed:
         return [], stamp
     tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "incremental"}
     relevant = {name: set(projects_of(connection, metric.scope)) for name, metric in METRICS.items()}
     snapshot = sorted((asset_key(m) for m in METRICS.values() if not m.daily and relevant[m.name] & set(changed)), key=str)
     daily: dict[date, set[dg.AssetKey]] = defaultdict(set)
+    daily_changes: dict[date, set[str]] = defaultdict(set)
     last_day = datetime.now(timezone.utc).date()
-    for project, days in changed.items():
-        for day in days:
-            if date.fromisoformat(DAILY_START) <= day <= last_day:
-                daily[day] |= {asset_key(m) for m in METRICS.values() if m.daily and project in relevant[m.name]}
+    for project, changes in changed.items():
+        assets = {asset_key(m) for m in METRICS.values() if m.daily and project in relevant[m.name]}
+        for change, days in changes.items():
+            for day in days:
+                if assets and date.fromisoformat(DAILY_START) <= day <= last_day:
+                    daily[day] |= assets
+                    daily_changes[day].add(change)
     requests = []
     if snapshot:
+        everything = {change for changes in changed.values() for change in changes}
         requests.append(dg.RunRequest(
-            run_key=f"{connection.id}:snapshot:{stamp}", job_name=jira_snapshot_job.name,
+            run_key=f"{connection.id}:snapshot:{_digest(everything)}", job_name=jira_snapshot_job.name,
             partition_key=connection.id, asset_selection=snapshot, tags=tags,
         ))  # fmt: skip
     for day in sorted(daily):
-        if daily[day]:
-            requests.append(dg.RunRequest(
-                run_key=f"{connection.id}:{day}:{stamp}", job_name=jira_daily_job.name,
-                partition_key=dg.MultiPartitionKey({"connection": connection.id, "date": day.isoformat()}),
-                asset_selection=sorted(daily[day], key=str), tags=tags,
-            ))  # fmt: skip
+        requests.append(dg.RunRequest(
+            run_key=f"{connection.id}:{day}:{_digest(daily_changes[day])}", job_name=jira_daily_job.name,
+            partition_key=dg.MultiPartitionKey({"connection": connection.id, "date": day.isoformat()}),
+            asset_selection=sorted(daily[day], key=str), tags=tags,
+        ))  # fmt: skip
     return requests, stamp
 
 

@@ -92,10 +92,10 @@ class Materializer:
         return dg.materialize(selected, partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=raise_on_error, resources=resources)
 
 
-@pytest.fixture
-def dagster_instance(tmp_path) -> Iterator[dg.DagsterInstance]:  # noqa: ANN001
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+@pytest.fixture(scope="module")
+def dagster_instance(tmp_path_factory) -> Iterator[dg.DagsterInstance]:  # noqa: ANN001
+    """One Dagster instance per test module: creating one (SQLite storage, migrations) takes seconds."""
+    home = tmp_path_factory.mktemp("dagster_home")
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         yield instance
 

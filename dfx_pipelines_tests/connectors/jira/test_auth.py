@@ -1,0 +1,94 @@
+"""Credentials at run time: OAuth refresh with rotating refresh tokens stored before use, a rotated-away
+refresh token failing clearly, a revoked connection failing before any request, and where tokens may go."""
+
+import dataclasses
+
+import pytest
+
+from dfx_pipelines.connectors.jira import auth
+from dfx_pipelines.connectors.jira.resource import checked_base
+from dfx_pipelines.platform.errors import AuthError, UnsafeDestinationError
+from dfx_pipelines.platform.registry import ConnectionSettings, ConnectionStatus
+from dfx_pipelines.platform.services import Platform
+
+from .conftest import Materializer, resource_for, sandbox_paths
+
+
+def test_a_401_refreshes_and_the_rotated_refresh_token_is_stored(platform, cloud_connection, jira_cloud) -> None:
+    refs = cloud_connection.secret_ref("oauth_refresh_token"), cloud_connection.secret_ref("oauth_access_token")
+    old_refresh, old_access = (platform.vault.get(ref).get_secret_value() for ref in refs)
+    jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
+    client = resource_for(jira_cloud).client(platform, cloud_connection)
+    assert client.fields()  # answered after one refresh
+    new_refresh, new_access = (platform.vault.get(ref).get_secret_value() for ref in refs)
+    assert client.refreshes == 1 and new_refresh != old_refresh and new_access != old_access
+    assert jira_cloud.app.oauth.access_grant(new_access) is not None
+    assert not jira_cloud.app.oauth.family_revoked(new_refresh)  # the stored token is the live one
+    # A second client of the same connection starts from the vault: the rotated tokens, no refresh.
+    assert resource_for(jira_cloud).client(platform, cloud_connection).fields() and len([p for p in sandbox_paths(jira_cloud) if p == "/oauth/token"]) == 2
+
+
+def test_a_rotated_away_refresh_token_fails_with_a_clear_error(platform, cloud_connection, jira_cloud) -> None:
+    ref = cloud_connection.secret_ref("oauth_refresh_token")
+    stale = platform.vault.get(ref).get_secret_value()
+    jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
+    resource_for(jira_cloud).client(platform, cloud_connection).fields()  # rotates `stale` away
+    platform.vault.put(ref, stale)  # e.g. a restored backup of the vault
+    jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
+    with pytest.raises(AuthError, match="rotated away by another refresh or the grant was revoked.*authorized again") as error:
+        resource_for(jira_cloud).client(platform, cloud_connection).fields()
+    assert stale not in str(error.value)
+    assert jira_cloud.app.oauth.family_revoked(stale)  # Atlassian treats reuse as a leak and kills the grant
+
+
+def test_a_revoked_connection_fails_at_the_first_step_with_no_request(platform, cloud_connection, jira_cloud, dagster_instance) -> None:
+    platform.registry.set_status(cloud_connection.id, ConnectionStatus.REVOKED)
+    before = len(jira_cloud.requests)
+    result = Materializer(platform, resource_for(jira_cloud), dagster_instance)(["issue_count"], partition_key=cloud_connection.id, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.event_specific_data.error
+    assert error.cause.cls_name == "ConnectionInactiveError" and "is revoked: no data is read from it" in error.cause.message
+    assert jira_cloud.requests[before:] == []
+
+
+def test_tokens_go_only_to_atlassian_hosts() -> None:
+    cloud_id = "c9e5fda1-f8a5-5b25-af2a-cf53be1f99d7"
+    assert auth.check_gateway_base(f"https://api.atlassian.com/ex/jira/{cloud_id}", sandbox_allowed=False) == f"https://api.atlassian.com/ex/jira/{cloud_id}"
+    for bad in (
+        f"https://api.atlassian.com.evil.test/ex/jira/{cloud_id}",
+        f"https://evil.test/ex/jira/{cloud_id}",
+        "https://api.atlassian.com/ex/jira/../../steal",
+        f"https://api.atlassian.com:8443/ex/jira/{cloud_id}",
+        f"https://127.0.0.1:9/ex/jira/{cloud_id}",  # the sandbox host, in production
+    ):
+        with pytest.raises(UnsafeDestinationError):
+            auth.check_gateway_base(bad, sandbox_allowed=False)
+    assert auth.check_cloud_site("https://acme.atlassian.net", sandbox_allowed=False) == "https://acme.atlassian.net"
+    for bad in ("https://atlassian.net", "https://acme.atlassian.net.evil.test", "http://acme.atlassian.net", "https://acme.atlassian.net/x?y=1"):
+        with pytest.raises(UnsafeDestinationError):
+            auth.check_cloud_site(bad, sandbox_allowed=False)
+
+
+def test_production_refuses_the_sandbox_and_private_addresses_need_the_allowance(platform: Platform) -> None:
+    settings = ConnectionSettings()
+    loopback = {"flavour": "datacenter", "auth": "pat", "api_base": "https://127.0.0.1:8443"}
+    with pytest.raises(UnsafeDestinationError, match="loopback"):
+        checked_base(loopback, settings, sandbox_allowed=False)
+    private = {"flavour": "datacenter", "auth": "pat", "api_base": "https://10.0.0.7/jira"}
+    with pytest.raises(UnsafeDestinationError, match="allow_private_address"):
+        checked_base(private, settings, sandbox_allowed=False)
+    assert checked_base(private, ConnectionSettings(allow_private_address=True), sandbox_allowed=False) == "https://10.0.0.7/jira"
+    mapped_metadata = {**private, "api_base": "https://[::ffff:169.254.169.254]"}
+    with pytest.raises(UnsafeDestinationError, match="metadata"):
+        checked_base(mapped_metadata, ConnectionSettings(allow_private_address=True), sandbox_allowed=False)
+    production = dataclasses.replace(platform.settings, mode="production")
+    assert not production.sandbox_allowed
+
+
+def test_scopes_allowlist() -> None:
+    assert auth.check_scopes(auth.REQUIRED_SCOPES) == auth.REQUIRED_SCOPES
+    assert auth.check_scopes(auth.REQUIRED_SCOPES | {"read:jql:jira"})  # read-only extras are fine
+    for extra, message in (("delete:issue:jira", "write/manage"), ("read:me", "outside the read-only allowlist")):
+        with pytest.raises(AuthError, match=message):
+            auth.check_scopes(auth.REQUIRED_SCOPES | {extra})
