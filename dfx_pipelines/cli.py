@@ -101,7 +101,6 @@ def demo(scale: int | None, days: int) -> None:
     """Start the sandboxes, connect the demo workspace and run every connector's sync job once."""
     import dagster as dg
 
-    from dfx_pipelines.connectors import plugins
     from dfx_pipelines.definitions import defs
     from dfx_pipelines.platform.partitions import sync_partitions
     from dfx_pipelines.platform.registry import KIND_RULES
@@ -450,7 +449,6 @@ def vault_rotate_master_key() -> None:
     With DFX_MASTER_KEY, put the new key first (`new:<b64>,old:<b64>`), run this, then drop the old one.
     """
     from dfx_pipelines.platform.services import build_vault
-    from dfx_pipelines.platform.vault import MasterKeyring
 
     settings = Settings.from_env()
     store = build_vault(settings)

@@ -8,6 +8,7 @@ Partition keys are connection slugs, which never contain `|` (Dagster's multi-pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -73,3 +74,42 @@ def sync_partitions(instance: dg.DagsterInstance, registry: Registry, kinds: lis
             instance.delete_dynamic_partition(name, key)
         changes.append(change)
     return changes
+
+
+# ---------------------------------------------------------------- runs over partitions
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@dataclass(frozen=True)
+class RunPartition:
+    key: str  # as stored in the metric store: "slug" or "slug|YYYY-MM-DD"
+    connection_id: str
+    day: date | None  # None for connection-only (snapshot) partitions
+
+
+def run_partitions(context: dg.AssetExecutionContext) -> list[RunPartition]:
+    """Every partition of this run: one, or a single-run backfill's range (always one connection)."""
+    keys = context.partition_keys if context.has_partition_key_range else [context.partition_key]
+    found = []
+    for key in keys:
+        text = str(key)
+        if isinstance(key, dg.MultiPartitionKey) or "|" in text:
+            connection_id, _, day = text.partition("|")
+            dims = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else {"connection": connection_id, "date": day}
+            found.append(RunPartition(text, dims["connection"], date.fromisoformat(dims["date"])))
+        else:
+            found.append(RunPartition(text, text, None))
+    return found
+
+
+def range_tags(connection_id: str, first: date, last: date) -> dict[str, str]:
+    """Run tags that make one run cover a connection's days `first..last` (single-run backfill)."""
+    return {RANGE_START_TAG: f"{connection_id}|{first.isoformat()}", RANGE_END_TAG: f"{connection_id}|{last.isoformat()}"}
+
+
+def history_range(history_days: int, today: date) -> tuple[date, date]:
+    """The days a full recompute covers: the connection's history window, within the partitions."""
+    first = max(today - timedelta(days=history_days - 1), date.fromisoformat(DAILY_START))
+    return first, today

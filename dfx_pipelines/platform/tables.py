@@ -105,3 +105,41 @@ bigquery_approvals = sa.Table(
     sa.Column("used_at", sa.DateTime(timezone=True)),
     sa.Column("used_by_run", sa.String(64)),
 )
+
+subject_requests = sa.Table(
+    "subject_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("law", sa.String(8), nullable=False),
+    sa.Column("subject_email", sa.String(320), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("identity_verified_at", sa.DateTime(timezone=True)),
+    sa.Column("identity_verified_by", sa.String(200)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("response", sa.JSON),
+)
+
+subject_restrictions = sa.Table(
+    "subject_restrictions",
+    metadata,
+    sa.Column("subject_email", sa.String(320), primary_key=True),
+    sa.Column("restricted", sa.Boolean, nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("subject_requests.id"), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+)
+
+sent_notifications = sa.Table(
+    "sent_notifications",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("connection_id", sa.String(64), nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("channels", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)

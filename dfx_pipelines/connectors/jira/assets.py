@@ -5,7 +5,6 @@ each partition. Metadata shows what was read (API calls, records, bytes, JQL) an
 """
 
 import warnings
-from datetime import date
 
 import dagster as dg
 
@@ -14,7 +13,7 @@ from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions
+from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "jira"
@@ -26,20 +25,6 @@ TABLE_ROWS = 40
 
 def asset_key(metric: JiraMetric | str) -> dg.AssetKey:
     return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
-
-
-def _partitions(context: dg.AssetExecutionContext) -> list[tuple[str, str, date | None]]:
-    """(partition key, connection id, day) for every partition in this run (one, or a backfill range)."""
-    keys = context.partition_keys if context.has_partition_key_range else [context.partition_key]
-    found = []
-    for key in keys:
-        if isinstance(key, dg.MultiPartitionKey) or "|" in str(key):
-            multi = key if isinstance(key, dg.MultiPartitionKey) else DAILY_PARTITIONS.get_partition_key_from_str(key)
-            dims = multi.keys_by_dimension
-            found.append((str(key), dims["connection"], date.fromisoformat(dims["date"])))
-        else:
-            found.append((str(key), str(key), None))
-    return found
 
 
 def markdown_table(rows: list[MetricRow]) -> str:
@@ -69,25 +54,25 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
     )
     def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource) -> dg.MaterializeResult:
-        partitions = _partitions(context)
-        connection_ids = {connection_id for _, connection_id, _ in partitions}
+        partitions = run_partitions(context)
+        connection_ids = {partition.connection_id for partition in partitions}
         if len(connection_ids) != 1:
             raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
         # Refuses a revoked or removed connection here, before any token is read or request sent.
         connection = platform.active_connection(connection_ids.pop(), KIND)
         services = platform.get()
         client = jira.client(services, connection)
-        days = sorted(day for _, _, day in partitions if day is not None)
+        days = sorted(p.day for p in partitions if p.day is not None)
         result = metric.compute(client, connection, days[0] if days else None, days[-1] if days else None)
         source = " ; ".join(client.queries)[:4000] or "(no query)"
         usage = Provenance(context.run.run_id, source, api_calls=client.api_calls, records_read=client.records_read, bytes_read=client.bytes_read)
         # One pass read every day of a range: its usage is recorded once, on the first partition, so sums
         # over batches stay true; the others say where the reading was counted.
-        shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0][0]} .. {partitions[-1][0]}; usage on the first)"[:4000])
+        shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000])
         written = 0
-        for index, (partition_key, _, day) in enumerate(partitions):
-            rows = [row for row in result.rows if row.period == day] if metric.daily else result.rows
-            written += services.metric_store.write(connection, metric.name, partition_key, rows, usage if index == 0 else shared).rows_written
+        for index, partition in enumerate(partitions):
+            rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
+            written += services.metric_store.write(connection, metric.name, partition.key, rows, usage if index == 0 else shared).rows_written
         jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
         return dg.MaterializeResult(
             metadata={

@@ -10,9 +10,6 @@ Atlassian has no revoke endpoint for 3LO apps: "invalidate" means destroying our
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -23,20 +20,16 @@ from pydantic import SecretStr
 from dfx_pipelines.connectors.jira import auth
 from dfx_pipelines.platform.errors import AuthError
 from dfx_pipelines.platform.http import RetryPolicy, build_session, translate_errors
+from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redirect, new_state  # noqa: F401 - re-exported
 from dfx_pipelines.platform.redaction import register_secret
 
 AUDIENCE = "api.atlassian.com"
-_VERIFIER_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 # 429 and 503 mean the server did not act, so they are safe to retry; nothing else is for a token call.
 TOKEN_RETRY = RetryPolicy(max_attempts=3, retry_statuses=frozenset({429, 503}))
 
 
 def token_session(sandbox_ca: str | None) -> requests.Session:
     return build_session(sandbox_ca=sandbox_ca, retry=TOKEN_RETRY)
-
-
-def challenge_for(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode("ascii").rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -52,8 +45,7 @@ class AuthorizationRequest:
 
     @classmethod
     def start(cls, auth_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = auth.REQUIRED_SCOPES) -> "AuthorizationRequest":
-        verifier = "".join(secrets.choice(_VERIFIER_ALPHABET) for _ in range(64))
-        return cls(auth_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), secrets.token_urlsafe(24), verifier)
+        return cls(auth_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate().verifier)
 
     @property
     def url(self) -> str:
@@ -71,18 +63,7 @@ class AuthorizationRequest:
         return f"{self.auth_url}/authorize?{query}"
 
     def code_from_redirect(self, redirect: str) -> str:
-        """The authorization code from the redirect URL (or its query string), after checking state."""
-        query = urllib.parse.urlsplit(redirect).query if "?" in redirect or "://" in redirect else redirect
-        params = urllib.parse.parse_qs(query)
-        if "error" in params:
-            raise AuthError(f"authorization was refused: {params['error'][0]} ({params.get('error_description', [''])[0]})")
-        state = params.get("state", [None])[0]
-        if state is None or not secrets.compare_digest(state, self.state):
-            raise AuthError("the redirect's state does not match this authorization request (possible CSRF): refused")
-        code = params.get("code", [None])[0]
-        if not code:
-            raise AuthError("the redirect carries no authorization code")
-        return code
+        return code_from_redirect(redirect, self.state)
 
 
 @dataclass(frozen=True)

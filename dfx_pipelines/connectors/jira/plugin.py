@@ -7,7 +7,7 @@ import dagster as dg
 
 from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
 from dfx_pipelines.connectors.jira.definitions import jira_definitions, jira_resource
-from dfx_pipelines.connectors.jira.sensors import RANGE_END, RANGE_START
+from dfx_pipelines.platform.partitions import range_tags
 from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.sandbox import SandboxCA
@@ -70,7 +70,7 @@ class JiraPlugin:
             DemoRun("jira_snapshot_job", partition_key=connection.id, tags={"dfx/connection": connection.id}),
             DemoRun(
                 "jira_daily_job",
-                tags={"dfx/connection": connection.id, RANGE_START: f"{connection.id}|{first}", RANGE_END: f"{connection.id}|{today}"},
+                tags={"dfx/connection": connection.id, **range_tags(connection.id, first, today)},
             ),
         ]
 

@@ -22,27 +22,17 @@ from dfx_pipelines.connectors.jira.client import JiraClient
 from dfx_pipelines.connectors.jira.compute import METRICS, projects_of
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import DfxError
+from dfx_pipelines.platform import sync
 from dfx_pipelines.platform.partitions import DAILY_START
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 CHANGE_PLAN = query.FieldPlan(("created", "resolutiondate", "updated"))
 
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
-    """A snapshot run and one single-run range over the connection's whole daily history."""
-    first = max(today - timedelta(days=connection.settings.history_days - 1), date.fromisoformat(DAILY_START))
-    today = min(today, datetime.now(timezone.utc).date())  # a daily partition exists up to today only
-    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": reason}
-    return [
-        dg.RunRequest(run_key=f"{connection.id}:snapshot:{reason}:{today}", job_name=jira_snapshot_job.name, partition_key=connection.id, tags=tags),
-        dg.RunRequest(
-            run_key=f"{connection.id}:daily:{reason}:{today}",
-            job_name=jira_daily_job.name,
-            tags={**tags, RANGE_START: f"{connection.id}|{first.isoformat()}", RANGE_END: f"{connection.id}|{today.isoformat()}"},
-        ),
-    ]
+    today = min(today, datetime.now(timezone.utc).date())  # no daily partition beyond today
+    return sync.full_resync_requests(connection, today, reason, snapshot_job=jira_snapshot_job, daily_job=jira_daily_job)
 
 
 def changed_issues(client: JiraClient, connection: Connection, since: datetime) -> dict[str, dict[str, set[date]]]:
@@ -141,38 +131,6 @@ def jira_sync_sensor(context: dg.SensorEvaluationContext, platform: PlatformReso
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
 
 
-def _nightly(context: dg.ScheduleEvaluationContext, platform: PlatformResource, job_name: str) -> list[dg.RunRequest]:
-    services = platform.get()
-    today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
-    known = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
-    return [
-        request
-        for connection in services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
-        if connection.id in known
-        for request in full_resync_requests(connection, today, "nightly")
-        if request.job_name == job_name
-    ]
-
-
-@dg.schedule(
-    name="jira_nightly_snapshot_schedule",
-    cron_schedule="30 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    job=jira_snapshot_job,
-    description="Nightly: recomputes the snapshot Jira metrics of every active Jira connection.",
+jira_nightly_snapshot_schedule, jira_nightly_daily_schedule = sync.nightly_schedules(
+    KIND, snapshot_job=jira_snapshot_job, daily_job=jira_daily_job, hour=2, minute=30
 )
-def jira_nightly_snapshot_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
-    return _nightly(context, platform, jira_snapshot_job.name)
-
-
-@dg.schedule(
-    name="jira_nightly_daily_schedule",
-    cron_schedule="45 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    job=jira_daily_job,
-    description="Nightly: recomputes each active Jira connection's whole daily history, one run per connection.",
-)
-def jira_nightly_daily_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
-    return _nightly(context, platform, jira_daily_job.name)

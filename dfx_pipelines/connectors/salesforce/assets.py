@@ -17,7 +17,7 @@ from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, Sales
 from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions
+from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -29,20 +29,6 @@ DAILY_PARTITIONS = connection_daily_partitions(KIND)
 
 def asset_key(metric: SalesMetric | str) -> dg.AssetKey:
     return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
-
-
-def _partitions(context: dg.AssetExecutionContext) -> list[tuple[str, str, date | None]]:
-    """(partition key, connection id, day) for every partition in this run (one, or a backfill range)."""
-    keys = context.partition_keys if context.has_partition_key_range else [context.partition_key]
-    found = []
-    for key in keys:
-        if isinstance(key, dg.MultiPartitionKey) or "|" in str(key):
-            multi = key if isinstance(key, dg.MultiPartitionKey) else DAILY_PARTITIONS.get_partition_key_from_str(key)
-            dims = multi.keys_by_dimension
-            found.append((str(key), dims["connection"], date.fromisoformat(dims["date"])))
-        else:
-            found.append((str(key), str(key), None))
-    return found
 
 
 def _guard_aggregate(rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
@@ -74,8 +60,8 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
     )
     def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
         services = platform.get()
-        partitions = _partitions(context)
-        connection_ids = {connection_id for _, connection_id, _ in partitions}
+        partitions = run_partitions(context)
+        connection_ids = {partition.connection_id for partition in partitions}
         if len(connection_ids) != 1:
             raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
         # Refuses a revoked or removed connection here, before any token is read or request sent.
@@ -87,15 +73,15 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
             return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
         client = salesforce.client(services, connection)
         written, last_rows, soql = 0, [], ""
-        for partition_key, _, day in partitions:
+        for partition in partitions:
             calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
-            query, rows = compute_metric(client, metric, connection, day)
+            query, rows = compute_metric(client, metric, connection, partition.day)
             soql = query.soql
             provenance = Provenance(
                 context.run.run_id, query.soql, api_calls=client.api_calls - calls,
                 records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_,
             )
-            summary = services.metric_store.write(connection, metric.name, partition_key, rows, provenance)
+            summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance)
             written += summary.rows_written
             last_rows = rows
         usage = client.api_usage()

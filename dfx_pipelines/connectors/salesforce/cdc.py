@@ -27,14 +27,15 @@ from dfx_pipelines.connectors.salesforce.queries import Cadence, soql_literal
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection
 from dfx_pipelines.platform.errors import ConnectorError, DfxError
-from dfx_pipelines.platform.partitions import DAILY_START
+from dfx_pipelines.platform import sync
+from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END
+from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
 
 REPLICATION_REACH = timedelta(days=30)
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _ID_CHUNK = 200  # ids per `Id IN (...)` query: keeps the URL well under Salesforce's limit
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def _iso(moment: datetime) -> str:
@@ -66,17 +67,7 @@ def _record_days(client: SalesforceClient, sobject: str, ids: list[str], fields:
 
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
-    """A snapshot run and one single-run range over the connection's whole daily history."""
-    first = max(today - timedelta(days=connection.settings.history_days - 1), date.fromisoformat(DAILY_START))
-    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": reason}
-    return [
-        dg.RunRequest(run_key=f"{connection.id}:snapshot:{reason}:{today}", job_name=salesforce_snapshot_job.name, partition_key=connection.id, tags=tags),
-        dg.RunRequest(
-            run_key=f"{connection.id}:daily:{reason}:{today}",
-            job_name=salesforce_daily_job.name,
-            tags={**tags, RANGE_START: f"{connection.id}|{first.isoformat()}", RANGE_END: f"{connection.id}|{today.isoformat()}"},
-        ),
-    ]
+    return sync.full_resync_requests(connection, today, reason, snapshot_job=salesforce_snapshot_job, daily_job=salesforce_daily_job)
 
 
 def poll_connection(client: SalesforceClient, connection: Connection, cursor: dict[str, str], now: datetime) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
@@ -187,38 +178,6 @@ def salesforce_cdc_sensor(context: dg.SensorEvaluationContext, platform: Platfor
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
 
 
-def _nightly(context: dg.ScheduleEvaluationContext, platform: PlatformResource, job_name: str) -> list[dg.RunRequest]:
-    services = platform.get()
-    today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
-    known = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
-    return [
-        request
-        for connection in services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
-        if connection.id in known
-        for request in full_resync_requests(connection, today, "nightly")
-        if request.job_name == job_name
-    ]
-
-
-@dg.schedule(
-    name="salesforce_nightly_snapshot_schedule",
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    job=salesforce_snapshot_job,
-    description="Nightly: recomputes the snapshot sales metrics of every active Salesforce connection.",
+salesforce_nightly_snapshot_schedule, salesforce_nightly_daily_schedule = sync.nightly_schedules(
+    KIND, snapshot_job=salesforce_snapshot_job, daily_job=salesforce_daily_job, hour=2, minute=0
 )
-def salesforce_nightly_snapshot_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
-    return _nightly(context, platform, salesforce_snapshot_job.name)
-
-
-@dg.schedule(
-    name="salesforce_nightly_daily_schedule",
-    cron_schedule="15 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    job=salesforce_daily_job,
-    description="Nightly: recomputes each active Salesforce connection's whole daily history, one run per connection.",
-)
-def salesforce_nightly_daily_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
-    return _nightly(context, platform, salesforce_daily_job.name)

@@ -6,10 +6,7 @@ Salesforce's username/password flow is never used and no password is ever asked 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
-import secrets
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +16,7 @@ from pydantic import SecretStr
 
 from dfx_pipelines.platform.errors import AuthError, UnsafeDestinationError
 from dfx_pipelines.platform.http import translate_errors
+from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redirect, new_state  # noqa: F401 - re-exported
 from dfx_pipelines.platform.redaction import register_secret
 
 # The product's minimum scopes (P7): CRM objects need only `api`; `refresh_token` keeps the connection
@@ -33,7 +31,6 @@ SALESFORCE_HOST_SUFFIXES = (
     ".salesforce-setup.com",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_VERIFIER_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
 def validate_salesforce_url(url: str, *, sandbox_allowed: bool, what: str = "instance_url") -> str:
@@ -60,24 +57,6 @@ def validate_salesforce_url(url: str, *, sandbox_allowed: bool, what: str = "ins
 
 
 @dataclass(frozen=True)
-class PkcePair:
-    verifier: str
-    challenge: str
-
-    @classmethod
-    def generate(cls, length: int = 64) -> "PkcePair":
-        if not 43 <= length <= 128:
-            raise ValueError("a PKCE verifier is 43 to 128 characters long")
-        verifier = "".join(secrets.choice(_VERIFIER_ALPHABET) for _ in range(length))
-        return cls(verifier, challenge_for(verifier))
-
-
-def challenge_for(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
-
-
-@dataclass(frozen=True)
 class AuthorizationRequest:
     """One pending authorization: the URL to open, and what must come back with the code."""
 
@@ -90,7 +69,7 @@ class AuthorizationRequest:
 
     @classmethod
     def start(cls, login_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = REQUIRED_SCOPES) -> "AuthorizationRequest":
-        return cls(login_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), secrets.token_urlsafe(24), PkcePair.generate())
+        return cls(login_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate())
 
     @property
     def url(self) -> str:
@@ -108,18 +87,7 @@ class AuthorizationRequest:
         return f"{self.login_url}/services/oauth2/authorize?{query}"
 
     def code_from_redirect(self, redirect: str) -> str:
-        """The authorization code from the redirect URL (or its query string), after checking state."""
-        query = urllib.parse.urlsplit(redirect).query if "?" in redirect or "://" in redirect else redirect
-        params = urllib.parse.parse_qs(query)
-        if "error" in params:
-            raise AuthError(f"authorization was refused: {params['error'][0]} ({params.get('error_description', [''])[0]})")
-        state = params.get("state", [None])[0]
-        if state is None or not secrets.compare_digest(state, self.state):
-            raise AuthError("the redirect's state does not match this authorization request (possible CSRF): refused")
-        code = params.get("code", [None])[0]
-        if not code:
-            raise AuthError("the redirect carries no authorization code")
-        return code
+        return code_from_redirect(redirect, self.state)
 
 
 @dataclass(frozen=True)

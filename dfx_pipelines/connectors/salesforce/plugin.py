@@ -5,10 +5,10 @@ from datetime import date, timedelta
 import dagster as dg
 
 from dfx_pipelines.connectors.salesforce import oauth
-from dfx_pipelines.connectors.salesforce.cdc import RANGE_END, RANGE_START
 from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
 from dfx_pipelines.connectors.salesforce.definitions import salesforce_definitions, salesforce_resource
 from dfx_pipelines.platform.errors import SecretNotFoundError
+from dfx_pipelines.platform.partitions import range_tags
 from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.sandbox import SandboxCA
@@ -75,7 +75,7 @@ class SalesforcePlugin:
             DemoRun("salesforce_snapshot_job", partition_key=connection.id, tags={"dfx/connection": connection.id}),
             DemoRun(
                 "salesforce_daily_job",
-                tags={"dfx/connection": connection.id, RANGE_START: f"{connection.id}|{first}", RANGE_END: f"{connection.id}|{today}"},
+                tags={"dfx/connection": connection.id, **range_tags(connection.id, first, today)},
             ),
         ]
 

@@ -10,7 +10,6 @@ Errors come out as project errors with no token text.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,7 +127,7 @@ class SalesforceClient:
             client_secret=self.client_secret, sandbox_allowed=self.sandbox_allowed,
         )
         if tokens.instance_url != self.instance_url:
-            raise AuthError(f"token refresh moved the instance to another host; refusing to follow it")
+            raise AuthError("token refresh moved the instance to another host; refusing to follow it")
         self.platform.vault.put(self.connection.secret_ref("oauth_access_token"), tokens.access_token.get_secret_value())
         self._sf.session_id = tokens.access_token.get_secret_value()
         self._sf.headers["Authorization"] = "Bearer " + self._sf.session_id

@@ -109,9 +109,10 @@ class Env:
         return self.sandbox.server.requests[before:]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    # One Dagster instance for the module (creating one costs seconds); each test has its own org and registry.
+    # One per test: a module-scoped instance outlived the per-test environment reset and intermittently
+    # failed to resolve ("undefined DagsterInstance weakref") in a long session.
     with dg.instance_for_test() as dagster_instance:
         yield dagster_instance
 

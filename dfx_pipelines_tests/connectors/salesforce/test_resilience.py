@@ -4,7 +4,7 @@ the wire, and TLS trust. Nothing is mocked: real Dagster runs, real simple-sales
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -26,6 +26,7 @@ from .conftest import ORG_NOW, Materializer, connect, make_sandbox
 DAY = ORG_NOW.date() - timedelta(days=1)
 PARTITION = f"sf-acme|{DAY}"
 WEEK = {RANGE_START: f"sf-acme|{DAY - timedelta(days=6)}", RANGE_END: f"sf-acme|{DAY}"}
+FOUR_DAYS = {RANGE_START: f"sf-acme|{DAY - timedelta(days=3)}", RANGE_END: f"sf-acme|{DAY}"}
 DAILY = ["win_rate", "lead_conversion", "case_volume", "sales_cycle_length"]
 SNAPSHOT = ["open_pipeline_by_stage", "campaign_sourced_pipeline"]
 DATA = "/services/data/"
@@ -120,7 +121,7 @@ def sent_soql(requests: list) -> list[str]:
 
 
 def test_faults_do_not_change_the_metrics(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
-    assert materialize(DAILY, tags=WEEK).success
+    assert materialize(DAILY, tags=FOUR_DAYS).success
     assert materialize(SNAPSHOT, partition_key="sf-acme").success
     clean = stored_rows(platform)
     assert {row[0] for row in clean} == set(DAILY) | set(SNAPSHOT)
@@ -136,7 +137,7 @@ def test_faults_do_not_change_the_metrics(platform, sf_sandbox, sf_connection, m
     faults.inject("drop", count=None, probability=0.06, path_prefix=DATA)
     faults.inject("expire_token", count=2, probability=0.1, path_prefix=DATA)
     mark = len(sf_sandbox.server.requests)
-    daily = materialize(DAILY, tags=WEEK)
+    daily = materialize(DAILY, tags=FOUR_DAYS)
     snapshot = materialize(SNAPSHOT, partition_key="sf-acme")
 
     assert daily.success and snapshot.success

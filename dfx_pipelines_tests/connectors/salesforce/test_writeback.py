@@ -79,9 +79,10 @@ class Env:
         return dict(self.sandbox.org.run_sql('SELECT "Id", "Sourced_Pipeline__c" FROM "Campaign"'))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    # One Dagster instance for the module (creating one costs seconds); each test has its own org and store.
+    # One per test: a module-scoped instance outlived the per-test environment reset (DAGSTER_HOME is
+    # cleared before each test) and intermittently failed to resolve in a long session.
     with dg.instance_for_test() as dagster_instance:
         yield dagster_instance
 
