@@ -475,5 +475,14 @@ def _add_connector_commands() -> None:
 
 _add_connector_commands()
 
+
+def _add_lifecycle_commands() -> None:
+    from dfx_pipelines.lifecycle.cli import requests_group
+
+    main.add_command(requests_group)
+
+
+_add_lifecycle_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

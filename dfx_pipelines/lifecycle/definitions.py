@@ -7,8 +7,12 @@ from datetime import timedelta
 import dagster as dg
 
 from dfx_pipelines.connectors import plugin as connector_plugin
+from dfx_pipelines.lifecycle.app_data import AppDatabaseResource
 from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion, overdue
+from dfx_pipelines.lifecycle.notifications import NOTIFICATION_RESOURCES, NOTIFICATION_SENSORS
+from dfx_pipelines.lifecycle.retention import RETENTION_JOBS, RETENTION_SCHEDULES
 from dfx_pipelines.lifecycle.revocation import revoke_connection
+from dfx_pipelines.lifecycle.subject_requests import SUBJECT_REQUEST_JOBS, SUBJECT_REQUEST_SENSORS
 from dfx_pipelines.platform.resources import PlatformResource
 
 LIFECYCLE_TAGS = {"dfx/lifecycle": "privacy"}
@@ -101,7 +105,8 @@ def deletion_overdue_sensor(context: dg.SensorEvaluationContext, platform: Platf
 
 def lifecycle_definitions() -> dg.Definitions:
     return dg.Definitions(
-        jobs=[revoke_connection_job, remove_connection_job, connection_deletion_job],
-        schedules=[connection_deletion_schedule],
-        sensors=[deletion_overdue_sensor],
+        jobs=[revoke_connection_job, remove_connection_job, connection_deletion_job, *RETENTION_JOBS, *SUBJECT_REQUEST_JOBS],
+        schedules=[connection_deletion_schedule, *RETENTION_SCHEDULES],
+        sensors=[deletion_overdue_sensor, *SUBJECT_REQUEST_SENSORS, *NOTIFICATION_SENSORS],
+        resources={"app_db": AppDatabaseResource(), **NOTIFICATION_RESOURCES},
     )

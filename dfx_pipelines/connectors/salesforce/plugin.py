@@ -18,7 +18,8 @@ DEMO_CONNECTION = "sf-demo"
 DEMO_DAYS = 30
 # What the demo customer selects: every field the sales metrics read, and nothing else.
 DEMO_SELECTION = {
-    "Opportunity": ["StageName", "Amount", "Probability", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"],
+    # ExpectedRevenue (Amount x Probability, per record) lets the weighted pipeline be summed in SOQL.
+    "Opportunity": ["StageName", "Amount", "Probability", "ExpectedRevenue", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"],
     "Lead": ["IsConverted", "CreatedDate", "ConvertedDate"],
     "Case": ["Status", "Priority", "CreatedDate", "ClosedDate"],
     "CaseMilestone": ["IsCompleted", "IsViolated", "CompletionDate", "TargetDate", "MilestoneType.Name"],
