@@ -6,6 +6,7 @@ import sys
 BENCHMARKS = {
     "load_time": "bench.load_time",
     "salesforce_sync": "bench.salesforce_sync",
+    "bigquery_gate": "bench.bigquery_gate",
 }
 
 

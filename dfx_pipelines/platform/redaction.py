@@ -14,10 +14,11 @@ as an exception's cause.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
@@ -136,3 +137,26 @@ def install_redaction() -> None:
 def safe_message(exc: BaseException) -> str:
     """An exception's message, redacted, for re-raising as a project error `from None`."""
     return redact(f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def redacted_exceptions() -> Iterator[None]:
+    """Around a step's body: whatever escapes carries no secret text into Dagster's stored failure.
+
+    Project errors keep their type (their messages are written to be safe; a secret that slipped in is
+    masked). Anything else — a bug, a library error quoting a URL or a payload — becomes a
+    `DfxError` with the original type named and the message redacted, raised `from None` so the
+    original (unredacted) exception is not chained into the stored error.
+    """
+    from dfx_pipelines.platform.errors import DfxError
+
+    try:
+        yield
+    except DfxError as exc:
+        text = str(exc)
+        masked = redact(text)
+        if masked == text:
+            raise
+        raise type(exc)(masked) from None
+    except Exception as exc:
+        raise DfxError(f"{type(exc).__name__}: {redact(str(exc))}") from None

@@ -12,6 +12,7 @@ import pytest
 
 from dfx_pipelines.platform.http import build_session, check_response, translate_errors
 from dfx_pipelines.platform.metric_rows import MetricRow
+from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.registry import Workspace, parse_connection
 from dfx_pipelines.platform.resources import PlatformResource
@@ -24,7 +25,7 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
-@pytest.mark.parametrize("failure", ["http_error", "dropped_connection"])
+@pytest.mark.parametrize("failure", ["http_error", "dropped_connection", "library_error"])
 def test_canary_secret_appears_nowhere(failure: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
     dfx_home, dagster_home = tmp_path / "dfx_home", tmp_path / "dagster_home"
     platform_resource = PlatformResource(home=str(dfx_home))
@@ -49,6 +50,9 @@ def test_canary_secret_appears_nowhere(failure: str, tmp_path: Path, caplog: pyt
             session = build_session(sandbox_ca=server.ca_pem_path)
             if failure == "dropped_connection":
                 server.faults.inject("drop", count=None)
+            if failure == "library_error":  # any exception quoting the token, caught at the step boundary
+                with redacted_exceptions():
+                    raise ValueError(f"echo sync failed: unexpected payload for token {token}")
             with translate_errors("echo sync"):
                 response = session.get(f"{server.url}/v1/missing?access_token={token}", headers={"Authorization": f"Bearer {token}"})
                 check_response(response, f"echo sync")

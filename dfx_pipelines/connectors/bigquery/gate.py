@@ -15,6 +15,7 @@ import enum
 import hashlib
 import json
 import math
+from fractions import Fraction
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -88,7 +89,8 @@ def maximum_bytes_billed(projected_billed: int, margin: float = DEFAULT_CAP_MARG
     (so a query that bills nothing can run, and a zero cap never reaches BigQuery)."""
     if projected_billed < 0 or not 0 <= margin <= 1:
         raise ValueError("projected bytes must not be negative and the margin must be within [0, 1]")
-    with_margin = math.ceil(projected_billed * (1 + margin))
+    # Exact decimal arithmetic: 100 MiB × 1.1 in floats is a hair over 110 MiB and would round to 111.
+    with_margin = math.ceil(projected_billed * (1 + Fraction(repr(margin))))
     return max(MIN_BILLED_PER_TABLE, ceil_to_mib(with_margin))
 
 
@@ -136,6 +138,14 @@ def month_of(moment: datetime | date) -> str:
     return f"{moment.year:04d}-{moment.month:02d}"
 
 
+def usd(value: float | None) -> str:
+    """Money as a person reads it: small query costs keep their significant digits."""
+    if value is None:
+        return "no budget"
+    text = f"{value:,.6f}".rstrip("0").rstrip(".")
+    return f"USD {text if text not in ('', '-0') else '0'}"
+
+
 @dataclass(frozen=True)
 class BudgetDecision:
     allowed: bool
@@ -157,10 +167,10 @@ def decide(month_to_date_bytes: int, projection: Projection, budget_usd: float |
         return BudgetDecision(False, budget_usd, spent, projection.cost_usd, "no monthly budget is configured: no query may run")
     after = spent + projection.cost_usd
     if after <= budget_usd:
-        return BudgetDecision(True, budget_usd, spent, projection.cost_usd, f"USD {after:.6f} of USD {budget_usd:.2f} after this query")
+        return BudgetDecision(True, budget_usd, spent, projection.cost_usd, f"{usd(after)} of {usd(budget_usd)} after this query")
     return BudgetDecision(
         False, budget_usd, spent, projection.cost_usd,
-        f"USD {spent:.6f} spent this month + USD {projection.cost_usd:.6f} projected exceeds the monthly budget of USD {budget_usd:.2f}",
+        f"{usd(spent)} spent this month + {usd(projection.cost_usd)} projected exceeds the monthly budget of {usd(budget_usd)}",
     )
 
 
@@ -186,7 +196,7 @@ def normalize_sql(sql: str) -> str:
     except SqlglotError:
         statements = []
     if len(statements) == 1:
-        return statements[0].sql(dialect="bigquery", comments=False)
+        return statements[0].sql(dialect="bigquery", comments=False, normalize_functions="upper")
     return " ".join(sql.split())  # unparseable SQL never runs, but still gets a stable fingerprint
 
 

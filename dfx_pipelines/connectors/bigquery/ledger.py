@@ -262,3 +262,13 @@ class BudgetStore:
         if changed != 1:
             raise ApprovalInvalid(f"approval {approval_id} was already used: approvals are single-use")
         return self.get(approval_id)
+
+    # ------------------------------------------------------------ removal
+
+    def delete_connection(self, connection_id: str) -> dict[str, int]:
+        """A removed connection's approvals (their SQL excerpts) and ledger rows, in one transaction."""
+        approvals, ledger = tables.bigquery_approvals, tables.bigquery_ledger
+        with self.engine.begin() as db:
+            deleted_approvals = db.execute(approvals.delete().where(approvals.c.connection_id == connection_id)).rowcount
+            deleted_ledger = db.execute(ledger.delete().where(ledger.c.connection_id == connection_id)).rowcount
+        return {"bigquery_approvals": deleted_approvals, "bigquery_ledger": deleted_ledger}

@@ -14,6 +14,7 @@ from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "jira"
@@ -41,6 +42,44 @@ def markdown_table(rows: list[MetricRow]) -> str:
     return "\n".join(lines)
 
 
+def materialize_metric(metric: JiraMetric, context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource) -> dg.MaterializeResult:
+    """One metric for the run's partitions (the body of every metric asset of this connector)."""
+    partitions = run_partitions(context)
+    connection_ids = {partition.connection_id for partition in partitions}
+    if len(connection_ids) != 1:
+        raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
+    # Refuses a revoked or removed connection here, before any token is read or request sent.
+    connection = platform.active_connection(connection_ids.pop(), KIND)
+    services = platform.get()
+    client = jira.client(services, connection)
+    days = sorted(p.day for p in partitions if p.day is not None)
+    result = metric.compute(client, connection, days[0] if days else None, days[-1] if days else None)
+    source = " ; ".join(client.queries)[:4000] or "(no query)"
+    usage = Provenance(context.run.run_id, source, api_calls=client.api_calls, records_read=client.records_read, bytes_read=client.bytes_read)
+    # One pass read every day of a range: its usage is recorded once, on the first partition, so sums
+    # over batches stay true; the others say where the reading was counted.
+    shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000])
+    written = 0
+    for index, partition in enumerate(partitions):
+        rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
+        written += services.metric_store.write(connection, metric.name, partition.key, rows, usage if index == 0 else shared).rows_written
+    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
+    return dg.MaterializeResult(
+        metadata={
+            "connection": connection.id,
+            "partitions": len(partitions),
+            "rows_written": written,
+            "records_read": client.records_read,
+            "bytes_read": client.bytes_read,
+            "api_calls": client.api_calls,
+            "token_refreshes": client.refreshes,
+            "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
+            "result": dg.MetadataValue.md(markdown_table(result.rows)),
+            **{key: str(value) for key, value in result.notes.items()},
+        }
+    )
+
+
 def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(metric),
@@ -54,40 +93,9 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
     )
     def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource) -> dg.MaterializeResult:
-        partitions = run_partitions(context)
-        connection_ids = {partition.connection_id for partition in partitions}
-        if len(connection_ids) != 1:
-            raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
-        # Refuses a revoked or removed connection here, before any token is read or request sent.
-        connection = platform.active_connection(connection_ids.pop(), KIND)
-        services = platform.get()
-        client = jira.client(services, connection)
-        days = sorted(p.day for p in partitions if p.day is not None)
-        result = metric.compute(client, connection, days[0] if days else None, days[-1] if days else None)
-        source = " ; ".join(client.queries)[:4000] or "(no query)"
-        usage = Provenance(context.run.run_id, source, api_calls=client.api_calls, records_read=client.records_read, bytes_read=client.bytes_read)
-        # One pass read every day of a range: its usage is recorded once, on the first partition, so sums
-        # over batches stay true; the others say where the reading was counted.
-        shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000])
-        written = 0
-        for index, partition in enumerate(partitions):
-            rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
-            written += services.metric_store.write(connection, metric.name, partition.key, rows, usage if index == 0 else shared).rows_written
-        jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
-        return dg.MaterializeResult(
-            metadata={
-                "connection": connection.id,
-                "partitions": len(partitions),
-                "rows_written": written,
-                "records_read": client.records_read,
-                "bytes_read": client.bytes_read,
-                "api_calls": client.api_calls,
-                "token_refreshes": client.refreshes,
-                "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
-                "result": dg.MetadataValue.md(markdown_table(result.rows)),
-                **{key: str(value) for key, value in result.notes.items()},
-            }
-        )
+        # Whatever escapes (a library error quoting a URL or payload) is stored without secret text.
+        with redacted_exceptions():
+            return materialize_metric(metric, context, platform, jira)
 
     return _metric_asset
 

@@ -18,6 +18,7 @@ from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionEr
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -45,6 +46,50 @@ def compute_metric(client: SalesforceClient, metric: SalesMetric, connection: Co
     return query, metric.reduce(source, day)
 
 
+def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
+    """One metric for the run's partitions (the body of every metric asset of this connector)."""
+    services = platform.get()
+    partitions = run_partitions(context)
+    connection_ids = {partition.connection_id for partition in partitions}
+    if len(connection_ids) != 1:
+        raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
+    # Refuses a revoked or removed connection here, before any token is read or request sent.
+    connection = platform.active_connection(connection_ids.pop(), KIND)
+    try:
+        metric.fields.check(Selection(connection.selection.objects))
+    except SelectionError as exc:
+        context.log.warning(f"{metric.name} not computed for {connection.id}: {exc}")
+        return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
+    client = salesforce.client(services, connection)
+    written, last_rows, soql = 0, [], ""
+    for partition in partitions:
+        calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
+        query, rows = compute_metric(client, metric, connection, partition.day)
+        soql = query.soql
+        provenance = Provenance(
+            context.run.run_id, query.soql, api_calls=client.api_calls - calls,
+            records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_,
+        )
+        summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance)
+        written += summary.rows_written
+        last_rows = rows
+    usage = client.api_usage()
+    return dg.MaterializeResult(
+        metadata={
+            "connection": connection.id,
+            "partitions": len(partitions),
+            "rows_written": written,
+            "records_read": client.stats.records_read,
+            "bytes_read": client.bytes_read,
+            "api_calls": client.api_calls,
+            "token_refreshes": client.stats.refreshes,
+            "org_api_usage": f"{usage[0]}/{usage[1]}" if usage else "unknown",
+            "soql": dg.MetadataValue.md(f"```sql\n{soql}\n```" + (f"\n(and {len(partitions) - 1} more days)" if len(partitions) > 1 else "")),
+            "result": dg.MetadataValue.md(metrics_table_markdown(last_rows)),
+        }
+    )
+
+
 def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
     daily = metric.cadence is Cadence.DAILY
 
@@ -59,46 +104,9 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         metadata={"family": metric.family, "cadence": metric.cadence.value, "strategy": metric.strategy.value},
     )
     def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
-        services = platform.get()
-        partitions = run_partitions(context)
-        connection_ids = {partition.connection_id for partition in partitions}
-        if len(connection_ids) != 1:
-            raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
-        # Refuses a revoked or removed connection here, before any token is read or request sent.
-        connection = platform.active_connection(connection_ids.pop(), KIND)
-        try:
-            metric.fields.check(Selection(connection.selection.objects))
-        except SelectionError as exc:
-            context.log.warning(f"{metric.name} not computed for {connection.id}: {exc}")
-            return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
-        client = salesforce.client(services, connection)
-        written, last_rows, soql = 0, [], ""
-        for partition in partitions:
-            calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
-            query, rows = compute_metric(client, metric, connection, partition.day)
-            soql = query.soql
-            provenance = Provenance(
-                context.run.run_id, query.soql, api_calls=client.api_calls - calls,
-                records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_,
-            )
-            summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance)
-            written += summary.rows_written
-            last_rows = rows
-        usage = client.api_usage()
-        return dg.MaterializeResult(
-            metadata={
-                "connection": connection.id,
-                "partitions": len(partitions),
-                "rows_written": written,
-                "records_read": client.stats.records_read,
-                "bytes_read": client.bytes_read,
-                "api_calls": client.api_calls,
-                "token_refreshes": client.stats.refreshes,
-                "org_api_usage": f"{usage[0]}/{usage[1]}" if usage else "unknown",
-                "soql": dg.MetadataValue.md(f"```sql\n{soql}\n```" + (f"\n(and {len(partitions) - 1} more days)" if len(partitions) > 1 else "")),
-                "result": dg.MetadataValue.md(metrics_table_markdown(last_rows)),
-            }
-        )
+        # Whatever escapes (a library error quoting a URL or payload) is stored without secret text.
+        with redacted_exceptions():
+            return materialize_metric(metric, context, platform, salesforce)
 
     return _metric_asset
 

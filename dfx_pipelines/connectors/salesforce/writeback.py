@@ -15,6 +15,7 @@ import dagster as dg
 
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
+from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.registry import Connection, WriteBackDesignation
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
@@ -108,6 +109,11 @@ class WriteBackConfig(dg.Config):
 
 @dg.op(tags={"dfx/api": "salesforce"})
 def write_designated_fields(context: dg.OpExecutionContext, config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource) -> dg.Output[list[dict]]:
+    with redacted_exceptions():
+        return _write_designated_fields(config, platform, salesforce)
+
+
+def _write_designated_fields(config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource) -> dg.Output[list[dict]]:
     services = platform.get()
     connection = platform.active_connection(config.connection_id, "salesforce")
     if not connection.write_back:

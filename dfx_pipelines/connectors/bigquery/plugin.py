@@ -1,0 +1,104 @@
+"""BigQuery as a `ConnectorPlugin`: its definitions, its sandbox and demo connection, its `dfx bigquery`
+commands, and what revocation means for a service-account key."""
+
+from datetime import date, timedelta
+from typing import Any
+
+import click
+import dagster as dg
+
+from dfx_pipelines.connectors.bigquery.assets import RANGE_END, RANGE_START, bigquery_metrics_job
+from dfx_pipelines.connectors.bigquery.definitions import bigquery_definitions
+from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.sandbox import SandboxCA
+from dfx_pipelines.platform.services import Platform
+
+DEMO_CONNECTION = "bq-demo"
+DEMO_SELECTION = {"shop": ["orders", "web_events"]}
+DEMO_SPECS = [
+    {"name": "revenue_by_status", "table": "shop.orders", "measure": "SUM", "column": "amount", "group_by": ["status"], "time_column": "order_date",
+     "description": "Order amount per day and order status"},
+    {"name": "sessions_by_event_type", "table": "shop.web_events", "measure": "COUNT_DISTINCT", "column": "session_id", "group_by": ["event_type"],
+     "time_column": "event_date", "description": "Distinct sessions per day and event type"},
+]
+DEMO_BUDGET_USD = 5.0
+# The sandbox warehouse holds calendar 2024 (its generator's days): demo runs compute its last days.
+DEMO_LAST_DAY = date(2024, 12, 31)
+
+
+class _SandboxServer:
+    """The sandbox's HTTPS server, whose `stop()` also closes the warehouse (DuckDB) behind it."""
+
+    def __init__(self, running: Any):
+        self._running = running
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._running.server, name)
+
+    def stop(self) -> None:
+        self._running.stop()
+
+
+class BigQueryPlugin:
+    kind = "bigquery"
+    secret_kinds = ("service_account_key",)
+
+    def definitions(self) -> dg.Definitions:
+        return bigquery_definitions()
+
+    def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
+        from dfx_pipelines.connectors.bigquery.sandbox.running import start_bigquery_sandbox
+
+        running = start_bigquery_sandbox(rows=scale or 2000, seed=7, ca=ca)
+        return RunningSandbox(kind=self.kind, servers=[_SandboxServer(running)], state={"sandbox": running})  # type: ignore[list-item]
+
+    def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
+        """As a user would: upload the sandbox's generated key (in memory), select, define two metrics."""
+        import json
+
+        from dfx_pipelines.connectors.bigquery.connect import connect_bigquery
+
+        running = sandbox.state["sandbox"]
+        return connect_bigquery(
+            platform,
+            config={
+                "id": DEMO_CONNECTION,
+                "workspace_id": workspace_id,
+                "display_name": "Demo BigQuery project (sandbox)",
+                "selection": {"datasets": DEMO_SELECTION},
+                "settings": {"monthly_budget_usd": DEMO_BUDGET_USD},
+                "endpoint": {"api_endpoint": running.url, "metric_specs": DEMO_SPECS},
+            },
+            key=json.dumps(running.service_account_key),
+            sandbox_ca=running.ca_pem_path,
+            replace_key=True,  # a new demo starts a new sandbox with a new key
+        )
+
+    def demo_runs(self, connection: Connection, days: int = 30) -> list[DemoRun]:
+        first = DEMO_LAST_DAY - timedelta(days=days - 1)
+        return [
+            DemoRun(
+                bigquery_metrics_job.name,
+                tags={"dfx/connection": connection.id, RANGE_START: f"{connection.id}|{first}", RANGE_END: f"{connection.id}|{DEMO_LAST_DAY}"},
+            )
+        ]
+
+    def cli_commands(self) -> list[click.Command]:
+        from dfx_pipelines.connectors.bigquery.cli import bigquery
+
+        return [bigquery]
+
+    def delete_cached_data(self, platform: Platform, connection: Connection) -> dict[str, int]:
+        """Removal (P17): besides the vault and the metric store (deleted by the lifecycle job), the
+        gate's approvals (SQL excerpts) and monthly ledger of this connection."""
+        from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
+
+        return BudgetStore(platform.engine).delete_connection(connection.id)
+
+    def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
+        # Google offers no API for us to delete a key we did not create: the customer deletes it in IAM.
+        return RevocationResult(False, "service-account keys are revoked by the customer in GCP; our copy is destroyed")
+
+
+PLUGIN = BigQueryPlugin()
