@@ -471,6 +471,9 @@ def _add_connector_commands() -> None:
     for connector in plugins():
         for command in getattr(connector, "cli_commands", lambda: [])():
             main.add_command(command)
+            # `dfx connect <kind>` too, the one place a data engineer looks for how to connect a source.
+            if isinstance(command, click.Group) and "connect" in command.commands:
+                connect.add_command(command.commands["connect"], name=connector.kind)
 
 
 _add_connector_commands()

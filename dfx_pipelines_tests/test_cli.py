@@ -86,3 +86,9 @@ def test_sandbox_serve_prints_its_servers_and_ca(tmp_path) -> None:  # noqa: ANN
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_every_connector_can_be_connected_from_dfx_connect() -> None:
+    result = CliRunner().invoke(main, ["connect", "--help"])
+    assert "salesforce" in result.output and "bigquery" in result.output
+    assert "--key-file" in CliRunner().invoke(main, ["connect", "bigquery", "--help"]).output

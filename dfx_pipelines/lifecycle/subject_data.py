@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from dfx_pipelines.lifecycle.app_data import AppTable, email_matches
 from dfx_pipelines.lifecycle.retention import product_rules
 from dfx_pipelines.platform import tables
+from dfx_pipelines.platform.restrictions import restricted_workspace_ids  # noqa: F401 - re-exported
 from dfx_pipelines.platform.errors import ConfigError, DfxError
 from dfx_pipelines.platform.identifiers import sql_identifier
 from dfx_pipelines.platform.registry import Connection, utcnow
@@ -138,14 +139,6 @@ def is_restricted(engine: sa.Engine, email: str) -> bool:
     with engine.connect() as db:
         row = db.execute(sa.select(tables.subject_restrictions.c.restricted).where(tables.subject_restrictions.c.subject_email == normalise_email(email))).first()
     return bool(row and row[0])
-
-
-def restricted_workspace_ids(engine: sa.Engine) -> set[str]:
-    """Workspaces whose owner is restricted: their connections must not be synced."""
-    w, r = tables.workspaces, tables.subject_restrictions
-    query = sa.select(w.c.id).select_from(w.join(r, sa.func.lower(w.c.owner_email) == r.c.subject_email)).where(r.c.restricted.is_(True))
-    with engine.connect() as db:
-        return {row[0] for row in db.execute(query)}
 
 
 def connection_restricted(platform: Platform, connection: Connection) -> bool:

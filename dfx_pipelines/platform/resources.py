@@ -16,6 +16,7 @@ from pydantic import PrivateAttr
 from dfx_pipelines.platform.errors import ConnectionInactiveError
 from dfx_pipelines.platform.redaction import install_redaction
 from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.restrictions import restricted_workspace_ids
 from dfx_pipelines.platform.services import Platform, get_platform
 from dfx_pipelines.platform.settings import Settings
 
@@ -52,5 +53,10 @@ class PlatformResource(dg.ConfigurableResource):
         if not connection.is_active:
             raise ConnectionInactiveError(
                 f"connection {connection_id!r} is {connection.status.value}: no data is read from it"
+            )
+        if connection.workspace_id in restricted_workspace_ids(self.get().engine):
+            raise ConnectionInactiveError(
+                f"connection {connection_id!r} belongs to workspace {connection.workspace_id!r}, whose owner "
+                "restricted processing (a data-subject request): no data is read from it"
             )
         return connection

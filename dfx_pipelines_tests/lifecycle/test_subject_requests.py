@@ -192,6 +192,13 @@ def test_rectification_and_restriction(pg_platform, pg_database, world) -> None:
     assert restricted_workspace_ids(pg_platform.engine) == {"wonder"}
     assert connection_restricted(pg_platform, pg_platform.registry.get("sf-wonder"))
     assert not connection_restricted(pg_platform, pg_platform.registry.get("sf-builders"))
+    # Enforced where every run starts: the restricted owner's connection reads nothing, others carry on.
+    from dfx_pipelines.platform.errors import ConnectionInactiveError
+
+    runs_see = PlatformResource(metrics_db_url=pg_database["url"])
+    with pytest.raises(ConnectionInactiveError, match="restricted processing"):
+        runs_see.active_connection("sf-wonder", "salesforce")
+    assert runs_see.active_connection("sf-builders", "salesforce").id == "sf-builders"
     with pytest.raises(RequestRefused):
         from dfx_pipelines.lifecycle.subject_data import check_actionable
         check_actionable(get_request(pg_platform.engine, stop.id), ("restriction", "objection"))
