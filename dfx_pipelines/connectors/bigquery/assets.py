@@ -24,7 +24,9 @@ from dfx_pipelines.connectors.bigquery.metrics import build_query, by_day, resul
 from dfx_pipelines.connectors.bigquery.resource import AwaitingApproval, BigQueryResource, GatedQuery
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import connection_daily_partitions
+from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END  # noqa: F401 - re-exported
+from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START  # noqa: F401 - re-exported
+from dfx_pipelines.platform.partitions import connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "bigquery"
@@ -34,7 +36,6 @@ METRICS_KEY = dg.AssetKey([KIND, "metric_specs"])
 BUDGET_CHECK = "monthly_budget_below_80_percent"
 APPROVAL_TAG = "dfx/bigquery_approval"  # set by the approvals sensor: the run may spend this approval
 AWAITING_TAG = "dfx/bigquery_awaiting_approval"  # added to a run that stopped over budget
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def partition_label(connection_id: str, first: date, last: date) -> str:
@@ -53,15 +54,11 @@ def parse_partition_label(label: str) -> tuple[str, date, date]:
 
 def _partitions(context: dg.AssetExecutionContext) -> tuple[str, list[date]]:
     """(connection, days) of this run: one partition, or a single-run backfill's range."""
-    keys = context.partition_keys if context.has_partition_key_range else [context.partition_key]
-    connections, days = set(), []
-    for key in keys:
-        multi = key if isinstance(key, dg.MultiPartitionKey) else DAILY_PARTITIONS.get_partition_key_from_str(str(key))
-        connections.add(multi.keys_by_dimension["connection"])
-        days.append(date.fromisoformat(multi.keys_by_dimension["date"]))
+    partitions = run_partitions(context)
+    connections = {p.connection_id for p in partitions}
     if len(connections) != 1:
         raise ConnectorError(f"one run covers one connection; got {sorted(connections)} (backfill per connection)")
-    return connections.pop(), sorted(days)
+    return connections.pop(), sorted(p.day for p in partitions if p.day is not None)
 
 
 def budget_check(month_to_date_usd: float, budget_usd: float | None) -> dg.AssetCheckResult:

@@ -7,8 +7,9 @@ from typing import Any
 import click
 import dagster as dg
 
-from dfx_pipelines.connectors.bigquery.assets import RANGE_END, RANGE_START, bigquery_metrics_job
+from dfx_pipelines.connectors.bigquery.assets import bigquery_metrics_job
 from dfx_pipelines.connectors.bigquery.definitions import bigquery_definitions
+from dfx_pipelines.platform.partitions import range_tags
 from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.sandbox import SandboxCA
@@ -80,7 +81,7 @@ class BigQueryPlugin:
         return [
             DemoRun(
                 bigquery_metrics_job.name,
-                tags={"dfx/connection": connection.id, RANGE_START: f"{connection.id}|{first}", RANGE_END: f"{connection.id}|{DEMO_LAST_DAY}"},
+                tags={"dfx/connection": connection.id, **range_tags(connection.id, first, DEMO_LAST_DAY)},
             )
         ]
 

@@ -14,13 +14,12 @@ from dfx_pipelines.connectors.bigquery.assets import (
     APPROVAL_TAG,
     KIND,
     METRICS_KEY,
-    RANGE_END,
-    RANGE_START,
     bigquery_metrics_job,
     parse_partition_label,
 )
 from dfx_pipelines.connectors.bigquery.gate import ApprovalStatus
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
+from dfx_pipelines.platform.partitions import range_tags
 from dfx_pipelines.platform.resources import PlatformResource
 
 
@@ -32,7 +31,7 @@ def approval_run_request(approval_id: str, partition: str) -> dg.RunRequest:
         return dg.RunRequest(run_key=approval_id, job_name=bigquery_metrics_job.name, partition_key=key, tags=tags)
     return dg.RunRequest(
         run_key=approval_id, job_name=bigquery_metrics_job.name,
-        tags={**tags, RANGE_START: f"{connection_id}|{first.isoformat()}", RANGE_END: f"{connection_id}|{last.isoformat()}"},
+        tags={**tags, **range_tags(connection_id, first, last)},
     )
 
 
