@@ -29,6 +29,29 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("DFX_HOME", str(tmp_path / "dfx_home"))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_dagster_thread_state() -> Iterator[None]:
+    """No test inherits Dagster's per-thread state from another. Each DagsterInstance makes its own
+    "defs state storage" current (a context variable) and restores the previous one on exit; instances
+    of earlier tests, closed out of order, can leave a storage current whose instance is gone, and a
+    later `materialize` then fails with "undefined DagsterInstance weakref". Likewise the
+    partition-loading context and log handlers bound to an earlier instance."""
+    import logging
+
+    from dagster._core.definitions.partitions.context import _current_ctx
+    from dagster._core.log_manager import DagsterLogHandler
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    partition_token, storage_token = _current_ctx.set(None), _current_storage.set(None)
+    yield
+    _current_ctx.reset(partition_token)
+    _current_storage.reset(storage_token)
+    for name in ("dagster", "dfx_pipelines", ""):
+        logger = logging.getLogger(name) if name else logging.getLogger()
+        for handler in [h for h in logger.handlers if isinstance(h, DagsterLogHandler)]:
+            logger.removeHandler(handler)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"DFX_HOME": str(tmp_path / "dfx_home")})
