@@ -4,6 +4,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "lifecycle_deletion": "bench.lifecycle_deletion",
     "load_time": "bench.load_time",
     "salesforce_sync": "bench.salesforce_sync",
     "bigquery_gate": "bench.bigquery_gate",

@@ -79,17 +79,41 @@ def _delete_compute_logs(instance: dg.DagsterInstance, run_id: str) -> None:
         log.info("compute log manager %s cannot delete logs", type(instance.compute_log_manager).__name__)
 
 
+class DeletionIncomplete(RuntimeError):
+    """Something derived from the connection could not be erased: the deletion is not done."""
+
+
+def _connection_partitions(instance: dg.DagsterInstance, key: dg.AssetKey, connection_id: str) -> list[str]:
+    return [p for p in instance.get_materialized_partitions(key) if p == connection_id or p.startswith(f"{connection_id}|")]
+
+
 def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_id: str) -> int:
-    """Materializations of this connection's partitions that outlived their runs (e.g. reported events)."""
+    """Materializations of this connection's partitions that outlived their runs' deletion."""
     wiped = 0
     for key in instance.get_asset_keys(prefix=[kind]):
-        partitions = [
-            p for p in instance.get_materialized_partitions(key)
-            if p == connection_id or p.startswith(f"{connection_id}|")
-        ]
-        if partitions:
+        partitions = _connection_partitions(instance, key, connection_id)
+        if not partitions:
+            continue
+        try:
             instance.wipe_asset_partitions(key, partitions)
-            wiped += len(partitions)
+        except NotImplementedError:
+            # Dagster's SQL event storages cannot wipe single partitions: delete the runs that
+            # recorded these materializations instead (every run covers one connection).
+            run_ids: set[str] = set()
+            cursor = None
+            while True:  # Dagster pages event records 10,000 at a time
+                page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=10_000, cursor=cursor)
+                run_ids |= {record.run_id for record in page.records if record.run_id}
+                if not page.has_more:
+                    break
+                cursor = page.cursor
+            for run_id in run_ids:
+                instance.delete_run(run_id)
+                _delete_compute_logs(instance, run_id)
+        left = _connection_partitions(instance, key, connection_id)
+        if left:
+            raise DeletionIncomplete(f"{len(left)} materializations of {key.to_user_string()} for {connection_id} could not be erased (runless events)")
+        wiped += len(partitions)
     return wiped
 
 

@@ -154,3 +154,30 @@ def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_r
         result = deletion_overdue_sensor(context)
     [request] = result.run_requests
     assert request.tags["dfx/alert"] == "deletion-overdue" and request.tags["dfx/connection"] == "sf-acme"
+
+
+def test_materializations_outside_tagged_runs_are_erased_or_the_deletion_fails(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+    from dfx_pipelines.lifecycle.deletion import DeletionIncomplete
+
+    connect(platform, sf_sandbox, sf_resource)
+    revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+
+    @dg.op
+    def record(context: dg.OpExecutionContext) -> None:
+        context.log_event(dg.AssetMaterialization(asset_key=["salesforce", "win_rate"], partition="sf-acme|2026-11-20"))
+
+    @dg.job(executor_def=dg.in_process_executor)
+    def untagged() -> None:  # a run that names no connection in its tags
+        record()
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("salesforce_connections", ["sf-acme"])
+        assert untagged.execute_in_process(instance=instance).success
+        report = delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+        assert report.partition_events_wiped == 1 and instance.get_run_records() == []
+        # A runless event cannot be erased by partition on SQL storage: the deletion says so, loudly.
+        platform.registry.set_status("sf-acme", ConnectionStatus.REMOVED)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["salesforce", "win_rate"], partition="sf-acme|2026-11-21"))
+        with pytest.raises(DeletionIncomplete, match="could not be erased"):
+            delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+    assert audit.entries(platform.engine, "sf-acme")[-1]["action"] == "deletion_failed"
