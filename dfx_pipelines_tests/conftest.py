@@ -30,6 +30,17 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 @pytest.fixture(autouse=True)
+def _no_defs_state_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project uses no state-backed definitions, so loading definitions needs no defs-state storage.
+    In a long test session Dagster's storage object can outlive the instance it is bound to, and
+    `materialize` then fails with "undefined DagsterInstance weakref" depending on garbage-collection
+    timing; without a storage, definitions load exactly as the project's do."""
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    monkeypatch.setattr(DefsStateStorage, "get", classmethod(lambda cls: None))
+
+
+@pytest.fixture(autouse=True)
 def _isolated_dagster_thread_state() -> Iterator[None]:
     """No test inherits Dagster's per-thread state from another. Each DagsterInstance makes its own
     "defs state storage" current (a context variable) and restores the previous one on exit; instances
