@@ -3,6 +3,7 @@
 
 from datetime import date, datetime, timedelta, timezone
 
+import click
 import dagster as dg
 
 from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
@@ -73,6 +74,11 @@ class JiraPlugin:
                 tags={"dfx/connection": connection.id, **range_tags(connection.id, first, today)},
             ),
         ]
+
+    def cli_commands(self) -> list[click.Command]:
+        from dfx_pipelines.connectors.jira.cli import jira
+
+        return [jira]
 
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
         if connection.endpoint.get("auth") == "oauth":

@@ -1,0 +1,71 @@
+"""`dfx jira connect` (and `dfx connect jira`) against the sandbox: the CLI path a data engineer uses."""
+
+import pytest
+from click.testing import CliRunner
+
+from dfx_pipelines.cli import main
+from dfx_pipelines.platform.services import get_platform
+
+from .conftest import make_sandbox
+
+SELECTION_ARGS = [
+    "--project", "ALPHA", "--project", "BETA", "--project", "OPS", "--board", "1", "--board", "2",
+    "--map", "story_points=customfield_10016", "--map", "team=customfield_10001",
+]  # fmt: skip
+
+
+def _trust_sandbox_ca(platform, sandbox, monkeypatch) -> None:  # noqa: ANN001
+    """The resource trusts the sandbox CA from the embedded default's sandbox folder."""
+    monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
+    platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(open(sandbox.ca_pem_path, "rb").read())
+    monkeypatch.setenv("DAGSTER_HOME", str(platform.settings.home / "dagster_home"))
+    (platform.settings.home / "dagster_home").mkdir(parents=True, exist_ok=True)
+
+
+def test_cloud_connect_through_the_cli(platform, workspace, jira_cloud, monkeypatch) -> None:  # noqa: ANN001
+    _trust_sandbox_ca(platform, jira_cloud, monkeypatch)
+    args = ["jira", "connect", "--workspace", "acme", "--id", "jira-cli", "--name", "CLI site", *SELECTION_ARGS,
+            "--cloud", "--sandbox-url", jira_cloud.url, "--approve-sandbox"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "connected jira-cli" in result.output and "tokens encrypted in the vault" in result.output
+    connection = get_platform().registry.get("jira-cli")
+    assert connection.selection.projects == ["ALPHA", "BETA", "OPS"] and connection.selection.boards == [1, 2]
+    assert connection.mapped_field("story_points") == "customfield_10016" and connection.mapped_field("team") == "customfield_10001"
+    assert connection.endpoint["auth"] == "oauth" and connection.endpoint["cloud_id"] == jira_cloud.cloud_id
+    assert connection.discovered["fields"]["customfield_10016"]["schema"]["type"] == "number"
+    assert connection.discovered["boards"]["1"]["project"] == "ALPHA"
+    access = get_platform().vault.get(connection.secret_ref("oauth_access_token")).get_secret_value()
+    assert jira_cloud.app.oauth.access_grant(access) is not None
+    assert access not in result.output
+
+
+def test_datacenter_connect_takes_the_token_from_the_environment(platform, workspace, monkeypatch) -> None:  # noqa: ANN001
+    with make_sandbox("datacenter") as datacenter:
+        _trust_sandbox_ca(platform, datacenter, monkeypatch)
+        monkeypatch.setenv("JIRA_API_TOKEN", datacenter.personal_access_token)
+        result = CliRunner().invoke(main, ["connect", "jira", "--workspace", "acme", "--id", "jira-dc-cli", "--name", "DC", *SELECTION_ARGS[:6], "--base-url", datacenter.url])
+        assert result.exit_code == 0, result.output
+        connection = get_platform().registry.get("jira-dc-cli")
+        assert connection.endpoint == {"flavour": "datacenter", "auth": "pat", "api_base": datacenter.url}
+        assert get_platform().vault.get(connection.secret_ref("api_token")).get_secret_value() == datacenter.personal_access_token
+        assert datacenter.personal_access_token not in result.output
+
+
+@pytest.mark.parametrize(
+    "extra, error",
+    [
+        (["--cloud", "--map", "story_points"], "expected target=customfield_id"),
+        (["--cloud", "--board", "1; DROP"], "expected a numeric board id"),
+        ([], "give either --cloud (OAuth 3LO) or --base-url (token)"),
+        (["--cloud", "--approve-sandbox"], "only with the local sandbox"),
+        (["--cloud", "--sandbox-url", "https://jira.example.com", "--approve-sandbox"], "only with the local sandbox"),
+        (["--base-url", "https://acme.atlassian.net"], "needs --username"),
+    ],
+)
+def test_bad_input_is_one_clear_line(platform, workspace, extra, error) -> None:  # noqa: ANN001
+    result = CliRunner().invoke(main, ["jira", "connect", "--workspace", "acme", "--id", "jira-x", "--name", "x", "--project", "ALPHA", *extra])
+    assert result.exit_code == 2, result.output
+    assert error in result.output and len(result.output.strip().splitlines()) == 1
+    assert get_platform().registry.find("jira-x") is None
