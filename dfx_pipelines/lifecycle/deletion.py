@@ -6,18 +6,29 @@ audit shows each attempt. What goes:
 - its metric rows and batches (and SQLite free pages, so deleted values are not left on disk);
 - data its connector keeps elsewhere (the plugin's optional `delete_cached_data`);
 - Dagster's records of it: every run that ran for it (run storage, event log, logs), any remaining
-  materialization events of its partitions, and its dynamic partition.
+  materialization or observation events of its partitions (runless ones included), Dagster's per-asset
+  copy of the latest materialization and its partition-status cache, its dynamic partition; SQLite
+  files are rewritten so nothing lingers in free pages.
 The registry keeps a tombstone (id, status, timestamps) and the audit keeps counts: neither holds data.
 """
 
 import logging
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.events import DagsterEventType
+from dagster._core.instance.utils import RUNLESS_RUN_ID
+from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import AssetEventTagsTable, AssetKeyTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+from dagster._serdes import serialize_value
 
 from dfx_pipelines.lifecycle import audit
 from dfx_pipelines.platform.plugins import ConnectorPlugin
@@ -83,38 +94,98 @@ class DeletionIncomplete(RuntimeError):
     """Something derived from the connection could not be erased: the deletion is not done."""
 
 
-def _connection_partitions(instance: dg.DagsterInstance, key: dg.AssetKey, connection_id: str) -> list[str]:
-    return [p for p in instance.get_materialized_partitions(key) if p == connection_id or p.startswith(f"{connection_id}|")]
+def _of_connection(connection_id: str) -> sa.ColumnElement[bool]:
+    partition = SqlEventLogStorageTable.c.partition
+    return sa.or_(partition == connection_id, partition.startswith(f"{connection_id}|", autoescape=True))
+
+
+_ASSET_EVENT_TYPES = (DagsterEventType.ASSET_MATERIALIZATION.value, DagsterEventType.ASSET_OBSERVATION.value)
+
+
+def _partition_events(instance: dg.DagsterInstance, key: dg.AssetKey, connection_id: str) -> list[str]:
+    """The run id ("" when runless) of every materialization and observation of this connection's
+    partitions still in the event log, from the SQL storage's asset/partition index. Every event
+    storage Dagster ships (SQLite, PostgreSQL, MySQL, in-memory) is a SQL one; another cannot prove it."""
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        raise DeletionIncomplete(f"cannot search {type(storage).__name__} for events of {connection_id}")
+    events = SqlEventLogStorageTable
+    query = sa.select(events.c.run_id).where(
+        events.c.asset_key == key.to_string(), events.c.dagster_event_type.in_(_ASSET_EVENT_TYPES), _of_connection(connection_id)
+    )
+    with storage.index_connection() as db:
+        return [row[0] or RUNLESS_RUN_ID for row in db.execute(query)]
+
+
+def _delete_runless_events(storage: SqlEventLogStorage, key: dg.AssetKey, connection_id: str) -> None:
+    """Events reported outside any run (`report_runless_asset_event`) belong to no run that could be
+    deleted, and Dagster's SQL storages do not implement `wipe_asset_partitions`: delete their rows (and
+    their tags) from the event log tables directly. Runless events live in the index and in the
+    runless "run" shard on SQLite, in one table on PostgreSQL/MySQL."""
+    assert isinstance(storage, SqlEventLogStorage)  # `_partition_events` found them there
+    events = SqlEventLogStorageTable
+    mine = sa.and_(events.c.run_id == RUNLESS_RUN_ID, events.c.asset_key == key.to_string(), _of_connection(connection_id))
+    with storage.index_connection() as db:
+        ids = [row[0] for row in db.execute(sa.select(events.c.id).where(mine))]
+        if ids:
+            db.execute(AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(ids)))
+        db.execute(events.delete().where(mine))
+    with storage.run_connection(RUNLESS_RUN_ID) as db:  # the same database except on SQLite
+        db.execute(events.delete().where(mine))
+
+
+def _refresh_asset_summary(instance: dg.DagsterInstance, key: dg.AssetKey) -> None:
+    """Dagster keeps, per asset key, a copy of its latest materialization (with its metadata) and a
+    cache of materialized partitions; neither goes with the events. Point the copy at the latest
+    remaining materialization (or nothing) and drop the cache, which Dagster rebuilds from the events."""
+    storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage):
+        latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1).records
+        with storage.index_connection() as db:
+            db.execute(
+                AssetKeyTable.update()
+                .where(AssetKeyTable.c.asset_key == key.to_string())
+                .values(last_materialization=serialize_value(latest[0]) if latest else None, last_run_id=latest[0].run_id if latest else None)
+            )
+    if storage.can_read_asset_status_cache():
+        storage.wipe_asset_cached_status(key)
 
 
 def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_id: str) -> int:
-    """Materializations of this connection's partitions that outlived their runs' deletion."""
+    """Materializations and observations of this connection's partitions that outlived its runs'
+    deletion (recorded by runs that did not name the connection, or by no run at all)."""
     wiped = 0
     for key in instance.get_asset_keys(prefix=[kind]):
-        partitions = _connection_partitions(instance, key, connection_id)
-        if not partitions:
-            continue
-        try:
-            instance.wipe_asset_partitions(key, partitions)
-        except NotImplementedError:
-            # Dagster's SQL event storages cannot wipe single partitions: delete the runs that
-            # recorded these materializations instead (every run covers one connection).
-            run_ids: set[str] = set()
-            cursor = None
-            while True:  # Dagster pages event records 10,000 at a time
-                page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=10_000, cursor=cursor)
-                run_ids |= {record.run_id for record in page.records if record.run_id}
-                if not page.has_more:
-                    break
-                cursor = page.cursor
-            for run_id in run_ids:
+        events = _partition_events(instance, key, connection_id)
+        if events:
+            # Every run covers one connection, so a run that recorded one of its partitions goes whole.
+            for run_id in set(events) - {RUNLESS_RUN_ID}:
                 instance.delete_run(run_id)
                 _delete_compute_logs(instance, run_id)
-        left = _connection_partitions(instance, key, connection_id)
-        if left:
-            raise DeletionIncomplete(f"{len(left)} materializations of {key.to_user_string()} for {connection_id} could not be erased (runless events)")
-        wiped += len(partitions)
+            if RUNLESS_RUN_ID in events:
+                _delete_runless_events(instance.event_log_storage, key, connection_id)
+            left = _partition_events(instance, key, connection_id)
+            if left:
+                raise DeletionIncomplete(f"{len(left)} events of {key.to_user_string()} for {connection_id} could not be erased")
+            wiped += len(events)
+        _refresh_asset_summary(instance, key)
     return wiped
+
+
+def _compact_dagster_sqlite(instance: dg.DagsterInstance) -> None:
+    """Rewrite Dagster's SQLite files, so deleted rows do not linger in free pages (PostgreSQL's
+    autovacuum reclaims dead rows on its own)."""
+    storage = instance.event_log_storage
+    paths = []
+    if isinstance(storage, SqliteEventLogStorage):
+        paths.append(Path(storage.path_for_shard(INDEX_SHARD_NAME)))
+    run_db = getattr(instance.run_storage, "_conn_string", "")
+    if run_db.startswith("sqlite:///"):
+        paths.append(Path(run_db.removeprefix("sqlite:///")))
+    for path in paths:
+        if path.exists():
+            with closing(sqlite3.connect(path, isolation_level=None)) as db:
+                db.execute("VACUUM")
 
 
 def _compact_sqlite(engine: sa.Engine) -> None:
@@ -146,6 +217,7 @@ def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance
             report.partition_removed = True
         platform.registry.set_status(connection.id, ConnectionStatus.DELETED)
         _compact_sqlite(platform.engine)
+        _compact_dagster_sqlite(instance)
     except Exception as exc:
         audit.record(platform.engine, "deletion_failed", connection, actor, {**report.as_details(), "error": type(exc).__name__})
         raise

@@ -3,6 +3,7 @@ receives the token, the vault holds no key, runs stop at once without a request,
 nothing that connection produced is readable in any store the project writes — while a second
 connection's data is untouched. The audit tells the story."""
 
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,7 @@ from dfx_pipelines.lifecycle.revocation import revoke_connection
 from dfx_pipelines.platform.errors import UnknownConnectionError
 from dfx_pipelines.platform.registry import ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines_tests.conftest import PG_ADMIN_URL
 from dfx_pipelines_tests.connectors.salesforce.conftest import ORG_NOW, Materializer, connect, sf_resource, sf_sandbox  # noqa: F401 - fixtures
 
 RANGE = {"dagster/asset_partition_range_start": "{c}|2026-11-15", "dagster/asset_partition_range_end": "{c}|2026-11-20"}
@@ -156,28 +158,80 @@ def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_r
     assert request.tags["dfx/alert"] == "deletion-overdue" and request.tags["dfx/connection"] == "sf-acme"
 
 
-def test_materializations_outside_tagged_runs_are_erased_or_the_deletion_fails(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
-    from dfx_pipelines.lifecycle.deletion import DeletionIncomplete
+@pytest.fixture(params=["sqlite", "postgres"])
+def dagster_instance(request: pytest.FixtureRequest):  # noqa: ANN201
+    """A Dagster instance on SQLite (the embedded default) or on a fresh PostgreSQL database (production)."""
+    if request.param == "sqlite":
+        with dg.instance_for_test() as instance:
+            yield instance
+        return
+    name = f"dfx_dagster_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name, drivername="postgresql")
+    try:
+        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url.render_as_string(hide_password=False)}}}) as instance:
+            yield instance
+    finally:
+        with admin.connect() as db:
+            db.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
+
+def _events_of(instance: dg.DagsterInstance, partition_prefix: str) -> list[str]:
+    found = []
+    for fetch in (instance.fetch_materializations, instance.fetch_observations):
+        records = fetch(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["salesforce", "win_rate"])), limit=100).records
+        found += [r.partition_key for r in records if (r.partition_key or "").startswith(partition_prefix)]
+    return sorted(found)
+
+
+def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:  # noqa: ANN001
+    """Events of the connection's partitions recorded by a run that names no connection, or by no run at
+    all (runless materializations and observations), go too — and Dagster's per-asset copy of the latest
+    materialization with them — while events of other connections (one whose id merely starts the same
+    way included) stay."""
+    instance = dagster_instance
     connect(platform, sf_sandbox, sf_resource)
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+    key = dg.AssetKey(["salesforce", "win_rate"])
 
     @dg.op
     def record(context: dg.OpExecutionContext) -> None:
-        context.log_event(dg.AssetMaterialization(asset_key=["salesforce", "win_rate"], partition="sf-acme|2026-11-20"))
+        context.log_event(dg.AssetMaterialization(asset_key=key, partition="sf-acme|2026-11-20"))
 
     @dg.job(executor_def=dg.in_process_executor)
     def untagged() -> None:  # a run that names no connection in its tags
         record()
 
+    instance.add_dynamic_partitions("salesforce_connections", ["sf-acme"])
+    assert untagged.execute_in_process(instance=instance).success
+    for partition in ("sf-beta|2026-11-21", "sf-acme-2|2026-11-21", "sf-acme|2026-11-21"):  # acme's is the latest
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition, metadata={"secret_total": 987654.0}))
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=key, partition="sf-acme|2026-11-22"))
+    assert _events_of(instance, "sf-acme|") == ["sf-acme|2026-11-20", "sf-acme|2026-11-21", "sf-acme|2026-11-22"]
+
+    report = delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
+
+    assert report.partition_events_wiped == 3 and instance.get_run_records() == []
+    assert _events_of(instance, "sf-acme|") == []
+    assert _events_of(instance, "sf-beta|") == ["sf-beta|2026-11-21"] and _events_of(instance, "sf-acme-2|") == ["sf-acme-2|2026-11-21"]
+    latest = instance.get_latest_materialization_event(key)  # Dagster's per-asset copy, not a query
+    assert latest is not None and latest.dagster_event.partition == "sf-acme-2|2026-11-21"
+    assert instance.get_materialized_partitions(key) == {"sf-beta|2026-11-21", "sf-acme-2|2026-11-21"}
+    assert audit.entries(platform.engine, "sf-acme")[-1]["action"] == "deletion_completed"
+
+
+def test_events_that_cannot_be_erased_fail_the_deletion_loudly(platform, workspace, sf_sandbox, sf_resource, monkeypatch) -> None:  # noqa: ANN001
+    from dfx_pipelines.lifecycle import deletion
+
+    connect(platform, sf_sandbox, sf_resource)
+    revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
+    monkeypatch.setattr(deletion, "_delete_runless_events", lambda storage, key, connection_id: None)  # a storage that cannot
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("salesforce_connections", ["sf-acme"])
-        assert untagged.execute_in_process(instance=instance).success
-        report = delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
-        assert report.partition_events_wiped == 1 and instance.get_run_records() == []
-        # A runless event cannot be erased by partition on SQL storage: the deletion says so, loudly.
-        platform.registry.set_status("sf-acme", ConnectionStatus.REMOVED)
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["salesforce", "win_rate"], partition="sf-acme|2026-11-21"))
-        with pytest.raises(DeletionIncomplete, match="could not be erased"):
+        with pytest.raises(deletion.DeletionIncomplete, match="could not be erased"):
             delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
     assert audit.entries(platform.engine, "sf-acme")[-1]["action"] == "deletion_failed"
+    assert platform.registry.get("sf-acme").status is ConnectionStatus.REMOVED  # still due: the next run retries
