@@ -1,14 +1,18 @@
 """What every connector's sync wiring shares: full-resync run requests (a snapshot run plus one run
-over the connection's daily history) and the pair of nightly schedules built from them."""
+over the connection's daily history), the pair of nightly schedules built from them, and the loop of a
+change sensor over a kind's active connections."""
 
+import json
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import dagster as dg
 
+from dfx_pipelines.platform.errors import DfxError
 from dfx_pipelines.platform.partitions import connection_partitions, history_range, range_tags
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines.platform.services import Platform
 
 JobLike = Any  # an asset job (resolved or not) or a job: anything with a `.name`
 
@@ -49,3 +53,35 @@ def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, h
 
     return [build(snapshot_job, minute, "snapshot"), build(daily_job, minute + 15, "daily")]
 
+
+
+# One connection's poll: given the connection and its cursor (None on first sight), the run requests,
+# its new cursor (JSON-serialisable) and an optional note for the tick's skip reason.
+Poll = Callable[[Connection, Any], tuple[list[dg.RunRequest], Any, str | None]]
+
+
+def poll_active_connections(context: dg.SensorEvaluationContext, services: Platform, kind: str, poll: Poll) -> dg.SensorResult:
+    """A change sensor's tick: poll every active connection of `kind` that has its partition, keeping
+    one cursor per connection in the sensor cursor. A connection whose poll fails (a `DfxError`: auth,
+    rate limit, bad response) keeps its cursor and does not stop the others; cursors of connections no
+    longer active are dropped, so a revoked connection is never polled again."""
+    cursors: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+    requests: list[dg.RunRequest] = []
+    notes = []
+    active = services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
+    known_partitions = set(context.instance.get_dynamic_partitions(connection_partitions(kind).name))
+    for connection in active:
+        if connection.id not in known_partitions:
+            notes.append(f"{connection.id}: waiting for its partition")
+            continue
+        try:
+            found, cursors[connection.id], note = poll(connection, cursors.get(connection.id))
+        except DfxError as exc:
+            context.log.warning(f"{connection.id}: change poll failed: {exc}")
+            notes.append(f"{connection.id}: poll failed")
+            continue
+        if note:
+            notes.append(f"{connection.id}: {note}")
+        requests.extend(found)
+    cursors = {cid: value for cid, value in cursors.items() if cid in {c.id for c in active}}
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))

@@ -10,21 +10,19 @@ cannot see (e.g. a reopened issue leaving its old resolved day).
 """
 
 import hashlib
-import json
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
 from dfx_pipelines.connectors.jira import metrics, query
-from dfx_pipelines.connectors.jira.assets import KIND, SNAPSHOT_PARTITIONS, asset_key, jira_daily_job, jira_snapshot_job
+from dfx_pipelines.connectors.jira.assets import KIND, asset_key, jira_daily_job, jira_snapshot_job
 from dfx_pipelines.connectors.jira.client import JiraClient
 from dfx_pipelines.connectors.jira.compute import METRICS, projects_of
 from dfx_pipelines.connectors.jira.resource import JiraResource
-from dfx_pipelines.platform.errors import DfxError
 from dfx_pipelines.platform import sync
 from dfx_pipelines.platform.partitions import DAILY_START
-from dfx_pipelines.platform.registry import Connection, ConnectionStatus
+from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
 CHANGE_PLAN = query.FieldPlan(("created", "resolutiondate", "updated"))
@@ -110,25 +108,11 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
 )
 def jira_sync_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, jira: JiraResource) -> dg.SensorResult:
     services = platform.get()
-    cursors: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    requests: list[dg.RunRequest] = []
-    notes = []
-    active = services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
-    known_partitions = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
-    for connection in active:
-        if connection.id not in known_partitions:
-            notes.append(f"{connection.id}: waiting for its partition")
-            continue
-        try:
-            found, cursors[connection.id] = poll_connection(jira.client(services, connection), connection, cursors.get(connection.id))
-        except DfxError as exc:  # one broken connection must not stop the others' syncs
-            context.log.warning(f"{connection.id}: change poll failed: {exc}")
-            notes.append(f"{connection.id}: poll failed")
-            continue
-        requests.extend(found)
-    # Cursors of connections no longer active are dropped: a revoked connection is never polled again.
-    cursors = {cid: value for cid, value in cursors.items() if cid in {c.id for c in active}}
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
+
+    def poll(connection: Connection, cursor: str | None) -> tuple[list[dg.RunRequest], str, None]:
+        return (*poll_connection(jira.client(services, connection), connection, cursor), None)
+
+    return sync.poll_active_connections(context, services, KIND, poll)
 
 
 jira_nightly_snapshot_schedule, jira_nightly_daily_schedule = sync.nightly_schedules(

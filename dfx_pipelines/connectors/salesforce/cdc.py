@@ -7,7 +7,6 @@ the last one ended. A gap beyond the API's 30-day reach, `INVALID_REPLICATION_DA
 seen for the first time triggers a full resync — never a silent miss.
 """
 
-import json
 import re
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -17,7 +16,6 @@ import dagster as dg
 from dfx_pipelines.connectors.salesforce.assets import (
     DAILY_PARTITIONS,
     KIND,
-    SNAPSHOT_PARTITIONS,
     asset_key,
     salesforce_daily_job,
     salesforce_snapshot_job,
@@ -26,11 +24,9 @@ from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetr
 from dfx_pipelines.connectors.salesforce.queries import Cadence, soql_literal
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection
-from dfx_pipelines.platform.errors import ConnectorError, DfxError
+from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform import sync
-from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END
-from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START
-from dfx_pipelines.platform.registry import Connection, ConnectionStatus
+from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
 REPLICATION_REACH = timedelta(days=30)
@@ -152,30 +148,15 @@ def _period_fields(metric: SalesMetric) -> set[str]:
 )
 def salesforce_cdc_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.SensorResult:
     services = platform.get()
-    cursors: dict[str, dict[str, str]] = json.loads(context.cursor) if context.cursor else {}
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    requests: list[dg.RunRequest] = []
-    notes = []
-    active = services.registry.list(kind=KIND, statuses=[ConnectionStatus.ACTIVE])
-    known_partitions = set(context.instance.get_dynamic_partitions(SNAPSHOT_PARTITIONS.name))
-    for connection in active:
-        if connection.id not in known_partitions:
-            notes.append(f"{connection.id}: waiting for its partition")
-            continue
-        try:
-            client = salesforce.client(services, connection)
-            found, cursors[connection.id], resync = poll_connection(client, connection, cursors.get(connection.id, {}), now)
-        except DfxError as exc:  # one broken connection must not stop the others' syncs
-            context.log.warning(f"{connection.id}: change poll failed: {exc}")
-            notes.append(f"{connection.id}: poll failed")
-            continue
+
+    def poll(connection: Connection, cursor: dict[str, str] | None) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
+        found, cursor, resync = poll_connection(salesforce.client(services, connection), connection, cursor or {}, now)
         if resync:
-            found = full_resync_requests(connection, now.date(), resync)
-            notes.append(f"{connection.id}: full resync ({resync})")
-        requests.extend(found)
-    # Cursors of connections no longer active are dropped: a revoked connection is never polled again.
-    cursors = {cid: value for cid, value in cursors.items() if cid in {c.id for c in active}}
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
+            return full_resync_requests(connection, now.date(), resync), cursor, f"full resync ({resync})"
+        return found, cursor, None
+
+    return sync.poll_active_connections(context, services, KIND, poll)
 
 
 salesforce_nightly_snapshot_schedule, salesforce_nightly_daily_schedule = sync.nightly_schedules(

@@ -11,7 +11,9 @@ import dagster as dg
 import pytest
 import trustme
 
-from dfx_pipelines.connectors.salesforce.cdc import RANGE_END, RANGE_START, poll_connection
+from dfx_pipelines.connectors.salesforce.cdc import poll_connection
+from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END
+from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START
 from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS
 from dfx_pipelines.connectors.salesforce.plugin import DEMO_SELECTION
 from dfx_pipelines.connectors.salesforce.queries import Cadence
