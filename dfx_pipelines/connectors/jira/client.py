@@ -11,6 +11,10 @@ Changelogs on Cloud never come embedded in search (where Jira truncates them and
 ride along): they come from `POST /changelog/bulkfetch` filtered to the fields a metric replays. Data
 Center has no such call: its search embeds the changelog, completed from `GET /issue/{key}` when truncated,
 and items of other fields are dropped on arrival.
+
+Worklogs, when a plan asks for them, come embedded in search: Jira's `worklog` field holds an issue's
+first 20 worklogs and their true `total`. They are reduced on arrival (their comments dropped) and only an
+issue with more than were embedded costs a `GET /issue/{id}/worklog` of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ SEARCH_PAGE = 100  # Cloud's cap when fields are requested; Data Center allows m
 BULK_ISSUES = 1000
 BULK_PAGE = 1000
 AGILE_PAGE = 50
+WORKLOG_FIELD = "worklog"  # requested only through `FieldPlan.worklogs`, reduced on arrival
 
 
 class Credentials(Protocol):
@@ -58,10 +63,13 @@ class StaticCredentials:
 
 @dataclass
 class IssuePage:
-    """One search page: issues (JSON as returned) and, per issue id, its complete change histories."""
+    """One search page: issues (JSON as returned, minus the worklog field), per issue id its complete change
+    histories and, with `FieldPlan.worklogs`, its reduced worklogs when search embedded all of them (an
+    issue missing from `worklogs` needs `JiraClient.issue_worklogs`)."""
 
     issues: list[dict[str, Any]]
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    worklogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class JiraClient:
@@ -132,15 +140,19 @@ class JiraClient:
     # -- search
 
     def search(self, jql: str, plan: FieldPlan) -> Iterator[IssuePage]:
-        """Every issue matching `jql`, a page at a time, with full histories of `plan.changelog` fields."""
+        """Every issue matching `jql`, a page at a time, with full histories of `plan.changelog` fields and,
+        with `plan.worklogs`, each issue's reduced worklogs when search embedded all of them."""
         self.queries.append(jql)
+        fields = list(plan.fields) + ([WORKLOG_FIELD] if plan.worklogs else [])
         if self.cloud:
-            pages = self._search_cloud(jql, list(plan.fields))
+            pages = self._search_cloud(jql, fields)
         else:
-            pages = self._search_datacenter(jql, list(plan.fields), bool(plan.changelog))
+            pages = self._search_datacenter(jql, fields, bool(plan.changelog))
         for issues in pages:
             self.records_read += len(issues)
             page = IssuePage(issues)
+            if plan.worklogs:
+                page.worklogs = self._embedded_worklogs(issues)
             if plan.changelog and issues:
                 page.histories = self._histories(issues, plan)
             yield page
@@ -169,6 +181,25 @@ class JiraClient:
             start += len(issues)
             if not issues or start >= int(payload.get("total") or 0):
                 return
+
+    def _embedded_worklogs(self, issues: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Each issue's `worklog` field, popped from the issue so no comment outlives this call, reduced
+        like `issue_worklogs` reduces them. Only complete lists are returned: an issue with more worklogs
+        than embedded, or whose field Jira left out (time tracking off, hidden field), is not in the
+        result, so the caller falls back to `issue_worklogs` for it."""
+        complete = {}
+        for issue in issues:
+            embedded = (issue.get("fields") or {}).pop(WORKLOG_FIELD, None)
+            if not isinstance(embedded, dict):
+                continue
+            worklogs = embedded.get("worklogs") or []
+            self.records_read += len(worklogs)
+            total = embedded.get("total")
+            if total is None or int(total) > len(worklogs):
+                continue
+            issue_id = str(issue["id"])
+            complete[issue_id] = [_reduced_worklog(worklog, issue_id) for worklog in worklogs]
+        return complete
 
     # -- changelogs
 
@@ -236,7 +267,7 @@ class JiraClient:
             worklogs = page.get("worklogs") or []
             self.records_read += len(worklogs)
             for worklog in worklogs:
-                yield {"issueId": str(worklog.get("issueId") or issue_id), "started": worklog["started"], "timeSpentSeconds": worklog.get("timeSpentSeconds", 0)}
+                yield _reduced_worklog(worklog, issue_id)
             start += len(worklogs)
             if not worklogs or start >= int(page.get("total") or 0):
                 return
@@ -254,6 +285,11 @@ class JiraClient:
             }
             for value in values
         ]
+
+
+def _reduced_worklog(worklog: dict[str, Any], issue_id: str) -> dict[str, Any]:
+    """What `worklog_hours_rows` reads of a worklog, and nothing else: its comment is text a person wrote."""
+    return {"issueId": str(worklog.get("issueId") or issue_id), "started": worklog["started"], "timeSpentSeconds": worklog.get("timeSpentSeconds", 0)}
 
 
 def _keep_items(histories: list[dict[str, Any]], wanted_fields: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from dfx_pipelines.connectors.jira import metrics, query
 from dfx_pipelines.connectors.jira.client import JiraClient
@@ -92,19 +92,44 @@ def created_vs_resolved(client: JiraClient, connection: Connection, first: date 
 
 
 def worklog_hours(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
-    """Work started on each day. Only issues of selected projects are asked for their worklogs, found by
-    `updated >= first day` (logging work updates the issue), so no other project's worklog is read."""
+    """Work started on each day. Only issues of selected projects are read for worklogs, found by
+    `updated >= first day` (logging work updates the issue), so no other project's worklog is read.
+    Search embeds each issue's worklogs; only an issue with more than search embeds is asked for its own."""
     assert first is not None and last is not None
     jql = query.issues_jql(connection.selection.projects, query.updated_since(first))
-    issues = {issue.id: issue for issue in _attributes(client, connection, jql)}
+    issues, embedded = _issues_with_worklogs(client, connection, jql, first, last)
 
     def worklogs() -> Iterator[dict[str, Any]]:
         for issue_id in issues:
-            for worklog in client.issue_worklogs(issue_id):
-                if first <= metrics.utc_day(metrics.parse_jira_timestamp(worklog["started"])) <= last:
-                    yield worklog
+            found = embedded.get(issue_id)
+            yield from found if found is not None else _started_between(client.issue_worklogs(issue_id), first, last)
 
     return Result(metrics.worklog_hours_rows(worklogs(), issues), {"issues_checked": len(issues)})
+
+
+def _issues_with_worklogs(
+    client: JiraClient, connection: Connection, jql: str, first: date, last: date
+) -> tuple[dict[str, metrics.IssueAttributes], dict[str, list[dict[str, Any]]]]:
+    """Attributes of every issue found and, per issue whose search result embedded all its worklogs, those
+    started from `first` to `last` (the rest would only be held for nothing). An issue found twice (paging
+    while it changes) counts once, with what its latest result says."""
+    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    issues: dict[str, metrics.IssueAttributes] = {}
+    embedded: dict[str, list[dict[str, Any]]] = {}
+    for page in client.search(jql, query.worklog_plan(connection)):
+        for issue in page.issues:
+            attributes = metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
+            issues[attributes.id] = attributes
+            complete = page.worklogs.get(attributes.id)
+            if complete is None:
+                embedded.pop(attributes.id, None)
+            else:
+                embedded[attributes.id] = _started_between(complete, first, last)
+    return issues, embedded
+
+
+def _started_between(worklogs: Iterable[dict[str, Any]], first: date, last: date) -> list[dict[str, Any]]:
+    return [w for w in worklogs if first <= metrics.utc_day(metrics.parse_jira_timestamp(w["started"])) <= last]
 
 
 def sla_status(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:

@@ -1,13 +1,15 @@
 """What the connector may ask Jira for: JQL built only from validated project keys with every value quoted
 and escaped, and issue fields from an explicit allowlist (never `*all`/`*navigable`, never description,
-comment, attachment or worklog bodies), plus the custom fields discovered at connection time.
+comment or attachment), plus the custom fields discovered at connection time.
 
 Each metric names the fields and the changelog fields it needs (`FieldPlan`); nothing else is requested.
+The `worklog` field is never in a field list: a plan asks for it with `worklogs=True`, and the client
+then requests it and reduces each embedded worklog on arrival, dropping its comment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timezone
 from typing import Iterable
 
@@ -111,6 +113,7 @@ class FieldPlan:
     fields: tuple[str, ...]
     changelog: tuple[str, ...] = ()  # field ids whose histories are replayed
     changelog_names: tuple[str, ...] = ()  # their display names, for Data Center's change items
+    worklogs: bool = False  # embed each issue's worklogs (`JiraClient.search` reduces them on arrival)
 
 
 def count_plan(connection: Connection) -> FieldPlan:
@@ -120,6 +123,12 @@ def count_plan(connection: Connection) -> FieldPlan:
         fields.append(epic_link)
     fields += sorted(set(dimension_fields(connection).values()))
     return FieldPlan(tuple(safe_fields(connection, fields)))
+
+
+def worklog_plan(connection: Connection) -> FieldPlan:
+    """`count_plan` with the issues' worklogs embedded: search carries an issue's first worklogs, which
+    spares most issues a worklog call of their own."""
+    return replace(count_plan(connection), worklogs=True)
 
 
 def flow_plan(connection: Connection) -> FieldPlan:

@@ -51,6 +51,7 @@ def _validate(openapi: OpenAPI, response) -> None:
 PLATFORM_CALLS = [
     ("GET", "/rest/api/3/search/jql", {"params": {"jql": "project = ALPHA", "fields": "summary,status,created,updated,resolutiondate,customfield_10016,customfield_10020,customfield_10001,parent,components,priority,issuetype,project", "expand": "changelog,names,schema", "maxResults": 20}}),
     ("POST", "/rest/api/3/search/jql", {"json": {"jql": "project = OPS", "fields": ["*all"], "maxResults": 5}}),
+    ("POST", "/rest/api/3/search/jql", {"json": {"jql": "project = ALPHA", "fields": ["created", "worklog"], "maxResults": 50}}),
     ("GET", "/rest/api/3/search/jql", {"params": {"jql": "project = NOPE"}}),  # the 400 ErrorCollection
     ("POST", "/rest/api/3/search/approximate-count", {"json": {"jql": "project = BETA"}}),
     ("GET", "/rest/api/3/field", {}),
@@ -116,6 +117,45 @@ def test_sprints_and_sprint_issues_match_the_component_schemas(cloud, cloud_http
     example = json.loads(agile_spec["paths"]["/rest/agile/1.0/board/{boardId}/epic"]["get"]["responses"]["200"]["content"]["application/json"]["example"])
     epics = cloud_http.get(f"{cloud.url}/rest/agile/1.0/board/1/epic").json()
     assert set(epics) == set(example) and {k for v in epics["values"] for k in v} == {k for v in example["values"] for k in v} | {"key"}
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_worklogs_embedded_in_search_match_page_of_worklogs_and_the_worklog_endpoint(flavour):
+    """Search's `worklog` field is a PageOfWorklogs (the issue fields are untyped in the spec, so it is
+    checked against the component): the first 20 worklogs in the worklog endpoint's order, the true total;
+    `*all` carries it, `*navigable` does not (Jira's `worklog` field is not navigable)."""
+    site = JiraSite(seed=11, issues=60)
+    busy = next(r for r in site.issues if site.key_of(r).startswith("ALPHA-"))
+    for n in range(25 - len(site.worklogs(busy))):
+        site.add_worklog(site.key_of(busy), 600 + n, started=site.now_epoch - 3600 * (n + 1))
+    platform = _load("jira-platform-openapi-v3.json")
+    page_of_worklogs = _component_validator(platform, {"$ref": "#/components/schemas/PageOfWorklogs"})
+    with start_jira_sandbox(site, flavour=flavour) as running:
+        api = "3" if flavour == "cloud" else "2"
+        if flavour == "cloud":
+            session = http(running, (running.email, running.api_token))
+            search = lambda fields: session.post(f"{running.url}/rest/api/3/search/jql", json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100})  # noqa: E731
+        else:
+            session = http(running)
+            session.headers["Authorization"] = f"Bearer {running.personal_access_token}"
+            search = lambda fields: session.post(f"{running.url}/rest/api/2/search", json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100})  # noqa: E731
+        response = search(["created", "worklog"])
+        if flavour == "cloud":
+            platform["servers"] = [{"url": running.url}]
+            _validate(OpenAPI.from_dict(platform, config=CONFIG), response)
+        issues = response.json()["issues"]
+        assert {i["key"] for i in issues} == {site.key_of(r) for r in site.issues_in_projects("ALPHA")}
+        for issue in issues:
+            embedded = issue["fields"]["worklog"]
+            page_of_worklogs.validate(embedded)
+            own = session.get(f"{running.url}/rest/api/{api}/issue/{issue['id']}/worklog").json()
+            assert (embedded["startAt"], embedded["maxResults"], embedded["total"]) == (0, 20, own["total"])
+            assert embedded["worklogs"] == own["worklogs"][:20]
+        busy_worklogs = next(i for i in issues if i["id"] == str(busy.id))["fields"]["worklog"]
+        assert busy_worklogs["total"] == 25 and len(busy_worklogs["worklogs"]) == 20
+        everything = {i["id"]: i["fields"] for i in search(["*all"]).json()["issues"]}
+        assert all(everything[i["id"]]["worklog"] == i["fields"]["worklog"] for i in issues)
+        assert not any("worklog" in i["fields"] for i in search(["*navigable"]).json()["issues"])
 
 
 def test_validation_can_fail_live_nulls_break_the_published_change_item_schema(specs):
