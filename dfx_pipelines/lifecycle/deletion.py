@@ -5,10 +5,10 @@ audit shows each attempt. What goes:
 - the connection's data key and any ciphertext left in the vault;
 - its metric rows and batches (and SQLite free pages, so deleted values are not left on disk);
 - data its connector keeps elsewhere (the plugin's optional `delete_cached_data`);
-- Dagster's records of it: every run that ran for it (run storage, event log, logs), any remaining
-  materialization or observation events of its partitions (runless ones included), Dagster's per-asset
-  copy of the latest materialization and its partition-status cache, its dynamic partition; SQLite
-  files are rewritten so nothing lingers in free pages.
+- Dagster's records of it: every run that ran for it (run storage, event log, asset-check results,
+  compute logs), any remaining materialization or observation events of its partitions (runless ones
+  included), Dagster's per-asset copy of the latest materialization and its partition-status cache, its
+  dynamic partition; Dagster's SQLite files are rewritten so nothing lingers in free pages.
 The registry keeps a tombstone (id, status, timestamps) and the audit keeps counts: neither holds data.
 """
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetEventTagsTable, AssetKeyTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetEventTagsTable, AssetKeyTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._serdes import serialize_value
 
@@ -76,11 +76,22 @@ def _delete_runs(instance: dg.DagsterInstance, connection_id: str) -> int:
             return deleted
         for record in records:
             if run_is_for(record.dagster_run.tags, connection_id):
-                run_id = record.dagster_run.run_id
-                instance.delete_run(run_id)  # the run, its tags and its event log
-                _delete_compute_logs(instance, run_id)  # captured stdout/stderr are kept apart
+                _delete_run(instance, record.dagster_run.run_id)
                 deleted += 1
         cursor = records[-1].dagster_run.run_id
+
+
+def _delete_run(instance: dg.DagsterInstance, run_id: str) -> None:
+    instance.delete_run(run_id)  # the run, its tags and its event log
+    _delete_check_executions(instance, run_id)  # asset-check results (with their metadata) are kept apart
+    _delete_compute_logs(instance, run_id)  # so are captured stdout/stderr
+
+
+def _delete_check_executions(instance: dg.DagsterInstance, run_id: str) -> None:
+    storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage) and storage.has_table(AssetCheckExecutionsTable.name):
+        with storage.index_connection() as db:
+            db.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
 
 
 def _delete_compute_logs(instance: dg.DagsterInstance, run_id: str) -> None:
@@ -160,8 +171,7 @@ def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_i
         if events:
             # Every run covers one connection, so a run that recorded one of its partitions goes whole.
             for run_id in set(events) - {RUNLESS_RUN_ID}:
-                instance.delete_run(run_id)
-                _delete_compute_logs(instance, run_id)
+                _delete_run(instance, run_id)
             if RUNLESS_RUN_ID in events:
                 _delete_runless_events(instance.event_log_storage, key, connection_id)
             left = _partition_events(instance, key, connection_id)

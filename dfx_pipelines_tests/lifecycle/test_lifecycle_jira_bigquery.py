@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from dfx_pipelines.connectors.bigquery.assets import BUDGET_CHECK
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
 from dfx_pipelines.connectors.bigquery.plugin import PLUGIN as BIGQUERY
 from dfx_pipelines.connectors.bigquery.resource import BigQueryResource
@@ -73,6 +74,12 @@ def assert_dagster_holds_nothing_of(instance: dg.DagsterInstance, kind: str, con
             assert [r for r in records if (r.partition_key or "").startswith((prefix, connection_id))] == []
             assert all(connection_id not in str(r.event_log_entry) for r in records)
     assert connection_id not in instance.get_dynamic_partitions(f"{kind}_connections")
+
+
+def budget_check_runs(instance: dg.DagsterInstance) -> set[str]:
+    """Runs with a recorded evaluation of BigQuery's budget check (Dagster keeps these apart from runs)."""
+    check = dg.AssetCheckKey(dg.AssetKey(["bigquery", "metric_specs"]), BUDGET_CHECK)
+    return {record.run_id for record in instance.event_log_storage.get_asset_check_execution_history(check, limit=1000)}
 
 
 def assert_audit_story(platform: Platform, connection_id: str, data_key_id: str) -> dict:
@@ -153,6 +160,8 @@ def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace,
         ledger = store.ledger(acme.id)
         assert ledger and metric_rows(platform, acme.id)[1] > 0
         assert files_containing(dagster_home, acme.id.encode())
+        acme_runs = {r.dagster_run.run_id for r in instance.get_run_records() if run_is_for(r.dagster_run.tags, acme.id)}
+        assert budget_check_runs(instance) & acme_runs  # its runs evaluated the budget check (spend in metadata)
 
         # Remove: Google offers no API to delete a key we did not create; our copy dies at once.
         before = len(bq_sandbox.server.requests)
@@ -168,6 +177,7 @@ def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace,
         assert store.list(connection_id=acme.id) == [] and store.ledger(acme.id) == []
         assert metric_rows(platform, beta.id)[1] > 0 and store.list(connection_id=beta.id) and store.ledger(beta.id)  # untouched
         assert_dagster_holds_nothing_of(instance, "bigquery", acme.id)
+        assert budget_check_runs(instance) and not budget_check_runs(instance) & acme_runs  # beta's checks stay
         assert beta.id in instance.get_dynamic_partitions("bigquery_connections")
 
     with platform.engine.connect() as db:  # no approval's SQL excerpt or ledger row names it, by any column
