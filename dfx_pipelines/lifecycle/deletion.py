@@ -76,12 +76,13 @@ def _delete_runs(instance: dg.DagsterInstance, connection_id: str) -> int:
             return deleted
         for record in records:
             if run_is_for(record.dagster_run.tags, connection_id):
-                _delete_run(instance, record.dagster_run.run_id)
+                erase_run(instance, record.dagster_run.run_id)
                 deleted += 1
         cursor = records[-1].dagster_run.run_id
 
 
-def _delete_run(instance: dg.DagsterInstance, run_id: str) -> None:
+def erase_run(instance: dg.DagsterInstance, run_id: str) -> None:
+    """A run and everything Dagster keeps of it (also used by the retention job)."""
     instance.delete_run(run_id)  # the run, its tags and its event log
     _delete_check_executions(instance, run_id)  # asset-check results (with their metadata) are kept apart
     _delete_compute_logs(instance, run_id)  # so are captured stdout/stderr
@@ -171,7 +172,7 @@ def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_i
         if events:
             # Every run covers one connection, so a run that recorded one of its partitions goes whole.
             for run_id in set(events) - {RUNLESS_RUN_ID}:
-                _delete_run(instance, run_id)
+                erase_run(instance, run_id)
             if RUNLESS_RUN_ID in events:
                 _delete_runless_events(instance.event_log_storage, key, connection_id)
             left = _partition_events(instance, key, connection_id)

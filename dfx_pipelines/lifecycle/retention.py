@@ -28,6 +28,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from dfx_pipelines.lifecycle.app_data import DEFAULT_APP_TABLES, AppDatabaseResource, AppTable
+from dfx_pipelines.lifecycle.deletion import erase_run
 from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.identifiers import sql_identifier
@@ -188,8 +189,7 @@ def _dagster_runs(instance: dg.DagsterInstance, cutoff: datetime, dry_run: bool,
             return
         for record in records:
             run_id = record.dagster_run.run_id
-            instance.delete_run(run_id)  # run storage and its event log
-            instance.compute_log_manager.delete_logs(prefix=[run_id])  # and its captured stdout/stderr
+            erase_run(instance, run_id)  # run storage, event log, asset-check results, compute logs
             out.matched += 1
             out.acted += 1
 
