@@ -12,6 +12,7 @@ from dfx_pipelines.platform.errors import DfxError
 from dfx_pipelines.platform.partitions import connection_partitions, history_range, range_tags
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines.platform.restrictions import restricted_workspace_ids
 from dfx_pipelines.platform.services import Platform
 
 JobLike = Any  # an asset job (resolved or not) or a job: anything with a `.name`
@@ -35,10 +36,12 @@ def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, h
         def requests(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
             today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
             known = set(context.instance.get_dynamic_partitions(connection_partitions(kind).name))
+            services = platform.get()
+            restricted = restricted_workspace_ids(services.engine)
             return [
                 request
-                for connection in platform.get().registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
-                if connection.id in known
+                for connection in services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
+                if connection.id in known and connection.workspace_id not in restricted
                 for request in full_resync_requests(connection, today, "nightly", snapshot_job=snapshot_job, daily_job=daily_job)
                 if request.job_name == job.name
             ]
@@ -64,15 +67,21 @@ def poll_active_connections(context: dg.SensorEvaluationContext, services: Platf
     """A change sensor's tick: poll every active connection of `kind` that has its partition, keeping
     one cursor per connection in the sensor cursor. A connection whose poll fails (a `DfxError`: auth,
     rate limit, bad response) keeps its cursor and does not stop the others; cursors of connections no
-    longer active are dropped, so a revoked connection is never polled again."""
+    longer active are dropped, so a revoked connection is never polled again. A connection whose
+    workspace owner restricted processing is not polled but keeps its cursor: lifting the restriction
+    resumes from there, so the changes made meanwhile are still found."""
     cursors: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     requests: list[dg.RunRequest] = []
     notes = []
     active = services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
     known_partitions = set(context.instance.get_dynamic_partitions(connection_partitions(kind).name))
+    restricted = restricted_workspace_ids(services.engine)
     for connection in active:
         if connection.id not in known_partitions:
             notes.append(f"{connection.id}: waiting for its partition")
+            continue
+        if connection.workspace_id in restricted:
+            notes.append(f"{connection.id}: processing restricted")
             continue
         try:
             found, cursors[connection.id], note = poll(connection, cursors.get(connection.id))
