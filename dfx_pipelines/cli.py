@@ -209,6 +209,18 @@ def workspace_create(workspace_id: str, name: str, owner_email: str) -> None:
     click.echo(f"workspace {workspace_id} ready")
 
 
+@workspace.command("close")
+@click.argument("workspace_id")
+@click.option("--actor", default=lambda: os.environ.get("USER", "cli"), help="Recorded in the audit.")
+def workspace_close(workspace_id: str, actor: str) -> None:
+    """Account closure: every connection of the workspace is removed now; the deletion job erases their data."""
+    from dfx_pipelines.connectors import plugin
+    from dfx_pipelines.lifecycle.revocation import close_workspace
+    from dfx_pipelines.platform.services import get_platform
+
+    click.echo(close_workspace(get_platform(), workspace_id, plugin, actor=actor).summary())
+
+
 def _parse_selection(specs: tuple[str, ...], selection_file: str | None) -> dict[str, list[str]]:
     from dfx_pipelines.platform.errors import ConfigError
 

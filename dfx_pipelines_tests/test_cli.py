@@ -92,3 +92,12 @@ def test_every_connector_can_be_connected_from_dfx_connect() -> None:
     result = CliRunner().invoke(main, ["connect", "--help"])
     assert "salesforce" in result.output and "bigquery" in result.output
     assert "--key-file" in CliRunner().invoke(main, ["connect", "bigquery", "--help"]).output
+
+
+def test_workspace_close_says_what_it_did_and_refuses_unknown_workspaces(platform: Platform, workspace: Workspace) -> None:
+    result = CliRunner().invoke(main, ["workspace", "close", "acme", "--actor", "ops"])
+    assert result.exit_code == 0, result.output
+    assert "workspace acme closed" in result.output and "no connection left to remove" in result.output
+    assert "was already closed" in CliRunner().invoke(main, ["workspace", "close", "acme"]).output
+    result = CliRunner().invoke(main, ["workspace", "close", "ghost"])
+    assert result.exit_code == 2 and "unknown workspace 'ghost'" in result.output

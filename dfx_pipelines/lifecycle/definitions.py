@@ -11,7 +11,7 @@ from dfx_pipelines.lifecycle.app_data import AppDatabaseResource
 from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion, overdue
 from dfx_pipelines.lifecycle.notifications import NOTIFICATION_RESOURCES, NOTIFICATION_SENSORS
 from dfx_pipelines.lifecycle.retention import RETENTION_JOBS, RETENTION_SCHEDULES
-from dfx_pipelines.lifecycle.revocation import revoke_connection
+from dfx_pipelines.lifecycle.revocation import close_workspace, revoke_connection
 from dfx_pipelines.lifecycle.subject_requests import SUBJECT_REQUEST_JOBS, SUBJECT_REQUEST_SENSORS
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -49,6 +49,29 @@ def revoke_connection_job() -> None:
 @dg.job(tags=LIFECYCLE_TAGS, description="Remove a connection now (revocation, then its cached data is deleted by the next deletion run).")
 def remove_connection_job() -> None:
     remove_connection_op()
+
+
+class WorkspaceActionConfig(dg.Config):
+    workspace_id: str
+    actor: str = "dagster-operator"
+
+
+@dg.op(tags=LIFECYCLE_TAGS)
+def close_workspace_op(context: dg.OpExecutionContext, config: WorkspaceActionConfig, platform: PlatformResource) -> dg.Output[dict]:
+    report = close_workspace(platform.get(), config.workspace_id, connector_plugin, actor=config.actor)
+    context.log.info(report.summary())
+    table = "| connection | provider revoked | data key destroyed |\n|---|---|---|\n" + "\n".join(
+        f"| {r.connection_id} | {'yes' if r.provider_revoked else 'no'} | {r.data_key_id or '-'} |" for r in report.removed
+    )
+    return dg.Output(
+        {"workspace_id": report.workspace_id, "closed_at": report.closed_at.isoformat(), "removed": [r.connection_id for r in report.removed]},
+        metadata={"summary": report.summary(), "connections_removed": len(report.removed), "removed": dg.MetadataValue.md(table)},
+    )
+
+
+@dg.job(tags=LIFECYCLE_TAGS, description="Close a customer's workspace (account closure): every connection is removed now; the deletion job erases their data.")
+def close_workspace_job() -> None:
+    close_workspace_op()
 
 
 class DeletionConfig(dg.Config):
@@ -105,7 +128,7 @@ def deletion_overdue_sensor(context: dg.SensorEvaluationContext, platform: Platf
 
 def lifecycle_definitions() -> dg.Definitions:
     return dg.Definitions(
-        jobs=[revoke_connection_job, remove_connection_job, connection_deletion_job, *RETENTION_JOBS, *SUBJECT_REQUEST_JOBS],
+        jobs=[revoke_connection_job, remove_connection_job, close_workspace_job, connection_deletion_job, *RETENTION_JOBS, *SUBJECT_REQUEST_JOBS],
         schedules=[connection_deletion_schedule, *RETENTION_SCHEDULES],
         sensors=[deletion_overdue_sensor, *SUBJECT_REQUEST_SENSORS, *NOTIFICATION_SENSORS],
         resources={"app_db": AppDatabaseResource(), **NOTIFICATION_RESOURCES},

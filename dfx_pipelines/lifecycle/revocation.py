@@ -3,11 +3,14 @@ stored credentials and the connection's data key, mark the connection, and write
 
 From that moment sensors and schedules skip the connection (they list active connections only) and a
 run launched for it fails at its first step without any network call (`PlatformResource.active_connection`).
-Removal additionally starts the deletion clock: cached data goes within the grace period.
+Removal additionally starts the deletion clock: cached data goes within the grace period. Closing a
+workspace (the customer's account) removes all of its connections at once.
 """
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
 
 from dfx_pipelines.lifecycle import audit
 from dfx_pipelines.platform.errors import DfxError
@@ -63,3 +66,29 @@ def revoke_connection(platform: Platform, plugin: ConnectorPlugin, connection_id
     }
     audit.record(platform.engine, "remove" if remove else "revoke", connection, actor, details)
     return RevocationReport(connection.id, target.value, False, provider_revoked, provider_detail, receipt.data_key_id, receipt.secrets_deleted)
+
+
+@dataclass(frozen=True)
+class ClosureReport:
+    workspace_id: str
+    closed_at: datetime
+    already: bool  # closed before; connections still active (none should be) were removed now
+    removed: tuple[RevocationReport, ...]
+
+    def summary(self) -> str:
+        state = "was already closed" if self.already else "closed"
+        return f"workspace {self.workspace_id} {state} ({self.closed_at:%Y-%m-%d %H:%M} UTC); " + (
+            f"{len(self.removed)} connections removed: " + ", ".join(r.connection_id for r in self.removed) if self.removed else "no connection left to remove"
+        )
+
+
+def close_workspace(platform: Platform, workspace_id: str, plugin_for: Callable[[str], ConnectorPlugin], *, actor: str) -> ClosureReport:
+    """Account closure: the workspace is marked closed (no connection can be added to it again) and
+    every connection it still has is removed at once, as `remove` does one by one, so the credentials die
+    now and the deletion job erases the cached data within the grace period. Safe to repeat."""
+    before = platform.registry.get_workspace(workspace_id)
+    closed = platform.registry.close_workspace(workspace_id)
+    connections = platform.registry.list(workspace_id=workspace_id, statuses=[ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED])
+    removed = tuple(revoke_connection(platform, plugin_for(c.kind), c.id, remove=True, actor=actor) for c in connections)
+    assert closed.closed_at is not None
+    return ClosureReport(workspace_id, closed.closed_at, before.closed_at is not None, removed)

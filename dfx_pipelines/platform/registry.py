@@ -266,12 +266,22 @@ class Registry:
     def upsert_workspace(self, workspace: Workspace) -> Workspace:
         values = workspace.model_dump()
         with self.engine.begin() as db:
-            exists = db.execute(sa.select(tables.workspaces.c.id).where(tables.workspaces.c.id == workspace.id)).first()
+            exists = db.execute(sa.select(tables.workspaces.c.id, tables.workspaces.c.closed_at).where(tables.workspaces.c.id == workspace.id)).first()
+            if exists and exists.closed_at is not None:
+                raise ConfigError(f"workspace {workspace.id!r} is closed; a closed account is not reopened")
             if exists:
                 db.execute(tables.workspaces.update().where(tables.workspaces.c.id == workspace.id).values(**values))
             else:
                 db.execute(tables.workspaces.insert().values(**values))
         return workspace
+
+    def close_workspace(self, workspace_id: str) -> Workspace:
+        """Mark the workspace closed (once: a second call keeps the first closing time)."""
+        w = tables.workspaces
+        self.get_workspace(workspace_id)
+        with self.engine.begin() as db:
+            db.execute(w.update().where(w.c.id == workspace_id, w.c.closed_at.is_(None)).values(closed_at=utcnow()))
+        return self.get_workspace(workspace_id)
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         with self.engine.connect() as db:
@@ -330,7 +340,8 @@ class Registry:
         if secrets and vault is None:
             raise ConfigError("secrets given without a vault to keep them in")
         refs = {kind: connection.secret_ref(kind) for kind in secrets}  # validates secret kinds up front
-        self.get_workspace(connection.workspace_id)
+        if self.get_workspace(connection.workspace_id).closed_at is not None:
+            raise ConfigError(f"workspace {connection.workspace_id!r} is closed: no connection can be added to it")
         if self.find(connection.id) is not None:
             raise ConfigError(f"connection {connection.id!r} already exists")
         stored_any = False

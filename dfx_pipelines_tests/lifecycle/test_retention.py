@@ -19,6 +19,7 @@ from dfx_pipelines.lifecycle.retention import DEFAULT_RULES, Period, retention_j
 from dfx_pipelines.platform.errors import IdentifierError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, Workspace, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -82,8 +83,8 @@ def seed_app(engine: sa.Engine, now: datetime) -> dict[str, dict[str, list[int]]
 def seed_metrics(platform, now: datetime) -> None:  # noqa: ANN001
     registry = platform.registry
     registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="owner@acme.test"))
-    registry.upsert_workspace(Workspace(id="closed-long", name="Gone Co", owner_email="o@gone.test", closed_at=now - timedelta(days=31)))
-    registry.upsert_workspace(Workspace(id="closed-recent", name="Leaving Co", owner_email="o@leaving.test", closed_at=now - timedelta(days=29)))
+    registry.upsert_workspace(Workspace(id="closed-long", name="Gone Co", owner_email="o@gone.test"))
+    registry.upsert_workspace(Workspace(id="closed-recent", name="Leaving Co", owner_email="o@leaving.test"))
     plan = [("sf-removed-long", "acme", 31), ("sf-removed-recent", "acme", 29), ("sf-active", "acme", None), ("sf-closed-long", "closed-long", None), ("sf-closed-recent", "closed-recent", None)]
     for slug, workspace, removed_days in plan:
         connection = registry.add_connection(Connection(id=slug, workspace_id=workspace, kind="salesforce", display_name=slug))
@@ -92,6 +93,10 @@ def seed_metrics(platform, now: datetime) -> None:  # noqa: ANN001
         if removed_days is not None:
             connection.status, connection.removed_at, connection.revoked_at = ConnectionStatus.REMOVED, now - timedelta(days=removed_days), now - timedelta(days=removed_days)
             registry.save(connection)
+    # Closed (after their connections were added: a closed workspace takes none), 31 and 29 days ago.
+    with platform.engine.begin() as db:
+        for workspace_id, days in (("closed-long", 31), ("closed-recent", 29)):
+            db.execute(tables.workspaces.update().where(tables.workspaces.c.id == workspace_id).values(closed_at=now - timedelta(days=days)))
 
 
 def home(tmp_path: Path, name: str) -> str:

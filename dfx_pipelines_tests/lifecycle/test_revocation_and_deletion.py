@@ -235,3 +235,45 @@ def test_events_that_cannot_be_erased_fail_the_deletion_loudly(platform, workspa
             delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
     assert audit.entries(platform.engine, "sf-acme")[-1]["action"] == "deletion_failed"
     assert platform.registry.get("sf-acme").status is ConnectionStatus.REMOVED  # still due: the next run retries
+
+
+def test_closing_a_workspace_removes_every_connection_at_once(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+    from dfx_pipelines.lifecycle.definitions import close_workspace_job
+    from dfx_pipelines.platform.errors import ConfigError
+    from dfx_pipelines.platform.registry import Workspace
+
+    platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)  # revocation trusts the embedded sandbox CA
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(sf_sandbox.ca_pem_path).read_bytes())
+    connect(platform, sf_sandbox, sf_resource)
+    connect(platform, sf_sandbox, sf_resource, config={"id": "sf-acme-eu", "display_name": "Acme EU"})
+    platform.registry.upsert_workspace(Workspace(id="beta", name="Beta", owner_email="owner@beta.test"))
+    connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "workspace_id": "beta", "display_name": "Beta"})
+    revoke_connection(platform, SALESFORCE, "sf-acme-eu", remove=False, actor="test")  # revoked earlier: closure removes it too
+    refresh = platform.vault.get(platform.registry.get("sf-acme").secret_ref("oauth_refresh_token")).get_secret_value()
+    resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)}
+    run_config = {"ops": {"close_workspace_op": {"config": {"workspace_id": "acme", "actor": "ops@dataflow-xpert.test"}}}}
+
+    with dg.instance_for_test() as instance:
+        result = close_workspace_job.execute_in_process(run_config=run_config, resources=resources, instance=instance)
+        assert result.success
+        output = result.output_for_node("close_workspace_op")
+        assert sorted(output["removed"]) == ["sf-acme", "sf-acme-eu"]
+        # Repeating it changes nothing: same closing time, nothing left to remove.
+        again = close_workspace_job.execute_in_process(run_config=run_config, resources=resources, instance=instance).output_for_node("close_workspace_op")
+        assert again["removed"] == [] and again["closed_at"] == output["closed_at"]
+
+    assert platform.registry.get_workspace("acme").closed_at is not None
+    for slug in ("sf-acme", "sf-acme-eu"):
+        assert platform.registry.get(slug).status is ConnectionStatus.REMOVED
+        assert platform.vault.data_key_id("acme", slug) is None
+    revoked = [r.form().get("token") for r in sf_sandbox.server.requests if r.path == "/services/oauth2/revoke"]
+    assert len(revoked) == 2 and revoked[-1] == refresh  # sf-acme-eu's at its revocation, sf-acme's at the closure
+    assert sorted(c.id for c in due_for_deletion(platform)) == ["sf-acme", "sf-acme-eu"]  # the deletion job takes it from here
+    assert [e["action"] for e in audit.entries(platform.engine, "sf-acme-eu")] == ["revoke", "remove"]
+    assert audit.entries(platform.engine, "sf-acme")[0]["actor"] == "ops@dataflow-xpert.test"
+    # Another customer's workspace is untouched; a closed one takes no new connection and is not reopened.
+    assert platform.registry.get("sf-beta").status is ConnectionStatus.ACTIVE and platform.vault.data_key_id("beta", "sf-beta")
+    with pytest.raises(ConfigError, match="workspace 'acme' is closed"):
+        connect(platform, sf_sandbox, sf_resource, config={"id": "sf-acme-new", "display_name": "Acme again"})
+    with pytest.raises(ConfigError, match="is closed"):
+        platform.registry.upsert_workspace(Workspace(id="acme", name="Acme Corp", owner_email="owner@acme.test"))
