@@ -94,38 +94,40 @@ def created_vs_resolved(client: JiraClient, connection: Connection, first: date 
 def worklog_hours(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
     """Work started on each day. Only issues of selected projects are read for worklogs, found by
     `updated >= first day` (logging work updates the issue), so no other project's worklog is read.
-    Search embeds each issue's worklogs; only an issue with more than search embeds is asked for its own."""
+    Search embeds each issue's worklogs, reduced as each page arrives; only an issue with more than
+    search embeds is asked for its own, after the search."""
     assert first is not None and last is not None
     jql = query.issues_jql(connection.selection.projects, query.updated_since(first))
-    issues, embedded = _issues_with_worklogs(client, connection, jql, first, last)
+    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    # The reducer looks an issue up as it takes each worklog, so `attributes` holds only the issues it
+    # may still ask about (this page's, and those waiting for their own call), not every issue found.
+    attributes: dict[str, metrics.IssueAttributes] = {}
+    seen: set[str] = set()
 
     def worklogs() -> Iterator[dict[str, Any]]:
-        for issue_id in issues:
-            found = embedded.get(issue_id)
-            yield from found if found is not None else _started_between(client.issue_worklogs(issue_id), first, last)
+        incomplete = []
+        for page in client.search(jql, query.worklog_plan(connection)):
+            done = []
+            for issue in page.issues:
+                issue_attributes = metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
+                issue_id = issue_attributes.id
+                if issue_id in seen:  # returned twice while paging (it changed meanwhile): count it once
+                    continue
+                seen.add(issue_id)
+                attributes[issue_id] = issue_attributes
+                embedded = page.worklogs.get(issue_id)
+                if embedded is None:
+                    incomplete.append(issue_id)
+                else:
+                    done.append(issue_id)
+                    yield from _started_between(embedded, first, last)
+            for issue_id in done:
+                del attributes[issue_id]
+        for issue_id in incomplete:
+            yield from _started_between(client.issue_worklogs(issue_id), first, last)
 
-    return Result(metrics.worklog_hours_rows(worklogs(), issues), {"issues_checked": len(issues)})
-
-
-def _issues_with_worklogs(
-    client: JiraClient, connection: Connection, jql: str, first: date, last: date
-) -> tuple[dict[str, metrics.IssueAttributes], dict[str, list[dict[str, Any]]]]:
-    """Attributes of every issue found and, per issue whose search result embedded all its worklogs, those
-    started from `first` to `last` (the rest would only be held for nothing). An issue found twice (paging
-    while it changes) counts once, with what its latest result says."""
-    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
-    issues: dict[str, metrics.IssueAttributes] = {}
-    embedded: dict[str, list[dict[str, Any]]] = {}
-    for page in client.search(jql, query.worklog_plan(connection)):
-        for issue in page.issues:
-            attributes = metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
-            issues[attributes.id] = attributes
-            complete = page.worklogs.get(attributes.id)
-            if complete is None:
-                embedded.pop(attributes.id, None)
-            else:
-                embedded[attributes.id] = _started_between(complete, first, last)
-    return issues, embedded
+    rows = metrics.worklog_hours_rows(worklogs(), attributes)
+    return Result(rows, {"issues_checked": len(seen)})
 
 
 def _started_between(worklogs: Iterable[dict[str, Any]], first: date, last: date) -> list[dict[str, Any]]:
@@ -168,11 +170,13 @@ def board_workflow(client: JiraClient, board_id: int) -> metrics.Workflow:
     return metrics.workflow_from_board_configuration(configuration, committed, done)
 
 
-def _flow_records(client: JiraClient, connection: Connection, board_id: int, project: str, *conditions: str) -> tuple[metrics.Workflow, list[metrics.CycleTimeRecord]]:
+def _flow_records(client: JiraClient, connection: Connection, board_id: int, project: str, *conditions: str) -> tuple[metrics.Workflow, Iterator[metrics.CycleTimeRecord]]:
+    """The board's workflow (read now) and its issues' cycle-time records, streamed: each page is
+    replayed as it arrives and only the reducer's tallies are held, whatever the number of issues."""
     workflow = board_workflow(client, board_id)
     jql = query.issues_jql([project], *conditions)
     histories = (metrics.issue_status_history(issue, histories=full) for issue, full in _issues(client, jql, query.flow_plan(connection)))
-    return workflow, list(metrics.cycle_times(histories, workflow))
+    return workflow, metrics.cycle_times(histories, workflow)
 
 
 def _stages(workflow: metrics.Workflow) -> str:
