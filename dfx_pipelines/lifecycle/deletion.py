@@ -6,9 +6,10 @@ audit shows each attempt. What goes:
 - its metric rows and batches (and SQLite free pages, so deleted values are not left on disk);
 - data its connector keeps elsewhere (the plugin's optional `delete_cached_data`);
 - Dagster's records of it: every run that ran for it (run storage, event log, asset-check results,
-  compute logs), any remaining materialization or observation events of its partitions (runless ones
-  included), Dagster's per-asset copy of the latest materialization and its partition-status cache, its
-  dynamic partition; Dagster's SQLite files are rewritten so nothing lingers in free pages.
+  compute logs, SQLite's per-run event file), any remaining materialization or observation events of
+  its partitions (runless ones included), Dagster's per-asset copy of the latest materialization and
+  its partition-status cache, its dynamic partition; Dagster's SQLite files are rewritten so nothing
+  lingers in free pages.
 The registry keeps a tombstone (id, status, timestamps) and the audit keeps counts: neither holds data.
 """
 
@@ -86,6 +87,17 @@ def erase_run(instance: dg.DagsterInstance, run_id: str) -> None:
     instance.delete_run(run_id)  # the run, its tags and its event log
     _delete_check_executions(instance, run_id)  # asset-check results (with their metadata) are kept apart
     _delete_compute_logs(instance, run_id)  # so are captured stdout/stderr
+    _delete_run_shard(instance, run_id)
+
+
+def _delete_run_shard(instance: dg.DagsterInstance, run_id: str) -> None:
+    """On SQLite each run's events have a file of their own, emptied but left behind by `delete_run`
+    (its free pages could still hold them): remove it."""
+    storage = instance.event_log_storage
+    if isinstance(storage, SqliteEventLogStorage):
+        shard = storage.path_for_shard(run_id)
+        for path in (shard, f"{shard}-wal", f"{shard}-shm"):
+            Path(path).unlink(missing_ok=True)
 
 
 def _delete_check_executions(instance: dg.DagsterInstance, run_id: str) -> None:
@@ -134,7 +146,6 @@ def _delete_runless_events(storage: SqlEventLogStorage, key: dg.AssetKey, connec
     deleted, and Dagster's SQL storages do not implement `wipe_asset_partitions`: delete their rows (and
     their tags) from the event log tables directly. Runless events live in the index and in the
     runless "run" shard on SQLite, in one table on PostgreSQL/MySQL."""
-    assert isinstance(storage, SqlEventLogStorage)  # `_partition_events` found them there
     events = SqlEventLogStorageTable
     mine = sa.and_(events.c.run_id == RUNLESS_RUN_ID, events.c.asset_key == key.to_string(), _of_connection(connection_id))
     with storage.index_connection() as db:

@@ -104,6 +104,8 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
             assert materialize(JIRA_SNAPSHOT, partition_key=connection.id, tags={"dfx/connection": connection.id}).success
             assert materialize(JIRA_DAILY, tags=range_tags(connection.id, *JIRA_DAYS)).success
         assert metric_rows(platform, acme.id)[1] > 0 and files_containing(dagster_home, acme.id.encode())
+        acme_runs = {r.dagster_run.run_id for r in instance.get_run_records() if run_is_for(r.dagster_run.tags, acme.id)}
+        assert {p.stem for p in dagster_home.rglob("*.db")} >= acme_runs  # SQLite keeps a file per run
 
         # Remove: Atlassian has no revoke endpoint for 3LO apps; our copy of the tokens dies at once.
         before = len(jira_cloud.requests)
@@ -126,6 +128,7 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
 
     assert files_containing(dagster_home, acme.id.encode()) == []
     assert files_containing(dagster_home, beta.id.encode())  # the search is not vacuous
+    assert not {p.stem for p in dagster_home.rglob("*.db*")} & acme_runs  # no emptied per-run file is left
     # Dagster's SQLite files were rewritten: no free page keeps a deleted row (SQLite builds without
     # secure_delete would otherwise leave the bytes on disk; this machine's zeroes them either way).
     for database in (dagster_home / "history" / "runs" / "index.db", dagster_home / "history" / "runs.db"):
