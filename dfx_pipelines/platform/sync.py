@@ -57,7 +57,6 @@ def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, h
     return [build(snapshot_job, minute, "snapshot"), build(daily_job, minute + 15, "daily")]
 
 
-
 # One connection's poll: given the connection and its cursor (None on first sight), the run requests,
 # its new cursor (JSON-serialisable) and an optional note for the tick's skip reason.
 Poll = Callable[[Connection, Any], tuple[list[dg.RunRequest], Any, str | None]]
