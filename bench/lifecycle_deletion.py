@@ -10,9 +10,10 @@ its `connection|day` partition (what a daily sync records). Then it removes the 
 logs), leftover partition events (and Dagster's per-asset summaries), dynamic partition, compaction
 of the metric database and of Dagster's SQLite files, the rest (audit, registry).
 
-Twice if PostgreSQL answers on 127.0.0.1:5432 (db `test`, trust auth; override with
+Three times if PostgreSQL answers on 127.0.0.1:5432 (db `test`, trust auth; override with
 BENCH_PG_ADMIN_URL): once with the metric database on SQLite (the embedded default), once on a
-PostgreSQL database created for the run and dropped afterwards. Prints figures; asserts nothing.
+PostgreSQL database created for the run and dropped afterwards, and once as in production, Dagster's
+run and event storage on PostgreSQL too. Prints figures; asserts nothing.
 BENCH_DAYS shortens the year for a quick look.
 """
 
@@ -85,7 +86,7 @@ class _Phases:
             self._undo.pop()()
 
 
-def _measure(root: Path, metrics_db_url: str | None) -> dict[str, Any]:
+def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None = None) -> dict[str, Any]:
     import dagster as dg
 
     from dfx_pipelines.connectors.salesforce.plugin import PLUGIN
@@ -113,8 +114,9 @@ def _measure(root: Path, metrics_db_url: str | None) -> dict[str, Any]:
     days = [first + timedelta(days=n) for n in range(DAYS)]
     measures = ("count", "amount", "rate") * (VALUES_PER_BATCH // 3)
     (root / "dagster").mkdir()
-    figures: dict[str, Any] = {"metric_db": "PostgreSQL" if metrics_db_url else "SQLite"}
-    with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+    figures: dict[str, Any] = {"metric_db": "PostgreSQL" if metrics_db_url else "SQLite", "dagster_db": "PostgreSQL" if dagster_pg_url else "SQLite on disk"}
+    storage = {"storage": {"postgres": {"postgres_url": dagster_pg_url}}} if dagster_pg_url else None
+    with dg.instance_for_test(temp_dir=str(root / "dagster"), overrides=storage) as instance:
         instance.add_dynamic_partitions("salesforce_connections", [connection.id, bystander.id])
         began = time.perf_counter()
         for owner in (connection, bystander):
@@ -148,13 +150,13 @@ def _measure(root: Path, metrics_db_url: str | None) -> dict[str, Any]:
         figures["materializations_before"] = sum(
             len(instance.get_materialized_partitions(key)) for key in instance.get_asset_keys(prefix=["salesforce"])
         )
-        figures["event_db_mb"] = sum(p.stat().st_size for p in (root / "dagster").rglob("*.db")) / 2**20
+        figures["event_db_mb"] = sum(p.stat().st_size for p in (root / "dagster").rglob("*.db")) / 2**20  # SQLite only
         platform.registry.set_status(connection.id, ConnectionStatus.REMOVED)
 
         phases = _Phases()
         phases.wrap(platform.vault, "destroy_connection", "vault (data key, secrets)")
         phases.wrap(platform.metric_store, "delete_connection", "metric rows (values, batches)")
-        phases.wrap(deletion, "_delete_runs", "runs (run rows, event logs, compute logs)")
+        phases.wrap(deletion, "_delete_runs", "runs (rows, events, checks, compute logs)")
         phases.wrap(deletion, "_wipe_partition_events", "leftover partition events")
         phases.wrap(instance, "delete_dynamic_partition", "dynamic partition")
         phases.wrap(deletion, "_compact_sqlite", "metric db compaction (SQLite VACUUM)")
@@ -177,15 +179,15 @@ def _print(figures: dict[str, Any]) -> None:
     counts = {
         "vault (data key, secrets)": f"{report.secrets_deleted} secrets",
         "metric rows (values, batches)": f"{report.metric_values_deleted} values",
-        "runs (run rows, event logs, compute logs)": f"{report.runs_deleted} runs",
+        "runs (rows, events, checks, compute logs)": f"{report.runs_deleted} runs",
         "leftover partition events": f"{report.partition_events_wiped} events",
         "dynamic partition": "1 partition" if report.partition_removed else "none",
     }
     print(
-        f"\nmetric database {figures['metric_db']}, Dagster instance SQLite on disk: {DAYS} days x {len(METRICS)} metrics "
+        f"\nmetric database {figures['metric_db']}, Dagster instance {figures['dagster_db']}: {DAYS} days x {len(METRICS)} metrics "
         f"= {DAYS * len(METRICS)} batches, {figures['values']} metric values (a bystander connection holds as many again), "
         f"{figures['runs_before']} runs, {figures['materializations_before']} materialized partitions, "
-        f"event storage {figures['event_db_mb']:.1f} MiB; setup {figures['setup_metrics_s']:.0f} s metrics + {figures['setup_runs_s']:.0f} s runs"
+        f"event storage {figures['event_db_mb']:.1f} MiB on disk; setup {figures['setup_metrics_s']:.0f} s metrics + {figures['setup_runs_s']:.0f} s runs"
     )
     print(f"  {'phase':44s} {'seconds':>8s}  deleted")
     accounted = 0.0
@@ -203,6 +205,18 @@ def main() -> None:
         if url:
             with tempfile.TemporaryDirectory() as folder:
                 _print(_measure(Path(folder), url))
+    # Production: the metric database and Dagster's storage (dagster.yaml) both on PostgreSQL.
+    with _postgres_database() as url, _postgres_database() as dagster_url:
+        if url and dagster_url:
+            with tempfile.TemporaryDirectory() as folder:
+                _print(_measure(Path(folder), url, sa_url_for_dagster(dagster_url)))
+
+
+def sa_url_for_dagster(url: str) -> str:
+    """dagster-postgres wants a plain `postgresql://` URL (it picks psycopg2 itself)."""
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 if __name__ == "__main__":
