@@ -1,6 +1,6 @@
-"""The lifecycle's Dagster side: revoke/remove jobs for operators in the UI, the nightly deletion job,
-and a sensor that raises the alarm (and requests the deletion) when a removed connection's data
-outlives the 30-day promise. Connectors are reached only through their plugin interface."""
+"""The lifecycle's Dagster side: revoke/remove/close-workspace jobs for operators in the UI, the nightly
+deletion job, and a sensor that raises the alarm (and requests the deletion) when a removed connection's
+data outlives the 30-day promise. Connectors are reached only through their plugin interface."""
 
 from datetime import timedelta
 
