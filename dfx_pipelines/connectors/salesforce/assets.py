@@ -19,7 +19,7 @@ from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.redaction import redacted_exceptions
-from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.registry import Connection, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "salesforce"
@@ -64,11 +64,14 @@ def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, p
     written, last_rows, soql = 0, [], ""
     for partition in partitions:
         calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
+        # The values are as of the query's start: write-back's If-Unmodified-Since uses this instant, so
+        # a record someone edits while we compute is not overwritten.
+        began = utcnow()
         query, rows = compute_metric(client, metric, connection, partition.day)
         soql = query.soql
         provenance = Provenance(
             context.run.run_id, query.soql, api_calls=client.api_calls - calls,
-            records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_,
+            records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_, computed_at=began,
         )
         summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance)
         written += summary.rows_written

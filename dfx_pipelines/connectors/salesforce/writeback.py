@@ -3,8 +3,9 @@ nowhere else (promise P9).
 
 Every write is checked before a request exists: the (object, field) pair must be one of the
 connection's designations, describe must say the field is `updateable`, and the record id must look
-like a Salesforce id. `If-Unmodified-Since` (the metric's computation time) keeps us from overwriting
-a record someone changed after we computed. A dry run reports what would be written and sends nothing.
+like a Salesforce id. `If-Unmodified-Since` (when the metric's query started) keeps us from overwriting
+a record someone changed while or after we computed. A dry run reports what would be written and sends
+nothing.
 """
 
 import re

@@ -245,3 +245,26 @@ def test_a_malformed_record_id_in_the_metric_store_is_refused_before_any_request
     with pytest.raises(WriteRefused, match="not a Salesforce record id"):
         write_back(client, env.connection, plan_writes(env.platform, env.connection), dry_run=True)
     assert env.requests[before:] == [] and env.sandbox.app.write_audit == []
+
+
+def test_a_campaign_edited_while_the_metric_was_computed_is_not_overwritten(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dfx_pipelines.platform.metric_store import MetricStore
+
+    org = env.sandbox.org
+    changed = sorted(env.amounts())[0]
+    store_result = MetricStore.write
+
+    def edited_before_the_result_is_stored(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        # A person saves the campaign after our query started and before its result is stored. Whole
+        # seconds apart: HTTP dates and the org's timestamps carry no fractions.
+        time.sleep(2.1)
+        org.advance(max(datetime.now(timezone.utc) - timedelta(seconds=1) - org.now, timedelta(0)))
+        org.update("Campaign", changed, {"Status": "Completed"})
+        return store_result(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MetricStore, "write", edited_before_the_result_is_stored)
+        assert Materializer(env.platform, env.resource, env.instance)(["campaign_sourced_pipeline"], partition_key="sf-acme").success
+    outcomes = {o["record_id"]: o["outcome"] for o in env.run_job(dry_run=False).output_for_node("write_designated_fields")}
+    assert outcomes[changed] == "conflict"  # the value was computed before their edit: it must not overwrite it
+    assert {c: o for c, o in outcomes.items() if c != changed} == {c: "written" for c in env.amounts() if c != changed}
