@@ -275,9 +275,10 @@ def connect_salesforce_command(
     """Authorize with OAuth 2.0 + PKCE and register the connection with its selection."""
     import dagster as dg
 
-    from dfx_pipelines.connectors.salesforce.connect import LoopbackRedirectListener, connect_salesforce
+    from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
     from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
     from dfx_pipelines.connectors.salesforce.oauth import LOOPBACK_HOSTS
+    from dfx_pipelines.platform.consent import code_receiver
     from dfx_pipelines.platform.errors import ConfigError
     from dfx_pipelines.platform.partitions import sync_partitions
     from dfx_pipelines.platform.services import get_platform
@@ -296,19 +297,8 @@ def connect_salesforce_command(
         from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 
         redirect_uri, receive = "https://localhost/oauth/callback", (lambda url: complete_authorization(session, url))
-    elif paste:
-        redirect_uri = "https://localhost/oauth/callback"
-
-        def receive(url: str) -> str:
-            click.echo(f"Open this URL, approve, then paste the address you were redirected to:\n\n  {url}\n")
-            return click.prompt("redirect URL", hide_input=True)
     else:
-        listener = LoopbackRedirectListener(port)
-        redirect_uri = listener.redirect_uri
-
-        def receive(url: str) -> str:
-            click.echo(f"Open this URL in a browser and approve:\n\n  {url}\n\nWaiting on {listener.redirect_uri} ...")
-            return listener.wait()
+        redirect_uri, receive = code_receiver(paste=paste, paste_redirect_uri="https://localhost/oauth/callback", port=port)
 
     connection = connect_salesforce(
         platform, session, config=config, login_url=login_url, client_id=resource.client_id,

@@ -140,23 +140,12 @@ def _connect_cloud(
 
         def receive(url: str) -> str:
             return complete_consent(url, ca_pem_path=ca)
-    elif paste:
-        if not redirect_uri:
-            raise ConfigError("--paste needs --redirect-uri: the callback URL registered in the Atlassian app")
-        redirect = redirect_uri
-
-        def receive(url: str) -> str:
-            click.echo(f"Open this URL, approve, then paste the address you were redirected to:\n\n  {url}\n")
-            return click.prompt("redirect URL", hide_input=True)
     else:
-        from dfx_pipelines.connectors.salesforce.connect import LoopbackRedirectListener
+        if paste and not redirect_uri:
+            raise ConfigError("--paste needs --redirect-uri: the callback URL registered in the Atlassian app")
+        from dfx_pipelines.platform.consent import code_receiver
 
-        listener = LoopbackRedirectListener(port)
-        redirect = listener.redirect_uri
-
-        def receive(url: str) -> str:
-            click.echo(f"Open this URL in a browser and approve:\n\n  {url}\n\nWaiting on {listener.redirect_uri} ...")
-            return listener.wait()
+        redirect, receive = code_receiver(paste=paste, paste_redirect_uri=redirect_uri or "", port=port)
 
     return connect_jira_cloud(
         platform, config=config, session=resource.session(platform), token_session=resource.token_session(platform),

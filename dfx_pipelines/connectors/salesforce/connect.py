@@ -7,9 +7,6 @@ at a browser, a pasted redirect URL, or (sandbox and tests) the sandbox's progra
 
 from __future__ import annotations
 
-import http.server
-import threading
-import urllib.parse
 from typing import Any, Callable
 
 import requests
@@ -139,45 +136,3 @@ def connect_salesforce(
             except DfxError:
                 pass
         raise
-
-
-class LoopbackRedirectListener:
-    """Receives the OAuth redirect on http://127.0.0.1:<port>/callback (for a person at a browser)."""
-
-    def __init__(self, port: int = 0):
-        self._result: str | None = None
-        self._ready = threading.Event()
-        listener = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if urllib.parse.urlsplit(self.path).path != "/callback":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                listener._result = self.path
-                listener._ready.set()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.end_headers()
-                self.wfile.write(b"DataFlow-Xpert received the authorization. You can close this tab.")
-
-            def log_message(self, *args: Any) -> None:  # the query string carries the code: never log it
-                pass
-
-        self._server = http.server.HTTPServer(("127.0.0.1", port), Handler)
-
-    @property
-    def redirect_uri(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/callback"
-
-    def wait(self, timeout: float = 300) -> str:
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            if not self._ready.wait(timeout):
-                raise ConfigError(f"no authorization arrived at {self.redirect_uri} within {timeout:.0f}s")
-            return self._result or ""
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
