@@ -51,22 +51,83 @@ def embedded_dagster_home(settings: Settings) -> Path:
     return home
 
 
+def _host_and_port(url: str) -> str | None:
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+    return f"{parts.hostname}:{port}" if parts.hostname else None
+
+
+def describe_failure(exc: BaseException) -> tuple[int, str]:
+    """(exit status, one line) for anything a command raised: the project's errors say what is wrong
+    already; a network error names the host it could not reach (never the URL, whose query may carry an
+    OAuth `state` or code); anything else is named by its type. Secrets are masked and query strings cut."""
+    import re
+
+    import requests
+
+    from dfx_pipelines.platform.redaction import redact
+
+    if isinstance(exc, DfxError):
+        code, text = exc.exit_code, str(exc)
+    elif isinstance(exc, requests.RequestException):
+        request = getattr(exc, "request", None)
+        where = _host_and_port(getattr(request, "url", None) or "") or "the remote host"
+        code, text = 1, f"cannot reach {where} ({type(exc).__name__})"
+    else:
+        code, text = 1, f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)"
+    text = re.sub(r"(https?://[^\s'\"?]*)\?[^\s'\")]*", r"\1?…", redact(text))
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [type(exc).__name__]
+    return code, " ".join(lines)[:500]
+
+
 class _CliGroup(click.Group):
-    """Turns the project's own errors into one clear line and exit code 2, never a traceback."""
+    """Every command's failure is one line on stderr and a status: 2 for bad input, 1 for an operation
+    that failed. No traceback unless -v (and then still redacted); no secret or OAuth state either way."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.ClickException as exc:  # usage errors too: one line, not click's three
+            hint = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DfxError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            code, line = describe_failure(exc)
+            if ctx.params.get("verbose"):
+                import traceback
+
+                from dfx_pipelines.platform.redaction import redact
+
+                click.echo(redact(traceback.format_exc()), err=True)
+            click.echo(f"error: {line}", err=True)
+            ctx.exit(code)
 
 
 @click.group(cls=_CliGroup)
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging (still redacted).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks (still redacted).")
 def main(verbose: bool) -> None:
     """DataFlow-Xpert pipelines."""
+    from dfx_pipelines.platform.cli_input import check_settings
+
     _setup_logging(verbose)
+    check_settings(Settings.from_env())  # every command, before it touches a store
 
 
 # ------------------------------------------------------------------ demo and local development
@@ -160,9 +221,9 @@ def sandbox_serve(faults: tuple[str, ...], scale: int | None) -> None:
     from dfx_pipelines.connectors import plugins
     from dfx_pipelines.platform.sandbox import EchoApp, Faults, SandboxCA, SandboxServer
 
+    rules = [Faults.parse(spec) for spec in faults]  # a malformed spec fails before anything starts
     settings = Settings.from_env()
     ca = SandboxCA(settings.sandbox_dir)
-    rules = [Faults.parse(spec) for spec in faults]
     servers = [SandboxServer(EchoApp(token="echo-sandbox-token"), ca=ca).start()]
     running = [connector.start_sandbox(ca, scale=scale) for connector in plugins()]
     for server in servers + [s for r in running for s in r.servers]:
@@ -224,9 +285,11 @@ def workspace_close(workspace_id: str, actor: str) -> None:
 def _parse_selection(specs: tuple[str, ...], selection_file: str | None) -> dict[str, list[str]]:
     from dfx_pipelines.platform.errors import ConfigError
 
+    from dfx_pipelines.platform.cli_input import read_json_file
+
     objects: dict[str, list[str]] = {}
     if selection_file:
-        loaded = json.loads(Path(selection_file).read_text())
+        loaded = read_json_file(selection_file, "--selection-file")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{selection_file} must hold a JSON object of object name -> list of fields")
         objects.update(loaded)
@@ -459,9 +522,19 @@ def vault_rotate_master_key() -> None:
         count = store.rotate_master_key(store.keyring)
         click.echo(f"re-wrapped {count} data keys under {store.keyring.active_id}; you may now remove the other keys from DFX_MASTER_KEY")
         return
-    rotated = store.keyring.with_new_active_key()
-    rotated.save(settings.master_key_file)  # both keys on disk before any data key changes
-    count = store.rotate_master_key(rotated)
+    original = store.keyring
+    rotated = original.with_new_active_key()
+    # The new key goes on disk *beside* the old one, the old one still active: a crash at any point
+    # leaves every data key readable. Only once all are re-wrapped and verified does the new key become
+    # the active one; a failure puts the key file back as it was (the vault restores its records).
+    from dfx_pipelines.platform.vault import MasterKeyring
+
+    MasterKeyring(keys={**original.keys, rotated.active_id: rotated.active_key}, active_id=original.active_id).save(settings.master_key_file)
+    try:
+        count = store.rotate_master_key(rotated)
+    except BaseException:
+        original.save(settings.master_key_file)
+        raise
     rotated.retiring_all_but_active().save(settings.master_key_file)
     click.echo(f"re-wrapped {count} data keys: master key {old_id} -> {rotated.active_id} (old key retired)")
 

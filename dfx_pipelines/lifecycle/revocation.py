@@ -54,9 +54,19 @@ def revoke_connection(platform: Platform, plugin: ConnectorPlugin, connection_id
         provider = plugin.revoke_at_provider(platform, connection)
         provider_revoked, provider_detail = provider.provider_revoked, provider.detail
     except DfxError as exc:
-        provider_revoked, provider_detail = False, f"provider revocation failed ({exc}); local credentials destroyed anyway"
-        log.warning("%s: %s", connection.id, provider_detail)
+        provider_revoked, provider_detail, provider_failed = False, f"provider revocation failed ({exc})", True
+    else:
+        provider_failed = False
     receipt = platform.vault.destroy_connection(connection.workspace_id, connection.id)
+    if provider_failed:
+        # Say what was actually done locally, after doing it: not a promise made before the attempt.
+        destroyed = receipt.data_key_id is not None or receipt.secrets_deleted > 0
+        local = (
+            f"local credentials destroyed anyway ({receipt.secrets_deleted} secrets, data key {receipt.data_key_id or 'none'})"
+            if destroyed else "no credentials were held locally, so nothing was destroyed"
+        )
+        provider_detail = f"{provider_detail}; {local}"
+        log.warning("%s: %s", connection.id, provider_detail)
     platform.registry.set_status(connection.id, target)
     details = {
         "provider_revoked": provider_revoked,

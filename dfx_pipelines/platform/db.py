@@ -15,6 +15,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from dfx_pipelines.platform.errors import ConfigError
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -48,17 +50,41 @@ def is_current(engine: sa.Engine) -> bool:
         return set(MigrationContext.configure(connection, opts={"version_table": "dfx_alembic_version"}).get_current_heads()) == heads
 
 
+def describe_url(url: str) -> str:
+    """The URL as it may be shown: password hidden (also when the URL does not parse)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "a malformed URL"
+
+
+def _open(url: str) -> sa.Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # A wrong host must fail in seconds, not hang: PostgreSQL's libpq waits forever without connect_timeout.
+    connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def get_engine(url: str) -> sa.Engine:
-    """The engine for `url`, created and migrated once per process."""
+    """The engine for `url`, created and migrated once per process. A database that cannot be opened is
+    a `ConfigError` naming it (password hidden) and the driver's first line, never a traceback."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, pool_pre_ping=True)
-            if engine.dialect.name == "sqlite":
-                sa.event.listen(engine, "connect", _enable_sqlite_foreign_keys)
-            migrate(engine)
+            try:
+                engine = _open(url)
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"the metric database {describe_url(url)} cannot be opened: {reason[:200]}") from None
             _engines[url] = engine
         return engine
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 
 class DfxError(Exception):
-    """Base of every error the project raises on purpose."""
+    """Base of every error the project raises on purpose. `exit_code` is what `dfx` exits with: 1 for an
+    operation that failed, 2 for input (an option, a file, a variable, an id) that is wrong."""
+
+    exit_code = 1
 
 
 class ConfigError(DfxError):
     """Invalid configuration: a connection, a selection, a setting, an environment variable."""
+
+    exit_code = 2
 
 
 class IdentifierError(ConfigError):
@@ -17,6 +22,8 @@ class IdentifierError(ConfigError):
 
 class UnknownConnectionError(DfxError):
     """No connection with that id (or slug) exists in the registry."""
+
+    exit_code = 2
 
 
 class ConnectionInactiveError(DfxError):
@@ -41,3 +48,5 @@ class AuthError(ConnectorError):
 
 class UnsafeDestinationError(ConnectorError):
     """A URL we were asked to send a credential to is not one we trust for that credential."""
+
+    exit_code = 2

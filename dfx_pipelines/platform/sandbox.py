@@ -177,21 +177,39 @@ class Faults:
 
     @staticmethod
     def parse(spec: str) -> FaultRule:
-        """Parse a CLI fault spec: `rate_limit:count=3,retry_after=1` or `server_error:probability=0.1`."""
+        """Parse a CLI fault spec: `rate_limit:count=3,retry_after=1` or `server_error:probability=0.1`.
+        A malformed spec is a `ConfigError` naming the option and what it expects."""
+        from dfx_pipelines.platform.errors import ConfigError
+
+        def number(key: str, value: str, kind: type, low: float, high: float) -> Any:
+            try:
+                parsed = kind(value)
+            except ValueError:
+                parsed = None
+            if parsed is None or not (low <= parsed <= high):  # also refuses nan, and inf for floats
+                raise ConfigError(f"fault {spec!r}: {key} must be a {kind.__name__} from {low:g} to {high:g}, got {value!r}")
+            return parsed
+
         kind, _, options_text = spec.partition(":")
+        if kind not in FAULT_KINDS:
+            raise ConfigError(f"fault {spec!r}: unknown kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
         options: dict[str, Any] = {}
         for pair in filter(None, options_text.split(",")):
-            key, _, value = pair.partition("=")
-            if key in ("count",):
-                options[key] = None if value in ("", "inf", "none") else int(value)
-            elif key in ("probability", "retry_after", "delay"):
-                options[key] = float(value)
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ConfigError(f"fault {spec!r}: expected option=value, got {pair!r}")
+            if key == "count":
+                options[key] = None if value in ("", "inf", "none") else number(key, value, int, 0, 1_000_000)
+            elif key == "probability":
+                options[key] = number(key, value, float, 0.0, 1.0)
+            elif key in ("retry_after", "delay"):
+                options[key] = number(key, value, float, 0.0, 3600.0)
             elif key == "status":
-                options[key] = int(value)
+                options[key] = number(key, value, int, 100, 599)
             elif key == "path_prefix":
                 options[key] = value
             else:
-                raise ValueError(f"unknown fault option {key!r} in {spec!r}")
+                raise ConfigError(f"fault {spec!r}: unknown option {key!r} (count, probability, retry_after, delay, status, path_prefix)")
         return FaultRule(kind=kind, **options)
 
 

@@ -442,15 +442,34 @@ class Vault:
 
     def rotate_master_key(self, new_keyring: MasterKeyring) -> int:
         """Re-wrap every data key under `new_keyring.active_id`; secrets themselves are untouched.
-        Each data key is unwrapped with the old keyring before anything is written, so a wrong keyring
-        fails before the first write."""
-        unwrapped = []
+
+        All or nothing: every data key is unwrapped with the current keyring before anything is written
+        (a wrong keyring or a damaged record fails with nothing changed); each re-wrapped record is read
+        back and verified under the new keyring; if any write or check fails, every record already
+        rewritten is put back byte for byte and the current keyring stays in force."""
+        planned = []
         for workspace_id, connection_id in self.connections():
-            record = self._load_data_key_record(workspace_id, connection_id)
-            if record is None:
+            name = _data_key_name(workspace_id, connection_id)
+            original = self.backend.read(name)
+            if original is None:
                 continue
-            unwrapped.append((workspace_id, connection_id, record["id"], self._unwrap(workspace_id, connection_id, record)))
-        self.keyring = new_keyring
-        for workspace_id, connection_id, data_key_id, key in unwrapped:
-            self.backend.write(_data_key_name(workspace_id, connection_id), self._wrap(workspace_id, connection_id, data_key_id, key))
-        return len(unwrapped)
+            record = self._load_data_key_record(workspace_id, connection_id)
+            assert record is not None
+            key = self._unwrap(workspace_id, connection_id, record)
+            planned.append((workspace_id, connection_id, name, original, record["id"], key))
+        current, rewritten = self.keyring, []
+        try:
+            self.keyring = new_keyring
+            for workspace_id, connection_id, name, original, data_key_id, key in planned:
+                rewritten.append((name, original))
+                self.backend.write(name, self._wrap(workspace_id, connection_id, data_key_id, key))
+            for workspace_id, connection_id, _name, _original, data_key_id, key in planned:
+                record = self._load_data_key_record(workspace_id, connection_id)
+                if record is None or record.get("kid") != new_keyring.active_id or self._unwrap(workspace_id, connection_id, record) != key:
+                    raise VaultError(f"data key of {workspace_id}/{connection_id} did not verify after re-wrapping")
+        except BaseException:
+            self.keyring = current
+            for name, original in reversed(rewritten):
+                self.backend.write(name, original)
+            raise
+        return len(planned)

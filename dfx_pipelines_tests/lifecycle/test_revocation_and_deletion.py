@@ -134,6 +134,17 @@ def test_provider_unreachable_still_destroys_our_copy(platform, workspace, sf_sa
     assert platform.registry.get("sf-acme").status is ConnectionStatus.REVOKED
 
 
+def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+    """The provider cannot be reached (its token is already gone from the vault) and nothing is left to
+    destroy locally: the report must say so, not claim credentials were "destroyed anyway"."""
+    connect(platform, sf_sandbox, sf_resource)
+    platform.vault.destroy_connection("acme", "sf-acme")  # e.g. a vault restored from an older backup
+    report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=False, actor="test")
+    assert not report.provider_revoked and report.secrets_deleted == 0 and report.data_key_id is None
+    assert "destroyed anyway" not in report.provider_detail and "nothing was destroyed" in report.provider_detail
+    assert "nothing was destroyed" in report.summary()
+
+
 def test_unknown_and_active_connections(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
     with pytest.raises(UnknownConnectionError, match="sf-ghost"):
         revoke_connection(platform, SALESFORCE, "sf-ghost", remove=False, actor="test")

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from dfx_pipelines.platform.errors import AuthError, ConnectorError
+from dfx_pipelines.platform.errors import AuthError, ConfigError, ConnectorError
 from dfx_pipelines.platform.http import RetryPolicy, api_calls, build_session, check_response, parse_retry_after
 from dfx_pipelines.platform.sandbox import EchoApp, Faults, SandboxServer
 
@@ -126,7 +126,7 @@ def test_faults_are_path_scoped_and_seeded() -> None:
     assert 0 < sum(fired) < 20
     assert faults.next_fault("/v1/ping") is None
     assert Faults.parse("rate_limit:count=3,retry_after=2").retry_after == 2
-    with pytest.raises(ValueError, match="unknown fault kind"):
+    with pytest.raises(ConfigError, match="unknown kind .meteor."):
         Faults.parse("meteor:count=1")
 
 

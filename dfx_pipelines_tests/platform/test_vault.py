@@ -118,6 +118,36 @@ def test_rotation_with_a_keyring_missing_the_old_key_writes_nothing(vault: Vault
     assert (tmp_path / "vault/datakeys/acme/sf-acme.json").read_bytes() == before
 
 
+class FailingOnWrite(LocalFileBackend):
+    """A storage fault: the n-th data-key write fails (a full disk, a Secret Manager outage)."""
+
+    def __init__(self, root: Path, fail_on: int):
+        super().__init__(root)
+        self.fail_on, self.data_key_writes = fail_on, 0
+
+    def write(self, name: str, data: bytes) -> None:
+        if name.startswith("datakeys/"):
+            self.data_key_writes += 1
+            if self.data_key_writes == self.fail_on:
+                raise OSError(28, "No space left on device")
+        super().write(name, data)
+
+
+@pytest.mark.parametrize("fail_on", [1, 2, 3])
+def test_rotation_failing_halfway_puts_every_data_key_back(vault: Vault, tmp_path: Path, fail_on: int) -> None:
+    for name in ("sf-acme", "jira-acme", "bq-acme"):
+        vault.put(ref(name), f"token-of-{name}")
+    records = sorted((tmp_path / "vault").rglob("*.json"))
+    before = {p: p.read_bytes() for p in records}
+    flaky = Vault(FailingOnWrite(tmp_path / "vault", fail_on), vault.keyring)
+    with pytest.raises(OSError, match="No space"):
+        flaky.rotate_master_key(vault.keyring.with_new_active_key())
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "vault").rglob("*.json"))} == before
+    assert flaky.keyring is vault.keyring  # the old keyring stays in force
+    for name in ("sf-acme", "jira-acme", "bq-acme"):
+        assert vault.get(ref(name)).get_secret_value() == f"token-of-{name}"
+
+
 @pytest.mark.parametrize("length", [16, 24, 31, 33])
 def test_keys_must_be_32_bytes(length: int) -> None:
     with pytest.raises(VaultError, match="32 bytes"):

@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
+from dfx_pipelines.platform.cli_input import BoundedAmount, read_json_file
 from dfx_pipelines.platform.errors import ConfigError
+
+# A month's BigQuery budget and an on-demand price: finite, positive, and within what any customer
+# would mean (on-demand list prices are a few USD per TiB; no one types a budget above ten million).
+BUDGET_USD = BoundedAmount(0, 10_000_000)
+PRICE_PER_TIB_USD = BoundedAmount(0, 1_000, allow_minimum=False)
 
 
 def _decider(value: str | None) -> str:
@@ -57,8 +63,8 @@ def bigquery() -> None:
 @click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False), help="The service-account JSON key; read into memory and encrypted into the vault.")
 @click.option("--select", "selects", multiple=True, required=True, help="dataset:table1,table2 (repeatable). Only these are ever queried.")
 @click.option("--columns", "narrows", multiple=True, help="dataset.table:col1,col2 narrows a table to these columns (repeatable).")
-@click.option("--budget-usd", type=float, default=None, help="Monthly budget; without one no query runs.")
-@click.option("--price-per-tib-usd", type=float, default=6.25, show_default=True, help="On-demand price of the project's region.")
+@click.option("--budget-usd", type=BUDGET_USD, default=None, help="Monthly budget; without one no query runs.")
+@click.option("--price-per-tib-usd", type=PRICE_PER_TIB_USD, default=6.25, show_default=True, help="On-demand price of the project's region.")
 @click.option("--project", default=None, help="Project to query (default: the key's project_id).")
 @click.option("--location", default="US", show_default=True)
 @click.option("--metric-specs", "specs_file", type=click.Path(exists=True, dir_okay=False), help="JSON list of metric specs.")
@@ -80,7 +86,7 @@ def connect(
     from dfx_pipelines.platform.services import get_platform
 
     platform = get_platform()
-    specs = json.loads(Path(specs_file).read_text()) if specs_file else []
+    specs = read_json_file(specs_file, "--metric-specs") if specs_file else []
     endpoint: dict[str, Any] = {"location": location, "metric_specs": specs, "granted_policy_tags": list(granted)}
     if project:
         endpoint["project"] = project

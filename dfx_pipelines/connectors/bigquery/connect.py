@@ -22,6 +22,24 @@ from dfx_pipelines.platform.services import Platform
 
 KIND = "bigquery"
 DEFAULT_LOCATION = "US"
+# Connecting is interactive: each metadata call (with the token request it may make) gets 5 s, and all
+# of a call's retries together 12 s, so `dfx connect bigquery` answers within 30 s even when Google (or
+# whatever the key's token_uri names) accepts connections and never replies. google-cloud-bigquery's
+# own default would keep retrying for 600 s.
+CALL_TIMEOUT_S = 5.0
+CALL_DEADLINE_S = 12.0
+
+
+def _hosts(info: dict[str, str], api_endpoint: str | None) -> str:
+    import urllib.parse
+
+    def host(url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        return f"{parts.hostname}:{parts.port or 443}"
+
+    api = host(api_endpoint or "https://bigquery.googleapis.com")
+    token = host(info["token_uri"])
+    return api if api == token else f"{api} (API) or {token} (token endpoint)"
 
 
 def _tags(schema_field: Any) -> list[str]:
@@ -29,11 +47,19 @@ def _tags(schema_field: Any) -> list[str]:
     return sorted(set(own + [t for sub in schema_field.fields or () for t in _tags(sub)]))
 
 
-def describe_selection(client: Any, project: str, selection: Selection) -> tuple[list[str], dict[str, TableInfo], dict[str, Any]]:
+def describe_selection(
+    client: Any, project: str, selection: Selection, *, timeout: float | None = None, deadline: float | None = None,
+) -> tuple[list[str], dict[str, TableInfo], dict[str, Any]]:
     """(problems, table infos, `discovered` metadata) for a selection, from datasets.get/tables.get only
-    (metadata calls: no query job, nothing billed)."""
+    (metadata calls: no query job, nothing billed). `timeout` bounds each call, `deadline` its retries."""
     from google.api_core import exceptions
     from google.cloud import bigquery
+
+    bounded: dict[str, Any] = {}
+    if timeout is not None:
+        bounded["timeout"] = timeout
+    if deadline is not None:
+        bounded["retry"] = bigquery.DEFAULT_RETRY.with_deadline(deadline)
 
     problems: list[str] = []
     infos: dict[str, TableInfo] = {}
@@ -45,7 +71,7 @@ def describe_selection(client: Any, project: str, selection: Selection) -> tuple
             problems.append(f"dataset {dataset} selects no tables (list the tables and views to share)")
             continue
         try:
-            client.get_dataset(bigquery.DatasetReference(project, dataset))
+            client.get_dataset(bigquery.DatasetReference(project, dataset), **bounded)
         except exceptions.NotFound:
             problems.append(f"dataset {dataset} does not exist in project {project}")
             continue
@@ -55,7 +81,7 @@ def describe_selection(client: Any, project: str, selection: Selection) -> tuple
         for name in tables:
             key = f"{dataset}.{name}"
             try:
-                table = client.get_table(bigquery.TableReference(bigquery.DatasetReference(project, dataset), name))
+                table = client.get_table(bigquery.TableReference(bigquery.DatasetReference(project, dataset), name), **bounded)
             except exceptions.NotFound:
                 problems.append(f"table {key} does not exist")
                 continue
@@ -119,8 +145,15 @@ def connect_bigquery(
         from google.api_core import exceptions
         from google.auth import exceptions as auth_exceptions
 
+        import requests
+
         try:
-            problems, infos, discovered = describe_selection(client, endpoint["project"], connection.selection)
+            problems, infos, discovered = describe_selection(
+                client, endpoint["project"], connection.selection, timeout=CALL_TIMEOUT_S, deadline=CALL_DEADLINE_S,
+            )
+        except (auth_exceptions.TransportError, exceptions.RetryError, requests.RequestException):
+            where = _hosts(info, endpoint.get("api_endpoint"))
+            raise ConnectorError(f"BigQuery could not be reached: no answer from {where} within {CALL_DEADLINE_S:g} s") from None
         except auth_exceptions.GoogleAuthError as exc:
             raise AuthError(f"the service-account key was refused: {redact(str(exc))[:300]}") from None
         except exceptions.GoogleAPICallError as exc:

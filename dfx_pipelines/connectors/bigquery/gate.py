@@ -55,6 +55,8 @@ class DryRunFailed(GateError):
 class ApprovalInvalid(GateError):
     """An approval was named but cannot be used: unknown, not approved, used, expired or for another query."""
 
+    exit_code = 2  # the id a person typed names no approval they can act on
+
 
 class CapExceeded(GateError):
     """BigQuery refused to bill more than `maximum_bytes_billed`: the job failed unbilled; not retried."""
