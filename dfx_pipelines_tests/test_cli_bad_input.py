@@ -93,7 +93,7 @@ class Case:
     says: str  # a fragment the one line must contain
     env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[Path], None] | None = None
-    within_s: float = 30.0
+    within_s: float = 60.0  # generous: catches a hang, not a slow start on a busy machine
 
 
 def _file_in_the_way(tmp: Path) -> None:

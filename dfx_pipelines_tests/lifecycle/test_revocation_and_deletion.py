@@ -18,8 +18,8 @@ from dfx_pipelines.lifecycle import audit
 from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion, overdue, run_is_for
 from dfx_pipelines.lifecycle.definitions import deletion_overdue_sensor
 from dfx_pipelines.lifecycle.revocation import revoke_connection
-from dfx_pipelines.platform.errors import UnknownConnectionError
-from dfx_pipelines.platform.registry import ConnectionStatus
+from dfx_pipelines.platform.errors import ConnectorError, UnknownConnectionError
+from dfx_pipelines.platform.registry import ConnectionStatus, parse_connection
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines_tests.conftest import PG_ADMIN_URL
 from dfx_pipelines_tests.connectors.salesforce.conftest import ORG_NOW, Materializer, connect, sf_resource, sf_sandbox  # noqa: F401 - fixtures
@@ -134,15 +134,22 @@ def test_provider_unreachable_still_destroys_our_copy(platform, workspace, sf_sa
     assert platform.registry.get("sf-acme").status is ConnectionStatus.REVOKED
 
 
-def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
-    """The provider cannot be reached (its token is already gone from the vault) and nothing is left to
-    destroy locally: the report must say so, not claim credentials were "destroyed anyway"."""
-    connect(platform, sf_sandbox, sf_resource)
-    platform.vault.destroy_connection("acme", "sf-acme")  # e.g. a vault restored from an older backup
-    report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=False, actor="test")
+class _UnreachableProvider:
+    """The network edge only: the provider's revocation endpoint cannot be reached."""
+
+    def revoke_at_provider(self, platform, connection):  # noqa: ANN001, ANN201
+        raise ConnectorError("revocation endpoint unreachable")
+
+
+def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, workspace, caplog) -> None:  # noqa: ANN001
+    """The provider cannot be reached and we hold no credential for the connection: the report and the
+    warning must say that nothing was destroyed, not that credentials were "destroyed anyway"."""
+    platform.registry.add_connection(parse_connection({"id": "sf-bare", "workspace_id": "acme", "kind": "salesforce", "display_name": "Bare"}))
+    with caplog.at_level("WARNING"):
+        report = revoke_connection(platform, _UnreachableProvider(), "sf-bare", remove=False, actor="test")  # type: ignore[arg-type]
     assert not report.provider_revoked and report.secrets_deleted == 0 and report.data_key_id is None
-    assert "destroyed anyway" not in report.provider_detail and "nothing was destroyed" in report.provider_detail
-    assert "nothing was destroyed" in report.summary()
+    assert "nothing was destroyed" in report.summary() and "destroyed anyway" not in report.summary()
+    assert "destroyed anyway" not in caplog.text and "nothing was destroyed" in caplog.text
 
 
 def test_unknown_and_active_connections(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
