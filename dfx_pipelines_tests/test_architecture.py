@@ -4,6 +4,7 @@ lifecycle code; the pure parts (metric reducers, the budget arithmetic) import n
 client library nor anything that does I/O."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -83,4 +84,20 @@ def test_pure_modules_do_no_io(path: Path) -> None:
         module for module in imported_modules(path)
         if module.startswith("dfx_pipelines.") and module_path(module) not in {*PURE, *PURE_PLATFORM}
     }  # fmt: skip
+    assert offenders == set()
+
+
+def test_nothing_reads_outside_the_repository() -> None:
+    """A fresh clone on a user's machine has nothing beside it: no code, test or benchmark may name a
+    path outside the repository (the workplace's shared folder, an absolute home). Fixtures the tests
+    validate against live in the repository with their licences."""
+    repository = PACKAGE.parent
+    outside = re.compile(r"""["'](/work/|/home/|/root/|(\.\./)+shared\b)""")
+    offenders = {
+        f"{path.relative_to(repository)}:{number}"
+        for folder in ("dfx_pipelines", "dfx_pipelines_tests", "bench")
+        for path in modules_under(repository / folder)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if outside.search(line)
+    }
     assert offenders == set()

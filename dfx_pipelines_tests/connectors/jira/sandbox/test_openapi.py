@@ -10,6 +10,7 @@ its component schemas (SprintBean, SearchResults/IssueBean) or the documented ex
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
 from dfx_pipelines.connectors.jira.sandbox.server import start_jira_sandbox
 from dfx_pipelines_tests.connectors.jira.sandbox.conftest import http
 
-REFERENCE = Path("/work/shared/reference")
+SPECS = Path(__file__).with_name("specs")  # Atlassian's documents, Apache 2.0 (see specs/README.md)
 JIRA_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
 CONFIG = Config(
     spec_validator_cls=None,  # the published documents themselves fail strict spec validation (enum defaults)
@@ -32,7 +33,7 @@ CONFIG = Config(
 
 
 def _load(name: str) -> dict:
-    return json.loads((REFERENCE / name).read_text())
+    return json.loads(gzip.decompress((SPECS / f"{name}.gz").read_bytes()))
 
 
 @pytest.fixture(scope="module")
