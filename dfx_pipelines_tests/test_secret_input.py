@@ -21,7 +21,6 @@ from dfx_pipelines.connectors.salesforce import oauth as sf_oauth
 from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
 from dfx_pipelines.platform.errors import ConfigError, DfxError, VaultError
 from dfx_pipelines.platform.registry import parse_connection
-from dfx_pipelines.platform.secret_input import accept_secret
 from dfx_pipelines.platform.vault import MasterKeyring, SecretRef
 
 CONTROL = ["\n", "\r\n", "\r", "\x00", "\x1b[2J", "\x7f", "\u2028", "\u2029", "\u200b", "\u202e", "\ufeff", "\x85", "\t"]
@@ -55,6 +54,8 @@ class Answers(requests.Session):
 
 @pytest.mark.parametrize("control", CONTROL, ids=[repr(c) for c in CONTROL])
 def test_accept_secret_refuses_every_control_character_without_quoting_the_secret(control: str) -> None:
+    from dfx_pipelines.platform.secret_input import accept_secret
+
     secret = f"s3cret-value{control}second-line"
     with pytest.raises(ConfigError, match="control character") as error:
         accept_secret(secret, "the test token")
