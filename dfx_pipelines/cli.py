@@ -340,7 +340,8 @@ def connect_salesforce_command(
 
     from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
     from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
-    from dfx_pipelines.connectors.salesforce.oauth import LOOPBACK_HOSTS
+    from dfx_pipelines.connectors.salesforce.oauth import validate_salesforce_url
+    from dfx_pipelines.platform.endpoints import is_loopback_url
     from dfx_pipelines.platform.consent import code_receiver
     from dfx_pipelines.platform.errors import ConfigError
     from dfx_pipelines.platform.partitions import sync_partitions
@@ -353,9 +354,10 @@ def connect_salesforce_command(
         "id": connection_id, "workspace_id": workspace_id, "display_name": display_name,
         "selection": {"objects": _parse_selection(selects, selection_file)}, "write_back": _parse_write_back(write_backs),
     }
-    host = __import__("urllib.parse").parse.urlsplit(login_url).hostname
+    # Parsed, resolved and rebuilt before anything uses it (the sandbox decision included).
+    login_url = validate_salesforce_url(login_url, sandbox_allowed=platform.settings.sandbox_allowed, what="--login-url")
     if approve_sandbox:
-        if host not in LOOPBACK_HOSTS or not platform.settings.sandbox_allowed:
+        if not is_loopback_url(login_url) or not platform.settings.sandbox_allowed:
             raise ConfigError("--approve-sandbox works only with the local sandbox (loopback login URL, not production)")
         from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 

@@ -63,6 +63,28 @@ def _isolated_dagster_thread_state() -> Iterator[None]:
             logger.removeHandler(handler)
 
 
+PUBLIC_ADDRESS = "93.184.215.14"
+
+
+@pytest.fixture
+def vendor_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The network edge for tests that check a vendor's real host name in production mode: every URL
+    check resolves its host (`platform.endpoints`), and the test machine has no DNS. Names other than
+    loopback ones resolve to one public address; returns the names looked up."""
+    import socket
+
+    real, looked_up = socket.getaddrinfo, []
+
+    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        looked_up.append(host)
+        if host in ("localhost", "127.0.0.1", "::1"):
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC_ADDRESS, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return looked_up
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"DFX_HOME": str(tmp_path / "dfx_home")})

@@ -34,11 +34,13 @@ import requests
 import sqlalchemy as sa
 
 from dfx_pipelines.platform import identifiers, tables
-from dfx_pipelines.platform.errors import ConfigError, IdentifierError
+from dfx_pipelines.platform.endpoints import HostPolicy, check_endpoint
+from dfx_pipelines.platform.errors import ConfigError, IdentifierError, UnsafeDestinationError
 from dfx_pipelines.platform.redaction import redact, register_secret
 from dfx_pipelines.platform.registry import Connection, Registry, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
+from dfx_pipelines.platform.settings import Settings
 
 SUMMARY_LIMIT = 240
 _QUALIFIED = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)+([A-Za-z_][A-Za-z0-9_]*:)")
@@ -91,11 +93,36 @@ class SmtpResource(dg.ConfigurableResource):
             smtp.send_message(message)
 
 
+SLACK_WEBHOOK_HOST = "hooks.slack.com"
+
+
+def check_webhook_url(url: str, allowed_hosts: frozenset[str] = frozenset(), *, sandbox_allowed: bool) -> str:
+    """The webhook URL to post to, or ConfigError: https on `hooks.slack.com` under `/services/` (or on
+    a host the operator allow-listed), parsed and resolved by `platform.endpoints` like every endpoint
+    a secret goes to — so no userinfo trick, private, loopback (outside the sandbox) or metadata host.
+    The messages never quote the URL: its path is the secret."""
+    policy = HostPolicy(exact=frozenset({SLACK_WEBHOOK_HOST}) | allowed_hosts, description=f"{SLACK_WEBHOOK_HOST} or an allow-listed host (DFX_SLACK_WEBHOOK_HOSTS)")
+    try:
+        checked = check_endpoint(url, what="the Slack webhook URL", policy=policy, sandbox_allowed=sandbox_allowed, path=None, sandbox_schemes=("https", "http"))
+    except UnsafeDestinationError as exc:
+        raise ConfigError(f"{exc} (an incoming webhook is https://{SLACK_WEBHOOK_HOST}/services/…)") from None
+    if checked.host == SLACK_WEBHOOK_HOST and not checked.path.startswith("/services/"):
+        raise ConfigError(f"the Slack webhook URL must be https://{SLACK_WEBHOOK_HOST}/services/…")
+    return checked.url
+
+
 class SlackWebhookResource(dg.ConfigurableResource):
-    """An optional Slack incoming webhook (the URL is a secret: `EnvVar("DFX_SLACK_WEBHOOK_URL")`)."""
+    """An optional Slack incoming webhook (the URL is a secret: `EnvVar("DFX_SLACK_WEBHOOK_URL")`).
+    Only `https://hooks.slack.com/services/…` unless `allowed_hosts` (or DFX_SLACK_WEBHOOK_HOSTS,
+    comma-separated) names another host, e.g. a company's outbound relay."""
 
     url: Optional[str] = None  # unset: DFX_SLACK_WEBHOOK_URL; neither: no Slack message
+    allowed_hosts: Optional[str] = None  # unset: DFX_SLACK_WEBHOOK_HOSTS
     timeout_seconds: float = 10.0
+
+    def _allowed_hosts(self) -> frozenset[str]:
+        text = self.allowed_hosts if self.allowed_hosts is not None else os.environ.get("DFX_SLACK_WEBHOOK_HOSTS", "")
+        return frozenset(host.lower() for host in text.split(",") if host)
 
     def resolved_url(self) -> Optional[str]:
         url = self.url or os.environ.get("DFX_SLACK_WEBHOOK_URL") or None
@@ -106,10 +133,8 @@ class SlackWebhookResource(dg.ConfigurableResource):
         url = self.resolved_url()
         if not url:
             return
-        host = requests.utils.urlparse(url).hostname or ""
-        if not url.startswith("https://") and not _is_loopback(host):
-            raise ConfigError("the Slack webhook must be an https:// URL")
-        response = requests.post(url, json={"text": text}, timeout=self.timeout_seconds)
+        checked = check_webhook_url(url, self._allowed_hosts(), sandbox_allowed=Settings.from_env().sandbox_allowed)
+        response = requests.post(checked, json={"text": text}, timeout=self.timeout_seconds, allow_redirects=False)
         if response.status_code >= 300:
             raise ConfigError(f"Slack webhook answered {response.status_code}")
 

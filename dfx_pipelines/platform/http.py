@@ -5,7 +5,8 @@ anything it logs.
 Why an adapter and not `session.verify`: with `trust_env` on (the default) `requests` takes
 `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE` from the environment per request and silently ignores
 `session.verify`. The sandbox adapter forces `verify=` per request instead, and is mounted only on
-`https://127.0.0.1` and `https://localhost`, so every other host keeps normal verification.
+`https://127.0.0.1` and `https://localhost` and applies the CA only to a request whose parsed host is
+loopback, so every other host keeps normal verification.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from dfx_pipelines.platform.endpoints import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,9 @@ class RetryingAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        if self.ca_bundle is not None:
+        if self.ca_bundle is not None and is_loopback_url(request.url):
+            # Mounting is by URL prefix, and `https://127.0.0.1.evil.example` or `https://127.0.0.1:1@evil.example`
+            # share the sandbox's prefix: the CA is forced only when the *parsed* host is loopback.
             kwargs["verify"] = self.ca_bundle
         method = (request.method or "GET").upper()
         may_retry_errors = self.policy.retry_all_methods or method in IDEMPOTENT_METHODS

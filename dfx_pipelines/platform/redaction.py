@@ -1,7 +1,10 @@
 """Keeps secrets out of logs, event storage and exception text.
 
 Three layers, because each catches what the others miss:
-- `redact(text)` masks every *live* secret (each value the vault decrypts registers itself here) and
+- `redact(text)` masks every *live* secret (each value the vault decrypts registers itself here) — as
+  it is and in its escaped forms: JSON-escaped (a backslash before a quote or solidus, `\\u00e9`),
+  URL-encoded (either case of hex, `+` for a space), and base64 (standard and URL-safe, at any byte
+  alignment, so a secret inside a longer base64 text such as a Basic-auth header is caught too) — and
   anything token-shaped (Bearer tokens, private-key blocks, JWTs, Salesforce session ids, `token=` pairs).
 - `install_redaction()` wraps the process's LogRecord factory so a record's message is redacted the
   moment it is created — before Dagster's log manager turns `context.log` calls into events that land
@@ -14,7 +17,9 @@ as an exception's cause.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -22,6 +27,7 @@ from typing import Any, Iterator
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
+_MIN_BASE64_FRAGMENT = 8  # a base64 fragment shorter than this could occur by chance in ordinary text
 
 _TOKEN_PATTERNS = [
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL),
@@ -66,8 +72,51 @@ class _SecretRegistry:
             if self._pattern is None and self._values:
                 # Longest first, so a secret that contains another is masked whole.
                 ordered = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+                encoded = sorted({form for v in ordered for form in _base64_forms(v)}, key=len, reverse=True)
+                self._pattern = re.compile("|".join([*(_escaped_forms_pattern(v) for v in ordered), *(re.escape(f) for f in encoded)]))
             return self._pattern
+
+
+def _any_case(hex_digits: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in hex_digits)
+
+
+def _char_forms(char: str) -> str:
+    """A regex for one character of a secret as it appears raw, URL-encoded or JSON-escaped."""
+    if char.isascii() and char.isalnum():
+        return char  # no encoder escapes a letter or a digit
+    forms = {re.escape(char), "".join("%" + _any_case(f"{byte:02X}") for byte in char.encode("utf-8"))}
+    if char == " ":
+        forms.add(r"\+")  # form encoding
+    escaped = json.dumps(char)  # '"\\""', '"\\\\"', '"\\n"'; beyond ASCII '"\\u00e9"' (a surrogate pair beyond the BMP)
+    forms.add(re.escape(escaped[1:-1]))
+    if "\\u" in escaped:
+        forms.add("".join(r"\\u" + _any_case(unit) for unit in escaped[1:-1].split("\\u")[1:]))
+    if ord(char) <= 0xFFFF:
+        forms.add(r"\\u" + _any_case(f"{ord(char):04x}"))  # any character may be \u-escaped (HTML-safe encoders)
+    if char == "/":
+        forms.add(r"\\/")  # JSON may escape a solidus
+    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
+
+
+def _escaped_forms_pattern(value: str) -> str:
+    return "".join(_char_forms(char) for char in value)
+
+
+def _base64_forms(value: str) -> set[str]:
+    """Base64 of the secret, whole and as the fragment that appears when it sits at any of the three
+    byte alignments inside a longer base64 text, in the standard and the URL-safe alphabet."""
+    data = value.encode("utf-8")
+    forms: set[str] = set()
+    whole = base64.b64encode(data).decode("ascii")
+    forms.update({whole, whole.rstrip("=")})
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode("ascii")
+        first = -(-offset * 8 // 6)  # the first character made only of the secret's bits
+        last = (offset + len(data)) * 8 // 6  # one past the last such character
+        forms.add(encoded[first:last])
+    forms |= {f.replace("+", "-").replace("/", "_") for f in forms}
+    return {f for f in forms if len(f) >= _MIN_BASE64_FRAGMENT}
 
 
 SECRETS = _SecretRegistry()

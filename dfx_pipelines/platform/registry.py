@@ -10,6 +10,7 @@ Adding a connection writes the registry row and the vault secrets together or no
 from __future__ import annotations
 
 import enum
+import unicodedata
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
@@ -35,21 +36,21 @@ class ConnectionStatus(str, enum.Enum):
 # -------------------------------------------------------------- per-kind identifier rules
 
 
-def _salesforce_selection(selection: "Selection") -> None:
+def _salesforce_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
     for obj, fields in selection.objects.items():
         identifiers.salesforce_name(obj)
         for field in fields:
             identifiers.salesforce_field_path(field)
 
 
-def _jira_selection(selection: "Selection") -> None:
-    for key in selection.projects:
-        identifiers.jira_project_key(key)
+def _jira_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
+    for key in selection.projects:  # Cloud keys are shorter than Data Center's: the limit follows the flavour
+        identifiers.jira_project_key(key, flavour=endpoint.get("flavour"))
     for board in selection.boards:
         identifiers.jira_board_id(board)
 
 
-def _bigquery_selection(selection: "Selection") -> None:
+def _bigquery_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
     for dataset, tables_ in selection.datasets.items():
         identifiers.bigquery_dataset(dataset)
         for table in tables_:
@@ -71,7 +72,7 @@ def _bigquery_source_field(value: str) -> str:
 
 
 # kind → (selection validator, field-mapper source validator). A new connector kind adds one line here.
-KIND_RULES: dict[str, tuple[Callable[["Selection"], None], Callable[[str], Any]]] = {
+KIND_RULES: dict[str, tuple[Callable[["Selection", Mapping[str, Any]], None], Callable[[str], Any]]] = {
     "salesforce": (_salesforce_selection, _salesforce_source_field),
     "jira": (_jira_selection, identifiers.jira_field_id),
     "bigquery": (_bigquery_selection, _bigquery_source_field),
@@ -82,7 +83,20 @@ KIND_RULES: dict[str, tuple[Callable[["Selection"], None], Callable[[str], Any]]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True)
+    # No `str_strip_whitespace`: a customer's selection is exactly what they typed, or an error. Trimming
+    # `Opportunity\n` into `Opportunity` would silently accept a value the customer never saw refused.
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _display_text(value: str) -> str:
+    """Free text shown to people (names in the UI, email subjects): no control or format characters,
+    which would split a header line or hide text; surrounding spaces are refused, not trimmed."""
+    if value != value.strip():
+        raise ValueError("has surrounding whitespace")
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ValueError(f"contains the control character U+{ord(bad):04X}")
+    return value
 
 
 class Selection(_Model):
@@ -170,6 +184,11 @@ class Workspace(_Model):
     def _id(cls, value: str) -> str:
         return identifiers.workspace_id(value)
 
+    @field_validator("name", "owner_email")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _display_text(value)
+
 
 class Connection(_Model):
     id: str
@@ -198,6 +217,11 @@ class Connection(_Model):
     def _workspace(cls, value: str) -> str:
         return identifiers.workspace_id(value)
 
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: str) -> str:
+        return _display_text(value)
+
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
@@ -208,7 +232,7 @@ class Connection(_Model):
     @model_validator(mode="after")
     def _identifiers(self) -> "Connection":
         validate_selection, validate_source = KIND_RULES[self.kind]
-        validate_selection(self.selection)
+        validate_selection(self.selection, self.endpoint)
         targets = [mapping.target for mapping in self.field_mapper]
         if len(set(targets)) != len(targets):
             raise ValueError(f"field mapper maps the same target twice: {targets}")

@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import SecretNotFoundError, VaultError
 from dfx_pipelines.platform.redaction import register_secret
+from dfx_pipelines.platform.secret_input import has_control_character
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,11 @@ class MasterKeyring:
 
     @classmethod
     def from_env_value(cls, value: str) -> "MasterKeyring":
-        """`DFX_MASTER_KEY`: base64 of 32 bytes, or `id:base64,id:base64` with the active key first."""
+        """`DFX_MASTER_KEY`: base64 of 32 bytes, or `id:base64,id:base64` with the active key first.
+        A control character anywhere (a stray line break from a secrets file) is refused, not trimmed."""
+        register_secret(value)
+        if has_control_character(value):
+            raise VaultError("DFX_MASTER_KEY contains a control character (a line break?): refused; give base64 of 32 bytes on one line")
         entries = [part.strip() for part in value.split(",") if part.strip()]
         if not entries:
             raise VaultError("DFX_MASTER_KEY is empty")
@@ -393,6 +398,10 @@ class Vault:
         if not plaintext:
             raise VaultError(f"refusing to store an empty {ref.kind} for {ref.workspace_id}/{ref.connection_id}")
         register_secret(plaintext)
+        # The last line of defence behind each input's own check: nothing stored can carry a line break
+        # into a header or a log line later (a service-account key is stored as compact JSON: escaped).
+        if has_control_character(plaintext.decode("utf-8", "replace")):
+            raise VaultError(f"refusing to store a {ref.kind} containing a control character for {ref.workspace_id}/{ref.connection_id}")
         data_key_id, key = self._data_key(ref.workspace_id, ref.connection_id, create=True)
         nonce = pysecrets.token_bytes(NONCE_BYTES)
         ciphertext = AESGCM(key).encrypt(nonce, plaintext, ref.associated_data(data_key_id))

@@ -6,6 +6,8 @@ import pytest
 
 from dfx_pipelines.platform.redaction import MASK, RedactingFormatter, install_redaction, redact, register_secret
 
+from .escaped_forms import escaped_forms
+
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n"
 
 
@@ -54,3 +56,47 @@ def test_record_factory_redacts_at_creation(caplog: pytest.LogCaptureFixture) ->
     register_secret("factory-secret-abcdef")
     logging.getLogger("dfx_pipelines.test").warning("got %s from the vault", "factory-secret-abcdef")
     assert "factory-secret-abcdef" not in caplog.text and "got [REDACTED] from the vault" in caplog.text
+
+
+ESCAPED_SECRET = 'esc4ped/s3cr"et+with=\\odd chars&é?'
+
+
+@pytest.mark.parametrize("form", sorted(escaped_forms(ESCAPED_SECRET)))
+def test_a_secrets_escaped_forms_are_masked(form: str) -> None:
+    import base64
+
+    register_secret(ESCAPED_SECRET)
+    planted = escaped_forms(ESCAPED_SECRET)[form]
+    assert planted != ESCAPED_SECRET or form == "json, non-ASCII kept"
+    text = redact(f"request failed: {planted} (retrying)")
+    assert planted not in text and MASK in text
+    if form.startswith("base64 inside"):  # what is left cannot be decoded back to the secret
+        for chunk in text.split():
+            try:
+                assert ESCAPED_SECRET.encode() not in base64.b64decode(chunk + "==", validate=False)
+            except ValueError:
+                pass
+
+
+def test_escaped_forms_are_masked_in_log_records_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    install_redaction()
+    secret = 'log/s3cr"et+&value'
+    register_secret(secret)
+    forms = escaped_forms(secret)
+    for name, planted in forms.items():
+        logging.getLogger("dfx_pipelines.test").warning("%s: %s", name, planted)
+    assert not [name for name, planted in forms.items() if planted in caplog.text]
+    formatter = RedactingFormatter("%(message)s")
+    try:
+        raise ValueError(f"payload {forms['json']} and {forms['url, lower-case hex']} and {forms['base64']}")
+    except ValueError:
+        import sys
+
+        output = formatter.format(logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()))
+    assert not [name for name in ("json", "url, lower-case hex", "base64") if forms[name] in output] and "ValueError" in output
+
+
+def test_masking_escaped_forms_leaves_ordinary_text_alone() -> None:
+    register_secret("another/s3cret+value")
+    text = 'GET /services/data/v59.0/query?q=SELECT+Id+FROM+Opportunity 200 {"done": true, "url": "\\/a\\/b"} dXNlcjpwYXNz'
+    assert redact(text) == text

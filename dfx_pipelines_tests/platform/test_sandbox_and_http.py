@@ -152,3 +152,23 @@ def test_paging_through_the_echo_api(server: SandboxServer) -> None:
         items += page["items"]
         url = f"{server.url}{page['next']}" if page["next"] else None
     assert items == list(range(25))
+
+
+def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox adapter is mounted by URL prefix, and `https://127.0.0.1.evil.example` or
+    `https://127.0.0.1:1@evil.example` share that prefix: the CA must follow the parsed host, not the text."""
+    verify_by_url: dict[str, object] = {}
+
+    def network_edge(self, request, **kwargs):  # noqa: ANN001, ANN003
+        verify_by_url[request.url] = kwargs.get("verify")
+        raise requests.ConnectionError("nothing is sent in this test")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", network_edge)
+    session = session_for(server, max_attempts=1)
+    lookalikes = ["https://127.0.0.1.evil.example/", "https://127.0.0.1:1@evil.example/", "https://localhost.evil.example/", "https://127.0.0.1@evil.example/"]
+    for url in [*lookalikes, f"{server.url}/v1/ping"]:
+        with pytest.raises(requests.ConnectionError):
+            session.get(url)
+    # Normal verification (the default store, or the environment's bundle), never the sandbox CA, never off.
+    assert {url: verify_by_url[url] for url in lookalikes if verify_by_url[url] in (server.ca_pem_path, False, None)} == {}
+    assert verify_by_url[f"{server.url}/v1/ping"] == server.ca_pem_path

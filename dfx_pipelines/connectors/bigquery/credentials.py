@@ -18,9 +18,11 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Mapping
 
 from dfx_pipelines.platform import identifiers
+from dfx_pipelines.platform.endpoints import HostPolicy, check_endpoint
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError, UnsafeDestinationError
-from dfx_pipelines.platform.http import NO_RETRY, SANDBOX_PREFIXES, build_session
+from dfx_pipelines.platform.http import NO_RETRY, build_session
 from dfx_pipelines.platform.redaction import register_secret
+from dfx_pipelines.platform.secret_input import has_control_character
 
 if TYPE_CHECKING:
     import requests
@@ -32,29 +34,51 @@ SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 REQUIRED_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email", "token_uri")
 MAX_KEY_BYTES = 64 * 1024
-_PEM = re.compile(r"^-----BEGIN (?:RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END (?:RSA )?PRIVATE KEY-----\n?$")
+_PEM = re.compile(r"-----BEGIN (?:RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END (?:RSA )?PRIVATE KEY-----\n?")
 _EMAIL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}@[a-z][a-z0-9.-]{2,200}\.gserviceaccount\.com$")
 
 
-def _is_loopback_https(url: str) -> bool:
-    return any(url == prefix or url.startswith(prefix + ":") or url.startswith(prefix + "/") for prefix in SANDBOX_PREFIXES)
+GOOGLE_TOKEN_HOSTS = HostPolicy(exact=frozenset({"oauth2.googleapis.com"}), description="Google's token endpoint (oauth2.googleapis.com)")
+# The only custom API endpoint is the local sandbox: no public host is ever admitted.
+SANDBOX_ONLY = HostPolicy(description="the local sandbox (a custom BigQuery endpoint is allowed only for it, in sandbox mode)")
+
+
+def _has_control_character(value: object) -> bool:
+    if isinstance(value, str):
+        return has_control_character(value)
+    if isinstance(value, dict):
+        return any(_has_control_character(k) or _has_control_character(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_control_character(v) for v in value)
+    return False
+
+
+def _host_of(url: object) -> str:
+    try:
+        return urllib.parse.urlsplit(str(url)).hostname or "?"
+    except ValueError:
+        return "?"
 
 
 def check_token_uri(token_uri: str, *, sandbox_allowed: bool) -> str:
-    """Signed assertions go to Google's token endpoint only (the local sandbox's, in sandbox mode)."""
-    if token_uri == GOOGLE_TOKEN_URI or (sandbox_allowed and _is_loopback_https(token_uri)):
-        return token_uri
-    host = urllib.parse.urlsplit(token_uri).hostname or "?"
-    raise UnsafeDestinationError(f"service-account key's token_uri points at {host}, not {GOOGLE_TOKEN_URI}: refused")
+    """Signed assertions go to Google's token endpoint only (the local sandbox's, in sandbox mode).
+    Parsed and resolved by `platform.endpoints`: `https://127.0.0.1:1@evil.example/token` is evil.example."""
+    try:
+        checked = check_endpoint(token_uri, what="service-account key's token_uri", policy=GOOGLE_TOKEN_HOSTS, sandbox_allowed=sandbox_allowed, path=None)
+    except UnsafeDestinationError as exc:
+        raise UnsafeDestinationError(f"service-account key's token_uri points at {_host_of(token_uri)}, not {GOOGLE_TOKEN_URI}: refused ({exc})") from None
+    if not checked.sandbox and checked.path != "/token":
+        raise UnsafeDestinationError(f"service-account key's token_uri must be {GOOGLE_TOKEN_URI}, got path {checked.path!r}: refused")
+    return checked.url
 
 
 def check_api_endpoint(api_endpoint: str | None, *, sandbox_allowed: bool) -> str | None:
     """None is Google's BigQuery; anything else must be the loopback sandbox, in sandbox mode only."""
     if api_endpoint is None:
         return None
-    if sandbox_allowed and _is_loopback_https(api_endpoint.rstrip("/")):
-        return api_endpoint.rstrip("/")
-    raise UnsafeDestinationError("a custom BigQuery endpoint is allowed only for the local sandbox in sandbox mode")
+    if not sandbox_allowed:
+        raise UnsafeDestinationError("a custom BigQuery endpoint is allowed only for the local sandbox in sandbox mode")
+    return check_endpoint(api_endpoint, what="BigQuery API endpoint", policy=SANDBOX_ONLY, sandbox_allowed=True, path=None).url
 
 
 def parse_service_account_key(data: str | bytes, *, sandbox_allowed: bool) -> dict[str, str]:
@@ -85,7 +109,12 @@ def parse_service_account_key(data: str | bytes, *, sandbox_allowed: bool) -> di
     if missing:
         raise ConfigError(f"service-account key lacks {', '.join(missing)}")
     register_secret(info["private_key"])
-    if not _PEM.match(info["private_key"]):
+    # Control characters: none in any field (a line break in client_email or token_uri would reach a
+    # header or a log line); the PEM's own line breaks are the only ones, and `_PEM` allows nothing else.
+    bad = sorted(name for name, value in info.items() if name != "private_key" and _has_control_character(value))
+    if bad:
+        raise ConfigError(f"service-account key's {', '.join(bad)} contain(s) a control character: refused")
+    if not _PEM.fullmatch(info["private_key"]):
         raise ConfigError("service-account key's private_key is not a PEM private key")
     if not re.fullmatch(r"[0-9a-f]{16,64}", info["private_key_id"]):
         raise ConfigError("service-account key's private_key_id is malformed")
@@ -95,7 +124,7 @@ def parse_service_account_key(data: str | bytes, *, sandbox_allowed: bool) -> di
         identifiers.bigquery_project(info["project_id"])
     except IdentifierError:
         raise ConfigError("service-account key's project_id is not a valid project id") from None
-    check_token_uri(info["token_uri"], sandbox_allowed=sandbox_allowed)
+    info["token_uri"] = check_token_uri(info["token_uri"], sandbox_allowed=sandbox_allowed)  # use what was judged
     return {str(k): v for k, v in info.items()}
 
 

@@ -37,7 +37,7 @@ NUMERIC_TYPES = {"INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC"
 class MetricSpec(BaseModel):
     """One metric a customer defined over a selected table."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)  # never trimmed: exactly as written, or refused
 
     name: str
     table: str  # dataset.table

@@ -30,7 +30,7 @@ from dagster_gcp import BigQueryResource as DagsterGcpBigQueryResource
 from pydantic import Field, field_validator
 
 from dfx_pipelines.connectors.bigquery import gate
-from dfx_pipelines.connectors.bigquery.credentials import build_client, check_api_endpoint
+from dfx_pipelines.connectors.bigquery.credentials import build_client, check_api_endpoint, check_token_uri
 from dfx_pipelines.connectors.bigquery.gate import (
     BudgetNotConfigured,
     CapExceeded,
@@ -468,6 +468,7 @@ class BigQueryResource(DagsterGcpBigQueryResource):
             import json
 
             key = json.loads(platform.vault.get(connection.secret_ref("service_account_key")).get_secret_value())
+            check_token_uri(key.get("token_uri"), sandbox_allowed=sandbox_allowed)  # before any assertion is signed and sent
             return build_client(key, project=project, location=location, api_endpoint=api_endpoint, sandbox_ca=self.sandbox_ca(platform))
 
         store = BudgetStore(platform.engine, clock or (lambda: datetime.now(timezone.utc)))

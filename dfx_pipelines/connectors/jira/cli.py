@@ -10,39 +10,43 @@ arguments land in shell history and in `ps` output.
 from __future__ import annotations
 
 import os
-import urllib.parse
 from typing import Any, Callable
 
 import click
 
-from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform import identifiers
+from dfx_pipelines.platform.errors import ConfigError, IdentifierError
+from dfx_pipelines.platform.secret_input import accept_secret
 
 TOKEN_ENV = "JIRA_API_TOKEN"
 
 
 def _parse_boards(boards: tuple[str, ...]) -> list[int]:
+    """Board ids exactly as typed: ASCII digits only (`²` passes `str.isdigit()` and then breaks `int()`)."""
     parsed = []
     for board in boards:
-        if not board.strip().isdigit():
-            raise ConfigError(f"--board {board!r}: expected a numeric board id")
-        parsed.append(int(board))
+        try:
+            parsed.append(identifiers.jira_board_id(board))
+        except IdentifierError as exc:
+            raise ConfigError(f"--board {board!r}: expected a numeric board id ({exc})") from None
     return parsed
 
 
 def _parse_maps(maps: tuple[str, ...]) -> list[dict[str, str]]:
+    """`target=customfield_id`, not trimmed: the registry refuses surrounding whitespace with a clear error."""
     mapper = []
     for spec in maps:
         target, sep, source = spec.partition("=")
-        if not sep or not target.strip() or not source.strip().startswith("customfield_"):
+        if not sep or not target or not source.startswith("customfield_"):
             raise ConfigError(f"--map {spec!r}: expected target=customfield_id (e.g. story_points=customfield_10016)")
-        mapper.append({"target": target.strip(), "source": source.strip()})
+        mapper.append({"target": target, "source": source})
     return mapper
 
 
 def _loopback(url: str) -> bool:
-    from dfx_pipelines.connectors.jira.auth import LOOPBACK_HOSTS
+    from dfx_pipelines.platform.endpoints import is_loopback_url
 
-    return urllib.parse.urlsplit(url).hostname in LOOPBACK_HOSTS
+    return is_loopback_url(url)
 
 
 @click.group("jira")
@@ -129,6 +133,7 @@ def _connect_cloud(
     client_secret = os.environ.get("JIRA_CLIENT_SECRET") or (SANDBOX_CLIENT_SECRET if sandbox_url else None)
     if not client_secret:
         raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET (and JIRA_CLIENT_ID)")
+    client_secret = accept_secret(client_secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
 
     receive: Callable[[str], str]
     if approve_sandbox:
@@ -157,15 +162,16 @@ def _connect_cloud(
 def _connect_token(platform: Any, resource: Any, config: dict[str, Any], base_url: str, username: str | None, reauthorize: bool) -> Any:
     from dfx_pipelines.connectors.jira.connect import connect_jira_token
 
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    if urllib.parse.urlsplit(base_url).scheme != "https" or not host:
-        raise ConfigError(f"--base-url {base_url!r}: expected an https:// URL")
+    from dfx_pipelines.platform.endpoints import parse_url
+
+    host = parse_url(base_url, what="--base-url").host  # parsed, never prefix-matched; checked in full by connect
     flavour = "cloud" if host.endswith(".atlassian.net") else "datacenter"
     if flavour == "cloud" and not username:
         raise ConfigError("a Cloud site's API token needs --username (the account email); or use --cloud for OAuth")
-    token = os.environ.get(TOKEN_ENV) or click.prompt("Jira API token" if username else "Jira personal access token", hide_input=True)
-    if not token.strip():
-        raise ConfigError("no token given")
+    from_env = os.environ.get(TOKEN_ENV)
+    token = from_env or click.prompt("Jira API token" if username else "Jira personal access token", hide_input=True)
+    # Refused, never trimmed: a pasted second line would otherwise ride into the Authorization header.
+    token = accept_secret(token, f"the Jira token from ${TOKEN_ENV}" if from_env else "the Jira token typed at the prompt")
     credentials = {"username": username, "secret": token} if username else {"personal_access_token": token}
     return connect_jira_token(
         platform, config=config, session=resource.session(platform), base_url=base_url, flavour=flavour, reauthorize=reauthorize, **credentials,

@@ -263,7 +263,7 @@ class JiraClient:
         field selection for worklogs, so their comments cross the wire; they are dropped here, unread."""
         start = 0
         while True:
-            page = self.get(f"/rest/api/{self.api}/issue/{int(issue_id)}/worklog", "issue worklogs", startAt=start, maxResults=1000)
+            page = self.get(f"/rest/api/{self.api}/issue/{identifiers.jira_issue_id(issue_id)}/worklog", "issue worklogs", startAt=start, maxResults=1000)
             worklogs = page.get("worklogs") or []
             self.records_read += len(worklogs)
             for worklog in worklogs:
@@ -274,7 +274,7 @@ class JiraClient:
 
     def request_slas(self, issue_id: str) -> list[dict[str, Any]]:
         """SLA values of one service request, keeping only what `sla_status_rows` reads."""
-        payload = self.get(f"/rest/servicedeskapi/request/{int(issue_id)}/sla", "request SLA")
+        payload = self.get(f"/rest/servicedeskapi/request/{identifiers.jira_issue_id(issue_id)}/sla", "request SLA")
         values = payload.get("values") or []
         self.records_read += len(values)
         return [

@@ -24,6 +24,7 @@ from dfx_pipelines.connectors.jira.query import EPIC_LINK_PLUGIN, SPRINT_PLUGIN,
 from dfx_pipelines.connectors.jira.resource import basic_header, checked_base
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
 from dfx_pipelines.platform.registry import Connection, parse_connection
+from dfx_pipelines.platform.secret_input import accept_optional_secret, accept_secret, has_control_character
 from dfx_pipelines.platform.services import Platform
 
 # Given the authorize URL, return the redirect URL (or its query string) that carries code and state.
@@ -113,6 +114,7 @@ def connect_jira_cloud(
 ) -> Connection:
     """Jira Cloud through 3LO. In sandbox mode `auth_url`/`api_origin` are the sandbox's loopback URL."""
     sandbox_allowed = platform.settings.sandbox_allowed
+    client_secret = accept_secret(client_secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
     auth_url = auth.check_atlassian_origin(auth_url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL")
     api_origin = auth.check_atlassian_origin(api_origin, auth.ATLASSIAN_API_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian API URL")
     draft, existing = _draft(platform, config, reauthorize)
@@ -152,6 +154,10 @@ def connect_jira_token(
     """Data Center with a personal access token (Bearer) or basic auth; or a Cloud site with an account
     email and API token (basic auth, `flavour="cloud"`, only to *.atlassian.net)."""
     draft, existing = _draft(platform, config, reauthorize)
+    personal_access_token = accept_optional_secret(personal_access_token, "the Jira personal access token")
+    secret = accept_optional_secret(secret, "the Jira API token")
+    if username is not None and (has_control_character(username) or ":" in username or username != username.strip()):
+        raise ConfigError("the Jira username must be one line without ':' or surrounding whitespace")
     if personal_access_token and flavour == "datacenter":
         mode, header, secrets = "pat", f"Bearer {personal_access_token}", {"api_token": personal_access_token}
     elif username and secret:

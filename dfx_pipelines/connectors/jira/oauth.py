@@ -21,7 +21,7 @@ from dfx_pipelines.connectors.jira import auth
 from dfx_pipelines.platform.errors import AuthError
 from dfx_pipelines.platform.http import RetryPolicy, build_session, translate_errors
 from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redirect, new_state  # noqa: F401 - re-exported
-from dfx_pipelines.platform.redaction import register_secret
+from dfx_pipelines.platform.secret_input import accept_secret
 
 AUDIENCE = "api.atlassian.com"
 # 429 and 503 mean the server did not act, so they are safe to retry; nothing else is for a token call.
@@ -93,8 +93,8 @@ def _token_call(session: requests.Session, auth_url: str, body: dict[str, str], 
         description = payload.get("error_description", "")
         raise AuthError(f"Atlassian {what} failed: {error}" + (f" ({description})" if description else ""))
     for key in ("access_token", "refresh_token"):
-        if payload.get(key):
-            register_secret(payload[key])
+        if payload.get(key) is not None:  # registered, then judged: a token with a line break is refused
+            accept_secret(payload[key], f"the {key} in Atlassian's {what} response", ascii_only=True)
     if not payload.get("access_token"):
         raise AuthError(f"Atlassian {what} returned no access token")
     return TokenSet(

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import logging
 import threading
-import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -25,9 +24,11 @@ import requests
 
 from dfx_pipelines.connectors.jira import auth, oauth
 from dfx_pipelines.connectors.jira.client import JiraClient, StaticCredentials
+from dfx_pipelines.platform.endpoints import is_loopback_url
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.http import RetryPolicy, build_session
 from dfx_pipelines.platform.registry import Connection, ConnectionSettings
+from dfx_pipelines.platform.secret_input import accept_secret
 from dfx_pipelines.platform.services import Platform
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,8 @@ class JiraResource(dg.ConfigurableResource):
 
     def oauth_client_secret(self, platform: Platform, connection: Connection) -> str:
         if self.client_secret:
-            return self.client_secret
-        host = urllib.parse.urlsplit(str(connection.endpoint.get("auth_url") or "")).hostname
-        if platform.settings.sandbox_allowed and host in auth.LOOPBACK_HOSTS:
+            return accept_secret(self.client_secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
+        if platform.settings.sandbox_allowed and is_loopback_url(str(connection.endpoint.get("auth_url") or "")):
             return SANDBOX_CLIENT_SECRET
         raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET")
 

@@ -17,6 +17,7 @@ from dfx_pipelines.connectors.salesforce import oauth
 from dfx_pipelines.platform.errors import ConfigError, DfxError
 from dfx_pipelines.platform.http import translate_errors
 from dfx_pipelines.platform.registry import Connection, Selection, parse_connection
+from dfx_pipelines.platform.secret_input import accept_optional_secret
 from dfx_pipelines.platform.services import Platform
 
 # Given the authorize URL, return the redirect URL (or its query string) that carries code and state.
@@ -90,7 +91,8 @@ def connect_salesforce(
     selection, field_mapper, write_back, settings) without endpoint or secrets. With `reauthorize`, an
     existing active connection of that id gets new tokens and endpoint (its history is kept)."""
     sandbox_allowed = platform.settings.sandbox_allowed
-    oauth.validate_salesforce_url(login_url, sandbox_allowed=sandbox_allowed, what="login URL")
+    client_secret = accept_optional_secret(client_secret, "the Salesforce client secret (SALESFORCE_CLIENT_SECRET)")
+    login_url = oauth.validate_salesforce_url(login_url, sandbox_allowed=sandbox_allowed, what="login URL")
     draft = parse_connection({**config, "kind": "salesforce"})  # every identifier checked before any request
     existing = platform.registry.find(draft.id)
     if existing is not None and not (reauthorize and existing.is_active and existing.kind == "salesforce"):

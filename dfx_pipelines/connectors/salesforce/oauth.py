@@ -6,7 +6,6 @@ Salesforce's username/password flow is never used and no password is ever asked 
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,10 +13,11 @@ from datetime import datetime, timezone
 import requests
 from pydantic import SecretStr
 
-from dfx_pipelines.platform.errors import AuthError, UnsafeDestinationError
+from dfx_pipelines.platform.endpoints import HostPolicy, check_endpoint
+from dfx_pipelines.platform.errors import AuthError
 from dfx_pipelines.platform.http import translate_errors
 from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redirect, new_state  # noqa: F401 - re-exported
-from dfx_pipelines.platform.redaction import register_secret
+from dfx_pipelines.platform.secret_input import accept_secret
 
 # The product's minimum scopes (P7): CRM objects need only `api`; `refresh_token` keeps the connection
 # alive; `cdp_query_api` is Data Cloud SQL. A token granted anything else is refused.
@@ -31,29 +31,15 @@ SALESFORCE_HOST_SUFFIXES = (
     ".salesforce-setup.com",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+SALESFORCE_HOSTS = HostPolicy(suffixes=SALESFORCE_HOST_SUFFIXES, description=f"a Salesforce domain ({', '.join(SALESFORCE_HOST_SUFFIXES)})")
 
 
 def validate_salesforce_url(url: str, *, sandbox_allowed: bool, what: str = "instance_url") -> str:
-    """Refuse any URL we would send a Salesforce token to unless it is https on a Salesforce host
-    (or, in sandbox mode only, https on loopback). Checked before every request that carries a token."""
-    parsed = urllib.parse.urlsplit(url or "")
-    host = (parsed.hostname or "").lower()
-    if parsed.scheme != "https":
-        raise UnsafeDestinationError(f"{what} must use https, got {parsed.scheme or 'no scheme'}://{host}")
-    if parsed.username or parsed.password or parsed.query or parsed.fragment:
-        raise UnsafeDestinationError(f"{what} must be a bare origin (no credentials, query or fragment): host {host}")
-    if host in LOOPBACK_HOSTS:
-        if sandbox_allowed:
-            return url.rstrip("/")
-        raise UnsafeDestinationError(f"{what} points at loopback host {host}, allowed only for the sandbox (not in production)")
-    try:
-        ipaddress.ip_address(host)
-        raise UnsafeDestinationError(f"{what} is a bare IP address ({host}), not a Salesforce host")
-    except ValueError:
-        pass
-    if not any(host.endswith(suffix) for suffix in SALESFORCE_HOST_SUFFIXES):
-        raise UnsafeDestinationError(f"{what} host {host!r} is not a Salesforce domain ({', '.join(SALESFORCE_HOST_SUFFIXES)})")
-    return url.rstrip("/")
+    """Refuse any URL we would send a Salesforce token to unless it is https on a Salesforce host, port
+    443, a bare origin that resolves to public addresses only (or, in sandbox mode only, https on
+    loopback). Parsed and resolved by `platform.endpoints`; returns the origin rebuilt from the parse.
+    Checked before every request that carries a token."""
+    return check_endpoint(url, what=what, policy=SALESFORCE_HOSTS, sandbox_allowed=sandbox_allowed).origin
 
 
 @dataclass(frozen=True)
@@ -120,9 +106,11 @@ def _token_call(session: requests.Session, login_url: str, form: dict[str, str],
         error = payload.get("error", f"HTTP {response.status_code}") if isinstance(payload, dict) else f"HTTP {response.status_code}"
         description = payload.get("error_description", "") if isinstance(payload, dict) else ""
         raise AuthError(f"Salesforce {what} failed: {error}" + (f" ({description})" if description else ""))
+    if not isinstance(payload, dict) or not payload.get("access_token"):
+        raise AuthError(f"Salesforce {what} returned no access token")
     for key in ("access_token", "refresh_token"):
-        if payload.get(key):
-            register_secret(payload[key])
+        if payload.get(key) is not None:  # registered, then judged: a token with a line break is refused
+            accept_secret(payload[key], f"the {key} in Salesforce's {what} response", ascii_only=True)
     return payload
 
 

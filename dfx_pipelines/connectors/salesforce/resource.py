@@ -29,6 +29,7 @@ from dfx_pipelines.platform.errors import AuthError, ConnectorError
 from dfx_pipelines.platform.http import RetryPolicy, api_calls, build_session, bytes_received, translate_errors
 from dfx_pipelines.platform.redaction import redact
 from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.secret_input import accept_optional_secret
 from dfx_pipelines.platform.services import Platform
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class SalesforceClient:
         self.connection = connection
         self.session = session
         self.client_id = client_id
-        self.client_secret = client_secret
+        self.client_secret = accept_optional_secret(client_secret, "the Salesforce client secret (SALESFORCE_CLIENT_SECRET)")
         self.api_version = api_version
         self.sandbox_allowed = platform.settings.sandbox_allowed
         self.instance_url = oauth.validate_salesforce_url(connection.endpoint.get("instance_url", ""), sandbox_allowed=self.sandbox_allowed)

@@ -149,7 +149,7 @@ def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sand
     assert json.loads(platform.vault.get(again.secret_ref("service_account_key")).get_secret_value())["private_key_id"] == rotated["private_key_id"]
 
 
-def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox) -> None:  # noqa: ANN001
+def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns) -> None:  # noqa: ANN001
     settings = Settings.from_env({"DFX_HOME": str(tmp_path / "prod"), "DFX_MODE": "production", "DFX_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()})
     platform = Platform(settings)
     key = json.dumps(bq_sandbox.service_account_key)

@@ -52,7 +52,7 @@ def test_a_revoked_connection_fails_at_the_first_step_with_no_request(platform, 
     assert jira_cloud.requests[before:] == []
 
 
-def test_tokens_go_only_to_atlassian_hosts() -> None:
+def test_tokens_go_only_to_atlassian_hosts(vendor_dns: list[str]) -> None:
     cloud_id = "c9e5fda1-f8a5-5b25-af2a-cf53be1f99d7"
     assert auth.check_gateway_base(f"https://api.atlassian.com/ex/jira/{cloud_id}", sandbox_allowed=False) == f"https://api.atlassian.com/ex/jira/{cloud_id}"
     for bad in (

@@ -69,3 +69,36 @@ def test_bad_input_is_one_clear_line(platform, workspace, extra, error) -> None:
     assert result.exit_code == 2, result.output
     assert error in result.output and len(result.output.strip().splitlines()) == 1
     assert get_platform().registry.find("jira-x") is None
+
+
+@pytest.mark.parametrize("bad_token", ["{pat}\nsecond-line", "{pat}\r\nsecond-line", "{pat}\x1b[2Jsecond-line", "{pat}\u2028second-line", "{pat}\n"])
+def test_a_token_with_a_control_character_is_refused_and_never_echoed(platform, workspace, monkeypatch, bad_token) -> None:  # noqa: ANN001
+    """A Jira token with a newline used to be accepted, and the text after the newline reached stderr
+    (`Bearer [REDACTED]\\nsecond-line`). Now it is refused at input, before any request."""
+    with make_sandbox("datacenter") as datacenter:
+        _trust_sandbox_ca(platform, datacenter, monkeypatch)
+        monkeypatch.setenv("JIRA_API_TOKEN", bad_token.format(pat=datacenter.personal_access_token))
+        before = len(datacenter.requests)
+        result = CliRunner().invoke(main, ["connect", "jira", "--workspace", "acme", "--id", "jira-dc-nl", "--name", "DC", *SELECTION_ARGS[:6], "--base-url", datacenter.url])
+        assert result.exit_code == 2, result.output
+        assert "control character" in result.output and "JIRA_API_TOKEN" in result.output
+        assert "second-line" not in result.output and datacenter.personal_access_token not in result.output
+        assert datacenter.requests[before:] == []  # refused before anything was sent
+        assert get_platform().registry.find("jira-dc-nl") is None
+
+
+def test_a_token_typed_at_the_prompt_with_a_control_character_is_refused(platform, workspace, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.delenv("JIRA_API_TOKEN", raising=False)
+    result = CliRunner().invoke(
+        main, ["connect", "jira", "--workspace", "acme", "--id", "jira-dc-p", "--name", "DC", "--project", "ALPHA", "--base-url", "https://127.0.0.1:9"],
+        input="typed-token\x1bsecond-line\n",
+    )
+    assert result.exit_code == 2 and "control character" in result.output and "second-line" not in result.output
+
+
+@pytest.mark.parametrize("board", ["²", "1²", "١", "１", " 1", "1\n", "+1"])
+def test_unicode_digits_in_a_board_id_are_one_clear_line_not_a_traceback(platform, workspace, board) -> None:  # noqa: ANN001
+    result = CliRunner().invoke(main, ["jira", "connect", "--workspace", "acme", "--id", "jira-x", "--name", "x", "--project", "ALPHA", "--cloud", "--board", board])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # the CLI's own clean exit, not an escaped ValueError
+    assert "expected a numeric board id" in result.output and len(result.output.strip().splitlines()) == 1

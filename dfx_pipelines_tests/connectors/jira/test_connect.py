@@ -97,7 +97,7 @@ def test_hostile_project_keys_and_board_ids_are_refused_before_any_request(platf
         ("https://169.254.169.254", False, "metadata"),
         ("https://169.254.169.254", True, "metadata"),  # never, whatever the allowance
         ("http://jira.example.com", True, "https"),
-        ("https://user:pw@jira.example.com", True, "no credentials"),
+        ("https://user:pw@jira.example.com", True, "no user name or password"),
     ],
 )
 def test_datacenter_urls_on_private_or_metadata_addresses_are_refused_with_no_request(platform, workspace: Workspace, jira_cloud, base_url: str, allow: bool, error: str) -> None:

@@ -36,8 +36,9 @@ def test_authorize_url_asks_for_exactly_the_minimum_scopes() -> None:
         "https://login.salesforce.com",
     ],
 )
-def test_salesforce_hosts_are_accepted(url: str) -> None:
+def test_salesforce_hosts_are_accepted(url: str, vendor_dns: list[str]) -> None:
     assert oauth.validate_salesforce_url(url, sandbox_allowed=False) == url.rstrip("/")
+    assert vendor_dns == [url.split("/")[2]]  # resolved before any token is sent
 
 
 @pytest.mark.parametrize(
@@ -46,11 +47,12 @@ def test_salesforce_hosts_are_accepted(url: str) -> None:
         ("http://acme.my.salesforce.com", "must use https"),
         ("https://evil.example.com", "not a Salesforce domain"),
         ("https://salesforce.com.evil.example", "not a Salesforce domain"),
-        ("https://acme.my.salesforce.com@evil.example", "bare origin"),
+        ("https://acme.my.salesforce.com@evil.example", "no user name or password"),
         ("https://10.0.0.5", "bare IP address"),
         ("https://169.254.169.254", "bare IP address"),
         ("https://127.0.0.1:8443", "allowed only for the sandbox"),
-        ("https://acme.my.salesforce.com/?next=https://evil", "bare origin"),
+        ("https://acme.my.salesforce.com/?next=https://evil", "no query or fragment"),
+        ("https://acme.my.salesforce.com/services", "a bare origin"),
         ("", "must use https"),
     ],
 )
