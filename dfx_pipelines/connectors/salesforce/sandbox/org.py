@@ -1,8 +1,9 @@
 """`SalesforceOrg`: the sandbox org's data — generated from a seed into in-memory SQLite — plus writes and CDC.
 
 One table per queryable object (columns named after the fields), a `_deleted_log` for getDeleted, and a
-clock (`now`, `advance`) that every timestamp comes from. All access goes through one lock because the
-HTTPS server answers on several threads.
+clock (`now`, `advance`) that every timestamp comes from. A delete does what it does in Salesforce
+(`cascade`: children to the Recycle Bin with it, or DELETE_FAILED), for seeded deletes too. All access
+goes through one lock because the HTTPS server answers on several threads.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Everything that checks an identifier (SOQL compiler, PATCH, describe endpoints) reads it from here, so an
 object or field exists in the sandbox exactly when it is listed below. Field and object names are
-looked up case-insensitively, as Salesforce does, and answered with their canonical spelling.
+looked up case-insensitively, as Salesforce does, and answered with their canonical spelling. Each
+reference field also says what deleting its target does to it (`on_delete`), which both the org's deletes
+and describe's cascadeDelete / restrictedDelete follow.
 """
 
 from __future__ import annotations
