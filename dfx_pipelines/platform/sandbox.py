@@ -11,18 +11,22 @@ Nothing here knows about any particular SaaS; connector sandboxes live in their 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import random
 import socket
 import ssl
+import tempfile
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import trustme
 
@@ -219,20 +223,40 @@ class Faults:
 class SandboxCA:
     """A locally generated certificate authority and one server certificate for the loopback names.
 
-    `ca_pem_path` is what a client trusts in sandbox mode (and only there). With `directory`, the CA is
-    written there so a separate process (`dfx sandbox serve`, the demo) can trust the same CA.
+    `ca_pem_path` is what a client trusts in sandbox mode (and only there). With `directory`, the CA lives
+    there so a separate process (`dfx sandbox serve`, the demo, a second sandbox) trusts and uses the same
+    one: the first start writes `sandbox-ca.pem` and its key `sandbox-ca.key` (mode 0600); later starts load
+    them and issue their server certificates from it. A CA that clients may trust is never replaced: if
+    its key is gone, the new CA's certificate is added to the trust file beside the old one. Starts are
+    serialised by a lock file and every write is a rename of a complete file, so concurrent starters end
+    with one CA and no reader ever sees half a PEM.
     """
 
-    def __init__(self, directory: Path | None = None):
-        self._ca = trustme.CA(organization_name="dfx sandbox CA")
-        self._server_cert = self._ca.issue_cert(*SANDBOX_HOSTS)
-        if directory is None:
-            import tempfile
+    PEM_NAME = "sandbox-ca.pem"
+    KEY_NAME = "sandbox-ca.key"
+    LOCK_NAME = "sandbox-ca.lock"
 
+    def __init__(self, directory: Path | None = None):
+        if directory is None:
             directory = Path(tempfile.mkdtemp(prefix="dfx-sandbox-ca-"))
         directory.mkdir(parents=True, exist_ok=True)
-        self.ca_pem_path = directory / "sandbox-ca.pem"
-        self._ca.cert_pem.write_to_path(str(self.ca_pem_path))
+        self.ca_pem_path = directory / self.PEM_NAME
+        self.ca_key_path = directory / self.KEY_NAME
+        with _exclusive_lock(directory / self.LOCK_NAME):
+            self._ca = self._load_or_create()
+        self._server_cert = self._ca.issue_cert(*SANDBOX_HOSTS)
+
+    def _load_or_create(self) -> trustme.CA:
+        trusted = _read_certificates(self.ca_pem_path)
+        key_pem = self.ca_key_path.read_bytes() if self.ca_key_path.is_file() else b""
+        signing = _certificate_of_key(trusted, key_pem)
+        if signing is not None:
+            return trustme.CA.from_pem(signing, key_pem)
+        ca = trustme.CA(organization_name="dfx sandbox CA")
+        _write_atomically(self.ca_key_path, ca.private_key_pem.bytes(), mode=0o600)
+        # Certificates already in the trust file stay: a running client may trust one of them.
+        _write_atomically(self.ca_pem_path, b"".join([*trusted, ca.cert_pem.bytes()]), mode=0o644)
+        return ca
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -244,6 +268,62 @@ class SandboxCA:
         context = ssl.create_default_context()
         self._ca.configure_trust(context)
         return context
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _read_certificates(path: Path) -> list[bytes]:
+    """The PEM certificates in `path` (each as PEM bytes); none if it is missing or unreadable."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        certificates = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    return [certificate.public_bytes(Encoding.PEM) for certificate in certificates]
+
+
+def _certificate_of_key(certificates: list[bytes], key_pem: bytes) -> bytes | None:
+    """The certificate among `certificates` whose public key belongs to `key_pem`, or None."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+    if not key_pem:
+        return None
+    try:
+        key = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return None
+    public = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for pem in certificates:
+        if x509.load_pem_x509_certificate(pem).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == public:
+            return pem
+    return None
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    """Write a complete file beside `path` with `mode` from the start, then rename it over `path`."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 # ---------------------------------------------------------------- the server

@@ -6,9 +6,11 @@ import random
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
+from .errors import SalesforceApiError
 from .schema import LEAD_SOURCES, OPPORTUNITY_STAGES, REGIONS
 
 if TYPE_CHECKING:
+    from .cascade import DeletePlan
     from .org import SalesforceOrg
 
 MUTABLE_OBJECTS = ("Opportunity", "Account", "Contact", "Lead", "Case", "Task", "Event", "Deal_Review__c")
@@ -16,20 +18,26 @@ _WEIGHTS = (5, 1, 1, 2, 2, 2, 1, 1)
 _OPEN_STAGES = [s[0] for s in OPPORTUNITY_STAGES if not s[3]]
 
 
-def random_change(org: "SalesforceOrg", rng: random.Random) -> tuple[str, str, str]:
-    """One random create, update or delete; returns (kind, object, id)."""
+def random_change(org: "SalesforceOrg", rng: random.Random) -> tuple[str, str, str, "DeletePlan | None"]:
+    """One random create, update or delete; returns (kind, object, id, the delete's cascade or None).
+
+    A delete the org refuses (an Account or Contact that still has Cases: DELETE_FAILED) becomes an
+    update of the same record, as a user who met the error would do something else with it."""
     obj = rng.choices(MUTABLE_OBJECTS, weights=_WEIGHTS)[0]
     roll = rng.random()
     if roll < 0.30:
-        return "created", obj, org.create(obj, _new_fields(org, obj, rng))
+        return "created", obj, org.create(obj, _new_fields(org, obj, rng)), None
     record_id = org.random_id(obj, rng)
     if record_id is None:
-        return "created", obj, org.create(obj, _new_fields(org, obj, rng))
-    if roll < 0.85:
-        org.update(obj, record_id, _changed_fields(org, obj, record_id, rng))
-        return "updated", obj, record_id
-    org.delete(obj, record_id)
-    return "deleted", obj, record_id
+        return "created", obj, org.create(obj, _new_fields(org, obj, rng)), None
+    if roll >= 0.85:
+        try:
+            return "deleted", obj, record_id, org.delete(obj, record_id)
+        except SalesforceApiError as error:
+            if error.error_code != "DELETE_FAILED":
+                raise
+    org.update(obj, record_id, _changed_fields(org, obj, record_id, rng))
+    return "updated", obj, record_id, None
 
 
 def _today_plus(org: "SalesforceOrg", days: int) -> str:

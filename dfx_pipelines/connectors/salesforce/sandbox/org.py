@@ -1,8 +1,9 @@
 """`SalesforceOrg`: the sandbox org's data — generated from a seed into in-memory SQLite — plus writes and CDC.
 
 One table per queryable object (columns named after the fields), a `_deleted_log` for getDeleted, and a
-clock (`now`, `advance`) that every timestamp comes from. All access goes through one lock because the
-HTTPS server answers on several threads.
+clock (`now`, `advance`) that every timestamp comes from. A delete does what it does in Salesforce
+(`cascade`: children to the Recycle Bin with it, or DELETE_FAILED), for seeded deletes too. All access
+goes through one lock because the HTTPS server answers on several threads.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
+from .cascade import DeletePlan, indexed_references, plan_delete
 from .clock import SandboxClock
 from .derived import HISTORY_TRIGGERS, derive, opportunity_history_row
 from .errors import SalesforceApiError, not_found
@@ -29,15 +31,21 @@ ORG_ID = "00D8d000000dFxSEAU"
 
 @dataclass
 class MutationSummary:
-    """What `mutate` did, by object: the ids created, updated and deleted."""
+    """What `mutate` did, by object: the ids created, updated and deleted — a delete's cascade included
+    (an Account's Opportunities under deleted, lookups it emptied under updated). `total`: the changes made."""
 
     created: dict[str, list[str]] = field(default_factory=dict)
     updated: dict[str, list[str]] = field(default_factory=dict)
     deleted: dict[str, list[str]] = field(default_factory=dict)
+    changes: int = 0
 
     @property
     def total(self) -> int:
-        return sum(len(ids) for kind in (self.created, self.updated, self.deleted) for ids in kind.values())
+        return self.changes
+
+    def add(self, kind: str, obj: str, ids: list[str]) -> None:
+        known = getattr(self, kind).setdefault(obj, [])
+        known.extend(record_id for record_id in ids if record_id not in known)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {
@@ -75,6 +83,9 @@ class SalesforceOrg:
         self._db.executemany('INSERT INTO "_deleted_log" VALUES (?, ?, ?)', generator.deleted)
         self._db.execute("COMMIT")
         self._create_indexes()
+        self._db.execute("BEGIN")
+        self._cascade_generated_deletes(generator.deleted)
+        self._db.execute("COMMIT")
         self._next_number = {
             obj.name: self._db.execute(f'SELECT COUNT(*) FROM "{obj.name}"').fetchone()[0] for obj in STORED_OBJECTS
         }
@@ -96,6 +107,10 @@ class SalesforceOrg:
             self._db.execute(f'CREATE INDEX "ix_{obj.name}_modstamp" ON "{obj.name}" ("SystemModstamp")')
         self._db.execute('CREATE INDEX "ix_history_opportunity" ON "OpportunityHistory" ("OpportunityId")')
         self._db.execute('CREATE INDEX "ix_deleted_log" ON "_deleted_log" (object, deleted_date)')
+        # A delete finds the records that point at the deleted one (cascade, restrict, clear) by these.
+        for obj, field_name in indexed_references():
+            if (obj, field_name) != ("OpportunityHistory", "OpportunityId"):
+                self._db.execute(f'CREATE INDEX "ix_{obj}_{field_name}" ON "{obj}" ("{field_name}")')
 
     def _generate(self, seed: int, now_seconds: int) -> OrgGenerator:
         """Generate on a worker thread while this one inserts: SQLite releases the GIL while it writes, so
@@ -221,12 +236,28 @@ class SalesforceOrg:
             )
         return {name: coerce_for_write(objdef.field(name), value) for name, value in values.items()}  # type: ignore[arg-type]
 
+    def _check_references(self, objdef: ObjectDef, values: dict[str, Any]) -> None:
+        """A lookup must name a live record of an object it may point at, as in Salesforce: pointing at a
+        deleted one is ENTITY_IS_DELETED, at anything else INVALID_CROSS_REFERENCE_KEY."""
+        for name, value in values.items():
+            f = objdef.field(name)
+            if f is None or f.type != "reference" or value is None:
+                continue
+            full = to_18(str(value))
+            target = OBJECTS.get(KEY_PREFIXES.get(full[:3], "")) if full else None
+            row = self._row(target, full) if target is not None and target.name in f.reference_to and full else None
+            if row is None:
+                raise SalesforceApiError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {value}", [f.name])
+            if row["IsDeleted"]:
+                raise SalesforceApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [f.name])
+
     def create(self, obj: str, fields: dict[str, Any]) -> str:
         objdef = self._object(obj)
         if not objdef.createable:
             raise SalesforceApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support create")
         values = self._validated(objdef, fields, creating=True)
         with self._lock:
+            self._check_references(objdef, values)
             clock_now = self.now
             now = store_datetime(clock_now)
             number = self._next_number[objdef.name]
@@ -244,6 +275,8 @@ class SalesforceOrg:
             for f in objdef.fields:
                 if f.type == "boolean" and row[f.name] is None:
                     row[f.name] = 0
+                if f.auto_number:
+                    row[f.name] = f"{number + 1001:08d}"  # the seeded records' numbering, continued
             row.update(values)
             if objdef.name == "Opportunity" and "StageName" in values and "Probability" not in values:
                 row["Probability"] = float(STAGE_INFO.get(values["StageName"], ("", 0))[1])
@@ -271,6 +304,7 @@ class SalesforceOrg:
                 raise not_found()
             if row["IsDeleted"]:
                 raise SalesforceApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [])
+            self._check_references(objdef, values)
             if if_unmodified_since is not None:
                 modified = load_datetime(row.get("LastModifiedDate") or row["SystemModstamp"])
                 if modified > if_unmodified_since.astimezone(timezone.utc).replace(microsecond=0):
@@ -293,8 +327,11 @@ class SalesforceOrg:
                 self._write_history(row, now)
         return written
 
-    def delete(self, obj: str, record_id: str) -> None:
-        """Soft delete: IsDeleted set (queryAll still sees it) and the delete logged for getDeleted."""
+    def delete(self, obj: str, record_id: str) -> DeletePlan:
+        """Soft delete, as Salesforce does it: the record and what cascades from it (an Account's Contacts and
+        Opportunities, their activities, ...) get IsDeleted set (queryAll still sees them) and are logged for
+        getDeleted; lookups that pointed at them are emptied; a live Case refuses the delete (DELETE_FAILED).
+        Returns what was deleted and emptied."""
         objdef = self._object(obj)
         if not objdef.deletable:
             raise SalesforceApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support delete")
@@ -305,13 +342,43 @@ class SalesforceOrg:
                 raise not_found()
             if row["IsDeleted"]:
                 raise SalesforceApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [])
-            now = store_datetime(self.now)
-            extra = ', "LastModifiedDate" = ?' if "LastModifiedDate" in row else ""
-            params = [now, now] if extra else [now]
-            self._db.execute(
-                f'UPDATE "{objdef.name}" SET "IsDeleted" = 1, "SystemModstamp" = ?{extra} WHERE "Id" = ?', [*params, full]
+            plan = plan_delete(self._db, objdef, full)  # raises before anything is written
+            self._db.execute("BEGIN")
+            try:
+                self._apply_delete(plan, store_datetime(self.now))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return plan
+
+    def _apply_delete(self, plan: DeletePlan, now: int, *, skip: str | None = None) -> None:
+        # MAX with CreatedDate: a generated child may be younger than the generated delete of its parent.
+        for name, ids in plan.deleted.items():
+            has_modified = OBJECTS[name].field("LastModifiedDate") is not None
+            extra = ', "LastModifiedDate" = MAX(?, "CreatedDate")' if has_modified else ""
+            params = [now, now] if has_modified else [now]
+            for record_id in ids:
+                if record_id == skip:
+                    continue
+                self._db.execute(
+                    f'UPDATE "{name}" SET "IsDeleted" = 1, "SystemModstamp" = MAX(?, "CreatedDate"){extra} WHERE "Id" = ?',
+                    [*params, record_id],
+                )
+                self._db.execute(
+                    f'INSERT INTO "_deleted_log" SELECT ?, "Id", "SystemModstamp" FROM "{name}" WHERE "Id" = ?', (name, record_id)
+                )
+        for (name, field_name), ids in plan.cleared.items():
+            self._db.executemany(
+                f'UPDATE "{name}" SET "{field_name}" = NULL, "SystemModstamp" = MAX(?, "SystemModstamp") WHERE "Id" = ?',
+                [(now, record_id) for record_id in ids],
             )
-            self._db.execute('INSERT INTO "_deleted_log" VALUES (?, ?, ?)', (objdef.name, full, now))
+
+    def _cascade_generated_deletes(self, deleted: list[tuple[str, str, int]]) -> None:
+        """The generator soft-deletes records one by one; give each delete its consequences, at its own time."""
+        for obj, record_id, when in deleted:
+            plan = plan_delete(self._db, OBJECTS[obj], record_id)
+            self._apply_delete(plan, when, skip=record_id)
 
     def _write_history(self, row: dict[str, Any], now: int) -> None:
         history = OBJECTS["OpportunityHistory"]
@@ -336,8 +403,14 @@ class SalesforceOrg:
         rng = random.Random(f"{self.seed}:{seed}")
         summary = MutationSummary()
         for _ in range(changes):
-            kind, obj, record_id = random_change(self, rng)
-            getattr(summary, kind).setdefault(obj, []).append(record_id)
+            kind, obj, record_id, plan = random_change(self, rng)
+            summary.add(kind, obj, [record_id])
+            summary.changes += 1
+            if plan is not None:
+                for name, ids in plan.deleted.items():
+                    summary.add("deleted", name, ids)
+                for (name, _field), ids in plan.cleared.items():
+                    summary.add("updated", name, ids)
         return summary
 
     def random_id(self, obj: str, rng: random.Random) -> str | None:

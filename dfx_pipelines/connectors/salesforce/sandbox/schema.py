@@ -2,7 +2,9 @@
 
 Everything that checks an identifier (SOQL compiler, PATCH, describe endpoints) reads it from here, so an
 object or field exists in the sandbox exactly when it is listed below. Field and object names are
-looked up case-insensitively, as Salesforce does, and answered with their canonical spelling.
+looked up case-insensitively, as Salesforce does, and answered with their canonical spelling. Each
+reference field also says what deleting its target does to it (`on_delete`), which both the org's deletes
+and describe's cascadeDelete / restrictedDelete follow.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ OPPORTUNITY_STAGES: tuple[tuple[str, int, str, bool, bool], ...] = (
 )
 STAGE_INFO = {stage[0]: stage for stage in OPPORTUNITY_STAGES}
 
+# What deleting a record does to a record whose reference field points at it (Salesforce's rules for the
+# standard relationships; a custom lookup's default is to clear the field):
+CASCADE = "cascade"  # the child goes to the Recycle Bin with the parent (Account -> Contacts, Opportunities)
+RESTRICT = "restrict"  # the parent cannot be deleted while a live child points at it (Account <- Cases)
+CLEAR = "clear"  # the child stays and its field is emptied (Account.ParentId, custom lookups)
+KEEP = "keep"  # the child keeps the id (audit references: CreatedById, a converted lead's ConvertedAccountId)
+ON_DELETE_RULES = (CASCADE, RESTRICT, CLEAR, KEEP)
+
 
 @dataclass(frozen=True)
 class FieldDef:
@@ -59,6 +69,14 @@ class FieldDef:
     picklist: tuple[str, ...] = ()
     formula: str | None = None
     name_field: bool = False
+    on_delete: str = CLEAR  # only read for reference fields; see ON_DELETE_RULES
+    compound_field: str | None = None  # the compound field this one is a component of (FirstName -> Name)
+    person_name: bool = False  # the compound name of a person (Contact, Lead, User), built from its parts
+    auto_number: bool = False  # numbered by the org on create, like the seeded records (CaseNumber 00001001, ...)
+
+    def __post_init__(self) -> None:
+        if self.on_delete not in ON_DELETE_RULES:
+            raise ValueError(f"{self.name}: on_delete must be one of {ON_DELETE_RULES}, got {self.on_delete!r}")
 
     @property
     def custom(self) -> bool:
@@ -93,47 +111,90 @@ class FieldDef:
     def sql_type(self) -> str:
         return SQL_TYPES.get(self.type, "TEXT")
 
+    @property
+    def cascade_delete(self) -> bool:
+        return self.type == "reference" and self.on_delete == CASCADE
+
+    @property
+    def restricted_delete(self) -> bool:
+        return self.type == "reference" and self.on_delete == RESTRICT
+
     def describe(self) -> dict[str, Any]:
+        """The field's entry in describe: every property the real REST describe sends, null where unset.
+
+        Real describe never omits a key (clients index into it: an ELT tool reads `compoundFieldName` of
+        every field), so neither does this; the values follow the field's definition above.
+        """
         numeric = self.type in ("double", "currency", "percent")
         return {
             "aggregatable": self.aggregatable,
-            "autoNumber": False,
+            "aiPredictionField": False,
+            "autoNumber": self.auto_number,
             "byteLength": self.length * 3 if self.type in TEXT_TYPES else 0,
             "calculated": self.calculated,
             "calculatedFormula": self.formula,
-            "cascadeDelete": False,
+            "cascadeDelete": self.cascade_delete,
             "caseSensitive": False,
+            "compoundFieldName": self.compound_field,
+            "controllerName": None,
             "createable": self.createable,
             "custom": self.custom,
-            "defaultValue": None,
-            "defaultedOnCreate": self.name in ("Id", "IsDeleted", "CreatedDate", "OwnerId"),
+            "defaultValue": False if self.type == "boolean" else None,
+            "defaultValueFormula": None,
+            "defaultedOnCreate": self.type == "boolean" or self.name in ("Id", "CreatedDate", "OwnerId"),
+            "dependentPicklist": False,
+            "deprecatedAndHidden": False,
             "digits": 9 if self.type == "int" else 0,
+            "displayLocationInDecimal": False,
+            "encrypted": False,
             "externalId": False,
+            "extraTypeInfo": self.extra_type_info,
             "filterable": self.filterable,
+            "filteredLookupInfo": None,
+            "formulaTreatNullNumberAsZero": False,
             "groupable": self.groupable,
+            "highScaleNumber": False,
             "htmlFormatted": False,
             "idLookup": self.type == "id",
+            "inlineHelpText": None,
             "label": self.label or self.name,
             "length": self.length if self.type in TEXT_TYPES else 0,
+            "mask": None,
+            "maskType": None,
             "name": self.name,
             "nameField": self.name_field,
+            "namePointing": self.polymorphic,
             "nillable": self.nillable,
+            # Field-level security applies to fields an admin can hide: not to required or system fields.
+            "permissionable": self.nillable and (self.createable or self.updateable or self.calculated),
             "picklistValues": [
                 {"active": True, "defaultValue": False, "label": value, "validFor": None, "value": value}
                 for value in self.picklist
             ],
             "polymorphicForeignKey": self.polymorphic,
             "precision": 18 if numeric else 0,
+            "queryByDistance": False,
+            "referenceTargetField": None,
             "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship_name,
+            "relationshipOrder": None,
+            "restrictedDelete": self.restricted_delete,
             "restrictedPicklist": False,
             "scale": 2 if numeric else 0,
+            "searchPrefilterable": False,
             "soapType": SOAP_TYPES.get(self.type, "xsd:string"),
             "sortable": self.sortable,
             "type": self.type,
             "unique": False,
             "updateable": self.updateable,
+            "writeRequiresMasterRead": False,
         }
+
+    @property
+    def extra_type_info(self) -> str | None:
+        if self.type == "textarea":
+            return "plaintextarea"
+        return "personname" if self.person_name else None
 
 
 @dataclass(frozen=True)
@@ -172,16 +233,20 @@ class ObjectDef:
         return {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"}
 
     def summary(self, version: str) -> dict[str, Any]:
-        """The describeGlobal entry for this object."""
+        """The describeGlobal entry for this object: every key the real REST describeGlobal sends."""
         return {
             "activateable": False,
+            "associateEntityType": None,
+            "associateParentEntity": None,
             "createable": self.createable,
             "custom": self.custom,
             "customSetting": False,
+            "deepCloneable": False,
             "deletable": self.deletable,
             "deprecatedAndHidden": False,
             "feedEnabled": False,
             "hasSubtypes": False,
+            "isInterface": False,
             "isSubtype": False,
             "keyPrefix": self.key_prefix,
             "label": self.label,
@@ -201,15 +266,25 @@ class ObjectDef:
         }
 
     def describe(self, version: str) -> dict[str, Any]:
+        """The object's describe: the describeGlobal entry plus every further key the real REST describe sends."""
         return {
             **self.summary(version),
             "actionOverrides": [],
             "childRelationships": child_relationships(self.name),
             "compactLayoutable": self.queryable,
+            "defaultImplementation": None,
+            "extendedBy": None,
+            "extendsInterfaces": None,
             "fields": [f.describe() for f in self.fields],
+            "implementedBy": None,
+            "implementsInterfaces": None,
+            "listviewable": None,
+            "lookupLayoutable": None,
             "namedLayoutInfos": [],
             "networkScopeFieldName": None,
             "recordTypeInfos": [],
+            "searchLayoutable": self.queryable,
+            "sobjectDescribeOption": "FULL",
             "supportedScopes": [{"label": "All", "name": "everything"}],
         }
 
@@ -243,18 +318,19 @@ def _system(owner: bool = True, modifiable: bool = True) -> tuple[FieldDef, ...]
         _readonly("Id", "id", "Record ID", nillable=False),
         _readonly("IsDeleted", "boolean", "Deleted", nillable=False),
         _readonly("CreatedDate", "datetime", "Created Date", nillable=False),
-        _readonly("CreatedById", "reference", "Created By ID", reference_to=("User",), relationship_name="CreatedBy"),
+        _readonly("CreatedById", "reference", "Created By ID", reference_to=("User",), relationship_name="CreatedBy", on_delete=KEEP),
     ]
     if modifiable:
         fields += [
             _readonly("LastModifiedDate", "datetime", "Last Modified Date", nillable=False),
             _readonly(
-                "LastModifiedById", "reference", "Last Modified By ID", reference_to=("User",), relationship_name="LastModifiedBy"
+                "LastModifiedById", "reference", "Last Modified By ID", reference_to=("User",), relationship_name="LastModifiedBy",
+                on_delete=KEEP,
             ),
         ]
     fields.append(_readonly("SystemModstamp", "datetime", "System Modstamp", nillable=False))
     if owner:
-        fields.append(_ref("OwnerId", "User", "Owner", "Owner ID", nillable=False))
+        fields.append(_ref("OwnerId", "User", "Owner", "Owner ID", nillable=False, on_delete=KEEP))
     return tuple(fields)
 
 
@@ -274,14 +350,14 @@ MILESTONE_TYPES = ("First Response", "Resolution Time", "Escalation Response")
 _OBJECTS: tuple[ObjectDef, ...] = (
     ObjectDef("User", "User", "Users", "005", _system(owner=False) + (
         _f("Username", "string", nillable=False),
-        _f("FirstName", "string", "First Name", length=40),
-        _f("LastName", "string", "Last Name", length=80, nillable=False),
-        _readonly("Name", "string", "Full Name", length=121, name_field=True),
+        _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
+        _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
+        _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
         _f("Email", "email"),
         _f("Title", "string", length=80),
         _f("Department", "string", length=80),
         _f("IsActive", "boolean", "Active", nillable=False),
-        _ref("ManagerId", "User", "Manager", "Manager ID"),
+        _ref("ManagerId", "User", "Manager", "Manager ID", on_delete=KEEP),
     ), deletable=False),  # fmt: skip
     ObjectDef("Account", "Account", "Accounts", "001", _system() + (
         _f("Name", "string", "Account Name", nillable=False, name_field=True),
@@ -299,10 +375,10 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("Description", "textarea", length=32000),
     )),  # fmt: skip
     ObjectDef("Contact", "Contact", "Contacts", "003", _system() + (
-        _ref("AccountId", "Account", "Account", "Account ID"),
-        _f("FirstName", "string", "First Name", length=40),
-        _f("LastName", "string", "Last Name", length=80, nillable=False),
-        _readonly("Name", "string", "Full Name", length=121, name_field=True),
+        _ref("AccountId", "Account", "Account", "Account ID", on_delete=CASCADE),
+        _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
+        _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
+        _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
         _f("Email", "email"),
         _f("Title", "string", length=128),
         _f("Department", "string", length=80),
@@ -311,9 +387,9 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("MailingCountry", "string", "Mailing Country", length=80),
     )),  # fmt: skip
     ObjectDef("Lead", "Lead", "Leads", "00Q", _system() + (
-        _f("FirstName", "string", "First Name", length=40),
-        _f("LastName", "string", "Last Name", length=80, nillable=False),
-        _readonly("Name", "string", "Full Name", length=121, name_field=True),
+        _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
+        _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
+        _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
         _f("Company", "string", length=255, nillable=False),
         _f("Email", "email"),
         _pick("Status", LEAD_STATUSES, "Lead Status", nillable=False),
@@ -325,11 +401,11 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("NumberOfEmployees", "int", "Employees"),
         _readonly("IsConverted", "boolean", "Converted", nillable=False),
         _readonly("ConvertedDate", "date", "Converted Date"),
-        _readonly("ConvertedAccountId", "reference", "Converted Account ID", reference_to=("Account",), relationship_name="ConvertedAccount"),
-        _readonly("ConvertedContactId", "reference", "Converted Contact ID", reference_to=("Contact",), relationship_name="ConvertedContact"),
+        _readonly("ConvertedAccountId", "reference", "Converted Account ID", reference_to=("Account",), relationship_name="ConvertedAccount", on_delete=KEEP),
+        _readonly("ConvertedContactId", "reference", "Converted Contact ID", reference_to=("Contact",), relationship_name="ConvertedContact", on_delete=KEEP),
         _readonly(
             "ConvertedOpportunityId", "reference", "Converted Opportunity ID",
-            reference_to=("Opportunity",), relationship_name="ConvertedOpportunity",
+            reference_to=("Opportunity",), relationship_name="ConvertedOpportunity", on_delete=KEEP,
         ),
     )),  # fmt: skip
     ObjectDef("Campaign", "Campaign", "Campaigns", "701", _system() + (
@@ -347,16 +423,16 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("Sourced_Pipeline__c", "currency", "Sourced Pipeline"),
     )),  # fmt: skip
     ObjectDef("CampaignMember", "Campaign Member", "Campaign Members", "00v", _system(owner=False) + (
-        _ref("CampaignId", "Campaign", "Campaign", "Campaign ID", nillable=False, updateable=False),
-        _ref("LeadId", "Lead", "Lead", "Lead ID", updateable=False),
-        _ref("ContactId", "Contact", "Contact", "Contact ID", updateable=False),
+        _ref("CampaignId", "Campaign", "Campaign", "Campaign ID", nillable=False, updateable=False, on_delete=CASCADE),
+        _ref("LeadId", "Lead", "Lead", "Lead ID", updateable=False, on_delete=CASCADE),
+        _ref("ContactId", "Contact", "Contact", "Contact ID", updateable=False, on_delete=CASCADE),
         _pick("Status", ("Sent", "Responded")),
         _readonly("HasResponded", "boolean", "Responded", nillable=False),
         _readonly("FirstRespondedDate", "date", "First Responded Date"),
     )),  # fmt: skip
     ObjectDef("Opportunity", "Opportunity", "Opportunities", "006", _system() + (
         _f("Name", "string", "Name", length=120, nillable=False, name_field=True),
-        _ref("AccountId", "Account", "Account", "Account ID"),
+        _ref("AccountId", "Account", "Account", "Account ID", on_delete=CASCADE),
         _f("Amount", "currency"),
         _f("CloseDate", "date", "Close Date", nillable=False),
         _pick("StageName", tuple(s[0] for s in OPPORTUNITY_STAGES), "Stage", nillable=False),
@@ -379,7 +455,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         ),
     )),  # fmt: skip
     ObjectDef("OpportunityHistory", "Opportunity History", "Opportunity History", "008", _system(owner=False, modifiable=False) + (
-        _readonly("OpportunityId", "reference", "Opportunity ID", reference_to=("Opportunity",), relationship_name="Opportunity", nillable=False),
+        _readonly("OpportunityId", "reference", "Opportunity ID", reference_to=("Opportunity",), relationship_name="Opportunity", nillable=False, on_delete=CASCADE),
         _readonly("StageName", "picklist", "Stage", picklist=tuple(s[0] for s in OPPORTUNITY_STAGES), length=255),
         _readonly("Amount", "currency"),
         _readonly("ExpectedRevenue", "currency", "Expected Revenue"),
@@ -388,9 +464,9 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _readonly("ForecastCategory", "picklist", "Forecast Category", length=255),
     ), updateable=False, createable=False, deletable=False),  # fmt: skip
     ObjectDef("Case", "Case", "Cases", "500", _system() + (
-        _readonly("CaseNumber", "string", "Case Number", length=30, nillable=False, name_field=True),
-        _ref("AccountId", "Account", "Account", "Account ID"),
-        _ref("ContactId", "Contact", "Contact", "Contact ID"),
+        _readonly("CaseNumber", "string", "Case Number", length=30, nillable=False, name_field=True, auto_number=True),
+        _ref("AccountId", "Account", "Account", "Account ID", on_delete=RESTRICT),
+        _ref("ContactId", "Contact", "Contact", "Contact ID", on_delete=RESTRICT),
         _f("Subject", "string"),
         _pick("Status", ("New", "Working", "Escalated", "Closed"), nillable=False),
         _pick("Priority", ("High", "Medium", "Low")),
@@ -407,8 +483,8 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("Description", "textarea", length=255),
     )),  # fmt: skip
     ObjectDef("CaseMilestone", "Case Milestone", "Case Milestones", "55k", _system(owner=False) + (
-        _readonly("CaseId", "reference", "Case ID", reference_to=("Case",), relationship_name="Case", nillable=False),
-        _readonly("MilestoneTypeId", "reference", "Milestone Type ID", reference_to=("MilestoneType",), relationship_name="MilestoneType"),
+        _readonly("CaseId", "reference", "Case ID", reference_to=("Case",), relationship_name="Case", nillable=False, on_delete=CASCADE),
+        _readonly("MilestoneTypeId", "reference", "Milestone Type ID", reference_to=("MilestoneType",), relationship_name="MilestoneType", on_delete=RESTRICT),
         _readonly("StartDate", "datetime", "Start Date"),
         _readonly("TargetDate", "datetime", "Target Date"),
         _f("CompletionDate", "datetime", "Completion Date"),
@@ -424,9 +500,9 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _pick("Type", ("Call", "Email", "Meeting", "Other")),
         _pick("TaskSubtype", ("Task", "Email", "Call", "ListEmail", "Cadence"), "Task Subtype", updateable=False),
         _f("ActivityDate", "date", "Due Date Only"),
-        _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID"),
-        _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID"),
-        _readonly("AccountId", "reference", "Account ID", reference_to=("Account",), relationship_name="Account"),
+        _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID", on_delete=CASCADE),
+        _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID", on_delete=CASCADE),
+        _readonly("AccountId", "reference", "Account ID", reference_to=("Account",), relationship_name="Account", on_delete=CASCADE),
         _readonly("IsClosed", "boolean", "Closed", nillable=False),
         _f("CallDurationInSeconds", "int", "Call Duration"),
         _f("Description", "textarea", length=32000),
@@ -441,14 +517,14 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         _f("EndDateTime", "datetime", "End Date Time"),
         _f("DurationInMinutes", "int", "Duration"),
         _f("Location", "string"),
-        _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID"),
-        _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID"),
-        _readonly("AccountId", "reference", "Account ID", reference_to=("Account",), relationship_name="Account"),
+        _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID", on_delete=CASCADE),
+        _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID", on_delete=CASCADE),
+        _readonly("AccountId", "reference", "Account ID", reference_to=("Account",), relationship_name="Account", on_delete=CASCADE),
     )),  # fmt: skip
     ObjectDef("Deal_Review__c", "Deal Review", "Deal Reviews", "a05", _system() + (
         _f("Name", "string", "Deal Review Name", length=80, name_field=True),
         _ref("Opportunity__c", "Opportunity", "Opportunity__r", "Opportunity"),
-        _ref("Reviewer__c", "User", "Reviewer__r", "Reviewer"),
+        _ref("Reviewer__c", "User", "Reviewer__r", "Reviewer", on_delete=KEEP),
         _f("Review_Date__c", "date", "Review Date"),
         _pick("Risk_Level__c", ("Low", "Medium", "High"), "Risk Level"),
         _f("Score__c", "double", "Score"),
@@ -483,11 +559,14 @@ def child_relationships(parent: str) -> list[dict[str, Any]]:
             if parent in f.reference_to and f.name not in ("CreatedById", "LastModifiedById"):
                 children.append(
                     {
-                        "cascadeDelete": False,
+                        "cascadeDelete": f.cascade_delete,
                         "childSObject": obj.name,
                         "deprecatedAndHidden": False,
                         "field": f.name,
+                        "junctionIdListNames": [],
+                        "junctionReferenceTo": [],
                         "relationshipName": None,
+                        "restrictedDelete": f.restricted_delete,
                     }
                 )
     return children
