@@ -44,7 +44,7 @@ from dfx_pipelines.connectors.bigquery.sql_check import (
     check_columns,
     check_tables,
     parse_select,
-    referenced_columns,
+    read_columns,
     table_refs,
 )
 from dfx_pipelines.platform.errors import AuthError, ConfigError, ConnectionInactiveError, ConnectorError
@@ -274,10 +274,10 @@ class GatedBigQuery:
         if depth > MAX_VIEW_DEPTH:
             raise QueryRefused("views nested too deeply to check their columns")
         metas = {ref: self._table_meta(ref) for ref in refs}
-        columns = referenced_columns(tree, {ref: meta.columns for ref, meta in metas.items()}, self.project)
+        columns, evidence = read_columns(tree, {ref: meta.columns for ref, meta in metas.items()}, self.project)
         check_columns(
             columns, self.connection.selection, {ref: meta.tagged for ref, meta in metas.items()},
-            self.connection.endpoint.get("granted_policy_tags", []),
+            self.connection.endpoint.get("granted_policy_tags", []), evidence,
         )
         for ref, meta in metas.items():
             if meta.view_query:  # a view reading a tagged column must not launder it
