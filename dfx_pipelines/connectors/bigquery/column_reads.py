@@ -127,7 +127,9 @@ class _Resolver:
             self.read_row(scope, node.table, node)
             return
         if node.meta.get(_BARE) and _source(scope, node.name) is not None:
-            self.read_row(scope, node.name, node)  # a column and a table alias by the same name: both
+            self.read_row(scope, node.name, node)  # a table alias used as a value (and perhaps a column too)
+            if not node.table:
+                return
         if not node.table:
             if _is_projection_alias(node):
                 return  # ORDER BY / GROUP BY / HAVING naming a projection: what it reads is counted there
