@@ -271,6 +271,7 @@ def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, works
         assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.maximum_bytes_billed) == ("bytesBilledLimitExceeded", False, 0, 11 * MIB)
         assert watch.executed == []
         assert BudgetStore(platform.engine).ledger("bq-acme") == []  # nothing billed, nothing recorded
+        assert BudgetStore(platform.engine).reservations("bq-acme") == []  # and the run's reservation released
 
 
 def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
