@@ -180,24 +180,33 @@ class BudgetStore:
     # ------------------------------------------------------------ reservations
 
     @contextlib.contextmanager
-    def _budget_lock(self, connection_id: str) -> Iterator[sa.Connection]:
-        """One transaction holding the connection's budget lock: its reservers decide one at a time."""
+    def _write_transaction(self) -> Iterator[sa.Connection]:
+        """A transaction that reads then writes. On SQLite it takes the write lock at BEGIN (IMMEDIATE):
+        a deferred one that read first could not upgrade while another writer waits, and would fail
+        with "database is locked" instead of waiting its turn."""
         dialect = self.engine.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            raise NotImplementedError(f"BigQuery budget reservations support PostgreSQL and SQLite, not {dialect}")
         with self.engine.connect() as db:
             try:
                 if dialect == "sqlite":
-                    db.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock now, not at the first write
-                elif dialect == "postgresql":
-                    connections = tables.connections
-                    # NO KEY UPDATE: excludes other reservers, not inserts that merely reference the row.
-                    db.execute(sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update(key_share=True))
-                else:
-                    raise NotImplementedError(f"BigQuery budget reservations support PostgreSQL and SQLite, not {dialect}")
+                    db.exec_driver_sql("BEGIN IMMEDIATE")
                 yield db
             except BaseException:
                 db.rollback()
                 raise
             db.commit()
+
+    @contextlib.contextmanager
+    def _budget_lock(self, connection_id: str) -> Iterator[sa.Connection]:
+        """One transaction holding the connection's budget lock: its reservers decide one at a time
+        (SQLite: the database write lock of BEGIN IMMEDIATE; PostgreSQL: the connection's row)."""
+        with self._write_transaction() as db:
+            if self.engine.dialect.name == "postgresql":
+                connections = tables.connections
+                # NO KEY UPDATE: excludes other reservers, not inserts that merely reference the row.
+                db.execute(sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update(key_share=True))
+            yield db
 
     def _committed_bytes(self, db: sa.Connection, connection_id: str, month: str) -> int:
         """Billed plus reserved, in one statement (one snapshot: a settlement moving bytes from a
@@ -313,7 +322,7 @@ class BudgetStore:
         unbilled) enters the ledger, in one transaction. If the reservation lapsed meanwhile, the
         reaper already charged this job at its cap, so nothing is added twice."""
         reservations = tables.bigquery_reservations
-        with self.engine.begin() as db:
+        with self._write_transaction() as db:
             row = db.execute(sa.select(reservations.c.id).where(reservations.c.id == reservation.id).with_for_update()).first()
             if row is None:
                 log.warning("BigQuery reservation %s lapsed before its job settled; the job was charged at its cap", reservation.id)
@@ -330,7 +339,7 @@ class BudgetStore:
         """The run is over: what it did not spend goes back; a job still in flight (its bill could not
         be read) is charged at its cap."""
         reservations = tables.bigquery_reservations
-        with self.engine.begin() as db:
+        with self._write_transaction() as db:
             row = db.execute(sa.select(reservations).where(reservations.c.id == reservation.id).with_for_update()).mappings().first()
             if row is not None:
                 self._close(db, row, why="its run ended with a job whose bill is unknown")
