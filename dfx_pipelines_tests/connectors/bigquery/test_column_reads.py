@@ -99,6 +99,14 @@ WHOLE_ROW = [
     ("SELECT `c`.email FROM shop.customers c", {"email"}),
     ("SELECT shop.customers.email FROM shop.customers", {"email"}),
     ("SELECT LOWER(c.email) AS e FROM shop.customers c WINDOW w AS (PARTITION BY c.email)", {"email"}),
+    ("SELECT STRUCT(c.country AS k, c AS v) AS s FROM shop.customers c", EVERY),
+    ("SELECT JSON_EXTRACT(TO_JSON_STRING(c), '$.email') AS e FROM shop.customers c", EVERY),
+    ("SELECT DISTINCT c FROM shop.customers c", EVERY),
+    ("SELECT COUNT(*) OVER w AS n FROM shop.customers c WINDOW w AS (ORDER BY TO_JSON_STRING(c))", EVERY),
+    (f"SELECT TO_JSON_STRING(c) FROM `{P}`.shop.customers c", EVERY),
+    (f"SELECT TO_JSON_STRING(customers) FROM `{P}.shop.customers`", EVERY),
+    ("SELECT * FROM shop.customers c LEFT JOIN UNNEST(c.tags) t", EVERY),
+    ("SELECT country FROM shop.customers EXCEPT DISTINCT SELECT email FROM shop.customers", {"country", "email"}),
     # a bare name that is a column and a table alias at once counts as both
     ("SELECT customer_id FROM shop.customers AS customer_id", EVERY),
     ("SELECT country FROM shop.customers ORDER BY customers", EVERY),
@@ -126,6 +134,8 @@ HARMLESS = [
     ("SELECT DATE_TRUNC(order_date, MONTH) AS m, EXTRACT(DAY FROM order_date) AS d FROM shop.orders", {ORDERS: {"order_date"}}),
     ("SELECT DATE_DIFF(order_date, order_date, DAY) AS d FROM shop.orders WHERE order_date > CURRENT_DATE() - INTERVAL 1 DAY", {ORDERS: {"order_date"}}),
     ("SELECT COUNT(*) AS n FROM shop.customers TABLESAMPLE SYSTEM (10 PERCENT)", {}),
+    ("SELECT * REPLACE ('x' AS email) FROM shop.customers", {CUSTOMERS: set(EVERY - {"email"})}),  # replaced, not read
+    ("SELECT AS STRUCT * EXCEPT (email) FROM shop.customers", {CUSTOMERS: set(EVERY - {"email"})}),
     ("WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r", {}),
     (
         f"SELECT `order_date` AS `dfx_period`, `status` AS `status`, SUM(`amount`) AS `dfx_value` FROM `{P}.shop.orders` "
@@ -150,6 +160,7 @@ NOT_UNDERSTOOD = [
     ("SELECT TO_JSON_STRING(z) FROM shop.customers c", r"could not attribute every column to a table \(Column 'z' could not be resolved"),
     ("SELECT TO_JSON_STRING(shop.customers) FROM shop.customers", r"could not attribute every column"),
     ("SELECT customer_id FROM shop.orders, shop.customers", r"could not attribute every column"),  # ambiguous
+    ("SELECT (SELECT AS STRUCT * FROM UNNEST([c])) AS s FROM shop.customers c", r"could not attribute every column"),
 ]
 
 
