@@ -106,6 +106,20 @@ bigquery_approvals = sa.Table(
     sa.Column("used_by_run", sa.String(64)),
 )
 
+bigquery_reservations = sa.Table(
+    "bigquery_reservations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("connection_id", sa.String(64), sa.ForeignKey("connections.id"), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("reserved_bytes", sa.BigInteger, nullable=False),
+    sa.Column("in_flight_bytes", sa.BigInteger, nullable=False),
+    sa.Column("in_flight_jobs", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 subject_requests = sa.Table(
     "subject_requests",
     metadata,

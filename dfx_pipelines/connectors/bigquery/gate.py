@@ -58,6 +58,10 @@ class ApprovalInvalid(GateError):
     exit_code = 2  # the id a person typed names no approval they can act on
 
 
+class ReservationLapsed(GateError):
+    """A run's budget reservation lapsed (its lease was not renewed) and was released: nothing more is sent."""
+
+
 class CapExceeded(GateError):
     """BigQuery refused to bill more than `maximum_bytes_billed`: the job failed unbilled; not retried."""
 
@@ -172,7 +176,7 @@ def decide(month_to_date_bytes: int, projection: Projection, budget_usd: float |
         return BudgetDecision(True, budget_usd, spent, projection.cost_usd, f"{usd(after)} of {usd(budget_usd)} after this query")
     return BudgetDecision(
         False, budget_usd, spent, projection.cost_usd,
-        f"{usd(spent)} spent this month + {usd(projection.cost_usd)} projected exceeds the monthly budget of {usd(budget_usd)}",
+        f"{usd(spent)} spent or reserved this month + {usd(projection.cost_usd)} projected exceeds the monthly budget of {usd(budget_usd)}",
     )
 
 

@@ -5,8 +5,10 @@ other way to send SQL: `run_gated` / `run_gated_batch` are the only calls, and e
 
   SELECT-only parse → tables named in the SQL ⊆ selection → columns vs. selection and policy tags
   (live table metadata) → dry run → `referencedTables` ⊆ selection → projected bytes and cost →
-  monthly ledger + projection vs. budget → run under `maximum_bytes_billed` and record the real
-  `totalBytesBilled`, or queue a pending approval and raise `AwaitingApproval` (nothing executed).
+  monthly ledger + other runs' reservations + projection vs. budget, with this run's projection
+  reserved in the same locked transaction → run under `maximum_bytes_billed` and settle the real
+  `totalBytesBilled` into the ledger, or queue a pending approval and raise `AwaitingApproval`
+  (nothing executed).
 
 A batch (a backfill's days, every metric of a run) is priced as a whole and gated once before the
 first query runs. The inherited `get_client()` — which would hand out an ungated client, and with
@@ -38,13 +40,13 @@ from dfx_pipelines.connectors.bigquery.gate import (
     GateError,
     QueryRefused,
 )
-from dfx_pipelines.connectors.bigquery.ledger import ApprovalRecord, BudgetStore
+from dfx_pipelines.connectors.bigquery.ledger import DEFAULT_RESERVATION_LEASE, ApprovalRecord, BudgetStore, Reservation, default_owner
 from dfx_pipelines.connectors.bigquery.sql_check import (
     TableRef,
     check_columns,
     check_tables,
     parse_select,
-    referenced_columns,
+    read_columns,
     table_refs,
 )
 from dfx_pipelines.platform.errors import AuthError, ConfigError, ConnectionInactiveError, ConnectorError
@@ -208,7 +210,7 @@ class GatedBigQuery:
     The client is built lazily into a private slot and never returned; the only calls that send SQL
     are `run_gated` and `run_gated_batch` (a test checks no other code in the connector calls `query`)."""
 
-    __slots__ = ("connection", "store", "margin", "ttl", "clock", "max_rows", "_factory", "_client_and_session", "_metadata")
+    __slots__ = ("connection", "store", "margin", "ttl", "lease", "clock", "max_rows", "_factory", "_client_and_session", "_metadata")
 
     def __init__(
         self,
@@ -220,8 +222,10 @@ class GatedBigQuery:
         ttl: timedelta = timedelta(days=7),
         clock: Callable[[], datetime] | None = None,
         max_rows: int = MAX_RESULT_ROWS,
+        lease: timedelta = DEFAULT_RESERVATION_LEASE,
     ):
         self.connection = connection
+        self.lease = lease
         self.max_rows = max_rows
         self.store = store
         self.margin = margin
@@ -274,10 +278,10 @@ class GatedBigQuery:
         if depth > MAX_VIEW_DEPTH:
             raise QueryRefused("views nested too deeply to check their columns")
         metas = {ref: self._table_meta(ref) for ref in refs}
-        columns = referenced_columns(tree, {ref: meta.columns for ref, meta in metas.items()}, self.project)
+        columns, evidence = read_columns(tree, {ref: meta.columns for ref, meta in metas.items()}, self.project)
         check_columns(
             columns, self.connection.selection, {ref: meta.tagged for ref, meta in metas.items()},
-            self.connection.endpoint.get("granted_policy_tags", []),
+            self.connection.endpoint.get("granted_policy_tags", []), evidence,
         )
         for ref, meta in metas.items():
             if meta.view_query:  # a view reading a tagged column must not launder it
@@ -315,11 +319,16 @@ class GatedBigQuery:
         processed = int(job.total_bytes_processed or 0)
         return gate.project(processed, max(len(referenced), 1), self.connection.settings.price_per_tib_usd, self.margin)
 
-    def _execute(self, item: _Inspected, projection: gate.Projection) -> QueryResult:
+    def _execute(self, item: _Inspected, projection: gate.Projection, reservation: Reservation) -> QueryResult:
         from google.api_core import exceptions
 
         job_id = f"dfx_{self.connection.id.replace('-', '_')}_{uuid.uuid4().hex}"
         config = self._job_config(item.query, maximum_bytes_billed=projection.cap_bytes)
+
+        def settle(billed: int | None) -> None:
+            self.store.settle_job(reservation, projected_billed=projection.billed_bytes, cap_bytes=projection.cap_bytes, billed=billed)
+
+        self.store.job_sent(reservation, projection.cap_bytes)  # in flight before it is sent; refused if lapsed
         job = None
         try:
             # job_retry=None: a failed job is reported, never re-submitted behind anyone's back.
@@ -329,19 +338,22 @@ class GatedBigQuery:
                 rows = [dict(row.items()) for row in job.result(job_retry=None, max_results=self.max_rows + 1)]
         except exceptions.GoogleAPICallError as exc:
             if _api_reason(exc) == "bytesBilledLimitExceeded":
+                settle(None)
                 raise CapExceeded(
                     f"BigQuery job {job_id} would bill more than its cap of {projection.cap_bytes} bytes "
                     f"(dry run projected {projection.billed_bytes}); it failed unbilled and was not retried: "
                     f"{_api_error_text(exc)}"
                 ) from None
-            self._record_bill_of_failed(job_id)
+            self._settle_failed(job_id, settle)
             raise ConnectorError(f"BigQuery job {job_id} failed: {_api_error_text(exc)}") from None
         except AuthError:
             if job is not None:  # the job was accepted before the token failed: it may have billed
-                self._record_bill_of_failed(job_id)
+                self._settle_failed(job_id, settle)
+            else:
+                settle(None)  # the token failed before the job was sent
             raise
         billed = int(job.total_bytes_billed or 0)
-        self.store.record_job(self.connection.id, billed, gate.month_of(self.clock()))
+        settle(billed)
         if len(rows) > self.max_rows:
             # P13: a metric is an aggregate. A spec grouped by an id column would copy raw rows out.
             raise GateError(
@@ -350,16 +362,16 @@ class GatedBigQuery:
             )
         return QueryResult(item.query.label, item.fingerprint, job_id, rows, projection, int(job.total_bytes_processed or 0), billed)
 
-    def _record_bill_of_failed(self, job_id: str) -> None:
+    def _settle_failed(self, job_id: str, settle: Callable[[int | None], None]) -> None:
         """A job that failed after it ran (a lost result page, a timeout) may still have billed: read the
-        job's own statistics and put the real bill in the ledger, so the budget never forgets spend."""
+        job's own statistics and put the real bill in the ledger, so the budget never forgets spend. If
+        the bill cannot be read, the job stays in flight and releasing the reservation charges its cap."""
         try:
             billed = int(self._client().get_job(job_id).total_bytes_billed or 0)
         except Exception:  # noqa: BLE001 - best effort on an error path; the original error is raised
-            log.warning("could not read the bill of failed BigQuery job %s; the ledger may under-count it", job_id)
+            log.warning("could not read the bill of failed BigQuery job %s; its cap will be charged", job_id)
             return
-        if billed:
-            self.store.record_job(self.connection.id, billed, gate.month_of(self.clock()))
+        settle(billed if billed else None)
 
     # ------------------------------------------------------------ the gate
 
@@ -391,11 +403,15 @@ class GatedBigQuery:
         projection = gate.total(projections)
         fingerprint = gate.batch_fingerprint([item.fingerprint for item in inspected])
         price = self.connection.settings.price_per_tib_usd
-        decision = gate.decide(self.store.month_to_date_bytes(self.connection.id, gate.month_of(self.clock())), projection, budget, price)
         if approval_id is not None:
             # An approval is the person's decision for exactly this work: spent before anything runs.
             self.store.consume(approval_id, connection_id=self.connection.id, fingerprint=fingerprint, projected_billed=projection.billed_bytes, run_id=run_id)
-        elif not decision.allowed:
+        # Decided and reserved in one locked transaction: concurrent runs cannot all pass on the same head-room.
+        reservation, decision = self.store.reserve(
+            self.connection.id, projection, budget_usd=budget, price_per_tib_usd=price, approved=approval_id is not None,
+            owner=default_owner(run_id), lease=self.lease, month=gate.month_of(self.clock()),
+        )
+        if reservation is None:
             excerpt = "\n-- next query --\n".join(
                 item.query.sql + "".join(f"\n-- @{k} = {v}" for k, v in sorted(item.query.params.items())) for item in inspected
             )
@@ -407,7 +423,11 @@ class GatedBigQuery:
             raise AwaitingApproval(approval, projection, decision)
         gate_trips = self.round_trips - trips_before
         gate_seconds = time.perf_counter() - started
-        results = [self._execute(item, item_projection) for item, item_projection in zip(inspected, projections)]
+        try:
+            with self.store.hold(reservation):
+                results = [self._execute(item, item_projection, reservation) for item, item_projection in zip(inspected, projections)]
+        finally:
+            self.store.release(reservation)  # what the run did not spend goes back, failed or not
         mtd = self.store.month_to_date_bytes(self.connection.id, gate.month_of(self.clock()))
         return GateOutcome(
             results, fingerprint, projection, decision, approval_id, mtd, gate.cost_usd(mtd, price), budget,
@@ -425,6 +445,10 @@ class BigQueryResource(DagsterGcpBigQueryResource):
     cap_margin: float = Field(default=gate.DEFAULT_CAP_MARGIN, ge=0, le=1, description="maximum_bytes_billed head-room over the rounded dry-run estimate.")
     approval_ttl_hours: float = Field(default=168.0, gt=0, description="How long a pending or approved over-budget approval stays usable.")
     max_result_rows: int = Field(default=MAX_RESULT_ROWS, ge=1, description="Most rows a metric query may return (a metric aggregates; more means raw rows).")
+    reservation_lease_seconds: float = Field(
+        default=DEFAULT_RESERVATION_LEASE.total_seconds(), gt=0,
+        description="Lease of a run's budget reservation, renewed every third of it; a dead run's reservation lapses after it.",
+    )
 
     @field_validator("gcp_credentials")
     @classmethod
@@ -474,6 +498,7 @@ class BigQueryResource(DagsterGcpBigQueryResource):
         store = BudgetStore(platform.engine, clock or (lambda: datetime.now(timezone.utc)))
         return GatedBigQuery(
             connection, store, factory, margin=self.cap_margin, ttl=timedelta(hours=self.approval_ttl_hours), clock=clock, max_rows=self.max_result_rows,
+            lease=timedelta(seconds=self.reservation_lease_seconds),
         )
 
 

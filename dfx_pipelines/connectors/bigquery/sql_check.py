@@ -14,15 +14,15 @@ from typing import Iterable, Mapping
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import traverse_scope
 
+from dfx_pipelines.connectors.bigquery.column_reads import UnresolvedExpression, resolve_column_reads
 from dfx_pipelines.connectors.bigquery.gate import QueryRefused
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import IdentifierError
 from dfx_pipelines.platform.registry import Selection
 
 MAX_SQL_CHARS = 100_000
+DIALECT = "bigquery"
 
 
 @dataclass(frozen=True, order=True)
@@ -108,33 +108,27 @@ def check_tables(refs: Iterable[TableRef], selection: Selection, project: str, s
 Schema = Mapping[str, str]  # column name -> GoogleSQL type, for sqlglot's qualifier
 
 
-def referenced_columns(tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str) -> dict[TableRef, set[str]]:
-    """Which columns of which table the query reads (`*` expanded, every scope, lower-cased).
+def read_columns(tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str) -> tuple[dict[TableRef, set[str]], dict[tuple[TableRef, str], str]]:
+    """Which columns of which table the query reads (every scope; `*` expanded; a table or alias used
+    as a value reads every column), lower-cased, and for each the expression that reads it.
 
-    Columns that cannot be attributed to one table make the query refused: a privacy check that
-    guesses is not a check."""
-    nested: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-    for ref, columns in schemas.items():
-        nested.setdefault(ref.project, {}).setdefault(ref.dataset, {})[ref.table] = dict(columns)
+    What cannot be resolved to columns is refused with the expression named: a privacy check that
+    guesses is not a check (the rules: `column_reads`)."""
+    by_key = {(ref.project, ref.dataset, ref.table): ref for ref in schemas}
     try:
-        qualified = qualify(
-            tree.copy(), schema=nested, dialect="bigquery", catalog=default_project,
-            validate_qualify_columns=True, quote_identifiers=False,
-        )
-        found: dict[TableRef, set[str]] = {}
-        for scope in traverse_scope(qualified):
-            for column in scope.columns:
-                source = scope.sources.get(column.table)
-                if not isinstance(source, exp.Table):
-                    continue  # a CTE or subquery: its own scope reports the base columns it reads
-                ref = TableRef(source.catalog or default_project, source.db, source.name)
-                found.setdefault(ref, set()).add(column.name.lower())
-            for star in scope.expression.find_all(exp.Star) if isinstance(scope.expression, exp.Select) else []:
-                if not isinstance(star.parent, exp.Count) and not isinstance(star.parent, exp.Column):
-                    raise QueryRefused("a `*` the column check cannot expand is refused; name the columns")
+        reads = resolve_column_reads(tree, {key: schemas[ref] for key, ref in by_key.items()}, dialect=DIALECT, default_catalog=default_project)
+    except UnresolvedExpression as exc:
+        raise QueryRefused(f"column check refused the query: {exc}; name the columns the query needs") from None
     except SqlglotError as exc:
         raise QueryRefused(f"could not attribute every column to a table ({str(exc).splitlines()[0][:200]}); name columns with their table") from None
-    return found
+    columns = {by_key[key]: set(names) for key, names in reads.columns.items()}
+    evidence = {(by_key[key], name): text for (key, name), text in reads.evidence.items()}
+    return columns, evidence
+
+
+def referenced_columns(tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str) -> dict[TableRef, set[str]]:
+    """`read_columns` without the expressions."""
+    return read_columns(tree, schemas, default_project)[0]
 
 
 def check_columns(
@@ -142,19 +136,26 @@ def check_columns(
     selection: Selection,
     tagged: Mapping[TableRef, Mapping[str, tuple[str, ...]]],
     granted_tags: Iterable[str],
+    evidence: Mapping[tuple[TableRef, str], str] | None = None,
 ) -> None:
     """Columns narrowed by `selection.objects` and columns carrying policy tags the connection was not
     granted are refused (P14: column-level security respected, not merely hoped for)."""
     granted = set(granted_tags)
+    evidence = evidence or {}
     problems: list[str] = []
+
+    def by(ref: TableRef, column: str) -> str:
+        text = evidence.get((ref, column.lower()))
+        return f" (read by `{text}`)" if text else ""
+
     for ref, names in sorted(columns.items()):
         allowed = selection.objects.get(ref.key)
         if allowed is not None:
             extra = sorted(names - {c.lower() for c in allowed})
             if extra:
-                problems.append(f"{ref.key} columns {', '.join(extra)} are not selected")
+                problems.append(f"{ref.key} columns {', '.join(extra)} are not selected{by(ref, extra[0])}")
         for column, tags in (tagged.get(ref) or {}).items():
             if column.lower() in names and not set(tags) <= granted:
-                problems.append(f"{ref.key}.{column} carries a policy tag this connection was not granted")
+                problems.append(f"{ref.key}.{column} carries a policy tag this connection was not granted{by(ref, column)}")
     if problems:
         raise QueryRefused("column check failed: " + "; ".join(problems))

@@ -210,7 +210,7 @@ def test_there_is_no_second_path_around_the_gate(bq_resource) -> None:  # noqa: 
     from dfx_pipelines.connectors.bigquery.resource import GatedBigQuery
 
     public = {name for name in dir(GatedBigQuery) if not name.startswith("_")}
-    assert public == {"run_gated", "run_gated_batch", "close", "round_trips", "project", "connection", "store", "margin", "ttl", "clock", "max_rows"}
+    assert public == {"run_gated", "run_gated_batch", "close", "round_trips", "project", "connection", "store", "margin", "ttl", "lease", "clock", "max_rows"}
 
 
 def test_partition_labels_and_range_run_requests() -> None:

@@ -206,6 +206,23 @@ def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, b
     assert outcome.results[0].rows[0]["n"] > 0
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT TO_JSON_STRING(c) AS j FROM shop.customers c",
+    "SELECT c FROM shop.customers c",
+    "SELECT FORMAT('%t', c) AS s FROM shop.customers AS c",
+    "SELECT ARRAY_AGG(c) AS a FROM shop.customers c",
+    "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o LIMIT 1) AS j FROM shop.customers c",
+    "WITH x AS (SELECT c FROM shop.customers c) SELECT TO_JSON_STRING(x) AS j FROM x",
+])
+def test_a_whole_row_reference_cannot_read_a_tagged_column(platform, workspace, bq_sandbox, bq_resource, sql) -> None:  # noqa: ANN001
+    # The row of shop.customers holds email (policy-tagged): using the row as a value reads it.
+    connection = connect(platform, bq_sandbox, config={"selection": {"datasets": {"shop": ["orders", "customers"]}}}, endpoint={"metric_specs": []})
+    watch = JobWatch(bq_sandbox)
+    with pytest.raises(QueryRefused, match=r"customers.email carries a policy tag this connection was not granted \(read by `"):
+        bq_resource.gated(platform, connection).run_gated(sql, asset="a", partition="p")
+    assert watch.jobs == []  # only table metadata was read: no dry run, no job
+
+
 def test_no_budget_or_a_zero_budget_runs_nothing_and_sends_nothing(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
     watch = JobWatch(bq_sandbox)
     for budget in (None, 0, 0.0):
@@ -254,6 +271,7 @@ def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, works
         assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.maximum_bytes_billed) == ("bytesBilledLimitExceeded", False, 0, 11 * MIB)
         assert watch.executed == []
         assert BudgetStore(platform.engine).ledger("bq-acme") == []  # nothing billed, nothing recorded
+        assert BudgetStore(platform.engine).reservations("bq-acme") == []  # and the run's reservation released
 
 
 def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001

@@ -1,7 +1,8 @@
 """On-demand pricing of a query from its SQL, by BigQuery's documented rules.
 
 Bytes processed: for every base table the query scans (views are expanded to the tables under them),
-the logical bytes of the columns it references (`SELECT *` = all of them; columns a subquery projects
+the logical bytes of the columns it references (`SELECT *` = all of them, and so does a whole-row
+reference, the table or its alias used as a value: `TO_JSON_STRING(t)`, `SELECT t`; columns a subquery projects
 but nobody uses are pruned, as BigQuery does), counted only in the partitions that survive partition
 pruning (literal comparisons of the DATE partition column in the WHERE of the scope that reads the
 table: =, <, <=, >, >=, BETWEEN, IN). A table read twice counts each (partition, column) once.
@@ -193,6 +194,12 @@ def _owner(scope: Scope, alias: str) -> Scope | None:
     return scope
 
 
+def _row_aliases(scope: Scope) -> list[str]:
+    """Aliases used as values in this scope: `TO_JSON_STRING(t)`, `SELECT t`, `t.*` inside an expression."""
+    aliases = [node.name for node in scope.table_columns]
+    return aliases + [node.table for node in scope.stars if isinstance(node, exp.Column) and node.table]
+
+
 def price_query(tree: exp.Query, catalog: Catalog, warehouse: Warehouse, context: QueryContext) -> Price:
     """Price a parsed, parameter-bound query (its table references must already resolve)."""
     bases: dict[int, Table] = {}
@@ -204,17 +211,26 @@ def price_query(tree: exp.Query, catalog: Catalog, warehouse: Warehouse, context
         analysed = qualify(expanded, schema=_schema(list(tables.values())), dialect="bigquery")
         analysed = pushdown_projections(pushdown_predicates(analysed))
         instances: dict[int, tuple[Table, set[str], frozenset[PartitionKey] | None]] = {}
-        for scope in traverse_scope(analysed):
+        scopes = list(traverse_scope(analysed))
+        for scope in scopes:  # every table instance first: a correlated subquery's scope comes before its outer one
             for alias, source in scope.sources.items():
                 table = source.meta.get(BASE_TABLE) if isinstance(source, exp.Table) else None
                 if table is not None:
                     keys = warehouse.table_stats(table).partitions
                     instances[id(source)] = (table, set(), _surviving_partitions(scope, alias, table, keys))
+        for scope in scopes:
             for column in scope.columns:
                 owner = _owner(scope, column.table)
                 source = owner.sources.get(column.table) if owner else None
                 if isinstance(source, exp.Table) and id(source) in instances:
                     instances[id(source)][1].add(column.name.lower())
+            # A table or its alias used as a value (`TO_JSON_STRING(c)`, `SELECT c`, `c.*` inside an
+            # expression) is the whole row: every column of the table is scanned.
+            for alias in _row_aliases(scope):
+                owner = _owner(scope, alias)
+                source = owner.sources.get(alias) if owner else None
+                if isinstance(source, exp.Table) and id(source) in instances:
+                    instances[id(source)][1].update(c.name.lower() for c in instances[id(source)][0].columns)
         for table, columns, partitions in instances.values():
             reads.setdefault(id(table), []).append((columns, partitions))
     except (SqlglotError, ValueError, KeyError) as exc:

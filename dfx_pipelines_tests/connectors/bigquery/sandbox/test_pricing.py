@@ -84,6 +84,31 @@ def test_columns_a_subquery_selects_but_nobody_uses_are_not_priced(client, frame
     assert job.total_bytes_processed == scan_bytes(frames["shop.orders"], schemas["orders"], ["order_id", "amount"])
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT TO_JSON_STRING(c) FROM shop.customers c",
+    "SELECT c FROM shop.customers AS c",
+    "SELECT FORMAT('%t', C) AS s FROM shop.customers c",
+    "SELECT customers FROM shop.customers",
+    "SELECT COUNT(*) AS n FROM shop.customers c WHERE TO_JSON_STRING(c) LIKE '%@%'",
+    "SELECT ARRAY_AGG(c) AS a FROM shop.customers c",
+    "SELECT x.email FROM shop.customers c, UNNEST([c]) x",
+    "WITH x AS (SELECT c FROM shop.customers c) SELECT LENGTH(TO_JSON_STRING(x)) AS n FROM x",
+    "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o LIMIT 1) AS j FROM shop.customers c",  # correlated
+])
+def test_a_whole_row_reference_prices_every_column_of_its_table(client, frames, schemas, sql) -> None:
+    job = dry_run(client, sql)
+    everything = scan_bytes(frames["shop.customers"], schemas["customers"])
+    assert job.total_bytes_processed == everything > 0
+
+
+def test_a_whole_row_reference_is_priced_in_the_surviving_partitions_only(client, frames, schemas) -> None:
+    orders = frames["shop.orders"]
+    job = dry_run(client, "SELECT TO_JSON_STRING(o) AS j FROM shop.orders o WHERE order_date = '2024-05-05'")
+    surviving = orders[orders["order_date"] == "2024-05-05"]
+    assert 0 < len(surviving) < len(orders)
+    assert job.total_bytes_processed == scan_bytes(surviving, schemas["orders"])
+
+
 def test_view_is_priced_by_the_table_under_it(client, frames, schemas) -> None:
     job = dry_run(client, "SELECT * FROM shop.daily_revenue")
     # The view reads order_date, currency, amount, and status (in its WHERE) of orders.
