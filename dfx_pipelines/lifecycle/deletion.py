@@ -10,7 +10,8 @@ audit shows each attempt. What goes:
   its partitions (runless ones included), Dagster's per-asset copy of the latest materialization and
   its partition-status cache, its dynamic partition; Dagster's SQLite files are rewritten so nothing
   lingers in free pages.
-The registry keeps a tombstone (id, status, timestamps) and the audit keeps counts: neither holds data.
+The registry keeps a tombstone (id, workspace, kind, status, timestamps: `Registry.tombstone`) and the
+audit keeps counts: neither holds data.
 """
 
 import logging
@@ -237,7 +238,7 @@ def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance
         if instance.has_dynamic_partition(partitions_name, connection.id):
             instance.delete_dynamic_partition(partitions_name, connection.id)
             report.partition_removed = True
-        platform.registry.set_status(connection.id, ConnectionStatus.DELETED)
+        platform.registry.tombstone(connection.id)
         _compact_sqlite(platform.engine)
         _compact_dagster_sqlite(instance)
     except Exception as exc:
