@@ -161,8 +161,8 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
         phases.wrap(deletion, "_wipe_partition_events", "leftover partition events")
         phases.wrap(instance, "delete_dynamic_partition", "dynamic partition")
         phases.wrap(deletion, "erase_connection_from_ticks", "sensor tick history")
-        phases.wrap(deletion, "compact_metric_db", "metric db compaction (SQLite VACUUM / PostgreSQL VACUUM FULL)")
-        phases.wrap(deletion, "compact_dagster_storage", "Dagster storage compaction (SQLite VACUUM / PostgreSQL VACUUM FULL)")
+        phases.wrap(deletion, "compact_metric_db", "metric db compaction (VACUUM [FULL])")
+        phases.wrap(deletion, "compact_dagster_storage", "Dagster compaction (VACUUM [FULL])")
         try:
             started = time.perf_counter()
             report = deletion.delete_connection_data(platform, PLUGIN, instance, connection.id, actor="bench")
