@@ -8,7 +8,8 @@ one real run per day tagged with the connection, each recording a materializatio
 its `connection|day` partition (what a daily sync records). Then it removes the connection and times
 `delete_connection_data`, phase by phase: vault, metric rows, runs (with event logs and compute
 logs), leftover partition events (and Dagster's per-asset summaries), dynamic partition, compaction
-of the metric database and of Dagster's SQLite files, the rest (audit, registry).
+of the metric database and of Dagster's storage (SQLite VACUUM, PostgreSQL VACUUM FULL), sensor tick
+history, the rest (audit, registry).
 
 Three times if PostgreSQL answers on 127.0.0.1:5432 (db `test`, trust auth; override with
 BENCH_PG_ADMIN_URL): once with the metric database on SQLite (the embedded default), once on a
@@ -159,8 +160,9 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
         phases.wrap(deletion, "_delete_runs", "runs (rows, events, checks, compute logs)")
         phases.wrap(deletion, "_wipe_partition_events", "leftover partition events")
         phases.wrap(instance, "delete_dynamic_partition", "dynamic partition")
-        phases.wrap(deletion, "_compact_sqlite", "metric db compaction (SQLite VACUUM)")
-        phases.wrap(deletion, "_compact_dagster_sqlite", "Dagster db compaction (SQLite VACUUM)")
+        phases.wrap(deletion, "erase_connection_from_ticks", "sensor tick history")
+        phases.wrap(deletion, "compact_metric_db", "metric db compaction (VACUUM [FULL])")
+        phases.wrap(deletion, "compact_dagster_storage", "Dagster compaction (VACUUM [FULL])")
         try:
             started = time.perf_counter()
             report = deletion.delete_connection_data(platform, PLUGIN, instance, connection.id, actor="bench")

@@ -366,8 +366,8 @@ def connect_salesforce_command(
         redirect_uri, receive = code_receiver(paste=paste, paste_redirect_uri="https://localhost/oauth/callback", port=port)
 
     connection = connect_salesforce(
-        platform, session, config=config, login_url=login_url, client_id=resource.client_id,
-        client_secret=resource.client_secret if isinstance(resource.client_secret, str) else os.environ.get("SALESFORCE_CLIENT_SECRET"),
+        platform, session, config=config, login_url=login_url, client_id=resource.resolved_client_id(),
+        client_secret=resource.resolved_client_secret(),
         redirect_uri=redirect_uri, receive_code=receive, reauthorize=reauthorize,
     )
     embedded_dagster_home(platform.settings)

@@ -16,6 +16,7 @@ from typing import List, Optional
 import dagster as dg
 import sqlalchemy as sa
 
+from dfx_pipelines.platform.env_values import resolved
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.identifiers import sql_identifier
 
@@ -74,7 +75,7 @@ class AppDatabaseResource(dg.ConfigurableResource):
     tables: Optional[List[AppTable]] = None  # None: DEFAULT_APP_TABLES
 
     def resolved_url(self) -> Optional[str]:
-        return self.url or os.environ.get(APP_DB_URL_ENV) or None
+        return resolved(self.url) or os.environ.get(APP_DB_URL_ENV) or None
 
     def checked_tables(self) -> list[AppTable]:
         tables = list(self.tables) if self.tables is not None else list(DEFAULT_APP_TABLES)

@@ -3,20 +3,22 @@
 Every step is idempotent, so a deletion interrupted halfway is completed by the next attempt, and the
 audit shows each attempt. What goes:
 - the connection's data key and any ciphertext left in the vault;
-- its metric rows and batches (and SQLite free pages, so deleted values are not left on disk);
+- its metric rows and batches;
 - data its connector keeps elsewhere (the plugin's optional `delete_cached_data`);
 - Dagster's records of it: every run that ran for it (run storage, event log, asset-check results,
   compute logs, SQLite's per-run event file), any remaining materialization or observation events of
   its partitions (runless ones included), Dagster's per-asset copy of the latest materialization and
-  its partition-status cache, its dynamic partition; Dagster's SQLite files are rewritten so nothing
-  lingers in free pages.
-The registry keeps a tombstone (id, status, timestamps) and the audit keeps counts: neither holds data.
+  its partition-status cache, its dynamic partition;
+- its traces in sensor tick history: the connection's run requests, run ids and keys, cursor entries,
+  skip-reason parts of every tick, and the sensors' live cursors (`tick_history`);
+- the deleted rows' bytes: the touched tables are rewritten (SQLite VACUUM, PostgreSQL VACUUM FULL:
+  `compaction`), so nothing lingers in free pages or dead tuples.
+The registry keeps a tombstone (id, workspace, kind, status, timestamps: `Registry.tombstone`) and the
+audit keeps counts: neither holds data.
 """
 
 import logging
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,10 +30,11 @@ from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetEventTagsTable, AssetKeyTable, SqlEventLogStorageTable
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._serdes import serialize_value
 
 from dfx_pipelines.lifecycle import audit
+from dfx_pipelines.lifecycle.compaction import compact_dagster_storage, compact_metric_db
+from dfx_pipelines.lifecycle.tick_history import erase_connection_from_sensor_state, erase_connection_from_ticks
 from dfx_pipelines.platform.plugins import ConnectorPlugin
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, utcnow
 from dfx_pipelines.platform.services import Platform
@@ -53,6 +56,8 @@ class DeletionReport:
     runs_deleted: int = 0
     partition_events_wiped: int = 0
     partition_removed: bool = False
+    ticks_scrubbed: int = 0
+    sensor_states_scrubbed: int = 0
     seconds: float = 0.0
 
     def as_details(self) -> dict[str, Any]:
@@ -194,26 +199,7 @@ def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_i
     return wiped
 
 
-def _compact_dagster_sqlite(instance: dg.DagsterInstance) -> None:
-    """Rewrite Dagster's SQLite files, so deleted rows do not linger in free pages (PostgreSQL's
-    autovacuum reclaims dead rows on its own)."""
-    storage = instance.event_log_storage
-    paths = []
-    if isinstance(storage, SqliteEventLogStorage):
-        paths.append(Path(storage.path_for_shard(INDEX_SHARD_NAME)))
-    run_db = getattr(instance.run_storage, "_conn_string", "")
-    if run_db.startswith("sqlite:///"):
-        paths.append(Path(run_db.removeprefix("sqlite:///")))
-    for path in paths:
-        if path.exists():
-            with closing(sqlite3.connect(path, isolation_level=None)) as db:
-                db.execute("VACUUM")
-
-
-def _compact_sqlite(engine: sa.Engine) -> None:
-    if engine.dialect.name == "sqlite":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-            db.execute(sa.text("VACUUM"))
+_METRIC_TABLES = ("metric_values", "metric_batches", "connections")  # the tombstone's update leaves an old version
 
 
 def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance: dg.DagsterInstance, connection_id: str, *, actor: str) -> DeletionReport:
@@ -237,9 +223,11 @@ def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance
         if instance.has_dynamic_partition(partitions_name, connection.id):
             instance.delete_dynamic_partition(partitions_name, connection.id)
             report.partition_removed = True
-        platform.registry.set_status(connection.id, ConnectionStatus.DELETED)
-        _compact_sqlite(platform.engine)
-        _compact_dagster_sqlite(instance)
+        report.ticks_scrubbed = erase_connection_from_ticks(instance, connection.id)
+        report.sensor_states_scrubbed = erase_connection_from_sensor_state(instance, connection.id)
+        platform.registry.tombstone(connection.id)
+        compact_metric_db(platform.engine, (*_METRIC_TABLES, *report.connector_data_deleted))
+        compact_dagster_storage(instance)
     except Exception as exc:
         audit.record(platform.engine, "deletion_failed", connection, actor, {**report.as_details(), "error": type(exc).__name__})
         raise

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from dfx_pipelines.platform import identifiers, tables
 from dfx_pipelines.platform.endpoints import HostPolicy, check_endpoint
+from dfx_pipelines.platform.env_values import resolved
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError, UnsafeDestinationError
 from dfx_pipelines.platform.redaction import redact, register_secret
 from dfx_pipelines.platform.registry import Connection, Registry, utcnow
@@ -67,7 +68,7 @@ class SmtpResource(dg.ConfigurableResource):
     timeout_seconds: float = 15.0
 
     def _value(self, field: str, env: str) -> Optional[str]:
-        value = getattr(self, field)
+        value = resolved(getattr(self, field))  # an EnvVar read outside a run is its name, not its value
         return str(value) if value not in (None, "") else (os.environ.get(env) or None)
 
     def configured(self) -> bool:
@@ -125,7 +126,7 @@ class SlackWebhookResource(dg.ConfigurableResource):
         return frozenset(host.lower() for host in text.split(",") if host)
 
     def resolved_url(self) -> Optional[str]:
-        url = self.url or os.environ.get("DFX_SLACK_WEBHOOK_URL") or None
+        url = resolved(self.url) or os.environ.get("DFX_SLACK_WEBHOOK_URL") or None
         register_secret(url)
         return url
 

@@ -3,8 +3,9 @@ the clock, the period, delete or anonymise), and a daily Dagster job applies eve
 rule, what it removed or anonymised.
 
 Where data lives:
-- the pipeline's own stores: Dagster runs with their event logs and compute logs, the server access-log
-  directory, cached metric results, and the vault (credentials);
+- the pipeline's own stores: Dagster runs with their event logs and compute logs, sensor and schedule
+  tick history (run ids, run keys, cursors), the server access-log directory, cached metric results,
+  and the vault (credentials);
 - configured application tables (`app_data.AppTable`) in the application database.
 
 Two rules only *check* here, because another job owns the destruction and doing it twice from two places
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 
 from dfx_pipelines.lifecycle.app_data import DEFAULT_APP_TABLES, AppDatabaseResource, AppTable
 from dfx_pipelines.lifecycle.deletion import erase_run
+from dfx_pipelines.lifecycle.tick_history import purge_ticks
 from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.identifiers import sql_identifier
@@ -65,9 +67,9 @@ class Period:
 
 @dataclass(frozen=True)
 class PipelineStore:
-    """One of the pipeline's own stores: dagster_runs, compute_logs, access_logs, metric_cache, vault."""
+    """One of the pipeline's own stores: dagster_runs, dagster_ticks, compute_logs, access_logs, metric_cache, vault."""
 
-    name: Literal["dagster_runs", "compute_logs", "access_logs", "metric_cache", "vault"]
+    name: Literal["dagster_runs", "dagster_ticks", "compute_logs", "access_logs", "metric_cache", "vault"]
 
     def __str__(self) -> str:
         return self.name
@@ -120,6 +122,7 @@ PIPELINE_RULES: tuple[RetentionRule, ...] = (
     RetentionRule("server_access_logs", PipelineStore("access_logs"), "file modified time", Period(days=90), promise="P28"),
     RetentionRule("dagster_run_logs", PipelineStore("dagster_runs"), "run created", Period(days=90), promise="P28"),
     RetentionRule("dagster_compute_logs", PipelineStore("compute_logs"), "file modified time", Period(days=90), promise="P28"),
+    RetentionRule("sensor_tick_history", PipelineStore("dagster_ticks"), "tick time", Period(days=90), promise="P28"),
     RetentionRule("cached_metric_results", PipelineStore("metric_cache"), "connection removed_at / workspace closed_at", Period(days=30), promise="P27"),
     RetentionRule("integration_credentials", PipelineStore("vault"), "connection removed_at", Period(days=0), action="verify", promise="P26"),
 )
@@ -268,6 +271,12 @@ def apply_rules(
                 out.note = "not configured: no Dagster instance"
             else:
                 _dagster_runs(instance, cutoff, dry_run, out)
+        elif location.name == "dagster_ticks":
+            if instance is None:
+                out.note = "not configured: no Dagster instance"
+            else:
+                out.matched = purge_ticks(instance, cutoff, dry_run=True)
+                out.acted = 0 if dry_run else purge_ticks(instance, cutoff, dry_run=False)
         elif location.name == "compute_logs":
             root = _compute_log_dir(instance) if instance is not None else None
             if root is None or not root.is_dir():

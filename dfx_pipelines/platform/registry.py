@@ -26,6 +26,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+TOMBSTONE_NAME = "(deleted)"  # a deleted connection's display name: the customer's own name for it is gone
+
+
 class ConnectionStatus(str, enum.Enum):
     ACTIVE = "active"
     REVOKED = "revoked"  # credentials destroyed; cached data kept until deletion
@@ -383,12 +386,14 @@ class Registry:
 
     def save(self, connection: Connection) -> Connection:
         """Persist changes to an existing connection (selection, mapper, settings, status)."""
+        c = tables.connections
         with self.engine.begin() as db:
             result = db.execute(
-                tables.connections.update().where(tables.connections.c.id == connection.id).values(**self._to_row(connection))
+                c.update().where(c.c.id == connection.id, c.c.status != ConnectionStatus.DELETED.value).values(**self._to_row(connection))
             )
         if result.rowcount == 0:
-            raise UnknownConnectionError(f"unknown connection {connection.id!r}")
+            self.get(connection.id)  # unknown: UnknownConnectionError
+            raise ConfigError(f"connection {connection.id!r} is deleted: its tombstone is not edited")
         return connection
 
     def find(self, connection_id: str) -> Connection | None:
@@ -424,7 +429,26 @@ class Registry:
         live = (ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED, ConnectionStatus.REMOVED)
         return [c.id for c in self.list(kind=kind, statuses=live)]
 
+    def tombstone(self, connection_id: str, at: datetime | None = None) -> Connection:
+        """Mark the connection deleted, keeping only what the audit needs: its id (never reused, and
+        what every audit row names), workspace and kind (whose connection it was, which provider), the
+        status and the created/revoked/removed/deleted timestamps (the proof that deletion came within
+        30 days of removal). Its name, selection, field mapper, write-back, settings, endpoint (instance
+        URL, site, project) and discovered fields are the customer's data and go."""
+        connection = self.get(connection_id)
+        at = at or utcnow()
+        with self.engine.begin() as db:
+            db.execute(
+                tables.connections.update().where(tables.connections.c.id == connection_id).values(
+                    display_name=TOMBSTONE_NAME, config={}, status=ConnectionStatus.DELETED.value,
+                    deleted_at=connection.deleted_at or at, updated_at=utcnow(),
+                )
+            )
+        return self.get(connection_id)
+
     def set_status(self, connection_id: str, status: ConnectionStatus, at: datetime | None = None) -> Connection:
+        if status is ConnectionStatus.DELETED:
+            return self.tombstone(connection_id, at)
         connection = self.get(connection_id)
         at = at or utcnow()
         connection.status = status
@@ -433,6 +457,4 @@ class Registry:
         elif status is ConnectionStatus.REMOVED:
             connection.revoked_at = connection.revoked_at or at
             connection.removed_at = connection.removed_at or at
-        elif status is ConnectionStatus.DELETED:
-            connection.deleted_at = connection.deleted_at or at
         return self.save(connection)

@@ -13,6 +13,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import PrivateAttr
 
+from dfx_pipelines.platform.env_values import resolved
 from dfx_pipelines.platform.errors import ConnectionInactiveError
 from dfx_pipelines.platform.redaction import install_redaction
 from dfx_pipelines.platform.registry import Connection
@@ -36,12 +37,13 @@ class PlatformResource(dg.ConfigurableResource):
         if self._platform is None:
             settings = Settings.from_env()
             overrides = {}
-            if self.home:
+            home, metrics_db_url = resolved(self.home), resolved(self.metrics_db_url)  # EnvVars too, outside a run
+            if home:
                 from pathlib import Path
 
-                overrides["home"] = Path(self.home)
-            if self.metrics_db_url:
-                overrides["metrics_db_url"] = self.metrics_db_url
+                overrides["home"] = Path(home)
+            if metrics_db_url:
+                overrides["metrics_db_url"] = metrics_db_url
             self._platform = get_platform(dataclasses.replace(settings, **overrides) if overrides else settings)
         return self._platform
 

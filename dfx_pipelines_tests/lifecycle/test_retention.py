@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.storage.runs.schema import RunsTable
 
 from dfx_pipelines.lifecycle.app_data import AppDatabaseResource, AppTable, dispose_app_engines
@@ -22,6 +23,7 @@ from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, Workspace, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines_tests.lifecycle.test_revocation_and_deletion import dagster_instance  # noqa: F401 - fixture
 
 APP_SCHEMA = """
 DROP TABLE IF EXISTS billing_records, accounts, demo_requests, email_correspondence CASCADE;
@@ -148,6 +150,7 @@ def test_the_rules_table_is_the_products(tmp_path: Path) -> None:
         "server_access_logs": ("90 days", "delete", False),
         "dagster_run_logs": ("90 days", "delete", False),
         "dagster_compute_logs": ("90 days", "delete", False),
+        "sensor_tick_history": ("90 days", "delete", False),
         "cached_metric_results": ("30 days", "delete", False),
         "integration_credentials": ("0 days", "verify", False),
         "demo_requests": ("3 years", "delete", False),
@@ -175,7 +178,7 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
         dry = run_retention(instance, pg_database["url"], {"dry_run": True, "access_log_dir": str(access_logs)})
         dry_meta = dry.output_for_node("apply_retention_rules")
         assert {o["category"]: o["matched"] for o in dry_meta} == {
-            "server_access_logs": 1, "dagster_run_logs": 1, "dagster_compute_logs": 1, "cached_metric_results": 6,
+            "server_access_logs": 1, "dagster_run_logs": 1, "dagster_compute_logs": 1, "sensor_tick_history": 0, "cached_metric_results": 6,
             "integration_credentials": 0, "demo_requests": 1, "accounts": 1, "email_correspondence": 1, "billing_records": 1,
         }
         assert all(o["acted"] == 0 for o in dry_meta)
@@ -186,7 +189,7 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
         assert result.success
         acted = {o["category"]: o["acted"] for o in result.output_for_node("apply_retention_rules")}
         assert acted == {
-            "server_access_logs": 1, "dagster_run_logs": 1, "dagster_compute_logs": 1, "cached_metric_results": 6,
+            "server_access_logs": 1, "dagster_run_logs": 1, "dagster_compute_logs": 1, "sensor_tick_history": 0, "cached_metric_results": 6,
             "integration_credentials": 0, "demo_requests": 1, "accounts": 1, "email_correspondence": 1, "billing_records": 1,
         }
         output_event = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
@@ -258,3 +261,24 @@ def test_credentials_still_held_for_a_removed_connection_fail_the_run(platform, 
     failure = result.get_step_failure_events()[0].step_failure_data
     assert "retention promise broken" in failure.error.to_string() and "sf-leaky" in failure.error.to_string()
     assert platform.vault.has(connection.secret_ref("oauth_refresh_token"))  # reported, not destroyed here
+
+
+def test_sensor_ticks_older_than_90_days_are_purged(platform, app_db, pg_database, dagster_instance) -> None:  # noqa: ANN001, F811
+    """Tick history (run ids, run keys, cursors of every sensor, any status) is kept 90 days like run logs."""
+    from dfx_pipelines_tests.lifecycle.test_deletion_traces import _tick
+
+    instance, now = dagster_instance, utcnow()
+    ages = {"old-success": 91, "old-skipped": 120, "recent": 89}
+    ids = {}
+    for name, days in ages.items():
+        status = TickStatus.SKIPPED if name == "old-skipped" else TickStatus.SUCCESS
+        sensor = "jira_sync_sensor" if name == "old-skipped" else "salesforce_cdc_sensor"
+        data = _tick(sensor, status=status, timestamp=(now - timedelta(days=days)).timestamp(), cursor='{"sf-acme": {}}', run_keys=["sf-acme:x"])
+        ids[name] = instance.create_tick(data).tick_id
+
+    dry = run_retention(instance, pg_database["url"], {"dry_run": True}).output_for_node("apply_retention_rules")
+    assert next(o for o in dry if o["category"] == "sensor_tick_history")["matched"] == 2
+    assert len(instance.schedule_storage.get_ticks_by_ids(list(ids.values()))) == 3
+    done = run_retention(instance, pg_database["url"]).output_for_node("apply_retention_rules")
+    assert next(o for o in done if o["category"] == "sensor_tick_history")["acted"] == 2
+    assert [t.tick_id for t in instance.schedule_storage.get_ticks_by_ids(list(ids.values()))] == [ids["recent"]]

@@ -124,3 +124,30 @@ def test_model_is_the_single_validation_point() -> None:
     # Building the model directly (as connectors do) applies the same rules as parse_connection.
     with pytest.raises(Exception, match="Salesforce API name"):
         Connection(**salesforce(selection={"objects": {"Opportunity;": ["Id"]}}))
+
+
+def test_a_deleted_connection_keeps_only_what_the_audit_needs(any_platform: Platform) -> None:
+    """The tombstone keeps id, workspace, kind, status and the lifecycle timestamps (the audit's proof that
+    deletion came within 30 days of removal); the customer's name for the connection, its selection,
+    mapper, write-back, settings and endpoint (the org's instance URL) go, and the tombstone is not edited."""
+    registry = any_platform.registry
+    registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="o@acme.test"))
+    registry.add_connection(parse_connection(salesforce(display_name="Jane Roe's sales org", settings={"api_limit_share": 0.25})))
+    removed = registry.set_status("sf-acme", ConnectionStatus.REMOVED)
+    stale = registry.get("sf-acme")
+    registry.set_status("sf-acme", ConnectionStatus.DELETED)
+
+    with any_platform.engine.connect() as db:
+        row = db.execute(sa.text("SELECT * FROM connections WHERE id = 'sf-acme'")).mappings().one()
+    dump = " ".join(str(value) for value in row.values())
+    for data in ("Jane Roe", "acme.my.salesforce.com", "Forecast_Score__c", "StageName", "Region__c", "win_rate", "0.25"):
+        assert data not in dump, data
+    tombstone = registry.get("sf-acme")
+    assert (tombstone.id, tombstone.workspace_id, tombstone.kind, tombstone.status) == ("sf-acme", "acme", "salesforce", ConnectionStatus.DELETED)
+    assert (tombstone.created_at, tombstone.revoked_at, tombstone.removed_at) == (removed.created_at, removed.revoked_at, removed.removed_at)
+    assert tombstone.deleted_at is not None and tombstone.deleted_at >= tombstone.removed_at
+    assert tombstone.selection.objects == {} and tombstone.endpoint == {} and tombstone.write_back == []
+    with pytest.raises(ConfigError, match="is deleted"):  # a stale copy cannot write the data back
+        registry.save(stale)
+    with pytest.raises(ConfigError, match="already exists"):  # the id is never reused
+        registry.add_connection(parse_connection(salesforce()))

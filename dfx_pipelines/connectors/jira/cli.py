@@ -130,7 +130,7 @@ def _connect_cloud(
         raise ConfigError("--approve-sandbox works only with the local sandbox (--sandbox-url on loopback, its CA present, not production)")
     auth_url = sandbox_url or auth.ATLASSIAN_AUTH_ORIGIN
     api_origin = sandbox_url or auth.ATLASSIAN_API_ORIGIN
-    client_secret = os.environ.get("JIRA_CLIENT_SECRET") or (SANDBOX_CLIENT_SECRET if sandbox_url else None)
+    client_secret = resource.resolved_client_secret() or (SANDBOX_CLIENT_SECRET if sandbox_url else None)
     if not client_secret:
         raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET (and JIRA_CLIENT_ID)")
     client_secret = accept_secret(client_secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
@@ -154,7 +154,7 @@ def _connect_cloud(
 
     return connect_jira_cloud(
         platform, config=config, session=resource.session(platform), token_session=resource.token_session(platform),
-        client_id=resource.client_id, client_secret=client_secret, redirect_uri=redirect, receive_code=receive,
+        client_id=resource.resolved_client_id(), client_secret=client_secret, redirect_uri=redirect, receive_code=receive,
         auth_url=auth_url, api_origin=api_origin, site_url=site_url, reauthorize=reauthorize,
     )  # fmt: skip
 

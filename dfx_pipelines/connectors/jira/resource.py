@@ -25,6 +25,7 @@ import requests
 from dfx_pipelines.connectors.jira import auth, oauth
 from dfx_pipelines.connectors.jira.client import JiraClient, StaticCredentials
 from dfx_pipelines.platform.endpoints import is_loopback_url
+from dfx_pipelines.platform.env_values import resolved
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.http import RetryPolicy, build_session
 from dfx_pipelines.platform.registry import Connection, ConnectionSettings
@@ -134,9 +135,18 @@ class JiraResource(dg.ConfigurableResource):
     def token_session(self, platform: Platform) -> requests.Session:
         return oauth.token_session(self.sandbox_ca(platform))
 
+    def resolved_client_id(self) -> str:
+        return resolved(self.client_id) or SANDBOX_CLIENT_ID
+
+    def resolved_client_secret(self) -> str | None:
+        """The secret itself, also when this resource was built outside a run (a CLI command), where the
+        field still holds the `EnvVar` whose text is the variable's name."""
+        return resolved(self.client_secret)
+
     def oauth_client_secret(self, platform: Platform, connection: Connection) -> str:
-        if self.client_secret:
-            return accept_secret(self.client_secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
+        secret = self.resolved_client_secret()
+        if secret:
+            return accept_secret(secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
         if platform.settings.sandbox_allowed and is_loopback_url(str(connection.endpoint.get("auth_url") or "")):
             return SANDBOX_CLIENT_SECRET
         raise ConfigError("Jira OAuth needs the app's client secret: set JIRA_CLIENT_SECRET")
@@ -148,7 +158,7 @@ class JiraResource(dg.ConfigurableResource):
         if endpoint["auth"] == "oauth":
             token_session = self.token_session(platform)
             credentials: Any = VaultOAuthCredentials(
-                platform, connection, token_session, client_id=self.client_id, client_secret=self.oauth_client_secret(platform, connection), sandbox_allowed=sandbox_allowed
+                platform, connection, token_session, client_id=self.resolved_client_id(), client_secret=self.oauth_client_secret(platform, connection), sandbox_allowed=sandbox_allowed
             )
             return JiraClient(self.session(platform), base, "cloud", credentials, extra_sessions=(token_session,))
         if endpoint["auth"] == "pat":

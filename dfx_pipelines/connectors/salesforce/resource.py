@@ -25,6 +25,7 @@ from simple_salesforce.exceptions import (
 )
 
 from dfx_pipelines.connectors.salesforce import oauth
+from dfx_pipelines.platform.env_values import resolved
 from dfx_pipelines.platform.errors import AuthError, ConnectorError
 from dfx_pipelines.platform.http import RetryPolicy, api_calls, build_session, bytes_received, translate_errors
 from dfx_pipelines.platform.redaction import redact
@@ -225,6 +226,14 @@ class SalesforceResource(dg.ConfigurableResource):
     limit_retry_max_attempts: int = 4  # per call, for REQUEST_LIMIT_EXCEEDED (403), retried by the client
     limit_retry_backoff_seconds: float = 2.0
 
+    def resolved_client_id(self) -> str:
+        return resolved(self.client_id) or SANDBOX_CLIENT_ID
+
+    def resolved_client_secret(self) -> str | None:
+        """The secret itself, also when this resource was built outside a run (a CLI command), where the
+        field still holds the `EnvVar` whose text is the variable's name."""
+        return resolved(self.client_secret)
+
     def session(self, platform: Platform) -> requests.Session:
         ca = None
         if platform.settings.sandbox_allowed:
@@ -235,6 +244,6 @@ class SalesforceResource(dg.ConfigurableResource):
     def client(self, platform: Platform, connection: Connection) -> SalesforceClient:
         return SalesforceClient(
             platform, connection, self.session(platform),
-            client_id=self.client_id, client_secret=self.client_secret, api_version=self.api_version,
+            client_id=self.resolved_client_id(), client_secret=self.resolved_client_secret(), api_version=self.api_version,
             limit_retry_policy=RetryPolicy(max_attempts=self.limit_retry_max_attempts, backoff_base=self.limit_retry_backoff_seconds),
         )

@@ -4,7 +4,9 @@ Consent is programmatic: `GET /services/oauth2/authorize` answers an HTML consen
 the same parameters plus `approve=1` (or `deny=1`) back to `/services/oauth2/authorize`; the POST
 redirects (302) to `redirect_uri?code=...&state=...`. `auto_approve=1` on the GET skips the page. The
 scope a token carries is the connected app's policy (`granted_scopes`), whatever was requested, so tests
-can hand the connector a token with too few or too many scopes.
+can hand the connector a token with too few or too many scopes. Client authentication on the token
+endpoint: an app made with a `client_secret` is confidential and needs it exactly on every token call;
+one without takes PKCE alone and refuses any secret presented (`invalid_client` either way).
 """
 
 from __future__ import annotations
@@ -179,9 +181,7 @@ class OAuthServer:
         form = request.form()
         if form.get("client_id") != self.client_id:
             return _token_error("invalid_client_id", "client identifier invalid")
-        if self.client_secret is not None and not hmac.compare_digest(
-            form.get("client_secret", "").encode(), self.client_secret.encode()
-        ):
+        if not self._client_authenticated(form.get("client_secret") or None):
             return _token_error("invalid_client", "invalid client credentials")
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
@@ -189,6 +189,15 @@ class OAuthServer:
         if grant_type == "refresh_token":
             return self._refresh_access(request, form)
         return _token_error("unsupported_grant_type", "grant type not supported")
+
+    def _client_authenticated(self, presented: str | None) -> bool:
+        """A confidential app (one with a consumer secret, "Require Secret for Web Server Flow" on)
+        needs its secret on every token call, exactly. An app without one takes PKCE alone, but a secret
+        presented anyway is a wrong one (the caller's configuration is broken, e.g. it sends a variable's
+        name): Salesforce checks any secret it is given and answers `invalid_client`, and so does this."""
+        if self.client_secret is None:
+            return presented is None
+        return presented is not None and hmac.compare_digest(presented.encode(), self.client_secret.encode())
 
     def _exchange_code(self, request: Request, form: dict[str, str]) -> Response:
         with self._lock:

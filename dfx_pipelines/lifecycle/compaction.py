@@ -1,0 +1,84 @@
+"""Making deleted rows physically gone from the databases, not just invisible.
+
+A DELETE (or an UPDATE) leaves the old row's bytes in the table's files: SQLite keeps them in free pages,
+PostgreSQL keeps the dead tuple until a vacuum — and a plain VACUUM only marks its space reusable, it
+does not overwrite it (measured: see `dfx_pipelines_tests/lifecycle/test_deletion_traces.py`), nor does
+autovacuum, which may be off or late anyway. So after a deletion:
+- SQLite files (the embedded default's metric database, Dagster's index and run databases) are
+  rewritten with `VACUUM`;
+- on PostgreSQL the tables the deletion touched are rewritten with `VACUUM FULL`, which copies the live
+  rows into new files (indexes and TOAST included) and drops the old ones. It takes an ACCESS EXCLUSIVE
+  lock on each table while it copies it (readers and writers of that table wait; a few milliseconds for
+  the test data, seconds per GB of table) and needs free disk space for the copy.
+Neither statement may run inside a transaction: both use an autocommit connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Iterable
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+from sqlalchemy.pool import NullPool
+
+# The tables of Dagster's storage a connection's deletion deletes from or updates, per storage.
+DAGSTER_TABLES = {
+    "run_storage": ("runs", "run_tags"),
+    "event_log_storage": ("event_logs", "asset_event_tags", "asset_keys", "asset_check_executions", "dynamic_partitions"),
+    "schedule_storage": ("job_ticks", "instigators", "jobs"),
+}
+
+
+def vacuum_postgres(url: str | sa.URL, table_names: Iterable[str]) -> list[str]:
+    """`VACUUM FULL` each existing table (autocommit: VACUUM cannot run in a transaction). Returns the
+    tables rewritten."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    done = []
+    try:
+        with engine.connect() as db:
+            existing = set(sa.inspect(db).get_table_names())
+            for name in table_names:
+                if name in existing:  # names come from the code above, never from input
+                    db.execute(sa.text(f'VACUUM FULL "{name}"'))
+                    done.append(name)
+    finally:
+        engine.dispose()
+    return done
+
+
+def compact_metric_db(engine: sa.Engine, table_names: Iterable[str]) -> list[str]:
+    """The metric database (also the registry's and connectors' tables) after a deletion."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+            db.execute(sa.text("VACUUM"))
+        return ["(sqlite file)"]
+    if engine.dialect.name == "postgresql":
+        return vacuum_postgres(engine.url, table_names)
+    return []
+
+
+def compact_dagster_storage(instance: dg.DagsterInstance) -> list[str]:
+    """Dagster's storage after a deletion: its SQLite files rewritten, or its PostgreSQL tables."""
+    done: list[str] = []
+    sqlite_paths = []
+    if isinstance(instance.event_log_storage, SqliteEventLogStorage):
+        sqlite_paths.append(Path(instance.event_log_storage.path_for_shard(INDEX_SHARD_NAME)))
+    for attribute, table_names in DAGSTER_TABLES.items():
+        storage = getattr(instance, attribute)
+        sqlite_url = getattr(storage, "_conn_string", "")
+        if isinstance(sqlite_url, str) and sqlite_url.startswith("sqlite:///"):
+            sqlite_paths.append(Path(sqlite_url.removeprefix("sqlite:///")))
+        postgres_url = getattr(storage, "postgres_url", None)
+        if postgres_url:
+            done += vacuum_postgres(postgres_url, table_names)
+    for path in dict.fromkeys(sqlite_paths):
+        if path.exists():
+            with closing(sqlite3.connect(path, isolation_level=None)) as db:
+                db.execute("VACUUM")
+            done.append(str(path.name))
+    return done
