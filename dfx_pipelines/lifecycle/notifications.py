@@ -463,7 +463,10 @@ def evaluate_notifications(
     """One tick: queue the next batch of failed runs, then deliver what is due. Returns the tick's
     summary, the new cursor and the delivery report. Never raises for a delivery problem."""
     now = now or utcnow()
-    records, new_cursor = _failure_events(instance, int(cursor) if cursor else None, now, QUEUE_BATCH)
+    # A cursor that is not a storage id (the JSON one Dagster's run-failure sensor, this sensor's former
+    # kind, left behind) starts afresh from the lookback; queueing is idempotent, so nothing is sent twice.
+    storage_id = int(cursor) if cursor and cursor.isdigit() else None
+    records, new_cursor = _failure_events(instance, storage_id, now, QUEUE_BATCH)
     queued = 0
     for record in records:
         run = instance.get_run_by_id(record.event_log_entry.run_id)

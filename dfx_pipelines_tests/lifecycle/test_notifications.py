@@ -148,6 +148,7 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
         _, cursor = tick(instance, resources)
         tick(instance, resources, cursor)  # the next tick: nothing new
         tick(instance, resources, None)  # a reset cursor re-reads the same failures: nothing sent twice
+        tick(instance, resources, '{"__class__": "RunStatusSensorCursor", "record_id": 1}')  # the former sensor's cursor: same
 
     assert len(inbox.messages) == 2 and len(posts) == 2
     by_recipient = {tuple(rcpt): msg for rcpt, msg in inbox.messages}
