@@ -176,7 +176,9 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
     assert {r.channels for r in sent.values()} == {"email+slack"}
 
 
-def test_failed_delivery_is_named_by_the_tick_retried_with_backoff_and_never_lost(owners, smtp_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server, tmp_path: Path) -> None:  # noqa: ANN001
+    """A failed delivery is named by the tick, stays queued (never lost) and is retried at the first tick
+    after its backoff (1 min, then 2, ...), exactly once."""
     inbox, port = smtp_server
     home = tmp_path / "dh"
     home.mkdir()
