@@ -213,34 +213,80 @@ def sandbox() -> None:
     """Local HTTPS servers that play the SaaS APIs."""
 
 
+SANDBOX_WORKSPACE = "sandbox"
+
+
 @sandbox.command("serve")
 @click.option("--fault", "faults", multiple=True, help="Inject a fault, e.g. rate_limit:count=3,retry_after=1 (repeatable).")
 @click.option("--scale", type=int, default=None, help="Size of the sandbox data (connector-specific).")
-def sandbox_serve(faults: tuple[str, ...], scale: int | None) -> None:
-    """Serve every connector's sandbox (and the echo server) in the foreground."""
-    from dfx_pipelines.connectors import plugins
-    from dfx_pipelines.platform.sandbox import EchoApp, Faults, SandboxCA, SandboxServer
+@click.option("--jira-flavour", type=click.Choice(["cloud", "datacenter"]), default="cloud", show_default=True, help="Serve Jira Cloud (OAuth 3LO) or Jira Data Center (personal access token).")
+def sandbox_serve(faults: tuple[str, ...], scale: int | None, jira_flavour: str) -> None:
+    """Serve every connector's sandbox (and the echo server) in the foreground, and print for each a
+    ready-to-paste `dfx connect` command with the credentials it accepts."""
+    from dfx_pipelines.platform.sandbox import Faults
 
     rules = [Faults.parse(spec) for spec in faults]  # a malformed spec fails before anything starts
     settings = Settings.from_env()
-    ca = SandboxCA(settings.sandbox_dir)
-    servers = [SandboxServer(EchoApp(token="echo-sandbox-token"), ca=ca).start()]
-    running = [connector.start_sandbox(ca, scale=scale) for connector in plugins()]
-    for server in servers + [s for r in running for s in r.servers]:
-        for rule in rules:
-            server.faults.inject(rule.kind, count=rule.count, probability=rule.probability, path_prefix=rule.path_prefix, retry_after=rule.retry_after, status=rule.status, delay=rule.delay)
-        click.echo(f"{server.app.name:12s} {server.url}")
-    click.echo(f"CA certificate: {ca.ca_pem_path}  (Ctrl-C to stop)")
+    if not settings.sandbox_allowed:
+        raise click.UsageError("the sandboxes are refused in DFX_MODE=production (clients there never trust them)")
+    servers, running = _serve_sandboxes(settings, scale, jira_flavour)
     try:
+        for server in servers + [s for r in running for s in r.servers]:
+            for rule in rules:
+                server.faults.inject(rule.kind, count=rule.count, probability=rule.probability, path_prefix=rule.path_prefix, retry_after=rule.retry_after, status=rule.status, delay=rule.delay)
+            click.echo(f"{server.app.name:12s} {server.url}")
+        click.echo(f"CA certificate: {settings.sandbox_dir / 'sandbox-ca.pem'}  (Ctrl-C to stop)")
+        _print_connect_commands(settings, running)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        for server in servers:
-            server.stop()
-        for item in running:
+        for item in servers + running:
             item.stop()
+
+
+def _serve_sandboxes(settings: Settings, scale: int | None, jira_flavour: str) -> tuple[list[Any], list[Any]]:
+    from dfx_pipelines.connectors import plugins
+    from dfx_pipelines.platform.sandbox import EchoApp, SandboxCA, SandboxServer
+
+    ca = SandboxCA(settings.sandbox_dir)
+    servers = [SandboxServer(EchoApp(token="echo-sandbox-token"), ca=ca).start()]
+    running = []
+    try:
+        for connector in plugins():
+            options = {"flavour": jira_flavour} if connector.kind == "jira" else {}
+            running.append(connector.start_sandbox(ca, scale=scale, **options))
+    except BaseException:
+        for item in servers + running:
+            item.stop()
+        raise
+    return servers, running
+
+
+def _print_connect_commands(settings: Settings, running: list[Any]) -> None:
+    """Each sandbox's connect command, run from the same folder (or with the same DFX_HOME) as this one."""
+    from dfx_pipelines.connectors import plugin
+
+    click.echo(f"\nConnect by hand (same DFX_HOME={settings.home}, another terminal):")
+    click.echo(f"  dfx workspace create {SANDBOX_WORKSPACE} --name 'Sandbox workspace' --owner-email you@example.test")
+    for item in running:
+        command = plugin(item.kind).connect_command(item, workspace_id=SANDBOX_WORKSPACE, folder=settings.sandbox_dir)
+        click.echo(f"  {command.shell()}")
+    sys.stdout.flush()
+
+
+@main.command()
+def doctor() -> None:
+    """Report, in one screen, every variable the pipeline reads and what is missing or inconsistent
+    (exit 1 when production would not work)."""
+    from dfx_pipelines.platform.environment import report
+
+    lines, failed = report()
+    for line in lines:
+        click.echo(line)
+    if failed:
+        sys.exit(1)
 
 
 # ------------------------------------------------------------------ workspaces and connecting
@@ -330,7 +376,7 @@ def connect() -> None:
 @click.option("--paste", is_flag=True, help="Paste the redirect URL instead of running a loopback listener.")
 @click.option("--port", default=0, help="Loopback listener port (register http://127.0.0.1:<port>/callback in the connected app).")
 @click.option("--reauthorize", is_flag=True, help="Replace the tokens of an existing connection.")
-@click.option("--approve-sandbox", is_flag=True, hidden=True, help="Complete the local sandbox's consent programmatically.")
+@click.option("--approve-sandbox", is_flag=True, help="Local sandbox only (see `dfx sandbox serve`): complete its consent programmatically.")
 def connect_salesforce_command(
     workspace_id: str, connection_id: str, display_name: str, login_url: str, selects: tuple[str, ...],
     selection_file: str | None, write_backs: tuple[str, ...], paste: bool, port: int, reauthorize: bool, approve_sandbox: bool,

@@ -37,6 +37,21 @@ class DemoRun:
 
 
 @dataclass(frozen=True)
+class ConnectCommand:
+    """A ready-to-paste `dfx connect ...` for a served sandbox: the variables it needs and its arguments
+    (after `dfx`). `dfx sandbox serve` prints it; the tests run exactly this."""
+
+    env: dict[str, str]
+    argv: list[str]
+
+    def shell(self) -> str:
+        import shlex
+
+        assignments = [f"{name}={shlex.quote(value)}" for name, value in self.env.items()]
+        return " ".join([*assignments, "dfx", *(shlex.quote(arg) for arg in self.argv)])
+
+
+@dataclass(frozen=True)
 class RevocationResult:
     provider_revoked: bool  # the provider confirmed the token is dead (False where it has no revoke API)
     detail: str
@@ -63,6 +78,8 @@ class ConnectorPlugin(Protocol):
         ...
 
     # Optional: `cli_commands(self) -> list[click.Command]` adds connector-specific `dfx` subcommands.
+    # Optional: `connect_command(self, sandbox, *, workspace_id, folder) -> ConnectCommand` says how a
+    # user connects to a sandbox started by `start_sandbox` (files it needs go under `folder`, mode 0600).
 
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
         """Invalidate the connection's credentials at the provider, where it offers that."""

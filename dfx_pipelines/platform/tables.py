@@ -154,6 +154,9 @@ sent_notifications = sa.Table(
     sa.Column("connection_id", sa.String(64), nullable=False),
     sa.Column("recipient", sa.String(320), nullable=False),
     sa.Column("channels", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued, sending, sent, sent-slack-failed, dropped
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),  # when a queued (or stuck sending) row is due
+    sa.Column("last_error", sa.String(500)),  # why the last attempt failed, redacted
 )

@@ -1,13 +1,15 @@
 """Sync-error notifications through a real SMTP server (aiosmtpd on 127.0.0.1) and a local Slack-webhook
 stand-in: exactly one message per failed connection run, to that connection's workspace owner, naming
 the connection and the asset, with a planted secret shown as [REDACTED] and no stack trace; re-evaluating
-the sensor never sends again; runs for no connection, or that Dagster will retry, send nothing; a failed
-send is retried on the next tick without duplicating."""
+the sensor never sends again; runs for no connection, or that Dagster will retry, send nothing. Delivery
+failures (relay down, SMTP not configured) are recorded, named by the tick, retried with backoff and
+never lost; a backlog is drained in batches."""
 
 import json
 import socket
 import threading
 import uuid
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -18,13 +20,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from dagster._core.events import DagsterEventType
 
-from dfx_pipelines.lifecycle.notifications import SlackWebhookResource, SmtpResource, sync_failure_notification_sensor
+from dfx_pipelines.lifecycle import notifications
+from dfx_pipelines.lifecycle.notifications import SlackWebhookResource, SmtpResource, evaluate_notifications, sync_failure_notification_sensor
 from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
 from dfx_pipelines.platform.redaction import register_secret
-from dfx_pipelines.platform.registry import Connection, Workspace
+from dfx_pipelines.platform.registry import Connection, Workspace, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 
 CANARY = f"canary-{uuid.uuid4().hex}"
@@ -105,14 +107,17 @@ def owners(platform):  # noqa: ANN001, ANN201
     return platform
 
 
-def evaluate(instance: dg.DagsterInstance, run_id: str, resources: dict) -> dg.SkipReason:
-    run = instance.get_run_by_id(run_id)
-    [record] = instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.RUN_FAILURE).records
-    context = dg.build_run_status_sensor_context(
-        sensor_name="sync_failure_notification_sensor", dagster_event=record.event_log_entry.dagster_event,
-        dagster_instance=instance, dagster_run=run, resources=resources,
-    ).for_run_failure()
-    return sync_failure_notification_sensor(context)
+def tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None = None) -> tuple[str, str | None]:
+    """One evaluation of the sensor as the daemon runs it: its skip reason and the cursor it leaves."""
+    context = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor, sensor_name="sync_failure_notification_sensor")
+    result = sync_failure_notification_sensor(context)
+    assert isinstance(result, dg.SkipReason)
+    return result.skip_message or "", context.cursor
+
+
+def outbox(platform) -> dict:  # noqa: ANN001
+    with platform.engine.connect() as db:
+        return {r.run_id: r for r in db.execute(sa.select(tables.sent_notifications))}
 
 
 def failed_run(instance: dg.DagsterInstance, assets: list, **kwargs) -> str:  # noqa: ANN003
@@ -140,9 +145,10 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
         retried = failed_run(instance, [open_pipeline_by_stage], tags={"dfx/connection": "sf-acme"})
         instance.add_run_tags(retried, {"dagster/will_retry": "true"})  # as the run-retry daemon marks it
 
-        for _ in range(2):  # a second evaluation of the same failures sends nothing new
-            for run_id in (tagged, partitioned, unrelated, lifecycle, retried):
-                evaluate(instance, run_id, resources)
+        _, cursor = tick(instance, resources)
+        tick(instance, resources, cursor)  # the next tick: nothing new
+        tick(instance, resources, None)  # a reset cursor re-reads the same failures: nothing sent twice
+        tick(instance, resources, '{"__class__": "RunStatusSensorCursor", "record_id": 1}')  # the former sensor's cursor: same
 
     assert len(inbox.messages) == 2 and len(posts) == 2
     by_recipient = {tuple(rcpt): msg for rcpt, msg in inbox.messages}
@@ -171,6 +177,8 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
 
 
 def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server, tmp_path: Path) -> None:  # noqa: ANN001
+    """A failed delivery is named by the tick, stays queued (never lost) and is retried at the first tick
+    after its backoff (1 min, then 2, ...), exactly once."""
     inbox, port = smtp_server
     home = tmp_path / "dh"
     home.mkdir()
@@ -178,12 +186,65 @@ def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server
     down = {**good, "smtp": SmtpResource(host="127.0.0.1", port=free_port(), sender="alerts@dfx.test", starttls=False, timeout_seconds=2)}
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         run_id = failed_run(instance, [open_pipeline_by_stage], tags={"dagster/partition/connection": "sf-acme"})
-        with pytest.raises(Exception):  # noqa: B017 - the relay is down: the tick errors, nothing recorded
-            evaluate(instance, run_id, down)
-        assert inbox.messages == []
-        for _ in range(3):
-            evaluate(instance, run_id, good)
+        said, cursor = tick(instance, down)  # the relay is down: the tick does not error, it says why
+        assert "DELIVERY FAILED for 1" in said and "ConnectionRefusedError" in said and "attempt 1" in said
+        row = outbox(owners)[run_id]
+        assert row.status == "queued" and row.attempts == 1 and "ConnectionRefusedError" in row.last_error
+        assert timedelta(seconds=55) <= row.next_attempt_at.replace(tzinfo=None) - row.at.replace(tzinfo=None) <= timedelta(seconds=65)
+
+        said, cursor = tick(instance, good, cursor)  # backoff not over yet: not tried again
+        assert inbox.messages == [] and "0 sent" in said
+        later = utcnow() + timedelta(seconds=61)
+        down_smtp = down["smtp"]
+        said, _, _ = evaluate_notifications(owners, instance, cursor, down_smtp, now=later)  # second failure: the backoff doubles
+        row = outbox(owners)[run_id]
+        assert row.attempts == 2 and row.next_attempt_at.replace(tzinfo=None) - later.replace(tzinfo=None) == timedelta(seconds=120)
+        for _ in range(2):
+            evaluate_notifications(owners, instance, cursor, good["smtp"], now=later + timedelta(seconds=121))
     assert [rcpt for rcpt, _ in inbox.messages] == [["owner@acme.test"]]
+    row = outbox(owners)[run_id]
+    assert row.status == "sent" and row.attempts == 3 and row.last_error is None
+
+
+def test_without_smtp_the_failure_is_queued_and_sent_once_smtp_is_configured(owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    inbox, port = smtp_server
+    home = tmp_path / "dh"
+    home.mkdir()
+    resources = {"platform": PlatformResource(), "smtp": SmtpResource(starttls=False), "slack": SlackWebhookResource()}
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        run_id = failed_run(instance, [open_pipeline_by_stage], tags={"dfx/connection": "sf-acme"})
+        said, cursor = tick(instance, resources)
+        assert "SMTP is not configured" in said and "DELIVERY FAILED" in said
+        assert outbox(owners)[run_id].status == "queued"  # recorded, not lost
+        monkeypatch.setenv("DFX_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("DFX_SMTP_PORT", str(port))
+        monkeypatch.setenv("DFX_SMTP_FROM", "alerts@dfx.test")
+        evaluate_notifications(owners, instance, cursor, resources["smtp"], now=utcnow() + timedelta(minutes=2))
+    assert [rcpt for rcpt, _ in inbox.messages] == [["owner@acme.test"]]
+    assert outbox(owners)[run_id].status == "sent"
+
+
+def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Dagster's run-failure sensor handles one failed run per tick when its function returns a skip
+    reason; 120 failures would take two hours. Ours queues them all and sends DELIVERY_BATCH per tick."""
+    inbox, port = smtp_server
+    home = tmp_path / "dh"
+    home.mkdir()
+    resources = {"platform": PlatformResource(), "smtp": SmtpResource(host="127.0.0.1", port=port, sender="alerts@dfx.test", starttls=False), "slack": SlackWebhookResource()}
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        run_ids = []
+        for index in range(120):
+            run = instance.add_run(dg.DagsterRun(job_name="salesforce_daily_job", run_id=uuid.uuid4().hex, tags={"dfx/connection": "sf-acme" if index % 2 else "sf-beta"}))
+            instance.report_run_failed(run, message=f"failure {index}")
+            run_ids.append(run.run_id)
+        sent_per_tick, cursor = [], None
+        for _ in range(3):
+            before = len(inbox.messages)
+            said, cursor = tick(instance, resources, cursor)
+            sent_per_tick.append(len(inbox.messages) - before)
+    assert sent_per_tick == [notifications.DELIVERY_BATCH, notifications.DELIVERY_BATCH, 120 - 2 * notifications.DELIVERY_BATCH]
+    assert sorted(m["X-DFX-Run-Id"] for _, m in inbox.messages) == sorted(run_ids)  # each exactly once
+    assert {r.status for r in outbox(owners).values()} == {"sent"}
 
 
 def test_credentials_never_go_over_plain_text_to_a_remote_relay(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
 from dfx_pipelines.connectors.bigquery.metrics import build_query, by_day, results_markdown, specs_of, to_metric_rows
 from dfx_pipelines.connectors.bigquery.resource import AwaitingApproval, BigQueryResource, GatedQuery
 from dfx_pipelines.platform.errors import ConnectorError
+from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END  # noqa: F401 - re-exported
 from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START  # noqa: F401 - re-exported
@@ -103,6 +104,11 @@ with warnings.catch_warnings():
         ),
     )
     def bigquery_metric_specs(context: dg.AssetExecutionContext, platform: PlatformResource, bigquery: BigQueryResource) -> Iterator[Any]:
+        # No secret text escapes; a permanent error (refused key, gate refusal) is not retried as a new run.
+        with step_errors(context):
+            yield from _metric_specs(context, platform, bigquery)
+
+    def _metric_specs(context: dg.AssetExecutionContext, platform: PlatformResource, bigquery: BigQueryResource) -> Iterator[Any]:
         connection_id, days = _partitions(context)
         # Refuses a revoked or removed connection here, before the key is read or any request is sent.
         connection = platform.active_connection(connection_id, KIND)

@@ -70,7 +70,7 @@ def bigquery() -> None:
 @click.option("--metric-specs", "specs_file", type=click.Path(exists=True, dir_okay=False), help="JSON list of metric specs.")
 @click.option("--grant-policy-tag", "granted", multiple=True, help="A policy tag this connection was granted (Fine-Grained Reader).")
 @click.option("--replace-key", is_flag=True, help="Replace the key of an existing connection (a rotated key).")
-@click.option("--api-endpoint", default=None, hidden=True, help="The local sandbox's URL (sandbox mode only).")
+@click.option("--api-endpoint", default=None, help="Local sandbox only (see `dfx sandbox serve`): its URL.")
 def connect(
     workspace_id: str, connection_id: str, display_name: str, key_file: str, selects: tuple[str, ...], narrows: tuple[str, ...],
     budget_usd: float | None, price_per_tib_usd: float, project: str | None, location: str, specs_file: str | None,

@@ -39,6 +39,8 @@ WARNING_SHARE = 0.80  # the asset check warns once month-to-date spend reaches t
 class GateError(ConnectorError):
     """The gate refused a query; nothing was executed (dry runs excepted)."""
 
+    permanent = True  # the same query is refused the same way until a person changes something
+
 
 class QueryRefused(GateError):
     """Not a single SELECT, a table outside the selection, a tagged or unselected column, a bad identifier."""

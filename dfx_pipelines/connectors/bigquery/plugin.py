@@ -1,7 +1,10 @@
 """BigQuery as a `ConnectorPlugin`: its definitions, its sandbox and demo connection, its `dfx bigquery`
 commands, and what revocation means for a service-account key."""
 
+import json
+import os
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,7 +13,7 @@ import dagster as dg
 from dfx_pipelines.connectors.bigquery.assets import bigquery_metrics_job
 from dfx_pipelines.connectors.bigquery.definitions import bigquery_definitions
 from dfx_pipelines.platform.partitions import range_tags
-from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.platform.plugins import ConnectCommand, DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.sandbox import SandboxCA
 from dfx_pipelines.platform.services import Platform
@@ -41,6 +44,14 @@ class _SandboxServer:
         self._running.stop()
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Created 0600 from the start (never readable by others, not even between write and chmod)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT: set it
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 class BigQueryPlugin:
     kind = "bigquery"
     secret_kinds = ("service_account_key",)
@@ -56,8 +67,6 @@ class BigQueryPlugin:
 
     def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
         """As a user would: upload the sandbox's generated key (in memory), select, define two metrics."""
-        import json
-
         from dfx_pipelines.connectors.bigquery.connect import connect_bigquery
 
         running = sandbox.state["sandbox"]
@@ -75,6 +84,22 @@ class BigQueryPlugin:
             sandbox_ca=running.ca_pem_path,
             replace_key=True,  # a new demo starts a new sandbox with a new key
         )
+
+    def connect_command(self, sandbox: RunningSandbox, *, workspace_id: str, folder: Path) -> ConnectCommand:
+        """The sandbox's service-account key goes to a file under `folder` (mode 0600, as a key
+        downloaded from GCP would be kept), with the demo's metric specs next to it."""
+        running = sandbox.state["sandbox"]
+        folder.mkdir(parents=True, exist_ok=True)
+        key_file, specs_file = folder / "bigquery-service-account.json", folder / "bigquery-metric-specs.json"
+        _write_private(key_file, json.dumps(running.service_account_key, indent=2))
+        specs_file.write_text(json.dumps(DEMO_SPECS, indent=2))
+        selects = [arg for dataset, tables in DEMO_SELECTION.items() for arg in ("--select", f"{dataset}:{','.join(tables)}")]
+        return ConnectCommand(
+            env={},
+            argv=["connect", "bigquery", "--workspace", workspace_id, "--id", "bq-sandbox", "--name", "BigQuery sandbox",
+                  "--key-file", str(key_file), *selects, "--budget-usd", f"{DEMO_BUDGET_USD:g}", "--metric-specs", str(specs_file),
+                  "--api-endpoint", running.url],
+        )  # fmt: skip
 
     def demo_runs(self, connection: Connection, days: int = 30) -> list[DemoRun]:
         first = DEMO_LAST_DAY - timedelta(days=days - 1)

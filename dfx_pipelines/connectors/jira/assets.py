@@ -11,10 +11,10 @@ import dagster as dg
 from dfx_pipelines.connectors.jira.compute import METRICS, JiraMetric
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import ConnectorError
+from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
-from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "jira"
@@ -93,8 +93,8 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
     )
     def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource) -> dg.MaterializeResult:
-        # Whatever escapes (a library error quoting a URL or payload) is stored without secret text.
-        with redacted_exceptions():
+        # Whatever escapes is stored without secret text; a permanent error is not retried as a new run.
+        with step_errors(context):
             return materialize_metric(metric, context, platform, jira)
 
     return _metric_asset

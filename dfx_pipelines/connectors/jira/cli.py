@@ -69,8 +69,8 @@ def jira() -> None:
 @click.option("--base-url", default=None, help="Data Center (or a Cloud site with --username): the Jira base URL. Token from $JIRA_API_TOKEN or a prompt.")
 @click.option("--username", default=None, help="With --base-url: basic auth as this user (a Cloud account email with an API token); without, a personal access token.")
 @click.option("--reauthorize", is_flag=True, help="Replace the credentials of an existing connection.")
-@click.option("--sandbox-url", default=None, hidden=True, help="The local sandbox's URL, as Atlassian auth and API origin (sandbox mode only).")
-@click.option("--approve-sandbox", is_flag=True, hidden=True, help="Complete the local sandbox's consent programmatically.")
+@click.option("--sandbox-url", default=None, help="Cloud, local sandbox only (see `dfx sandbox serve`): its URL, as Atlassian auth and API origin.")
+@click.option("--approve-sandbox", is_flag=True, help="Cloud, local sandbox only: complete its consent programmatically.")
 def connect(
     workspace_id: str, connection_id: str, display_name: str, projects: tuple[str, ...], boards: tuple[str, ...], maps: tuple[str, ...],
     cloud: bool, site_url: str | None, paste: bool, redirect_uri: str | None, port: int, base_url: str | None, username: str | None,

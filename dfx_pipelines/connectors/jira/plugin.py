@@ -2,6 +2,7 @@
 (consent given programmatically), the demo runs, and what revocation means for Atlassian 3LO."""
 
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import click
 import dagster as dg
@@ -9,7 +10,7 @@ import dagster as dg
 from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
 from dfx_pipelines.connectors.jira.definitions import jira_definitions, jira_resource
 from dfx_pipelines.platform.partitions import range_tags
-from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.platform.plugins import ConnectCommand, DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.sandbox import SandboxCA
 from dfx_pipelines.platform.services import Platform
@@ -30,13 +31,13 @@ class JiraPlugin:
     def definitions(self) -> dg.Definitions:
         return jira_definitions()
 
-    def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
+    def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None, flavour: str = "cloud") -> RunningSandbox:
         from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
         from dfx_pipelines.connectors.jira.sandbox.server import start_jira_sandbox
 
         # The demo site's clock is now, so its last year of work lands in today's daily partitions.
         now = datetime.now(timezone.utc).replace(microsecond=0)
-        running = start_jira_sandbox(JiraSite(seed=11, issues=scale or 1_000, now=now), flavour="cloud", ca=ca)
+        running = start_jira_sandbox(JiraSite(seed=11, issues=scale or 1_000, now=now), flavour=flavour, ca=ca)
         return RunningSandbox(kind=self.kind, servers=[running.server], state={"sandbox": running})
 
     def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
@@ -62,6 +63,21 @@ class JiraPlugin:
             auth_url=running.auth_url,
             api_origin=running.url,
             reauthorize=True,
+        )
+
+    def connect_command(self, sandbox: RunningSandbox, *, workspace_id: str, folder: Path) -> ConnectCommand:
+        """Cloud: OAuth 3LO with the sandbox's app and its consent completed programmatically. Data
+        Center: the sandbox's personal access token through JIRA_API_TOKEN (never an argument)."""
+        running = sandbox.state["sandbox"]
+        selection = [arg for key in DEMO_SELECTION["projects"] for arg in ("--project", key)]
+        selection += [arg for board in DEMO_SELECTION["boards"] for arg in ("--board", str(board))]
+        common = ["connect", "jira", "--workspace", workspace_id, "--id", f"jira-{running.app.flavour}-sandbox", *selection]
+        if running.app.flavour == "datacenter":
+            return ConnectCommand(env={"JIRA_API_TOKEN": running.personal_access_token}, argv=[*common, "--name", "Jira Data Center sandbox", "--base-url", running.url])
+        maps = [arg for entry in DEMO_FIELD_MAPPER for arg in ("--map", f"{entry['target']}={entry['source']}")]
+        return ConnectCommand(
+            env={"JIRA_CLIENT_ID": running.app.oauth.client_id, "JIRA_CLIENT_SECRET": running.app.oauth.client_secret},
+            argv=[*common, "--name", "Jira Cloud sandbox", *maps, "--cloud", "--sandbox-url", running.url, "--approve-sandbox"],
         )
 
     def demo_runs(self, connection: Connection, days: int = DEMO_DAYS) -> list[DemoRun]:

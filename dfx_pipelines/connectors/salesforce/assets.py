@@ -16,9 +16,9 @@ from dfx_pipelines.connectors.salesforce.queries import AGGREGATE_ROW_LIMIT, Cad
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
+from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
-from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.registry import Connection, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -107,8 +107,8 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         metadata={"family": metric.family, "cadence": metric.cadence.value, "strategy": metric.strategy.value},
     )
     def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
-        # Whatever escapes (a library error quoting a URL or payload) is stored without secret text.
-        with redacted_exceptions():
+        # Whatever escapes is stored without secret text; a permanent error is not retried as a new run.
+        with step_errors(context):
             return materialize_metric(metric, context, platform, salesforce)
 
     return _metric_asset

@@ -1,6 +1,7 @@
 """Salesforce as a `ConnectorPlugin`: its definitions, its sandbox for the demo, and provider revocation."""
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,7 +10,7 @@ from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
 from dfx_pipelines.connectors.salesforce.definitions import salesforce_definitions, salesforce_resource
 from dfx_pipelines.platform.errors import SecretNotFoundError
 from dfx_pipelines.platform.partitions import range_tags
-from dfx_pipelines.platform.plugins import DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.platform.plugins import ConnectCommand, DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.sandbox import SandboxCA
 from dfx_pipelines.platform.services import Platform
@@ -68,6 +69,17 @@ class SalesforcePlugin:
             receive_code=lambda url: complete_authorization(session, url),
             reauthorize=True,
         )
+
+    def connect_command(self, sandbox: RunningSandbox, *, workspace_id: str, folder: Path) -> ConnectCommand:
+        """What a user types to connect the served sandbox by hand: the demo's selection, the sandbox's
+        connected app (PKCE, no secret) and its consent completed programmatically."""
+        running = sandbox.state["sandbox"]
+        selects = [arg for obj, fields in DEMO_SELECTION.items() for arg in ("--select", f"{obj}:{','.join(fields)}")]
+        return ConnectCommand(
+            env={"SALESFORCE_CLIENT_ID": running.app.oauth.client_id},
+            argv=["connect", "salesforce", "--workspace", workspace_id, "--id", "sf-sandbox", "--name", "Salesforce sandbox",
+                  "--login-url", running.url, *selects, "--approve-sandbox"],
+        )  # fmt: skip
 
     def demo_runs(self, connection: Connection, days: int = DEMO_DAYS) -> list[DemoRun]:
         today = date.today()

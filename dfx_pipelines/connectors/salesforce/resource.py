@@ -43,6 +43,8 @@ SANDBOX_CLIENT_ID = "dfx-sandbox-client"
 class ApiBudgetExhausted(ConnectorError):
     """The org's daily API usage reached the share this connection may use: stop, politely."""
 
+    permanent = True  # retrying within minutes only spends more of the org's budget
+
 
 def _error_text(exc: SalesforceError) -> str:
     content = getattr(exc, "content", None)
@@ -151,8 +153,10 @@ class SalesforceClient:
                 refreshed = True
                 self._refresh()
             except SalesforceRefusedRequest as exc:
-                if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED" or attempt >= self.limit_retry.max_attempts:
-                    raise ConnectorError(f"Salesforce {what} refused: {_error_text(exc)}") from None
+                if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":  # a 403: the user lacks a permission
+                    raise AuthError(f"Salesforce {what} refused: {_error_text(exc)}") from None
+                if attempt >= self.limit_retry.max_attempts:  # the org's daily API limit: over budget until it resets
+                    raise ApiBudgetExhausted(f"Salesforce {what} refused: {_error_text(exc)}") from None
                 delay = self.limit_retry.delay_for(attempt, None)
                 log.warning("Salesforce %s: REQUEST_LIMIT_EXCEEDED; retry %d in %.1fs", what, attempt, delay)
                 self.limit_retry.sleep(delay)

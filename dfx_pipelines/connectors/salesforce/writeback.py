@@ -16,7 +16,7 @@ import dagster as dg
 
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
-from dfx_pipelines.platform.redaction import redacted_exceptions
+from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.registry import Connection, WriteBackDesignation
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
@@ -110,7 +110,7 @@ class WriteBackConfig(dg.Config):
 
 @dg.op(tags={"dfx/api": "salesforce"})
 def write_designated_fields(context: dg.OpExecutionContext, config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource) -> dg.Output[list[dict]]:
-    with redacted_exceptions():
+    with step_errors(context):
         return _write_designated_fields(config, platform, salesforce)
 
 
