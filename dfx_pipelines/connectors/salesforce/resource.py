@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 API_VERSION = "59.0"
+MAX_REFRESHES_PER_CALL = 3
 SANDBOX_CLIENT_ID = "dfx-sandbox-client"
 
 
@@ -139,7 +140,7 @@ class SalesforceClient:
         log.info("refreshed the Salesforce access token of %s", self.connection.id)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        refreshed = False
+        refreshes = 0
         attempt = 0
         while True:
             attempt += 1
@@ -148,9 +149,11 @@ class SalesforceClient:
                 with translate_errors(f"Salesforce {what}"):
                     return fn()
             except SalesforceExpiredSession:
-                if refreshed:
-                    raise AuthError(f"Salesforce {what}: session still invalid after a token refresh (revoked?)") from None
-                refreshed = True
+                # A token can expire again right after a refresh (an org admin's "expire all sessions", a
+                # short session timeout): refresh a few times, but not forever for a token that never works.
+                if refreshes >= MAX_REFRESHES_PER_CALL:
+                    raise AuthError(f"Salesforce {what}: session still invalid after {refreshes} token refreshes (revoked?)") from None
+                refreshes += 1
                 self._refresh()
             except SalesforceRefusedRequest as exc:
                 if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED" or attempt >= self.limit_retry.max_attempts:
