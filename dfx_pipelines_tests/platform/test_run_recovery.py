@@ -78,6 +78,7 @@ def test_the_production_instance_monitors_runs_like_the_embedded_one() -> None:
     assert production["run_retries"] == embedded["run_retries"]
 
 
+@pytest.mark.timeout(600)  # a daemon, a code server and two runs on a shared 2-core machine
 def test_a_killed_run_worker_fails_its_run_and_the_retry_stores_the_same_values(tmp_path: Path, platform, settings) -> None:  # noqa: ANN001
     from dfx_pipelines_tests.platform.recovery_location import defs
 
