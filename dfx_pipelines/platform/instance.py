@@ -6,7 +6,10 @@ What run monitoring does with the default run launcher (Dagster 1.13.27, read in
 - `DefaultRunLauncher.supports_check_run_worker_health` is False (the base class default): the monitoring
   daemon never asks whether a STARTED run's worker lives. A worker that dies is noticed by the code server
   that spawned it (`DagsterApiServer._check_for_orphaned_runs`, every 0.5 s), which reports the run
-  failed; `run_retries` then launches the retry, and the failed run no longer holds its tag's slot.
+  failed; `run_retries` then launches the retry, and the failed run no longer holds its tag's slot. A run
+  whose code server died too, or an in-process run (`dfx demo`) whose process was killed, is seen by no
+  one: hence `run_launcher.LocalWorkerRunLauncher`, the default launcher plus a pid-based health check,
+  which the monitoring daemon then calls every `poll_interval_seconds`.
 - Monitoring itself covers what the code server cannot: a run stuck STARTING/NOT_STARTED past
   `start_timeout_seconds` (its code server died before the worker began) or CANCELING past
   `cancel_timeout_seconds` is failed/canceled; a run past `max_runtime_seconds` is terminated and failed
@@ -44,10 +47,21 @@ PER_CONNECTION_LIMITS = [
 ]
 
 
+def run_launcher(*, check_in_process_runs: bool) -> dict[str, Any]:
+    return {
+        "module": "dfx_pipelines.platform.run_launcher",
+        "class": "LocalWorkerRunLauncher",
+        "config": {"check_in_process_runs": check_in_process_runs},
+    }
+
+
 def embedded_instance_config(**run_monitoring: Any) -> dict[str, Any]:
-    """The embedded instance's settings; keyword arguments override run monitoring (tests poll faster)."""
+    """The embedded instance's settings; keyword arguments override run monitoring (tests poll faster).
+    Everything of the embedded instance runs on this machine, `dfx demo`'s in-process runs included, so
+    the launcher checks their workers too."""
     return {
         "telemetry": {"enabled": False},
+        "run_launcher": run_launcher(check_in_process_runs=True),
         "python_logs": {"managed_python_loggers": ["dfx_pipelines"]},
         "run_monitoring": {**RUN_MONITORING, **run_monitoring},
         "run_retries": dict(RUN_RETRIES),

@@ -22,7 +22,7 @@ import pytest
 from dagster._core.storage.dagster_run import RunsFilter
 
 from dfx_pipelines.connectors.salesforce.plugin import PLUGIN
-from dfx_pipelines.platform.instance import RUN_MONITORING, RUN_RETRIES, embedded_instance_config, write_embedded_instance
+from dfx_pipelines.platform.instance import RUN_MONITORING, RUN_RETRIES, embedded_instance_config, run_launcher, write_embedded_instance
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.registry import KIND_RULES, Workspace
 from dfx_pipelines.platform.sandbox import SandboxCA
@@ -76,6 +76,83 @@ def test_the_production_instance_monitors_runs_like_the_embedded_one() -> None:
     embedded = embedded_instance_config()
     assert production["run_monitoring"] == embedded["run_monitoring"]
     assert production["run_retries"] == embedded["run_retries"]
+    assert production["run_launcher"] == run_launcher(check_in_process_runs=False)  # production runs go through code servers
+
+
+IN_PROCESS_RUN = """
+import time
+
+import dagster as dg
+
+
+@dg.asset
+def slow_sync() -> int:
+    time.sleep(600)
+    return 1
+
+
+dg.materialize([slow_sync], instance=dg.DagsterInstance.get(), tags={"dfx/connection": "sf-demo"})
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_in_process_run_is_failed_by_the_monitoring_daemon(tmp_path: Path) -> None:
+    """`dfx demo` runs jobs in its own process: when that process is killed there is no code server to
+    notice, and the run would stay STARTED, holding the connection's slot. The daemon's run monitoring,
+    through the launcher's pid check, fails it."""
+    home = write_embedded_instance(tmp_path / "dagster_home", poll_interval_seconds=1).parent
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    script = tmp_path / "demo_like_run.py"
+    script.write_text(IN_PROCESS_RUN)
+    worker = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = None
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = wait_for("the in-process run to start", lambda: next(iter(instance.get_runs(filters=RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))), None), 120)
+            wait_for("its step", lambda: instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START), 60)
+            worker.kill()
+            worker.wait(timeout=30)
+            killed_at = time.monotonic()
+            daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "--empty-workspace"], cwd=tmp_path, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            failed = wait_for("the dead run to be marked failed", lambda: (r := instance.get_run_by_id(run.run_id)) and r.status == dg.DagsterRunStatus.FAILURE and r, 180, every=0.2)
+            print(f"\nin-process run killed -> marked failed by run monitoring in {time.monotonic() - killed_at:.2f}s (daemon start included)")  # noqa: T201
+            assert failed.status == dg.DagsterRunStatus.FAILURE
+            failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            assert any(f"run worker process {worker.pid} is gone" in (e.dagster_event.message or "") for e in failures if e.dagster_event)
+    finally:
+        worker.kill()
+        if daemon is not None:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+
+
+def test_the_health_check_knows_live_dead_and_remote_workers(tmp_path: Path) -> None:
+    from dagster._core.launcher import WorkerStatus
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+
+    from dfx_pipelines.platform.run_launcher import LocalWorkerRunLauncher
+
+    home = write_embedded_instance(tmp_path / "dagster_home").parent
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, LocalWorkerRunLauncher) and launcher.supports_check_run_worker_health
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        for pid, tags, expected in (
+            (os.getpid(), {GRPC_INFO_TAG: json.dumps({"host": "localhost", "port": 4266})}, WorkerStatus.RUNNING),
+            (dead.pid, {GRPC_INFO_TAG: json.dumps({"host": "localhost", "port": 4266})}, WorkerStatus.FAILED),
+            (dead.pid, {}, WorkerStatus.FAILED),  # in process, checked on the embedded instance
+            (dead.pid, {GRPC_INFO_TAG: json.dumps({"host": "code-server.internal", "port": 4266})}, WorkerStatus.RUNNING),  # another host
+            (None, {}, WorkerStatus.RUNNING),  # no pid recorded yet
+        ):
+            run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job(), tags=tags)
+            if pid is not None:
+                instance.report_engine_event(f"Started process for run (pid: {pid}).", run)
+            assert launcher.check_run_worker_health(run).status is expected, (pid, tags)
 
 
 @pytest.mark.timeout(600)  # a daemon, a code server and two runs on a shared 2-core machine
