@@ -38,15 +38,10 @@ def embedded_dagster_home(settings: Settings) -> Path:
     """DAGSTER_HOME for the embedded default: Dagster's default SQLite storage under .dfx/."""
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
+    from dfx_pipelines.platform.instance import write_embedded_instance
+
     home = settings.home / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(
-            "# Embedded default instance: Dagster's SQLite storage in this folder (made by `dfx`).\n"
-            "telemetry:\n  enabled: false\n"
-            "python_logs:\n  managed_python_loggers: [dfx_pipelines]\n"
-        )
+    write_embedded_instance(home)  # run monitoring and retries, as in production
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -4,7 +4,10 @@ A sandbox is a `SandboxApp` (a plain object with `handle(request) -> Response`) 
 `SandboxServer` on 127.0.0.1 with a free port and a certificate from a `SandboxCA` generated locally
 (trustme). Clients trust that CA in sandbox mode only (see `platform.http`). Faults are injected per
 server, in front of the app, so every sandbox gets the same menu: 429 with Retry-After, 5xx, slow
-responses, dropped connections, and expired-token 401s (the app says what its 401 looks like).
+responses, dropped connections, and expired-token 401s (the app says what its 401 looks like). A drop
+happens before the app sees the request (`when=before`, the default) or after it acted, losing only the
+response (`when=after`): the case that makes a non-idempotent call such as a token rotation unsafe to
+retry blindly.
 
 Nothing here knows about any particular SaaS; connector sandboxes live in their connector's folder.
 """
@@ -133,6 +136,7 @@ class FaultRule:
     retry_after: float = 1  # seconds, for rate_limit
     status: int = 503  # for server_error
     delay: float = 0.5  # seconds, for slow
+    when: str = "before"  # for drop: "before" the app handles the request, or "after" (the response is lost)
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +144,8 @@ class FaultRule:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"fault probability must be within 0..1, got {self.probability}")
+        if self.when not in ("before", "after"):
+            raise ValueError(f"a drop happens 'before' or 'after' the server acts, got {self.when!r}")
 
     @property
     def spent(self) -> bool:
@@ -210,10 +216,10 @@ class Faults:
                 options[key] = number(key, value, float, 0.0, 3600.0)
             elif key == "status":
                 options[key] = number(key, value, int, 100, 599)
-            elif key == "path_prefix":
+            elif key in ("path_prefix", "when"):
                 options[key] = value
             else:
-                raise ConfigError(f"fault {spec!r}: unknown option {key!r} (count, probability, retry_after, delay, status, path_prefix)")
+                raise ConfigError(f"fault {spec!r}: unknown option {key!r} (count, probability, retry_after, delay, status, path_prefix, when)")
         return FaultRule(kind=kind, **options)
 
 
@@ -359,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None:
             if rule.kind == "drop":
                 # Close without a response: the client sees a connection reset / remote disconnect.
+                if rule.when == "after":
+                    self._handle(sandbox, request)  # the server acts; only its answer is lost
                 self.close_connection = True
                 try:
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -373,13 +381,15 @@ class _Handler(BaseHTTPRequestHandler):
                 response = Response.json({"message": "sandbox injected error"}, status=rule.status)
             elif rule.kind == "expire_token":
                 response = sandbox.app.unauthorized(request)
-        if response is None:
-            try:
-                response = sandbox.app.handle(request)
-            except Exception:  # the sandbox answers like a server would: a 500, logged here
-                log.exception("sandbox %s failed on %s %s", sandbox.app.name, request.method, request.path)
-                response = Response.json({"message": "sandbox internal error"}, status=500)
-        self._send(response)
+        self._send(response if response is not None else self._handle(sandbox, request))
+
+    @staticmethod
+    def _handle(sandbox: "SandboxServer", request: Request) -> Response:
+        try:
+            return sandbox.app.handle(request)
+        except Exception:  # the sandbox answers like a server would: a 500, logged here
+            log.exception("sandbox %s failed on %s %s", sandbox.app.name, request.method, request.path)
+            return Response.json({"message": "sandbox internal error"}, status=500)
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)

@@ -39,6 +39,7 @@ BULK_ISSUES = 1000
 BULK_PAGE = 1000
 AGILE_PAGE = 50
 WORKLOG_FIELD = "worklog"  # requested only through `FieldPlan.worklogs`, reduced on arrival
+MAX_REFRESHES_PER_CALL = 3
 
 
 class Credentials(Protocol):
@@ -102,17 +103,19 @@ class JiraClient:
 
     def _request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}{path}"
-        refreshed = False
+        refreshes = 0
         while True:
             headers = {"Authorization": self.credentials.header(), "Accept": "application/json"}
             with translate_errors(f"Jira {what}"):
                 response = self.session.request(method, url, headers=headers, **kwargs)
-            if response.status_code == 401 and not refreshed and self.credentials.refresh():
-                refreshed = True
+            # A fresh token can be refused again (revoked sessions, a clock skew at expiry): refresh a few
+            # times, not forever.
+            if response.status_code == 401 and refreshes < MAX_REFRESHES_PER_CALL and self.credentials.refresh():
+                refreshes += 1
                 log.info("Jira %s: access token refreshed after a 401", what)
                 continue
             if response.status_code == 401:
-                raise AuthError(f"Jira {what}: HTTP 401, the credential was refused" + (" even after a refresh" if refreshed else ""))
+                raise AuthError(f"Jira {what}: HTTP 401, the credential was refused" + (f" even after {refreshes} refreshes" if refreshes else ""))
             check_response(response, f"Jira {what}")
             return response.json()
 

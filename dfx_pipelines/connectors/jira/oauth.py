@@ -2,9 +2,12 @@
 rotating refresh tokens, and accessible-resources → cloud id. Every call checks its host first (`auth`).
 
 Atlassian rotates refresh tokens: each refresh returns a new one and retires the old; presenting a
-retired one fails with `invalid_grant` and revokes the whole grant. So token calls are never retried
-after a dropped connection or a 5xx (the server may have rotated already), and the caller stores the new
-refresh token before it uses the new access token (`resource.VaultCredentials.refresh`).
+retired one fails with `invalid_grant` and revokes the whole grant — unless it is presented again within
+Atlassian's 10-minute reuse leeway (see `sandbox/oauth.py` for the source). That leeway is what makes a
+retry safe when the connection drops after Atlassian rotated but before its answer arrived: the same
+refresh token is sent again (seconds later, well inside the leeway) and a fresh pair comes back. So token
+calls retry dropped connections, timeouts and 5xx with backoff, and the caller stores the new refresh
+token before it uses the new access token (`resource.VaultOAuthCredentials.refresh`).
 Atlassian has no revoke endpoint for 3LO apps: "invalidate" means destroying our copy (the vault key).
 """
 
@@ -24,8 +27,10 @@ from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redi
 from dfx_pipelines.platform.secret_input import accept_secret
 
 AUDIENCE = "api.atlassian.com"
-# 429 and 503 mean the server did not act, so they are safe to retry; nothing else is for a token call.
-TOKEN_RETRY = RetryPolicy(max_attempts=3, retry_statuses=frozenset({429, 503}))
+# Every failure a retry can cure, for every method: 429/503 (the server did not act) and, thanks to the
+# reuse leeway, dropped connections and other 5xx (it may have rotated; the old token still works for 10 min).
+# The waits stay short (at most ~7 s in all), far inside the leeway.
+TOKEN_RETRY = RetryPolicy(max_attempts=5, backoff_base=0.5, max_backoff=5.0, retry_all_methods=True)
 
 
 def token_session(sandbox_ca: str | None) -> requests.Session:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import threading
@@ -122,6 +123,9 @@ class JiraResource(dg.ConfigurableResource):
     client_id: str = SANDBOX_CLIENT_ID
     client_secret: Optional[str] = None
     sandbox_ca_path: Optional[str] = None  # defaults to the embedded default's sandbox CA, sandbox mode only
+    # Retry knobs for API calls (429, 5xx, dropped connections); the defaults are `API_RETRY`'s.
+    retry_max_attempts: int = API_RETRY.max_attempts
+    retry_backoff_seconds: float = API_RETRY.backoff_base
 
     def sandbox_ca(self, platform: Platform) -> str | None:
         if not platform.settings.sandbox_allowed:
@@ -130,7 +134,8 @@ class JiraResource(dg.ConfigurableResource):
         return str(candidate) if candidate.exists() else None
 
     def session(self, platform: Platform) -> requests.Session:
-        return build_session(sandbox_ca=self.sandbox_ca(platform), retry=API_RETRY)
+        policy = dataclasses.replace(API_RETRY, max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds)
+        return build_session(sandbox_ca=self.sandbox_ca(platform), retry=policy)
 
     def token_session(self, platform: Platform) -> requests.Session:
         return oauth.token_session(self.sandbox_ca(platform))

@@ -90,7 +90,12 @@ class SoqlQuery:
 
 # --- values ---------------------------------------------------------------------------------------------
 
-# The escapes Salesforce documents for quoted strings (the same table simple_salesforce uses).
+# The escapes Salesforce documents for quoted strings (the same table simple_salesforce uses). Why not
+# simple_salesforce's `format_soql`/`quote_soql_value`: this module is pure (no client library, see
+# test_architecture), and the library renders what SOQL cannot read or reads differently — 1e16 as
+# `1e+16`, NaN as `nan`, an empty list as `()`, raw control characters, a naive datetime in the local
+# zone, microseconds silently cut off a `<` bound. Where it does cover the need (strings, dates, aware
+# datetimes) test_queries.py checks every literal here against `format_soql`.
 _SOQL_STRING_ESCAPES = str.maketrans(
     {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 )

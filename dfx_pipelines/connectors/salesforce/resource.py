@@ -1,7 +1,9 @@
 """`SalesforceResource`: the Dagster resource that hands out a `SalesforceClient` for one connection.
 
 The client is the only code that talks to Salesforce. It takes tokens from the vault, checks the
-instance URL before a token leaves the process, refreshes on 401 (storing the new access token),
+instance URL before a token leaves the process, refreshes on 401 (storing the new access token) through
+a token session that retries the refresh POST after a dropped connection or a 5xx (safe: a Salesforce
+refresh does not retire the refresh token it was given, so sending it again gets another access token),
 retries REQUEST_LIMIT_EXCEEDED with backoff (429/5xx are retried by the shared session), stops before
 a configured share of the org's daily API limit, and counts calls, records and bytes for metadata.
 Errors come out as project errors with no token text.
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 API_VERSION = "59.0"
+MAX_REFRESHES_PER_CALL = 3
 SANDBOX_CLIENT_ID = "dfx-sandbox-client"
 
 
@@ -81,10 +84,12 @@ class SalesforceClient:
         client_secret: str | None,
         api_version: str = API_VERSION,
         limit_retry_policy: RetryPolicy | None = None,
+        token_session: requests.Session | None = None,
     ):
         self.platform = platform
         self.connection = connection
         self.session = session
+        self.token_session = token_session if token_session is not None else session
         self.client_id = client_id
         self.client_secret = accept_optional_secret(client_secret, "the Salesforce client secret (SALESFORCE_CLIENT_SECRET)")
         self.api_version = api_version
@@ -100,11 +105,11 @@ class SalesforceClient:
 
     @property
     def api_calls(self) -> int:
-        return api_calls(self.session)
+        return api_calls(self.session) + (api_calls(self.token_session) if self.token_session is not self.session else 0)
 
     @property
     def bytes_read(self) -> int:
-        return bytes_received(self.session)
+        return bytes_received(self.session) + (bytes_received(self.token_session) if self.token_session is not self.session else 0)
 
     def api_usage(self) -> tuple[int, int] | None:
         usage = self._sf.api_usage.get("api-usage")
@@ -127,7 +132,7 @@ class SalesforceClient:
     def _refresh(self) -> None:
         refresh_token = self.platform.vault.get(self.connection.secret_ref("oauth_refresh_token")).get_secret_value()
         tokens = oauth.refresh_access_token(
-            self.session, self.login_url, self.client_id, refresh_token,
+            self.token_session, self.login_url, self.client_id, refresh_token,
             client_secret=self.client_secret, sandbox_allowed=self.sandbox_allowed,
         )
         if tokens.instance_url != self.instance_url:
@@ -139,7 +144,7 @@ class SalesforceClient:
         log.info("refreshed the Salesforce access token of %s", self.connection.id)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        refreshed = False
+        refreshes = 0
         attempt = 0
         while True:
             attempt += 1
@@ -148,9 +153,11 @@ class SalesforceClient:
                 with translate_errors(f"Salesforce {what}"):
                     return fn()
             except SalesforceExpiredSession:
-                if refreshed:
-                    raise AuthError(f"Salesforce {what}: session still invalid after a token refresh (revoked?)") from None
-                refreshed = True
+                # A token can expire again right after a refresh (an org admin's "expire all sessions", a
+                # short session timeout): refresh a few times, but not forever for a token that never works.
+                if refreshes >= MAX_REFRESHES_PER_CALL:
+                    raise AuthError(f"Salesforce {what}: session still invalid after {refreshes} token refreshes (revoked?)") from None
+                refreshes += 1
                 self._refresh()
             except SalesforceRefusedRequest as exc:
                 if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":  # a 403: the user lacks a permission
@@ -238,16 +245,24 @@ class SalesforceResource(dg.ConfigurableResource):
         field still holds the `EnvVar` whose text is the variable's name."""
         return resolved(self.client_secret)
 
+    def _sandbox_ca(self, platform: Platform) -> str | None:
+        if not platform.settings.sandbox_allowed:
+            return None
+        candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        return str(candidate) if candidate.exists() else None
+
     def session(self, platform: Platform) -> requests.Session:
-        ca = None
-        if platform.settings.sandbox_allowed:
-            candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
-            ca = str(candidate) if candidate.exists() else None
-        return build_session(sandbox_ca=ca, retry=RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds))
+        return build_session(sandbox_ca=self._sandbox_ca(platform), retry=RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds))
+
+    def token_session(self, platform: Platform) -> requests.Session:
+        """For the refresh POST: retried like a GET (dropped connections and 5xx too), see the module docstring."""
+        policy = RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds, retry_all_methods=True)
+        return build_session(sandbox_ca=self._sandbox_ca(platform), retry=policy)
 
     def client(self, platform: Platform, connection: Connection) -> SalesforceClient:
         return SalesforceClient(
             platform, connection, self.session(platform),
             client_id=self.resolved_client_id(), client_secret=self.resolved_client_secret(), api_version=self.api_version,
             limit_retry_policy=RetryPolicy(max_attempts=self.limit_retry_max_attempts, backoff_base=self.limit_retry_backoff_seconds),
+            token_session=self.token_session(platform),
         )

@@ -2,11 +2,13 @@
 refresh token failing clearly, a revoked connection failing before any request, and where tokens may go."""
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
-from dfx_pipelines.connectors.jira import auth
+from dfx_pipelines.connectors.jira import auth, oauth
 from dfx_pipelines.connectors.jira.resource import checked_base
+from dfx_pipelines.connectors.jira.sandbox.oauth import REUSE_LEEWAY
 from dfx_pipelines.platform.errors import AuthError, UnsafeDestinationError
 from dfx_pipelines.platform.registry import ConnectionSettings, ConnectionStatus
 from dfx_pipelines.platform.services import Platform
@@ -34,11 +36,65 @@ def test_a_rotated_away_refresh_token_fails_with_a_clear_error(platform, cloud_c
     jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
     resource_for(jira_cloud).client(platform, cloud_connection).fields()  # rotates `stale` away
     platform.vault.put(ref, stale)  # e.g. a restored backup of the vault
+    jira_cloud.site.advance(timedelta(seconds=REUSE_LEEWAY + 1))  # past Atlassian's reuse leeway
     jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
     with pytest.raises(AuthError, match="rotated away by another refresh or the grant was revoked.*authorized again") as error:
         resource_for(jira_cloud).client(platform, cloud_connection).fields()
     assert stale not in str(error.value)
     assert jira_cloud.app.oauth.family_revoked(stale)  # Atlassian treats reuse as a leak and kills the grant
+
+
+TOKEN_FAULTS = [
+    pytest.param({"kind": "drop", "when": "after"}, id="answer lost after Atlassian rotated"),
+    pytest.param({"kind": "drop", "when": "before"}, id="connection dropped before Atlassian saw it"),
+    pytest.param({"kind": "server_error", "status": 502}, id="502 from the token endpoint"),
+    pytest.param({"kind": "slow", "delay": 0.3}, id="slow token endpoint"),
+]
+
+
+@pytest.mark.parametrize("fault", TOKEN_FAULTS)
+def test_a_refresh_that_fails_in_transit_is_retried_without_burning_the_grant(platform, cloud_connection, jira_cloud, fault) -> None:
+    """The refresh POST is retried with the same refresh token. When Atlassian had already rotated it (the
+    answer was lost), its reuse leeway answers the retry with a fresh pair; the grant lives on."""
+    refs = cloud_connection.secret_ref("oauth_refresh_token"), cloud_connection.secret_ref("oauth_access_token")
+    old_refresh = platform.vault.get(refs[0]).get_secret_value()
+    jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
+    jira_cloud.faults.inject(count=1, path_prefix="/oauth/token", **fault)
+    mark = len(jira_cloud.requests)
+
+    client = resource_for(jira_cloud).client(platform, cloud_connection)
+    assert client.fields()
+
+    presented = [r.json()["refresh_token"] for r in jira_cloud.requests[mark:] if r.path == "/oauth/token"]
+    assert presented == ([old_refresh] * (1 if fault["kind"] == "slow" else 2))
+    assert client.refreshes == 1
+    new_refresh, new_access = (platform.vault.get(ref).get_secret_value() for ref in refs)
+    assert new_refresh != old_refresh and not jira_cloud.app.oauth.family_revoked(new_refresh)
+    assert jira_cloud.app.oauth.access_grant(new_access) is not None
+    # The stored pair keeps working: the next refresh rotates it normally.
+    jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
+    assert resource_for(jira_cloud).client(platform, cloud_connection).fields()
+    assert not jira_cloud.app.oauth.family_revoked(platform.vault.get(refs[0]).get_secret_value())
+
+
+def test_the_sandbox_honours_atlassians_reuse_leeway_and_no_more(platform, cloud_connection, jira_cloud) -> None:
+    """Within 10 minutes the token just rotated away is exchanged again; past that, reuse kills the grant."""
+    app, session = jira_cloud.app.oauth, oauth.token_session(jira_cloud.ca_pem_path)
+
+    def refresh(token: str) -> str:
+        tokens = oauth.refresh(session, jira_cloud.auth_url, app.client_id, app.client_secret, token, sandbox_allowed=True)
+        return tokens.refresh_token.get_secret_value()
+
+    original = platform.vault.get(cloud_connection.secret_ref("oauth_refresh_token")).get_secret_value()
+    lost = refresh(original)  # Atlassian rotated; say its answer never arrived
+    jira_cloud.site.advance(timedelta(seconds=REUSE_LEEWAY - 60))
+    retried = refresh(original)  # within the leeway: a fresh pair of the same grant
+    assert retried != lost and not app.family_revoked(retried)
+    newer = refresh(retried)
+    jira_cloud.site.advance(timedelta(seconds=REUSE_LEEWAY + 1))
+    with pytest.raises(AuthError, match="invalid_grant"):
+        refresh(retried)  # past the leeway: reuse of a rotated token is taken for a leak
+    assert app.family_revoked(newer)
 
 
 def test_a_revoked_connection_fails_at_the_first_step_with_no_request(platform, cloud_connection, jira_cloud, dagster_instance) -> None:

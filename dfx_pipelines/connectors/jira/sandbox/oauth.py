@@ -6,7 +6,12 @@ plus `approve=1` (or `deny=1`) to `POST /authorize`, which redirects (302) to `r
 `auto_approve=1` on the GET skips the page. A refresh token is returned only when `offline_access` was
 requested, as Atlassian does. Each refresh returns a new refresh token and retires the old one; presenting
 a retired one answers `invalid_grant` and revokes the whole family (every refresh and access token that
-descends from the same consent). Atlassian answers token errors with 403 (invalid_grant) / 401 (client).
+descends from the same consent) — except within Atlassian's reuse leeway: "Reuse of old tokens outside
+the leeway interval invalidates all refresh tokens ... The leeway interval is 10 minutes" (Atlassian
+developer community, "Deprecating persistent refresh tokens", 2022; Atlassian runs Auth0's refresh-token
+rotation). Within the leeway the token just rotated away is exchanged again for a fresh pair, so a client
+whose refresh response was lost on the way can retry. Atlassian answers token errors with 403
+(invalid_grant) / 401 (client).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ AUDIENCE = "api.atlassian.com"
 CODE_TTL = 600.0  # seconds
 ACCESS_TTL = 3600.0
 REFRESH_INACTIVITY_TTL = 90 * 86400.0
+REUSE_LEEWAY = 600.0  # seconds: Atlassian's leeway for presenting the refresh token just rotated away
 KNOWN_SCOPES = frozenset({
     "offline_access", "read:jira-work", "read:jira-user", "write:jira-work", "manage:jira-project",
     "manage:jira-configuration", "manage:jira-webhook", "read:servicedesk-request", "read:board-scope:jira-software",
@@ -60,6 +66,8 @@ class _Family:
     revoked: bool = False
     refresh_tokens: dict[str, float] = field(default_factory=dict)  # token -> last used (epoch)
     current_refresh: str | None = None
+    previous_refresh: str | None = None  # rotated away at `rotated_at`: still good within REUSE_LEEWAY
+    rotated_at: float = 0.0
     access_tokens: set[str] = field(default_factory=set)
 
 
@@ -213,8 +221,9 @@ class AtlassianOAuth:
         family = self._families.get(family_id) if family_id else None
         if family is None or family.revoked:
             return _token_error("invalid_grant", "Unknown or invalid refresh token.")
-        if token != family.current_refresh:
-            self._revoke_family(family_id)  # reuse of a rotated token: assume it leaked
+        reused_within_leeway = token == family.previous_refresh and self.clock() - family.rotated_at <= REUSE_LEEWAY
+        if token != family.current_refresh and not reused_within_leeway:
+            self._revoke_family(family_id)  # reuse of a rotated token past the leeway: assume it leaked
             return _token_error("invalid_grant", "Unknown or invalid refresh token.")
         if self.clock() - family.refresh_tokens[token] > REFRESH_INACTIVITY_TTL:
             return _token_error("invalid_grant", "Unknown or invalid refresh token.")
@@ -230,6 +239,8 @@ class AtlassianOAuth:
         if "offline_access" in scopes:
             refresh = secrets.token_urlsafe(48)
             family.refresh_tokens[refresh] = self.clock()
+            if family.current_refresh is not None:
+                family.previous_refresh, family.rotated_at = family.current_refresh, self.clock()
             family.current_refresh = refresh
             self._refresh_owner[refresh] = family_id
             payload["refresh_token"] = refresh
