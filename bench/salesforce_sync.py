@@ -266,14 +266,14 @@ def main() -> None:
             same = _same_rows(results[1].tally.rows, results[2].tally.rows)
 
             # CDC: the first poll only sets the cursor (no call); then changes; then one poll and only its partitions.
-            cursor = poll_connection(resource.client(platform, connection), connection, {}, sandbox.now())[1]
+            cursor = poll_connection(resource.client(platform, connection), connection, {}, sandbox.now(), platform.metric_store)[1]
             sandbox.ask("advance", 60)
             changes = sandbox.ask("mutate", CHANGES)
             polled_at = datetime.fromisoformat(sandbox.ask("advance", 300))
 
             def cdc() -> Tally:
                 client = resource.client(platform, connection)
-                requests, _, resync = poll_connection(client, connection, cursor, polled_at)
+                requests, _, resync = poll_connection(client, connection, cursor, polled_at, platform.metric_store)
                 if resync:
                     raise RuntimeError(f"the poll asked for a full resync ({resync}); the benchmark expects a CDC sync")
                 work: dict[str, list] = defaultdict(list)

@@ -4,6 +4,12 @@ A write replaces the whole batch for one (connection, metric, partition) in one 
 or a retried run never duplicates rows and a failed write leaves the previous batch intact. Each batch
 carries its provenance: the run, when it was computed, the query or API calls that produced it, and how
 many records and bytes were read.
+
+A batch of a daily partition may carry its `RecordBucket`: the ids of the source records that fell on
+that day. It replaces the day's previous bucket in the same transaction as the values, so the index
+always describes exactly the values stored; change-data capture reads it (`buckets_of`) to find the day a
+changed, cleared or deleted record was counted in before. Ids and days only, never field values; deleted
+with the connection.
 """
 
 from __future__ import annotations
@@ -29,6 +35,18 @@ class Provenance:
     records_read: int | None = None
     bytes_read: int | None = None
     computed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordBucket:
+    """The source records a daily batch counted on its day (ids only)."""
+
+    day: date
+    record_ids: frozenset[str]
+
+
+_MAX_RECORD_ID = 64  # the column's width; a source id longer than this is refused before writing
+_ID_CHUNK = 500  # ids per IN (...) when looking buckets up
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,7 @@ class MetricStore:
         partition_key: str,
         rows: Sequence[MetricRow],
         provenance: Provenance,
+        bucket: RecordBucket | None = None,
     ) -> WriteSummary:
         values = [
             {
@@ -73,6 +92,10 @@ class MetricStore:
         for row in rows:
             if row.metric != metric:
                 raise ConfigError(f"row of metric {row.metric!r} written as {metric!r}")
+        if bucket is not None:
+            bad = [r for r in bucket.record_ids if not isinstance(r, str) or not r or len(r) > _MAX_RECORD_ID]
+            if bad:
+                raise ConfigError(f"record bucket of {metric} holds {len(bad)} malformed record id(s)")
         batches, vals = tables.metric_batches, tables.metric_values
         with self.engine.begin() as db:
             old_ids = [
@@ -106,7 +129,45 @@ class MetricStore:
             ).inserted_primary_key[0]
             if values:
                 db.execute(vals.insert(), [{**value, "batch_id": batch_id} for value in values])
+            if bucket is not None:
+                self._replace_bucket(db, connection.id, metric, bucket)
         return WriteSummary(connection.id, metric, partition_key, len(values), replaced)
+
+    @staticmethod
+    def _replace_bucket(db: sa.Connection, connection_id: str, metric: str, bucket: RecordBucket) -> None:
+        buckets = tables.metric_record_buckets
+        db.execute(buckets.delete().where(buckets.c.connection_id == connection_id, buckets.c.metric == metric, buckets.c.day == bucket.day))
+        if bucket.record_ids:
+            db.execute(
+                buckets.insert(),
+                [{"connection_id": connection_id, "metric": metric, "day": bucket.day, "record_id": r} for r in sorted(bucket.record_ids)],
+            )
+
+    def buckets_of(self, connection_id: str, record_ids: Iterable[str], metrics: Iterable[str] | None = None) -> dict[str, set[date]]:
+        """Per metric, the days on which stored batches counted any of these records."""
+        buckets = tables.metric_record_buckets
+        ids = sorted(set(record_ids))
+        wanted = None if metrics is None else sorted(set(metrics))
+        found: dict[str, set[date]] = {}
+        with self.engine.connect() as db:
+            for start in range(0, len(ids), _ID_CHUNK):
+                query = sa.select(buckets.c.metric, buckets.c.day).distinct().where(
+                    buckets.c.connection_id == connection_id, buckets.c.record_id.in_(ids[start:start + _ID_CHUNK])
+                )
+                if wanted is not None:
+                    query = query.where(buckets.c.metric.in_(wanted))
+                for metric, day in db.execute(query):
+                    found.setdefault(metric, set()).add(day)
+        return found
+
+    def bucket_count(self, connection_id: str | None = None) -> int:
+        """How many (metric, day, record) entries the index holds (for deletion checks and reports)."""
+        buckets = tables.metric_record_buckets
+        query = sa.select(sa.func.count()).select_from(buckets)
+        if connection_id is not None:
+            query = query.where(buckets.c.connection_id == connection_id)
+        with self.engine.connect() as db:
+            return int(db.execute(query).scalar_one())
 
     def read(
         self,
@@ -155,9 +216,10 @@ class MetricStore:
             return [dict(row) for row in db.execute(query).mappings()]
 
     def delete_connection(self, connection_id: str) -> int:
-        """Every batch and value of one connection, in one transaction; returns values deleted."""
+        """Every batch, value and record bucket of one connection, in one transaction; returns values deleted."""
         batches, vals = tables.metric_batches, tables.metric_values
         with self.engine.begin() as db:
+            db.execute(tables.metric_record_buckets.delete().where(tables.metric_record_buckets.c.connection_id == connection_id))
             ids = sa.select(batches.c.id).where(batches.c.connection_id == connection_id).scalar_subquery()
             deleted = db.execute(vals.delete().where(vals.c.batch_id.in_(ids))).rowcount
             db.execute(batches.delete().where(batches.c.connection_id == connection_id))

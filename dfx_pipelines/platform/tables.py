@@ -58,6 +58,17 @@ metric_values = sa.Table(
     sa.Column("value", sa.Float),
 )
 
+# Which day bucket each source record was last counted in, per metric: record ids and days only, written
+# in the same transaction as the metric batch of that day, deleted with the connection.
+metric_record_buckets = sa.Table(
+    "metric_record_buckets",
+    metadata,
+    sa.Column("connection_id", sa.String(64), sa.ForeignKey("connections.id"), primary_key=True),
+    sa.Column("metric", sa.String(128), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("record_id", sa.String(64), primary_key=True),
+)
+
 lifecycle_audit = sa.Table(
     "lifecycle_audit",
     metadata,

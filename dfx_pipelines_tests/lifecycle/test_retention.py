@@ -19,7 +19,7 @@ from dfx_pipelines.lifecycle.app_data import AppDatabaseResource, AppTable, disp
 from dfx_pipelines.lifecycle.retention import DEFAULT_RULES, Period, retention_job
 from dfx_pipelines.platform.errors import IdentifierError
 from dfx_pipelines.platform.metric_rows import MetricRow
-from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
 from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, Workspace, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
@@ -91,7 +91,7 @@ def seed_metrics(platform, now: datetime) -> None:  # noqa: ANN001
     for slug, workspace, removed_days in plan:
         connection = registry.add_connection(Connection(id=slug, workspace_id=workspace, kind="salesforce", display_name=slug))
         rows = [MetricRow("win_rate", "rate", 0.5 + i, date(2026, 1, 1 + i)) for i in range(3)]
-        platform.metric_store.write(connection, "win_rate", slug, rows, Provenance(run_id=None, source="test"))
+        platform.metric_store.write(connection, "win_rate", slug, rows, Provenance(run_id=None, source="test"), RecordBucket(date(2026, 1, 1), frozenset({"006000000000001AAA"})))
         if removed_days is not None:
             connection.status, connection.removed_at, connection.revoked_at = ConnectionStatus.REMOVED, now - timedelta(days=removed_days), now - timedelta(days=removed_days)
             registry.save(connection)
@@ -219,6 +219,8 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
     # Metrics: removed ≥ 30 days or workspace closed ≥ 30 days ago went; the rest stayed.
     with_data = set(platform.metric_store.connections_with_data())
     assert with_data == {"sf-removed-recent", "sf-active", "sf-closed-recent"}
+    # The record-bucket index goes with its connection's metrics.
+    assert {slug for slug in ("sf-removed-long", "sf-removed-recent", "sf-active", "sf-closed-long", "sf-closed-recent") if platform.metric_store.bucket_count(slug)} == with_data
 
 
 

@@ -61,6 +61,8 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
         beta_values = {row["value"] for row in platform.metric_store.read(connection_id="sf-beta")}
         only_acme = sorted(v for v in acme_values - beta_values if v and v > 1000)  # amounts unique to acme's org
         assert only_acme and files_containing(dagster_home, b"sf-acme")
+        # The daily runs stored their record buckets (ids and days) beside the values.
+        assert platform.metric_store.bucket_count("sf-acme") > 0 and platform.metric_store.bucket_count("sf-beta") > 0
 
         # Remove: revoked at Salesforce, credentials and data key gone, at once.
         report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
@@ -85,6 +87,7 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
         assert deletion.runs_deleted >= 3 and deletion.partition_removed
         assert platform.metric_store.read(connection_id="sf-acme") == []
         assert platform.metric_store.read(connection_id="sf-beta")  # the other connection is untouched
+        assert platform.metric_store.bucket_count("sf-acme") == 0 and platform.metric_store.bucket_count("sf-beta") > 0
         assert "sf-acme" not in instance.get_dynamic_partitions("salesforce_connections")
         assert all(not run_is_for(r.dagster_run.tags, "sf-acme") for r in instance.get_run_records())
         for key in instance.get_asset_keys(prefix=["salesforce"]):
@@ -94,6 +97,7 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
     with platform.engine.connect() as db:
         for value in only_acme:
             assert db.execute(sa.text("SELECT COUNT(*) FROM metric_values WHERE value = :v"), {"v": value}).scalar() == 0
+        assert db.execute(sa.text("SELECT COUNT(*) FROM metric_record_buckets WHERE connection_id = 'sf-acme'")).scalar() == 0
     for root in (dagster_home, platform.settings.home):
         assert files_containing(root, access.encode()) == [] and files_containing(root, refresh.encode()) == []
     assert files_containing(dagster_home, b"sf-acme") == []

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
-from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.metric_store import MetricStore, Provenance, RecordBucket
 from dfx_pipelines.platform.registry import Workspace, parse_connection
 from dfx_pipelines.platform.services import Platform
 
@@ -72,6 +72,42 @@ def test_values_are_aggregates_only(store_platform: Platform) -> None:
     inspector = sa.inspect(store_platform.engine)
     columns = {c["name"] for c in inspector.get_columns("metric_values")}
     assert columns == {"id", "batch_id", "period", "measure", "dimensions", "value"}
+
+
+def test_record_buckets_are_replaced_with_their_batch_and_hold_ids_and_days_only(store_platform: Platform) -> None:
+    store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
+    day, other = date(2026, 11, 25), date(2026, 11, 24)
+    store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 1), Provenance("r1", "q"), RecordBucket(day, frozenset({"006A", "006B"})))
+    store.write(connection, "win_rate", "sf-acme|2026-11-24", rows(other, 1), Provenance("r1", "q"), RecordBucket(other, frozenset({"006C"})))
+    store.write(connection, "sales_cycle_length", "sf-acme|2026-11-25", [], Provenance("r1", "q"), RecordBucket(day, frozenset({"006A"})))
+    assert store.buckets_of("sf-acme", ["006A", "006C", "006Z"]) == {"win_rate": {day, other}, "sales_cycle_length": {day}}
+    assert store.buckets_of("sf-acme", ["006A"], ["win_rate"]) == {"win_rate": {day}}
+    assert store.buckets_of("sf-beta", ["006A"]) == {}
+    # A rerun of the day replaces its bucket: 006A left the day, 006D arrived.
+    store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r2", "q"), RecordBucket(day, frozenset({"006B", "006D"})))
+    assert store.buckets_of("sf-acme", ["006A"]) == {"sales_cycle_length": {day}}
+    assert store.buckets_of("sf-acme", ["006D"]) == {"win_rate": {day}}
+    assert store.bucket_count("sf-acme") == 4
+    columns = {c["name"] for c in sa.inspect(store_platform.engine).get_columns("metric_record_buckets")}
+    assert columns == {"connection_id", "metric", "day", "record_id"}  # no field values
+    assert store.delete_connection("sf-acme") > 0 and store.bucket_count("sf-acme") == 0
+
+
+def test_a_write_that_dies_leaves_values_and_bucket_as_they_were(store_platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
+    day = date(2026, 11, 25)
+    store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 1), Provenance("r1", "q"), RecordBucket(day, frozenset({"006A"})))
+    with pytest.raises(ConfigError, match="malformed record id"):
+        store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r2", "q"), RecordBucket(day, frozenset({"x" * 65})))
+
+    def dies(*args: object) -> None:
+        raise RuntimeError("worker died while writing the bucket")
+
+    monkeypatch.setattr(MetricStore, "_replace_bucket", staticmethod(dies))
+    with pytest.raises(RuntimeError):
+        store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r2", "q"), RecordBucket(day, frozenset({"006B"})))
+    assert {v["run_id"] for v in store.read(connection_id="sf-acme")} == {"r1"}
+    assert store.buckets_of("sf-acme", ["006A", "006B"]) == {"win_rate": {day}} and store.bucket_count("sf-acme") == 1
 
 
 def test_metric_database_can_share_postgres_with_dagster_storage(pg_platform: Platform) -> None:

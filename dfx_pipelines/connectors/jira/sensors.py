@@ -1,12 +1,14 @@
 """Incremental sync for Jira: a sensor that asks each active connection's site, per selected project,
-which issues changed (`updated >= cursor − lookback`) and requests runs only for the metrics and days those
-changes can affect; and nightly schedules that recompute every connection in full.
+which issues changed (`updated >= cursor − lookback`) and requests runs for every metric and day those
+changes can affect, found by replaying each changed issue's changelog as it stood at the cursor and as it
+is now (`metrics_changes`): a reopened issue's old resolved and done days and every WIP day since, not
+just today; and nightly schedules that recompute every connection in full.
 
 The cursor is `{connection id: Jira's serverTime at the last poll}`: the site's own clock, so our clock's
 skew does not matter, and the lookback (`settings.lookback_minutes`) covers JQL's minute precision and
 Jira's indexing delay. A connection seen for the first time gets a full resync. Revoked or removed
-connections are never polled and their cursors are dropped. The nightly recompute also heals what a poll
-cannot see (e.g. a reopened issue leaving its old resolved day).
+connections are never polled and their cursors are dropped. Consecutive days needing the same metrics are
+one range run. Jira's search cannot see a deleted issue or worklog: the nightly recompute heals those.
 """
 
 import hashlib
@@ -15,17 +17,22 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from dfx_pipelines.connectors.jira import metrics, query
+from dfx_pipelines.connectors.jira import compute, metrics, metrics_changes, query
 from dfx_pipelines.connectors.jira.assets import KIND, asset_key, jira_daily_job, jira_snapshot_job
 from dfx_pipelines.connectors.jira.client import JiraClient
 from dfx_pipelines.connectors.jira.compute import METRICS, projects_of
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform import sync
-from dfx_pipelines.platform.partitions import DAILY_START
+from dfx_pipelines.platform.partitions import DAILY_START, range_tags
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
-CHANGE_PLAN = query.FieldPlan(("created", "resolutiondate", "updated"))
+
+def change_plan(connection: Connection) -> query.FieldPlan:
+    """What the sensor reads of a changed issue: its dates, status, type and project, the status and
+    resolution changelog (to replay the issue as it stood before), and its worklogs (their days)."""
+    fields = query.safe_fields(connection, ["created", "updated", "resolutiondate", "issuetype", "project", "status"])
+    return query.FieldPlan(tuple(fields), ("status", "resolution"), (), worklogs=True)
 
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
@@ -33,21 +40,47 @@ def full_resync_requests(connection: Connection, today: date, reason: str) -> li
     return sync.full_resync_requests(connection, today, reason, snapshot_job=jira_snapshot_job, daily_job=jira_daily_job)
 
 
-def changed_issues(client: JiraClient, connection: Connection, since: datetime) -> dict[str, dict[str, set[date]]]:
-    """Per selected project with changes since `since`: {issue key@updated: the days the change can move}.
-    An update moves its own day (flow, worklogs); a new issue its created day; a new resolution its
-    resolved day."""
-    found: dict[str, dict[str, set[date]]] = {}
+Change = dict[str, set[date]]  # daily metric name -> the days whose values the change can move
+
+
+def changed_issues(client: JiraClient, connection: Connection, since: datetime, last_day: date) -> dict[str, dict[str, Change]]:
+    """Per selected project with changes since `since`: {issue key@updated: days per daily metric}.
+    Each changed issue is replayed as it stood at `since` and as it is now (`metrics_changes`): its old
+    and new resolved and done days, every WIP day between, its worklogs' days, its created day if new,
+    and (for every daily metric) the day of the change itself."""
+    daily = [m.name for m in METRICS.values() if m.daily]
+    boards = compute.boards_of(connection)
+    workflows: dict[int, metrics.Workflow] = {}  # read once per tick, and only for a board with changes
+    found: dict[str, dict[str, Change]] = {}
     for project in connection.selection.projects:
-        changes: dict[str, set[date]] = {}
-        for page in client.search(query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), CHANGE_PLAN):
+        changes: dict[str, Change] = {}
+        waiting: dict[str, Change] = {}  # issues whose worklogs search did not embed in full
+        for page in client.search(query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), change_plan(connection)):
             for issue in page.issues:
                 fields = issue.get("fields") or {}
-                days = {metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"]))}
-                for name in ("created", "resolutiondate"):
-                    if fields.get(name) and metrics.parse_jira_timestamp(fields[name]) >= since:
-                        days.add(metrics.utc_day(metrics.parse_jira_timestamp(fields[name])))
+                histories = page.histories.get(str(issue["id"]), [])
+                days: Change = {name: {metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"]))} for name in daily}
+                created = metrics.parse_jira_timestamp(fields["created"])
+                if created >= since:
+                    days["created_vs_resolved"].add(metrics.utc_day(created))
+                days["created_vs_resolved"] |= metrics_changes.resolved_days_changed(
+                    metrics.change_histories(issue, histories), created, metrics_changes.issue_resolved(issue), since
+                )
+                status_history = metrics.issue_status_history(issue, histories=histories)
+                for board_id, board_project in boards:
+                    if board_project == project:
+                        if board_id not in workflows:
+                            workflows[board_id] = compute.board_workflow(client, board_id)
+                        for name, moved in metrics_changes.flow_days_changed(status_history, workflows[board_id], since, last_day).items():
+                            days[name] |= moved
+                worklogs = page.worklogs.get(str(issue["id"]))
+                if worklogs is None:
+                    waiting[str(issue["id"])] = days
+                else:
+                    days["worklog_hours"] |= metrics_changes.worklog_days(worklogs)
                 changes[f"{issue.get('key')}@{fields['updated']}"] = days
+        for issue_id, days in waiting.items():
+            days["worklog_hours"] |= metrics_changes.worklog_days(client.issue_worklogs(issue_id))
         if changes:
             found[project] = changes
     return found
@@ -59,6 +92,18 @@ def _digest(changes: set[str]) -> str:
     return hashlib.sha256("\n".join(sorted(changes)).encode()).hexdigest()[:16]
 
 
+def _spans(assets_by_day: dict[date, frozenset[dg.AssetKey]]) -> list[tuple[date, date, frozenset[dg.AssetKey]]]:
+    """Consecutive days needing the same assets, as (first, last, assets): one run each (a reopened
+    issue's WIP span is one range run, not a run per day)."""
+    spans: list[tuple[date, date, frozenset[dg.AssetKey]]] = []
+    for day in sorted(assets_by_day):
+        if spans and spans[-1][1] + timedelta(days=1) == day and spans[-1][2] == assets_by_day[day]:
+            spans[-1] = (spans[-1][0], day, spans[-1][2])
+        else:
+            spans.append((day, day, assets_by_day[day]))
+    return spans
+
+
 def poll_connection(client: JiraClient, connection: Connection, cursor: str | None) -> tuple[list[dg.RunRequest], str]:
     """One connection's tick: (run requests, new cursor)."""
     server_now = client.server_time()
@@ -66,7 +111,8 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     if cursor is None:
         return full_resync_requests(connection, server_now.date(), "initial"), stamp
     since = datetime.fromisoformat(cursor) - timedelta(minutes=connection.settings.lookback_minutes)
-    changed = changed_issues(client, connection, since)
+    last_day = min(server_now.date(), datetime.now(timezone.utc).date())  # no daily partition beyond today
+    changed = changed_issues(client, connection, since, last_day)
     if not changed:
         return [], stamp
     tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "incremental"}
@@ -74,14 +120,16 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     snapshot = sorted((asset_key(m) for m in METRICS.values() if not m.daily and relevant[m.name] & set(changed)), key=str)
     daily: dict[date, set[dg.AssetKey]] = defaultdict(set)
     daily_changes: dict[date, set[str]] = defaultdict(set)
-    last_day = datetime.now(timezone.utc).date()
+    first_day = date.fromisoformat(DAILY_START)
     for project, changes in changed.items():
-        assets = {asset_key(m) for m in METRICS.values() if m.daily and project in relevant[m.name]}
-        for change, days in changes.items():
-            for day in days:
-                if assets and date.fromisoformat(DAILY_START) <= day <= last_day:
-                    daily[day] |= assets
-                    daily_changes[day].add(change)
+        for change, days_by_metric in changes.items():
+            for name, days in days_by_metric.items():
+                if project not in relevant[name]:
+                    continue
+                for day in days:
+                    if first_day <= day <= last_day:
+                        daily[day].add(asset_key(name))
+                        daily_changes[day].add(change)
     requests = []
     if snapshot:
         everything = {change for changes in changed.values() for change in changes}
@@ -89,12 +137,20 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
             run_key=f"{connection.id}:snapshot:{_digest(everything)}", job_name=jira_snapshot_job.name,
             partition_key=connection.id, asset_selection=snapshot, tags=tags,
         ))  # fmt: skip
-    for day in sorted(daily):
-        requests.append(dg.RunRequest(
-            run_key=f"{connection.id}:{day}:{_digest(daily_changes[day])}", job_name=jira_daily_job.name,
-            partition_key=dg.MultiPartitionKey({"connection": connection.id, "date": day.isoformat()}),
-            asset_selection=sorted(daily[day], key=str), tags=tags,
-        ))  # fmt: skip
+    for first, last, assets in _spans({day: frozenset(keys) for day, keys in daily.items()}):
+        span_changes = {change for day, changes in daily_changes.items() if first <= day <= last for change in changes}
+        selection = sorted(assets, key=str)
+        if first == last:
+            requests.append(dg.RunRequest(
+                run_key=f"{connection.id}:{first}:{_digest(span_changes)}", job_name=jira_daily_job.name,
+                partition_key=dg.MultiPartitionKey({"connection": connection.id, "date": first.isoformat()}),
+                asset_selection=selection, tags=tags,
+            ))  # fmt: skip
+        else:
+            requests.append(dg.RunRequest(
+                run_key=f"{connection.id}:{first}..{last}:{_digest(span_changes)}", job_name=jira_daily_job.name,
+                asset_selection=selection, tags={**tags, **range_tags(connection.id, first, last)},
+            ))  # fmt: skip
     return requests, stamp
 
 

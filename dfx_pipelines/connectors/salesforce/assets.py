@@ -1,7 +1,9 @@
 """Salesforce metric assets: one per metric in `SALES_METRICS`, partitioned by connection (and by day
 where the metric is time-bucketed). Each run builds the metric's SOQL from the connection's validated
 selection, pushes aggregation down or streams the minimum fields, reduces, and replaces the metric
-store's batch for that partition. Nothing raw is kept: records live only inside the reducer's loop.
+store's batch for that partition. Nothing raw is kept: records live only inside the reducer's loop. A
+daily batch carries its record bucket (the ids of the records its day counted, nothing else), written in
+the same transaction, which change-data capture reads to find the day a record left.
 """
 
 import warnings
@@ -11,13 +13,13 @@ from typing import Any
 
 import dagster as dg
 
-from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric, metrics_table_markdown
-from dfx_pipelines.connectors.salesforce.queries import AGGREGATE_ROW_LIMIT, Cadence
+from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric, metrics_table_markdown, record_buckets
+from dfx_pipelines.connectors.salesforce.queries import AGGREGATE_ROW_LIMIT, Cadence, record_days_query
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
-from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
 from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.registry import Connection, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
@@ -46,6 +48,23 @@ def compute_metric(client: SalesforceClient, metric: SalesMetric, connection: Co
     return query, metric.reduce(source, day)
 
 
+BUCKET_CHUNK_DAYS = 31  # days whose record ids are read (and held) at once in a range run
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _record_buckets(client: SalesforceClient, metric: SalesMetric, connection: Connection, partitions: list) -> dict[date, set[str]] | None:
+    """Per day of these daily partitions, the ids of the live records the metric's period fields place
+    on it; None for a snapshot metric."""
+    days = [p.day for p in partitions if p.day is not None]
+    if metric.cadence is not Cadence.DAILY or not days or not metric.period_fields:
+        return None
+    query = record_days_query(metric.fields, Selection(connection.selection.objects), metric.period_fields, min(days), max(days))
+    return record_buckets(client.stream(query.soql), metric.period_fields, min(days), max(days))
+
+
 def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
     """One metric for the run's partitions (the body of every metric asset of this connector)."""
     services = platform.get()
@@ -62,20 +81,33 @@ def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, p
         return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
     client = salesforce.client(services, connection)
     written, last_rows, soql = 0, [], ""
-    for partition in partitions:
+    for chunk in _chunks(partitions, BUCKET_CHUNK_DAYS if metric.cadence is Cadence.DAILY else 1):
         calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
-        # The values are as of the query's start: write-back's If-Unmodified-Since uses this instant, so
-        # a record someone edits while we compute is not overwritten.
-        began = utcnow()
-        query, rows = compute_metric(client, metric, connection, partition.day)
-        soql = query.soql
-        provenance = Provenance(
-            context.run.run_id, query.soql, api_calls=client.api_calls - calls,
-            records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_, computed_at=began,
-        )
-        summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance)
-        written += summary.rows_written
-        last_rows = rows
+        # Daily batches carry the ids their day counted (read before and after the values, so a record
+        # that moves while we compute is still in the index of the day it may have been counted on).
+        before = _record_buckets(client, metric, connection, chunk)
+        computed = []
+        for partition in chunk:
+            # The values are as of the query's start: write-back's If-Unmodified-Since uses this instant, so
+            # a record someone edits while we compute is not overwritten.
+            began = utcnow()
+            query, rows = compute_metric(client, metric, connection, partition.day)
+            computed.append((partition, query, rows, began))
+        after = _record_buckets(client, metric, connection, chunk)
+        for index, (partition, query, rows, began) in enumerate(computed):
+            soql = query.soql
+            # The chunk's usage (index queries included) is recorded once, on its first batch, so sums
+            # over batches stay true.
+            provenance = Provenance(
+                context.run.run_id, query.soql, computed_at=began,
+                **({"api_calls": client.api_calls - calls, "records_read": client.stats.records_read - records, "bytes_read": client.bytes_read - bytes_} if index == 0 else {}),
+            )
+            bucket = None
+            if before is not None and after is not None and partition.day is not None:
+                bucket = RecordBucket(partition.day, frozenset(before.get(partition.day, set()) | after.get(partition.day, set())))
+            summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance, bucket)
+            written += summary.rows_written
+            last_rows = rows
     usage = client.api_usage()
     return dg.MaterializeResult(
         metadata={

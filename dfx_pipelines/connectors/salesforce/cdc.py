@@ -1,6 +1,7 @@
 """Change-data-capture for Salesforce: a sensor that polls `updated`/`deleted` for each active
-connection's selected objects and requests runs only for the metrics and partitions the changes touch;
-and the nightly schedule that recomputes every connection in full.
+connection's selected objects and requests runs only for the metrics and partitions the changes touch
+(the days a changed record is on now, and the days the record-bucket index says it was counted on
+before); and the nightly schedule that recomputes every connection in full.
 
 The cursor is `{connection: {object: latestDateCovered}}`; the next window starts where Salesforce says
 the last one ended. A gap beyond the API's 30-day reach, `INVALID_REPLICATION_DATE`, or a connection
@@ -20,12 +21,13 @@ from dfx_pipelines.connectors.salesforce.assets import (
     salesforce_daily_job,
     salesforce_snapshot_job,
 )
-from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric
+from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric, record_day
 from dfx_pipelines.connectors.salesforce.queries import Cadence, soql_literal
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform import sync
+from dfx_pipelines.platform.metric_store import MetricStore
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -57,8 +59,9 @@ def _record_days(client: SalesforceClient, sobject: str, ids: list[str], fields:
         for record in client.stream(soql, include_deleted=True):
             for field in fields:
                 value = record.get(field)
-                if value:
-                    days.add(date.fromisoformat(str(value)[:10]))
+                day = record_day(field, value)
+                if day is not None:
+                    days.add(day)
     return days
 
 
@@ -66,8 +69,12 @@ def full_resync_requests(connection: Connection, today: date, reason: str) -> li
     return sync.full_resync_requests(connection, today, reason, snapshot_job=salesforce_snapshot_job, daily_job=salesforce_daily_job)
 
 
-def poll_connection(client: SalesforceClient, connection: Connection, cursor: dict[str, str], now: datetime) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
-    """One connection's CDC tick: (run requests, new cursor, full-resync reason or None)."""
+def poll_connection(client: SalesforceClient, connection: Connection, cursor: dict[str, str], now: datetime, store: MetricStore) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
+    """One connection's CDC tick: (run requests, new cursor, full-resync reason or None).
+
+    A changed record touches the days its period fields place it on now (queryAll: deleted records in
+    the recycle bin included) and the days stored batches last counted it on (the record-bucket index):
+    a reopened case's old close day, a moved close date's old day, a cleared date, a purged record."""
     objects = sorted({m.object_name for m in SALES_METRICS.values()} & set(connection.selection.objects))
     if not cursor:
         return [], {obj: _iso(now) for obj in objects}, "initial"
@@ -100,9 +107,12 @@ def poll_connection(client: SalesforceClient, connection: Connection, cursor: di
         metrics = metrics_of(connection, sobject)
         snapshot_assets |= {asset_key(m) for m in metrics if m.cadence is Cadence.SNAPSHOT}
         daily = [m for m in metrics if m.cadence is Cadence.DAILY]
-        period_fields = {field for m in daily for field in _period_fields(m)}
+        period_fields = {field for m in daily for field in m.period_fields}
         if daily and period_fields:
-            for day in _record_days(client, sobject, sorted(set(ids)), period_fields):
+            days = _record_days(client, sobject, sorted(set(ids)), period_fields)
+            for counted_on in store.buckets_of(connection.id, ids, [m.name for m in daily]).values():
+                days |= counted_on
+            for day in days:
                 if _has_daily_partition(day, now):
                     daily_assets[day] |= {asset_key(m) for m in daily}
     requests = []
@@ -131,13 +141,6 @@ def _has_daily_partition(day: date, now: datetime) -> bool:
         return DAILY_PARTITIONS.get_partitions_def_for_dimension("date").has_partition_key(day.isoformat())
 
 
-def _period_fields(metric: SalesMetric) -> set[str]:
-    # Milestones belong to their completion day, or their target day while open: both can move.
-    if metric.name == "case_milestone_sla":
-        return {"CompletionDate", "TargetDate"}
-    return {metric.period_field} if metric.period_field else set()
-
-
 @dg.sensor(
     name="salesforce_cdc_sensor",
     minimum_interval_seconds=120,
@@ -151,7 +154,7 @@ def salesforce_cdc_sensor(context: dg.SensorEvaluationContext, platform: Platfor
     now = datetime.now(timezone.utc).replace(microsecond=0)
 
     def poll(connection: Connection, cursor: dict[str, str] | None) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
-        found, cursor, resync = poll_connection(salesforce.client(services, connection), connection, cursor or {}, now)
+        found, cursor, resync = poll_connection(salesforce.client(services, connection), connection, cursor or {}, now, services.metric_store)
         if resync:
             return full_resync_requests(connection, now.date(), resync), cursor, f"full resync ({resync})"
         return found, cursor, None

@@ -78,6 +78,32 @@ def _date(value: object) -> date | None:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+def record_day(field_name: str, value: object) -> date | None:
+    """The UTC day a period field's value places a record on (None for a null)."""
+    if value is None or value == "":
+        return None
+    if field_name in queries.DATE_PERIOD_FIELDS:
+        return _date(value)
+    moment = _utc_datetime(value)
+    return None if moment is None else moment.date()
+
+
+def record_buckets(records: Iterable[Record], period_fields: Sequence[str], first: date, last: date) -> dict[date, set[str]]:
+    """Each day of [first, last] and the ids of the records a period field places on it (every day of
+    the range is present, empty or not: an empty bucket still replaces a stale one)."""
+    buckets: dict[date, set[str]] = {}
+    day = first
+    while day <= last:
+        buckets[day] = set()
+        day = date.fromordinal(day.toordinal() + 1)
+    for record in records:
+        for name in period_fields:
+            on = record_day(name, record.get(name))
+            if on is not None and on in buckets:
+                buckets[on].add(str(record["Id"]))
+    return buckets
+
+
 def _days_between(start: object, end: object) -> int | None:
     """Whole days from a datetime (taken as its UTC date) to a date: CloseDate − date(CreatedDate in UTC).
     Negative when the end date was backdated before the record existed; kept, as dbt_salesforce does."""
@@ -438,6 +464,12 @@ class SalesMetric:
     @property
     def required_fields(self) -> frozenset[str]:
         return self.fields.required
+
+    @property
+    def period_fields(self) -> tuple[str, ...]:
+        """The fields that place a record on a day (a milestone: its completion day, or its target day
+        while open); none for snapshots."""
+        return tuple(self.period_field.split("/")) if self.period_field else ()
 
 
 def _metric(

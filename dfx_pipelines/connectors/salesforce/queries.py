@@ -278,6 +278,34 @@ EVENT_ACTIVITY_COUNTS_FIELDS = MetricFields(
 # --- builders -------------------------------------------------------------------------------------------
 _A = AggregateAlias
 
+# Period fields that are plain dates (compared to a day); every other period field is a UTC datetime.
+DATE_PERIOD_FIELDS = frozenset({"CloseDate", "ActivityDate"})
+
+
+def record_days_query(spec: MetricFields, selection: SelectionLike, period_fields: Iterable[str], first: date, last: date) -> SoqlQuery:
+    """Ids of the live records whose period fields fall on any day of [first, last], with those fields:
+    the record-bucket index a daily run stores beside its values, so change-data capture can later find
+    the day a record left. Reads only Id and period fields the metric itself reads."""
+    if not isinstance(first, date) or not isinstance(last, date) or isinstance(first, datetime) or isinstance(last, datetime) or first > last:
+        raise ValueError(f"record days need a date range, not {first!r}..{last!r}")
+    selection = spec.check(selection)
+    query = _QueryText(spec.object_name)
+    query.pick("Id")
+    conditions = []
+    for period_field in sorted(set(period_fields)):
+        query.pick(period_field)
+        name = query.ref(period_field)
+        if period_field in DATE_PERIOD_FIELDS:
+            conditions.append(f"({name} >= {soql_literal(first)} AND {name} <= {soql_literal(last)})")
+        else:
+            start = datetime.combine(first, time(0), tzinfo=timezone.utc)
+            end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=timezone.utc)
+            conditions.append(f"({name} >= {soql_literal(start)} AND {name} < {soql_literal(end)})")
+    if not conditions:
+        raise ValueError(f"metric {spec.metric} has no period field")
+    query.where.append("(" + " OR ".join(conditions) + ")")
+    return _finish(spec, selection, query, None)
+
 
 def open_pipeline_by_stage_query(selection: SelectionLike, period: None = None) -> SoqlQuery:
     """Open opportunities per stage with count, amount and weighted amount (Σ Amount × Probability/100).

@@ -415,3 +415,36 @@ def test_a_revoked_connection_is_not_polled_and_its_cursor_dropped(env: Env) -> 
     before = len(env.sandbox.server.requests)
     result = env.tick(cursor)
     assert env.requests_since(before) == [] and result.run_requests == [] and json.loads(result.cursor) == {}
+
+
+# ------------------------------------------------------------------------------------------- old days
+
+
+def test_the_day_a_record_left_is_requested_from_the_record_bucket_index(env: Env) -> None:
+    """A reopened case loses its ClosedDate, a moved deal its old CloseDate, a purged deal every field:
+    their current values cannot name the day they were counted on; the index the runs stored can."""
+    org = env.org
+    materialize = Materializer(env.platform, env.resource, env.instance)
+    closed_day = org.now.date() - timedelta(days=4)
+    case_id = org.run_sql(
+        'SELECT Id FROM "Case" WHERE IsDeleted = 0 AND IsClosed = 1 AND ClosedDate >= ? AND ClosedDate < ? ORDER BY Id LIMIT 1',
+        (epoch(datetime.combine(closed_day, datetime.min.time(), timezone.utc)), epoch(datetime.combine(closed_day + timedelta(days=1), datetime.min.time(), timezone.utc))),
+    )[0][0]
+    moved_day, purged_day = org.now.date() - timedelta(days=5), org.now.date() - timedelta(days=6)
+    moved_id = org.run_sql("SELECT Id FROM Opportunity WHERE IsDeleted = 0 AND CloseDate = ? ORDER BY Id LIMIT 1", (moved_day.isoformat(),))[0][0]
+    purged_id = org.run_sql("SELECT Id FROM Opportunity WHERE IsDeleted = 0 AND CloseDate = ? ORDER BY Id LIMIT 1", (purged_day.isoformat(),))[0][0]
+    tags = {RANGE_START: f"sf-acme|{purged_day}", RANGE_END: f"sf-acme|{closed_day}"}
+    assert materialize(["case_resolution_time", "win_rate"], tags=tags).success
+    start = org.now
+
+    org.update("Case", case_id, {"Status": "Working"})  # ClosedDate cleared
+    org.update("Opportunity", moved_id, {"CloseDate": (wall_today() + timedelta(days=30)).isoformat()})  # to a day without a partition
+    org.purge("Opportunity", purged_id)  # queryAll no longer sees it
+    org.advance(timedelta(minutes=5))
+    assert org.get("Case", case_id)["ClosedDate"] is None and org.get("Opportunity", purged_id, include_deleted=True) is None
+    result = env.tick(env.org_cursor(start))
+
+    daily = {str(r.partition_key): names(r.asset_selection) for r in result.run_requests if r.job_name == salesforce_daily_job.name}
+    assert {"case_volume", "case_resolution_time"} <= daily[f"sf-acme|{closed_day}"]
+    assert {"win_rate", "sales_cycle_length"} <= daily[f"sf-acme|{moved_day}"]
+    assert {"win_rate", "sales_cycle_length"} <= daily[f"sf-acme|{purged_day}"]

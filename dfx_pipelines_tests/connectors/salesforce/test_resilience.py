@@ -242,7 +242,7 @@ def test_api_budget_also_guards_change_polling(platform, sf_sandbox, sf_connecti
     client = sf_resource.client(platform, sf_connection)
     mark = len(sf_sandbox.server.requests)
     with pytest.raises(ApiBudgetExhausted, match=rf"{used + 1}/{limit}"):
-        poll_connection(client, sf_connection, cursor, now)
+        poll_connection(client, sf_connection, cursor, now, platform.metric_store)
     assert len([r for r in since(sf_sandbox, mark) if r.path.startswith(DATA)]) == 1
 
 
@@ -324,7 +324,7 @@ def test_full_demo_selection_sends_only_selected_fields(platform, sf_sandbox, sf
     sf_sandbox.org.mutate(40, seed=3)
     sf_sandbox.org.advance(timedelta(minutes=5))
     cursor = {obj: now.isoformat() for obj in sf_connection.selection.objects}
-    requests, _, resync = poll_connection(sf_resource.client(platform, sf_connection), sf_connection, cursor, sf_sandbox.org.now)
+    requests, _, resync = poll_connection(sf_resource.client(platform, sf_connection), sf_connection, cursor, sf_sandbox.org.now, platform.metric_store)
     assert resync is None and requests
 
     soql = sent_soql(since(sf_sandbox, mark))

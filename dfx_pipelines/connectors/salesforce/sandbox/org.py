@@ -380,6 +380,19 @@ class SalesforceOrg:
             plan = plan_delete(self._db, OBJECTS[obj], record_id)
             self._apply_delete(plan, when, skip=record_id)
 
+    def purge(self, obj: str, record_id: str) -> None:
+        """Empty a deleted record from the recycle bin (or hard-delete it): queryAll no longer sees it, but
+        getDeleted still reports its delete, as in Salesforce."""
+        objdef = self._object(obj)
+        full = self._checked_id(objdef, record_id)
+        with self._lock:
+            row = self._row(objdef, full)
+            if row is None:
+                raise not_found()
+            if not row["IsDeleted"]:
+                self.delete(objdef.name, full)
+            self._db.execute(f'DELETE FROM "{objdef.name}" WHERE "Id" = ?', (full,))
+
     def _write_history(self, row: dict[str, Any], now: int) -> None:
         history = OBJECTS["OpportunityHistory"]
         number = self._next_number[history.name]
