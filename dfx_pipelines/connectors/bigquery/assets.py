@@ -26,7 +26,7 @@ from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END  # noqa: F401 - re-exported
 from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START  # noqa: F401 - re-exported
-from dfx_pipelines.platform.partitions import connection_daily_partitions, run_partitions
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "bigquery"
@@ -187,4 +187,5 @@ bigquery_metrics_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(METRICS_KEY),
     description="The BigQuery metric specs of one connection for one day or a range of days, through the budget gate.",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )

@@ -13,7 +13,7 @@ from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -112,10 +112,12 @@ jira_snapshot_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*SNAPSHOT_ASSET_KEYS),
     description="Snapshot Jira metrics (issue counts, cycle time, sprint velocity, SLA status) for one connection.",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )
 jira_daily_job = dg.define_asset_job(
     "jira_daily_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSET_KEYS),
     description="Daily Jira metrics (created vs resolved, throughput, WIP, worklog hours) for one connection and day(s).",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )

@@ -17,7 +17,7 @@ from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, Sales
 from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.registry import Connection, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
@@ -61,36 +61,54 @@ def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, p
         context.log.warning(f"{metric.name} not computed for {connection.id}: {exc}")
         return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
     client = salesforce.client(services, connection)
-    written, last_rows, soql = 0, [], ""
+    written = 0
     for partition in partitions:
-        calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
+        calls, returned, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
         # The values are as of the query's start: write-back's If-Unmodified-Since uses this instant, so
         # a record someone edits while we compute is not overwritten.
         began = utcnow()
         query, rows = compute_metric(client, metric, connection, partition.day)
-        soql = query.soql
         provenance = Provenance(
             context.run.run_id, query.soql, api_calls=client.api_calls - calls,
-            records_read=client.stats.records_read - records, bytes_read=client.bytes_read - bytes_, computed_at=began,
+            records_read=client.stats.records_read - returned, bytes_read=client.bytes_read - bytes_, computed_at=began,
         )
         summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance)
         written += summary.rows_written
-        last_rows = rows
-    usage = client.api_usage()
-    return dg.MaterializeResult(
-        metadata={
-            "connection": connection.id,
-            "partitions": len(partitions),
-            "rows_written": written,
-            "records_read": client.stats.records_read,
-            "bytes_read": client.bytes_read,
-            "api_calls": client.api_calls,
-            "token_refreshes": client.stats.refreshes,
-            "org_api_usage": f"{usage[0]}/{usage[1]}" if usage else "unknown",
-            "soql": dg.MetadataValue.md(f"```sql\n{soql}\n```" + (f"\n(and {len(partitions) - 1} more days)" if len(partitions) > 1 else "")),
-            "result": dg.MetadataValue.md(metrics_table_markdown(last_rows)),
-        }
-    )
+        # In a range run Dagster records one materialization per partition; this metadata is that
+        # partition's own (its rows, reads and query), so per-partition plots and pages are true.
+        context.add_asset_metadata(partition_metadata(query, rows, provenance), partition_key=partition.key)
+    context.log.info(f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls")
+    return dg.MaterializeResult(metadata={"connection": connection.id, "token_refreshes": client.stats.refreshes, **org_usage_metadata(client.api_usage())})
+
+
+def partition_metadata(query: Any, rows: list, provenance: Provenance) -> dict[str, Any]:
+    """What one partition's materialization shows: numbers a person plots, then the query and result.
+
+    `rows_returned` counts the rows the API returned: aggregate groups for a pushed-down query, source
+    records only when records were streamed (then also reported as `source_records`)."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(len(rows)),
+        "rows_returned": dg.MetadataValue.int(provenance.records_read or 0),
+        "api_calls": dg.MetadataValue.int(provenance.api_calls or 0),
+        "bytes_read": dg.MetadataValue.int(provenance.bytes_read or 0),
+        "soql": dg.MetadataValue.md(f"```sql\n{query.soql}\n```"),
+        "result": dg.MetadataValue.md(metrics_table_markdown(rows)),
+    }
+    if not query.aggregate:
+        metadata["source_records"] = dg.MetadataValue.int(provenance.records_read or 0)
+    return metadata
+
+
+def org_usage_metadata(usage: tuple[int, int] | None) -> dict[str, Any]:
+    """The org's daily API usage as numbers (plottable), not "used/max" text."""
+    if not usage or not usage[1]:
+        return {}
+    used, total = usage
+    return {
+        "org_api_requests_used": dg.MetadataValue.int(used),
+        "org_api_requests_max": dg.MetadataValue.int(total),
+        "org_api_usage_percent": dg.MetadataValue.float(round(100 * used / total, 2)),
+    }
 
 
 def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
@@ -126,10 +144,12 @@ salesforce_snapshot_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*SNAPSHOT_ASSET_KEYS),
     description="Snapshot sales metrics (open pipeline, campaign influence) for one connection.",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )
 salesforce_daily_job = dg.define_asset_job(
     "salesforce_daily_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSET_KEYS),
     description="Daily sales metrics (win rate, cycle length, leads, cases, activities) for one connection and day(s).",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )
