@@ -47,8 +47,20 @@ def embedded_dagster_home(settings: Settings) -> Path:
             "telemetry:\n  enabled: false\n"
             "python_logs:\n  managed_python_loggers: [dfx_pipelines]\n"
         )
+    _ensure_run_concurrency(config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _ensure_run_concurrency(config: Path) -> None:
+    """The embedded instance serialises a connection's runs exactly as production's dagster.yaml does
+    (also for a folder made before the rule existed)."""
+    from dfx_pipelines.platform.instance_concurrency import with_run_concurrency
+
+    text = config.read_text()
+    updated = with_run_concurrency(text)
+    if updated != text:
+        config.write_text(updated)
 
 
 class _CliGroup(click.Group):
