@@ -36,6 +36,13 @@ METRICS_KEY = dg.AssetKey([KIND, "metric_specs"])
 BUDGET_CHECK = "monthly_budget_below_80_percent"
 APPROVAL_TAG = "dfx/bigquery_approval"  # set by the approvals sensor: the run may spend this approval
 AWAITING_TAG = "dfx/bigquery_awaiting_approval"  # added to a run that stopped over budget
+# The selected tables as one external asset upstream of the metric specs: which tables a connection
+# selects is its own configuration, not known when the code location loads.
+SOURCE_KEY = dg.AssetKey([KIND, "source", "selected_tables"])
+SOURCE_SPEC = dg.AssetSpec(
+    SOURCE_KEY, group_name=GROUP, kinds={"bigquery"},
+    description="The tables each connection selected in its BigQuery project (read only through the budget gate; nothing is copied).",
+)
 
 
 def partition_label(connection_id: str, first: date, last: date) -> str:
@@ -88,6 +95,7 @@ with warnings.catch_warnings():
         key=METRICS_KEY,
         group_name=GROUP,
         kinds={"bigquery"},
+        deps=[SOURCE_KEY],
         partitions_def=DAILY_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run(),
         output_required=False,  # over budget: no materialization, see the module docstring

@@ -3,7 +3,7 @@ approvals sensor, and the gated resource (no key in config: keys live in the vau
 
 import dagster as dg
 
-from dfx_pipelines.connectors.bigquery.assets import bigquery_metric_specs, bigquery_metrics_job
+from dfx_pipelines.connectors.bigquery.assets import SOURCE_SPEC, bigquery_metric_specs, bigquery_metrics_job
 from dfx_pipelines.connectors.bigquery.resource import BigQueryResource
 from dfx_pipelines.connectors.bigquery.sensors import bigquery_approvals_sensor
 
@@ -14,7 +14,7 @@ def bigquery_resource() -> BigQueryResource:
 
 def bigquery_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=[bigquery_metric_specs],
+        assets=[SOURCE_SPEC, bigquery_metric_specs],
         jobs=[bigquery_metrics_job],
         sensors=[bigquery_approvals_sensor],
         resources={"bigquery": bigquery_resource()},

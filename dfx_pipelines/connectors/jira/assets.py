@@ -28,6 +28,25 @@ def asset_key(metric: JiraMetric | str) -> dg.AssetKey:
     return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
 
 
+# What each metric scope reads, for its description and its upstream source asset.
+SCOPE_READS = {
+    "projects": ("projects", "the connection's selected projects"),
+    "boards": ("boards", "the projects of the connection's selected boards"),
+    "service_desk": ("projects", "the connection's selected service-desk projects"),
+}
+
+
+def source_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey([KIND, "source", source])
+
+
+# The selected projects and boards as external assets upstream of the metrics that read them.
+SOURCE_SPECS = [
+    dg.AssetSpec(source_key("projects"), group_name=GROUP, kinds={"jira"}, description="The issues (explicit fields, worklogs, changelogs, SLAs) of each connection's selected Jira projects."),
+    dg.AssetSpec(source_key("boards"), group_name=GROUP, kinds={"jira"}, description="The columns, sprints and issues of each connection's selected Jira boards."),
+]
+
+
 def markdown_table(rows: list[MetricRow]) -> str:
     """The rows as a table a person can read in the UI (first `TABLE_ROWS`)."""
     if not rows:
@@ -85,9 +104,10 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         key=asset_key(metric),
         group_name=GROUP,
         kinds={"jira"},
+        deps=[source_key(SCOPE_READS[metric.scope][0])],
         partitions_def=DAILY_PARTITIONS if metric.daily else SNAPSHOT_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run() if metric.daily else None,
-        description=f"{metric.description}\n\nReads the connection's selected {metric.scope.replace('_', '-')} projects; "
+        description=f"{metric.description}\n\nReads {SCOPE_READS[metric.scope][1]}; "
         "explicit fields only, never descriptions, comments or attachments.",
         tags={"dfx/api": KIND},
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},

@@ -32,6 +32,21 @@ def asset_key(metric: SalesMetric | str) -> dg.AssetKey:
     return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
 
 
+def source_key(object_name: str) -> dg.AssetKey:
+    return dg.AssetKey([KIND, "source", object_name])
+
+
+# The Salesforce objects the metrics read, as external assets upstream of them: the lineage page then
+# shows which metric reads which object. Nothing here materializes them; they stay in the customer's org.
+SOURCE_SPECS = [
+    dg.AssetSpec(
+        source_key(name), group_name=GROUP, kinds={"salesforce"},
+        description=f"The {name} records of each connection's Salesforce org (only the selected fields are read; nothing is copied).",
+    )
+    for name in sorted({metric.object_name for metric in SALES_METRICS.values()})
+]
+
+
 def _guard_aggregate(rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
     # REST cannot page an aggregate query past 2,000 groups: a full page may be a silently cut result.
     if len(rows) >= AGGREGATE_ROW_LIMIT:
@@ -118,6 +133,7 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         key=asset_key(metric),
         group_name=GROUP,
         kinds={"salesforce"},
+        deps=[source_key(metric.object_name)],
         partitions_def=DAILY_PARTITIONS if daily else SNAPSHOT_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
         description=f"{metric.description}\n\nReads {metric.object_name} fields {', '.join(sorted(metric.required_fields))}; {metric.strategy.value}.",
