@@ -33,18 +33,21 @@ def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, h
     (15 minutes later) each connection's whole daily history in one run."""
 
     def build(job: JobLike, at_minute: int, what: str) -> dg.ScheduleDefinition:
-        def requests(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
+        def requests(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest] | dg.SkipReason:
             today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
             known = set(context.instance.get_dynamic_partitions(connection_partitions(kind).name))
             services = platform.get()
             restricted = restricted_workspace_ids(services.engine)
-            return [
-                request
-                for connection in services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
-                if connection.id in known and connection.workspace_id not in restricted
-                for request in full_resync_requests(connection, today, "nightly", snapshot_job=snapshot_job, daily_job=daily_job)
-                if request.job_name == job.name
-            ]
+            found, notes = [], []
+            for connection in services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE]):
+                if connection.id not in known:
+                    notes.append(f"{connection.id}: waiting for its partition")
+                elif connection.workspace_id in restricted:
+                    notes.append(f"{connection.id}: processing restricted")
+                else:
+                    found += [r for r in full_resync_requests(connection, today, "nightly", snapshot_job=snapshot_job, daily_job=daily_job) if r.job_name == job.name]
+            # A tick that launches nothing says why, as the sensors do, instead of an unexplained skip.
+            return found or dg.SkipReason("; ".join(notes) or f"no active {kind} connection")
 
         requests.__name__ = f"{kind}_nightly_{what}_schedule"
         return dg.schedule(
