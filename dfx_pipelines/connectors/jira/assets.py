@@ -79,21 +79,26 @@ def materialize_metric(metric: JiraMetric, context: dg.AssetExecutionContext, pl
     # over batches stay true; the others say where the reading was counted.
     shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000])
     written = 0
+    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
     for index, partition in enumerate(partitions):
         rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
         written += services.metric_store.write(connection, metric.name, partition.key, rows, usage if index == 0 else shared).rows_written
-    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
+        # Each partition's materialization shows its own rows; what was read is shown where the store
+        # counts it (the first partition of a range), the others name that partition.
+        own: dict = {"dagster/row_count": dg.MetadataValue.int(len(rows)), "result": dg.MetadataValue.md(markdown_table(rows))}
+        if index == 0:
+            own.update({
+                "api_calls": dg.MetadataValue.int(client.api_calls), "records_read": dg.MetadataValue.int(client.records_read),
+                "bytes_read": dg.MetadataValue.int(client.bytes_read), "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
+            })
+        else:
+            own["read_counted_on"] = dg.MetadataValue.text(partitions[0].key)
+        context.add_asset_metadata(own, partition_key=partition.key)
+    context.log.info(f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls")
     return dg.MaterializeResult(
         metadata={
             "connection": connection.id,
-            "partitions": len(partitions),
-            "rows_written": written,
-            "records_read": client.records_read,
-            "bytes_read": client.bytes_read,
-            "api_calls": client.api_calls,
             "token_refreshes": client.refreshes,
-            "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
-            "result": dg.MetadataValue.md(markdown_table(result.rows)),
             **{key: str(value) for key, value in result.notes.items()},
         }
     )
