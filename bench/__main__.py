@@ -9,6 +9,7 @@ BENCHMARKS = {
     "salesforce_sync": "bench.salesforce_sync",
     "bigquery_gate": "bench.bigquery_gate",
     "jira_sync": "bench.jira_sync",
+    "ui_runs": "bench.ui_runs",
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ def embedded_dagster_home(settings: Settings) -> Path:
     from dfx_pipelines.platform.instance import write_embedded_instance
 
     home = settings.home / "dagster_home"
-    write_embedded_instance(home)  # run monitoring and retries, as in production
+    write_embedded_instance(home)  # run monitoring, retries and run concurrency, as in production
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -193,11 +192,12 @@ def dev(port: int) -> None:
     """Start the sandboxes, connect the demo workspace, then run the Dagster UI against them."""
     _platform, started = _start_demo(None)
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the sandboxes)")
+    from dfx_pipelines.platform.process_group import run_in_own_group
+
     dagster = Path(sys.executable).with_name("dagster")
     try:
-        subprocess.run([str(dagster), "dev", "-w", "workspace.yaml", "-p", str(port)], check=False)
-    except KeyboardInterrupt:
-        pass
+        # Ctrl-C or SIGTERM ends the webserver, the daemon and their code servers (their process group).
+        run_in_own_group([str(dagster), "dev", "-w", "workspace.yaml", "-p", str(port)])
     finally:
         for _connector, sandbox, _connection in started:
             sandbox.stop()

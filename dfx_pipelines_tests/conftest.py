@@ -12,10 +12,15 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from dfx_pipelines.platform.db import dispose_engine
-from dfx_pipelines.platform.registry import Workspace
-from dfx_pipelines.platform.services import Platform
-from dfx_pipelines.platform.settings import Settings
+# The in-process tests' sandboxes live on fixed days (2024 warehouse, 2025 Jira site, November 2026
+# org), so their daily partitions start on a fixed day. Set before any definition is imported; tests of
+# the production window (the webserver test) start their processes without it.
+os.environ["DFX_DAILY_START"] = "2024-01-01"
+
+from dfx_pipelines.platform.db import dispose_engine  # noqa: E402
+from dfx_pipelines.platform.registry import Workspace  # noqa: E402
+from dfx_pipelines.platform.services import Platform  # noqa: E402
+from dfx_pipelines.platform.settings import Settings  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("DFX_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 

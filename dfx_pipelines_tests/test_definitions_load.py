@@ -44,3 +44,16 @@ def test_one_definitions_object() -> None:
 
     assert isinstance(defs, dg.Definitions)
     defs.get_repository_def()  # resolves: every asset, job, sensor and resource wired
+
+
+def test_descriptions_name_what_each_metric_reads() -> None:
+    from dfx_pipelines.definitions import defs
+
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    for key, spec in specs.items():
+        text = spec.description or ""
+        assert text, f"{key} has no description"
+        for doubled in ("projects projects", "boards projects", "service-desk projects projects"):
+            assert doubled not in text, (key, text)
+    assert "Reads the projects of the connection's selected boards;" in specs["jira/throughput"].description
+    assert "Reads the connection's selected projects;" in specs["jira/created_vs_resolved"].description

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dfx_pipelines.platform.partitions import partition_changes
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, partition_changes
 from dfx_pipelines.platform.registry import KIND_RULES
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -29,4 +29,6 @@ def connection_partitions_sensor(context: dg.SensorEvaluationContext, platform: 
 
 
 def platform_definitions() -> dg.Definitions:
-    return dg.Definitions(sensors=[connection_partitions_sensor], resources={"platform": PlatformResource()})
+    # The default executor too: a materialization launched from the UI (the implicit asset job) runs
+    # in one process like the connector jobs.
+    return dg.Definitions(sensors=[connection_partitions_sensor], resources={"platform": PlatformResource()}, executor=CONNECTOR_EXECUTOR)

@@ -25,6 +25,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dfx_pipelines.platform.instance_concurrency import run_concurrency
+
 MARKER = "# Embedded default instance (written by dfx; edits are overwritten)."
 
 # Start: a location loads in seconds; 3 minutes covers a cold start on a busy laptop. Cancel: steps stop at
@@ -40,11 +42,6 @@ RUN_MONITORING: dict[str, Any] = {
     "poll_interval_seconds": 30,
 }
 RUN_RETRIES: dict[str, Any] = {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": True}
-# One run at a time per connection, whichever way it was launched (see dagster.yaml for the why).
-PER_CONNECTION_LIMITS = [
-    {"key": key, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
-    for key in ("dfx/connection", "dagster/partition/connection", "dagster/partition")
-]
 
 
 def run_launcher(*, check_in_process_runs: bool) -> dict[str, Any]:
@@ -65,7 +62,7 @@ def embedded_instance_config(**run_monitoring: Any) -> dict[str, Any]:
         "python_logs": {"managed_python_loggers": ["dfx_pipelines"]},
         "run_monitoring": {**RUN_MONITORING, **run_monitoring},
         "run_retries": dict(RUN_RETRIES),
-        "concurrency": {"runs": {"tag_concurrency_limits": PER_CONNECTION_LIMITS}},
+        "concurrency": run_concurrency(),  # the very block production's dagster.yaml holds
     }
 
 

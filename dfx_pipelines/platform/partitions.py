@@ -7,14 +7,39 @@ Partition keys are connection slugs, which never contain `|` (Dagster's multi-pa
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
 from dfx_pipelines.platform.registry import Registry
 
-DAILY_START = "2024-01-01"
+# The days a daily asset has: the product's history window, ending today. A connection's first sync
+# and every nightly recompute fill exactly this window (`history_range`), so the UI shows no partition
+# as "missing" that nothing intends to fill. Computed when the code location loads; DFX_DAILY_START
+# (YYYY-MM-DD) pins a fixed first day instead (the tests' sandboxes live on fixed past days).
+HISTORY_WINDOW_DAYS = 90
+
+
+def daily_start(today: date | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    pinned = environ.get("DFX_DAILY_START")
+    if pinned:
+        try:
+            return date.fromisoformat(pinned).isoformat()
+        except ValueError as exc:
+            raise ValueError(f"DFX_DAILY_START must be a date YYYY-MM-DD, got {pinned!r}") from exc
+    today = today or datetime.now(timezone.utc).date()
+    return (today - timedelta(days=HISTORY_WINDOW_DAYS - 1)).isoformat()
+
+
+DAILY_START = daily_start()
+
+# Connector jobs run their steps in the run's own process: the steps of one connection share one API and
+# one rate limit and are I/O-bound, so a process per step (the multiprocess default) only adds code
+# location loads. Runs of different connections still run in parallel, within the instance's tag limits.
+CONNECTOR_EXECUTOR = dg.in_process_executor
 
 
 def connection_partitions(kind: str) -> dg.DynamicPartitionsDefinition:

@@ -28,23 +28,41 @@ def full_resync_requests(connection: Connection, today: date, reason: str, *, sn
     ]
 
 
+def schedulable_connections(instance: dg.DagsterInstance, services: Platform, kind: str) -> tuple[list[Connection], list[str]]:
+    """The active connections of a kind a schedule may run now, and a note for each it may not."""
+    known = set(instance.get_dynamic_partitions(connection_partitions(kind).name))
+    restricted = restricted_workspace_ids(services.engine)
+    ready, notes = [], []
+    for connection in services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE]):
+        if connection.id not in known:
+            notes.append(f"{connection.id}: waiting for its partition")
+        elif connection.workspace_id in restricted:
+            notes.append(f"{connection.id}: processing restricted")
+        else:
+            ready.append(connection)
+    return ready, notes
+
+
+def skip_reason(kind: str, notes: list[str]) -> dg.SkipReason:
+    """Why a tick launched nothing, as the sensors say it, instead of an unexplained skip."""
+    return dg.SkipReason("; ".join(notes) or f"no active {kind} connection")
+
+
 def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, hour: int = 2, minute: int = 0) -> list[dg.ScheduleDefinition]:
     """Two schedules recomputing every active connection of a kind in full: snapshot metrics, then
     (15 minutes later) each connection's whole daily history in one run."""
 
     def build(job: JobLike, at_minute: int, what: str) -> dg.ScheduleDefinition:
-        def requests(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest]:
+        def requests(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest] | dg.SkipReason:
             today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
-            known = set(context.instance.get_dynamic_partitions(connection_partitions(kind).name))
-            services = platform.get()
-            restricted = restricted_workspace_ids(services.engine)
-            return [
+            connections, notes = schedulable_connections(context.instance, platform.get(), kind)
+            found = [
                 request
-                for connection in services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
-                if connection.id in known and connection.workspace_id not in restricted
+                for connection in connections
                 for request in full_resync_requests(connection, today, "nightly", snapshot_job=snapshot_job, daily_job=daily_job)
                 if request.job_name == job.name
             ]
+            return found or skip_reason(kind, notes)
 
         requests.__name__ = f"{kind}_nightly_{what}_schedule"
         return dg.schedule(

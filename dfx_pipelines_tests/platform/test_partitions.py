@@ -50,3 +50,18 @@ def test_multi_partition_keys_carry_the_slug_intact(platform, workspace: Workspa
             {"connection": "sf-one", "date": "2026-11-01"},
             {"connection": "sf-one", "date": "2026-11-02"},
         ]
+
+
+def test_daily_partitions_are_the_history_window_unless_a_day_is_pinned() -> None:
+    from datetime import date
+
+    import pytest
+
+    from dfx_pipelines.platform.partitions import HISTORY_WINDOW_DAYS, daily_start, history_range
+
+    today = date(2026, 12, 1)
+    assert daily_start(today, environ={}) == "2026-09-03"  # today and the 89 days before it
+    assert HISTORY_WINDOW_DAYS == 90 and history_range(90, today) == (date(2026, 9, 3), today)
+    assert daily_start(today, environ={"DFX_DAILY_START": "2024-01-01"}) == "2024-01-01"
+    with pytest.raises(ValueError, match="DFX_DAILY_START must be a date"):
+        daily_start(today, environ={"DFX_DAILY_START": "yesterday"})

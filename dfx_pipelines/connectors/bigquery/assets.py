@@ -27,7 +27,7 @@ from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END  # noqa: F401 - re-exported
 from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START  # noqa: F401 - re-exported
-from dfx_pipelines.platform.partitions import connection_daily_partitions, run_partitions
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "bigquery"
@@ -37,6 +37,13 @@ METRICS_KEY = dg.AssetKey([KIND, "metric_specs"])
 BUDGET_CHECK = "monthly_budget_below_80_percent"
 APPROVAL_TAG = "dfx/bigquery_approval"  # set by the approvals sensor: the run may spend this approval
 AWAITING_TAG = "dfx/bigquery_awaiting_approval"  # added to a run that stopped over budget
+# The selected tables as one external asset upstream of the metric specs: which tables a connection
+# selects is its own configuration, not known when the code location loads.
+SOURCE_KEY = dg.AssetKey([KIND, "source", "selected_tables"])
+SOURCE_SPEC = dg.AssetSpec(
+    SOURCE_KEY, group_name=GROUP, kinds={"bigquery"},
+    description="The tables each connection selected in its BigQuery project (read only through the budget gate; nothing is copied).",
+)
 
 
 def partition_label(connection_id: str, first: date, last: date) -> str:
@@ -62,18 +69,24 @@ def _partitions(context: dg.AssetExecutionContext) -> tuple[str, list[date]]:
     return connections.pop(), sorted(p.day for p in partitions if p.day is not None)
 
 
-def budget_check(month_to_date_usd: float, budget_usd: float | None) -> dg.AssetCheckResult:
+def budget_metadata(month_to_date_usd: float, budget_usd: float | None) -> dict[str, Any]:
+    """The spend figures, identical on the materialization and on the budget check, and numeric so
+    they plot. Without a budget there is no share to show (and no query may run)."""
     share = gate.budget_share(month_to_date_usd, budget_usd)
+    metadata: dict[str, Any] = {"month_to_date_usd": dg.MetadataValue.float(round(month_to_date_usd, 8))}
+    if budget_usd is not None:
+        metadata["monthly_budget_usd"] = dg.MetadataValue.float(float(budget_usd))
+    if share is not None:
+        metadata["budget_used_percent"] = dg.MetadataValue.float(round(100 * share, 3))
+    return metadata
+
+
+def budget_check(month_to_date_usd: float, budget_usd: float | None) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=BUDGET_CHECK,
         passed=not gate.warns(month_to_date_usd, budget_usd),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "month_to_date_usd": round(month_to_date_usd, 6),
-            "monthly_budget_usd": budget_usd if budget_usd is not None else "none (no query may run)",
-            "budget_used_percent": round(100 * share, 2) if share is not None else "n/a",
-            "warning_at_percent": round(100 * gate.WARNING_SHARE),
-        },
+        metadata={**budget_metadata(month_to_date_usd, budget_usd), "warning_at_percent": dg.MetadataValue.int(round(100 * gate.WARNING_SHARE))},
     )
 
 
@@ -89,6 +102,7 @@ with warnings.catch_warnings():
         key=METRICS_KEY,
         group_name=GROUP,
         kinds={"bigquery"},
+        deps=[SOURCE_KEY],
         partitions_def=DAILY_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run(),
         output_required=False,  # over budget: no materialization, see the module docstring
@@ -148,11 +162,10 @@ with warnings.catch_warnings():
             return
         finally:
             gated.close()
-        all_rows = []
         written = 0
+        rows_by_day: dict[date, list] = {day: [] for day in days}
         for query, result in zip(queries, outcome.results):
             rows = to_metric_rows(query.spec, result.rows)
-            all_rows += rows
             per_day = by_day(rows)
             for day in days:  # every day gets a batch, empty days too: a rerun replaces stale values
                 provenance = Provenance(
@@ -160,29 +173,33 @@ with warnings.catch_warnings():
                     api_calls=outcome.round_trips, records_read=len(result.rows), bytes_read=result.bytes_processed,
                 )
                 written += services.metric_store.write(connection, query.spec.name, f"{connection.id}|{day.isoformat()}", per_day.get(day, []), provenance).rows_written
-        share = gate.budget_share(outcome.month_to_date_usd, budget)
+                rows_by_day[day] += per_day.get(day, [])
+        # Each day's materialization shows that day's rows; the range's queries and costs (priced as a
+        # whole) are the same on every day of the run.
+        for day, day_rows in rows_by_day.items():
+            context.add_asset_metadata(
+                {"dagster/row_count": dg.MetadataValue.int(len(day_rows)), "result": dg.MetadataValue.md(results_markdown(day_rows))},
+                partition_key=f"{connection.id}|{day.isoformat()}",
+            )
         yield dg.MaterializeResult(
             metadata={
                 "connection": connection.id,
-                "days": len(days),
+                "days_in_run": len(days),
                 "metric_specs": len(specs),
-                "projected_bytes": outcome.projection.bytes_processed,
-                "projected_billed_bytes": outcome.projection.billed_bytes,
-                "projected_cost_usd": round(outcome.projection.cost_usd, 8),
-                "maximum_bytes_billed": outcome.projection.cap_bytes,
-                "bytes_billed": outcome.bytes_billed,
-                "cost_usd": round(gate.cost_usd(outcome.bytes_billed, price), 8),
-                "month_to_date_usd": round(outcome.month_to_date_usd, 8),
-                "monthly_budget_usd": budget,
-                "budget_used_percent": round(100 * share, 3) if share is not None else "n/a",
+                "projected_bytes": dg.MetadataValue.int(outcome.projection.bytes_processed),
+                "projected_billed_bytes": dg.MetadataValue.int(outcome.projection.billed_bytes),
+                "projected_cost_usd": dg.MetadataValue.float(round(outcome.projection.cost_usd, 8)),
+                "maximum_bytes_billed": dg.MetadataValue.int(outcome.projection.cap_bytes),
+                "bytes_billed": dg.MetadataValue.int(outcome.bytes_billed),
+                "cost_usd": dg.MetadataValue.float(round(gate.cost_usd(outcome.bytes_billed, price), 8)),
+                **budget_metadata(outcome.month_to_date_usd, budget),
                 "approval_id": outcome.approval_id or "none (within budget)",
                 "bigquery_jobs": dg.MetadataValue.text(", ".join(r.job_id for r in outcome.results)),
                 "round_trips": outcome.round_trips,
                 "gate_round_trips": outcome.gate_round_trips,
-                "gate_ms": round(outcome.gate_seconds * 1000, 1),
-                "rows_written": written,
+                "gate_ms": dg.MetadataValue.float(round(outcome.gate_seconds * 1000, 1)),
+                "rows_written_in_run": written,
                 "sql": dg.MetadataValue.md("\n\n".join(f"```sql\n{q.sql}\n```" for q in queries) + f"\n\n`@first_day` = {first}, `@last_day` = {last}"),
-                "result": dg.MetadataValue.md(results_markdown(all_rows)),
             },
             check_results=[budget_check(outcome.month_to_date_usd, budget)],
         )
@@ -193,4 +210,5 @@ bigquery_metrics_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(METRICS_KEY),
     description="The BigQuery metric specs of one connection for one day or a range of days, through the budget gate.",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )

@@ -244,7 +244,7 @@ def results_markdown(rows: Sequence[MetricRow], limit: int = 40) -> str:
     """The result table a person sees in the UI (aggregates only)."""
     if not rows:
         return "_no rows: nothing matched in these days_"
-    lines = ["| metric | measure | day | dimensions | value |", "|---|---|---|---|---|"]
+    lines = ["| metric | measure | day | dimensions | value |", "|---|---|---|---|---:|"]  # numbers right-aligned
     for row in rows[:limit]:
         dims = ", ".join(f"{k}={v}" for k, v in row.dimensions) or "—"
         value = "—" if row.value is None else f"{row.value:,.4f}".rstrip("0").rstrip(".")

@@ -3,7 +3,7 @@ commands, and what revocation means for a service-account key."""
 
 import json
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,24 @@ DEMO_SPECS = [
      "time_column": "event_date", "description": "Distinct sessions per day and event type"},
 ]
 DEMO_BUDGET_USD = 5.0
-# The sandbox warehouse holds calendar 2024 (its generator's days): demo runs compute its last days.
-DEMO_LAST_DAY = date(2024, 12, 31)
+# The sandbox generator's warehouse holds calendar 2024; the demo moves it to end today, so its days fall
+# inside the daily partitions (the history window ending today) and the demo computes recent days.
+GENERATED_LAST_DAY = date(2024, 12, 31)
+
+
+def demo_last_day() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def ending_on(frames: dict[str, Any], last_day: date) -> dict[str, Any]:
+    """The generated tables with every date and timestamp column moved so the data ends on `last_day`."""
+    import pandas as pd
+
+    shift = pd.Timedelta(days=(last_day - GENERATED_LAST_DAY).days)
+    return {
+        name: frame.assign(**{column: frame[column] + shift for column in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[column])})
+        for name, frame in frames.items()
+    }
 
 
 class _SandboxServer:
@@ -60,9 +76,12 @@ class BigQueryPlugin:
         return bigquery_definitions()
 
     def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
+        from dfx_pipelines.connectors.bigquery.sandbox.app import BigQuerySandbox
+        from dfx_pipelines.connectors.bigquery.sandbox.generate import generate_demo_frames
         from dfx_pipelines.connectors.bigquery.sandbox.running import start_bigquery_sandbox
 
-        running = start_bigquery_sandbox(rows=scale or 2000, seed=7, ca=ca)
+        frames = ending_on(generate_demo_frames(scale or 2000, seed=7), demo_last_day())
+        running = start_bigquery_sandbox(ca=ca, app=BigQuerySandbox(frames=frames))
         return RunningSandbox(kind=self.kind, servers=[_SandboxServer(running)], state={"sandbox": running})  # type: ignore[list-item]
 
     def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
@@ -102,11 +121,12 @@ class BigQueryPlugin:
         )  # fmt: skip
 
     def demo_runs(self, connection: Connection, days: int = 30) -> list[DemoRun]:
-        first = DEMO_LAST_DAY - timedelta(days=days - 1)
+        last = demo_last_day()
+        first = last - timedelta(days=days - 1)
         return [
             DemoRun(
                 bigquery_metrics_job.name,
-                tags={"dfx/connection": connection.id, **range_tags(connection.id, first, DEMO_LAST_DAY)},
+                tags={"dfx/connection": connection.id, **range_tags(connection.id, first, last)},
             )
         ]
 

@@ -14,7 +14,7 @@ from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "jira"
@@ -26,6 +26,25 @@ TABLE_ROWS = 40
 
 def asset_key(metric: JiraMetric | str) -> dg.AssetKey:
     return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
+
+
+# What each metric scope reads, for its description and its upstream source asset.
+SCOPE_READS = {
+    "projects": ("projects", "the connection's selected projects"),
+    "boards": ("boards", "the projects of the connection's selected boards"),
+    "service_desk": ("projects", "the connection's selected service-desk projects"),
+}
+
+
+def source_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey([KIND, "source", source])
+
+
+# The selected projects and boards as external assets upstream of the metrics that read them.
+SOURCE_SPECS = [
+    dg.AssetSpec(source_key("projects"), group_name=GROUP, kinds={"jira"}, description="The issues (explicit fields, worklogs, changelogs, SLAs) of each connection's selected Jira projects."),
+    dg.AssetSpec(source_key("boards"), group_name=GROUP, kinds={"jira"}, description="The columns, sprints and issues of each connection's selected Jira boards."),
+]
 
 
 def markdown_table(rows: list[MetricRow]) -> str:
@@ -60,21 +79,26 @@ def materialize_metric(metric: JiraMetric, context: dg.AssetExecutionContext, pl
     # over batches stay true; the others say where the reading was counted.
     shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000])
     written = 0
+    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
     for index, partition in enumerate(partitions):
         rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
         written += services.metric_store.write(connection, metric.name, partition.key, rows, usage if index == 0 else shared).rows_written
-    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
+        # Each partition's materialization shows its own rows; what was read is shown where the store
+        # counts it (the first partition of a range), the others name that partition.
+        own: dict = {"dagster/row_count": dg.MetadataValue.int(len(rows)), "result": dg.MetadataValue.md(markdown_table(rows))}
+        if index == 0:
+            own.update({
+                "api_calls": dg.MetadataValue.int(client.api_calls), "records_read": dg.MetadataValue.int(client.records_read),
+                "bytes_read": dg.MetadataValue.int(client.bytes_read), "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
+            })
+        else:
+            own["read_counted_on"] = dg.MetadataValue.text(partitions[0].key)
+        context.add_asset_metadata(own, partition_key=partition.key)
+    context.log.info(f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls")
     return dg.MaterializeResult(
         metadata={
             "connection": connection.id,
-            "partitions": len(partitions),
-            "rows_written": written,
-            "records_read": client.records_read,
-            "bytes_read": client.bytes_read,
-            "api_calls": client.api_calls,
             "token_refreshes": client.refreshes,
-            "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
-            "result": dg.MetadataValue.md(markdown_table(result.rows)),
             **{key: str(value) for key, value in result.notes.items()},
         }
     )
@@ -85,9 +109,10 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         key=asset_key(metric),
         group_name=GROUP,
         kinds={"jira"},
+        deps=[source_key(SCOPE_READS[metric.scope][0])],
         partitions_def=DAILY_PARTITIONS if metric.daily else SNAPSHOT_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run() if metric.daily else None,
-        description=f"{metric.description}\n\nReads the connection's selected {metric.scope.replace('_', '-')} projects; "
+        description=f"{metric.description}\n\nReads {SCOPE_READS[metric.scope][1]}; "
         "explicit fields only, never descriptions, comments or attachments.",
         tags={"dfx/api": KIND},
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
@@ -112,10 +137,12 @@ jira_snapshot_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*SNAPSHOT_ASSET_KEYS),
     description="Snapshot Jira metrics (issue counts, cycle time, sprint velocity, SLA status) for one connection.",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )
 jira_daily_job = dg.define_asset_job(
     "jira_daily_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSET_KEYS),
     description="Daily Jira metrics (created vs resolved, throughput, WIP, worklog hours) for one connection and day(s).",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )

@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from dfx_pipelines.connectors.jira.assets import METRIC_ASSETS, jira_daily_job, jira_snapshot_job
+from dfx_pipelines.connectors.jira.assets import METRIC_ASSETS, SOURCE_SPECS, jira_daily_job, jira_snapshot_job
 from dfx_pipelines.connectors.jira.resource import SANDBOX_CLIENT_ID, JiraResource
 from dfx_pipelines.connectors.jira.sensors import jira_nightly_daily_schedule, jira_nightly_snapshot_schedule, jira_sync_sensor
 
@@ -17,7 +17,7 @@ def jira_resource() -> JiraResource:
 
 def jira_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=METRIC_ASSETS,
+        assets=[*SOURCE_SPECS, *METRIC_ASSETS],
         jobs=[jira_snapshot_job, jira_daily_job],
         sensors=[jira_sync_sensor],
         schedules=[jira_nightly_snapshot_schedule, jira_nightly_daily_schedule],

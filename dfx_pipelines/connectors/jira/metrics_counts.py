@@ -22,6 +22,9 @@ from dfx_pipelines.connectors.jira.metrics_common import (
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 
+# The bucket of issues without a value in a dimension (no component, no epic, no priority): a named row
+# a person can read, not an empty `component=`.
+NO_VALUE = "(none)"
 BUILT_IN_DIMENSIONS = ("project", "issue_type", "status_category", "priority", "component", "epic")
 EPIC_HIERARCHY_LEVEL = 1
 
@@ -45,7 +48,7 @@ class IssueAttributes:
     mapped: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (dimension name, values) of mapped fields
 
     def dimension_values(self) -> Iterable[tuple[str, tuple[str, ...]]]:
-        """Each dimension with its values; an issue without a value counts once under ''."""
+        """Each dimension with its values; an issue without a value counts once under `NO_VALUE`."""
         single = {
             "project": self.project,
             "issue_type": self.issue_type,
@@ -54,10 +57,10 @@ class IssueAttributes:
             "epic": self.epic,
         }
         for name, value in single.items():
-            yield name, ("" if value is None else value,)
-        yield "component", self.components or ("",)
+            yield name, (value or NO_VALUE,)
+        yield "component", self.components or (NO_VALUE,)
         for name, values in self.mapped:
-            yield name, values or ("",)
+            yield name, values or (NO_VALUE,)
 
 
 def _epic_key(issue_fields: JsonObject, epic_link_field_id: str | None) -> str | None:
@@ -147,7 +150,7 @@ def worklog_hours_rows(worklogs: Iterable[JsonObject], issues_by_id: Mapping[str
     """Metric `worklog_hours`, measure `hours`, per UTC day of `started`: the total (no dimensions) and
     by project, by component and by epic. Worklogs are `{issueId, timeSpentSeconds, started}` dicts;
     those of issues not in `issues_by_id` (projects not selected) are skipped. An issue's hours count in
-    full under each of its components; no component or epic counts under ''."""
+    full under each of its components; no component or epic counts under `NO_VALUE`."""
     seconds: dict[tuple[date, Dimensions], int] = defaultdict(int)
     for worklog in worklogs:
         issue = issues_by_id.get(str(worklog.get("issueId")))
@@ -157,8 +160,8 @@ def worklog_hours_rows(worklogs: Iterable[JsonObject], issues_by_id: Mapping[str
         spent = int(worklog.get("timeSpentSeconds") or 0)
         seconds[(day, ())] += spent
         seconds[(day, MetricRow.dims(project=issue.project))] += spent
-        seconds[(day, MetricRow.dims(epic=issue.epic))] += spent
-        for component in issue.components or ("",):
+        seconds[(day, MetricRow.dims(epic=issue.epic or NO_VALUE))] += spent
+        for component in issue.components or (NO_VALUE,):
             seconds[(day, MetricRow.dims(component=component))] += spent
     return [
         MetricRow("worklog_hours", "hours", spent / 3600, period=day, dimensions=dimensions)

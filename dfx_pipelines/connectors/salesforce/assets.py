@@ -20,7 +20,7 @@ from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionEr
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
-from dfx_pipelines.platform.partitions import connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, connection_partitions, run_partitions
 from dfx_pipelines.platform.registry import Connection, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -32,6 +32,21 @@ DAILY_PARTITIONS = connection_daily_partitions(KIND)
 
 def asset_key(metric: SalesMetric | str) -> dg.AssetKey:
     return dg.AssetKey([KIND, metric if isinstance(metric, str) else metric.name])
+
+
+def source_key(object_name: str) -> dg.AssetKey:
+    return dg.AssetKey([KIND, "source", object_name])
+
+
+# The Salesforce objects the metrics read, as external assets upstream of them: the lineage page then
+# shows which metric reads which object. Nothing here materializes them; they stay in the customer's org.
+SOURCE_SPECS = [
+    dg.AssetSpec(
+        source_key(name), group_name=GROUP, kinds={"salesforce"},
+        description=f"The {name} records of each connection's Salesforce org (only the selected fields are read; nothing is copied).",
+    )
+    for name in sorted({metric.object_name for metric in SALES_METRICS.values()})
+]
 
 
 def _guard_aggregate(rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
@@ -80,9 +95,9 @@ def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, p
         context.log.warning(f"{metric.name} not computed for {connection.id}: {exc}")
         return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
     client = salesforce.client(services, connection)
-    written, last_rows, soql = 0, [], ""
+    written = 0
     for chunk in _chunks(partitions, BUCKET_CHUNK_DAYS if metric.cadence is Cadence.DAILY else 1):
-        calls, records, bytes_ = client.api_calls, client.stats.records_read, client.bytes_read
+        usage_before = client.api_calls, client.stats.records_read, client.bytes_read
         # Daily batches carry the ids their day counted (read before and after the values, so a record
         # that moves while we compute is still in the index of the day it may have been counted on).
         before = _record_buckets(client, metric, connection, chunk)
@@ -91,38 +106,57 @@ def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, p
             # The values are as of the query's start: write-back's If-Unmodified-Since uses this instant, so
             # a record someone edits while we compute is not overwritten.
             began = utcnow()
+            start = client.api_calls, client.stats.records_read, client.bytes_read
             query, rows = compute_metric(client, metric, connection, partition.day)
-            computed.append((partition, query, rows, began))
+            own = (client.api_calls - start[0], client.stats.records_read - start[1], client.bytes_read - start[2])
+            computed.append((partition, query, rows, began, own))
         after = _record_buckets(client, metric, connection, chunk)
-        for index, (partition, query, rows, began) in enumerate(computed):
-            soql = query.soql
-            # The chunk's usage (index queries included) is recorded once, on its first batch, so sums
-            # over batches stay true.
-            provenance = Provenance(
-                context.run.run_id, query.soql, computed_at=began,
-                **({"api_calls": client.api_calls - calls, "records_read": client.stats.records_read - records, "bytes_read": client.bytes_read - bytes_} if index == 0 else {}),
-            )
+        # The chunk's index queries are charged to its first batch, so sums over batches stay true.
+        spent = (client.api_calls - usage_before[0], client.stats.records_read - usage_before[1], client.bytes_read - usage_before[2])
+        index_usage = tuple(total - sum(c[4][i] for c in computed) for i, total in enumerate(spent))
+        for index, (partition, query, rows, began, own) in enumerate(computed):
+            calls, records, bytes_ = (o + (index_usage[i] if index == 0 else 0) for i, o in enumerate(own))
+            provenance = Provenance(context.run.run_id, query.soql, api_calls=calls, records_read=records, bytes_read=bytes_, computed_at=began)
             bucket = None
             if before is not None and after is not None and partition.day is not None:
                 bucket = RecordBucket(partition.day, frozenset(before.get(partition.day, set()) | after.get(partition.day, set())))
             summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance, bucket)
             written += summary.rows_written
-            last_rows = rows
-    usage = client.api_usage()
-    return dg.MaterializeResult(
-        metadata={
-            "connection": connection.id,
-            "partitions": len(partitions),
-            "rows_written": written,
-            "records_read": client.stats.records_read,
-            "bytes_read": client.bytes_read,
-            "api_calls": client.api_calls,
-            "token_refreshes": client.stats.refreshes,
-            "org_api_usage": f"{usage[0]}/{usage[1]}" if usage else "unknown",
-            "soql": dg.MetadataValue.md(f"```sql\n{soql}\n```" + (f"\n(and {len(partitions) - 1} more days)" if len(partitions) > 1 else "")),
-            "result": dg.MetadataValue.md(metrics_table_markdown(last_rows)),
-        }
-    )
+            # In a range run Dagster records one materialization per partition; this metadata is that
+            # partition's own (its rows, reads and query), so per-partition plots and pages are true.
+            context.add_asset_metadata(partition_metadata(query, rows, provenance), partition_key=partition.key)
+    context.log.info(f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls")
+    return dg.MaterializeResult(metadata={"connection": connection.id, "token_refreshes": client.stats.refreshes, **org_usage_metadata(client.api_usage())})
+
+
+def partition_metadata(query: Any, rows: list, provenance: Provenance) -> dict[str, Any]:
+    """What one partition's materialization shows: numbers a person plots, then the query and result.
+
+    `rows_returned` counts the rows the API returned: aggregate groups for a pushed-down query, source
+    records only when records were streamed (then also reported as `source_records`)."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(len(rows)),
+        "rows_returned": dg.MetadataValue.int(provenance.records_read or 0),
+        "api_calls": dg.MetadataValue.int(provenance.api_calls or 0),
+        "bytes_read": dg.MetadataValue.int(provenance.bytes_read or 0),
+        "soql": dg.MetadataValue.md(f"```sql\n{query.soql}\n```"),
+        "result": dg.MetadataValue.md(metrics_table_markdown(rows)),
+    }
+    if not query.aggregate:
+        metadata["source_records"] = dg.MetadataValue.int(provenance.records_read or 0)
+    return metadata
+
+
+def org_usage_metadata(usage: tuple[int, int] | None) -> dict[str, Any]:
+    """The org's daily API usage as numbers (plottable), not "used/max" text."""
+    if not usage or not usage[1]:
+        return {}
+    used, total = usage
+    return {
+        "org_api_requests_used": dg.MetadataValue.int(used),
+        "org_api_requests_max": dg.MetadataValue.int(total),
+        "org_api_usage_percent": dg.MetadataValue.float(round(100 * used / total, 2)),
+    }
 
 
 def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
@@ -132,6 +166,7 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         key=asset_key(metric),
         group_name=GROUP,
         kinds={"salesforce"},
+        deps=[source_key(metric.object_name)],
         partitions_def=DAILY_PARTITIONS if daily else SNAPSHOT_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
         description=f"{metric.description}\n\nReads {metric.object_name} fields {', '.join(sorted(metric.required_fields))}; {metric.strategy.value}.",
@@ -158,10 +193,12 @@ salesforce_snapshot_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*SNAPSHOT_ASSET_KEYS),
     description="Snapshot sales metrics (open pipeline, campaign influence) for one connection.",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )
 salesforce_daily_job = dg.define_asset_job(
     "salesforce_daily_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSET_KEYS),
     description="Daily sales metrics (win rate, cycle length, leads, cases, activities) for one connection and day(s).",
     tags={"dfx/api": KIND},
+    executor_def=CONNECTOR_EXECUTOR,
 )

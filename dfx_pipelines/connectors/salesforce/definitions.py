@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from dfx_pipelines.connectors.salesforce.assets import METRIC_ASSETS, salesforce_daily_job, salesforce_snapshot_job
+from dfx_pipelines.connectors.salesforce.assets import METRIC_ASSETS, SOURCE_SPECS, salesforce_daily_job, salesforce_snapshot_job
 from dfx_pipelines.connectors.salesforce.cdc import (
     salesforce_cdc_sensor,
     salesforce_nightly_daily_schedule,
@@ -23,7 +23,7 @@ def salesforce_resource() -> SalesforceResource:
 
 def salesforce_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=METRIC_ASSETS,
+        assets=[*SOURCE_SPECS, *METRIC_ASSETS],
         jobs=[salesforce_snapshot_job, salesforce_daily_job, salesforce_writeback_job],
         sensors=[salesforce_cdc_sensor],
         schedules=[salesforce_nightly_snapshot_schedule, salesforce_nightly_daily_schedule],

@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -235,5 +235,32 @@ def test_plugin_definitions_and_revocation(platform, bq_connection) -> None:  # 
     assert (revoked.provider_revoked, revoked.detail) == (False, "service-account keys are revoked by the customer in GCP; our copy is destroyed")
     assert [c.name for c in PLUGIN.cli_commands()] == ["bigquery"]
     [run] = PLUGIN.demo_runs(bq_connection, 3)
-    assert run.tags[RANGE_START] == "bq-acme|2024-12-29" and run.tags[RANGE_END] == "bq-acme|2024-12-31"
+    today = datetime.now(timezone.utc).date()  # the demo warehouse is moved to end today
+    assert run.tags[RANGE_START] == f"bq-acme|{today - timedelta(days=2)}" and run.tags[RANGE_END] == f"bq-acme|{today}"
     assert gate.month_of(date(2024, 12, 31)) == "2024-12"
+
+
+def test_budget_figures_are_numbers_and_the_same_on_the_materialization_and_the_check(platform, bq_connection, materialize) -> None:  # noqa: ANN001
+    set_budget(platform, bq_connection, 2 * QUERY_USD / 0.85)
+    result = materialize(partition_key=KEY)
+    [materialization] = result.asset_materializations_for_node(NODE)
+    check = check_of(result).metadata
+    for name in ("budget_used_percent", "month_to_date_usd", "monthly_budget_usd"):
+        assert isinstance(materialization.metadata[name], dg.FloatMetadataValue)
+        assert materialization.metadata[name].value == check[name].value, name
+    assert materialization.metadata["dagster/row_count"].value > 0
+    assert "|---:|" in materialization.metadata["result"].value.splitlines()[1]  # values right-aligned
+
+
+def test_the_demo_warehouse_ends_today(tmp_path) -> None:  # noqa: ANN001
+    from dfx_pipelines.connectors.bigquery.plugin import ending_on
+    from dfx_pipelines.connectors.bigquery.sandbox.generate import generate_demo_frames
+
+    today = datetime.now(timezone.utc).date()
+    generated = generate_demo_frames(500, seed=7)
+    moved = ending_on(generated, today)
+    shift = pd.Timedelta(days=(today - date(2024, 12, 31)).days)  # the generator's year ends 2024-12-31
+    for table, column in (("shop.orders", "order_date"), ("shop.orders", "created_at"), ("shop.web_events", "event_date")):
+        assert (moved[table][column] == generated[table][column] + shift).all(), (table, column)
+    assert max(pd.to_datetime(moved["shop.orders"]["order_date"])).date() <= today
+    assert (moved["shop.orders"]["amount"] == generated["shop.orders"]["amount"]).all()  # only dates move

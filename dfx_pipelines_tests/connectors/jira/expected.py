@@ -29,11 +29,14 @@ def issues(site: JiraSite, *projects: str) -> list:
     return [r for r in site.issues if project_key(r) in projects]
 
 
+NONE = "(none)"  # the connector's bucket for an issue without a value
+
+
 def epic_of(site: JiraSite, record) -> str:  # noqa: ANN001
     if record.parent < 0 or catalog.ISSUE_TYPES[record.type].subtask:
-        return ""
+        return NONE
     parent = site.issues[record.parent]
-    return site.key_of(parent) if catalog.ISSUE_TYPES[parent.type] is catalog.EPIC else ""
+    return site.key_of(parent) if catalog.ISSUE_TYPES[parent.type] is catalog.EPIC else NONE
 
 
 def issue_counts(site: JiraSite, projects: tuple[str, ...]) -> Counter:
@@ -46,8 +49,8 @@ def issue_counts(site: JiraSite, projects: tuple[str, ...]) -> Counter:
         counts[("status_category", catalog.STATUS_BY_ID[r.status_id].category.key)] += 1
         counts[("priority", catalog.PRIORITIES[r.priority].name)] += 1
         counts[("epic", epic_of(site, r))] += 1
-        counts[("team", catalog.TEAMS[r.team][1] if r.team >= 0 else "")] += 1
-        for component in [spec.components[i] for i in r.components] or [""]:
+        counts[("team", catalog.TEAMS[r.team][1] if r.team >= 0 else NONE)] += 1
+        for component in [spec.components[i] for i in r.components] or [NONE]:
             counts[("component", component)] += 1
     return counts
 
@@ -124,7 +127,7 @@ def worklog_hours(site: JiraSite, projects: tuple[str, ...], days: list[date]) -
             seconds[(d, ())] += worklog.seconds
             seconds[(d, (("project", spec.key),))] += worklog.seconds
             seconds[(d, (("epic", epic_of(site, record)),))] += worklog.seconds
-            for component in [spec.components[i] for i in record.components] or [""]:
+            for component in [spec.components[i] for i in record.components] or [NONE]:
                 seconds[(d, (("component", component),))] += worklog.seconds
     return {k: v / 3600 for k, v in seconds.items()}
 

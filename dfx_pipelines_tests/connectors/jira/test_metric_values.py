@@ -126,3 +126,18 @@ def test_sprint_velocity_committed_and_completed_points(world) -> None:  # noqa:
         assert by_sprint[sprint_id]["committed_points"] == pytest.approx(committed), sprint_id
         assert by_sprint[sprint_id]["completed_points"] == pytest.approx(completed), sprint_id
     assert set(by_sprint) == set(want), "only board 1 is scrum: the kanban board has no sprints"
+
+
+def test_each_day_of_a_range_run_shows_its_own_rows(world) -> None:  # noqa: ANN001
+    batches = {b["partition_key"]: b for b in world.platform.metric_store.batches("jira-acme") if b["metric"] == "created_vs_resolved"}
+    events = {str(m.partition): m.metadata for m in world.daily.asset_materializations_for_node("jira__created_vs_resolved")}
+    first = f"jira-acme|{FIRST}"
+    assert sorted(events) == sorted(batches) and len(events) > 1
+    for key, metadata in events.items():
+        day = key.partition("|")[2]
+        assert metadata["dagster/row_count"].value == batches[key]["row_count"]
+        assert all(f"| {day} |" in line for line in metadata["result"].value.splitlines()[2:])  # that day's rows only
+        if key == first:  # one pass read the whole range: counted on its first day, as in the store
+            assert metadata["api_calls"].value == batches[key]["api_calls"] and metadata["records_read"].value == batches[key]["records_read"]
+        else:
+            assert metadata["read_counted_on"].value == first and "api_calls" not in metadata

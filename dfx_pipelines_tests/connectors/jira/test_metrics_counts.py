@@ -102,11 +102,11 @@ def test_issue_counts_per_dimension_value_in_one_pass() -> None:
     assert counts[(("project", "APP"),)] == 2 and counts[(("project", "OPS"),)] == 1
     assert counts[(("issue_type", "Bug"),)] == 2 and counts[(("issue_type", "Story"),)] == 1
     assert counts[(("status_category", "done"),)] == 1 and counts[(("status_category", "indeterminate"),)] == 2
-    assert counts[(("priority", ""),)] == 1 and counts[(("priority", "High"),)] == 1
-    assert counts[(("component", "API"),)] == 2 and counts[(("component", "Web"),)] == 1 and counts[(("component", ""),)] == 1
-    assert counts[(("epic", "APP-9"),)] == 1 and counts[(("epic", ""),)] == 2
-    assert counts[(("team", "Core"),)] == 2 and counts[(("team", ""),)] == 1
-    assert counts[(("label_option", ""),)] == 3
+    assert counts[(("priority", "(none)"),)] == 1 and counts[(("priority", "High"),)] == 1
+    assert counts[(("component", "API"),)] == 2 and counts[(("component", "Web"),)] == 1 and counts[(("component", "(none)"),)] == 1
+    assert counts[(("epic", "APP-9"),)] == 1 and counts[(("epic", "(none)"),)] == 2
+    assert counts[(("team", "Core"),)] == 2 and counts[(("team", "(none)"),)] == 1
+    assert counts[(("label_option", "(none)"),)] == 3
     assert {(row.metric, row.measure, row.period) for row in rows} == {("issue_count", "issues", date(2024, 2, 1))}
 
 
@@ -143,8 +143,8 @@ def test_worklog_hours_per_day_by_project_component_and_epic() -> None:
     assert hours[(2, ())] == 2.5
     assert hours[(2, MetricRow.dims(project="APP"))] == 1 and hours[(2, MetricRow.dims(project="OPS"))] == 1.5
     assert hours[(2, MetricRow.dims(component="API"))] == 1 and hours[(2, MetricRow.dims(component="Web"))] == 1
-    assert hours[(2, MetricRow.dims(component=""))] == 1.5
-    assert hours[(2, MetricRow.dims(epic="APP-9"))] == 1 and hours[(2, MetricRow.dims(epic=""))] == 1.5
+    assert hours[(2, MetricRow.dims(component="(none)"))] == 1.5
+    assert hours[(2, MetricRow.dims(epic="APP-9"))] == 1 and hours[(2, MetricRow.dims(epic="(none)"))] == 1.5
     assert hours[(3, ())] == 0.5 and hours[(3, MetricRow.dims(epic="APP-9"))] == 0.5
     assert {(row.metric, row.measure) for row in rows} == {("worklog_hours", "hours")}
 

@@ -74,6 +74,18 @@ def test_win_rate_over_a_month_in_one_backfill_run(platform, sf_connection, sf_s
         assert values[(day, "win_rate_by_count", ())] == (pytest.approx(expected_rate) if expected_rate is not None else None)
         checked += bool(rows)
     assert checked >= 5, "the test org should close deals on several of these days"
+    # Each partition's materialization carries that day's own numbers, not the run's totals or the last day.
+    by_partition = {str(m.partition): m.metadata for m in result.asset_materializations_for_node("salesforce__win_rate")}
+    batches = {b["partition_key"]: b for b in platform.metric_store.batches() if b["metric"] == "win_rate"}
+    assert len(by_partition) == len(days())
+    for day in days():
+        key = f"sf-acme|{day}"
+        metadata, batch = by_partition[key], batches[key]
+        assert metadata["dagster/row_count"].value == batch["row_count"]
+        assert (metadata["api_calls"].value, metadata["rows_returned"].value, metadata["bytes_read"].value) == (batch["api_calls"], batch["records_read"], batch["bytes_read"])
+        assert f"CloseDate = {day}" in metadata["soql"].value and "(and " not in metadata["soql"].value
+        periods = {line.split(" | ")[2] for line in metadata["result"].value.splitlines()[2:] if line.startswith("| win_rate")}
+        assert periods <= {day.isoformat()}
 
 
 def test_lead_conversion_and_case_volume(platform, sf_connection, sf_sandbox, materialize, range_tags) -> None:  # noqa: ANN001

@@ -197,7 +197,7 @@ def test_expired_access_token_is_refreshed_and_stored(platform, sf_sandbox, sf_c
     # The first asset refreshed; the second (its own client) read the stored new token and needed none.
     refreshes = [metadata(result, m)["token_refreshes"] for m in ("win_rate", "lead_conversion")]
     assert sorted(refreshes) == [0, 1]
-    assert all(metadata(result, m)["rows_written"] > 0 for m in ("win_rate", "lead_conversion"))
+    assert all(metadata(result, m)["dagster/row_count"] > 0 for m in ("win_rate", "lead_conversion"))
 
 
 def test_a_revoked_refresh_token_fails_with_an_auth_error(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
@@ -304,7 +304,7 @@ def test_unselected_fields_never_cross_the_wire(platform, workspace, sf_sandbox,
     for result, metric in ((daily, "win_rate"), (snapshot, "open_pipeline_by_stage"), (snapshot, "campaign_sourced_pipeline")):
         found = metadata(result, metric)
         assert found["status"] == "not selected" and "Amount" in found["reason"]
-    assert metadata(daily, "sales_cycle_length")["rows_written"] > 0
+    assert metadata(daily, "sales_cycle_length")["dagster/row_count"] > 0
     soql = sent_soql(since(sf_sandbox, mark))
     assert soql, "sales_cycle_length should have queried"
     for text in soql:

@@ -36,3 +36,16 @@ def test_nightly_runs_cover_each_active_connection(platform, workspace, sf_sandb
     first = (when.date() - timedelta(days=89)).isoformat()  # settings.history_days defaults to 90
     assert ranges == {"sf-acme": (f"sf-acme|{first}", "sf-acme|2026-11-26"), "sf-beta": (f"sf-beta|{first}", "sf-beta|2026-11-26")}
     assert all(r.tags["dfx/sync"] == "nightly" and r.run_key for r in snapshot + daily)
+
+
+def test_a_nightly_tick_that_launches_nothing_says_why(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:  # noqa: ANN001
+    when = datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc)
+    context = dg.build_schedule_context(
+        instance=dagster_instance, scheduled_execution_time=when,
+        resources={"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)},
+    )
+    nothing = salesforce_nightly_daily_schedule(context)
+    assert isinstance(nothing, dg.SkipReason) and nothing.skip_message == "no active salesforce connection"
+    connect(platform, sf_sandbox, sf_resource)  # connected, but the partitions sensor has not added it yet
+    waiting = salesforce_nightly_snapshot_schedule(context)
+    assert isinstance(waiting, dg.SkipReason) and waiting.skip_message == "sf-acme: waiting for its partition"
