@@ -116,12 +116,14 @@ class _CliGroup(click.Group):
 
 @click.group(cls=_CliGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks (still redacted).")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """DataFlow-Xpert pipelines."""
     from dfx_pipelines.platform.cli_input import check_settings
 
     _setup_logging(verbose)
-    check_settings(Settings.from_env())  # every command, before it touches a store
+    if ctx.invoked_subcommand != "doctor":  # the doctor's job is to report bad settings, not to stop at one
+        check_settings(Settings.from_env())  # every other command checks them before it touches a store
 
 
 # ------------------------------------------------------------------ demo and local development
