@@ -220,7 +220,10 @@ class Faults:
                 options[key] = value
             else:
                 raise ConfigError(f"fault {spec!r}: unknown option {key!r} (count, probability, retry_after, delay, status, path_prefix, when)")
-        return FaultRule(kind=kind, **options)
+        try:
+            return FaultRule(kind=kind, **options)
+        except ValueError as exc:
+            raise ConfigError(f"fault {spec!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------- TLS

@@ -172,3 +172,34 @@ def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(server: Sandbo
     # Normal verification (the default store, or the environment's bundle), never the sandbox CA, never off.
     assert {url: verify_by_url[url] for url in lookalikes if verify_by_url[url] in (server.ca_pem_path, False, None)} == {}
     assert verify_by_url[f"{server.url}/v1/ping"] == server.ca_pem_path
+
+
+class CountingApp(EchoApp):
+    """The echo API, counting the requests it actually handled."""
+
+    handled = 0
+
+    def handle(self, request):  # noqa: ANN001, ANN201
+        CountingApp.handled += 1
+        return super().handle(request)
+
+
+@pytest.mark.parametrize("when, handled", [("before", 0), ("after", 1)])
+def test_a_drop_happens_before_or_after_the_server_acts(when: str, handled: int) -> None:
+    CountingApp.handled = 0
+    with SandboxServer(CountingApp(TOKEN)) as counting:
+        counting.faults.inject("drop", count=1, when=when)
+        with pytest.raises(requests.ConnectionError):
+            build_session(sandbox_ca=counting.ca_pem_path, retry=RetryPolicy(max_attempts=1)).post(f"{counting.url}/v1/ping", headers=AUTH)
+    assert CountingApp.handled == handled
+    assert Faults.parse("drop:when=after").when == "after"
+    with pytest.raises(ConfigError, match="before.*after"):
+        Faults.parse("drop:when=sometimes")
+
+
+def test_post_retries_a_lost_answer_only_when_told_to(server: SandboxServer) -> None:
+    server.faults.inject("drop", count=1, when="after")
+    with pytest.raises(requests.ConnectionError):
+        session_for(server).post(f"{server.url}/v1/ping", headers=AUTH)  # not idempotent: not retried
+    server.faults.inject("drop", count=1, when="after")
+    assert session_for(server, retry_all_methods=True).post(f"{server.url}/v1/ping", headers=AUTH).json() == {"pong": True}

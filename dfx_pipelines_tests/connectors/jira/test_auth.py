@@ -77,6 +77,20 @@ def test_a_refresh_that_fails_in_transit_is_retried_without_burning_the_grant(pl
     assert not jira_cloud.app.oauth.family_revoked(platform.vault.get(refs[0]).get_secret_value())
 
 
+def test_a_token_refused_again_right_after_a_refresh_is_refreshed_again_but_not_forever(platform, cloud_connection, jira_cloud) -> None:
+    from dfx_pipelines.connectors.jira.client import MAX_REFRESHES_PER_CALL
+
+    jira_cloud.faults.inject("expire_token", count=2, path_prefix="/ex/jira/")
+    client = resource_for(jira_cloud).client(platform, cloud_connection)
+    assert client.fields() and client.refreshes == 2
+    jira_cloud.faults.inject("expire_token", count=None, path_prefix="/ex/jira/")
+    mark = len(jira_cloud.requests)
+    with pytest.raises(AuthError, match=f"refused even after {MAX_REFRESHES_PER_CALL} refreshes"):
+        client.fields()
+    assert sandbox_paths(jira_cloud, mark).count("/oauth/token") == MAX_REFRESHES_PER_CALL
+    assert not jira_cloud.app.oauth.family_revoked(platform.vault.get(cloud_connection.secret_ref("oauth_refresh_token")).get_secret_value())
+
+
 def test_the_sandbox_honours_atlassians_reuse_leeway_and_no_more(platform, cloud_connection, jira_cloud) -> None:
     """Within 10 minutes the token just rotated away is exchanged again; past that, reuse kills the grant."""
     app, session = jira_cloud.app.oauth, oauth.token_session(jira_cloud.ca_pem_path)

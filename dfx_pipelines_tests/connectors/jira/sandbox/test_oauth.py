@@ -10,7 +10,7 @@ import pytest
 from jira import JIRA, JIRAError
 
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
-from dfx_pipelines.connectors.jira.sandbox.oauth import pkce_challenge
+from dfx_pipelines.connectors.jira.sandbox.oauth import REUSE_LEEWAY, pkce_challenge
 from dfx_pipelines.connectors.jira.sandbox.server import DEFAULT_REDIRECT_URI, complete_consent, start_jira_sandbox
 from dfx_pipelines_tests.connectors.jira.sandbox.conftest import http, oauth_tokens
 
@@ -86,6 +86,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(fresh_cloud):
     assert first.status_code == 200
     rotated = first.json()
     assert rotated["refresh_token"] != tokens["refresh_token"] and rotated["scope"] == tokens["scope"]
+    fresh_cloud.site.advance(timedelta(seconds=REUSE_LEEWAY + 1))  # past Atlassian's 10-minute reuse leeway
     reuse = _refresh(fresh_cloud, tokens["refresh_token"])  # the retired one
     assert reuse.status_code == 403 and reuse.json()["error"] == "invalid_grant"
     # The whole family is gone: the newest refresh token and its access token stop working too.
