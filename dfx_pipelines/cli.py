@@ -397,11 +397,11 @@ def connect_salesforce_command(
         "id": connection_id, "workspace_id": workspace_id, "display_name": display_name,
         "selection": {"objects": _parse_selection(selects, selection_file)}, "write_back": _parse_write_back(write_backs),
     }
-    # Parsed, resolved and rebuilt before anything uses it (the sandbox decision included).
+    if approve_sandbox and (not is_loopback_url(login_url) or not platform.settings.sandbox_allowed):  # parsed host, not a prefix
+        raise ConfigError("--approve-sandbox works only with the local sandbox (loopback login URL, not production)")
+    # Parsed, resolved and rebuilt before anything uses it.
     login_url = validate_salesforce_url(login_url, sandbox_allowed=platform.settings.sandbox_allowed, what="--login-url")
     if approve_sandbox:
-        if not is_loopback_url(login_url) or not platform.settings.sandbox_allowed:
-            raise ConfigError("--approve-sandbox works only with the local sandbox (loopback login URL, not production)")
         from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 
         redirect_uri, receive = "https://localhost/oauth/callback", (lambda url: complete_authorization(session, url))

@@ -12,6 +12,7 @@ Errors come out as project errors with no token text.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,7 @@ T = TypeVar("T")
 
 API_VERSION = "59.0"
 MAX_REFRESHES_PER_CALL = 3
+NEXT_RECORDS_PATH = re.compile(r"/services/data/v[0-9]{1,3}\.[0-9]/(?:query|queryAll)/[A-Za-z0-9]{15,18}-[0-9]{1,9}")
 SANDBOX_CLIENT_ID = "dfx-sandbox-client"
 
 
@@ -203,7 +205,11 @@ class SalesforceClient:
             yield from records
             if page.get("done", True):
                 return
-            next_url = page["nextRecordsUrl"]
+            next_url = page.get("nextRecordsUrl")
+            # simple-salesforce appends this to `https://<instance>`: anything but a query-locator path
+            # (`@evil.example/…`, `.evil.example/…`) would send the session token to another host.
+            if not isinstance(next_url, str) or not NEXT_RECORDS_PATH.fullmatch(next_url):
+                raise ConnectorError("Salesforce answered a nextRecordsUrl that is not a query-locator path on the instance: refused")
             page = self._call("query page", lambda: self._sf.query_more(next_url, identifier_is_url=True))
 
     def aggregate(self, soql: str) -> list[dict[str, Any]]:

@@ -369,3 +369,37 @@ def test_an_untrusted_certificate_is_refused(platform, sf_sandbox, sf_connection
     with pytest.raises(ConnectorError, match="CERTIFICATE_VERIFY_FAILED"):
         missing.client(platform, sf_connection).aggregate("SELECT COUNT(Id) recordCount FROM Opportunity")
     assert since(sf_sandbox, mark) == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "@evil.example/services/data/v59.0/query/01gAAAAAAAAAAAAAAA-200",
+        ".evil.example/services/data/v59.0/query/01gAAAAAAAAAAAAAAA-200",
+        "//evil.example/services/data/v59.0/query/01gAAAAAAAAAAAAAAA-200",
+        "https://evil.example/services/data/v59.0/query/01gAAAAAAAAAAAAAAA-200",
+        "/services/data/v59.0/query/01gAAAAAAAAAAAAAAA-200@evil.example",
+        "/services/data/v59.0/query/../../../evil",
+        None,
+    ],
+)
+def test_a_next_records_url_off_the_instance_is_refused(platform, sf_sandbox, sf_connection, sf_resource, monkeypatch, hostile) -> None:  # noqa: ANN001
+    """simple-salesforce appends nextRecordsUrl to `https://<instance>`: a page pointing anywhere but a
+    query locator on the instance would carry the session token to another host. The server (the network
+    edge) is made to answer that; the client refuses before any further request."""
+    client = sf_resource.client(platform, sf_connection)
+    client._sf.headers["Sforce-Query-Options"] = "batchSize=200"  # noqa: SLF001 - several pages from a small org
+    ids = [record["Id"] for record in client.stream("SELECT Id FROM Opportunity")]
+    assert len(ids) > 200 and len(set(ids)) == len(ids)  # several pages: real locators are followed
+    honest_page = sf_sandbox.app._page  # noqa: SLF001
+
+    def hostile_page(cursor, locator, offset):  # noqa: ANN001, ANN202
+        payload = honest_page(cursor, locator, offset)
+        payload["done"], payload["nextRecordsUrl"] = False, hostile
+        return payload
+
+    monkeypatch.setattr(sf_sandbox.app, "_page", hostile_page)
+    before = len(sf_sandbox.server.requests)
+    with pytest.raises(ConnectorError, match="nextRecordsUrl"):
+        list(client.stream("SELECT Id FROM Opportunity"))
+    assert len(sf_sandbox.server.requests) == before + 1  # the first page only
