@@ -105,13 +105,16 @@ def test_deletion_erases_the_connection_from_sensor_history(platform, workspace,
     acme_run = tagged_sync.execute_in_process(instance=instance, tags={"dfx/connection": "sf-acme"}).run_id
     beta_run = tagged_sync.execute_in_process(instance=instance, tags={"dfx/connection": "sf-beta"}).run_id
     ids = seed_sensor_history(instance, acme_run, beta_run)
+    # A sensor named after the connection: no part of its tick can be taken out, so the tick goes whole.
+    ids["own_sensor"] = instance.create_tick(_tick("poll_sf-acme", status=TickStatus.SKIPPED, skip_reason="no changes")).tick_id
     other_before = _tick_bodies(instance)[ids["other"]]
     assert all(ACME.search(_tick_bodies(instance)[ids[n]]) for n in ("requested", "skipped", "failed", "partitions"))
 
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
     report = delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
 
-    assert report.ticks_scrubbed == 4 and report.sensor_states_scrubbed == 1
+    assert report.ticks_scrubbed == 5 and report.sensor_states_scrubbed == 1
+    assert ids["own_sensor"] not in _tick_bodies(instance)
     bodies = _tick_bodies(instance)
     assert [tick_id for tick_id, body in bodies.items() if ACME.search(body)] == []
     assert bodies[ids["other"]] == other_before  # a longer id that begins the same is not touched
