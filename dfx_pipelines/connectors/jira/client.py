@@ -291,8 +291,12 @@ class JiraClient:
 
 
 def _reduced_worklog(worklog: dict[str, Any], issue_id: str) -> dict[str, Any]:
-    """What `worklog_hours_rows` reads of a worklog, and nothing else: its comment is text a person wrote."""
-    return {"issueId": str(worklog.get("issueId") or issue_id), "started": worklog["started"], "timeSpentSeconds": worklog.get("timeSpentSeconds", 0)}
+    """What `worklog_hours_rows` reads of a worklog (and, for the sync sensor, when it was last written),
+    and nothing else: its comment is text a person wrote."""
+    reduced = {"issueId": str(worklog.get("issueId") or issue_id), "started": worklog["started"], "timeSpentSeconds": worklog.get("timeSpentSeconds", 0)}
+    if worklog.get("updated"):
+        reduced["updated"] = worklog["updated"]
+    return reduced
 
 
 def _keep_items(histories: list[dict[str, Any]], wanted_fields: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ reopened issue's old done day, its old resolved day and every WIP day between th
 - throughput: the old and new done days (replayed stage dates, as `metrics_flow` computes them);
 - wip: every day whose end-of-day WIP membership differs between the old and new replay (a reopened
   issue: from its old done day up to today);
-- worklog_hours: the started days of the issue's worklogs.
+- worklog_hours: the started days of the worklogs written since (all of them when the issue changed
+  project, component or epic).
 Pure: no I/O, no Dagster, no client library."""
 
 from __future__ import annotations
@@ -84,7 +85,21 @@ def issue_resolved(issue_json: JsonObject) -> datetime | None:
     return parse_optional_timestamp((issue_json.get("fields") or {}).get("resolutiondate"))
 
 
-def worklog_days(worklogs: Iterable[JsonObject]) -> set[date]:
-    """The started days of worklogs: a change to the issue's project, component or epic moves all of
-    them, and a worklog logged since moves its own."""
-    return {utc_day(parse_jira_timestamp(worklog["started"])) for worklog in worklogs}
+# Changelog fields that move an issue's worklog hours to other dimensions (project, component, epic):
+# by id (Cloud) or by display name (Data Center's change items carry only the name).
+WORKLOG_DIMENSION_FIELDS = frozenset({"project", "components", "Component", "parent", "Parent", "Epic Link"})
+
+
+def worklog_days(worklogs: Iterable[JsonObject], histories: Sequence[ChangeHistory], since: datetime, epic_link_field: str | None = None) -> set[date]:
+    """The started days of worklogs written since `since` (a worklog logged today for last week moves
+    last week); all of them when the issue's project, component or epic changed since. A worklog without
+    its `updated` time counts as written since."""
+    dimension_fields = WORKLOG_DIMENSION_FIELDS | ({epic_link_field} if epic_link_field else set())
+    regrouped = any(
+        history.at >= since and (item.get("fieldId") or item.get("field")) in dimension_fields for history in histories for item in history.items
+    )
+    return {
+        utc_day(parse_jira_timestamp(worklog["started"]))
+        for worklog in worklogs
+        if regrouped or not worklog.get("updated") or parse_jira_timestamp(worklog["updated"]) >= since
+    }

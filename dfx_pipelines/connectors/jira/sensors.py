@@ -7,8 +7,7 @@ just today; and nightly schedules that recompute every connection in full.
 The cursor is `{connection id: Jira's serverTime at the last poll}`: the site's own clock, so our clock's
 skew does not matter, and the lookback (`settings.lookback_minutes`) covers JQL's minute precision and
 Jira's indexing delay. A connection seen for the first time gets a full resync. Revoked or removed
-connections are never polled and their cursors are dropped. Consecutive days needing the same metrics are
-one range run. Jira's search cannot see a deleted issue or worklog: the nightly recompute heals those.
+connections are never polled and their cursors are dropped. Each metric's days are one range run. Jira's search cannot see a deleted issue or worklog: the nightly recompute heals those.
 """
 
 import hashlib
@@ -30,9 +29,12 @@ from dfx_pipelines.platform.resources import PlatformResource
 
 def change_plan(connection: Connection) -> query.FieldPlan:
     """What the sensor reads of a changed issue: its dates, status, type and project, the status and
-    resolution changelog (to replay the issue as it stood before), and its worklogs (their days)."""
+    resolution changelog (to replay the issue as it stood before), the changes that regroup its worklogs
+    (project, component, epic), and its worklogs (their days and when they were written)."""
     fields = query.safe_fields(connection, ["created", "updated", "resolutiondate", "issuetype", "project", "status"])
-    return query.FieldPlan(tuple(fields), ("status", "resolution"), (), worklogs=True)
+    epic_link = query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    changelog = ("status", "resolution", "project", "components", "parent") + ((epic_link,) if epic_link else ())
+    return query.FieldPlan(tuple(fields), changelog, ("Component", "Parent", "Epic Link"), worklogs=True)
 
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
@@ -50,11 +52,12 @@ def changed_issues(client: JiraClient, connection: Connection, since: datetime, 
     and (for every daily metric) the day of the change itself."""
     daily = [m.name for m in METRICS.values() if m.daily]
     boards = compute.boards_of(connection)
+    epic_link = query.custom_field(connection, query.EPIC_LINK_PLUGIN)
     workflows: dict[int, metrics.Workflow] = {}  # read once per tick, and only for a board with changes
     found: dict[str, dict[str, Change]] = {}
     for project in connection.selection.projects:
         changes: dict[str, Change] = {}
-        waiting: dict[str, Change] = {}  # issues whose worklogs search did not embed in full
+        waiting: dict[str, tuple[Change, list]] = {}  # issues whose worklogs search did not embed in full
         for page in client.search(query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), change_plan(connection)):
             for issue in page.issues:
                 fields = issue.get("fields") or {}
@@ -63,9 +66,8 @@ def changed_issues(client: JiraClient, connection: Connection, since: datetime, 
                 created = metrics.parse_jira_timestamp(fields["created"])
                 if created >= since:
                     days["created_vs_resolved"].add(metrics.utc_day(created))
-                days["created_vs_resolved"] |= metrics_changes.resolved_days_changed(
-                    metrics.change_histories(issue, histories), created, metrics_changes.issue_resolved(issue), since
-                )
+                changelog = metrics.change_histories(issue, histories)
+                days["created_vs_resolved"] |= metrics_changes.resolved_days_changed(changelog, created, metrics_changes.issue_resolved(issue), since)
                 status_history = metrics.issue_status_history(issue, histories=histories)
                 for board_id, board_project in boards:
                     if board_project == project:
@@ -75,12 +77,12 @@ def changed_issues(client: JiraClient, connection: Connection, since: datetime, 
                             days[name] |= moved
                 worklogs = page.worklogs.get(str(issue["id"]))
                 if worklogs is None:
-                    waiting[str(issue["id"])] = days
+                    waiting[str(issue["id"])] = (days, changelog)
                 else:
-                    days["worklog_hours"] |= metrics_changes.worklog_days(worklogs)
+                    days["worklog_hours"] |= metrics_changes.worklog_days(worklogs, changelog, since, epic_link)
                 changes[f"{issue.get('key')}@{fields['updated']}"] = days
-        for issue_id, days in waiting.items():
-            days["worklog_hours"] |= metrics_changes.worklog_days(client.issue_worklogs(issue_id))
+        for issue_id, (days, changelog) in waiting.items():
+            days["worklog_hours"] |= metrics_changes.worklog_days(client.issue_worklogs(issue_id), changelog, since, epic_link)
         if changes:
             found[project] = changes
     return found
@@ -90,18 +92,6 @@ def _digest(changes: set[str]) -> str:
     # Run keys name the changes themselves: the lookback re-reads recent changes on the next tick, and
     # the same changes give the same run key, which Dagster runs only once.
     return hashlib.sha256("\n".join(sorted(changes)).encode()).hexdigest()[:16]
-
-
-def _spans(assets_by_day: dict[date, frozenset[dg.AssetKey]]) -> list[tuple[date, date, frozenset[dg.AssetKey]]]:
-    """Consecutive days needing the same assets, as (first, last, assets): one run each (a reopened
-    issue's WIP span is one range run, not a run per day)."""
-    spans: list[tuple[date, date, frozenset[dg.AssetKey]]] = []
-    for day in sorted(assets_by_day):
-        if spans and spans[-1][1] + timedelta(days=1) == day and spans[-1][2] == assets_by_day[day]:
-            spans[-1] = (spans[-1][0], day, spans[-1][2])
-        else:
-            spans.append((day, day, assets_by_day[day]))
-    return spans
 
 
 def poll_connection(client: JiraClient, connection: Connection, cursor: str | None) -> tuple[list[dg.RunRequest], str]:
@@ -118,18 +108,16 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "incremental"}
     relevant = {name: set(projects_of(connection, metric.scope)) for name, metric in METRICS.items()}
     snapshot = sorted((asset_key(m) for m in METRICS.values() if not m.daily and relevant[m.name] & set(changed)), key=str)
-    daily: dict[date, set[dg.AssetKey]] = defaultdict(set)
-    daily_changes: dict[date, set[str]] = defaultdict(set)
+    metric_days: dict[str, set[date]] = defaultdict(set)
+    metric_changes: dict[str, set[str]] = defaultdict(set)
     first_day = date.fromisoformat(DAILY_START)
     for project, changes in changed.items():
         for change, days_by_metric in changes.items():
             for name, days in days_by_metric.items():
-                if project not in relevant[name]:
-                    continue
-                for day in days:
-                    if first_day <= day <= last_day:
-                        daily[day].add(asset_key(name))
-                        daily_changes[day].add(change)
+                inside = {day for day in days if first_day <= day <= last_day}
+                if project in relevant[name] and inside:
+                    metric_days[name] |= inside
+                    metric_changes[name].add(change)
     requests = []
     if snapshot:
         everything = {change for changes in changed.values() for change in changes}
@@ -137,18 +125,24 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
             run_key=f"{connection.id}:snapshot:{_digest(everything)}", job_name=jira_snapshot_job.name,
             partition_key=connection.id, asset_selection=snapshot, tags=tags,
         ))  # fmt: skip
-    for first, last, assets in _spans({day: frozenset(keys) for day, keys in daily.items()}):
-        span_changes = {change for day, changes in daily_changes.items() if first <= day <= last for change in changes}
-        selection = sorted(assets, key=str)
+    # One run per day range: a Jira metric reads a range in one pass, so each metric's days from the
+    # earliest to the latest cost no more calls than the days alone (the days between are recomputed
+    # to the same values), and a reopened issue's WIP span is one run, not one per day.
+    spans: dict[tuple[date, date], set[str]] = defaultdict(set)
+    for name, days in metric_days.items():
+        spans[(min(days), max(days))].add(name)
+    for (first, last), names in sorted(spans.items()):
+        selection = sorted((asset_key(name) for name in names), key=str)
+        digest = _digest({change for name in names for change in metric_changes[name]})
         if first == last:
             requests.append(dg.RunRequest(
-                run_key=f"{connection.id}:{first}:{_digest(span_changes)}", job_name=jira_daily_job.name,
+                run_key=f"{connection.id}:{first}:{digest}", job_name=jira_daily_job.name,
                 partition_key=dg.MultiPartitionKey({"connection": connection.id, "date": first.isoformat()}),
                 asset_selection=selection, tags=tags,
             ))  # fmt: skip
         else:
             requests.append(dg.RunRequest(
-                run_key=f"{connection.id}:{first}..{last}:{_digest(span_changes)}", job_name=jira_daily_job.name,
+                run_key=f"{connection.id}:{first}..{last}:{digest}", job_name=jira_daily_job.name,
                 asset_selection=selection, tags={**tags, **range_tags(connection.id, first, last)},
             ))  # fmt: skip
     return requests, stamp

@@ -109,7 +109,7 @@ def test_search_keeps_embedded_worklogs_only_reduced_and_only_when_complete(plat
         assert not any("worklog" in issue["fields"] for issue in issues)
         worklogs = {issue_id: found for page in pages for issue_id, found in page.worklogs.items()}
         assert worklogs == {
-            str(r.id): [{"issueId": str(r.id), "started": jira_time(w.started), "timeSpentSeconds": w.seconds} for w in site.worklogs(r)]
+            str(r.id): [{"issueId": str(r.id), "started": jira_time(w.started), "timeSpentSeconds": w.seconds, "updated": jira_time(w.updated)} for w in site.worklogs(r)]
             for r in alpha if r is not busy
         }
         assert any(worklogs.values()), "some issue had worklogs to embed"

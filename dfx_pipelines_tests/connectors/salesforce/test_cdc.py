@@ -425,15 +425,18 @@ def test_the_day_a_record_left_is_requested_from_the_record_bucket_index(env: En
     their current values cannot name the day they were counted on; the index the runs stored can."""
     org = env.org
     materialize = Materializer(env.platform, env.resource, env.instance)
-    closed_day = org.now.date() - timedelta(days=4)
-    case_id = org.run_sql(
-        'SELECT Id FROM "Case" WHERE IsDeleted = 0 AND IsClosed = 1 AND ClosedDate >= ? AND ClosedDate < ? ORDER BY Id LIMIT 1',
-        (epoch(datetime.combine(closed_day, datetime.min.time(), timezone.utc)), epoch(datetime.combine(closed_day + timedelta(days=1), datetime.min.time(), timezone.utc))),
-    )[0][0]
-    moved_day, purged_day = org.now.date() - timedelta(days=5), org.now.date() - timedelta(days=6)
-    moved_id = org.run_sql("SELECT Id FROM Opportunity WHERE IsDeleted = 0 AND CloseDate = ? ORDER BY Id LIMIT 1", (moved_day.isoformat(),))[0][0]
-    purged_id = org.run_sql("SELECT Id FROM Opportunity WHERE IsDeleted = 0 AND CloseDate = ? ORDER BY Id LIMIT 1", (purged_day.isoformat(),))[0][0]
-    tags = {RANGE_START: f"sf-acme|{purged_day}", RANGE_END: f"sf-acme|{closed_day}"}
+    today_start = epoch(datetime.combine(org.now.date(), datetime.min.time(), timezone.utc))
+    case_id, closed_at = org.run_sql(
+        'SELECT Id, ClosedDate FROM "Case" WHERE IsDeleted = 0 AND IsClosed = 1 AND ClosedDate < ? ORDER BY ClosedDate DESC LIMIT 1', (today_start,)
+    )[0]
+    closed_day = as_date(closed_at)
+    (moved_id, moved), (purged_id, purged) = org.run_sql(
+        "SELECT Id, CloseDate FROM Opportunity WHERE IsDeleted = 0 AND CloseDate < ? ORDER BY CloseDate DESC, Id LIMIT 2", (org.now.date().isoformat(),)
+    )
+    moved_day, purged_day = as_date(moved), as_date(purged)
+    days = sorted({closed_day, moved_day, purged_day})
+    assert days[-1] - days[0] < timedelta(days=30)
+    tags = {RANGE_START: f"sf-acme|{days[0]}", RANGE_END: f"sf-acme|{days[-1]}"}
     assert materialize(["case_resolution_time", "win_rate"], tags=tags).success
     start = org.now
 

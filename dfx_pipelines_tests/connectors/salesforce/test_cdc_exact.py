@@ -34,8 +34,8 @@ from dfx_pipelines.platform.services import Platform
 from .conftest import Materializer, connect
 
 SEED = 20261201
-BATCHES = 6  # random change batches, each followed by one sensor tick and its runs
-CHANGES_PER_BATCH = 7
+BATCHES = 5  # random change batches, each followed by one sensor tick and its runs
+CHANGES_PER_BATCH = 8
 WINDOW_DAYS = 12
 DATA = "/services/data/"
 POLLED = ["CampaignMember", "Case", "CaseMilestone", "Event", "Lead", "Opportunity", "Task"]
