@@ -29,11 +29,11 @@ BEFORE_JOB = "salesforce_daily_job_multiprocess"
 # The same job with Dagster's default executor: the "before" of the executor change.
 DEFINITIONS = f'''"""The project's definitions plus the Salesforce daily job on the multiprocess executor (bench only)."""
 import dagster as dg
+from dfx_pipelines import definitions as project  # a module: one Definitions at module scope here
 from dfx_pipelines.connectors.salesforce.assets import DAILY_ASSET_KEYS
-from dfx_pipelines.definitions import defs as project
 
 before = dg.define_asset_job("{BEFORE_JOB}", selection=dg.AssetSelection.assets(*DAILY_ASSET_KEYS), executor_def=dg.multiprocess_executor, tags={{"dfx/api": "salesforce"}})
-defs = dg.Definitions.merge(project, dg.Definitions(jobs=[before]))
+defs = dg.Definitions.merge(project.defs, dg.Definitions(jobs=[before]))
 '''
 
 
@@ -107,8 +107,11 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             while True:
                 try:
-                    entries = _query(url, "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }")["workspaceOrError"]["locationEntries"]
-                    if entries and entries[0]["locationOrLoadError"] and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                    entries = _query(url, "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename ... on PythonError { message } } } } } }")["workspaceOrError"]["locationEntries"]
+                    loaded = entries[0]["locationOrLoadError"] if entries else None
+                    if loaded and loaded["__typename"] == "PythonError":
+                        raise RuntimeError(f"the code location failed to load: {loaded['message']}")
+                    if loaded and loaded["__typename"] == "RepositoryLocation":
                         break
                 except requests.ConnectionError:
                     pass
