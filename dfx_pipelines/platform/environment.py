@@ -60,8 +60,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DFX_SMTP_USERNAME", LOCATION, "none (no login)", "if the relay needs a login", "sent only over STARTTLS"),
     Variable("DFX_SMTP_PASSWORD", LOCATION, "-", "with `DFX_SMTP_USERNAME`", "as above"),
     Variable("DFX_SLACK_WEBHOOK_URL", LOCATION, "none (no Slack)", "no", "a Slack incoming webhook for the same notifications (a secret)"),
+    Variable("DFX_SLACK_WEBHOOK_HOSTS", LOCATION, "none (only `hooks.slack.com`)", "no", "comma-separated hosts the webhook may also point at (a company's outbound relay)"),
     Variable("DFX_APP_DB_URL", f"{CLI} (`dfx requests`), run workers", "-", "yes", "the application database the retention and data-subject jobs work on"),
     Variable("USER", CLI, "`cli`", "no", "the actor `dfx` records in the lifecycle audit unless `--actor` is given"),
+    Variable("DFX_DAILY_START", LOCATION, "90 days before today", "no", "first day of the daily partitions (YYYY-MM-DD); the same in every process"),
     Variable("DFX_ACCESS_LOG_DIR", "run workers", "none (rule reported as not configured)", "no", "access logs the retention job prunes after 90 days"),
 )
 
