@@ -82,9 +82,18 @@ def test_ctrl_c_on_dfx_dev_leaves_nothing_running(tmp_path: Path) -> None:
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/server_info", timeout=5)
     finally:
-        if dev.poll() is None:  # only what this test started and is still running under it
-            for pid in _descendants(dev.pid) | {dev.pid}:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        # Only what this test started: dfx dev and its descendants, recognised by this test's folder.
+        ours = (_descendants(dev.pid) | {dev.pid}) if dev.poll() is None else set()
+        ours |= {pid for pid in started if _alive(pid) and str(tmp_path) in _cmdline(pid)}
+        for pid in ours:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "ignore")
+    except OSError:
+        return ""
