@@ -199,7 +199,7 @@ def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_i
     return wiped
 
 
-_METRIC_TABLES = ("metric_values", "metric_batches", "connections")  # the tombstone's update leaves an old version
+_METRIC_TABLES = ("metric_values", "metric_batches", "metric_record_buckets", "connections")  # the tombstone's update leaves an old version
 
 
 def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance: dg.DagsterInstance, connection_id: str, *, actor: str) -> DeletionReport:
