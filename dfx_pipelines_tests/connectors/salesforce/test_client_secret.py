@@ -69,7 +69,8 @@ def test_a_wrong_name_for_the_secret_fails_the_connect_clearly(platform, workspa
     args = ["connect", "salesforce", "--workspace", "acme", "--id", "sf-wrong", "--name", "x", "--login-url", confidential_sandbox.url,
             "--select", "Opportunity:Amount", "--approve-sandbox"]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2 and "invalid_client" in result.output and "not-the-secret" not in result.output
+    # The provider refused the exchange: a failed operation (exit 1), not input dfx could have refused.
+    assert result.exit_code == 1 and "invalid_client" in result.output and "not-the-secret" not in result.output
     assert platform.registry.find("sf-wrong") is None
 
 
