@@ -63,6 +63,7 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
     import re
 
     import requests
+    import urllib3
 
     from dfx_pipelines.platform.redaction import redact
 
@@ -71,6 +72,11 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
     elif isinstance(exc, requests.RequestException):
         request = getattr(exc, "request", None)
         where = _host_and_port(getattr(request, "url", None) or "") or "the remote host"
+        code, text = 1, f"cannot reach {where} ({type(exc).__name__})"
+    elif isinstance(exc, urllib3.exceptions.HTTPError):  # raised past requests by a retry that gave up
+        endpoint = getattr(exc, "conn", None) or getattr(exc, "pool", None)
+        host, port = getattr(endpoint, "host", None), getattr(endpoint, "port", None)
+        where = f"{host}:{port}" if host else "the remote host"
         code, text = 1, f"cannot reach {where} ({type(exc).__name__})"
     else:
         code, text = 1, f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)"

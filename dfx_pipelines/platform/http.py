@@ -180,6 +180,28 @@ def _safe_url(url: str | None) -> str:
     return (url or "").split("?", 1)[0]
 
 
+class _NoQueryStrings(logging.Filter):
+    """urllib3 logs each retry with the request's path *and query* ("Retrying (…) after connection broken
+    by …: /services/oauth2/authorize?…&state=…"). Query strings carry OAuth states and codes, SOQL values
+    and sometimes tokens, so every urllib3 record leaves here with its queries cut."""
+
+    _QUERY = re.compile(r"\?[^\s'\")]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._QUERY.sub("?…", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._QUERY.sub("?…", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _quiet_urllib3_queries() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoQueryStrings) for f in logger.filters):
+            logger.addFilter(_NoQueryStrings())
+
+
 def build_session(
     *,
     sandbox_ca: str | None = None,
@@ -188,6 +210,7 @@ def build_session(
     user_agent: str = "dfx_pipelines/0.1",
 ) -> requests.Session:
     """A `requests.Session` with retries and timeouts; `sandbox_ca` trusts that CA for loopback only."""
+    _quiet_urllib3_queries()
     policy = retry or RetryPolicy()
     session = requests.Session()
     session.headers["User-Agent"] = user_agent

@@ -32,7 +32,7 @@ LOCATION = ["-f", str(Path(__file__).with_name("recovery_location.py"))]
 BIN = Path(sys.executable).parent
 JOB, CONNECTION = "salesforce_snapshot_job", "sf-demo"
 TAGS = {"dagster/partition": CONNECTION, "dfx/connection": CONNECTION, "dfx/api": "salesforce"}
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # the steps live and die with the run worker
+IN_PROCESS: dict = {}  # connector jobs use the in-process executor: the steps live and die with the run worker
 T = TypeVar("T")
 
 

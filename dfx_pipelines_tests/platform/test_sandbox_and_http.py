@@ -203,3 +203,14 @@ def test_post_retries_a_lost_answer_only_when_told_to(server: SandboxServer) -> 
         session_for(server).post(f"{server.url}/v1/ping", headers=AUTH)  # not idempotent: not retried
     server.faults.inject("drop", count=1, when="after")
     assert session_for(server, retry_all_methods=True).post(f"{server.url}/v1/ping", headers=AUTH).json() == {"pong": True}
+
+
+def test_retry_logs_never_carry_a_query_string(server: SandboxServer, caplog: pytest.LogCaptureFixture) -> None:
+    """urllib3 logs every retry with the request's path and query; an OAuth state, a code or a SOQL value
+    in the query must not reach the logs."""
+    server.faults.inject("drop", count=2)
+    with caplog.at_level("DEBUG"):
+        response = session_for(server).get(f"{server.url}/v1/ping?state=state-canary-7f3a&code=code-canary-91", headers=AUTH)
+    assert response.json() == {"pong": True}
+    assert "Retrying" in caplog.text or "retry" in caplog.text.lower()  # the retries were logged
+    assert "state-canary-7f3a" not in caplog.text and "code-canary-91" not in caplog.text
