@@ -39,17 +39,29 @@ def main() -> None:
     from dfx_pipelines.platform.services import Platform
     from dfx_pipelines.platform.settings import Settings
 
-    spec = {"name": "sessions", "table": "shop.web_events", "measure": "COUNT_DISTINCT", "column": "session_id", "group_by": ["event_type"], "time_column": "event_date"}
+    spec = {
+        "name": "sessions",
+        "table": "shop.web_events",
+        "measure": "COUNT_DISTINCT",
+        "column": "session_id",
+        "group_by": ["event_type"],
+        "time_column": "event_date",
+    }
     with tempfile.TemporaryDirectory() as home, start_bigquery_sandbox(rows=ROWS, seed=7) as running:
         platform = Platform(Settings.from_env({"DFX_HOME": str(Path(home) / "dfx")}))
         platform.registry.upsert_workspace(Workspace(id="bench", name="Bench", owner_email="bench@example.test"))
         connection = connect_bigquery(
             platform,
             config={
-                "id": "bq-bench", "workspace_id": "bench", "display_name": "bench", "selection": {"datasets": {"shop": ["web_events"]}},
-                "settings": {"monthly_budget_usd": 1000.0}, "endpoint": {"api_endpoint": running.url, "metric_specs": [spec]},
+                "id": "bq-bench",
+                "workspace_id": "bench",
+                "display_name": "bench",
+                "selection": {"datasets": {"shop": ["web_events"]}},
+                "settings": {"monthly_budget_usd": 1000.0},
+                "endpoint": {"api_endpoint": running.url, "metric_specs": [spec]},
             },
-            key=json.dumps(running.service_account_key), sandbox_ca=running.ca_pem_path,
+            key=json.dumps(running.service_account_key),
+            sandbox_ca=running.ca_pem_path,
         )
         query = build_query(specs_of(connection)[0], connection.endpoint["project"], DAY, DAY)
         parameters = [bigquery.ScalarQueryParameter(k, "DATE", v) for k, v in query.params.items()]
@@ -76,7 +88,9 @@ def main() -> None:
         def steady(values: list[float]) -> float:
             return statistics.median(values[1:])
 
-        print(f"sandbox: shop.web_events {ROWS['shop.web_events']:,} rows over 366 daily partitions; {RUNS} runs each after a first call")
+        print(
+            f"sandbox: shop.web_events {ROWS['shop.web_events']:,} rows over 366 daily partitions; {RUNS} runs each after a first call"
+        )
         print(f"{'':34s} {'first call':>12s} {'median after':>13s}")
         print(f"{'ungated query: round trips':34s} {ungated_trips[0]:>12d} {steady(ungated_trips):>13.0f}")
         print(f"{'gated query:   round trips':34s} {gated_trips[0]:>12d} {steady(gated_trips):>13.0f}")
@@ -84,18 +98,30 @@ def main() -> None:
         print(f"{'ungated query: ms':34s} {ungated_ms[0]:>12.1f} {steady(ungated_ms):>13.1f}")
         print(f"{'gated query:   ms':34s} {gated_ms[0]:>12.1f} {steady(gated_ms):>13.1f}")
         print(f"{'  of which the gate (pre-job) ms':34s} {gate_only_ms[0]:>12.1f} {steady(gate_only_ms):>13.1f}")
-        print(f"gate overhead per query (steady): +{steady(gated_trips) - steady(ungated_trips):.0f} round trips, "
-              f"+{steady(gated_ms) - steady(ungated_ms):.1f} ms over {steady(ungated_ms):.1f} ms ungated")
+        print(
+            f"gate overhead per query (steady): +{steady(gated_trips) - steady(ungated_trips):.0f} round trips, "
+            f"+{steady(gated_ms) - steady(ungated_ms):.1f} ms over {steady(ungated_ms):.1f} ms ungated"
+        )
 
         # Partition pruning: the metric's own filter vs. the same day picked out by a non-partition column.
-        unpruned_sql = query.sql.replace("WHERE `event_date` BETWEEN @first_day AND @last_day", "WHERE DATE(`occurred_at`) BETWEEN @first_day AND @last_day")
-        unpruned_sql = unpruned_sql.replace("SELECT `event_date`", "SELECT DATE(`occurred_at`)").replace("GROUP BY `event_date`", "GROUP BY 1")
+        unpruned_sql = query.sql.replace(
+            "WHERE `event_date` BETWEEN @first_day AND @last_day",
+            "WHERE DATE(`occurred_at`) BETWEEN @first_day AND @last_day",
+        )
+        unpruned_sql = unpruned_sql.replace("SELECT `event_date`", "SELECT DATE(`occurred_at`)").replace(
+            "GROUP BY `event_date`", "GROUP BY 1"
+        )
         print("\nbytes scanned by a one-day metric query (dry runs):")
         for label, sql in (("with partition pruning", query.sql), ("without (filter on occurred_at)", unpruned_sql)):
-            job = client.query(sql, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, query_parameters=parameters))
+            job = client.query(
+                sql,
+                job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, query_parameters=parameters),
+            )
             processed = job.total_bytes_processed
             billed = gate.projected_billed_bytes(processed, 1)
-            print(f"  {label:34s} {processed:>13,d} B processed  {billed / MIB:>8.0f} MiB billed  {gate.usd(gate.cost_usd(billed, 6.25))}")
+            print(
+                f"  {label:34s} {processed:>13,d} B processed  {billed / MIB:>8.0f} MiB billed  {gate.usd(gate.cost_usd(billed, 6.25))}"
+            )
         client.close()
         dispose_engine(platform.settings.metrics_db_url)
 

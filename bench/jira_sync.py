@@ -47,7 +47,9 @@ def _serve(pipe: Any, issues: int, now_iso: str, ca_dir: str) -> None:
     site = JiraSite(seed=11, issues=issues, now=datetime.fromisoformat(now_iso))
     generated = time.perf_counter() - started
     running = start_jira_sandbox(site, flavour="cloud", ca=SandboxCA(Path(ca_dir)))
-    pipe.send((running.url, running.ca_pem_path, running.app.oauth.client_id, running.app.oauth.client_secret, generated))
+    pipe.send(
+        (running.url, running.ca_pem_path, running.app.oauth.client_id, running.app.oauth.client_secret, generated)
+    )
     while True:
         command = pipe.recv()
         if command == "stop":
@@ -148,11 +150,15 @@ def _write(platform: Any, connection: Any, metric: Any, rows: list, days: list[d
     for row in rows:
         by_day[row.period].append(row)
     for day in days:
-        platform.metric_store.write(connection, metric.name, f"{connection.id}|{day}", by_day.get(day, []), Provenance(run_id, metric.name))
+        platform.metric_store.write(
+            connection, metric.name, f"{connection.id}|{day}", by_day.get(day, []), Provenance(run_id, metric.name)
+        )
     return len(days)
 
 
-def sync(platform: Any, resource: Any, connection: Any, days: list[date], figures: dict[str, MetricFigures], *, traced: bool) -> None:
+def sync(
+    platform: Any, resource: Any, connection: Any, days: list[date], figures: dict[str, MetricFigures], *, traced: bool
+) -> None:
     """Every metric once, with a fresh client each (a run per metric, as Dagster runs the assets)."""
     from dfx_pipelines.connectors.jira.compute import METRICS
 
@@ -174,7 +180,9 @@ def sync(platform: Any, resource: Any, connection: Any, days: list[date], figure
         print(f"  {metric.name}: {row.seconds:.1f}s, {row.calls:,} calls", flush=True)
 
 
-def reducers(platform: Any, resource: Any, connection: Any, days: list[date], figures: dict[str, MetricFigures]) -> None:
+def reducers(
+    platform: Any, resource: Any, connection: Any, days: list[date], figures: dict[str, MetricFigures]
+) -> None:
     """Per metric: record the client's answers, then time the metric computed from the recording alone."""
     from dfx_pipelines.connectors.jira.compute import METRICS
 
@@ -219,7 +227,9 @@ def main() -> None:
             print(f"  generated in {sandbox.generation_seconds:.0f}s (not measured)", flush=True)
             platform = Platform(settings)
             platform.registry.upsert_workspace(Workspace(id="bench", name="Bench", owner_email="bench@example.test"))
-            resource = JiraResource(client_id=sandbox.client_id, client_secret=sandbox.client_secret, sandbox_ca_path=sandbox.ca_pem_path)
+            resource = JiraResource(
+                client_id=sandbox.client_id, client_secret=sandbox.client_secret, sandbox_ca_path=sandbox.ca_pem_path
+            )
             connection = connect_jira_cloud(
                 platform,
                 config={"id": "jira-bench", "workspace_id": "bench", "display_name": "Bench site",
@@ -252,10 +262,14 @@ def main() -> None:
         seconds=sum(r.seconds for r in rows), peak_bytes=max([traced_total] + [r.peak_bytes for r in rows]),
         issues=sum(r.issues for r in rows), reducer_seconds=sum(r.reducer_seconds for r in rows),
     )  # fmt: skip
-    selection = f"projects {', '.join(DEMO_SELECTION['projects'])}; boards {', '.join(map(str, DEMO_SELECTION['boards']))}"
+    selection = (
+        f"projects {', '.join(DEMO_SELECTION['projects'])}; boards {', '.join(map(str, DEMO_SELECTION['boards']))}"
+    )
     print()
-    print(f"Jira Cloud sync, {ISSUES:,}-issue site, {selection}, daily metrics over {DAYS} days "
-          f"(site generated in {sandbox.generation_seconds:.0f}s, not measured)")
+    print(
+        f"Jira Cloud sync, {ISSUES:,}-issue site, {selection}, daily metrics over {DAYS} days "
+        f"(site generated in {sandbox.generation_seconds:.0f}s, not measured)"
+    )
     header = (f"{'metric':20s} {'partitions':>10s} {'rows':>6s} {'API calls':>9s} {'records':>9s} {'MiB read':>9s} "
               f"{'wall s':>7s} {'peak MiB':>8s} {'issues in':>9s} {'reduce s':>8s} {'issues/s':>9s}")  # fmt: skip
     print(header)
@@ -268,8 +282,10 @@ def main() -> None:
         print(f"{r.name:20s} {r.partitions:10,d} {r.rows:6,d} {r.calls:9,d} {r.records:9,d} {r.bytes / MIB:9.2f} "
               f"{r.seconds:7.2f} {peak} {r.issues:9,d} {r.reducer_seconds:8.2f} {rate}")  # fmt: skip
     print()
-    print("peak MiB: tracemalloc peak of the client process during that metric (total: of the whole sync); "
-          "issues in: issues the metric's searches returned; reduce s: the metric recomputed from its recorded answers (no I/O)")
+    print(
+        "peak MiB: tracemalloc peak of the client process during that metric (total: of the whole sync); "
+        "issues in: issues the metric's searches returned; reduce s: the metric recomputed from its recorded answers (no I/O)"
+    )
     print(f"whole benchmark: {time.perf_counter() - begun:.0f}s")
 
 

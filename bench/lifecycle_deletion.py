@@ -80,7 +80,9 @@ class _Phases:
                 self.seconds[label] += time.perf_counter() - began
 
         setattr(owner, attribute, timed)
-        self._undo.append((lambda: setattr(owner, attribute, original)) if in_instance_dict else (lambda: delattr(owner, attribute)))
+        self._undo.append(
+            (lambda: setattr(owner, attribute, original)) if in_instance_dict else (lambda: delattr(owner, attribute))
+        )
 
     def restore(self) -> None:
         while self._undo:
@@ -107,7 +109,11 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
     connection, bystander = (
         platform.registry.add_connection(
             parse_connection({"id": slug, "workspace_id": "bench", "kind": "salesforce", "display_name": slug}),
-            vault=platform.vault, secrets={"oauth_refresh_token": f"bench-refresh-token-{slug}", "oauth_access_token": f"bench-access-token-{slug}"},
+            vault=platform.vault,
+            secrets={
+                "oauth_refresh_token": f"bench-refresh-token-{slug}",
+                "oauth_access_token": f"bench-access-token-{slug}",
+            },
         )
         for slug in ("sf-year", "sf-other")
     )
@@ -115,7 +121,10 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
     days = [first + timedelta(days=n) for n in range(DAYS)]
     measures = ("count", "amount", "rate") * (VALUES_PER_BATCH // 3)
     (root / "dagster").mkdir()
-    figures: dict[str, Any] = {"metric_db": "PostgreSQL" if metrics_db_url else "SQLite", "dagster_db": "PostgreSQL" if dagster_pg_url else "SQLite on disk"}
+    figures: dict[str, Any] = {
+        "metric_db": "PostgreSQL" if metrics_db_url else "SQLite",
+        "dagster_db": "PostgreSQL" if dagster_pg_url else "SQLite on disk",
+    }
     storage = {"storage": {"postgres": {"postgres_url": dagster_pg_url}}} if dagster_pg_url else None
     with dg.instance_for_test(temp_dir=str(root / "dagster"), overrides=storage) as instance:
         instance.add_dynamic_partitions("salesforce_connections", [connection.id, bystander.id])
@@ -124,7 +133,10 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
             for day in days:
                 key = f"{owner.id}|{day.isoformat()}"
                 for metric in METRICS:
-                    rows = [MetricRow(metric, measure, float(n), day, MetricRow.dims(stage=f"s{n}")) for n, measure in enumerate(measures)]
+                    rows = [
+                        MetricRow(metric, measure, float(n), day, MetricRow.dims(stage=f"s{n}"))
+                        for n, measure in enumerate(measures)
+                    ]
                     platform.metric_store.write(owner, metric, key, rows, Provenance("bench", "SELECT ..."))
         figures["setup_metrics_s"] = time.perf_counter() - began
 
@@ -132,7 +144,13 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
         def sync_day(context: dg.OpExecutionContext) -> None:
             # What a daily run records: one materialization per metric asset for its partition.
             for metric in METRICS:
-                context.log_event(dg.AssetMaterialization(asset_key=["salesforce", metric], partition=context.op_config["partition"], metadata={"rows": VALUES_PER_BATCH}))
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=["salesforce", metric],
+                        partition=context.op_config["partition"],
+                        metadata={"rows": VALUES_PER_BATCH},
+                    )
+                )
 
         @dg.job(executor_def=dg.in_process_executor)
         def daily_sync() -> None:
@@ -142,7 +160,11 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
         for day in days:
             key = f"{connection.id}|{day.isoformat()}"
             daily_sync.execute_in_process(
-                instance=instance, run_config={"ops": {"sync_day": {"config": {"partition": key}}}, "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                instance=instance,
+                run_config={
+                    "ops": {"sync_day": {"config": {"partition": key}}},
+                    "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+                },
                 tags={"dfx/connection": connection.id, "dagster/partition/connection": connection.id},
             )
         figures["setup_runs_s"] = time.perf_counter() - began

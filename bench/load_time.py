@@ -56,7 +56,9 @@ def main() -> None:
         for label, imported, validated in rows:
             print(f"{label:30s} {imported:10.2f} {validated:12.2f}")
         (_, bare_import, bare_validate), (_, our_import, our_validate) = rows
-        print(f"ratio import {our_import / bare_import:.2f}x, validate {our_validate / bare_validate:.2f}x (budget 1.5x)")
+        print(
+            f"ratio import {our_import / bare_import:.2f}x, validate {our_validate / bare_validate:.2f}x (budget 1.5x)"
+        )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ class SandboxProcess:
     def __init__(self, opportunities: int, now: datetime, ca_dir: Path):
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, opportunities, now.isoformat(), str(ca_dir)), daemon=True)
+        self._process = context.Process(
+            target=_serve, args=(child, opportunities, now.isoformat(), str(ca_dir)), daemon=True
+        )
         self._process.start()
         self.url, self.ca_pem_path, self.generation_seconds = self._pipe.recv()
 
@@ -132,7 +134,9 @@ def measure(label: str, phase: Callable[[], Tally]) -> Figures:
 # ---------------------------------------------------------------- the phases
 
 
-def _compute(platform: Any, resource: Any, connection: Any, work: Iterable[tuple[Any, list[date | None]]], run_id: str) -> Tally:
+def _compute(
+    platform: Any, resource: Any, connection: Any, work: Iterable[tuple[Any, list[date | None]]], run_id: str
+) -> Tally:
     """What the metric assets do per run: one client per metric, compute each partition, write it."""
     from dfx_pipelines.connectors.salesforce.assets import compute_metric
     from dfx_pipelines.platform.metric_store import Provenance
@@ -182,11 +186,17 @@ def _pull_every_opportunity(client: Any, first: date, last: date) -> list:
     rows: list = []
     for offset in range((last - first).days + 1):
         day = first + timedelta(days=offset)
-        groups = [{"IsWon": won, A.RECORD_COUNT: n, A.AMOUNT_SUM: s, A.AMOUNT_COUNT: c}
-                  for (d, won), (n, s, c) in won_lost.items() if d == day]
+        groups = [
+            {"IsWon": won, A.RECORD_COUNT: n, A.AMOUNT_SUM: s, A.AMOUNT_COUNT: c}
+            for (d, won), (n, s, c) in won_lost.items()
+            if d == day
+        ]
         rows += m.reduce_win_rate(groups, day) + m.reduce_sales_cycle_length(cycles.get(day, []), day)
     rows += m.reduce_open_pipeline_by_stage(
-        [{"StageName": s, A.RECORD_COUNT: n, A.AMOUNT_SUM: a, A.EXPECTED_REVENUE_SUM: w} for s, (n, a, w) in stages.items()]
+        [
+            {"StageName": s, A.RECORD_COUNT: n, A.AMOUNT_SUM: a, A.EXPECTED_REVENUE_SUM: w}
+            for s, (n, a, w) in stages.items()
+        ]
     )
     rows += m.reduce_campaign_sourced_pipeline(
         [{"CampaignId": c, A.RECORD_COUNT: n, A.AMOUNT_SUM: a} for c, (n, a) in campaigns.items()]
@@ -201,8 +211,10 @@ def _same_rows(left: list, right: list) -> bool:
     a, b = keyed(left), keyed(right)
     if a.keys() != b.keys():
         return False
-    return all((x is None and y is None) or (x is not None and y is not None and abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y)))
-               for x, y in ((a[k], b[k]) for k in a))
+    return all(
+        (x is None and y is None) or (x is not None and y is not None and abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y)))
+        for x, y in ((a[k], b[k]) for k in a)
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -240,16 +252,28 @@ def main() -> None:
             resource = SalesforceResource(client_id="dfx-sandbox-client", sandbox_ca_path=sandbox.ca_pem_path)
             session = resource.session(platform)
             connection = connect_salesforce(
-                platform, session,
-                config={"id": "sf-bench", "workspace_id": "bench", "display_name": "Bench org",
-                        "selection": {"objects": DEMO_SELECTION}, "write_back": DEMO_WRITE_BACK},
-                login_url=sandbox.url, client_id="dfx-sandbox-client", client_secret=None,
-                redirect_uri="https://localhost/oauth/callback", receive_code=lambda url: complete_authorization(session, url),
+                platform,
+                session,
+                config={
+                    "id": "sf-bench",
+                    "workspace_id": "bench",
+                    "display_name": "Bench org",
+                    "selection": {"objects": DEMO_SELECTION},
+                    "write_back": DEMO_WRITE_BACK,
+                },
+                login_url=sandbox.url,
+                client_id="dfx-sandbox-client",
+                client_secret=None,
+                redirect_uri="https://localhost/oauth/callback",
+                receive_code=lambda url: complete_authorization(session, url),
             )
             daily = [mt for mt in SALES_METRICS.values() if mt.cadence is Cadence.DAILY]
             snapshot = [mt for mt in SALES_METRICS.values() if mt.cadence is Cadence.SNAPSHOT]
             everything = [(mt, list(days)) for mt in daily] + [(mt, [None]) for mt in snapshot]
-            opportunity = [(SALES_METRICS[name], list(days) if SALES_METRICS[name].cadence is Cadence.DAILY else [None]) for name in OPPORTUNITY_METRICS]
+            opportunity = [
+                (SALES_METRICS[name], list(days) if SALES_METRICS[name].cadence is Cadence.DAILY else [None])
+                for name in OPPORTUNITY_METRICS
+            ]
 
             def pull() -> Tally:
                 client = resource.client(platform, connection)
@@ -259,14 +283,22 @@ def main() -> None:
 
             print("measuring (each phase runs twice: timed, then under tracemalloc) ...", flush=True)
             results = [
-                measure(f"full sync, push-down ({len(everything)} metrics, {DAYS} days)", lambda: _compute(platform, resource, connection, everything, "bench-full")),
-                measure("Opportunity metrics, push-down", lambda: _compute(platform, resource, connection, opportunity, "bench-opp")),
+                measure(
+                    f"full sync, push-down ({len(everything)} metrics, {DAYS} days)",
+                    lambda: _compute(platform, resource, connection, everything, "bench-full"),
+                ),
+                measure(
+                    "Opportunity metrics, push-down",
+                    lambda: _compute(platform, resource, connection, opportunity, "bench-opp"),
+                ),
                 measure("Opportunity metrics, pull every record", pull),
             ]
             same = _same_rows(results[1].tally.rows, results[2].tally.rows)
 
             # CDC: the first poll only sets the cursor (no call); then changes; then one poll and only its partitions.
-            cursor = poll_connection(resource.client(platform, connection), connection, {}, sandbox.now(), platform.metric_store)[1]
+            cursor = poll_connection(
+                resource.client(platform, connection), connection, {}, sandbox.now(), platform.metric_store
+            )[1]
             sandbox.ask("advance", 60)
             changes = sandbox.ask("mutate", CHANGES)
             polled_at = datetime.fromisoformat(sandbox.ask("advance", 300))
@@ -279,10 +311,20 @@ def main() -> None:
                 work: dict[str, list] = defaultdict(list)
                 for request in requests:
                     key = request.partition_key
-                    day = date.fromisoformat(key.keys_by_dimension["date"]) if isinstance(key, dg.MultiPartitionKey) else None
+                    day = (
+                        date.fromisoformat(key.keys_by_dimension["date"])
+                        if isinstance(key, dg.MultiPartitionKey)
+                        else None
+                    )
                     for asset in request.asset_selection or []:
                         work[asset.path[-1]].append(day)
-                tally = _compute(platform, resource, connection, [(SALES_METRICS[name], ds) for name, ds in sorted(work.items())], "bench-cdc")
+                tally = _compute(
+                    platform,
+                    resource,
+                    connection,
+                    [(SALES_METRICS[name], ds) for name, ds in sorted(work.items())],
+                    "bench-cdc",
+                )
                 tally.add_client(client)
                 return tally
 
@@ -292,21 +334,29 @@ def main() -> None:
             dispose_engine(settings.metrics_db_url)
 
     print()
-    print(f"Salesforce sync, {OPPORTUNITIES:,} opportunities, last {DAYS} days (org generated in {sandbox.generation_seconds:.0f}s, not measured)")
+    print(
+        f"Salesforce sync, {OPPORTUNITIES:,} opportunities, last {DAYS} days (org generated in {sandbox.generation_seconds:.0f}s, not measured)"
+    )
     header = f"{'phase':58s} {'partitions':>10s} {'API calls':>9s} {'records':>10s} {'MiB read':>9s} {'wall s':>7s} {'peak MiB':>8s}"
     print(header)
     print("-" * len(header))
     for f in results:
         t = f.tally
-        print(f"{f.label:58s} {t.partitions:10,d} {t.calls:9,d} {t.records:10,d} {t.bytes / MIB:9.2f} {f.seconds:7.2f} {f.peak_bytes / MIB:8.2f}")
+        print(
+            f"{f.label:58s} {t.partitions:10,d} {t.calls:9,d} {t.records:10,d} {t.bytes / MIB:9.2f} {f.seconds:7.2f} {f.peak_bytes / MIB:8.2f}"
+        )
     full, push, pulled, cdc_figures = results
     print()
-    print(f"pull-every-record vs push-down (Opportunity metrics): {pulled.tally.calls / max(push.tally.calls, 1):.1f}x calls, "
-          f"{pulled.tally.bytes / max(push.tally.bytes, 1):.0f}x bytes, {pulled.seconds / max(push.seconds, 1e-9):.1f}x time; "
-          f"same metric rows: {'yes' if same else 'NO'}")
-    print(f"CDC vs full sync: {cdc_figures.tally.calls / max(full.tally.calls, 1):.2f}x calls, "
-          f"{cdc_figures.tally.bytes / max(full.tally.bytes, 1):.2f}x bytes, {cdc_figures.seconds / max(full.seconds, 1e-9):.2f}x time; "
-          f"changes: " + ", ".join(f"{sum(by_object.values())} {kind}" for kind, by_object in changes.items()))
+    print(
+        f"pull-every-record vs push-down (Opportunity metrics): {pulled.tally.calls / max(push.tally.calls, 1):.1f}x calls, "
+        f"{pulled.tally.bytes / max(push.tally.bytes, 1):.0f}x bytes, {pulled.seconds / max(push.seconds, 1e-9):.1f}x time; "
+        f"same metric rows: {'yes' if same else 'NO'}"
+    )
+    print(
+        f"CDC vs full sync: {cdc_figures.tally.calls / max(full.tally.calls, 1):.2f}x calls, "
+        f"{cdc_figures.tally.bytes / max(full.tally.bytes, 1):.2f}x bytes, {cdc_figures.seconds / max(full.seconds, 1e-9):.2f}x time; "
+        f"changes: " + ", ".join(f"{sum(by_object.values())} {kind}" for kind, by_object in changes.items())
+    )
     print(f"whole benchmark: {time.perf_counter() - begun:.0f}s")
 
 

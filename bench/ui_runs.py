@@ -53,22 +53,36 @@ def _query(url: str, text: str, **variables: Any) -> dict[str, Any]:
 def _run(url: str, job: str, tags: dict[str, str]) -> dict[str, float]:
     params = {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
-        "runConfigData": {}, "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
     }
     launched = time.time()
-    result = _query(url, "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }", p=params)["launchRun"]
+    result = _query(
+        url,
+        "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+        p=params,
+    )["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
         raise RuntimeError(result)
     run_id = result["run"]["runId"]
     while True:
-        run = _query(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime stepStats { startTime endTime } } } }", id=run_id)["runOrError"]
+        run = _query(
+            url,
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime stepStats { startTime endTime } } } }",
+            id=run_id,
+        )["runOrError"]
         if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(1)
     if run["status"] != "SUCCESS":
         raise RuntimeError(f"{job} ended {run['status']} (run {run_id})")
     steps = sum((s["endTime"] or 0) - (s["startTime"] or 0) for s in run["stepStats"])
-    return {"launch_to_end": run["endTime"] - launched, "run": run["endTime"] - run["startTime"], "steps": steps, "n_steps": len(run["stepStats"])}
+    return {
+        "launch_to_end": run["endTime"] - launched,
+        "run": run["endTime"] - run["startTime"],
+        "steps": steps,
+        "n_steps": len(run["stepStats"]),
+    }
 
 
 def main() -> None:
@@ -85,7 +99,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         (root / "bench_ui_defs.py").write_text(DEFINITIONS)
-        (root / "workspace.yaml").write_text(f"load_from:\n  - python_module:\n      module_name: {LOCATION}\n      working_directory: {REPO}\n")
+        (root / "workspace.yaml").write_text(
+            f"load_from:\n  - python_module:\n      module_name: {LOCATION}\n      working_directory: {REPO}\n"
+        )
         os.environ.pop("DAGSTER_HOME", None)
         settings = Settings.from_env({"DFX_HOME": str(root / ".dfx")})
         home = embedded_dagster_home(settings)
@@ -99,15 +115,36 @@ def main() -> None:
             with dg.DagsterInstance.get() as instance:
                 sync_partitions(instance, platform.registry, ["salesforce"])
             env = {k: v for k, v in os.environ.items() if not k.startswith(("DFX_", "DAGSTER_"))}
-            env.update({"DFX_HOME": str(settings.home), "DAGSTER_HOME": str(home), "PYTHONPATH": f"{REPO}{os.pathsep}{root}"})
+            env.update(
+                {"DFX_HOME": str(settings.home), "DAGSTER_HOME": str(home), "PYTHONPATH": f"{REPO}{os.pathsep}{root}"}
+            )
             port = _free_port()
             exe = Path(sys.executable).parent
             log = (root / "servers.log").open("w")
-            processes.append(subprocess.Popen([str(exe / "dagster-webserver"), "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(exe / "dagster-webserver"),
+                        "-w",
+                        str(root / "workspace.yaml"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
             url = f"http://127.0.0.1:{port}"
             while True:
                 try:
-                    entries = _query(url, "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename ... on PythonError { message } } } } } }")["workspaceOrError"]["locationEntries"]
+                    entries = _query(
+                        url,
+                        "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+                    )["workspaceOrError"]["locationEntries"]
                     loaded = entries[0]["locationOrLoadError"] if entries else None
                     if loaded and loaded["__typename"] == "PythonError":
                         raise RuntimeError(f"the code location failed to load: {loaded['message']}")
@@ -117,10 +154,22 @@ def main() -> None:
                     pass
                 time.sleep(1)
             _stop_automation(url)  # only the benchmark's runs
-            processes.append(subprocess.Popen([str(exe / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            processes.append(
+                subprocess.Popen(
+                    [str(exe / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml")],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
             today = datetime.now(timezone.utc).date()
             first = today - timedelta(days=DAYS - 1)
-            tags = {"dfx/connection": connection.id, "dagster/asset_partition_range_start": f"{connection.id}|{first}", "dagster/asset_partition_range_end": f"{connection.id}|{today}"}
+            tags = {
+                "dfx/connection": connection.id,
+                "dagster/asset_partition_range_start": f"{connection.id}|{first}",
+                "dagster/asset_partition_range_end": f"{connection.id}|{today}",
+            }
             print(f"salesforce daily job, {connection.id}, {DAYS} days in one run, through webserver + daemon")
             for label, job in (("multiprocess (before)", BEFORE_JOB), ("in-process (after)", "salesforce_daily_job")):
                 figures = _run(url, job, tags)
@@ -145,13 +194,21 @@ def main() -> None:
 
 def _stop_automation(url: str) -> None:
     selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
-    repo = _query(url, "query($s: RepositorySelector!) { repositoryOrError(repositorySelector: $s) { ... on Repository { sensors { sensorState { id status } } schedules { scheduleState { id status } } } } }", s=selector)["repositoryOrError"]
+    repo = _query(
+        url,
+        "query($s: RepositorySelector!) { repositoryOrError(repositorySelector: $s) { ... on Repository { sensors { sensorState { id status } } schedules { scheduleState { id status } } } } }",
+        s=selector,
+    )["repositoryOrError"]
     for sensor in repo["sensors"]:
         if sensor["sensorState"]["status"] == "RUNNING":
             _query(url, "mutation($id: String) { stopSensor(id: $id) { __typename } }", id=sensor["sensorState"]["id"])
     for schedule in repo["schedules"]:
         if schedule["scheduleState"]["status"] == "RUNNING":
-            _query(url, "mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }", id=schedule["scheduleState"]["id"])
+            _query(
+                url,
+                "mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }",
+                id=schedule["scheduleState"]["id"],
+            )
 
 
 if __name__ == "__main__":

@@ -146,20 +146,32 @@ def _start_demo(scale: int | None) -> tuple[Any, list[tuple[Any, Any, Any]]]:
         raise click.UsageError("the demo runs on sandboxes, which DFX_MODE=production refuses")
     embedded_dagster_home(settings)
     platform = get_platform(settings)
-    platform.registry.upsert_workspace(Workspace(id=DEMO_WORKSPACE, name="Demo workspace", owner_email="owner@demo.dataflow-xpert.test"))
+    platform.registry.upsert_workspace(
+        Workspace(id=DEMO_WORKSPACE, name="Demo workspace", owner_email="owner@demo.dataflow-xpert.test")
+    )
     ca = SandboxCA(settings.sandbox_dir)
     started = []
     for connector in plugins():
         sandbox = connector.start_sandbox(ca, scale=scale)
         connection = connector.connect_demo(platform, sandbox, DEMO_WORKSPACE)
-        click.echo(f"{connector.kind}: sandbox at {', '.join(s.url for s in sandbox.servers)}; connection {connection.id}")
+        click.echo(
+            f"{connector.kind}: sandbox at {', '.join(s.url for s in sandbox.servers)}; connection {connection.id}"
+        )
         started.append((connector, sandbox, connection))
     return platform, started
 
 
 @main.command()
-@click.option("--scale", type=int, default=None, help="Size of the sandbox data (connector-specific; default demo size).")
-@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Daily metrics for this many recent days.")
+@click.option(
+    "--scale", type=int, default=None, help="Size of the sandbox data (connector-specific; default demo size)."
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=30,
+    show_default=True,
+    help="Daily metrics for this many recent days.",
+)
 def demo(scale: int | None, days: int) -> None:
     """Start the sandboxes, connect the demo workspace and run every connector's sync job once."""
     import dagster as dg
@@ -178,13 +190,21 @@ def demo(scale: int | None, days: int) -> None:
                     job = defs.resolve_job_def(run.job_name)
                     began = time.monotonic()
                     result = job.execute_in_process(
-                        instance=instance, partition_key=run.partition_key, tags=run.tags, raise_on_error=False,
+                        instance=instance,
+                        partition_key=run.partition_key,
+                        tags=run.tags,
+                        raise_on_error=False,
                         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                     )
                     status = "succeeded" if result.success else "FAILED"
                     failures += not result.success
-                    where = run.partition_key or f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
-                    click.echo(f"{job.name} [{where}] {status} in {time.monotonic() - began:.1f}s (run {result.run_id})")
+                    where = (
+                        run.partition_key
+                        or f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
+                    )
+                    click.echo(
+                        f"{job.name} [{where}] {status} in {time.monotonic() - began:.1f}s (run {result.run_id})"
+                    )
     finally:
         for _connector, sandbox, _connection in started:
             sandbox.stop()
@@ -220,9 +240,17 @@ SANDBOX_WORKSPACE = "sandbox"
 
 
 @sandbox.command("serve")
-@click.option("--fault", "faults", multiple=True, help="Inject a fault, e.g. rate_limit:count=3,retry_after=1 (repeatable).")
+@click.option(
+    "--fault", "faults", multiple=True, help="Inject a fault, e.g. rate_limit:count=3,retry_after=1 (repeatable)."
+)
 @click.option("--scale", type=int, default=None, help="Size of the sandbox data (connector-specific).")
-@click.option("--jira-flavour", type=click.Choice(["cloud", "datacenter"]), default="cloud", show_default=True, help="Serve Jira Cloud (OAuth 3LO) or Jira Data Center (personal access token).")
+@click.option(
+    "--jira-flavour",
+    type=click.Choice(["cloud", "datacenter"]),
+    default="cloud",
+    show_default=True,
+    help="Serve Jira Cloud (OAuth 3LO) or Jira Data Center (personal access token).",
+)
 def sandbox_serve(faults: tuple[str, ...], scale: int | None, jira_flavour: str) -> None:
     """Serve every connector's sandbox (and the echo server) in the foreground, and print for each a
     ready-to-paste `dfx connect` command with the credentials it accepts."""
@@ -236,7 +264,15 @@ def sandbox_serve(faults: tuple[str, ...], scale: int | None, jira_flavour: str)
     try:
         for server in servers + [s for r in running for s in r.servers]:
             for rule in rules:
-                server.faults.inject(rule.kind, count=rule.count, probability=rule.probability, path_prefix=rule.path_prefix, retry_after=rule.retry_after, status=rule.status, delay=rule.delay)
+                server.faults.inject(
+                    rule.kind,
+                    count=rule.count,
+                    probability=rule.probability,
+                    path_prefix=rule.path_prefix,
+                    retry_after=rule.retry_after,
+                    status=rule.status,
+                    delay=rule.delay,
+                )
             click.echo(f"{server.app.name:12s} {server.url}")
         click.echo(f"CA certificate: {settings.sandbox_dir / 'sandbox-ca.pem'}  (Ctrl-C to stop)")
         _print_connect_commands(settings, running)
@@ -314,7 +350,9 @@ def workspace_create(workspace_id: str, name: str, owner_email: str) -> None:
     try:
         created = Workspace(id=workspace_id, name=name, owner_email=owner_email)
     except ValidationError as exc:
-        raise ConfigError("invalid workspace: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+        raise ConfigError(
+            "invalid workspace: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        ) from None
     get_platform().registry.upsert_workspace(created)
     click.echo(f"workspace {workspace_id} ready")
 
@@ -359,7 +397,9 @@ def _parse_write_back(specs: tuple[str, ...]) -> list[dict[str, str]]:
         if not match:
             raise ConfigError(f"--write-back {spec!r}: expected Object.Field=metric.measure@record_dimension")
         obj, field, metric, measure, dimension = match.groups()
-        designations.append({"object": obj, "field": field, "metric": metric, "measure": measure, "record_dimension": dimension})
+        designations.append(
+            {"object": obj, "field": field, "metric": metric, "measure": measure, "record_dimension": dimension}
+        )
     return designations
 
 
@@ -372,17 +412,39 @@ def connect() -> None:
 @click.option("--workspace", "workspace_id", required=True)
 @click.option("--id", "connection_id", required=True, help="Slug, also the Dagster partition key (e.g. sf-acme).")
 @click.option("--name", "display_name", required=True)
-@click.option("--login-url", default="https://login.salesforce.com", show_default=True, help="test.salesforce.com for a Salesforce sandbox org; the dfx sandbox URL for the local one.")
+@click.option(
+    "--login-url",
+    default="https://login.salesforce.com",
+    show_default=True,
+    help="test.salesforce.com for a Salesforce sandbox org; the dfx sandbox URL for the local one.",
+)
 @click.option("--select", "selects", multiple=True, help="Object:Field1,Field2 (repeatable).")
 @click.option("--selection-file", type=click.Path(exists=True, dir_okay=False), help="JSON: object -> fields.")
-@click.option("--write-back", "write_backs", multiple=True, help="Object.Field=metric.measure@record_dimension (repeatable).")
+@click.option(
+    "--write-back", "write_backs", multiple=True, help="Object.Field=metric.measure@record_dimension (repeatable)."
+)
 @click.option("--paste", is_flag=True, help="Paste the redirect URL instead of running a loopback listener.")
-@click.option("--port", default=0, help="Loopback listener port (register http://127.0.0.1:<port>/callback in the connected app).")
+@click.option(
+    "--port", default=0, help="Loopback listener port (register http://127.0.0.1:<port>/callback in the connected app)."
+)
 @click.option("--reauthorize", is_flag=True, help="Replace the tokens of an existing connection.")
-@click.option("--approve-sandbox", is_flag=True, help="Local sandbox only (see `dfx sandbox serve`): complete its consent programmatically.")
+@click.option(
+    "--approve-sandbox",
+    is_flag=True,
+    help="Local sandbox only (see `dfx sandbox serve`): complete its consent programmatically.",
+)
 def connect_salesforce_command(
-    workspace_id: str, connection_id: str, display_name: str, login_url: str, selects: tuple[str, ...],
-    selection_file: str | None, write_backs: tuple[str, ...], paste: bool, port: int, reauthorize: bool, approve_sandbox: bool,
+    workspace_id: str,
+    connection_id: str,
+    display_name: str,
+    login_url: str,
+    selects: tuple[str, ...],
+    selection_file: str | None,
+    write_backs: tuple[str, ...],
+    paste: bool,
+    port: int,
+    reauthorize: bool,
+    approve_sandbox: bool,
 ) -> None:
     """Authorize with OAuth 2.0 + PKCE and register the connection with its selection."""
     import dagster as dg
@@ -400,30 +462,47 @@ def connect_salesforce_command(
     resource = salesforce_resource()
     session = resource.session(platform)
     config = {
-        "id": connection_id, "workspace_id": workspace_id, "display_name": display_name,
-        "selection": {"objects": _parse_selection(selects, selection_file)}, "write_back": _parse_write_back(write_backs),
+        "id": connection_id,
+        "workspace_id": workspace_id,
+        "display_name": display_name,
+        "selection": {"objects": _parse_selection(selects, selection_file)},
+        "write_back": _parse_write_back(write_backs),
     }
-    if approve_sandbox and (not is_loopback_url(login_url) or not platform.settings.sandbox_allowed):  # parsed host, not a prefix
+    if approve_sandbox and (
+        not is_loopback_url(login_url) or not platform.settings.sandbox_allowed
+    ):  # parsed host, not a prefix
         raise ConfigError("--approve-sandbox works only with the local sandbox (loopback login URL, not production)")
     # Parsed, resolved and rebuilt before anything uses it.
-    login_url = validate_salesforce_url(login_url, sandbox_allowed=platform.settings.sandbox_allowed, what="--login-url")
+    login_url = validate_salesforce_url(
+        login_url, sandbox_allowed=platform.settings.sandbox_allowed, what="--login-url"
+    )
     if approve_sandbox:
         from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 
         redirect_uri, receive = "https://localhost/oauth/callback", (lambda url: complete_authorization(session, url))
     else:
-        redirect_uri, receive = code_receiver(paste=paste, paste_redirect_uri="https://localhost/oauth/callback", port=port)
+        redirect_uri, receive = code_receiver(
+            paste=paste, paste_redirect_uri="https://localhost/oauth/callback", port=port
+        )
 
     connection = connect_salesforce(
-        platform, session, config=config, login_url=login_url, client_id=resource.resolved_client_id(),
+        platform,
+        session,
+        config=config,
+        login_url=login_url,
+        client_id=resource.resolved_client_id(),
         client_secret=resource.resolved_client_secret(),
-        redirect_uri=redirect_uri, receive_code=receive, reauthorize=reauthorize,
+        redirect_uri=redirect_uri,
+        receive_code=receive,
+        reauthorize=reauthorize,
     )
     embedded_dagster_home(platform.settings)
     with dg.DagsterInstance.get() as instance:
         sync_partitions(instance, platform.registry, ["salesforce"])
     selected = ", ".join(f"{obj} ({len(fields)} fields)" for obj, fields in connection.selection.objects.items())
-    click.echo(f"connected {connection.id} to {connection.endpoint['instance_url']}: {selected}; tokens encrypted in the vault")
+    click.echo(
+        f"connected {connection.id} to {connection.endpoint['instance_url']}: {selected}; tokens encrypted in the vault"
+    )
 
 
 # ------------------------------------------------------------------ connections, metrics, vault
@@ -459,7 +538,9 @@ def _lifecycle_action(connection_id: str, remove: bool, actor: str) -> None:
 
     platform = get_platform()
     connection = platform.registry.get(connection_id)
-    click.echo(revoke_connection(platform, plugin(connection.kind), connection.id, remove=remove, actor=actor).summary())
+    click.echo(
+        revoke_connection(platform, plugin(connection.kind), connection.id, remove=remove, actor=actor).summary()
+    )
 
 
 @connections.command("revoke")
@@ -497,7 +578,9 @@ def connections_delete_due(grace_days: int, actor: str) -> None:
     with dg.DagsterInstance.get() as instance:
         for connection in due:
             report = delete_connection_data(platform, plugin(connection.kind), instance, connection.id, actor=actor)
-            click.echo(f"deleted {connection.id}: {report.metric_values_deleted} metric values, {report.runs_deleted} runs, data key {report.data_key_id or '-'} ({report.seconds}s)")
+            click.echo(
+                f"deleted {connection.id}: {report.metric_values_deleted} metric values, {report.runs_deleted} runs, data key {report.data_key_id or '-'} ({report.seconds}s)"
+            )
     if not due:
         click.echo("nothing is due for deletion")
 
@@ -519,7 +602,9 @@ def _print_metrics(rows: list[dict[str, Any]], *, as_json: bool, limit: int | No
     for row in shown:
         dims = ",".join(f"{k}={v}" for k, v in row["dimensions"].items())
         value = "" if row["value"] is None else f"{row['value']:.4g}"
-        click.echo(f"{row['connection_id']:16s} {row['metric']:26s} {str(row['period'] or ''):10s} {row['measure']:22s} {dims[:30]:30s} {value}")
+        click.echo(
+            f"{row['connection_id']:16s} {row['metric']:26s} {str(row['period'] or ''):10s} {row['measure']:22s} {dims[:30]:30s} {value}"
+        )
     if len(shown) < len(rows):
         click.echo(f"... {len(rows) - len(shown)} more rows (dfx metrics show)")
 
@@ -532,7 +617,9 @@ def _print_summary(batches: list[dict[str, Any]]) -> None:
         for index, key in enumerate(("row_count", "records_read", "bytes_read", "api_calls")):
             row[index + 1] += batch[key] or 0
         row[0] += 1
-    click.echo(f"\n{'connection':14s} {'metric':28s} {'partitions':>10s} {'rows':>6s} {'records':>8s} {'bytes':>10s} {'calls':>6s}")
+    click.echo(
+        f"\n{'connection':14s} {'metric':28s} {'partitions':>10s} {'rows':>6s} {'records':>8s} {'bytes':>10s} {'calls':>6s}"
+    )
     for (connection, metric), (partitions, rows, records, bytes_, calls) in sorted(totals.items()):
         click.echo(f"{connection:14s} {metric:28s} {partitions:10d} {rows:6d} {records:8d} {bytes_:10d} {calls:6d}")
     click.echo("See the values with: dfx metrics show [--connection ID] [--metric NAME] [--json]")
@@ -571,7 +658,9 @@ def vault_rotate_master_key() -> None:
     old_id = store.keyring.active_id
     if os.environ.get("DFX_MASTER_KEY"):
         count = store.rotate_master_key(store.keyring)
-        click.echo(f"re-wrapped {count} data keys under {store.keyring.active_id}; you may now remove the other keys from DFX_MASTER_KEY")
+        click.echo(
+            f"re-wrapped {count} data keys under {store.keyring.active_id}; you may now remove the other keys from DFX_MASTER_KEY"
+        )
         return
     original = store.keyring
     rotated = original.with_new_active_key()
@@ -580,7 +669,9 @@ def vault_rotate_master_key() -> None:
     # the active one; a failure puts the key file back as it was (the vault restores its records).
     from dfx_pipelines.platform.vault import MasterKeyring
 
-    MasterKeyring(keys={**original.keys, rotated.active_id: rotated.active_key}, active_id=original.active_id).save(settings.master_key_file)
+    MasterKeyring(keys={**original.keys, rotated.active_id: rotated.active_key}, active_id=original.active_id).save(
+        settings.master_key_file
+    )
     try:
         count = store.rotate_master_key(rotated)
     except BaseException:

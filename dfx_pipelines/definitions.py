@@ -17,4 +17,10 @@ from dfx_pipelines.platform.redaction import install_redaction
 
 install_redaction()  # before any run logs: masks secrets in records as they are created
 
-defs = dg.Definitions.merge(platform_definitions(), salesforce_definitions(), jira_definitions(), bigquery_definitions(), lifecycle_definitions())
+defs = dg.Definitions.merge(
+    platform_definitions(),
+    salesforce_definitions(),
+    jira_definitions(),
+    bigquery_definitions(),
+    lifecycle_definitions(),
+)

@@ -21,7 +21,18 @@ PURE = sorted([
 # What pure code may use of the project besides other pure modules: errors, metric rows, identifier
 # patterns and the connection model (registry.py also holds its persistence, which pure code never calls).
 PURE_PLATFORM = {PACKAGE / "platform" / f"{name}.py" for name in ("errors", "metric_rows", "identifiers", "registry")}
-IMPURE_ROOTS = {"dagster", "requests", "simple_salesforce", "jira", "google", "sqlalchemy", "httpx", "urllib3", "socket", "http"}
+IMPURE_ROOTS = {
+    "dagster",
+    "requests",
+    "simple_salesforce",
+    "jira",
+    "google",
+    "sqlalchemy",
+    "httpx",
+    "urllib3",
+    "socket",
+    "http",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -74,7 +85,9 @@ def test_platform_imports_no_connector_and_no_lifecycle() -> None:
         f"{path.relative_to(PACKAGE)}: {module}"
         for path in modules_under(PACKAGE / "platform")
         for module in imported_modules(path)
-        if module.startswith(("dfx_pipelines.connectors", "dfx_pipelines.lifecycle", "dfx_pipelines.cli", "dfx_pipelines.definitions"))
+        if module.startswith(
+            ("dfx_pipelines.connectors", "dfx_pipelines.lifecycle", "dfx_pipelines.cli", "dfx_pipelines.definitions")
+        )
     }
     assert offenders == set()
 

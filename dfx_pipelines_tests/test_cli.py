@@ -22,7 +22,9 @@ def seeded(platform: Platform, workspace: Workspace) -> Platform:
         secrets={"oauth_refresh_token": "refresh-token-for-rotation"},
     )
     platform.metric_store.write(
-        connection, "win_rate", "sf-acme|2026-11-25",
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
         [MetricRow("win_rate", "win_rate_by_count", 0.25, date(2026, 11, 25), MetricRow.dims(owner="Ann"))],
         Provenance("run-1", "SELECT IsWon, COUNT(Id) n FROM Opportunity GROUP BY IsWon"),
     )
@@ -33,7 +35,12 @@ def test_metrics_show_json(seeded: Platform) -> None:
     result = CliRunner().invoke(main, ["metrics", "show", "--json"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.output)
-    assert (row["connection_id"], row["metric"], row["value"], row["dimensions"]) == ("sf-acme", "win_rate", 0.25, {"owner": "Ann"})
+    assert (row["connection_id"], row["metric"], row["value"], row["dimensions"]) == (
+        "sf-acme",
+        "win_rate",
+        0.25,
+        {"owner": "Ann"},
+    )
 
 
 def test_metrics_show_table_and_unknown_connection(seeded: Platform) -> None:
@@ -45,7 +52,9 @@ def test_metrics_show_table_and_unknown_connection(seeded: Platform) -> None:
 
 def test_connections_list(seeded: Platform) -> None:
     result = CliRunner().invoke(main, ["connections", "list", "--json"])
-    assert json.loads(result.output) == [{"id": "sf-acme", "workspace": "acme", "kind": "salesforce", "name": "Acme SF", "status": "active"}]
+    assert json.loads(result.output) == [
+        {"id": "sf-acme", "workspace": "acme", "kind": "salesforce", "name": "Acme SF", "status": "active"}
+    ]
 
 
 def test_vault_rotate_master_key_with_the_local_key_file(seeded: Platform, settings: Settings) -> None:
@@ -74,7 +83,12 @@ def test_sandbox_serve_prints_its_servers_and_ca(tmp_path) -> None:  # noqa: ANN
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DFX_", "DAGSTER_"))}
     env["DFX_HOME"] = str(tmp_path / "home")
     dfx = str(Path(sys.executable).with_name("dfx"))
-    process = subprocess.Popen([dfx, "sandbox", "serve", "--scale", "200", "--fault", "rate_limit:count=1,retry_after=0"], env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [dfx, "sandbox", "serve", "--scale", "200", "--fault", "rate_limit:count=1,retry_after=0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 90
@@ -94,7 +108,9 @@ def test_every_connector_can_be_connected_from_dfx_connect() -> None:
     assert "--key-file" in CliRunner().invoke(main, ["connect", "bigquery", "--help"]).output
 
 
-def test_workspace_close_says_what_it_did_and_refuses_unknown_workspaces(platform: Platform, workspace: Workspace) -> None:
+def test_workspace_close_says_what_it_did_and_refuses_unknown_workspaces(
+    platform: Platform, workspace: Workspace
+) -> None:
     result = CliRunner().invoke(main, ["workspace", "close", "acme", "--actor", "ops"])
     assert result.exit_code == 0, result.output
     assert "workspace acme closed" in result.output and "no connection left to remove" in result.output

@@ -41,7 +41,9 @@ def seeded(platform: Platform, workspace: Workspace, settings: Settings) -> Iter
         secrets={"oauth_refresh_token": CANARY_SECRET},
     )
     platform.metric_store.write(
-        connection, "win_rate", "sf-acme|2026-11-25",
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
         [MetricRow("win_rate", "win_rate_by_count", 0.25, date(2026, 11, 25), MetricRow.dims(owner="Ann"))],
         Provenance("run-1", "SELECT IsWon, COUNT(Id) n FROM Opportunity GROUP BY IsWon"),
     )
@@ -114,29 +116,163 @@ def _bigquery_key(tmp: Path, token_uri: str) -> None:
     (tmp / "key.json").write_text(json.dumps(generate_service_account_key("acme-analytics", token_uri)))
 
 
-BQ_CONNECT = ["bigquery", "connect", "--workspace", "acme", "--id", "bq-acme", "--name", "BQ", "--select", "shop:orders"]
-SF_CONNECT = ["connect", "salesforce", "--workspace", "acme", "--id", "sf-new", "--name", "SF", "--select", "Opportunity:Amount"]
+BQ_CONNECT = [
+    "bigquery",
+    "connect",
+    "--workspace",
+    "acme",
+    "--id",
+    "bq-acme",
+    "--name",
+    "BQ",
+    "--select",
+    "shop:orders",
+]
+SF_CONNECT = [
+    "connect",
+    "salesforce",
+    "--workspace",
+    "acme",
+    "--id",
+    "sf-new",
+    "--name",
+    "SF",
+    "--select",
+    "Opportunity:Amount",
+]
 
 CASES = [
-    Case("sqlite path not writable", ["connections", "list"], 2, "DFX_METRICS_DB_URL", {"DFX_METRICS_DB_URL": "sqlite:///{tmp}/afile/metrics.db"}, _file_in_the_way),
-    Case("postgresql host wrong", ["connections", "list"], 2, "127.0.0.1:1", {"DFX_METRICS_DB_URL": f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:1/test"}),
-    Case("postgresql database wrong", ["metrics", "show"], 2, "dfx_no_such_database", {"DFX_METRICS_DB_URL": f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:5432/dfx_no_such_database"}),
-    Case("metrics database url malformed", ["connections", "list"], 2, "DFX_METRICS_DB_URL", {"DFX_METRICS_DB_URL": "not a url"}),
-    Case("vault folder cannot be written", ["vault", "rotate-master-key"], 2, "DFX_VAULT_DIR", {"DFX_VAULT_DIR": "{tmp}/afile/vault"}, _file_in_the_way),
-    Case("selection file not JSON", SF_CONNECT + ["--selection-file", "{tmp}/bad.json", "--approve-sandbox", "--login-url", "https://127.0.0.1:1"], 2, "bad.json", {}, _bad_json),
-    Case("metric specs not JSON", BQ_CONNECT + ["--key-file", "{tmp}/bad.json", "--metric-specs", "{tmp}/bad.json"], 2, "bad.json", {}, _bad_json),
+    Case(
+        "sqlite path not writable",
+        ["connections", "list"],
+        2,
+        "DFX_METRICS_DB_URL",
+        {"DFX_METRICS_DB_URL": "sqlite:///{tmp}/afile/metrics.db"},
+        _file_in_the_way,
+    ),
+    Case(
+        "postgresql host wrong",
+        ["connections", "list"],
+        2,
+        "127.0.0.1:1",
+        {"DFX_METRICS_DB_URL": f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:1/test"},
+    ),
+    Case(
+        "postgresql database wrong",
+        ["metrics", "show"],
+        2,
+        "dfx_no_such_database",
+        {"DFX_METRICS_DB_URL": f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:5432/dfx_no_such_database"},
+    ),
+    Case(
+        "metrics database url malformed",
+        ["connections", "list"],
+        2,
+        "DFX_METRICS_DB_URL",
+        {"DFX_METRICS_DB_URL": "not a url"},
+    ),
+    Case(
+        "vault folder cannot be written",
+        ["vault", "rotate-master-key"],
+        2,
+        "DFX_VAULT_DIR",
+        {"DFX_VAULT_DIR": "{tmp}/afile/vault"},
+        _file_in_the_way,
+    ),
+    Case(
+        "selection file not JSON",
+        SF_CONNECT + ["--selection-file", "{tmp}/bad.json", "--approve-sandbox", "--login-url", "https://127.0.0.1:1"],
+        2,
+        "bad.json",
+        {},
+        _bad_json,
+    ),
+    Case(
+        "metric specs not JSON",
+        BQ_CONNECT + ["--key-file", "{tmp}/bad.json", "--metric-specs", "{tmp}/bad.json"],
+        2,
+        "bad.json",
+        {},
+        _bad_json,
+    ),
     Case("fault spec with a bad number", ["sandbox", "serve", "--fault", "rate_limit:count=three"], 2, "count"),
-    Case("fault spec with an unknown kind", ["sandbox", "serve", "--fault", "meteor_strike:count=1"], 2, "meteor_strike"),
-    Case("fault spec with a probability above 1", ["sandbox", "serve", "--fault", "server_error:probability=7"], 2, "probability"),
-    Case("login url unreachable with sandbox consent", SF_CONNECT + ["--approve-sandbox", "--login-url", "https://127.0.0.1:1"], 1, "127.0.0.1:1"),
-    Case("budget infinite", BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "inf"], 2, "--budget-usd", {}, lambda t: _bigquery_key(t, "https://127.0.0.1:1/token")),
-    Case("budget not a number", BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "nan"], 2, "--budget-usd", {}, lambda t: _bigquery_key(t, "https://127.0.0.1:1/token")),
-    Case("budget negative", BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "-5"], 2, "--budget-usd", {}, lambda t: _bigquery_key(t, "https://127.0.0.1:1/token")),
-    Case("budget absurd", BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "1e300"], 2, "--budget-usd", {}, lambda t: _bigquery_key(t, "https://127.0.0.1:1/token")),
-    Case("price per TiB not finite", BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--price-per-tib-usd", "inf"], 2, "--price-per-tib-usd", {}, lambda t: _bigquery_key(t, "https://127.0.0.1:1/token")),
-    Case("master key rotation that cannot complete", ["vault", "rotate-master-key"], 1, "sf-acme", {}, _corrupt_a_data_key),
-    Case("malformed master key in production", ["connections", "list"], 2, "DFX_MASTER_KEY", {"DFX_MODE": "production", "DFX_MASTER_KEY": MASTER_KEY_CANARY}),
-    Case("malformed master key, even for a command that opens no vault", ["metrics", "show"], 2, "DFX_MASTER_KEY", {"DFX_MASTER_KEY": MASTER_KEY_CANARY}),
+    Case(
+        "fault spec with an unknown kind", ["sandbox", "serve", "--fault", "meteor_strike:count=1"], 2, "meteor_strike"
+    ),
+    Case(
+        "fault spec with a probability above 1",
+        ["sandbox", "serve", "--fault", "server_error:probability=7"],
+        2,
+        "probability",
+    ),
+    Case(
+        "login url unreachable with sandbox consent",
+        SF_CONNECT + ["--approve-sandbox", "--login-url", "https://127.0.0.1:1"],
+        1,
+        "127.0.0.1:1",
+    ),
+    Case(
+        "budget infinite",
+        BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "inf"],
+        2,
+        "--budget-usd",
+        {},
+        lambda t: _bigquery_key(t, "https://127.0.0.1:1/token"),
+    ),
+    Case(
+        "budget not a number",
+        BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "nan"],
+        2,
+        "--budget-usd",
+        {},
+        lambda t: _bigquery_key(t, "https://127.0.0.1:1/token"),
+    ),
+    Case(
+        "budget negative",
+        BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "-5"],
+        2,
+        "--budget-usd",
+        {},
+        lambda t: _bigquery_key(t, "https://127.0.0.1:1/token"),
+    ),
+    Case(
+        "budget absurd",
+        BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--budget-usd", "1e300"],
+        2,
+        "--budget-usd",
+        {},
+        lambda t: _bigquery_key(t, "https://127.0.0.1:1/token"),
+    ),
+    Case(
+        "price per TiB not finite",
+        BQ_CONNECT + ["--key-file", "{tmp}/key.json", "--price-per-tib-usd", "inf"],
+        2,
+        "--price-per-tib-usd",
+        {},
+        lambda t: _bigquery_key(t, "https://127.0.0.1:1/token"),
+    ),
+    Case(
+        "master key rotation that cannot complete",
+        ["vault", "rotate-master-key"],
+        1,
+        "sf-acme",
+        {},
+        _corrupt_a_data_key,
+    ),
+    Case(
+        "malformed master key in production",
+        ["connections", "list"],
+        2,
+        "DFX_MASTER_KEY",
+        {"DFX_MODE": "production", "DFX_MASTER_KEY": MASTER_KEY_CANARY},
+    ),
+    Case(
+        "malformed master key, even for a command that opens no vault",
+        ["metrics", "show"],
+        2,
+        "DFX_MASTER_KEY",
+        {"DFX_MASTER_KEY": MASTER_KEY_CANARY},
+    ),
 ]
 
 
@@ -145,14 +281,20 @@ def run_dfx(args: list[str], env: dict[str, str], timeout: float) -> tuple[subpr
 
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "dfx_pipelines.cli", *args], env={**os.environ, **env}, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "dfx_pipelines.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     return result, time.monotonic() - began
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess[str], case_says: str, exit_code: int) -> str:
-    assert result.returncode == exit_code, f"exit {result.returncode}, wanted {exit_code}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == exit_code, (
+        f"exit {result.returncode}, wanted {exit_code}\n{result.stdout}\n{result.stderr}"
+    )
     errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("WARNING ")]
     assert len(errors) == 1, f"expected one line, got:\n{result.stderr}"
     [line] = errors
@@ -185,7 +327,14 @@ def test_an_unreachable_google_fails_within_30_seconds_naming_the_host(seeded: S
     try:
         _bigquery_key(tmp_path, f"https://127.0.0.1:{hole.port}/token")
         before = snapshot(seeded.home)
-        args = BQ_CONNECT + ["--key-file", str(tmp_path / "key.json"), "--budget-usd", "10", "--api-endpoint", f"https://127.0.0.1:{hole.port}"]
+        args = BQ_CONNECT + [
+            "--key-file",
+            str(tmp_path / "key.json"),
+            "--budget-usd",
+            "10",
+            "--api-endpoint",
+            f"https://127.0.0.1:{hole.port}",
+        ]
         result, seconds = run_dfx(args, {}, timeout=90)
     finally:
         hole.close()

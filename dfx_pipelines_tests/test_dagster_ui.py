@@ -53,7 +53,9 @@ class DagsterUI:
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     # A session of its own: the finalizer ends the process *group* (run workers and code servers included).
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -100,7 +102,13 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DagsterUI, An
             env.update({"DFX_HOME": str(settings.home), "DAGSTER_HOME": str(home)})
             port = _free_port()
             exe = Path(sys.executable).parent
-            processes.append(_start([str(exe / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], env, root / "webserver.log"))
+            processes.append(
+                _start(
+                    [str(exe / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                    env,
+                    root / "webserver.log",
+                )
+            )
             client = DagsterUI(f"http://127.0.0.1:{port}")
             deadline = time.monotonic() + 240
             while True:
@@ -114,7 +122,9 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DagsterUI, An
                 time.sleep(1)
             # Only the runs this test launches: sensors and schedules stopped before the daemon starts.
             _stop_automation(client)
-            processes.append(_start([str(exe / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, root / "daemon.log"))
+            processes.append(
+                _start([str(exe / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, root / "daemon.log")
+            )
             yield client, platform
         finally:
             for process in reversed(processes):
@@ -123,9 +133,16 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DagsterUI, An
 
 
 def _location_loaded(client: DagsterUI) -> bool:
-    data = client.query("{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }")
+    data = client.query(
+        "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+    )
     entries = data["workspaceOrError"]["locationEntries"]
-    return any(e["name"] == LOCATION and e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries)
+    return any(
+        e["name"] == LOCATION
+        and e["locationOrLoadError"]
+        and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        for e in entries
+    )
 
 
 REPO_SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
@@ -142,7 +159,10 @@ def _stop_automation(client: DagsterUI) -> None:
             client.query("mutation($id: String) { stopSensor(id: $id) { __typename } }", id=sensor["sensorState"]["id"])
     for schedule in data["schedules"]:
         if schedule["scheduleState"]["status"] == "RUNNING":
-            client.query("mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }", id=schedule["scheduleState"]["id"])
+            client.query(
+                "mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }",
+                id=schedule["scheduleState"]["id"],
+            )
 
 
 LAUNCH = """
@@ -156,7 +176,11 @@ def _launch(client: DagsterUI, job: str, tags: dict[str, str], assets: tuple[str
     selector: dict[str, Any] = {**REPO_SELECTOR, "jobName": job}
     if assets:
         selector["assetSelection"] = [{"path": ["salesforce", name]} for name in assets]
-    params = {"selector": selector, "runConfigData": {}, "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}
+    params = {
+        "selector": selector,
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+    }
     result = client.query(LAUNCH, p=params)["launchRun"]
     assert result["__typename"] == "LaunchRunSuccess", result
     return result["run"]["runId"]
@@ -167,7 +191,9 @@ def _wait_for(client: DagsterUI, run_ids: list[str], timeout: float = 600) -> di
     while True:
         runs = {}
         for run_id in run_ids:
-            runs[run_id] = client.query("query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }", id=run_id)["runOrError"]
+            runs[run_id] = client.query(
+                "query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }", id=run_id
+            )["runOrError"]
         if all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs.values()):
             return runs
         assert time.monotonic() < deadline, runs
@@ -181,8 +207,13 @@ def launched(ui: tuple[DagsterUI, Any]) -> dict[str, Any]:
     first = today - timedelta(days=HISTORY_WINDOW_DAYS - 1)
     connection_tag = {"dfx/connection": CONNECTION}
     daily = _launch(
-        client, "salesforce_daily_job",
-        {**connection_tag, "dagster/asset_partition_range_start": f"{CONNECTION}|{first}", "dagster/asset_partition_range_end": f"{CONNECTION}|{today}"},
+        client,
+        "salesforce_daily_job",
+        {
+            **connection_tag,
+            "dagster/asset_partition_range_start": f"{CONNECTION}|{first}",
+            "dagster/asset_partition_range_end": f"{CONNECTION}|{today}",
+        },
         DAILY_METRICS,
     )
     snapshot = _launch(client, "salesforce_snapshot_job", {**connection_tag, "dagster/partition": CONNECTION})
@@ -205,7 +236,9 @@ def test_each_partition_shows_its_own_values(ui: tuple[DagsterUI, Any], launched
     client, platform = ui
     days = [launched["first"], launched["first"] + timedelta(days=HISTORY_WINDOW_DAYS // 2), launched["today"]]
     keys = [f"{CONNECTION}|{day}" for day in days]
-    found = client.query(MATERIALIZATIONS, k={"path": ["salesforce", "win_rate"]}, p=keys)["assetOrError"]["assetMaterializations"]
+    found = client.query(MATERIALIZATIONS, k={"path": ["salesforce", "win_rate"]}, p=keys)["assetOrError"][
+        "assetMaterializations"
+    ]
     latest: dict[str, dict[str, Any]] = {}
     for event in found:  # newest first
         latest.setdefault(event["partition"], {e["label"]: e for e in event["metadataEntries"]})
@@ -215,7 +248,10 @@ def test_each_partition_shows_its_own_values(ui: tuple[DagsterUI, Any], launched
     for day, key in zip(days, keys):
         shown, batch = latest[key], batches[key]
         assert shown["dagster/row_count"]["intValue"] == batch["row_count"]
-        assert shown["api_calls"]["intValue"] == batch["api_calls"] and shown["rows_returned"]["intValue"] == batch["records_read"]
+        assert (
+            shown["api_calls"]["intValue"] == batch["api_calls"]
+            and shown["rows_returned"]["intValue"] == batch["records_read"]
+        )
         assert shown["bytes_read"]["intValue"] == batch["bytes_read"]
         assert f"CloseDate = {day}" in shown["soql"]["mdStr"]
         table = shown["result"]["mdStr"]
@@ -224,7 +260,9 @@ def test_each_partition_shows_its_own_values(ui: tuple[DagsterUI, Any], launched
         assert all(f"| {other.isoformat()} |" not in table for other in days if other != day)
 
 
-def test_daily_partitions_are_the_history_window_and_none_is_missing(ui: tuple[DagsterUI, Any], launched: dict[str, Any]) -> None:
+def test_daily_partitions_are_the_history_window_and_none_is_missing(
+    ui: tuple[DagsterUI, Any], launched: dict[str, Any]
+) -> None:
     client, _platform = ui
     for name in DAILY_METRICS:
         node = client.query(
@@ -240,13 +278,17 @@ def test_daily_partitions_are_the_history_window_and_none_is_missing(ui: tuple[D
 
 def test_lineage_runs_from_source_objects_to_metrics(ui: tuple[DagsterUI, Any]) -> None:
     client, _platform = ui
-    nodes = client.query("{ assetNodes { assetKey { path } dependencyKeys { path } isExecutable kinds } }")["assetNodes"]
+    nodes = client.query("{ assetNodes { assetKey { path } dependencyKeys { path } isExecutable kinds } }")[
+        "assetNodes"
+    ]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     upstream = {key: {"/".join(d["path"]) for d in n["dependencyKeys"]} for key, n in by_key.items()}
     assert upstream["salesforce/win_rate"] == {"salesforce/source/Opportunity"}
     assert upstream["salesforce/lead_conversion"] == {"salesforce/source/Lead"}
     assert upstream["salesforce/case_volume"] == {"salesforce/source/Case"}
-    assert upstream["jira/throughput"] == {"jira/source/boards"} and upstream["jira/created_vs_resolved"] == {"jira/source/projects"}
+    assert upstream["jira/throughput"] == {"jira/source/boards"} and upstream["jira/created_vs_resolved"] == {
+        "jira/source/projects"
+    }
     assert upstream["bigquery/metric_specs"] == {"bigquery/source/selected_tables"}
     source = by_key["salesforce/source/Opportunity"]
     assert source["isExecutable"] is False and "salesforce" in source["kinds"]
@@ -259,15 +301,20 @@ def test_a_schedule_with_nothing_to_do_says_why(ui: tuple[DagsterUI, Any]) -> No
     result = client.query(
         "mutation($s: ScheduleSelector!, $t: Float) { scheduleDryRun(selectorData: $s, timestamp: $t) { __typename"
         " ... on DryRunInstigationTick { evaluationResult { skipReason runRequests { runKey } error { message } } } } }",
-        s={**REPO_SELECTOR, "scheduleName": "jira_nightly_daily_schedule"}, t=time.time(),
+        s={**REPO_SELECTOR, "scheduleName": "jira_nightly_daily_schedule"},
+        t=time.time(),
     )["scheduleDryRun"]
     assert result["evaluationResult"]["error"] is None, result
     assert result["evaluationResult"]["skipReason"] == "no active jira connection"
 
 
-def test_one_connections_runs_never_overlap_on_the_embedded_instance(ui: tuple[DagsterUI, Any], launched: dict[str, Any]) -> None:
+def test_one_connections_runs_never_overlap_on_the_embedded_instance(
+    ui: tuple[DagsterUI, Any], launched: dict[str, Any]
+) -> None:
     client, _platform = ui
-    config = client.query("{ instance { runQueueConfig { maxConcurrentRuns tagConcurrencyLimitsYaml } } }")["instance"]["runQueueConfig"]
+    config = client.query("{ instance { runQueueConfig { maxConcurrentRuns tagConcurrencyLimitsYaml } } }")["instance"][
+        "runQueueConfig"
+    ]
     assert "dfx/connection" in config["tagConcurrencyLimitsYaml"]
     daily, snapshot = launched["daily"], launched["snapshot"]
     # Launched together; the queue held the second until the first ended.

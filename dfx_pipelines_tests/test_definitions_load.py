@@ -22,7 +22,11 @@ def test_validate_passes_with_no_environment(tmp_path: Path) -> None:
     dagster = Path(sys.executable).with_name("dagster")
     result = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
-        cwd=tmp_path, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
@@ -32,7 +36,14 @@ def test_import_touches_no_file_and_no_database(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     env["DFX_HOME"] = str(tmp_path / "dfx_home")
     code = "import dfx_pipelines.definitions as d; print(type(d.defs).__name__)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Definitions"
     assert not (tmp_path / "dfx_home").exists()

@@ -54,7 +54,15 @@ def test_ctrl_c_on_dfx_dev_leaves_nothing_running(tmp_path: Path) -> None:
     port = _free_port()
     dfx = str(Path(sys.executable).with_name("dfx"))
     # Its own session, as a terminal gives it; the signal goes to dfx alone, as `kill` would send it.
-    dev = subprocess.Popen([dfx, "dev", "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    dev = subprocess.Popen(
+        [dfx, "dev", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     started: set[int] = set()
     try:
         deadline = time.monotonic() + 300

@@ -24,7 +24,9 @@ ENV_NAMES = ("environ", "env")  # names an environment mapping is bound to (os.e
 
 
 def _is_os_environ(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Attribute) and node.attr == "environ") or (isinstance(node, ast.Name) and node.id in ENV_NAMES)
+    return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
+        isinstance(node, ast.Name) and node.id in ENV_NAMES
+    )
 
 
 def _constants(tree: ast.Module) -> dict[str, str]:
@@ -46,7 +48,13 @@ def _env_helpers(tree: ast.Module) -> dict[str, int]:
             continue
         params = [a.arg for a in node.args.args if a.arg not in ("self", "cls")]
         for inner in ast.walk(node):
-            if isinstance(inner, ast.Call) and _reads_env(inner) and inner.args and isinstance(inner.args[0], ast.Name) and inner.args[0].id in params:
+            if (
+                isinstance(inner, ast.Call)
+                and _reads_env(inner)
+                and inner.args
+                and isinstance(inner.args[0], ast.Name)
+                and inner.args[0].id in params
+            ):
                 helpers[node.name] = params.index(inner.args[0].id)
     return helpers
 
@@ -57,12 +65,18 @@ def _reads_env(call: ast.Call) -> bool:
         return True
     if isinstance(func, ast.Attribute) and func.attr == "getenv":
         return True
-    return (isinstance(func, ast.Name) and func.id == "EnvVar") or (isinstance(func, ast.Attribute) and func.attr == "EnvVar")
+    return (isinstance(func, ast.Name) and func.id == "EnvVar") or (
+        isinstance(func, ast.Attribute) and func.attr == "EnvVar"
+    )
 
 
 def variables_read_by_code() -> dict[str, set[str]]:
     """Variable name -> where it is read (path:line). Skips the catalogue itself, which names them all."""
-    trees = {path: ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py") if path.name != "environment.py" or path.parent.name != "platform"}
+    trees = {
+        path: ast.parse(path.read_text())
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "environment.py" or path.parent.name != "platform"
+    }
     helpers: dict[str, int] = {}
     for tree in trees.values():
         helpers.update(_env_helpers(tree))
@@ -90,12 +104,18 @@ def variables_read_by_code() -> dict[str, set[str]]:
                     record(node.args[helpers[name]], node)
             elif isinstance(node, ast.Subscript) and _is_os_environ(node.value) and isinstance(node.ctx, ast.Load):
                 record(node.slice, node)
-            elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and _is_os_environ(node.comparators[0]):
+            elif (
+                isinstance(node, ast.Compare)
+                and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+                and _is_os_environ(node.comparators[0])
+            ):
                 record(node.left, node)
     # Reads inside the helpers themselves (their parameter) are what `helpers` resolves at the call sites.
     helper_lines = {f"{path.relative_to(ROOT)}:{inner.lineno}" for path, tree in trees.items() for node in ast.walk(tree)
                     if isinstance(node, ast.FunctionDef) and node.name in helpers for inner in ast.walk(node) if isinstance(inner, ast.Call)}  # fmt: skip
-    assert not [u for u in unresolved if u not in helper_lines], f"environment reads whose variable name is not a constant: {unresolved}"
+    assert not [u for u in unresolved if u not in helper_lines], (
+        f"environment reads whose variable name is not a constant: {unresolved}"
+    )
     return found
 
 
@@ -169,20 +189,44 @@ def test_doctor_passes_a_complete_production_environment(monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     assert "OK: nothing missing or inconsistent" in result.output
     for secret in ("pw", "sf-secret", "jira-secret", PRODUCTION["DFX_MASTER_KEY"], "app@db"):
-        assert f" {secret}\n" not in result.output and secret not in result.output.replace("DAGSTER_PG_PASSWORD", "")  # secrets show as "set"
+        assert f" {secret}\n" not in result.output and secret not in result.output.replace(
+            "DAGSTER_PG_PASSWORD", ""
+        )  # secrets show as "set"
     assert all(v.name in result.output for v in environment.VARIABLES)  # every variable on the one screen
 
 
 def test_doctor_reports_what_production_misses_in_one_screen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    partial = {k: v for k, v in PRODUCTION.items() if k not in ("DFX_HOME", "DFX_VAULT_DIR", "DFX_SMTP_FROM", "DFX_APP_DB_URL", "JIRA_CLIENT_ID")}
-    for name, value in {**partial, "DAGSTER_HOME": str(tmp_path / "nowhere"), "DFX_METRICS_DB_URL": "sqlite:///x.db", "DFX_MASTER_KEY": "c2hvcnQ="}.items():
+    partial = {
+        k: v
+        for k, v in PRODUCTION.items()
+        if k not in ("DFX_HOME", "DFX_VAULT_DIR", "DFX_SMTP_FROM", "DFX_APP_DB_URL", "JIRA_CLIENT_ID")
+    }
+    for name, value in {
+        **partial,
+        "DAGSTER_HOME": str(tmp_path / "nowhere"),
+        "DFX_METRICS_DB_URL": "sqlite:///x.db",
+        "DFX_MASTER_KEY": "c2hvcnQ=",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DFX_HOME")  # the test harness sets one
     result = CliRunner().invoke(main, ["doctor"])
     assert result.exit_code == 1
     errors = {line.split()[1].rstrip(":") for line in result.output.splitlines() if line.startswith("ERROR")}
-    assert errors == {"DFX_HOME", "DFX_VAULT_DIR", "DFX_SMTP_FROM", "DFX_APP_DB_URL", "DAGSTER_HOME", "DFX_METRICS_DB_URL", "DFX_MASTER_KEY", "JIRA_CLIENT_ID"}
-    assert "dagster.yaml does not exist" in result.output and "32 bytes" in result.output and "SQLite in production" in result.output
+    assert errors == {
+        "DFX_HOME",
+        "DFX_VAULT_DIR",
+        "DFX_SMTP_FROM",
+        "DFX_APP_DB_URL",
+        "DAGSTER_HOME",
+        "DFX_METRICS_DB_URL",
+        "DFX_MASTER_KEY",
+        "JIRA_CLIENT_ID",
+    }
+    assert (
+        "dagster.yaml does not exist" in result.output
+        and "32 bytes" in result.output
+        and "SQLite in production" in result.output
+    )
 
 
 def test_doctor_outside_production_reports_only_what_is_broken(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,11 @@ def ledger_rows() -> dict[str, tuple[str, list[str]]]:
 
 def functions_in(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")}
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+    }
 
 
 def test_every_promise_is_listed_once_with_a_known_status() -> None:

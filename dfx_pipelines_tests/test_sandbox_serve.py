@@ -25,10 +25,18 @@ def _environment(home: Path) -> dict[str, str]:
 
 def _serve(home: Path, *flags: str) -> tuple[subprocess.Popen, list[str]]:
     """Start `dfx sandbox serve` and return it with the commands it prints (until the last one)."""
-    process = subprocess.Popen([str(BIN / "dfx"), "sandbox", "serve", "--scale", "200", *flags], env=_environment(home), stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(BIN / "dfx"), "sandbox", "serve", "--scale", "200", *flags],
+        env=_environment(home),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and sum(line.lstrip().startswith(("dfx connect", "SALESFORCE_", "JIRA_")) for line in lines) < 3:
+    while (
+        time.monotonic() < deadline
+        and sum(line.lstrip().startswith(("dfx connect", "SALESFORCE_", "JIRA_")) for line in lines) < 3
+    ):
         line = process.stdout.readline()
         if not line:
             break
@@ -38,7 +46,9 @@ def _serve(home: Path, *flags: str) -> tuple[subprocess.Popen, list[str]]:
 
 def _paste(home: Path, command: str) -> subprocess.CompletedProcess:
     """Exactly what a user does: paste the printed line into a shell."""
-    return subprocess.run(["bash", "-c", command], env=_environment(home), capture_output=True, text=True, timeout=180, cwd=home)
+    return subprocess.run(
+        ["bash", "-c", command], env=_environment(home), capture_output=True, text=True, timeout=180, cwd=home
+    )
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])

@@ -23,7 +23,21 @@ from dfx_pipelines.platform.errors import ConfigError, DfxError, VaultError
 from dfx_pipelines.platform.registry import parse_connection
 from dfx_pipelines.platform.vault import MasterKeyring, SecretRef
 
-CONTROL = ["\n", "\r\n", "\r", "\x00", "\x1b[2J", "\x7f", "\u2028", "\u2029", "\u200b", "\u202e", "\ufeff", "\x85", "\t"]
+CONTROL = [
+    "\n",
+    "\r\n",
+    "\r",
+    "\x00",
+    "\x1b[2J",
+    "\x7f",
+    "\u2028",
+    "\u2029",
+    "\u200b",
+    "\u202e",
+    "\ufeff",
+    "\x85",
+    "\t",
+]
 
 
 class NoNetwork(requests.Session):
@@ -69,11 +83,22 @@ def test_accept_secret_refuses_every_control_character_without_quoting_the_secre
 def test_jira_token_connect_refuses_a_token_with_a_newline(platform, workspace, where: str) -> None:  # noqa: ANN001
     config = {"id": "jira-nl", "workspace_id": "acme", "display_name": "J", "selection": {"projects": ["ALPHA"]}}
     session = NoNetwork()
-    credentials = {"personal_access_token": "tok\nsecond-line"} if where == "pat" else {"username": "me@acme.test", "secret": "tok\nsecond-line"}
+    credentials = (
+        {"personal_access_token": "tok\nsecond-line"}
+        if where == "pat"
+        else {"username": "me@acme.test", "secret": "tok\nsecond-line"}
+    )
     with pytest.raises(ConfigError, match="control character"):
         connect_jira_token(platform, config=config, session=session, base_url="https://127.0.0.1:9", **credentials)
     with pytest.raises(ConfigError, match="username"):
-        connect_jira_token(platform, config=config, session=session, base_url="https://127.0.0.1:9", username="me\nX-Evil: 1", secret="tok")
+        connect_jira_token(
+            platform,
+            config=config,
+            session=session,
+            base_url="https://127.0.0.1:9",
+            username="me\nX-Evil: 1",
+            secret="tok",
+        )
     assert session.sent == [] and platform.registry.find("jira-nl") is None
 
 
@@ -91,7 +116,15 @@ def test_client_secrets_with_a_newline_are_refused_before_any_request(platform, 
             session=session, token_session=session, client_id="c", client_secret="secret\nsecond-line", redirect_uri="https://localhost/cb",
             receive_code=never, auth_url="https://127.0.0.1:9", api_origin="https://127.0.0.1:9",
         )  # fmt: skip
-    connection = parse_connection({"id": "jira-oauth", "workspace_id": "acme", "kind": "jira", "display_name": "J", "endpoint": {"auth_url": "https://auth.atlassian.com"}})
+    connection = parse_connection(
+        {
+            "id": "jira-oauth",
+            "workspace_id": "acme",
+            "kind": "jira",
+            "display_name": "J",
+            "endpoint": {"auth_url": "https://auth.atlassian.com"},
+        }
+    )
     with pytest.raises(ConfigError, match="control character"):
         JiraResource(client_secret="secret\r\nsecond-line").oauth_client_secret(platform, connection)
     assert session.sent == []
@@ -99,12 +132,23 @@ def test_client_secrets_with_a_newline_are_refused_before_any_request(platform, 
 
 @pytest.mark.parametrize("key", ["access_token", "refresh_token"])
 def test_token_responses_with_a_control_character_are_refused(key: str) -> None:
-    payload = {"access_token": "access-0123456789", "refresh_token": "refresh-0123456789", "scope": "api refresh_token cdp_query_api", "instance_url": "https://127.0.0.1:9"}
+    payload = {
+        "access_token": "access-0123456789",
+        "refresh_token": "refresh-0123456789",
+        "scope": "api refresh_token cdp_query_api",
+        "instance_url": "https://127.0.0.1:9",
+    }
     payload[key] = payload[key] + "\nsecond-line"
     with pytest.raises(DfxError, match="control character"):
         sf_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh")  # noqa: SLF001
     with pytest.raises(DfxError, match="control character"):
-        jira_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh", sandbox_allowed=True)  # noqa: SLF001
+        jira_oauth._token_call(
+            Answers(payload),
+            "https://127.0.0.1:9",
+            {"grant_type": "refresh_token"},
+            "token refresh",
+            sandbox_allowed=True,
+        )  # noqa: SLF001
     payload[key] = payload[key].replace("\nsecond-line", "\u00e9")  # beyond RFC 6749's VSCHAR
     with pytest.raises(DfxError, match="printable ASCII"):
         sf_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh")  # noqa: SLF001
@@ -125,8 +169,12 @@ def service_account_key(**overrides: str) -> str:
         {"client_id": "1234\nX-Injected: 1"},
         {"auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs\r\n"},
         {"universe_domain": "googleapis.com\u2028"},
-        {"private_key": "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n\x00"},
-        {"private_key": "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n\n"},
+        {
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n\x00"
+        },
+        {
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n\n"
+        },
     ],
 )
 def test_a_service_account_key_with_a_control_character_is_refused(overrides: dict[str, str]) -> None:

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dfx_pipelines.platform.plugins import ConnectorPlugin
 
-PLUGIN_MODULES: tuple[str, ...] = ("dfx_pipelines.connectors.salesforce.plugin", "dfx_pipelines.connectors.jira.plugin", "dfx_pipelines.connectors.bigquery.plugin")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "dfx_pipelines.connectors.salesforce.plugin",
+    "dfx_pipelines.connectors.jira.plugin",
+    "dfx_pipelines.connectors.bigquery.plugin",
+)
 
 
 def plugins() -> list["ConnectorPlugin"]:

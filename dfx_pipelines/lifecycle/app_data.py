@@ -37,7 +37,13 @@ class AppTable(dg.Config):
     def checked(self) -> "AppTable":
         """This table with every name validated; raises `IdentifierError` naming the bad one."""
         sql_identifier(self.category)
-        for name in (self.table, self.key_column, self.clock_column, *self.anonymise_columns, *self.rectifiable_columns):
+        for name in (
+            self.table,
+            self.key_column,
+            self.clock_column,
+            *self.anonymise_columns,
+            *self.rectifiable_columns,
+        ):
             sql_identifier(name)
         if self.email_column is not None:
             sql_identifier(self.email_column)
@@ -53,14 +59,41 @@ class AppTable(dg.Config):
 
 # The conventional schema of the product's application database; deployments override `tables`.
 DEFAULT_APP_TABLES = (
-    AppTable(category="demo_requests", table="demo_requests", key_column="id", clock_column="submitted_at",
-             email_column="email", anonymise_columns=["name", "email", "company", "message"], rectifiable_columns=["name", "company"]),
-    AppTable(category="accounts", table="accounts", key_column="id", clock_column="contract_ended_at",
-             email_column="email", anonymise_columns=["name", "email", "phone"], rectifiable_columns=["name", "email", "phone"]),
-    AppTable(category="email_correspondence", table="email_correspondence", key_column="id", clock_column="sent_at",
-             email_column="counterpart_email", anonymise_columns=["counterpart_email", "subject", "body"]),
-    AppTable(category="billing_records", table="billing_records", key_column="id", clock_column="issued_at",
-             email_column="billing_email", anonymise_columns=["billing_email", "billing_name"], rectifiable_columns=["billing_name"]),
+    AppTable(
+        category="demo_requests",
+        table="demo_requests",
+        key_column="id",
+        clock_column="submitted_at",
+        email_column="email",
+        anonymise_columns=["name", "email", "company", "message"],
+        rectifiable_columns=["name", "company"],
+    ),
+    AppTable(
+        category="accounts",
+        table="accounts",
+        key_column="id",
+        clock_column="contract_ended_at",
+        email_column="email",
+        anonymise_columns=["name", "email", "phone"],
+        rectifiable_columns=["name", "email", "phone"],
+    ),
+    AppTable(
+        category="email_correspondence",
+        table="email_correspondence",
+        key_column="id",
+        clock_column="sent_at",
+        email_column="counterpart_email",
+        anonymise_columns=["counterpart_email", "subject", "body"],
+    ),
+    AppTable(
+        category="billing_records",
+        table="billing_records",
+        key_column="id",
+        clock_column="issued_at",
+        email_column="billing_email",
+        anonymise_columns=["billing_email", "billing_name"],
+        rectifiable_columns=["billing_name"],
+    ),
 )
 
 _engines: dict[str, sa.Engine] = {}

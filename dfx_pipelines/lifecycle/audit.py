@@ -15,14 +15,26 @@ from dfx_pipelines.platform.registry import Connection, utcnow
 ACTIONS = ("revoke", "remove", "deletion_started", "deletion_completed", "deletion_failed")
 
 
-def record(engine: sa.Engine, action: str, connection: Connection, actor: str, details: dict[str, Any], at: datetime | None = None) -> None:
+def record(
+    engine: sa.Engine,
+    action: str,
+    connection: Connection,
+    actor: str,
+    details: dict[str, Any],
+    at: datetime | None = None,
+) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     with engine.begin() as db:
         db.execute(
             tables.lifecycle_audit.insert().values(
-                at=at or utcnow(), action=action, workspace_id=connection.workspace_id,
-                connection_id=connection.id, kind=connection.kind, actor=actor, details=details,
+                at=at or utcnow(),
+                action=action,
+                workspace_id=connection.workspace_id,
+                connection_id=connection.id,
+                kind=connection.kind,
+                actor=actor,
+                details=details,
             )
         )
 

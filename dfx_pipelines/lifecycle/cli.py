@@ -33,7 +33,9 @@ def record(kind: str, law: str, email: str, corrections: Optional[str]) -> None:
     """Record a request as received; prints its id and due date."""
     details = {"corrections": json.loads(corrections)} if corrections else {}
     request = subject_data.record_request(_platform().engine, kind, law, email, request=details)
-    click.echo(f"request {request.id}: {kind} ({law.upper()}) received {request.received_at:%Y-%m-%d}, due {request.due_at:%Y-%m-%d}; verify the requester's identity next")
+    click.echo(
+        f"request {request.id}: {kind} ({law.upper()}) received {request.received_at:%Y-%m-%d}, due {request.due_at:%Y-%m-%d}; verify the requester's identity next"
+    )
 
 
 @requests_group.command("verify")
@@ -42,7 +44,9 @@ def record(kind: str, law: str, email: str, corrections: Optional[str]) -> None:
 def verify(request_id: int, by: str) -> None:
     """Record that the requester's identity was verified (required before any action)."""
     request = subject_data.verify_identity(_platform().engine, request_id, by)
-    click.echo(f"request {request.id}: identity verified by {request.identity_verified_by} at {request.identity_verified_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(
+        f"request {request.id}: identity verified by {request.identity_verified_by} at {request.identity_verified_at:%Y-%m-%d %H:%M} UTC"
+    )
 
 
 @requests_group.command("list")
@@ -65,4 +69,7 @@ def answer(request_id: int) -> None:
     request = subject_data.get_request(_platform().engine, request_id)
     kinds = ("restriction", "objection") if request.kind in ("restriction", "objection") else (request.kind,)
     answered = answer_request(_platform(), AppDatabaseResource(), request_id, kinds)
-    click.echo(f"request {answered.id}: {answered.kind} answered; " + ", ".join(f"{k}={v}" for k, v in response_counts(answered.response or {}).items()))
+    click.echo(
+        f"request {answered.id}: {answered.kind} answered; "
+        + ", ".join(f"{k}={v}" for k, v in response_counts(answered.response or {}).items())
+    )

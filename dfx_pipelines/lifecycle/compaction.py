@@ -31,7 +31,13 @@ from sqlalchemy.pool import NullPool
 # The tables of Dagster's storage a connection's deletion deletes from or updates, per storage.
 DAGSTER_TABLES = {
     "run_storage": ("runs", "run_tags"),
-    "event_log_storage": ("event_logs", "asset_event_tags", "asset_keys", "asset_check_executions", "dynamic_partitions"),
+    "event_log_storage": (
+        "event_logs",
+        "asset_event_tags",
+        "asset_keys",
+        "asset_check_executions",
+        "dynamic_partitions",
+    ),
     "schedule_storage": ("job_ticks", "instigators", "jobs"),
 }
 

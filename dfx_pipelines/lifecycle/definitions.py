@@ -23,30 +23,51 @@ class ConnectionActionConfig(dg.Config):
     actor: str = "dagster-operator"
 
 
-def _revoke(context: dg.OpExecutionContext, config: ConnectionActionConfig, platform: PlatformResource, remove: bool) -> dg.Output[dict]:
+def _revoke(
+    context: dg.OpExecutionContext, config: ConnectionActionConfig, platform: PlatformResource, remove: bool
+) -> dg.Output[dict]:
     services = platform.get()
     connection = services.registry.get(config.connection_id)
-    report = revoke_connection(services, connector_plugin(connection.kind), connection.id, remove=remove, actor=config.actor)
+    report = revoke_connection(
+        services, connector_plugin(connection.kind), connection.id, remove=remove, actor=config.actor
+    )
     context.log.info(report.summary())
-    return dg.Output(report.__dict__, metadata={"summary": report.summary(), "data_key_destroyed": report.data_key_id or "none", "provider_revoked": report.provider_revoked})
+    return dg.Output(
+        report.__dict__,
+        metadata={
+            "summary": report.summary(),
+            "data_key_destroyed": report.data_key_id or "none",
+            "provider_revoked": report.provider_revoked,
+        },
+    )
 
 
 @dg.op(tags=LIFECYCLE_TAGS)
-def revoke_connection_op(context: dg.OpExecutionContext, config: ConnectionActionConfig, platform: PlatformResource) -> dg.Output[dict]:
+def revoke_connection_op(
+    context: dg.OpExecutionContext, config: ConnectionActionConfig, platform: PlatformResource
+) -> dg.Output[dict]:
     return _revoke(context, config, platform, remove=False)
 
 
 @dg.op(tags=LIFECYCLE_TAGS)
-def remove_connection_op(context: dg.OpExecutionContext, config: ConnectionActionConfig, platform: PlatformResource) -> dg.Output[dict]:
+def remove_connection_op(
+    context: dg.OpExecutionContext, config: ConnectionActionConfig, platform: PlatformResource
+) -> dg.Output[dict]:
     return _revoke(context, config, platform, remove=True)
 
 
-@dg.job(tags=LIFECYCLE_TAGS, description="Revoke a connection now: provider revocation, credentials and data key destroyed, syncs stopped.")
+@dg.job(
+    tags=LIFECYCLE_TAGS,
+    description="Revoke a connection now: provider revocation, credentials and data key destroyed, syncs stopped.",
+)
 def revoke_connection_job() -> None:
     revoke_connection_op()
 
 
-@dg.job(tags=LIFECYCLE_TAGS, description="Remove a connection now (revocation, then its cached data is deleted by the next deletion run).")
+@dg.job(
+    tags=LIFECYCLE_TAGS,
+    description="Remove a connection now (revocation, then its cached data is deleted by the next deletion run).",
+)
 def remove_connection_job() -> None:
     remove_connection_op()
 
@@ -57,19 +78,33 @@ class WorkspaceActionConfig(dg.Config):
 
 
 @dg.op(tags=LIFECYCLE_TAGS)
-def close_workspace_op(context: dg.OpExecutionContext, config: WorkspaceActionConfig, platform: PlatformResource) -> dg.Output[dict]:
+def close_workspace_op(
+    context: dg.OpExecutionContext, config: WorkspaceActionConfig, platform: PlatformResource
+) -> dg.Output[dict]:
     report = close_workspace(platform.get(), config.workspace_id, connector_plugin, actor=config.actor)
     context.log.info(report.summary())
     table = "| connection | provider revoked | data key destroyed |\n|---|---|---|\n" + "\n".join(
-        f"| {r.connection_id} | {'yes' if r.provider_revoked else 'no'} | {r.data_key_id or '-'} |" for r in report.removed
+        f"| {r.connection_id} | {'yes' if r.provider_revoked else 'no'} | {r.data_key_id or '-'} |"
+        for r in report.removed
     )
     return dg.Output(
-        {"workspace_id": report.workspace_id, "closed_at": report.closed_at.isoformat(), "removed": [r.connection_id for r in report.removed]},
-        metadata={"summary": report.summary(), "connections_removed": len(report.removed), "removed": dg.MetadataValue.md(table)},
+        {
+            "workspace_id": report.workspace_id,
+            "closed_at": report.closed_at.isoformat(),
+            "removed": [r.connection_id for r in report.removed],
+        },
+        metadata={
+            "summary": report.summary(),
+            "connections_removed": len(report.removed),
+            "removed": dg.MetadataValue.md(table),
+        },
     )
 
 
-@dg.job(tags=LIFECYCLE_TAGS, description="Close a customer's workspace (account closure): every connection is removed now; the deletion job erases their data.")
+@dg.job(
+    tags=LIFECYCLE_TAGS,
+    description="Close a customer's workspace (account closure): every connection is removed now; the deletion job erases their data.",
+)
 def close_workspace_job() -> None:
     close_workspace_op()
 
@@ -80,15 +115,25 @@ class DeletionConfig(dg.Config):
 
 
 @dg.op(tags=LIFECYCLE_TAGS)
-def delete_removed_connections(context: dg.OpExecutionContext, config: DeletionConfig, platform: PlatformResource) -> dg.Output[list]:
+def delete_removed_connections(
+    context: dg.OpExecutionContext, config: DeletionConfig, platform: PlatformResource
+) -> dg.Output[list]:
     services = platform.get()
     reports = []
     for connection in due_for_deletion(services, grace=timedelta(days=config.grace_days)):
-        report = delete_connection_data(services, connector_plugin(connection.kind), context.instance, connection.id, actor=config.actor)
-        context.log.info(f"deleted {connection.id}: {report.metric_values_deleted} metric values, {report.runs_deleted} runs, data key {report.data_key_id}")
+        report = delete_connection_data(
+            services, connector_plugin(connection.kind), context.instance, connection.id, actor=config.actor
+        )
+        context.log.info(
+            f"deleted {connection.id}: {report.metric_values_deleted} metric values, {report.runs_deleted} runs, data key {report.data_key_id}"
+        )
         reports.append(report.__dict__)
-    table = "| connection | metric values | runs | partition events | data key | seconds |\n|---|---:|---:|---:|---|---:|\n" + "\n".join(
-        f"| {r['connection_id']} | {r['metric_values_deleted']} | {r['runs_deleted']} | {r['partition_events_wiped']} | {r['data_key_id'] or '-'} | {r['seconds']} |" for r in reports
+    table = (
+        "| connection | metric values | runs | partition events | data key | seconds |\n|---|---:|---:|---:|---|---:|\n"
+        + "\n".join(
+            f"| {r['connection_id']} | {r['metric_values_deleted']} | {r['runs_deleted']} | {r['partition_events_wiped']} | {r['data_key_id'] or '-'} | {r['seconds']} |"
+            for r in reports
+        )
     )
     return dg.Output(reports, metadata={"connections_deleted": len(reports), "deletions": dg.MetadataValue.md(table)})
 
@@ -122,13 +167,26 @@ def deletion_overdue_sensor(context: dg.SensorEvaluationContext, platform: Platf
     names = ", ".join(f"{c.id} (removed {c.removed_at:%Y-%m-%d})" for c in late)
     context.log.error(f"DELETION OVERDUE past the 30-day promise: {names}")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"overdue:{c.id}:{c.removed_at:%Y%m%d}", tags={**LIFECYCLE_TAGS, "dfx/alert": "deletion-overdue", "dfx/connection": c.id}) for c in late],
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"overdue:{c.id}:{c.removed_at:%Y%m%d}",
+                tags={**LIFECYCLE_TAGS, "dfx/alert": "deletion-overdue", "dfx/connection": c.id},
+            )
+            for c in late
+        ],
     )
 
 
 def lifecycle_definitions() -> dg.Definitions:
     return dg.Definitions(
-        jobs=[revoke_connection_job, remove_connection_job, close_workspace_job, connection_deletion_job, *RETENTION_JOBS, *SUBJECT_REQUEST_JOBS],
+        jobs=[
+            revoke_connection_job,
+            remove_connection_job,
+            close_workspace_job,
+            connection_deletion_job,
+            *RETENTION_JOBS,
+            *SUBJECT_REQUEST_JOBS,
+        ],
         schedules=[connection_deletion_schedule, *RETENTION_SCHEDULES],
         sensors=[deletion_overdue_sensor, *SUBJECT_REQUEST_SENSORS, *NOTIFICATION_SENSORS],
         resources={"app_db": AppDatabaseResource(), **NOTIFICATION_RESOURCES},

@@ -29,7 +29,12 @@ import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetEventTagsTable, AssetKeyTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetEventTagsTable,
+    AssetKeyTable,
+    SqlEventLogStorageTable,
+)
 from dagster._serdes import serialize_value
 
 from dfx_pipelines.lifecycle import audit
@@ -140,7 +145,9 @@ def _partition_events(instance: dg.DagsterInstance, key: dg.AssetKey, connection
         raise DeletionIncomplete(f"cannot search {type(storage).__name__} for events of {connection_id}")
     events = SqlEventLogStorageTable
     query = sa.select(events.c.run_id).where(
-        events.c.asset_key == key.to_string(), events.c.dagster_event_type.in_(_ASSET_EVENT_TYPES), _of_connection(connection_id)
+        events.c.asset_key == key.to_string(),
+        events.c.dagster_event_type.in_(_ASSET_EVENT_TYPES),
+        _of_connection(connection_id),
     )
     with storage.index_connection() as db:
         return [row[0] or RUNLESS_RUN_ID for row in db.execute(query)]
@@ -152,7 +159,9 @@ def _delete_runless_events(storage: SqlEventLogStorage, key: dg.AssetKey, connec
     their tags) from the event log tables directly. Runless events live in the index and in the
     runless "run" shard on SQLite, in one table on PostgreSQL/MySQL."""
     events = SqlEventLogStorageTable
-    mine = sa.and_(events.c.run_id == RUNLESS_RUN_ID, events.c.asset_key == key.to_string(), _of_connection(connection_id))
+    mine = sa.and_(
+        events.c.run_id == RUNLESS_RUN_ID, events.c.asset_key == key.to_string(), _of_connection(connection_id)
+    )
     with storage.index_connection() as db:
         ids = [row[0] for row in db.execute(sa.select(events.c.id).where(mine))]
         if ids:
@@ -173,7 +182,10 @@ def _refresh_asset_summary(instance: dg.DagsterInstance, key: dg.AssetKey) -> No
             db.execute(
                 AssetKeyTable.update()
                 .where(AssetKeyTable.c.asset_key == key.to_string())
-                .values(last_materialization=serialize_value(latest[0]) if latest else None, last_run_id=latest[0].run_id if latest else None)
+                .values(
+                    last_materialization=serialize_value(latest[0]) if latest else None,
+                    last_run_id=latest[0].run_id if latest else None,
+                )
             )
     if storage.can_read_asset_status_cache():
         storage.wipe_asset_cached_status(key)
@@ -193,16 +205,25 @@ def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_i
                 _delete_runless_events(instance.event_log_storage, key, connection_id)
             left = _partition_events(instance, key, connection_id)
             if left:
-                raise DeletionIncomplete(f"{len(left)} events of {key.to_user_string()} for {connection_id} could not be erased")
+                raise DeletionIncomplete(
+                    f"{len(left)} events of {key.to_user_string()} for {connection_id} could not be erased"
+                )
             wiped += len(events)
         _refresh_asset_summary(instance, key)
     return wiped
 
 
-_METRIC_TABLES = ("metric_values", "metric_batches", "metric_record_buckets", "connections")  # the tombstone's update leaves an old version
+_METRIC_TABLES = (
+    "metric_values",
+    "metric_batches",
+    "metric_record_buckets",
+    "connections",
+)  # the tombstone's update leaves an old version
 
 
-def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance: dg.DagsterInstance, connection_id: str, *, actor: str) -> DeletionReport:
+def delete_connection_data(
+    platform: Platform, plugin: ConnectorPlugin, instance: dg.DagsterInstance, connection_id: str, *, actor: str
+) -> DeletionReport:
     """Erase everything cached from a removed (or revoked) connection. Refuses an active one."""
     connection = platform.registry.get(connection_id)
     if connection.status is ConnectionStatus.ACTIVE:
@@ -229,22 +250,34 @@ def delete_connection_data(platform: Platform, plugin: ConnectorPlugin, instance
         compact_metric_db(platform.engine, (*_METRIC_TABLES, *report.connector_data_deleted))
         compact_dagster_storage(instance)
     except Exception as exc:
-        audit.record(platform.engine, "deletion_failed", connection, actor, {**report.as_details(), "error": type(exc).__name__})
+        audit.record(
+            platform.engine, "deletion_failed", connection, actor, {**report.as_details(), "error": type(exc).__name__}
+        )
         raise
     report.seconds = round(time.monotonic() - started, 3)
     audit.record(platform.engine, "deletion_completed", connection, actor, report.as_details())
     return report
 
 
-def due_for_deletion(platform: Platform, now: datetime | None = None, grace: timedelta = timedelta(0)) -> list[Connection]:
+def due_for_deletion(
+    platform: Platform, now: datetime | None = None, grace: timedelta = timedelta(0)
+) -> list[Connection]:
     """Removed connections whose grace period is over (grace 0: the next nightly run deletes them)."""
     if not timedelta(0) <= grace <= DELETION_DEADLINE:
         raise ValueError(f"grace must be between 0 and {DELETION_DEADLINE.days} days, got {grace}")
     now = now or utcnow()
-    return [c for c in platform.registry.list(statuses=[ConnectionStatus.REMOVED]) if c.removed_at and c.removed_at + grace <= now]
+    return [
+        c
+        for c in platform.registry.list(statuses=[ConnectionStatus.REMOVED])
+        if c.removed_at and c.removed_at + grace <= now
+    ]
 
 
 def overdue(platform: Platform, now: datetime | None = None) -> list[Connection]:
     """Removed connections still holding data past the 30-day promise."""
     now = now or utcnow()
-    return [c for c in platform.registry.list(statuses=[ConnectionStatus.REMOVED]) if c.removed_at and c.removed_at + DELETION_DEADLINE <= now]
+    return [
+        c
+        for c in platform.registry.list(statuses=[ConnectionStatus.REMOVED])
+        if c.removed_at and c.removed_at + DELETION_DEADLINE <= now
+    ]

@@ -164,9 +164,19 @@ def check_webhook_url(url: str, allowed_hosts: frozenset[str] = frozenset(), *, 
     a host the operator allow-listed), parsed and resolved by `platform.endpoints` like every endpoint
     a secret goes to — so no userinfo trick, private, loopback (outside the sandbox) or metadata host.
     The messages never quote the URL: its path is the secret."""
-    policy = HostPolicy(exact=frozenset({SLACK_WEBHOOK_HOST}) | allowed_hosts, description=f"{SLACK_WEBHOOK_HOST} or an allow-listed host (DFX_SLACK_WEBHOOK_HOSTS)")
+    policy = HostPolicy(
+        exact=frozenset({SLACK_WEBHOOK_HOST}) | allowed_hosts,
+        description=f"{SLACK_WEBHOOK_HOST} or an allow-listed host (DFX_SLACK_WEBHOOK_HOSTS)",
+    )
     try:
-        checked = check_endpoint(url, what="the Slack webhook URL", policy=policy, sandbox_allowed=sandbox_allowed, path=None, sandbox_schemes=("https", "http"))
+        checked = check_endpoint(
+            url,
+            what="the Slack webhook URL",
+            policy=policy,
+            sandbox_allowed=sandbox_allowed,
+            path=None,
+            sandbox_schemes=("https", "http"),
+        )
     except UnsafeDestinationError as exc:
         raise ConfigError(f"{exc} (an incoming webhook is https://{SLACK_WEBHOOK_HOST}/services/…)") from None
     if checked.host == SLACK_WEBHOOK_HOST and not checked.path.startswith("/services/"):
@@ -249,35 +259,57 @@ def safe_summary(error) -> str:  # noqa: ANN001 - SerializableErrorInfo
 def failed_assets(instance: dg.DagsterInstance, run: dg.DagsterRun, step_keys: list[str]) -> list[str]:
     """The assets the failed steps were materializing (their step keys where a step is not an asset)."""
     names: list[str] = []
-    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    snapshot = (
+        instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    )
     for step_key in step_keys:
         step = next((s for s in snapshot.steps if s.key == step_key), None) if snapshot else None
-        keys = sorted({o.properties.asset_key.to_user_string() for o in step.outputs if o.properties and o.properties.asset_key}) if step else []
+        keys = (
+            sorted(
+                {
+                    o.properties.asset_key.to_user_string()
+                    for o in step.outputs
+                    if o.properties and o.properties.asset_key
+                }
+            )
+            if step
+            else []
+        )
         names.extend(keys or [step_key])
     return names
 
 
-def compose(connection: Connection, workspace_name: str, owner: str, run: dg.DagsterRun, assets: list[str], summaries: list[str], failed_at: Optional[datetime] = None) -> EmailMessage:
+def compose(
+    connection: Connection,
+    workspace_name: str,
+    owner: str,
+    run: dg.DagsterRun,
+    assets: list[str],
+    summaries: list[str],
+    failed_at: Optional[datetime] = None,
+) -> EmailMessage:
     partition = run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start") or ""
     what = ", ".join(dict.fromkeys(assets)) or run.job_name
-    body = "\n".join([
-        "Hello,",
-        "",
-        f'A data sync for your connection "{connection.display_name}" ({connection.id}, {connection.kind}) in workspace '
-        f'"{workspace_name}" failed.',
-        "",
-        f"What failed: {what}",
-        *([f"Partition: {partition}"] if partition else []),
-        f"When: {failed_at or utcnow():%Y-%m-%d %H:%M} UTC",
-        "Error: " + ("; ".join(dict.fromkeys(summaries)) or "the run failed before any step ran"),
-        f"Run id: {run.run_id}",
-        "",
-        "If this was a passing problem at the provider, the next scheduled sync catches up on its own. If it keeps "
-        "failing, check the connection in DataFlow-Xpert (reconnect it if its access was revoked) or contact "
-        "support quoting the run id.",
-        "",
-        "DataFlow-Xpert",
-    ])
+    body = "\n".join(
+        [
+            "Hello,",
+            "",
+            f'A data sync for your connection "{connection.display_name}" ({connection.id}, {connection.kind}) in workspace '
+            f'"{workspace_name}" failed.',
+            "",
+            f"What failed: {what}",
+            *([f"Partition: {partition}"] if partition else []),
+            f"When: {failed_at or utcnow():%Y-%m-%d %H:%M} UTC",
+            "Error: " + ("; ".join(dict.fromkeys(summaries)) or "the run failed before any step ran"),
+            f"Run id: {run.run_id}",
+            "",
+            "If this was a passing problem at the provider, the next scheduled sync catches up on its own. If it keeps "
+            "failing, check the connection in DataFlow-Xpert (reconnect it if its access was revoked) or contact "
+            "support quoting the run id.",
+            "",
+            "DataFlow-Xpert",
+        ]
+    )
     message = EmailMessage()
     message["To"] = owner
     message["Subject"] = redact(f"Sync failed: {connection.display_name} ({connection.id})")
@@ -358,12 +390,17 @@ def _claim(engine: sa.Engine, run_id: str, now: datetime) -> bool:
 
 def _finish(engine: sa.Engine, run_id: str, **values: object) -> None:
     with engine.begin() as db:
-        db.execute(tables.sent_notifications.update().where(tables.sent_notifications.c.run_id == run_id).values(**values))
+        db.execute(
+            tables.sent_notifications.update().where(tables.sent_notifications.c.run_id == run_id).values(**values)
+        )
 
 
 def _failure_message(instance: dg.DagsterInstance, run_id: str) -> tuple[list, str]:
     """The run's step failures and its run-failure message, from Dagster's event log."""
-    steps = [r.event_log_entry.dagster_event for r in instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.STEP_FAILURE).records]
+    steps = [
+        r.event_log_entry.dagster_event
+        for r in instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    ]
     runs = instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.RUN_FAILURE).records
     return [e for e in steps if e is not None], (runs[-1].event_log_entry.dagster_event.message or "") if runs else ""
 
@@ -414,13 +451,22 @@ class DeliveryReport:
 def _due(engine: sa.Engine, now: datetime, limit: int) -> list[str]:
     n = tables.sent_notifications
     with engine.connect() as db:
-        query = sa.select(n.c.run_id).where(n.c.status.in_((QUEUED, SENDING)), n.c.next_attempt_at <= now).order_by(n.c.next_attempt_at, n.c.at).limit(limit)
+        query = (
+            sa.select(n.c.run_id)
+            .where(n.c.status.in_((QUEUED, SENDING)), n.c.next_attempt_at <= now)
+            .order_by(n.c.next_attempt_at, n.c.at)
+            .limit(limit)
+        )
         return list(db.execute(query).scalars())
 
 
 def deliver_due(
-    platform: Platform, instance: dg.DagsterInstance, smtp: SmtpResource, slack: Optional[SlackWebhookResource] = None,
-    now: Optional[datetime] = None, limit: int = DELIVERY_BATCH,
+    platform: Platform,
+    instance: dg.DagsterInstance,
+    smtp: SmtpResource,
+    slack: Optional[SlackWebhookResource] = None,
+    now: Optional[datetime] = None,
+    limit: int = DELIVERY_BATCH,
 ) -> DeliveryReport:
     """Send up to `limit` due notifications over one SMTP connection. A failure is recorded on its row
     (attempts, redacted reason, next attempt after `backoff`); when the relay itself is unreachable or
@@ -447,8 +493,17 @@ def deliver_due(
                     attempts = (db.execute(sa.select(n.c.attempts).where(n.c.run_id == run_id)).scalar() or 0) + 1
                 retry_at = now + backoff(attempts)
                 reason = safe_summary_text(f"{type(exc).__name__}: {exc}")
-                _finish(engine, run_id, status=QUEUED, attempts=attempts, next_attempt_at=retry_at, last_error=reason[:_ERROR_LIMIT])
-                report.failed.append(f"run {run_id}: {reason} (attempt {attempts}, next at {retry_at:%Y-%m-%d %H:%M:%S} UTC)")
+                _finish(
+                    engine,
+                    run_id,
+                    status=QUEUED,
+                    attempts=attempts,
+                    next_attempt_at=retry_at,
+                    last_error=reason[:_ERROR_LIMIT],
+                )
+                report.failed.append(
+                    f"run {run_id}: {reason} (attempt {attempts}, next at {retry_at:%Y-%m-%d %H:%M:%S} UTC)"
+                )
                 if sender.unusable:
                     report.deferred += len(due[:limit]) - position - 1
                     break
@@ -465,12 +520,24 @@ def deliver_due(
                     report.slack_failed.append(f"run {run_id}: {redact(exc)}")
             with engine.connect() as db:
                 attempts = (db.execute(sa.select(n.c.attempts).where(n.c.run_id == run_id)).scalar() or 0) + 1
-            _finish(engine, run_id, status=status, channels=channels, recipient=message["To"], attempts=attempts, next_attempt_at=None, last_error=None, at=utcnow())
+            _finish(
+                engine,
+                run_id,
+                status=status,
+                channels=channels,
+                recipient=message["To"],
+                attempts=attempts,
+                next_attempt_at=None,
+                last_error=None,
+                at=utcnow(),
+            )
             report.sent.append(run_id)
     return report
 
 
-def _failure_events(instance: dg.DagsterInstance, cursor: Optional[int], now: datetime, limit: int) -> tuple[list, Optional[int]]:
+def _failure_events(
+    instance: dg.DagsterInstance, cursor: Optional[int], now: datetime, limit: int
+) -> tuple[list, Optional[int]]:
     """RUN_FAILURE events after the storage-id cursor (or, for a new cursor, of the last day), oldest first."""
     records_filter = dg.RunStatusChangeRecordsFilter(
         event_type=DagsterEventType.RUN_FAILURE,
@@ -483,7 +550,11 @@ def _failure_events(instance: dg.DagsterInstance, cursor: Optional[int], now: da
 
 
 def evaluate_notifications(
-    platform: Platform, instance: dg.DagsterInstance, cursor: Optional[str], smtp: SmtpResource, slack: Optional[SlackWebhookResource] = None,
+    platform: Platform,
+    instance: dg.DagsterInstance,
+    cursor: Optional[str],
+    smtp: SmtpResource,
+    slack: Optional[SlackWebhookResource] = None,
     now: Optional[datetime] = None,
 ) -> tuple[str, Optional[str], DeliveryReport]:
     """One tick: queue the next batch of failed runs, then deliver what is due. Returns the tick's
@@ -510,7 +581,9 @@ def evaluate_notifications(
     description="Emails a connection's workspace owner once per failed sync run (and Slack, if configured); "
     "undeliverable notifications stay queued and are retried with backoff (the tick says why).",
 )
-def sync_failure_notification_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, smtp: SmtpResource, slack: SlackWebhookResource) -> dg.SkipReason:
+def sync_failure_notification_sensor(
+    context: dg.SensorEvaluationContext, platform: PlatformResource, smtp: SmtpResource, slack: SlackWebhookResource
+) -> dg.SkipReason:
     summary, cursor, report = evaluate_notifications(platform.get(), context.instance, context.cursor, smtp, slack)
     if cursor is not None and cursor != context.cursor:
         context.update_cursor(cursor)

@@ -119,12 +119,29 @@ APP_POLICY: dict[str, tuple[Period, Action, bool, str]] = {
 }
 
 PIPELINE_RULES: tuple[RetentionRule, ...] = (
-    RetentionRule("server_access_logs", PipelineStore("access_logs"), "file modified time", Period(days=90), promise="P28"),
+    RetentionRule(
+        "server_access_logs", PipelineStore("access_logs"), "file modified time", Period(days=90), promise="P28"
+    ),
     RetentionRule("dagster_run_logs", PipelineStore("dagster_runs"), "run created", Period(days=90), promise="P28"),
-    RetentionRule("dagster_compute_logs", PipelineStore("compute_logs"), "file modified time", Period(days=90), promise="P28"),
+    RetentionRule(
+        "dagster_compute_logs", PipelineStore("compute_logs"), "file modified time", Period(days=90), promise="P28"
+    ),
     RetentionRule("sensor_tick_history", PipelineStore("dagster_ticks"), "tick time", Period(days=90), promise="P28"),
-    RetentionRule("cached_metric_results", PipelineStore("metric_cache"), "connection removed_at / workspace closed_at", Period(days=30), promise="P27"),
-    RetentionRule("integration_credentials", PipelineStore("vault"), "connection removed_at", Period(days=0), action="verify", promise="P26"),
+    RetentionRule(
+        "cached_metric_results",
+        PipelineStore("metric_cache"),
+        "connection removed_at / workspace closed_at",
+        Period(days=30),
+        promise="P27",
+    ),
+    RetentionRule(
+        "integration_credentials",
+        PipelineStore("vault"),
+        "connection removed_at",
+        Period(days=0),
+        action="verify",
+        promise="P26",
+    ),
 )
 
 
@@ -139,8 +156,14 @@ def product_rules(app_tables: Sequence[AppTable]) -> list[RetentionRule]:
         period, action, hold, promise = APP_POLICY[table.category]
         rules.append(
             RetentionRule(
-                table.category, AppTableLocation(table.table, table.key_column), table.clock_column, period, action,
-                tuple(table.anonymise_columns) if action == "anonymise" else (), hold, promise,
+                table.category,
+                AppTableLocation(table.table, table.key_column),
+                table.clock_column,
+                period,
+                action,
+                tuple(table.anonymise_columns) if action == "anonymise" else (),
+                hold,
+                promise,
             )
         )
     return rules
@@ -176,12 +199,17 @@ def _app_rule(rule: RetentionRule, engine: sa.Engine, cutoff: datetime, dry_run:
         if rule.action == "delete":
             out.acted = db.execute(table.delete().where(expired)).rowcount
         else:
-            out.acted = db.execute(table.update().where(expired).values({c: None for c in rule.anonymise_columns})).rowcount
+            out.acted = db.execute(
+                table.update().where(expired).values({c: None for c in rule.anonymise_columns})
+            ).rowcount
 
 
 def _dagster_runs(instance: dg.DagsterInstance, cutoff: datetime, dry_run: bool, out: RuleOutcome) -> None:
     # Finished runs only: a run still going is never pulled from under its executor.
-    old = dg.RunsFilter(created_before=cutoff, statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED])
+    old = dg.RunsFilter(
+        created_before=cutoff,
+        statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+    )
     if dry_run:
         out.matched = instance.get_runs_count(filters=old)
         return
@@ -223,10 +251,23 @@ def _metric_cache(platform: Platform, cutoff: datetime, dry_run: bool, out: Rule
         .where(sa.or_(c.c.removed_at <= cutoff, w.c.closed_at <= cutoff))
     )
     with platform.engine.connect() as db:
-        ids = sorted({r[0] for r in db.execute(sa.select(b.c.connection_id).where(b.c.connection_id.in_(expired_connections)).distinct())})
-        out.matched = db.execute(
-            sa.select(sa.func.count()).select_from(v.join(b, v.c.batch_id == b.c.id)).where(b.c.connection_id.in_(ids))
-        ).scalar_one() if ids else 0
+        ids = sorted(
+            {
+                r[0]
+                for r in db.execute(
+                    sa.select(b.c.connection_id).where(b.c.connection_id.in_(expired_connections)).distinct()
+                )
+            }
+        )
+        out.matched = (
+            db.execute(
+                sa.select(sa.func.count())
+                .select_from(v.join(b, v.c.batch_id == b.c.id))
+                .where(b.c.connection_id.in_(ids))
+            ).scalar_one()
+            if ids
+            else 0
+        )
     if not dry_run:
         out.acted = sum(platform.metric_store.delete_connection(connection_id) for connection_id in ids)
     out.note = f"{len(ids)} connection(s)" + (f": {', '.join(ids)}" if ids else "")
@@ -241,7 +282,11 @@ def _vault(platform: Platform, out: RuleOutcome) -> None:
             held.append(connection.id)
     out.matched = len(held)
     out.violation = bool(held)
-    out.note = ("still held for " + ", ".join(held) + " (revocation should have destroyed them)") if held else "none held for revoked/removed connections"
+    out.note = (
+        ("still held for " + ", ".join(held) + " (revocation should have destroyed them)")
+        if held
+        else "none held for revoked/removed connections"
+    )
 
 
 def apply_rules(
@@ -259,7 +304,9 @@ def apply_rules(
     outcomes = []
     for rule in rules:
         cutoff = rule.period.cutoff(now)
-        out = RuleOutcome(rule.category, str(rule.location), rule.action, str(rule.period), cutoff.strftime("%Y-%m-%d %H:%M UTC"))
+        out = RuleOutcome(
+            rule.category, str(rule.location), rule.action, str(rule.period), cutoff.strftime("%Y-%m-%d %H:%M UTC")
+        )
         location = rule.location
         if isinstance(location, AppTableLocation):
             if app_engine is None:
@@ -300,9 +347,14 @@ def apply_rules(
 
 def report_markdown(outcomes: Sequence[RuleOutcome], dry_run: bool) -> str:
     verb = "would act on" if dry_run else "removed/anonymised"
-    lines = [f"| category | location | action | period | cutoff | past cutoff | {verb} | note |", "|---|---|---|---|---|---:|---:|---|"]
+    lines = [
+        f"| category | location | action | period | cutoff | past cutoff | {verb} | note |",
+        "|---|---|---|---|---|---:|---:|---|",
+    ]
     for o in outcomes:
-        lines.append(f"| {o.category} | {o.location} | {o.action} | {o.period} | {o.cutoff} | {o.matched} | {o.acted} | {o.note} |")
+        lines.append(
+            f"| {o.category} | {o.location} | {o.action} | {o.period} | {o.cutoff} | {o.matched} | {o.acted} | {o.note} |"
+        )
     return "\n".join(lines)
 
 
@@ -315,7 +367,9 @@ class RetentionConfig(dg.Config):
 
 
 @dg.op(tags=LIFECYCLE_TAGS)
-def apply_retention_rules(context: dg.OpExecutionContext, config: RetentionConfig, platform: PlatformResource, app_db: AppDatabaseResource) -> dg.Output[list]:
+def apply_retention_rules(
+    context: dg.OpExecutionContext, config: RetentionConfig, platform: PlatformResource, app_db: AppDatabaseResource
+) -> dg.Output[list]:
     started = time.monotonic()
     services = platform.get()
     app_tables = app_db.checked_tables()  # every configured name validated before anything is touched
@@ -324,13 +378,23 @@ def apply_retention_rules(context: dg.OpExecutionContext, config: RetentionConfi
         raise ConfigError("production needs the application database (DFX_APP_DB_URL) for the retention rules over it")
     log_dir = config.access_log_dir or os.environ.get(ACCESS_LOG_DIR_ENV)
     outcomes = apply_rules(
-        product_rules(app_tables), platform=services, instance=context.instance, app_engine=app_engine,
-        access_log_dir=Path(log_dir) if log_dir else None, dry_run=config.dry_run,
+        product_rules(app_tables),
+        platform=services,
+        instance=context.instance,
+        app_engine=app_engine,
+        access_log_dir=Path(log_dir) if log_dir else None,
+        dry_run=config.dry_run,
     )
     for o in outcomes:
-        context.log.info(f"{o.category}: {o.matched} past cutoff {o.cutoff}, {o.acted} {o.action}d{' (dry run)' if config.dry_run else ''} {o.note}")
+        context.log.info(
+            f"{o.category}: {o.matched} past cutoff {o.cutoff}, {o.acted} {o.action}d{' (dry run)' if config.dry_run else ''} {o.note}"
+        )
     metadata: dict = {o.category: o.acted if not config.dry_run else o.matched for o in outcomes}
-    metadata.update(dry_run=config.dry_run, report=dg.MetadataValue.md(report_markdown(outcomes, config.dry_run)), seconds=round(time.monotonic() - started, 3))
+    metadata.update(
+        dry_run=config.dry_run,
+        report=dg.MetadataValue.md(report_markdown(outcomes, config.dry_run)),
+        seconds=round(time.monotonic() - started, 3),
+    )
     violations = [o for o in outcomes if o.violation]
     if violations:
         names = "; ".join(f"{o.category}: {o.note}" for o in violations)
@@ -339,7 +403,10 @@ def apply_retention_rules(context: dg.OpExecutionContext, config: RetentionConfi
     return dg.Output([asdict(o) for o in outcomes], metadata=metadata)
 
 
-@dg.job(tags=LIFECYCLE_TAGS, description="Applies the retention table (logs, cached metrics, application tables) and reports per rule what it removed.")
+@dg.job(
+    tags=LIFECYCLE_TAGS,
+    description="Applies the retention table (logs, cached metrics, application tables) and reports per rule what it removed.",
+)
 def retention_job() -> None:
     apply_retention_rules()
 

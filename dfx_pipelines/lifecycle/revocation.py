@@ -35,10 +35,14 @@ class RevocationReport:
         if self.already:
             return f"{self.connection_id} was already {self.status}; credentials were destroyed then"
         key = f"data key {self.data_key_id} destroyed" if self.data_key_id else "no data key was left"
-        return f"{self.connection_id} {self.status}: {self.provider_detail}; {key}, {self.secrets_deleted} secrets deleted"
+        return (
+            f"{self.connection_id} {self.status}: {self.provider_detail}; {key}, {self.secrets_deleted} secrets deleted"
+        )
 
 
-def revoke_connection(platform: Platform, plugin: ConnectorPlugin, connection_id: str, *, remove: bool, actor: str) -> RevocationReport:
+def revoke_connection(
+    platform: Platform, plugin: ConnectorPlugin, connection_id: str, *, remove: bool, actor: str
+) -> RevocationReport:
     """Revoke (or remove) a connection. Safe to repeat: a second call reports what was done before.
     Unknown ids raise `UnknownConnectionError`."""
     connection = platform.registry.get(connection_id)
@@ -48,7 +52,9 @@ def revoke_connection(platform: Platform, plugin: ConnectorPlugin, connection_id
     if connection.status is ConnectionStatus.REVOKED:  # revoked earlier, now removed: credentials are gone
         platform.registry.set_status(connection.id, target)
         audit.record(platform.engine, "remove", connection, actor, {"after_revoke": True})
-        return RevocationReport(connection.id, target.value, False, False, "credentials were destroyed at revocation", None, 0)
+        return RevocationReport(
+            connection.id, target.value, False, False, "credentials were destroyed at revocation", None, 0
+        )
     # Provider first, while we still hold the token; a provider failure must not keep our copy alive.
     try:
         provider = plugin.revoke_at_provider(platform, connection)
@@ -63,7 +69,8 @@ def revoke_connection(platform: Platform, plugin: ConnectorPlugin, connection_id
         destroyed = receipt.data_key_id is not None or receipt.secrets_deleted > 0
         local = (
             f"local credentials destroyed anyway ({receipt.secrets_deleted} secrets, data key {receipt.data_key_id or 'none'})"
-            if destroyed else "no credentials were held locally, so nothing was destroyed"
+            if destroyed
+            else "no credentials were held locally, so nothing was destroyed"
         )
         provider_detail = f"{provider_detail}; {local}"
         log.warning("%s: %s", connection.id, provider_detail)
@@ -75,7 +82,15 @@ def revoke_connection(platform: Platform, plugin: ConnectorPlugin, connection_id
         "secrets_deleted": receipt.secrets_deleted,
     }
     audit.record(platform.engine, "remove" if remove else "revoke", connection, actor, details)
-    return RevocationReport(connection.id, target.value, False, provider_revoked, provider_detail, receipt.data_key_id, receipt.secrets_deleted)
+    return RevocationReport(
+        connection.id,
+        target.value,
+        False,
+        provider_revoked,
+        provider_detail,
+        receipt.data_key_id,
+        receipt.secrets_deleted,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,17 +103,25 @@ class ClosureReport:
     def summary(self) -> str:
         state = "was already closed" if self.already else "closed"
         return f"workspace {self.workspace_id} {state} ({self.closed_at:%Y-%m-%d %H:%M} UTC); " + (
-            f"{len(self.removed)} connections removed: " + ", ".join(r.connection_id for r in self.removed) if self.removed else "no connection left to remove"
+            f"{len(self.removed)} connections removed: " + ", ".join(r.connection_id for r in self.removed)
+            if self.removed
+            else "no connection left to remove"
         )
 
 
-def close_workspace(platform: Platform, workspace_id: str, plugin_for: Callable[[str], ConnectorPlugin], *, actor: str) -> ClosureReport:
+def close_workspace(
+    platform: Platform, workspace_id: str, plugin_for: Callable[[str], ConnectorPlugin], *, actor: str
+) -> ClosureReport:
     """Account closure: the workspace is marked closed (no connection can be added to it again) and
     every connection it still has is removed at once, as `remove` does one by one, so the credentials die
     now and the deletion job erases the cached data within the grace period. Safe to repeat."""
     before = platform.registry.get_workspace(workspace_id)
     closed = platform.registry.close_workspace(workspace_id)
-    connections = platform.registry.list(workspace_id=workspace_id, statuses=[ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED])
-    removed = tuple(revoke_connection(platform, plugin_for(c.kind), c.id, remove=True, actor=actor) for c in connections)
+    connections = platform.registry.list(
+        workspace_id=workspace_id, statuses=[ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED]
+    )
+    removed = tuple(
+        revoke_connection(platform, plugin_for(c.kind), c.id, remove=True, actor=actor) for c in connections
+    )
     assert closed.closed_at is not None
     return ClosureReport(workspace_id, closed.closed_at, before.closed_at is not None, removed)

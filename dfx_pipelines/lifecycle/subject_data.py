@@ -78,7 +78,15 @@ def normalise_email(email: str) -> str:
     return email
 
 
-def record_request(engine: sa.Engine, kind: str, law: str, subject_email: str, *, received_at: Optional[datetime] = None, request: Optional[dict] = None) -> SubjectRequest:
+def record_request(
+    engine: sa.Engine,
+    kind: str,
+    law: str,
+    subject_email: str,
+    *,
+    received_at: Optional[datetime] = None,
+    request: Optional[dict] = None,
+) -> SubjectRequest:
     """Record a request as received; its due date follows from the law it is made under."""
     if kind not in KINDS:
         raise ConfigError(f"unknown request kind {kind!r}; one of {', '.join(KINDS)}")
@@ -88,8 +96,13 @@ def record_request(engine: sa.Engine, kind: str, law: str, subject_email: str, *
     with engine.begin() as db:
         request_id = db.execute(
             tables.subject_requests.insert().values(
-                kind=kind, law=law, subject_email=normalise_email(subject_email), received_at=received_at,
-                due_at=received_at + timedelta(days=DUE_DAYS[law]), status="received", request=request or {},
+                kind=kind,
+                law=law,
+                subject_email=normalise_email(subject_email),
+                received_at=received_at,
+                due_at=received_at + timedelta(days=DUE_DAYS[law]),
+                status="received",
+                request=request or {},
             )
         ).inserted_primary_key[0]
     return get_request(engine, request_id)
@@ -97,7 +110,11 @@ def record_request(engine: sa.Engine, kind: str, law: str, subject_email: str, *
 
 def get_request(engine: sa.Engine, request_id: int) -> SubjectRequest:
     with engine.connect() as db:
-        row = db.execute(sa.select(tables.subject_requests).where(tables.subject_requests.c.id == request_id)).mappings().first()
+        row = (
+            db.execute(sa.select(tables.subject_requests).where(tables.subject_requests.c.id == request_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise ConfigError(f"unknown subject request {request_id}")
     return SubjectRequest.from_row(row)
@@ -112,19 +129,26 @@ def verify_identity(engine: sa.Engine, request_id: int, by: str, at: Optional[da
         raise RequestRefused(f"subject request {request_id} is already completed")
     with engine.begin() as db:
         db.execute(
-            tables.subject_requests.update().where(tables.subject_requests.c.id == request_id)
+            tables.subject_requests.update()
+            .where(tables.subject_requests.c.id == request_id)
             .values(identity_verified_at=at or utcnow(), identity_verified_by=by.strip(), status="verified")
         )
     return get_request(engine, request_id)
 
 
 def open_requests(engine: sa.Engine) -> list[SubjectRequest]:
-    query = sa.select(tables.subject_requests).where(tables.subject_requests.c.status != "completed").order_by(tables.subject_requests.c.due_at)
+    query = (
+        sa.select(tables.subject_requests)
+        .where(tables.subject_requests.c.status != "completed")
+        .order_by(tables.subject_requests.c.due_at)
+    )
     with engine.connect() as db:
         return [SubjectRequest.from_row(row) for row in db.execute(query).mappings()]
 
 
-def deadline_alerts(engine: sa.Engine, now: Optional[datetime] = None, near: timedelta = NEAR_DUE) -> tuple[list[SubjectRequest], list[SubjectRequest]]:
+def deadline_alerts(
+    engine: sa.Engine, now: Optional[datetime] = None, near: timedelta = NEAR_DUE
+) -> tuple[list[SubjectRequest], list[SubjectRequest]]:
     """(overdue, due within `near`) among the requests not yet answered."""
     now = now or utcnow()
     pending = open_requests(engine)
@@ -137,7 +161,11 @@ def deadline_alerts(engine: sa.Engine, now: Optional[datetime] = None, near: tim
 def is_restricted(engine: sa.Engine, email: str) -> bool:
     """Whether processing of this subject's data must stop (restriction or objection on record)."""
     with engine.connect() as db:
-        row = db.execute(sa.select(tables.subject_restrictions.c.restricted).where(tables.subject_restrictions.c.subject_email == normalise_email(email))).first()
+        row = db.execute(
+            sa.select(tables.subject_restrictions.c.restricted).where(
+                tables.subject_restrictions.c.subject_email == normalise_email(email)
+            )
+        ).first()
     return bool(row and row[0])
 
 
@@ -162,22 +190,38 @@ def _jsonable(value: Any) -> Any:
 def _owned_workspaces(platform: Platform, email: str) -> list[dict[str, Any]]:
     w = tables.workspaces
     with platform.engine.connect() as db:
-        rows = [dict(r) for r in db.execute(sa.select(w).where(sa.func.lower(w.c.owner_email) == email).order_by(w.c.id)).mappings()]
+        rows = [
+            dict(r)
+            for r in db.execute(sa.select(w).where(sa.func.lower(w.c.owner_email) == email).order_by(w.c.id)).mappings()
+        ]
     return rows
 
 
 def _connection_counts(platform: Platform, connection_id: str) -> dict[str, int]:
     b, v = tables.metric_batches, tables.metric_values
     with platform.engine.connect() as db:
-        batches = db.execute(sa.select(sa.func.count()).select_from(b).where(b.c.connection_id == connection_id)).scalar_one()
-        values = db.execute(sa.select(sa.func.count()).select_from(v.join(b, v.c.batch_id == b.c.id)).where(b.c.connection_id == connection_id)).scalar_one()
+        batches = db.execute(
+            sa.select(sa.func.count()).select_from(b).where(b.c.connection_id == connection_id)
+        ).scalar_one()
+        values = db.execute(
+            sa.select(sa.func.count())
+            .select_from(v.join(b, v.c.batch_id == b.c.id))
+            .where(b.c.connection_id == connection_id)
+        ).scalar_one()
     return {"metric_batches": batches, "metric_values": values}
 
 
-def export_subject(platform: Platform, app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str) -> dict[str, Any]:
+def export_subject(
+    platform: Platform, app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str
+) -> dict[str, Any]:
     """Everything held about the subject, as one JSON-ready document (portability, right to know)."""
     email = normalise_email(email)
-    document: dict[str, Any] = {"subject_email": email, "generated_at": utcnow().isoformat(), "application_data": {}, "workspaces": []}
+    document: dict[str, Any] = {
+        "subject_email": email,
+        "generated_at": utcnow().isoformat(),
+        "application_data": {},
+        "workspaces": [],
+    }
     if app_engine is None:
         document["note"] = "no application database is configured: only the pipeline's own stores were searched"
     else:
@@ -185,34 +229,66 @@ def export_subject(platform: Platform, app_engine: Optional[sa.Engine], app_tabl
             for table in app_tables:
                 if not table.email_column:
                     continue
-                reflected = sa.Table(sql_identifier(table.table), sa.MetaData(), autoload_with=db)  # every column they hold
-                query = sa.select(reflected).where(email_matches(table, reflected, email)).order_by(reflected.c[table.key_column])
+                reflected = sa.Table(
+                    sql_identifier(table.table), sa.MetaData(), autoload_with=db
+                )  # every column they hold
+                query = (
+                    sa.select(reflected)
+                    .where(email_matches(table, reflected, email))
+                    .order_by(reflected.c[table.key_column])
+                )
                 rows = [{k: _jsonable(v) for k, v in row.items()} for row in db.execute(query).mappings()]
                 document["application_data"][table.category] = {"table": table.table, "rows": rows}
     for workspace in _owned_workspaces(platform, email):
         entry = {k: _jsonable(v) for k, v in workspace.items()}
         entry["connections"] = []
         for connection in platform.registry.list(workspace_id=workspace["id"]):
-            entry["connections"].append({
-                "id": connection.id, "kind": connection.kind, "display_name": connection.display_name, "status": connection.status.value,
-                **{k: _jsonable(getattr(connection, k)) for k in ("created_at", "revoked_at", "removed_at", "deleted_at")},
-                "configuration": connection.config_json(),  # what they selected and mapped; holds no secret
-                **_connection_counts(platform, connection.id),
-                # Credentials are never exported, only whether the vault still holds some.
-                "credentials_held": platform.vault.data_key_id(connection.workspace_id, connection.id) is not None,
-            })
+            entry["connections"].append(
+                {
+                    "id": connection.id,
+                    "kind": connection.kind,
+                    "display_name": connection.display_name,
+                    "status": connection.status.value,
+                    **{
+                        k: _jsonable(getattr(connection, k))
+                        for k in ("created_at", "revoked_at", "removed_at", "deleted_at")
+                    },
+                    "configuration": connection.config_json(),  # what they selected and mapped; holds no secret
+                    **_connection_counts(platform, connection.id),
+                    # Credentials are never exported, only whether the vault still holds some.
+                    "credentials_held": platform.vault.data_key_id(connection.workspace_id, connection.id) is not None,
+                }
+            )
         document["workspaces"].append(entry)
     n = tables.sent_notifications
     with platform.engine.connect() as db:
-        document["notifications_sent"] = [{k: _jsonable(v) for k, v in r.items()} for r in db.execute(sa.select(n.c.run_id, n.c.connection_id, n.c.channels, n.c.at).where(n.c.recipient == email)).mappings()]
+        document["notifications_sent"] = [
+            {k: _jsonable(v) for k, v in r.items()}
+            for r in db.execute(
+                sa.select(n.c.run_id, n.c.connection_id, n.c.channels, n.c.at).where(n.c.recipient == email)
+            ).mappings()
+        ]
         s = tables.subject_requests
-        document["requests"] = [{k: _jsonable(v) for k, v in r.items()} for r in db.execute(sa.select(s.c.id, s.c.kind, s.c.law, s.c.received_at, s.c.status).where(s.c.subject_email == email).order_by(s.c.id)).mappings()]
+        document["requests"] = [
+            {k: _jsonable(v) for k, v in r.items()}
+            for r in db.execute(
+                sa.select(s.c.id, s.c.kind, s.c.law, s.c.received_at, s.c.status)
+                .where(s.c.subject_email == email)
+                .order_by(s.c.id)
+            ).mappings()
+        ]
     document["restricted"] = is_restricted(platform.engine, email)
     document["found"] = bool(document["workspaces"] or any(t["rows"] for t in document["application_data"].values()))
     return document
 
 
-def erase_subject(platform: Platform, app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str, now: Optional[datetime] = None) -> dict[str, Any]:
+def erase_subject(
+    platform: Platform,
+    app_engine: Optional[sa.Engine],
+    app_tables: Sequence[AppTable],
+    email: str,
+    now: Optional[datetime] = None,
+) -> dict[str, Any]:
     """Delete or anonymise the subject's rows in one transaction, keeping what a legal period still covers."""
     email, now = normalise_email(email), now or utcnow()
     rules = {r.category: r for r in product_rules(app_tables)}
@@ -229,31 +305,58 @@ def erase_subject(platform: Platform, app_engine: Optional[sa.Engine], app_table
                 if rule is not None and rule.legal_hold:
                     cutoff = rule.period.cutoff(now)
                     held = sa.and_(mine, clause.c[table.clock_column] >= cutoff)
-                    count, latest = db.execute(sa.select(sa.func.count(), sa.func.max(clause.c[table.clock_column])).select_from(clause).where(held)).one()
+                    count, latest = db.execute(
+                        sa.select(sa.func.count(), sa.func.max(clause.c[table.clock_column]))
+                        .select_from(clause)
+                        .where(held)
+                    ).one()
                     if count:
-                        kept.append({
-                            "category": table.category, "rows": count,
-                            "reason": f"legal retention: {table.category.replace('_', ' ')} are kept {rule.period} ({rule.promise}); processing beyond keeping them is stopped",
-                            "deletable_from": _jsonable(_plus(latest, rule.period)),
-                        })
+                        kept.append(
+                            {
+                                "category": table.category,
+                                "rows": count,
+                                "reason": f"legal retention: {table.category.replace('_', ' ')} are kept {rule.period} ({rule.promise}); processing beyond keeping them is stopped",
+                                "deletable_from": _jsonable(_plus(latest, rule.period)),
+                            }
+                        )
                     mine = sa.and_(mine, clause.c[table.clock_column] < cutoff)  # past the legal period: erase
                 if rule is not None and rule.action == "anonymise":
-                    done = db.execute(clause.update().where(mine).values({c: None for c in table.anonymise_columns})).rowcount
-                    erased[table.category] = {"action": "anonymised", "rows": done, "columns": list(table.anonymise_columns)}
+                    done = db.execute(
+                        clause.update().where(mine).values({c: None for c in table.anonymise_columns})
+                    ).rowcount
+                    erased[table.category] = {
+                        "action": "anonymised",
+                        "rows": done,
+                        "columns": list(table.anonymise_columns),
+                    }
                 else:
                     done = db.execute(clause.delete().where(mine)).rowcount
                     erased[table.category] = {"action": "deleted", "rows": done}
     s = tables.subject_requests
     with platform.engine.begin() as db:  # earlier exports held a copy of their data: it goes too
-        exports = db.execute(s.update().where(s.c.subject_email == email, s.c.kind == "access", s.c.response.is_not(None)).values(response={"document": "erased"})).rowcount
+        exports = db.execute(
+            s.update()
+            .where(s.c.subject_email == email, s.c.kind == "access", s.c.response.is_not(None))
+            .values(response={"document": "erased"})
+        ).rowcount
     owned = [w["id"] for w in _owned_workspaces(platform, email)]
     found = bool(owned or kept or any(e["rows"] for e in erased.values()))
-    response: dict[str, Any] = {"found": found, "erased": erased, "kept": kept, "earlier_exports_erased": exports, "workspaces_owned": owned}
+    response: dict[str, Any] = {
+        "found": found,
+        "erased": erased,
+        "kept": kept,
+        "earlier_exports_erased": exports,
+        "workspaces_owned": owned,
+    }
     if not found:
-        response["message"] = f"no data about {email} is held in the configured tables or the registry; nothing was erased"
+        response["message"] = (
+            f"no data about {email} is held in the configured tables or the registry; nothing was erased"
+        )
     if owned:
-        response["workspaces_note"] = ("the subject owns these workspaces: their connections' cached data is deleted when the "
-                                       "connections are removed (dfx connections remove), which the account owner decides")
+        response["workspaces_note"] = (
+            "the subject owns these workspaces: their connections' cached data is deleted when the "
+            "connections are removed (dfx connections remove), which the account owner decides"
+        )
     if app_engine is None:
         response["note"] = "no application database is configured: only the pipeline's own stores were searched"
     return response
@@ -271,7 +374,9 @@ def _plus(value: Any, period: Any) -> Any:
     return shifted + timedelta(days=period.days)
 
 
-def rectify_subject(app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str, corrections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def rectify_subject(
+    app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str, corrections: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Apply `corrections` = {category: {column: new value}}; every column is checked before any change."""
     email = normalise_email(email)
     by_category = {t.category: t for t in app_tables}
@@ -285,13 +390,18 @@ def rectify_subject(app_engine: Optional[sa.Engine], app_tables: Sequence[AppTab
             raise ConfigError(f"rectification: unknown category {category!r}")
         for column in changes:
             if sql_identifier(column) not in table.rectifiable_columns:
-                raise ConfigError(f"rectification: {category}.{column} may not be changed (allowed: {table.rectifiable_columns})")
+                raise ConfigError(
+                    f"rectification: {category}.{column} may not be changed (allowed: {table.rectifiable_columns})"
+                )
     updated = {}
     with app_engine.begin() as db:
         for category, changes in corrections.items():
             table = by_category[category]
             clause = table.sa_table()
-            updated[category] = {"rows": db.execute(clause.update().where(email_matches(table, clause, email)).values(changes)).rowcount, "columns": sorted(changes)}
+            updated[category] = {
+                "rows": db.execute(clause.update().where(email_matches(table, clause, email)).values(changes)).rowcount,
+                "columns": sorted(changes),
+            }
     found = any(u["rows"] for u in updated.values())
     response: dict[str, Any] = {"found": found, "rectified": updated}
     if not found:
@@ -304,7 +414,11 @@ def restrict_subject(platform: Platform, email: str, request_id: int, reason: st
     r = tables.subject_restrictions
     with platform.engine.begin() as db:
         db.execute(r.delete().where(r.c.subject_email == email))
-        db.execute(r.insert().values(subject_email=email, restricted=True, since=utcnow(), request_id=request_id, reason=reason))
+        db.execute(
+            r.insert().values(
+                subject_email=email, restricted=True, since=utcnow(), request_id=request_id, reason=reason
+            )
+        )
     owned = sorted(w["id"] for w in _owned_workspaces(platform, email))
     return {"restricted": True, "reason": reason, "workspaces_excluded_from_processing": owned}
 
@@ -312,16 +426,26 @@ def restrict_subject(platform: Platform, email: str, request_id: int, reason: st
 def complete(engine: sa.Engine, request_id: int, response: dict[str, Any]) -> SubjectRequest:
     response = json.loads(json.dumps(response, default=_jsonable))
     with engine.begin() as db:
-        db.execute(tables.subject_requests.update().where(tables.subject_requests.c.id == request_id).values(status="completed", completed_at=utcnow(), response=response))
+        db.execute(
+            tables.subject_requests.update()
+            .where(tables.subject_requests.c.id == request_id)
+            .values(status="completed", completed_at=utcnow(), response=response)
+        )
     return get_request(engine, request_id)
 
 
 def check_actionable(request: SubjectRequest, kinds: Sequence[str]) -> None:
     """Refuse, with nothing done, a request that is not this job's, already answered, or unverified."""
     if request.kind not in kinds:
-        raise RequestRefused(f"subject request {request.id} is a {request.kind} request; this job answers {'/'.join(kinds)}")
+        raise RequestRefused(
+            f"subject request {request.id} is a {request.kind} request; this job answers {'/'.join(kinds)}"
+        )
     if request.status == "completed":
-        raise RequestRefused(f"subject request {request.id} was already answered at {request.completed_at:%Y-%m-%d %H:%M} UTC")
+        raise RequestRefused(
+            f"subject request {request.id} was already answered at {request.completed_at:%Y-%m-%d %H:%M} UTC"
+        )
     if request.identity_verified_at is None:
-        raise RequestRefused(f"subject request {request.id} refused: the requester's identity is not verified yet "
-                             f"(record the verification first); nothing was done")
+        raise RequestRefused(
+            f"subject request {request.id} refused: the requester's identity is not verified yet "
+            f"(record the verification first); nothing was done"
+        )

@@ -44,7 +44,9 @@ class SubjectRequestConfig(dg.Config):
     actor: str = "dagster-operator"
 
 
-def answer_request(platform: Platform, app_db: AppDatabaseResource, request_id: int, kinds: Sequence[str]) -> subject_data.SubjectRequest:
+def answer_request(
+    platform: Platform, app_db: AppDatabaseResource, request_id: int, kinds: Sequence[str]
+) -> subject_data.SubjectRequest:
     """Check the request may be acted on, act, and record the answer. Raises `RequestRefused` untouched."""
     request = get_request(platform.engine, request_id)
     subject_data.check_actionable(request, kinds)
@@ -86,13 +88,20 @@ def response_counts(response: dict[str, Any]) -> dict[str, Any]:
 
 def _request_job(name: str, kinds: tuple[str, ...], description: str) -> dg.JobDefinition:
     @dg.op(name=f"answer_{name}_request", tags=REQUEST_TAGS)
-    def answer(context: dg.OpExecutionContext, config: SubjectRequestConfig, platform: PlatformResource, app_db: AppDatabaseResource) -> dg.Output[dict]:
+    def answer(
+        context: dg.OpExecutionContext,
+        config: SubjectRequestConfig,
+        platform: PlatformResource,
+        app_db: AppDatabaseResource,
+    ) -> dg.Output[dict]:
         try:
             answered = answer_request(platform.get(), app_db, config.request_id, kinds)
         except RequestRefused as exc:
             context.log.error(str(exc))
             raise dg.Failure(description=str(exc), allow_retries=False) from None
-        context.log.info(f"subject request {answered.id} ({answered.kind}, {answered.law.upper()}) answered by {config.actor}")
+        context.log.info(
+            f"subject request {answered.id} ({answered.kind}, {answered.law.upper()}) answered by {config.actor}"
+        )
         summary = {"request_id": answered.id, "kind": answered.kind, "status": answered.status}
         return dg.Output(summary, metadata={**summary, **response_counts(answered.response or {})})
 
@@ -103,10 +112,18 @@ def _request_job(name: str, kinds: tuple[str, ...], description: str) -> dg.JobD
     return request_job
 
 
-subject_access_job = _request_job("access", ("access",), "Access/portability: one JSON document of everything held about the subject.")
-subject_erasure_job = _request_job("erasure", ("erasure",), "Erasure: delete or anonymise the subject's data, keeping what a legal period requires.")
-subject_rectification_job = _request_job("rectification", ("rectification",), "Rectification: apply the recorded corrections.")
-subject_restriction_job = _request_job("restriction", ("restriction", "objection"), "Restriction/objection: stop processing the subject's data.")
+subject_access_job = _request_job(
+    "access", ("access",), "Access/portability: one JSON document of everything held about the subject."
+)
+subject_erasure_job = _request_job(
+    "erasure", ("erasure",), "Erasure: delete or anonymise the subject's data, keeping what a legal period requires."
+)
+subject_rectification_job = _request_job(
+    "rectification", ("rectification",), "Rectification: apply the recorded corrections."
+)
+subject_restriction_job = _request_job(
+    "restriction", ("restriction", "objection"), "Restriction/objection: stop processing the subject's data."
+)
 
 
 class OverdueAlertConfig(dg.Config):
@@ -120,13 +137,18 @@ def raise_overdue_alert(context: dg.OpExecutionContext, config: OverdueAlertConf
         context.log.info(f"subject request {request.id} was answered meanwhile")
         return
     late = utcnow() - request.due_at
-    message = (f"SUBJECT REQUEST OVERDUE: #{request.id} ({request.kind}, {request.law.upper()}) was due "
-               f"{request.due_at:%Y-%m-%d} and is {late.days} day(s) late; status {request.status}")
+    message = (
+        f"SUBJECT REQUEST OVERDUE: #{request.id} ({request.kind}, {request.law.upper()}) was due "
+        f"{request.due_at:%Y-%m-%d} and is {late.days} day(s) late; status {request.status}"
+    )
     context.log.error(message)
     raise dg.Failure(description=message, allow_retries=False)
 
 
-@dg.job(tags={**REQUEST_TAGS, "dfx/alert": "subject-request-overdue"}, description="Fails loudly for an overdue data-subject request.")
+@dg.job(
+    tags={**REQUEST_TAGS, "dfx/alert": "subject-request-overdue"},
+    description="Fails loudly for an overdue data-subject request.",
+)
 def subject_request_overdue_alert_job() -> None:
     raise_overdue_alert()
 
@@ -141,9 +163,13 @@ def subject_request_overdue_alert_job() -> None:
 def subject_request_deadline_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource) -> dg.SensorResult:
     overdue, nearing = deadline_alerts(platform.get().engine)
     for request in nearing:
-        context.log.warning(f"subject request #{request.id} ({request.kind}, {request.law.upper()}) is due {request.due_at:%Y-%m-%d %H:%M} UTC")
+        context.log.warning(
+            f"subject request #{request.id} ({request.kind}, {request.law.upper()}) is due {request.due_at:%Y-%m-%d %H:%M} UTC"
+        )
     for request in overdue:
-        context.log.error(f"subject request #{request.id} ({request.kind}, {request.law.upper()}) is OVERDUE since {request.due_at:%Y-%m-%d %H:%M} UTC")
+        context.log.error(
+            f"subject request #{request.id} ({request.kind}, {request.law.upper()}) is OVERDUE since {request.due_at:%Y-%m-%d %H:%M} UTC"
+        )
     today = utcnow().strftime("%Y%m%d")
     runs = [
         dg.RunRequest(
@@ -156,9 +182,18 @@ def subject_request_deadline_sensor(context: dg.SensorEvaluationContext, platfor
     if runs:
         return dg.SensorResult(run_requests=runs)
     if nearing:
-        return dg.SensorResult(skip_reason="due within 7 days: " + ", ".join(f"#{r.id} ({r.kind}, due {r.due_at:%Y-%m-%d})" for r in nearing))
+        return dg.SensorResult(
+            skip_reason="due within 7 days: "
+            + ", ".join(f"#{r.id} ({r.kind}, due {r.due_at:%Y-%m-%d})" for r in nearing)
+        )
     return dg.SensorResult(skip_reason="no open data-subject request is near or past its due date")
 
 
-SUBJECT_REQUEST_JOBS = [subject_access_job, subject_erasure_job, subject_rectification_job, subject_restriction_job, subject_request_overdue_alert_job]
+SUBJECT_REQUEST_JOBS = [
+    subject_access_job,
+    subject_erasure_job,
+    subject_rectification_job,
+    subject_restriction_job,
+    subject_request_overdue_alert_job,
+]
 SUBJECT_REQUEST_SENSORS = [subject_request_deadline_sensor]

@@ -70,7 +70,9 @@ def _scrub_cursor(cursor: str | None, mentions: _Mentions) -> str | None:
     except ValueError:
         return None
     if isinstance(parsed, dict):
-        return json.dumps({k: v for k, v in parsed.items() if not mentions(k) and not mentions(json.dumps(v))}, sort_keys=True)
+        return json.dumps(
+            {k: v for k, v in parsed.items() if not mentions(k) and not mentions(json.dumps(v))}, sort_keys=True
+        )
     if isinstance(parsed, list):
         return json.dumps([item for item in parsed if not mentions(json.dumps(item))])
     return None
@@ -88,7 +90,12 @@ def _scrub_partitions(results: Any, mentions: _Mentions) -> list[DynamicPartitio
         return None if keys is None else [k for k in keys if not mentions(k)]
 
     return [
-        DynamicPartitionsRequestResult(r.partitions_def_name, keep(r.added_partitions), keep(r.deleted_partitions), keep(r.skipped_partitions) or [])
+        DynamicPartitionsRequestResult(
+            r.partitions_def_name,
+            keep(r.added_partitions),
+            keep(r.deleted_partitions),
+            keep(r.skipped_partitions) or [],
+        )
         for r in results or []
     ]
 
@@ -105,7 +112,9 @@ def scrub_tick(data: TickData, mentions: _Mentions, gone_run_ids: set[str]) -> T
         error = SerializableErrorInfo(message=ERASED, stack=[], cls_name=error.cls_name)
     return data._replace(
         run_requests=[r for i, r in enumerate(requests) if i not in dropped] if data.run_requests is not None else None,
-        reserved_run_ids=[r for i, r in enumerate(reserved) if i not in dropped] if data.reserved_run_ids is not None else None,
+        reserved_run_ids=[r for i, r in enumerate(reserved) if i not in dropped]
+        if data.reserved_run_ids is not None
+        else None,
         run_ids=[r for r in data.run_ids or [] if not drop_id(r)],
         origin_run_ids=[r for r in data.origin_run_ids or [] if not drop_id(r)],
         run_keys=[k for k in data.run_keys or [] if k not in dropped_keys and not mentions(k)],
@@ -136,7 +145,10 @@ def erase_connection_from_ticks(instance: dg.DagsterInstance, connection_id: str
         # decides precisely (a tick of sf-acme-2 contains "sf-acme" but does not name it).
         query = sa.select(ticks.c.id, body).where(body.contains(connection_id, autoescape=True), ticks.c.id > after_id)
         with storage.connect() as db:
-            rows = [(row[0], deserialize_value(row[1], TickData)) for row in db.execute(query.order_by(ticks.c.id).limit(200))]
+            rows = [
+                (row[0], deserialize_value(row[1], TickData))
+                for row in db.execute(query.order_by(ticks.c.id).limit(200))
+            ]
         if not rows:
             return changed
         after_id = rows[-1][0]
@@ -164,7 +176,9 @@ def erase_connection_from_sensor_state(instance: dg.DagsterInstance, connection_
         if not isinstance(data, SensorInstigatorData) or not mentions(data):
             continue
         last_run_key = None if data.last_run_key and mentions(data.last_run_key) else data.last_run_key
-        storage.update_instigator_state(state.with_data(data._replace(cursor=_scrub_cursor(data.cursor, mentions), last_run_key=last_run_key)))
+        storage.update_instigator_state(
+            state.with_data(data._replace(cursor=_scrub_cursor(data.cursor, mentions), last_run_key=last_run_key))
+        )
         changed += 1
     return changed
 

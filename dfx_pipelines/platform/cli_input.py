@@ -29,7 +29,9 @@ def read_json_file(path: str | Path, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{option} {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        raise ConfigError(
+            f"{option} {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
 
 
 class BoundedAmount(click.ParamType):
@@ -75,9 +77,13 @@ def check_settings(settings: Settings, environ: dict[str, str] | None = None) ->
     try:
         url = sa.engine.make_url(settings.metrics_db_url)
     except sa.exc.ArgumentError:
-        raise ConfigError("DFX_METRICS_DB_URL is not a database URL (e.g. postgresql+psycopg2://user@host/db)") from None
+        raise ConfigError(
+            "DFX_METRICS_DB_URL is not a database URL (e.g. postgresql+psycopg2://user@host/db)"
+        ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(f"DFX_METRICS_DB_URL: {url.get_backend_name()} is not supported (PostgreSQL, or SQLite for the embedded default)")
+        raise ConfigError(
+            f"DFX_METRICS_DB_URL: {url.get_backend_name()} is not supported (PostgreSQL, or SQLite for the embedded default)"
+        )
     folders = [("DFX_HOME", settings.home)]
     if settings.vault_backend == "local":
         folders.append(("DFX_VAULT_DIR", settings.vault_dir))

@@ -47,7 +47,14 @@ def migrate(engine: sa.Engine) -> None:
 def is_current(engine: sa.Engine) -> bool:
     heads = set(ScriptDirectory.from_config(_alembic_config(str(engine.url))).get_heads())
     with engine.connect() as connection:
-        return set(MigrationContext.configure(connection, opts={"version_table": "dfx_alembic_version"}).get_current_heads()) == heads
+        return (
+            set(
+                MigrationContext.configure(
+                    connection, opts={"version_table": "dfx_alembic_version"}
+                ).get_current_heads()
+            )
+            == heads
+        )
 
 
 def describe_url(url: str) -> str:
@@ -83,7 +90,11 @@ def get_engine(url: str) -> sa.Engine:
             try:
                 engine = _open(url)
             except (sa.exc.SQLAlchemyError, OSError) as exc:
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = (
+                    str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                    if str(exc).strip()
+                    else type(exc).__name__
+                )
                 raise ConfigError(f"the metric database {describe_url(url)} cannot be opened: {reason[:200]}") from None
             _engines[url] = engine
         return engine

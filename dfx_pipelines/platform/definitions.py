@@ -25,10 +25,14 @@ def connection_partitions_sensor(context: dg.SensorEvaluationContext, platform: 
         requests.extend(change.requests())
         if change.added or change.removed:
             summary.append(f"{kind}: +{len(change.added)} -{len(change.removed)}")
-    return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=None if requests else "partitions match the registry")
+    return dg.SensorResult(
+        dynamic_partitions_requests=requests, skip_reason=None if requests else "partitions match the registry"
+    )
 
 
 def platform_definitions() -> dg.Definitions:
     # The default executor too: a materialization launched from the UI (the implicit asset job) runs
     # in one process like the connector jobs.
-    return dg.Definitions(sensors=[connection_partitions_sensor], resources={"platform": PlatformResource()}, executor=CONNECTOR_EXECUTOR)
+    return dg.Definitions(
+        sensors=[connection_partitions_sensor], resources={"platform": PlatformResource()}, executor=CONNECTOR_EXECUTOR
+    )

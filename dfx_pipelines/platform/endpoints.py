@@ -53,7 +53,9 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
-_DOTTED_QUAD = re.compile(r"^(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$")
+_DOTTED_QUAD = re.compile(
+    r"^(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$"
+)
 _PORT = re.compile(r"^[0-9]{1,5}$")
 
 
@@ -69,7 +71,11 @@ class HostPolicy:
     description: str = ""  # for messages: "a Salesforce domain (.salesforce.com, …)"
 
     def admits(self, host: str) -> bool:
-        return self.any_public_host or host in self.exact or any(host.endswith(s) and len(host) > len(s) for s in self.suffixes)
+        return (
+            self.any_public_host
+            or host in self.exact
+            or any(host.endswith(s) and len(host) > len(s) for s in self.suffixes)
+        )
 
 
 ANY_PUBLIC_HOST = HostPolicy(any_public_host=True, ports=None, description="a public host")
@@ -109,7 +115,9 @@ def parse_url(url: object, *, what: str, schemes: tuple[str, ...] = ("https",)) 
     if not isinstance(url, str) or not url:
         raise _refuse(what, "must use https://, got an empty value")
     if any(ord(c) < 0x21 or ord(c) > 0x7E for c in url):
-        raise _refuse(what, "contains a space, control or non-ASCII character; write an internationalised host in its xn-- form")
+        raise _refuse(
+            what, "contains a space, control or non-ASCII character; write an internationalised host in its xn-- form"
+        )
     if "\\" in url:
         raise _refuse(what, "contains a backslash, which browsers and libraries read differently")
     try:
@@ -161,7 +169,9 @@ def _check_host_name(host: str, what: str) -> None:
     labels = host.split(".")
     if _NUMERIC_LABEL.fullmatch(labels[-1]):  # WHATWG: a numeric last label makes the host an IPv4 address
         if not _DOTTED_QUAD.fullmatch(host):
-            raise _refuse(what, f"host {host!r} is an IPv4 address in a non-canonical form (decimal, octal, hex or shortened)")
+            raise _refuse(
+                what, f"host {host!r} is an IPv4 address in a non-canonical form (decimal, octal, hex or shortened)"
+            )
         return
     if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise _refuse(what, f"host {host!r} is not a valid DNS name")
@@ -191,7 +201,7 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def classify(address: IPAddress) -> str:
-    """"metadata", "link-local", "unspecified", "multicast", "loopback", "private" or "public" — the most
+    """ "metadata", "link-local", "unspecified", "multicast", "loopback", "private" or "public" — the most
     dangerous of the address itself and the IPv4 address it carries."""
     order = ("metadata", "link-local", "unspecified", "multicast", "loopback", "private", "public")
     candidates = [address] + ([inner] if (inner := embedded_ipv4(address)) is not None else [])
@@ -267,7 +277,9 @@ def check_endpoint(
     endpoint = parse_url(url, what=what, schemes=schemes)
     sandbox = is_loopback_host(endpoint.host)
     if sandbox and not sandbox_allowed:
-        raise _refuse(what, f"points at loopback host {endpoint.host}, allowed only for the sandbox (not in production)")
+        raise _refuse(
+            what, f"points at loopback host {endpoint.host}, allowed only for the sandbox (not in production)"
+        )
     if endpoint.scheme != "https" and not sandbox:
         raise _refuse(what, f"must use https://, got {endpoint.scheme}://{endpoint.host}")
     if path is not None and endpoint.path != path.rstrip("/"):
@@ -275,29 +287,43 @@ def check_endpoint(
         raise _refuse(what, f"must have {expected}, got path {endpoint.path!r}")
     if not sandbox:
         if not policy.any_public_host and _is_ip_literal(endpoint.host):
-            raise _refuse(what, f"is a bare IP address ({endpoint.host}), not {policy.description or 'an allowed host'}")
+            raise _refuse(
+                what, f"is a bare IP address ({endpoint.host}), not {policy.description or 'an allowed host'}"
+            )
         if not policy.admits(endpoint.host):
             raise _refuse(what, f"host {endpoint.host!r} is not {policy.description or 'an allowed host'}")
         if policy.ports is not None and (endpoint.port or 443) not in policy.ports:
-            raise _refuse(what, f"port {endpoint.port} is not allowed for {endpoint.host} (only {', '.join(map(str, sorted(policy.ports)))})")
+            raise _refuse(
+                what,
+                f"port {endpoint.port} is not allowed for {endpoint.host} (only {', '.join(map(str, sorted(policy.ports)))})",
+            )
     try:
         addresses = resolve(endpoint.host, endpoint.port)
     except (OSError, UnicodeError) as exc:
-        raise _refuse(what, f"host {endpoint.host!r} cannot be resolved to check where it points ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+        raise _refuse(
+            what,
+            f"host {endpoint.host!r} cannot be resolved to check where it points ({getattr(exc, 'strerror', None) or type(exc).__name__})",
+        ) from None
     if not addresses:
         raise _refuse(what, f"host {endpoint.host!r} resolves to no address")
     for address in addresses:
         kind = classify(address)
         if kind in ("metadata", "link-local"):
-            raise _refuse(what, f"host {endpoint.host!r} resolves to a link-local or cloud metadata address ({address}): refused")
+            raise _refuse(
+                what, f"host {endpoint.host!r} resolves to a link-local or cloud metadata address ({address}): refused"
+            )
         if kind in ("unspecified", "multicast"):
             raise _refuse(what, f"host {endpoint.host!r} resolves to the {kind} address {address}: refused")
         if kind == "loopback" and not sandbox_allowed:
-            raise _refuse(what, f"host {endpoint.host!r} resolves to loopback ({address}); allowed only for the sandbox (not in production)")
+            raise _refuse(
+                what,
+                f"host {endpoint.host!r} resolves to loopback ({address}); allowed only for the sandbox (not in production)",
+            )
         if kind == "private" and not allow_private_address:
             raise _refuse(
-                what, f"host {endpoint.host!r} resolves to a non-public address ({address}); "
-                "set settings.allow_private_address on this connection to allow a private network"
+                what,
+                f"host {endpoint.host!r} resolves to a non-public address ({address}); "
+                "set settings.allow_private_address on this connection to allow a private network",
             )
         if sandbox and kind != "loopback":
             raise _refuse(what, f"host {endpoint.host!r} is named as loopback but resolves to {address}")

@@ -36,35 +36,149 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("DAGSTER_HOME", ALL, "`dfx`: `$DFX_HOME/dagster_home` (SQLite)", "yes", "folder holding this repository's `dagster.yaml`"),
-    Variable("DAGSTER_PG_HOST", ALL, "-", "yes", "Dagster's run, event-log and schedule storage (PostgreSQL), read by `dagster.yaml`"),
+    Variable(
+        "DAGSTER_HOME",
+        ALL,
+        "`dfx`: `$DFX_HOME/dagster_home` (SQLite)",
+        "yes",
+        "folder holding this repository's `dagster.yaml`",
+    ),
+    Variable(
+        "DAGSTER_PG_HOST",
+        ALL,
+        "-",
+        "yes",
+        "Dagster's run, event-log and schedule storage (PostgreSQL), read by `dagster.yaml`",
+    ),
     Variable("DAGSTER_PG_PORT", ALL, "-", "yes", "as above"),
     Variable("DAGSTER_PG_USERNAME", ALL, "-", "yes", "as above"),
     Variable("DAGSTER_PG_PASSWORD", ALL, "-", "yes", "as above"),
     Variable("DAGSTER_PG_DB", ALL, "-", "yes", "as above"),
-    Variable("DFX_MODE", ALL, "`embedded`", "yes: `production`", "`production` refuses sandbox hosts, the sandbox CA and `dfx sandbox serve`"),
-    Variable("DFX_HOME", ALL, "`./.dfx` (the working directory's)", "yes", "the local folder every process shares (default vault folder, sandbox CA); the same absolute path everywhere"),
-    Variable("DFX_METRICS_DB_URL", ALL, "SQLite in `$DFX_HOME/metrics.db`", "yes", "the metric database, e.g. `postgresql+psycopg2://dfx@db/dfx` (migrated on first use)"),
-    Variable("DFX_MASTER_KEY", ALL, "generated into `$DFX_HOME/master.key`", "yes", "base64 of 32 random bytes, or `new:<b64>,old:<b64>` while rotating"),
-    Variable("DFX_VAULT_BACKEND", ALL, "`local`", "no", "`gcp-secret-manager` keeps the encrypted secrets in Google Secret Manager"),
-    Variable("DFX_VAULT_DIR", ALL, "`$DFX_HOME/vault`", "with `local` vault: a folder shared by every process", "where the local vault keeps encrypted secrets"),
+    Variable(
+        "DFX_MODE",
+        ALL,
+        "`embedded`",
+        "yes: `production`",
+        "`production` refuses sandbox hosts, the sandbox CA and `dfx sandbox serve`",
+    ),
+    Variable(
+        "DFX_HOME",
+        ALL,
+        "`./.dfx` (the working directory's)",
+        "yes",
+        "the local folder every process shares (default vault folder, sandbox CA); the same absolute path everywhere",
+    ),
+    Variable(
+        "DFX_METRICS_DB_URL",
+        ALL,
+        "SQLite in `$DFX_HOME/metrics.db`",
+        "yes",
+        "the metric database, e.g. `postgresql+psycopg2://dfx@db/dfx` (migrated on first use)",
+    ),
+    Variable(
+        "DFX_MASTER_KEY",
+        ALL,
+        "generated into `$DFX_HOME/master.key`",
+        "yes",
+        "base64 of 32 random bytes, or `new:<b64>,old:<b64>` while rotating",
+    ),
+    Variable(
+        "DFX_VAULT_BACKEND",
+        ALL,
+        "`local`",
+        "no",
+        "`gcp-secret-manager` keeps the encrypted secrets in Google Secret Manager",
+    ),
+    Variable(
+        "DFX_VAULT_DIR",
+        ALL,
+        "`$DFX_HOME/vault`",
+        "with `local` vault: a folder shared by every process",
+        "where the local vault keeps encrypted secrets",
+    ),
     Variable("DFX_VAULT_GCP_PROJECT", ALL, "-", "with `gcp-secret-manager`", "the Secret Manager project"),
-    Variable("SALESFORCE_CLIENT_ID", f"{CLI}, {LOCATION}", "the sandbox's app", "with Salesforce", "the connected app's consumer key (connect, and token refresh in runs)"),
-    Variable("SALESFORCE_CLIENT_SECRET", f"{CLI}, {LOCATION}", "none (PKCE only)", "if the connected app has one", "the connected app's consumer secret"),
-    Variable("JIRA_CLIENT_ID", f"{CLI}, {LOCATION}", "the sandbox's app", "with Jira Cloud OAuth", "the Atlassian 3LO app's client id"),
-    Variable("JIRA_CLIENT_SECRET", f"{CLI}, {LOCATION}", "-", "with Jira Cloud OAuth", "the Atlassian 3LO app's secret (connect, and rotating refresh in runs)"),
-    Variable("JIRA_API_TOKEN", CLI, "a hidden prompt", "no", "`dfx connect jira --base-url`: the token to store (never an argument)"),
-    Variable("DFX_SMTP_HOST", LOCATION, "-", "yes", "the relay for sync-failure emails (the sensor runs in the daemon's code location)"),
+    Variable(
+        "SALESFORCE_CLIENT_ID",
+        f"{CLI}, {LOCATION}",
+        "the sandbox's app",
+        "with Salesforce",
+        "the connected app's consumer key (connect, and token refresh in runs)",
+    ),
+    Variable(
+        "SALESFORCE_CLIENT_SECRET",
+        f"{CLI}, {LOCATION}",
+        "none (PKCE only)",
+        "if the connected app has one",
+        "the connected app's consumer secret",
+    ),
+    Variable(
+        "JIRA_CLIENT_ID",
+        f"{CLI}, {LOCATION}",
+        "the sandbox's app",
+        "with Jira Cloud OAuth",
+        "the Atlassian 3LO app's client id",
+    ),
+    Variable(
+        "JIRA_CLIENT_SECRET",
+        f"{CLI}, {LOCATION}",
+        "-",
+        "with Jira Cloud OAuth",
+        "the Atlassian 3LO app's secret (connect, and rotating refresh in runs)",
+    ),
+    Variable(
+        "JIRA_API_TOKEN",
+        CLI,
+        "a hidden prompt",
+        "no",
+        "`dfx connect jira --base-url`: the token to store (never an argument)",
+    ),
+    Variable(
+        "DFX_SMTP_HOST",
+        LOCATION,
+        "-",
+        "yes",
+        "the relay for sync-failure emails (the sensor runs in the daemon's code location)",
+    ),
     Variable("DFX_SMTP_PORT", LOCATION, "`587`", "no", "the relay's port"),
     Variable("DFX_SMTP_FROM", LOCATION, "-", "yes", "the sender address"),
     Variable("DFX_SMTP_USERNAME", LOCATION, "none (no login)", "if the relay needs a login", "sent only over STARTTLS"),
     Variable("DFX_SMTP_PASSWORD", LOCATION, "-", "with `DFX_SMTP_USERNAME`", "as above"),
-    Variable("DFX_SLACK_WEBHOOK_URL", LOCATION, "none (no Slack)", "no", "a Slack incoming webhook for the same notifications (a secret)"),
-    Variable("DFX_SLACK_WEBHOOK_HOSTS", LOCATION, "none (only `hooks.slack.com`)", "no", "comma-separated hosts the webhook may also point at (a company's outbound relay)"),
-    Variable("DFX_APP_DB_URL", f"{CLI} (`dfx requests`), run workers", "-", "yes", "the application database the retention and data-subject jobs work on"),
+    Variable(
+        "DFX_SLACK_WEBHOOK_URL",
+        LOCATION,
+        "none (no Slack)",
+        "no",
+        "a Slack incoming webhook for the same notifications (a secret)",
+    ),
+    Variable(
+        "DFX_SLACK_WEBHOOK_HOSTS",
+        LOCATION,
+        "none (only `hooks.slack.com`)",
+        "no",
+        "comma-separated hosts the webhook may also point at (a company's outbound relay)",
+    ),
+    Variable(
+        "DFX_APP_DB_URL",
+        f"{CLI} (`dfx requests`), run workers",
+        "-",
+        "yes",
+        "the application database the retention and data-subject jobs work on",
+    ),
     Variable("USER", CLI, "`cli`", "no", "the actor `dfx` records in the lifecycle audit unless `--actor` is given"),
-    Variable("DFX_DAILY_START", LOCATION, "90 days before today", "no", "first day of the daily partitions (YYYY-MM-DD); the same in every process"),
-    Variable("DFX_ACCESS_LOG_DIR", "run workers", "none (rule reported as not configured)", "no", "access logs the retention job prunes after 90 days"),
+    Variable(
+        "DFX_DAILY_START",
+        LOCATION,
+        "90 days before today",
+        "no",
+        "first day of the daily partitions (YYYY-MM-DD); the same in every process",
+    ),
+    Variable(
+        "DFX_ACCESS_LOG_DIR",
+        "run workers",
+        "none (rule reported as not configured)",
+        "no",
+        "access logs the retention job prunes after 90 days",
+    ),
 )
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}
@@ -121,17 +235,31 @@ def check(env: Mapping[str, str] | None = None) -> list[Finding]:
     if backend not in ("local", "gcp-secret-manager"):
         findings.append(Finding("error", "DFX_VAULT_BACKEND", f"must be local or gcp-secret-manager, got {backend!r}"))
     if backend == "gcp-secret-manager" and not env.get("DFX_VAULT_GCP_PROJECT"):
-        findings.append(Finding("error", "DFX_VAULT_GCP_PROJECT", "DFX_VAULT_BACKEND=gcp-secret-manager needs the project"))
+        findings.append(
+            Finding("error", "DFX_VAULT_GCP_PROJECT", "DFX_VAULT_BACKEND=gcp-secret-manager needs the project")
+        )
     if env.get("DFX_SMTP_PORT") and not env["DFX_SMTP_PORT"].isdigit():
         findings.append(Finding("error", "DFX_SMTP_PORT", f"not a port number: {env['DFX_SMTP_PORT']!r}"))
     if env.get("DFX_SMTP_PASSWORD") and not env.get("DFX_SMTP_USERNAME"):
-        findings.append(Finding("warning", "DFX_SMTP_USERNAME", "DFX_SMTP_PASSWORD is set but no username: the password is never used"))
+        findings.append(
+            Finding(
+                "warning", "DFX_SMTP_USERNAME", "DFX_SMTP_PASSWORD is set but no username: the password is never used"
+            )
+        )
     if bool(env.get("DFX_SMTP_HOST")) != bool(env.get("DFX_SMTP_FROM")):
         missing = "DFX_SMTP_FROM" if env.get("DFX_SMTP_HOST") else "DFX_SMTP_HOST"
-        findings.append(Finding("error", missing, "SMTP needs both DFX_SMTP_HOST and DFX_SMTP_FROM: failure emails stay queued"))
+        findings.append(
+            Finding("error", missing, "SMTP needs both DFX_SMTP_HOST and DFX_SMTP_FROM: failure emails stay queued")
+        )
     for kind in ("SALESFORCE", "JIRA"):
         if env.get(f"{kind}_CLIENT_SECRET") and not env.get(f"{kind}_CLIENT_ID"):
-            findings.append(Finding("error", f"{kind}_CLIENT_ID", f"{kind}_CLIENT_SECRET is set without its client id: the sandbox app's id would be sent"))
+            findings.append(
+                Finding(
+                    "error",
+                    f"{kind}_CLIENT_ID",
+                    f"{kind}_CLIENT_SECRET is set without its client id: the sandbox app's id would be sent",
+                )
+            )
     if not production:
         return findings
 
@@ -146,7 +274,11 @@ def check(env: Mapping[str, str] | None = None) -> list[Finding]:
     need("DFX_MASTER_KEY", "production never generates a key file")
     need("DFX_METRICS_DB_URL", "the metric store would be a SQLite file per host")
     if env.get("DFX_METRICS_DB_URL", "").startswith("sqlite"):
-        findings.append(Finding("error", "DFX_METRICS_DB_URL", "SQLite in production: every process needs the same PostgreSQL database"))
+        findings.append(
+            Finding(
+                "error", "DFX_METRICS_DB_URL", "SQLite in production: every process needs the same PostgreSQL database"
+            )
+        )
     if backend == "local":
         need("DFX_VAULT_DIR", "the local vault must be one folder shared by the CLI, the daemon and run workers")
         if env.get("DFX_VAULT_DIR") and not Path(env["DFX_VAULT_DIR"]).is_absolute():
@@ -172,7 +304,11 @@ def report(env: Mapping[str, str] | None = None) -> tuple[list[str], bool]:
     for variable in VARIABLES:
         value = env.get(variable.name)
         default = variable.default.replace("`", "")
-        shown = ("unset" if default == "-" else f"unset (default: {default})") if not value else ("set" if any(s in variable.name for s in secret) else value)
+        shown = (
+            ("unset" if default == "-" else f"unset (default: {default})")
+            if not value
+            else ("set" if any(s in variable.name for s in secret) else value)
+        )
         lines.append(f"  {variable.name:26s} {shown}")
     findings = check(env)
     lines.append("")

@@ -41,5 +41,7 @@ def step_errors(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> It
     except Exception as exc:
         if is_permanent(exc):
             context.instance.add_run_tags(context.run.run_id, NO_RETRY_TAGS)
-            context.log.error(f"{type(exc).__name__} is permanent: the run fails once and is not retried (trying again cannot help until someone acts)")
+            context.log.error(
+                f"{type(exc).__name__} is permanent: the run fails once and is not retried (trying again cannot help until someone acts)"
+            )
         raise

@@ -118,7 +118,15 @@ class PolicyRetry(Retry):
     def parse_retry_after(self, retry_after: str) -> float:
         return parse_retry_after(retry_after) or 0.0
 
-    def increment(self, method: str | None = None, url: str | None = None, response: Any = None, error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> "PolicyRetry":
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> "PolicyRetry":
         if response is not None and error is None:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.policy.max_backoff:
@@ -140,7 +148,9 @@ class PolicyRetry(Retry):
 
     def sleep(self, response: Any = None) -> None:
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-        self.policy.sleep(min(retry_after, self.policy.max_backoff) if retry_after is not None else self.get_backoff_time())
+        self.policy.sleep(
+            min(retry_after, self.policy.max_backoff) if retry_after is not None else self.get_backoff_time()
+        )
 
 
 class RetryingAdapter(HTTPAdapter):
@@ -248,7 +258,9 @@ def check_response(response: requests.Response, what: str) -> requests.Response:
     if response.ok:
         return response
     excerpt = redact(response.text[:300]) if response.text else ""
-    message = f"{what} failed: HTTP {response.status_code} from {_safe_url(response.url)}" + (f": {excerpt}" if excerpt else "")
+    message = f"{what} failed: HTTP {response.status_code} from {_safe_url(response.url)}" + (
+        f": {excerpt}" if excerpt else ""
+    )
     if response.status_code in (401, 403):
         raise AuthError(message)
     raise ConnectorError(message)

@@ -64,17 +64,25 @@ def _check_text(kind: str, value: object) -> str:
     if not value:
         raise IdentifierError(f"invalid {kind}: empty")
     if value != value.strip():
-        raise IdentifierError(f"invalid {kind}: {value!r} has surrounding whitespace; identifiers are used exactly as typed, never trimmed")
+        raise IdentifierError(
+            f"invalid {kind}: {value!r} has surrounding whitespace; identifiers are used exactly as typed, never trimmed"
+        )
     for char in value:
         if unicodedata.category(char)[0] in ("C", "Z") and char != " ":
-            raise IdentifierError(f"invalid {kind}: {value!r} contains the control or separator character U+{ord(char):04X}")
+            raise IdentifierError(
+                f"invalid {kind}: {value!r} contains the control or separator character U+{ord(char):04X}"
+            )
     return value
 
 
-def _check(pattern: re.Pattern[str], kind: str, value: object, max_length: int | None = None, limit_source: str = "") -> str:
+def _check(
+    pattern: re.Pattern[str], kind: str, value: object, max_length: int | None = None, limit_source: str = ""
+) -> str:
     text = _check_text(kind, value)
     if max_length is not None and len(text) > max_length:
-        raise IdentifierError(f"invalid {kind}: {len(text)} characters, longer than the {max_length} {limit_source} allows ({text[:40]!r}…)")
+        raise IdentifierError(
+            f"invalid {kind}: {len(text)} characters, longer than the {max_length} {limit_source} allows ({text[:40]!r}…)"
+        )
     if not pattern.fullmatch(text):
         raise IdentifierError(f"invalid {kind}: {text!r} (must match {pattern.pattern})")
     return text
@@ -88,12 +96,16 @@ def salesforce_name(value: object) -> str:
         parts.append("")
     namespace, name = (parts[0], parts[1]) if len(parts) == 3 else (None, parts[0])
     if namespace is not None and len(namespace) > SF_NAMESPACE_MAX:
-        raise IdentifierError(f"invalid Salesforce API name: {text!r} has a {len(namespace)}-character namespace prefix; Salesforce allows at most {SF_NAMESPACE_MAX}")
+        raise IdentifierError(
+            f"invalid Salesforce API name: {text!r} has a {len(namespace)}-character namespace prefix; Salesforce allows at most {SF_NAMESPACE_MAX}"
+        )
     own = name
     if len(parts) == 1:  # a standard name: a derived object's suffix is not part of its own name
         own = next((name[: -len(s)] for s in _SF_STANDARD_DERIVED if name.endswith(s) and len(name) > len(s)), name)
     if len(own) > SF_NAME_MAX:
-        raise IdentifierError(f"invalid Salesforce API name: {text[:60]!r}… is {len(own)} characters before its suffix; Salesforce allows at most {SF_NAME_MAX}")
+        raise IdentifierError(
+            f"invalid Salesforce API name: {text[:60]!r}… is {len(own)} characters before its suffix; Salesforce allows at most {SF_NAME_MAX}"
+        )
     return text
 
 

@@ -74,7 +74,9 @@ def write_embedded_instance(home: Path, **run_monitoring: Any) -> Path:
     text = MARKER + "\n" + json.dumps(embedded_instance_config(**run_monitoring), indent=2) + "\n"  # JSON is YAML
     if config.exists():
         current = config.read_text()
-        ours = current.startswith((MARKER, "# Embedded default instance: Dagster's SQLite storage in this folder (made by `dfx`)."))
+        ours = current.startswith(
+            (MARKER, "# Embedded default instance: Dagster's SQLite storage in this folder (made by `dfx`).")
+        )
         if not ours or current == text:
             return config
     config.write_text(text)

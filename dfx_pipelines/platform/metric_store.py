@@ -136,14 +136,23 @@ class MetricStore:
     @staticmethod
     def _replace_bucket(db: sa.Connection, connection_id: str, metric: str, bucket: RecordBucket) -> None:
         buckets = tables.metric_record_buckets
-        db.execute(buckets.delete().where(buckets.c.connection_id == connection_id, buckets.c.metric == metric, buckets.c.day == bucket.day))
+        db.execute(
+            buckets.delete().where(
+                buckets.c.connection_id == connection_id, buckets.c.metric == metric, buckets.c.day == bucket.day
+            )
+        )
         if bucket.record_ids:
             db.execute(
                 buckets.insert(),
-                [{"connection_id": connection_id, "metric": metric, "day": bucket.day, "record_id": r} for r in sorted(bucket.record_ids)],
+                [
+                    {"connection_id": connection_id, "metric": metric, "day": bucket.day, "record_id": r}
+                    for r in sorted(bucket.record_ids)
+                ],
             )
 
-    def buckets_of(self, connection_id: str, record_ids: Iterable[str], metrics: Iterable[str] | None = None) -> dict[str, set[date]]:
+    def buckets_of(
+        self, connection_id: str, record_ids: Iterable[str], metrics: Iterable[str] | None = None
+    ) -> dict[str, set[date]]:
         """Per metric, the days on which stored batches counted any of these records."""
         buckets = tables.metric_record_buckets
         ids = sorted(set(record_ids))
@@ -151,8 +160,13 @@ class MetricStore:
         found: dict[str, set[date]] = {}
         with self.engine.connect() as db:
             for start in range(0, len(ids), _ID_CHUNK):
-                query = sa.select(buckets.c.metric, buckets.c.day).distinct().where(
-                    buckets.c.connection_id == connection_id, buckets.c.record_id.in_(ids[start:start + _ID_CHUNK])
+                query = (
+                    sa.select(buckets.c.metric, buckets.c.day)
+                    .distinct()
+                    .where(
+                        buckets.c.connection_id == connection_id,
+                        buckets.c.record_id.in_(ids[start : start + _ID_CHUNK]),
+                    )
                 )
                 if wanted is not None:
                     query = query.where(buckets.c.metric.in_(wanted))
@@ -219,7 +233,11 @@ class MetricStore:
         """Every batch, value and record bucket of one connection, in one transaction; returns values deleted."""
         batches, vals = tables.metric_batches, tables.metric_values
         with self.engine.begin() as db:
-            db.execute(tables.metric_record_buckets.delete().where(tables.metric_record_buckets.c.connection_id == connection_id))
+            db.execute(
+                tables.metric_record_buckets.delete().where(
+                    tables.metric_record_buckets.c.connection_id == connection_id
+                )
+            )
             ids = sa.select(batches.c.id).where(batches.c.connection_id == connection_id).scalar_subquery()
             deleted = db.execute(vals.delete().where(vals.c.batch_id.in_(ids))).rowcount
             db.execute(batches.delete().where(batches.c.connection_id == connection_id))

@@ -53,7 +53,9 @@ def daily_partitions(start_date: str = DAILY_START) -> dg.DailyPartitionsDefinit
 
 
 def connection_daily_partitions(kind: str, start_date: str = DAILY_START) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({"connection": connection_partitions(kind), "date": daily_partitions(start_date)})
+    return dg.MultiPartitionsDefinition(
+        {"connection": connection_partitions(kind), "date": daily_partitions(start_date)}
+    )
 
 
 def connection_of(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
@@ -76,7 +78,9 @@ class PartitionChanges:
         if self.added:
             requests.append(dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=list(self.added)))
         if self.removed:
-            requests.append(dg.DeleteDynamicPartitionsRequest(partitions_def_name=name, partition_keys=list(self.removed)))
+            requests.append(
+                dg.DeleteDynamicPartitionsRequest(partitions_def_name=name, partition_keys=list(self.removed))
+            )
         return requests
 
 
@@ -122,7 +126,11 @@ def run_partitions(context: dg.AssetExecutionContext) -> list[RunPartition]:
         text = str(key)
         if isinstance(key, dg.MultiPartitionKey) or "|" in text:
             connection_id, _, day = text.partition("|")
-            dims = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else {"connection": connection_id, "date": day}
+            dims = (
+                key.keys_by_dimension
+                if isinstance(key, dg.MultiPartitionKey)
+                else {"connection": connection_id, "date": day}
+            )
             found.append(RunPartition(text, dims["connection"], date.fromisoformat(dims["date"])))
         else:
             found.append(RunPartition(text, text, None))
@@ -131,7 +139,10 @@ def run_partitions(context: dg.AssetExecutionContext) -> list[RunPartition]:
 
 def range_tags(connection_id: str, first: date, last: date) -> dict[str, str]:
     """Run tags that make one run cover a connection's days `first..last` (single-run backfill)."""
-    return {RANGE_START_TAG: f"{connection_id}|{first.isoformat()}", RANGE_END_TAG: f"{connection_id}|{last.isoformat()}"}
+    return {
+        RANGE_START_TAG: f"{connection_id}|{first.isoformat()}",
+        RANGE_END_TAG: f"{connection_id}|{last.isoformat()}",
+    }
 
 
 def history_range(history_days: int, today: date) -> tuple[date, date]:

@@ -73,7 +73,9 @@ class _SecretRegistry:
                 # Longest first, so a secret that contains another is masked whole.
                 ordered = sorted(self._values, key=len, reverse=True)
                 encoded = sorted({form for v in ordered for form in _base64_forms(v)}, key=len, reverse=True)
-                self._pattern = re.compile("|".join([*(_escaped_forms_pattern(v) for v in ordered), *(re.escape(f) for f in encoded)]))
+                self._pattern = re.compile(
+                    "|".join([*(_escaped_forms_pattern(v) for v in ordered), *(re.escape(f) for f in encoded)])
+                )
             return self._pattern
 
 

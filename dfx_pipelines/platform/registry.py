@@ -259,7 +259,9 @@ class Connection(_Model):
         return next((m.source for m in self.field_mapper if m.target == target), None)
 
     def config_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", include={"selection", "field_mapper", "write_back", "settings", "endpoint", "discovered"})
+        return self.model_dump(
+            mode="json", include={"selection", "field_mapper", "write_back", "settings", "endpoint", "discovered"}
+        )
 
 
 def parse_connection(data: Mapping[str, Any]) -> Connection:
@@ -293,7 +295,11 @@ class Registry:
     def upsert_workspace(self, workspace: Workspace) -> Workspace:
         values = workspace.model_dump()
         with self.engine.begin() as db:
-            exists = db.execute(sa.select(tables.workspaces.c.id, tables.workspaces.c.closed_at).where(tables.workspaces.c.id == workspace.id)).first()
+            exists = db.execute(
+                sa.select(tables.workspaces.c.id, tables.workspaces.c.closed_at).where(
+                    tables.workspaces.c.id == workspace.id
+                )
+            ).first()
             if exists and exists.closed_at is not None:
                 raise ConfigError(f"workspace {workspace.id!r} is closed; a closed account is not reopened")
             if exists:
@@ -312,7 +318,11 @@ class Registry:
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         with self.engine.connect() as db:
-            row = db.execute(sa.select(tables.workspaces).where(tables.workspaces.c.id == workspace_id)).mappings().first()
+            row = (
+                db.execute(sa.select(tables.workspaces).where(tables.workspaces.c.id == workspace_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise ConfigError(f"unknown workspace {workspace_id!r}")
         return Workspace(**{**row, "created_at": _aware(row["created_at"]), "closed_at": _aware(row["closed_at"])})
@@ -389,7 +399,9 @@ class Registry:
         c = tables.connections
         with self.engine.begin() as db:
             result = db.execute(
-                c.update().where(c.c.id == connection.id, c.c.status != ConnectionStatus.DELETED.value).values(**self._to_row(connection))
+                c.update()
+                .where(c.c.id == connection.id, c.c.status != ConnectionStatus.DELETED.value)
+                .values(**self._to_row(connection))
             )
         if result.rowcount == 0:
             self.get(connection.id)  # unknown: UnknownConnectionError
@@ -398,7 +410,11 @@ class Registry:
 
     def find(self, connection_id: str) -> Connection | None:
         with self.engine.connect() as db:
-            row = db.execute(sa.select(tables.connections).where(tables.connections.c.id == connection_id)).mappings().first()
+            row = (
+                db.execute(sa.select(tables.connections).where(tables.connections.c.id == connection_id))
+                .mappings()
+                .first()
+            )
         return self._from_row(row) if row else None
 
     def get(self, connection_id: str) -> Connection:
@@ -439,9 +455,14 @@ class Registry:
         at = at or utcnow()
         with self.engine.begin() as db:
             db.execute(
-                tables.connections.update().where(tables.connections.c.id == connection_id).values(
-                    display_name=TOMBSTONE_NAME, config={}, status=ConnectionStatus.DELETED.value,
-                    deleted_at=connection.deleted_at or at, updated_at=utcnow(),
+                tables.connections.update()
+                .where(tables.connections.c.id == connection_id)
+                .values(
+                    display_name=TOMBSTONE_NAME,
+                    config={},
+                    status=ConnectionStatus.DELETED.value,
+                    deleted_at=connection.deleted_at or at,
+                    updated_at=utcnow(),
                 )
             )
         return self.get(connection_id)

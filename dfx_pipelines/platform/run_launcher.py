@@ -29,7 +29,9 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._serdes import ConfigurableClassData
 
-_WORKER_PID = re.compile(r"^(?:Started process for run|Executing steps in process|Executing steps using multiprocess executor: parent process) \(pid: (\d+)\)")
+_WORKER_PID = re.compile(
+    r"^(?:Started process for run|Executing steps in process|Executing steps using multiprocess executor: parent process) \(pid: (\d+)\)"
+)
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
 
@@ -53,7 +55,9 @@ class LocalWorkerRunLauncher(DefaultRunLauncher):
         return {"check_in_process_runs": Field(bool, is_required=False, default_value=False)}
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> "LocalWorkerRunLauncher":
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> "LocalWorkerRunLauncher":
         return cls(inst_data=inst_data, **config_value)
 
     @property

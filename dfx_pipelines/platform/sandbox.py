@@ -197,7 +197,9 @@ class Faults:
             except ValueError:
                 parsed = None
             if parsed is None or not (low <= parsed <= high):  # also refuses nan, and inf for floats
-                raise ConfigError(f"fault {spec!r}: {key} must be a {kind.__name__} from {low:g} to {high:g}, got {value!r}")
+                raise ConfigError(
+                    f"fault {spec!r}: {key} must be a {kind.__name__} from {low:g} to {high:g}, got {value!r}"
+                )
             return parsed
 
         kind, _, options_text = spec.partition(":")
@@ -219,7 +221,9 @@ class Faults:
             elif key in ("path_prefix", "when"):
                 options[key] = value
             else:
-                raise ConfigError(f"fault {spec!r}: unknown option {key!r} (count, probability, retry_after, delay, status, path_prefix, when)")
+                raise ConfigError(
+                    f"fault {spec!r}: unknown option {key!r} (count, probability, retry_after, delay, status, path_prefix, when)"
+                )
         try:
             return FaultRule(kind=kind, **options)
         except ValueError as exc:
@@ -314,7 +318,12 @@ def _certificate_of_key(certificates: list[bytes], key_pem: bytes) -> bytes | No
         return None
     public = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     for pem in certificates:
-        if x509.load_pem_x509_certificate(pem).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == public:
+        if (
+            x509.load_pem_x509_certificate(pem)
+            .public_key()
+            .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            == public
+        ):
             return pem
     return None
 
@@ -475,7 +484,10 @@ class SandboxServer:
 
     def start(self) -> "SandboxServer":
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{self.app.name}", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.app.name}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -34,7 +34,9 @@ def accept_secret(value: object, what: str, *, ascii_only: bool = False) -> str:
     if not value:
         raise ConfigError(f"{what} is empty")
     if has_control_character(value):
-        raise ConfigError(f"{what} contains a control character (a line break?): refused; give the secret alone, on one line")
+        raise ConfigError(
+            f"{what} contains a control character (a line break?): refused; give the secret alone, on one line"
+        )
     if value != value.strip():
         raise ConfigError(f"{what} has surrounding whitespace: refused, not trimmed; give the secret exactly")
     if ascii_only and not all(0x20 <= ord(char) <= 0x7E for char in value):

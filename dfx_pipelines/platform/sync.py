@@ -18,17 +18,30 @@ from dfx_pipelines.platform.services import Platform
 JobLike = Any  # an asset job (resolved or not) or a job: anything with a `.name`
 
 
-def full_resync_requests(connection: Connection, today: date, reason: str, *, snapshot_job: JobLike, daily_job: JobLike) -> list[dg.RunRequest]:
+def full_resync_requests(
+    connection: Connection, today: date, reason: str, *, snapshot_job: JobLike, daily_job: JobLike
+) -> list[dg.RunRequest]:
     """A snapshot run and one single-run range over the connection's whole daily history."""
     first, last = history_range(connection.settings.history_days, today)
     tags = {"dfx/connection": connection.id, "dfx/api": connection.kind, "dfx/sync": reason}
     return [
-        dg.RunRequest(run_key=f"{connection.id}:snapshot:{reason}:{today}", job_name=snapshot_job.name, partition_key=connection.id, tags=tags),
-        dg.RunRequest(run_key=f"{connection.id}:daily:{reason}:{today}", job_name=daily_job.name, tags={**tags, **range_tags(connection.id, first, last)}),
+        dg.RunRequest(
+            run_key=f"{connection.id}:snapshot:{reason}:{today}",
+            job_name=snapshot_job.name,
+            partition_key=connection.id,
+            tags=tags,
+        ),
+        dg.RunRequest(
+            run_key=f"{connection.id}:daily:{reason}:{today}",
+            job_name=daily_job.name,
+            tags={**tags, **range_tags(connection.id, first, last)},
+        ),
     ]
 
 
-def schedulable_connections(instance: dg.DagsterInstance, services: Platform, kind: str) -> tuple[list[Connection], list[str]]:
+def schedulable_connections(
+    instance: dg.DagsterInstance, services: Platform, kind: str
+) -> tuple[list[Connection], list[str]]:
     """The active connections of a kind a schedule may run now, and a note for each it may not."""
     known = set(instance.get_dynamic_partitions(connection_partitions(kind).name))
     restricted = restricted_workspace_ids(services.engine)
@@ -48,26 +61,35 @@ def skip_reason(kind: str, notes: list[str]) -> dg.SkipReason:
     return dg.SkipReason("; ".join(notes) or f"no active {kind} connection")
 
 
-def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, hour: int = 2, minute: int = 0) -> list[dg.ScheduleDefinition]:
+def nightly_schedules(
+    kind: str, *, snapshot_job: JobLike, daily_job: JobLike, hour: int = 2, minute: int = 0
+) -> list[dg.ScheduleDefinition]:
     """Two schedules recomputing every active connection of a kind in full: snapshot metrics, then
     (15 minutes later) each connection's whole daily history in one run."""
 
     def build(job: JobLike, at_minute: int, what: str) -> dg.ScheduleDefinition:
-        def requests(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest] | dg.SkipReason:
+        def requests(
+            context: dg.ScheduleEvaluationContext, platform: PlatformResource
+        ) -> list[dg.RunRequest] | dg.SkipReason:
             today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
             connections, notes = schedulable_connections(context.instance, platform.get(), kind)
             found = [
                 request
                 for connection in connections
-                for request in full_resync_requests(connection, today, "nightly", snapshot_job=snapshot_job, daily_job=daily_job)
+                for request in full_resync_requests(
+                    connection, today, "nightly", snapshot_job=snapshot_job, daily_job=daily_job
+                )
                 if request.job_name == job.name
             ]
             return found or skip_reason(kind, notes)
 
         requests.__name__ = f"{kind}_nightly_{what}_schedule"
         return dg.schedule(
-            name=requests.__name__, cron_schedule=f"{at_minute % 60} {hour + at_minute // 60} * * *", execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.RUNNING, job=job,
+            name=requests.__name__,
+            cron_schedule=f"{at_minute % 60} {hour + at_minute // 60} * * *",
+            execution_timezone="UTC",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            job=job,
             description=f"Nightly: recomputes {what} metrics of every active {kind} connection"
             + (", each connection's whole daily history in one run." if what == "daily" else "."),
         )(requests)
@@ -80,7 +102,9 @@ def nightly_schedules(kind: str, *, snapshot_job: JobLike, daily_job: JobLike, h
 Poll = Callable[[Connection, Any], tuple[list[dg.RunRequest], Any, str | None]]
 
 
-def poll_active_connections(context: dg.SensorEvaluationContext, services: Platform, kind: str, poll: Poll) -> dg.SensorResult:
+def poll_active_connections(
+    context: dg.SensorEvaluationContext, services: Platform, kind: str, poll: Poll
+) -> dg.SensorResult:
     """A change sensor's tick: poll every active connection of `kind` that has its partition, keeping
     one cursor per connection in the sensor cursor. A connection whose poll fails (a `DfxError`: auth,
     rate limit, bad response) keeps its cursor and does not stop the others; cursors of connections no
@@ -110,4 +134,8 @@ def poll_active_connections(context: dg.SensorEvaluationContext, services: Platf
             notes.append(f"{connection.id}: {note}")
         requests.extend(found)
     cursors = {cid: value for cid, value in cursors.items() if cid in {c.id for c in active}}
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True), skip_reason=None if requests else ("; ".join(notes) or "no changes"))
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(cursors, sort_keys=True),
+        skip_reason=None if requests else ("; ".join(notes) or "no changes"),
+    )

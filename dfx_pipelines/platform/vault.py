@@ -55,7 +55,9 @@ def _unb64(text: str) -> bytes:
 
 def _check_key(key: bytes, what: str) -> bytes:
     if not isinstance(key, bytes) or len(key) != KEY_BYTES:
-        raise VaultError(f"{what} must be exactly {KEY_BYTES} bytes for AES-256 (got {len(key) if isinstance(key, bytes) else type(key).__name__})")
+        raise VaultError(
+            f"{what} must be exactly {KEY_BYTES} bytes for AES-256 (got {len(key) if isinstance(key, bytes) else type(key).__name__})"
+        )
     return key
 
 
@@ -90,7 +92,9 @@ class MasterKeyring:
         A control character anywhere (a stray line break from a secrets file) is refused, not trimmed."""
         register_secret(value)
         if has_control_character(value):
-            raise VaultError("DFX_MASTER_KEY contains a control character (a line break?): refused; give base64 of 32 bytes on one line")
+            raise VaultError(
+                "DFX_MASTER_KEY contains a control character (a line break?): refused; give base64 of 32 bytes on one line"
+            )
         entries = [part.strip() for part in value.split(",") if part.strip()]
         if not entries:
             raise VaultError("DFX_MASTER_KEY is empty")
@@ -287,10 +291,12 @@ class GoogleSecretManagerBackend:
     def names(self, prefix: str) -> list[str]:
         wanted = self._secret_id(prefix)
         found = []
-        for secret in self.client.list_secrets(request={"parent": f"projects/{self.project_id}", "filter": f"name:{wanted}"}):
+        for secret in self.client.list_secrets(
+            request={"parent": f"projects/{self.project_id}", "filter": f"name:{wanted}"}
+        ):
             secret_id = secret.name.rsplit("/", 1)[-1]
             if secret_id.startswith(wanted):
-                found.append(secret_id[len(self.PREFIX):].replace("--", "/"))
+                found.append(secret_id[len(self.PREFIX) :].replace("--", "/"))
         return sorted(found)
 
 
@@ -314,7 +320,9 @@ class SecretRef:
         return f"secrets/{self.workspace_id}/{self.connection_id}/{self.kind}"
 
     def associated_data(self, data_key_id: str) -> bytes:
-        return f"dfx-secret|v{FORMAT_VERSION}|{self.workspace_id}|{self.connection_id}|{self.kind}|{data_key_id}".encode()
+        return (
+            f"dfx-secret|v{FORMAT_VERSION}|{self.workspace_id}|{self.connection_id}|{self.kind}|{data_key_id}".encode()
+        )
 
 
 @dataclass(frozen=True)
@@ -372,8 +380,17 @@ class Vault:
 
     def _wrap(self, workspace_id: str, connection_id: str, data_key_id: str, key: bytes) -> bytes:
         nonce = pysecrets.token_bytes(NONCE_BYTES)
-        wrapped = AESGCM(self.keyring.active_key).encrypt(nonce, key, _data_key_aad(workspace_id, connection_id, data_key_id))
-        record = {"v": FORMAT_VERSION, "alg": "AES-256-GCM", "kid": self.keyring.active_id, "id": data_key_id, "n": _b64(nonce), "wrapped": _b64(wrapped)}
+        wrapped = AESGCM(self.keyring.active_key).encrypt(
+            nonce, key, _data_key_aad(workspace_id, connection_id, data_key_id)
+        )
+        record = {
+            "v": FORMAT_VERSION,
+            "alg": "AES-256-GCM",
+            "kid": self.keyring.active_id,
+            "id": data_key_id,
+            "n": _b64(nonce),
+            "wrapped": _b64(wrapped),
+        }
         return json.dumps(record).encode("utf-8")
 
     def _data_key(self, workspace_id: str, connection_id: str, *, create: bool) -> tuple[str, bytes]:
@@ -381,10 +398,14 @@ class Vault:
         if record is not None:
             return record["id"], self._unwrap(workspace_id, connection_id, record)
         if not create:
-            raise SecretNotFoundError(f"no data key for connection {workspace_id}/{connection_id} (never stored, or destroyed)")
+            raise SecretNotFoundError(
+                f"no data key for connection {workspace_id}/{connection_id} (never stored, or destroyed)"
+            )
         key = AESGCM.generate_key(bit_length=256)
         data_key_id = "dk-" + pysecrets.token_hex(8)
-        self.backend.write(_data_key_name(workspace_id, connection_id), self._wrap(workspace_id, connection_id, data_key_id, key))
+        self.backend.write(
+            _data_key_name(workspace_id, connection_id), self._wrap(workspace_id, connection_id, data_key_id, key)
+        )
         return data_key_id, key
 
     def data_key_id(self, workspace_id: str, connection_id: str) -> str | None:
@@ -401,11 +422,19 @@ class Vault:
         # The last line of defence behind each input's own check: nothing stored can carry a line break
         # into a header or a log line later (a service-account key is stored as compact JSON: escaped).
         if has_control_character(plaintext.decode("utf-8", "replace")):
-            raise VaultError(f"refusing to store a {ref.kind} containing a control character for {ref.workspace_id}/{ref.connection_id}")
+            raise VaultError(
+                f"refusing to store a {ref.kind} containing a control character for {ref.workspace_id}/{ref.connection_id}"
+            )
         data_key_id, key = self._data_key(ref.workspace_id, ref.connection_id, create=True)
         nonce = pysecrets.token_bytes(NONCE_BYTES)
         ciphertext = AESGCM(key).encrypt(nonce, plaintext, ref.associated_data(data_key_id))
-        record = {"v": FORMAT_VERSION, "alg": "AES-256-GCM", "dk": data_key_id, "n": _b64(nonce), "ct": _b64(ciphertext)}
+        record = {
+            "v": FORMAT_VERSION,
+            "alg": "AES-256-GCM",
+            "dk": data_key_id,
+            "n": _b64(nonce),
+            "ct": _b64(ciphertext),
+        }
         self.backend.write(ref.name, json.dumps(record).encode("utf-8"))
 
     def get(self, ref: SecretRef) -> SecretStr:
@@ -419,7 +448,9 @@ class Vault:
             raise VaultError(f"{ref.kind} record of {ref.workspace_id}/{ref.connection_id} is malformed") from None
         current_id, key = self._data_key(ref.workspace_id, ref.connection_id, create=False)
         if current_id != data_key_id:
-            raise VaultError(f"{ref.kind} of {ref.workspace_id}/{ref.connection_id} was encrypted under another data key (moved or stale)")
+            raise VaultError(
+                f"{ref.kind} of {ref.workspace_id}/{ref.connection_id} was encrypted under another data key (moved or stale)"
+            )
         try:
             plaintext = AESGCM(key).decrypt(nonce, ciphertext, ref.associated_data(data_key_id))
         except InvalidTag:
@@ -441,7 +472,9 @@ class Vault:
         then its ciphertexts. Safe to repeat: a second call reports nothing left to destroy."""
         record = self._load_data_key_record(workspace_id, connection_id)
         self.backend.delete(_data_key_name(workspace_id, connection_id))
-        deleted = sum(self.backend.delete(name) for name in self.backend.names(f"secrets/{workspace_id}/{connection_id}"))
+        deleted = sum(
+            self.backend.delete(name) for name in self.backend.names(f"secrets/{workspace_id}/{connection_id}")
+        )
         return DestroyReceipt(workspace_id, connection_id, record["id"] if record else None, deleted)
 
     def connections(self) -> Iterable[tuple[str, str]]:
@@ -474,7 +507,11 @@ class Vault:
                 self.backend.write(name, self._wrap(workspace_id, connection_id, data_key_id, key))
             for workspace_id, connection_id, _name, _original, data_key_id, key in planned:
                 record = self._load_data_key_record(workspace_id, connection_id)
-                if record is None or record.get("kid") != new_keyring.active_id or self._unwrap(workspace_id, connection_id, record) != key:
+                if (
+                    record is None
+                    or record.get("kid") != new_keyring.active_id
+                    or self._unwrap(workspace_id, connection_id, record) != key
+                ):
                     raise VaultError(f"data key of {workspace_id}/{connection_id} did not verify after re-wrapping")
         except BaseException:
             self.keyring = current

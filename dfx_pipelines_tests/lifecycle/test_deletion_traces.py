@@ -52,43 +52,97 @@ def tagged_sync() -> None:
 
 
 def _sensor_origin(name: str) -> RemoteInstigatorOrigin:
-    return RemoteInstigatorOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("dfx_pipelines"), "__repository__"), name)
+    return RemoteInstigatorOrigin(
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("dfx_pipelines"), "__repository__"), name
+    )
 
 
 def _tick(name: str, **fields) -> TickData:  # noqa: ANN003
     origin = _sensor_origin(name)
-    defaults = {"status": TickStatus.SUCCESS, "timestamp": time.time(), "run_ids": [], "run_keys": [], "selector_id": create_snapshot_id(origin.get_selector())}
-    return TickData(instigator_origin_id=origin.get_id(), instigator_name=name, instigator_type=InstigatorType.SENSOR, **{**defaults, **fields})
+    defaults = {
+        "status": TickStatus.SUCCESS,
+        "timestamp": time.time(),
+        "run_ids": [],
+        "run_keys": [],
+        "selector_id": create_snapshot_id(origin.get_selector()),
+    }
+    return TickData(
+        instigator_origin_id=origin.get_id(),
+        instigator_name=name,
+        instigator_type=InstigatorType.SENSOR,
+        **{**defaults, **fields},
+    )
 
 
 def _cdc_cursor() -> str:
-    return json.dumps({"sf-acme": {"Opportunity": "2026-11-20T11:00:00Z"}, "sf-beta": {"Opportunity": "2026-11-20T11:05:00Z"}}, sort_keys=True)
+    return json.dumps(
+        {"sf-acme": {"Opportunity": "2026-11-20T11:00:00Z"}, "sf-beta": {"Opportunity": "2026-11-20T11:05:00Z"}},
+        sort_keys=True,
+    )
 
 
-def seed_sensor_history(instance: dg.DagsterInstance, acme_run: str, beta_run: str, *, longer_id: bool = True) -> dict[str, int]:
+def seed_sensor_history(
+    instance: dg.DagsterInstance, acme_run: str, beta_run: str, *, longer_id: bool = True
+) -> dict[str, int]:
     """Ticks as the sensor daemon records them for the change sensors, the partition sensor and a
     failing tick, with both connections in them; and one tick of sf-acme-2 only (an id sf-acme begins)."""
     requests = [
-        RunRequest(run_key="sf-acme:2026-11-20:2026-11-20T11:00:00Z", job_name="salesforce_daily_job", tags={"dfx/connection": "sf-acme"}, partition_key="sf-acme|2026-11-20"),
-        RunRequest(run_key="sf-beta:2026-11-20:2026-11-20T11:05:00Z", job_name="salesforce_daily_job", tags={"dfx/connection": "sf-beta"}, partition_key="sf-beta|2026-11-20"),
+        RunRequest(
+            run_key="sf-acme:2026-11-20:2026-11-20T11:00:00Z",
+            job_name="salesforce_daily_job",
+            tags={"dfx/connection": "sf-acme"},
+            partition_key="sf-acme|2026-11-20",
+        ),
+        RunRequest(
+            run_key="sf-beta:2026-11-20:2026-11-20T11:05:00Z",
+            job_name="salesforce_daily_job",
+            tags={"dfx/connection": "sf-beta"},
+            partition_key="sf-beta|2026-11-20",
+        ),
     ]
     ticks = {
         "requested": _tick(
-            "salesforce_cdc_sensor", run_ids=[acme_run, beta_run], run_keys=[r.run_key for r in requests], cursor=_cdc_cursor(),
-            run_requests=requests, reserved_run_ids=[acme_run, beta_run], log_key=["dfx", "salesforce_cdc_sensor", "tick-1"],
+            "salesforce_cdc_sensor",
+            run_ids=[acme_run, beta_run],
+            run_keys=[r.run_key for r in requests],
+            cursor=_cdc_cursor(),
+            run_requests=requests,
+            reserved_run_ids=[acme_run, beta_run],
+            log_key=["dfx", "salesforce_cdc_sensor", "tick-1"],
         ),
-        "skipped": _tick("salesforce_cdc_sensor", status=TickStatus.SKIPPED, skip_reason="sf-acme: poll failed; sf-beta: full resync (new objects)", cursor=_cdc_cursor()),
-        "failed": _tick("salesforce_cdc_sensor", status=TickStatus.FAILURE, error=SerializableErrorInfo("AuthError: refresh failed for sf-acme", ["stack"], "AuthError")),
+        "skipped": _tick(
+            "salesforce_cdc_sensor",
+            status=TickStatus.SKIPPED,
+            skip_reason="sf-acme: poll failed; sf-beta: full resync (new objects)",
+            cursor=_cdc_cursor(),
+        ),
+        "failed": _tick(
+            "salesforce_cdc_sensor",
+            status=TickStatus.FAILURE,
+            error=SerializableErrorInfo("AuthError: refresh failed for sf-acme", ["stack"], "AuthError"),
+        ),
         "partitions": _tick(
             "connection_partitions_sensor",
-            dynamic_partitions_request_results=[DynamicPartitionsRequestResult("salesforce_connections", ["sf-acme", "sf-beta"], None, [])],
+            dynamic_partitions_request_results=[
+                DynamicPartitionsRequestResult("salesforce_connections", ["sf-acme", "sf-beta"], None, [])
+            ],
         ),
-        "other": _tick("salesforce_cdc_sensor", status=TickStatus.SKIPPED, skip_reason="sf-acme-2: poll failed", cursor=json.dumps({"sf-acme-2": {}})),
+        "other": _tick(
+            "salesforce_cdc_sensor",
+            status=TickStatus.SKIPPED,
+            skip_reason="sf-acme-2: poll failed",
+            cursor=json.dumps({"sf-acme-2": {}}),
+        ),
     }
     ids = {name: instance.create_tick(data).tick_id for name, data in ticks.items() if longer_id or name != "other"}
     origin = _sensor_origin("salesforce_cdc_sensor")
     instance.add_instigator_state(
-        InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.STOPPED, SensorInstigatorData(cursor=_cdc_cursor(), last_run_key=requests[0].run_key))
+        InstigatorState(
+            origin,
+            InstigatorType.SENSOR,
+            InstigatorStatus.STOPPED,
+            SensorInstigatorData(cursor=_cdc_cursor(), last_run_key=requests[0].run_key),
+        )
     )
     return ids
 
@@ -98,7 +152,9 @@ def _tick_bodies(instance: dg.DagsterInstance) -> dict[int, str]:
         return {row[0]: row[1] for row in db.execute(sa.select(JobTickTable.c.id, JobTickTable.c.tick_body))}
 
 
-def test_deletion_erases_the_connection_from_sensor_history(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:  # noqa: ANN001, F811
+def test_deletion_erases_the_connection_from_sensor_history(
+    platform, workspace, sf_sandbox, sf_resource, dagster_instance
+) -> None:  # noqa: ANN001, F811
     instance = dagster_instance
     connect(platform, sf_sandbox, sf_resource)
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "display_name": "Beta"})
@@ -106,7 +162,9 @@ def test_deletion_erases_the_connection_from_sensor_history(platform, workspace,
     beta_run = tagged_sync.execute_in_process(instance=instance, tags={"dfx/connection": "sf-beta"}).run_id
     ids = seed_sensor_history(instance, acme_run, beta_run)
     # A sensor named after the connection: no part of its tick can be taken out, so the tick goes whole.
-    ids["own_sensor"] = instance.create_tick(_tick("poll_sf-acme", status=TickStatus.SKIPPED, skip_reason="no changes")).tick_id
+    ids["own_sensor"] = instance.create_tick(
+        _tick("poll_sf-acme", status=TickStatus.SKIPPED, skip_reason="no changes")
+    ).tick_id
     other_before = _tick_bodies(instance)[ids["other"]]
     assert all(ACME.search(_tick_bodies(instance)[ids[n]]) for n in ("requested", "skipped", "failed", "partitions"))
 
@@ -120,9 +178,13 @@ def test_deletion_erases_the_connection_from_sensor_history(platform, workspace,
     assert bodies[ids["other"]] == other_before  # a longer id that begins the same is not touched
     requested = instance.schedule_storage.get_tick(ids["requested"]).tick_data
     assert requested.run_ids == [beta_run] and requested.reserved_run_ids == [beta_run]
-    assert requested.run_keys == ["sf-beta:2026-11-20:2026-11-20T11:05:00Z"] and [r.tags["dfx/connection"] for r in requested.run_requests] == ["sf-beta"]
+    assert requested.run_keys == ["sf-beta:2026-11-20:2026-11-20T11:05:00Z"] and [
+        r.tags["dfx/connection"] for r in requested.run_requests
+    ] == ["sf-beta"]
     assert json.loads(requested.cursor) == {"sf-beta": {"Opportunity": "2026-11-20T11:05:00Z"}}
-    assert instance.schedule_storage.get_tick(ids["skipped"]).tick_data.skip_reason == "sf-beta: full resync (new objects)"
+    assert (
+        instance.schedule_storage.get_tick(ids["skipped"]).tick_data.skip_reason == "sf-beta: full resync (new objects)"
+    )
     failed = instance.schedule_storage.get_tick(ids["failed"]).tick_data.error
     assert failed.cls_name == "AuthError" and "sf-acme" not in failed.message and failed.stack == []
     [partitions] = instance.schedule_storage.get_tick(ids["partitions"]).tick_data.dynamic_partitions_request_results
@@ -138,12 +200,17 @@ def test_deletion_erases_the_connection_from_sensor_history(platform, workspace,
 
 def _relations(db: sa.Connection, table: str) -> list[str]:
     """The table, its TOAST table and every index of both: every file a row's bytes can be in."""
-    return list(db.execute(sa.text("""
+    return list(
+        db.execute(
+            sa.text("""
         SELECT t.oid::regclass::text FROM pg_class t WHERE t.oid = CAST(:t AS regclass)
         UNION ALL SELECT t.reltoastrelid::regclass::text FROM pg_class t WHERE t.oid = CAST(:t AS regclass) AND t.reltoastrelid <> 0
         UNION ALL SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class t ON i.indrelid IN (t.oid, t.reltoastrelid)
                   WHERE t.oid = CAST(:t AS regclass)
-    """), {"t": table}).scalars())
+    """),
+            {"t": table},
+        ).scalars()
+    )
 
 
 def pages_containing(url: str, tables: list[str], needle: bytes) -> dict[str, int]:
@@ -153,13 +220,18 @@ def pages_containing(url: str, tables: list[str], needle: bytes) -> dict[str, in
     found: dict[str, int] = {}
     try:
         with engine.connect() as db:
-            db.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pageinspect"))  # superuser: the test connects as postgres
+            db.execute(
+                sa.text("CREATE EXTENSION IF NOT EXISTS pageinspect")
+            )  # superuser: the test connects as postgres
             for table in tables:
                 for relation in _relations(db, table):
-                    count = db.execute(sa.text("""
+                    count = db.execute(
+                        sa.text("""
                         SELECT count(*) FROM generate_series(0, pg_relation_size(CAST(:r AS regclass)) / current_setting('block_size')::int - 1) AS b
                         WHERE position(CAST(:n AS bytea) IN get_raw_page(:r, b::int)) > 0
-                    """), {"r": relation, "n": needle}).scalar_one()
+                    """),
+                        {"r": relation, "n": needle},
+                    ).scalar_one()
                     if count:
                         found[relation] = count
     finally:
@@ -167,7 +239,17 @@ def pages_containing(url: str, tables: list[str], needle: bytes) -> dict[str, in
     return found
 
 
-DAGSTER_TABLES = ["runs", "run_tags", "event_logs", "asset_event_tags", "asset_keys", "dynamic_partitions", "job_ticks", "instigators", "jobs"]
+DAGSTER_TABLES = [
+    "runs",
+    "run_tags",
+    "event_logs",
+    "asset_event_tags",
+    "asset_keys",
+    "dynamic_partitions",
+    "job_ticks",
+    "instigators",
+    "jobs",
+]
 
 
 @pytest.fixture
@@ -176,7 +258,11 @@ def pg_dagster() -> Iterator[tuple[dg.DagsterInstance, str]]:
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as db:
         db.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name, drivername="postgresql").render_as_string(hide_password=False)
+    url = (
+        sa.engine.make_url(PG_ADMIN_URL)
+        .set(database=name, drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
     try:
         with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as instance:
             yield instance, url
@@ -186,7 +272,9 @@ def pg_dagster() -> Iterator[tuple[dg.DagsterInstance, str]]:
         admin.dispose()
 
 
-def test_deleted_rows_are_gone_from_postgres_table_files(pg_platform, sf_sandbox, sf_resource, pg_dagster, request) -> None:  # noqa: ANN001, F811
+def test_deleted_rows_are_gone_from_postgres_table_files(
+    pg_platform, sf_sandbox, sf_resource, pg_dagster, request
+) -> None:  # noqa: ANN001, F811
     """Metric store and Dagster storage both on PostgreSQL, autovacuum or not: after deletion the
     connection's id is on no page of the tables deletion touched (Dagster's), and neither are its metric
     values nor what its tombstone dropped (name, instance URL) — while the other connection's are."""
@@ -196,14 +284,22 @@ def test_deleted_rows_are_gone_from_postgres_table_files(pg_platform, sf_sandbox
     request_cleanup = request.addfinalizer
     metrics_url = platform.settings.metrics_db_url
     platform.registry.upsert_workspace(Workspace(id="acme", name="Acme Corp", owner_email="owner@acme.test"))
-    acme_org = start_salesforce_sandbox(SalesforceOrg(seed=99, opportunities=250, now=ORG_NOW), ca=sf_sandbox.server.ca)  # an org of its own
+    acme_org = start_salesforce_sandbox(
+        SalesforceOrg(seed=99, opportunities=250, now=ORG_NOW), ca=sf_sandbox.server.ca
+    )  # an org of its own
     request_cleanup(acme_org.stop)
     connect(platform, acme_org, sf_resource, config={"display_name": "Jane Roe's pipeline org"})
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "display_name": "Beta"})
     materialize = Materializer(platform, sf_resource, instance)
     for slug in ("sf-acme", "sf-beta"):
         assert materialize(["open_pipeline_by_stage"], partition_key=slug, tags={"dfx/connection": slug}).success
-        assert materialize(["win_rate"], tags={"dagster/asset_partition_range_start": f"{slug}|2026-11-18", "dagster/asset_partition_range_end": f"{slug}|2026-11-20"}).success
+        assert materialize(
+            ["win_rate"],
+            tags={
+                "dagster/asset_partition_range_start": f"{slug}|2026-11-18",
+                "dagster/asset_partition_range_end": f"{slug}|2026-11-20",
+            },
+        ).success
     acme_run = tagged_sync.execute_in_process(instance=instance, tags={"dfx/connection": "sf-acme"}).run_id
     beta_run = tagged_sync.execute_in_process(instance=instance, tags={"dfx/connection": "sf-beta"}).run_id
     seed_sensor_history(instance, acme_run, beta_run, longer_id=False)  # bytes are searched, not ids
@@ -214,7 +310,9 @@ def test_deleted_rows_are_gone_from_postgres_table_files(pg_platform, sf_sandbox
     secret_bits = [b"Jane Roe's pipeline org", acme_org.url.encode()]
     # Not vacuous: everything searched for is on the pages before deletion.
     assert pages_containing(dagster_url, DAGSTER_TABLES, b"sf-acme")
-    assert pages_containing(metrics_url, ["metric_batches"], b"sf-acme") and pages_containing(metrics_url, ["metric_values"], value_bytes)
+    assert pages_containing(metrics_url, ["metric_batches"], b"sf-acme") and pages_containing(
+        metrics_url, ["metric_values"], value_bytes
+    )
     assert all(pages_containing(metrics_url, ["connections"], bit) for bit in secret_bits)
 
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
@@ -227,4 +325,6 @@ def test_deleted_rows_are_gone_from_postgres_table_files(pg_platform, sf_sandbox
         assert pages_containing(metrics_url, ["connections"], bit) == {}
     assert platform.registry.get("sf-acme").display_name == TOMBSTONE_NAME
     # The search still finds what should be there: the other connection, in every store.
-    assert pages_containing(dagster_url, ["event_logs"], b"sf-beta") and pages_containing(metrics_url, ["metric_batches"], b"sf-beta")
+    assert pages_containing(dagster_url, ["event_logs"], b"sf-beta") and pages_containing(
+        metrics_url, ["metric_batches"], b"sf-beta"
+    )

@@ -48,9 +48,13 @@ def metric_rows(platform: Platform, connection_id: str) -> tuple[int, int]:
     """(batches, values) of a connection, counted in SQL rather than through the store's API."""
     batches, values = tables.metric_batches, tables.metric_values
     with platform.engine.connect() as db:
-        n_batches = db.execute(sa.select(sa.func.count()).select_from(batches).where(batches.c.connection_id == connection_id)).scalar()
+        n_batches = db.execute(
+            sa.select(sa.func.count()).select_from(batches).where(batches.c.connection_id == connection_id)
+        ).scalar()
         n_values = db.execute(
-            sa.select(sa.func.count()).select_from(values.join(batches, values.c.batch_id == batches.c.id)).where(batches.c.connection_id == connection_id)
+            sa.select(sa.func.count())
+            .select_from(values.join(batches, values.c.batch_id == batches.c.id))
+            .where(batches.c.connection_id == connection_id)
         ).scalar()
     return n_batches, n_values
 
@@ -59,7 +63,10 @@ def secrets_of(platform: Platform, connection_id: str) -> dict[str, str]:
     """The plaintext credentials the vault holds for a connection, by kind."""
     connection = platform.registry.get(connection_id)
     names = platform.vault.backend.names(f"secrets/{connection.workspace_id}/{connection_id}")
-    return {name.rsplit("/", 1)[-1]: platform.vault.get(connection.secret_ref(name.rsplit("/", 1)[-1])).get_secret_value() for name in names}
+    return {
+        name.rsplit("/", 1)[-1]: platform.vault.get(connection.secret_ref(name.rsplit("/", 1)[-1])).get_secret_value()
+        for name in names
+    }
 
 
 def assert_dagster_holds_nothing_of(instance: dg.DagsterInstance, kind: str, connection_id: str) -> None:
@@ -68,7 +75,9 @@ def assert_dagster_holds_nothing_of(instance: dg.DagsterInstance, kind: str, con
     keys = instance.get_asset_keys(prefix=[kind])
     assert keys  # the other connection's history is still there
     for key in keys:
-        assert [p for p in instance.get_materialized_partitions(key) if p == connection_id or p.startswith(prefix)] == []
+        assert [
+            p for p in instance.get_materialized_partitions(key) if p == connection_id or p.startswith(prefix)
+        ] == []
         for fetch in (instance.fetch_materializations, instance.fetch_observations):
             records = fetch(dg.AssetRecordsFilter(asset_key=key), limit=10_000).records
             assert [r for r in records if (r.partition_key or "").startswith((prefix, connection_id))] == []
@@ -101,10 +110,14 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
         materialize = JiraMaterializer(platform, resource_for(jira_cloud), instance)
         # acme goes last, so Dagster's per-asset "latest materialization" is one of its own.
         for connection in (beta, acme):
-            assert materialize(JIRA_SNAPSHOT, partition_key=connection.id, tags={"dfx/connection": connection.id}).success
+            assert materialize(
+                JIRA_SNAPSHOT, partition_key=connection.id, tags={"dfx/connection": connection.id}
+            ).success
             assert materialize(JIRA_DAILY, tags=range_tags(connection.id, *JIRA_DAYS)).success
         assert metric_rows(platform, acme.id)[1] > 0 and files_containing(dagster_home, acme.id.encode())
-        acme_runs = {r.dagster_run.run_id for r in instance.get_run_records() if run_is_for(r.dagster_run.tags, acme.id)}
+        acme_runs = {
+            r.dagster_run.run_id for r in instance.get_run_records() if run_is_for(r.dagster_run.tags, acme.id)
+        }
         assert {p.stem for p in dagster_home.rglob("*.db")} >= acme_runs  # SQLite keeps a file per run
 
         # Remove: Atlassian has no revoke endpoint for 3LO apps; our copy of the tokens dies at once.
@@ -115,7 +128,10 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
         assert platform.vault.data_key_id("acme", acme.id) is None and secrets_of(platform, acme.id) == {}
         # A run launched now fails at its first step and sends nothing.
         failed = materialize(["issue_count"], partition_key=acme.id, raise_on_error=False)
-        assert not failed.success and "is removed" in failed.get_step_failure_events()[0].step_failure_data.error.to_string()
+        assert (
+            not failed.success
+            and "is removed" in failed.get_step_failure_events()[0].step_failure_data.error.to_string()
+        )
         assert len(jira_cloud.requests) == before
 
         assert [c.id for c in due_for_deletion(platform)] == [acme.id]
@@ -139,7 +155,10 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
             assert files_containing(root, value.encode()) == []
     assert secrets_of(platform, beta.id)  # the other connection's credentials are untouched
     completed = assert_audit_story(platform, acme.id, report.data_key_id)
-    assert completed["metric_values_deleted"] == deletion.metric_values_deleted and completed["connector_data_deleted"] == {}
+    assert (
+        completed["metric_values_deleted"] == deletion.metric_values_deleted
+        and completed["connector_data_deleted"] == {}
+    )
 
 
 def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace, bq_sandbox, tmp_path: Path) -> None:  # noqa: ANN001, F811
@@ -163,7 +182,9 @@ def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace,
         ledger = store.ledger(acme.id)
         assert ledger and metric_rows(platform, acme.id)[1] > 0
         assert files_containing(dagster_home, acme.id.encode())
-        acme_runs = {r.dagster_run.run_id for r in instance.get_run_records() if run_is_for(r.dagster_run.tags, acme.id)}
+        acme_runs = {
+            r.dagster_run.run_id for r in instance.get_run_records() if run_is_for(r.dagster_run.tags, acme.id)
+        }
         assert budget_check_runs(instance) & acme_runs  # its runs evaluated the budget check (spend in metadata)
 
         # Remove: Google offers no API to delete a key we did not create; our copy dies at once.
@@ -178,14 +199,21 @@ def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace,
         assert deletion.connector_data_deleted == {"bigquery_approvals": 1, "bigquery_ledger": len(ledger)}
         assert metric_rows(platform, acme.id) == (0, 0) and platform.metric_store.read(connection_id=acme.id) == []
         assert store.list(connection_id=acme.id) == [] and store.ledger(acme.id) == []
-        assert metric_rows(platform, beta.id)[1] > 0 and store.list(connection_id=beta.id) and store.ledger(beta.id)  # untouched
+        assert (
+            metric_rows(platform, beta.id)[1] > 0 and store.list(connection_id=beta.id) and store.ledger(beta.id)
+        )  # untouched
         assert_dagster_holds_nothing_of(instance, "bigquery", acme.id)
         assert budget_check_runs(instance) and not budget_check_runs(instance) & acme_runs  # beta's checks stay
         assert beta.id in instance.get_dynamic_partitions("bigquery_connections")
 
     with platform.engine.connect() as db:  # no approval's SQL excerpt or ledger row names it, by any column
         for table in (tables.bigquery_approvals, tables.bigquery_ledger):
-            assert db.execute(sa.select(sa.func.count()).select_from(table).where(table.c.connection_id == acme.id)).scalar() == 0
+            assert (
+                db.execute(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.connection_id == acme.id)
+                ).scalar()
+                == 0
+            )
     assert files_containing(dagster_home, acme.id.encode()) == []
     assert files_containing(dagster_home, beta.id.encode())  # the search is not vacuous
     key_id = json.loads(credentials["service_account_key"])["private_key_id"]

@@ -22,7 +22,12 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from dfx_pipelines.lifecycle import notifications
-from dfx_pipelines.lifecycle.notifications import SlackWebhookResource, SmtpResource, evaluate_notifications, sync_failure_notification_sensor
+from dfx_pipelines.lifecycle.notifications import (
+    SlackWebhookResource,
+    SmtpResource,
+    evaluate_notifications,
+    sync_failure_notification_sensor,
+)
 from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
 from dfx_pipelines.platform.redaction import register_secret
@@ -44,7 +49,12 @@ class Inbox:
         self.messages: list[tuple[list[str], Message]] = []
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd's hook
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)))
+        self.messages.append(
+            (
+                list(envelope.rcpt_tos),
+                message_from_bytes(envelope.original_content or envelope.content, policy=policy.default),
+            )
+        )
         return "250 OK"
 
 
@@ -89,7 +99,9 @@ def open_pipeline_by_stage() -> None:
 
 @dg.asset(key_prefix=["salesforce"], partitions_def=connections_partitions)
 def win_rate(context: dg.AssetExecutionContext) -> None:
-    raise ConnectorError(f"win_rate for {context.partition_key} failed: credential {CANARY} refused\nsecond line with more detail")
+    raise ConnectorError(
+        f"win_rate for {context.partition_key} failed: credential {CANARY} refused\nsecond line with more detail"
+    )
 
 
 @dg.asset
@@ -102,14 +114,20 @@ def owners(platform):  # noqa: ANN001, ANN201
     registry = platform.registry
     registry.upsert_workspace(Workspace(id="acme", name="Acme Corp", owner_email="owner@acme.test"))
     registry.upsert_workspace(Workspace(id="beta", name="Beta Ltd", owner_email="boss@beta.test"))
-    registry.add_connection(Connection(id="sf-acme", workspace_id="acme", kind="salesforce", display_name="Acme Salesforce"))
-    registry.add_connection(Connection(id="sf-beta", workspace_id="beta", kind="salesforce", display_name="Beta Salesforce"))
+    registry.add_connection(
+        Connection(id="sf-acme", workspace_id="acme", kind="salesforce", display_name="Acme Salesforce")
+    )
+    registry.add_connection(
+        Connection(id="sf-beta", workspace_id="beta", kind="salesforce", display_name="Beta Salesforce")
+    )
     return platform
 
 
 def tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None = None) -> tuple[str, str | None]:
     """One evaluation of the sensor as the daemon runs it: its skip reason and the cursor it leaves."""
-    context = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor, sensor_name="sync_failure_notification_sensor")
+    context = dg.build_sensor_context(
+        instance=instance, resources=resources, cursor=cursor, sensor_name="sync_failure_notification_sensor"
+    )
     result = sync_failure_notification_sensor(context)
     assert isinstance(result, dg.SkipReason)
     return result.skip_message or "", context.cursor
@@ -148,7 +166,9 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
         _, cursor = tick(instance, resources)
         tick(instance, resources, cursor)  # the next tick: nothing new
         tick(instance, resources, None)  # a reset cursor re-reads the same failures: nothing sent twice
-        tick(instance, resources, '{"__class__": "RunStatusSensorCursor", "record_id": 1}')  # the former sensor's cursor: same
+        tick(
+            instance, resources, '{"__class__": "RunStatusSensorCursor", "record_id": 1}'
+        )  # the former sensor's cursor: same
 
     assert len(inbox.messages) == 2 and len(posts) == 2
     by_recipient = {tuple(rcpt): msg for rcpt, msg in inbox.messages}
@@ -168,7 +188,10 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
     assert "Error: ConnectorError: Salesforce rejected session [REDACTED] for SELECT" in acme.get_content()
     for post in posts:
         assert CANARY not in json.dumps(post) and "[REDACTED]" in post["text"]
-    assert {p["text"].split("\n", 1)[0] for p in posts} == {"*Sync failed: Acme Salesforce (sf-acme)*", "*Sync failed: Beta Salesforce (sf-beta)*"}
+    assert {p["text"].split("\n", 1)[0] for p in posts} == {
+        "*Sync failed: Acme Salesforce (sf-acme)*",
+        "*Sync failed: Beta Salesforce (sf-beta)*",
+    }
 
     with owners.engine.connect() as db:
         sent = {r.run_id: r for r in db.execute(sa.select(tables.sent_notifications))}
@@ -182,23 +205,40 @@ def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server
     inbox, port = smtp_server
     home = tmp_path / "dh"
     home.mkdir()
-    good = {"platform": PlatformResource(), "smtp": SmtpResource(host="127.0.0.1", port=port, sender="alerts@dfx.test", starttls=False), "slack": SlackWebhookResource()}
-    down = {**good, "smtp": SmtpResource(host="127.0.0.1", port=free_port(), sender="alerts@dfx.test", starttls=False, timeout_seconds=2)}
+    good = {
+        "platform": PlatformResource(),
+        "smtp": SmtpResource(host="127.0.0.1", port=port, sender="alerts@dfx.test", starttls=False),
+        "slack": SlackWebhookResource(),
+    }
+    down = {
+        **good,
+        "smtp": SmtpResource(
+            host="127.0.0.1", port=free_port(), sender="alerts@dfx.test", starttls=False, timeout_seconds=2
+        ),
+    }
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         run_id = failed_run(instance, [open_pipeline_by_stage], tags={"dagster/partition/connection": "sf-acme"})
         said, cursor = tick(instance, down)  # the relay is down: the tick does not error, it says why
         assert "DELIVERY FAILED for 1" in said and "ConnectionRefusedError" in said and "attempt 1" in said
         row = outbox(owners)[run_id]
         assert row.status == "queued" and row.attempts == 1 and "ConnectionRefusedError" in row.last_error
-        assert timedelta(seconds=55) <= row.next_attempt_at.replace(tzinfo=None) - row.at.replace(tzinfo=None) <= timedelta(seconds=65)
+        assert (
+            timedelta(seconds=55)
+            <= row.next_attempt_at.replace(tzinfo=None) - row.at.replace(tzinfo=None)
+            <= timedelta(seconds=65)
+        )
 
         said, cursor = tick(instance, good, cursor)  # backoff not over yet: not tried again
         assert inbox.messages == [] and "0 sent" in said
         later = utcnow() + timedelta(seconds=61)
         down_smtp = down["smtp"]
-        said, _, _ = evaluate_notifications(owners, instance, cursor, down_smtp, now=later)  # second failure: the backoff doubles
+        said, _, _ = evaluate_notifications(
+            owners, instance, cursor, down_smtp, now=later
+        )  # second failure: the backoff doubles
         row = outbox(owners)[run_id]
-        assert row.attempts == 2 and row.next_attempt_at.replace(tzinfo=None) - later.replace(tzinfo=None) == timedelta(seconds=120)
+        assert row.attempts == 2 and row.next_attempt_at.replace(tzinfo=None) - later.replace(tzinfo=None) == timedelta(
+            seconds=120
+        )
         for _ in range(2):
             evaluate_notifications(owners, instance, cursor, good["smtp"], now=later + timedelta(seconds=121))
     assert [rcpt for rcpt, _ in inbox.messages] == [["owner@acme.test"]]
@@ -206,7 +246,9 @@ def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server
     assert row.status == "sent" and row.attempts == 3 and row.last_error is None
 
 
-def test_without_smtp_the_failure_is_queued_and_sent_once_smtp_is_configured(owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_without_smtp_the_failure_is_queued_and_sent_once_smtp_is_configured(
+    owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
     inbox, port = smtp_server
     home = tmp_path / "dh"
     home.mkdir()
@@ -230,11 +272,21 @@ def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, mo
     inbox, port = smtp_server
     home = tmp_path / "dh"
     home.mkdir()
-    resources = {"platform": PlatformResource(), "smtp": SmtpResource(host="127.0.0.1", port=port, sender="alerts@dfx.test", starttls=False), "slack": SlackWebhookResource()}
+    resources = {
+        "platform": PlatformResource(),
+        "smtp": SmtpResource(host="127.0.0.1", port=port, sender="alerts@dfx.test", starttls=False),
+        "slack": SlackWebhookResource(),
+    }
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         run_ids = []
         for index in range(120):
-            run = instance.add_run(dg.DagsterRun(job_name="salesforce_daily_job", run_id=uuid.uuid4().hex, tags={"dfx/connection": "sf-acme" if index % 2 else "sf-beta"}))
+            run = instance.add_run(
+                dg.DagsterRun(
+                    job_name="salesforce_daily_job",
+                    run_id=uuid.uuid4().hex,
+                    tags={"dfx/connection": "sf-acme" if index % 2 else "sf-beta"},
+                )
+            )
             instance.report_run_failed(run, message=f"failure {index}")
             run_ids.append(run.run_id)
         sent_per_tick, cursor = [], None
@@ -242,7 +294,11 @@ def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, mo
             before = len(inbox.messages)
             said, cursor = tick(instance, resources, cursor)
             sent_per_tick.append(len(inbox.messages) - before)
-    assert sent_per_tick == [notifications.DELIVERY_BATCH, notifications.DELIVERY_BATCH, 120 - 2 * notifications.DELIVERY_BATCH]
+    assert sent_per_tick == [
+        notifications.DELIVERY_BATCH,
+        notifications.DELIVERY_BATCH,
+        120 - 2 * notifications.DELIVERY_BATCH,
+    ]
     assert sorted(m["X-DFX-Run-Id"] for _, m in inbox.messages) == sorted(run_ids)  # each exactly once
     assert {r.status for r in outbox(owners).values()} == {"sent"}
 

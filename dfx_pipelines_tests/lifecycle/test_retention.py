@@ -54,30 +54,77 @@ def seed_app(engine: sa.Engine, now: datetime) -> dict[str, dict[str, list[int]]
     margin = timedelta(hours=2)
     expect: dict[str, dict[str, list[int]]] = {}
     with engine.begin() as db:
+
         def insert(table: str, rows: list[dict]) -> list[int]:
-            return [db.execute(sa.text(f"INSERT INTO {table} ({', '.join(r)}) VALUES ({', '.join(':' + k for k in r)}) RETURNING id"), r).scalar_one() for r in rows]
+            return [
+                db.execute(
+                    sa.text(
+                        f"INSERT INTO {table} ({', '.join(r)}) VALUES ({', '.join(':' + k for k in r)}) RETURNING id"
+                    ),
+                    r,
+                ).scalar_one()
+                for r in rows
+            ]
 
         three = years_ago(3, now)
         gone = insert("demo_requests", [{"name": "Old Lead", "email": "old@lead.test", "submitted_at": three - margin}])
         kept = insert("demo_requests", [{"name": "New Lead", "email": "new@lead.test", "submitted_at": three + margin}])
         expect["demo_requests"] = {"gone": gone, "kept": kept}
         one = years_ago(1, now)
-        gone = insert("accounts", [{"name": "Ended Co", "email": "ended@co.test", "phone": "555", "plan": "pro", "contract_ended_at": one - margin}])
-        kept = insert("accounts", [
-            {"name": "Recent Co", "email": "recent@co.test", "phone": "556", "plan": "pro", "contract_ended_at": one + margin},
-            {"name": "Live Co", "email": "live@co.test", "phone": "557", "plan": "pro", "contract_ended_at": None},  # contract running
-        ])
+        gone = insert(
+            "accounts",
+            [
+                {
+                    "name": "Ended Co",
+                    "email": "ended@co.test",
+                    "phone": "555",
+                    "plan": "pro",
+                    "contract_ended_at": one - margin,
+                }
+            ],
+        )
+        kept = insert(
+            "accounts",
+            [
+                {
+                    "name": "Recent Co",
+                    "email": "recent@co.test",
+                    "phone": "556",
+                    "plan": "pro",
+                    "contract_ended_at": one + margin,
+                },
+                {
+                    "name": "Live Co",
+                    "email": "live@co.test",
+                    "phone": "557",
+                    "plan": "pro",
+                    "contract_ended_at": None,
+                },  # contract running
+            ],
+        )
         expect["accounts"] = {"gone": gone, "kept": kept}
-        gone = insert("email_correspondence", [{"counterpart_email": "a@x.test", "subject": "hi", "body": "old", "sent_at": three - margin}])
-        kept = insert("email_correspondence", [{"counterpart_email": "b@x.test", "subject": "hi", "body": "new", "sent_at": three + margin}])
+        gone = insert(
+            "email_correspondence",
+            [{"counterpart_email": "a@x.test", "subject": "hi", "body": "old", "sent_at": three - margin}],
+        )
+        kept = insert(
+            "email_correspondence",
+            [{"counterpart_email": "b@x.test", "subject": "hi", "body": "new", "sent_at": three + margin}],
+        )
         expect["email_correspondence"] = {"gone": gone, "kept": kept}
         seven = years_ago(7, now)
         account = expect["accounts"]["gone"][0]  # billing outlives the (anonymised) account it references
-        gone = insert("billing_records", [{"account_id": account, "billing_email": "ended@co.test", "amount": 10, "issued_at": seven - margin}])
-        kept = insert("billing_records", [
-            {"account_id": account, "billing_email": "ended@co.test", "amount": 20, "issued_at": seven + margin},
-            {"account_id": account, "billing_email": "ended@co.test", "amount": 30, "issued_at": years_ago(6, now)},
-        ])
+        gone = insert(
+            "billing_records",
+            [{"account_id": account, "billing_email": "ended@co.test", "amount": 10, "issued_at": seven - margin}],
+        )
+        kept = insert(
+            "billing_records",
+            [
+                {"account_id": account, "billing_email": "ended@co.test", "amount": 20, "issued_at": seven + margin},
+                {"account_id": account, "billing_email": "ended@co.test", "amount": 30, "issued_at": years_ago(6, now)},
+            ],
+        )
         expect["billing_records"] = {"gone": gone, "kept": kept}
     return expect
 
@@ -87,18 +134,41 @@ def seed_metrics(platform, now: datetime) -> None:  # noqa: ANN001
     registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="owner@acme.test"))
     registry.upsert_workspace(Workspace(id="closed-long", name="Gone Co", owner_email="o@gone.test"))
     registry.upsert_workspace(Workspace(id="closed-recent", name="Leaving Co", owner_email="o@leaving.test"))
-    plan = [("sf-removed-long", "acme", 31), ("sf-removed-recent", "acme", 29), ("sf-active", "acme", None), ("sf-closed-long", "closed-long", None), ("sf-closed-recent", "closed-recent", None)]
+    plan = [
+        ("sf-removed-long", "acme", 31),
+        ("sf-removed-recent", "acme", 29),
+        ("sf-active", "acme", None),
+        ("sf-closed-long", "closed-long", None),
+        ("sf-closed-recent", "closed-recent", None),
+    ]
     for slug, workspace, removed_days in plan:
-        connection = registry.add_connection(Connection(id=slug, workspace_id=workspace, kind="salesforce", display_name=slug))
+        connection = registry.add_connection(
+            Connection(id=slug, workspace_id=workspace, kind="salesforce", display_name=slug)
+        )
         rows = [MetricRow("win_rate", "rate", 0.5 + i, date(2026, 1, 1 + i)) for i in range(3)]
-        platform.metric_store.write(connection, "win_rate", slug, rows, Provenance(run_id=None, source="test"), RecordBucket(date(2026, 1, 1), frozenset({"006000000000001AAA"})))
+        platform.metric_store.write(
+            connection,
+            "win_rate",
+            slug,
+            rows,
+            Provenance(run_id=None, source="test"),
+            RecordBucket(date(2026, 1, 1), frozenset({"006000000000001AAA"})),
+        )
         if removed_days is not None:
-            connection.status, connection.removed_at, connection.revoked_at = ConnectionStatus.REMOVED, now - timedelta(days=removed_days), now - timedelta(days=removed_days)
+            connection.status, connection.removed_at, connection.revoked_at = (
+                ConnectionStatus.REMOVED,
+                now - timedelta(days=removed_days),
+                now - timedelta(days=removed_days),
+            )
             registry.save(connection)
     # Closed (after their connections were added: a closed workspace takes none), 31 and 29 days ago.
     with platform.engine.begin() as db:
         for workspace_id, days in (("closed-long", 31), ("closed-recent", 29)):
-            db.execute(tables.workspaces.update().where(tables.workspaces.c.id == workspace_id).values(closed_at=now - timedelta(days=days)))
+            db.execute(
+                tables.workspaces.update()
+                .where(tables.workspaces.c.id == workspace_id)
+                .values(closed_at=now - timedelta(days=days))
+            )
 
 
 def home(tmp_path: Path, name: str) -> str:
@@ -109,7 +179,9 @@ def home(tmp_path: Path, name: str) -> str:
 
 def backdate_run(instance: dg.DagsterInstance, run_id: str, when: datetime) -> None:
     with instance.run_storage.connect() as conn:  # test-only: Dagster has no API to create a run in the past
-        conn.execute(RunsTable.update().where(RunsTable.c.run_id == run_id).values(create_timestamp=when.replace(tzinfo=None)))
+        conn.execute(
+            RunsTable.update().where(RunsTable.c.run_id == run_id).values(create_timestamp=when.replace(tzinfo=None))
+        )
 
 
 def old_file(path: Path, days: float) -> Path:
@@ -172,14 +244,25 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
         backdate_run(instance, runs[0], now - timedelta(days=91))
         backdate_run(instance, runs[1], now - timedelta(days=89))
         compute_dir = Path(instance.compute_log_manager._base_dir)  # noqa: SLF001
-        stale_compute, fresh_compute = old_file(compute_dir / "orphan-run" / "compute_logs" / "x.out", 95), old_file(compute_dir / "kept-run" / "compute_logs" / "x.out", 1)
+        stale_compute, fresh_compute = (
+            old_file(compute_dir / "orphan-run" / "compute_logs" / "x.out", 95),
+            old_file(compute_dir / "kept-run" / "compute_logs" / "x.out", 1),
+        )
 
         # A dry run reports the same counts and changes nothing.
         dry = run_retention(instance, pg_database["url"], {"dry_run": True, "access_log_dir": str(access_logs)})
         dry_meta = dry.output_for_node("apply_retention_rules")
         assert {o["category"]: o["matched"] for o in dry_meta} == {
-            "server_access_logs": 1, "dagster_run_logs": 1, "dagster_compute_logs": 1, "sensor_tick_history": 0, "cached_metric_results": 6,
-            "integration_credentials": 0, "demo_requests": 1, "accounts": 1, "email_correspondence": 1, "billing_records": 1,
+            "server_access_logs": 1,
+            "dagster_run_logs": 1,
+            "dagster_compute_logs": 1,
+            "sensor_tick_history": 0,
+            "cached_metric_results": 6,
+            "integration_credentials": 0,
+            "demo_requests": 1,
+            "accounts": 1,
+            "email_correspondence": 1,
+            "billing_records": 1,
         }
         assert all(o["acted"] == 0 for o in dry_meta)
         assert stale_log.exists() and instance.get_run_by_id(runs[0]) is not None
@@ -189,8 +272,16 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
         assert result.success
         acted = {o["category"]: o["acted"] for o in result.output_for_node("apply_retention_rules")}
         assert acted == {
-            "server_access_logs": 1, "dagster_run_logs": 1, "dagster_compute_logs": 1, "sensor_tick_history": 0, "cached_metric_results": 6,
-            "integration_credentials": 0, "demo_requests": 1, "accounts": 1, "email_correspondence": 1, "billing_records": 1,
+            "server_access_logs": 1,
+            "dagster_run_logs": 1,
+            "dagster_compute_logs": 1,
+            "sensor_tick_history": 0,
+            "cached_metric_results": 6,
+            "integration_credentials": 0,
+            "demo_requests": 1,
+            "accounts": 1,
+            "email_correspondence": 1,
+            "billing_records": 1,
         }
         output_event = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
         report = output_event.event_specific_data.metadata["report"].value
@@ -220,26 +311,40 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
     with_data = set(platform.metric_store.connections_with_data())
     assert with_data == {"sf-removed-recent", "sf-active", "sf-closed-recent"}
     # The record-bucket index goes with its connection's metrics.
-    assert {slug for slug in ("sf-removed-long", "sf-removed-recent", "sf-active", "sf-closed-long", "sf-closed-recent") if platform.metric_store.bucket_count(slug)} == with_data
-
+    assert {
+        slug
+        for slug in ("sf-removed-long", "sf-removed-recent", "sf-active", "sf-closed-long", "sf-closed-recent")
+        if platform.metric_store.bucket_count(slug)
+    } == with_data
 
 
 INJECTIONS = [
     {"table": "demo_requests; DROP TABLE accounts; --"},
     {"clock_column": "submitted_at OR 1=1"},
-    {"anonymise_columns": ["email", "name\" = NULL; DROP TABLE accounts; --"]},
+    {"anonymise_columns": ["email", 'name" = NULL; DROP TABLE accounts; --']},
     {"category": "Robert'); DROP TABLE students;--"},
 ]
 
 
-def test_injected_identifiers_are_refused_before_anything_happens(platform, app_db, pg_database, tmp_path: Path) -> None:  # noqa: ANN001
+def test_injected_identifiers_are_refused_before_anything_happens(
+    platform, app_db, pg_database, tmp_path: Path
+) -> None:  # noqa: ANN001
     now = utcnow()
     seed_app(app_db, now)
     before = {t: app_ids(app_db, t) for t in ("demo_requests", "accounts", "email_correspondence", "billing_records")}
-    fields = {"category": "accounts", "table": "accounts", "key_column": "id", "clock_column": "contract_ended_at", "anonymise_columns": ["email"]}
+    fields = {
+        "category": "accounts",
+        "table": "accounts",
+        "key_column": "id",
+        "clock_column": "contract_ended_at",
+        "anonymise_columns": ["email"],
+    }
     with dg.instance_for_test(temp_dir=home(tmp_path, "dh")) as instance:
         for bad in INJECTIONS:
-            tables = [AppTable(category="demo_requests", table="demo_requests", key_column="id", clock_column="submitted_at"), AppTable(**{**fields, **bad})]
+            tables = [
+                AppTable(category="demo_requests", table="demo_requests", key_column="id", clock_column="submitted_at"),
+                AppTable(**{**fields, **bad}),
+            ]
             result = run_retention(instance, pg_database["url"], tables=tables, raise_on_error=False)
             assert not result.success, bad
             error = result.get_step_failure_events()[0].step_failure_data.error
@@ -250,11 +355,14 @@ def test_injected_identifiers_are_refused_before_anything_happens(platform, app_
                 AppTable(**{**fields, **bad}).checked()
 
 
-def test_credentials_still_held_for_a_removed_connection_fail_the_run(platform, app_db, pg_database, tmp_path: Path) -> None:  # noqa: ANN001
+def test_credentials_still_held_for_a_removed_connection_fail_the_run(
+    platform, app_db, pg_database, tmp_path: Path
+) -> None:  # noqa: ANN001
     platform.registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="owner@acme.test"))
     connection = platform.registry.add_connection(
         Connection(id="sf-leaky", workspace_id="acme", kind="salesforce", display_name="Leaky"),
-        vault=platform.vault, secrets={"oauth_refresh_token": "refresh-canary-123456"},
+        vault=platform.vault,
+        secrets={"oauth_refresh_token": "refresh-canary-123456"},
     )
     platform.registry.set_status(connection.id, ConnectionStatus.REMOVED)  # status changed, vault never destroyed
     with dg.instance_for_test(temp_dir=home(tmp_path, "dh")) as instance:
@@ -275,7 +383,13 @@ def test_sensor_ticks_older_than_90_days_are_purged(platform, app_db, pg_databas
     for name, days in ages.items():
         status = TickStatus.SKIPPED if name == "old-skipped" else TickStatus.SUCCESS
         sensor = "jira_sync_sensor" if name == "old-skipped" else "salesforce_cdc_sensor"
-        data = _tick(sensor, status=status, timestamp=(now - timedelta(days=days)).timestamp(), cursor='{"sf-acme": {}}', run_keys=["sf-acme:x"])
+        data = _tick(
+            sensor,
+            status=status,
+            timestamp=(now - timedelta(days=days)).timestamp(),
+            cursor='{"sf-acme": {}}',
+            run_keys=["sf-acme:x"],
+        )
         ids[name] = instance.create_tick(data).tick_id
 
     dry = run_retention(instance, pg_database["url"], {"dry_run": True}).output_for_node("apply_retention_rules")

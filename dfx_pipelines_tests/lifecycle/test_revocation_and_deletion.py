@@ -55,8 +55,14 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         materialize = Materializer(platform, resource, instance)
         for slug in ("sf-acme", "sf-beta"):
-            assert materialize(["open_pipeline_by_stage", "campaign_sourced_pipeline"], partition_key=slug, tags={"dfx/connection": slug}).success
-            assert materialize(["win_rate", "lead_conversion"], tags={k: v.format(c=slug) for k, v in RANGE.items()}).success
+            assert materialize(
+                ["open_pipeline_by_stage", "campaign_sourced_pipeline"],
+                partition_key=slug,
+                tags={"dfx/connection": slug},
+            ).success
+            assert materialize(
+                ["win_rate", "lead_conversion"], tags={k: v.format(c=slug) for k, v in RANGE.items()}
+            ).success
         acme_values = {row["value"] for row in platform.metric_store.read(connection_id="sf-acme")}
         beta_values = {row["value"] for row in platform.metric_store.read(connection_id="sf-beta")}
         only_acme = sorted(v for v in acme_values - beta_values if v and v > 1000)  # amounts unique to acme's org
@@ -77,7 +83,9 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
         # A run launched now fails at its first step and sends nothing.
         before = len(acme.server.requests)
         failed = materialize(["open_pipeline_by_stage"], partition_key="sf-acme", raise_on_error=False)
-        assert not failed.success and "is removed: no data is read" in str(failed.get_step_failure_events()[0].step_failure_data.error.to_string())
+        assert not failed.success and "is removed: no data is read" in str(
+            failed.get_step_failure_events()[0].step_failure_data.error.to_string()
+        )
         assert len(acme.server.requests) == before
 
         # Deletion (the nightly job's work): everything cached from sf-acme goes.
@@ -96,8 +104,13 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
     # Nothing derived from sf-acme is readable anywhere the project writes.
     with platform.engine.connect() as db:
         for value in only_acme:
-            assert db.execute(sa.text("SELECT COUNT(*) FROM metric_values WHERE value = :v"), {"v": value}).scalar() == 0
-        assert db.execute(sa.text("SELECT COUNT(*) FROM metric_record_buckets WHERE connection_id = 'sf-acme'")).scalar() == 0
+            assert (
+                db.execute(sa.text("SELECT COUNT(*) FROM metric_values WHERE value = :v"), {"v": value}).scalar() == 0
+            )
+        assert (
+            db.execute(sa.text("SELECT COUNT(*) FROM metric_record_buckets WHERE connection_id = 'sf-acme'")).scalar()
+            == 0
+        )
     for root in (dagster_home, platform.settings.home):
         assert files_containing(root, access.encode()) == [] and files_containing(root, refresh.encode()) == []
     assert files_containing(dagster_home, b"sf-acme") == []
@@ -109,7 +122,9 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
     assert platform.registry.get("sf-acme").status is ConnectionStatus.DELETED
 
 
-def test_interrupted_deletion_is_completed_by_the_next_attempt(platform, workspace, sf_sandbox, sf_resource, monkeypatch) -> None:  # noqa: ANN001
+def test_interrupted_deletion_is_completed_by_the_next_attempt(
+    platform, workspace, sf_sandbox, sf_resource, monkeypatch
+) -> None:  # noqa: ANN001
     connect(platform, sf_sandbox, sf_resource)
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
     with dg.instance_for_test() as instance:
@@ -148,7 +163,9 @@ class _UnreachableProvider:
 def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, workspace, caplog) -> None:  # noqa: ANN001
     """The provider cannot be reached and we hold no credential for the connection: the report and the
     warning must say that nothing was destroyed, not that credentials were "destroyed anyway"."""
-    platform.registry.add_connection(parse_connection({"id": "sf-bare", "workspace_id": "acme", "kind": "salesforce", "display_name": "Bare"}))
+    platform.registry.add_connection(
+        parse_connection({"id": "sf-bare", "workspace_id": "acme", "kind": "salesforce", "display_name": "Bare"})
+    )
     with caplog.at_level("WARNING"):
         report = revoke_connection(platform, _UnreachableProvider(), "sf-bare", remove=False, actor="test")  # type: ignore[arg-type]
     assert not report.provider_revoked and report.secrets_deleted == 0 and report.data_key_id is None
@@ -174,7 +191,14 @@ def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_r
     platform.registry.save(connection)
     assert [c.id for c in overdue(platform)] == ["sf-acme"]
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)})
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={
+                "platform": PlatformResource(
+                    home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url
+                )
+            },
+        )
         result = deletion_overdue_sensor(context)
     [request] = result.run_requests
     assert request.tags["dfx/alert"] == "deletion-overdue" and request.tags["dfx/connection"] == "sf-acme"
@@ -193,7 +217,9 @@ def dagster_instance(request: pytest.FixtureRequest):  # noqa: ANN201
         db.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.engine.make_url(PG_ADMIN_URL).set(database=name, drivername="postgresql")
     try:
-        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url.render_as_string(hide_password=False)}}}) as instance:
+        with dg.instance_for_test(
+            overrides={"storage": {"postgres": {"postgres_url": url.render_as_string(hide_password=False)}}}
+        ) as instance:
             yield instance
     finally:
         with admin.connect() as db:
@@ -230,7 +256,9 @@ def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, 
     instance.add_dynamic_partitions("salesforce_connections", ["sf-acme"])
     assert untagged.execute_in_process(instance=instance).success
     for partition in ("sf-beta|2026-11-21", "sf-acme-2|2026-11-21", "sf-acme|2026-11-21"):  # acme's is the latest
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition, metadata={"secret_total": 987654.0}))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=key, partition=partition, metadata={"secret_total": 987654.0})
+        )
     instance.report_runless_asset_event(dg.AssetObservation(asset_key=key, partition="sf-acme|2026-11-22"))
     assert _events_of(instance, "sf-acme|") == ["sf-acme|2026-11-20", "sf-acme|2026-11-21", "sf-acme|2026-11-22"]
 
@@ -238,21 +266,29 @@ def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, 
 
     assert report.partition_events_wiped == 3 and instance.get_run_records() == []
     assert _events_of(instance, "sf-acme|") == []
-    assert _events_of(instance, "sf-beta|") == ["sf-beta|2026-11-21"] and _events_of(instance, "sf-acme-2|") == ["sf-acme-2|2026-11-21"]
+    assert _events_of(instance, "sf-beta|") == ["sf-beta|2026-11-21"] and _events_of(instance, "sf-acme-2|") == [
+        "sf-acme-2|2026-11-21"
+    ]
     latest = instance.get_latest_materialization_event(key)  # Dagster's per-asset copy, not a query
     assert latest is not None and latest.dagster_event.partition == "sf-acme-2|2026-11-21"
     assert instance.get_materialized_partitions(key) == {"sf-beta|2026-11-21", "sf-acme-2|2026-11-21"}
     assert audit.entries(platform.engine, "sf-acme")[-1]["action"] == "deletion_completed"
 
 
-def test_events_that_cannot_be_erased_fail_the_deletion_loudly(platform, workspace, sf_sandbox, sf_resource, monkeypatch) -> None:  # noqa: ANN001
+def test_events_that_cannot_be_erased_fail_the_deletion_loudly(
+    platform, workspace, sf_sandbox, sf_resource, monkeypatch
+) -> None:  # noqa: ANN001
     from dfx_pipelines.lifecycle import deletion
 
     connect(platform, sf_sandbox, sf_resource)
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
-    monkeypatch.setattr(deletion, "_delete_runless_events", lambda storage, key, connection_id: None)  # a storage that cannot
+    monkeypatch.setattr(
+        deletion, "_delete_runless_events", lambda storage, key, connection_id: None
+    )  # a storage that cannot
     with dg.instance_for_test() as instance:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["salesforce", "win_rate"], partition="sf-acme|2026-11-21"))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=["salesforce", "win_rate"], partition="sf-acme|2026-11-21")
+        )
         with pytest.raises(deletion.DeletionIncomplete, match="could not be erased"):
             delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
     assert audit.entries(platform.engine, "sf-acme")[-1]["action"] == "deletion_failed"
@@ -270,10 +306,16 @@ def test_closing_a_workspace_removes_every_connection_at_once(platform, workspac
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-acme-eu", "display_name": "Acme EU"})
     platform.registry.upsert_workspace(Workspace(id="beta", name="Beta", owner_email="owner@beta.test"))
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "workspace_id": "beta", "display_name": "Beta"})
-    revoke_connection(platform, SALESFORCE, "sf-acme-eu", remove=False, actor="test")  # revoked earlier: closure removes it too
+    revoke_connection(
+        platform, SALESFORCE, "sf-acme-eu", remove=False, actor="test"
+    )  # revoked earlier: closure removes it too
     refresh = platform.vault.get(platform.registry.get("sf-acme").secret_ref("oauth_refresh_token")).get_secret_value()
-    resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)}
-    run_config = {"ops": {"close_workspace_op": {"config": {"workspace_id": "acme", "actor": "ops@dataflow-xpert.test"}}}}
+    resources = {
+        "platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)
+    }
+    run_config = {
+        "ops": {"close_workspace_op": {"config": {"workspace_id": "acme", "actor": "ops@dataflow-xpert.test"}}}
+    }
 
     with dg.instance_for_test() as instance:
         result = close_workspace_job.execute_in_process(run_config=run_config, resources=resources, instance=instance)
@@ -281,7 +323,9 @@ def test_closing_a_workspace_removes_every_connection_at_once(platform, workspac
         output = result.output_for_node("close_workspace_op")
         assert sorted(output["removed"]) == ["sf-acme", "sf-acme-eu"]
         # Repeating it changes nothing: same closing time, nothing left to remove.
-        again = close_workspace_job.execute_in_process(run_config=run_config, resources=resources, instance=instance).output_for_node("close_workspace_op")
+        again = close_workspace_job.execute_in_process(
+            run_config=run_config, resources=resources, instance=instance
+        ).output_for_node("close_workspace_op")
         assert again["removed"] == [] and again["closed_at"] == output["closed_at"]
 
     assert platform.registry.get_workspace("acme").closed_at is not None
@@ -290,11 +334,16 @@ def test_closing_a_workspace_removes_every_connection_at_once(platform, workspac
         assert platform.vault.data_key_id("acme", slug) is None
     revoked = [r.form().get("token") for r in sf_sandbox.server.requests if r.path == "/services/oauth2/revoke"]
     assert len(revoked) == 2 and revoked[-1] == refresh  # sf-acme-eu's at its revocation, sf-acme's at the closure
-    assert sorted(c.id for c in due_for_deletion(platform)) == ["sf-acme", "sf-acme-eu"]  # the deletion job takes it from here
+    assert sorted(c.id for c in due_for_deletion(platform)) == [
+        "sf-acme",
+        "sf-acme-eu",
+    ]  # the deletion job takes it from here
     assert [e["action"] for e in audit.entries(platform.engine, "sf-acme-eu")] == ["revoke", "remove"]
     assert audit.entries(platform.engine, "sf-acme")[0]["actor"] == "ops@dataflow-xpert.test"
     # Another customer's workspace is untouched; a closed one takes no new connection and is not reopened.
-    assert platform.registry.get("sf-beta").status is ConnectionStatus.ACTIVE and platform.vault.data_key_id("beta", "sf-beta")
+    assert platform.registry.get("sf-beta").status is ConnectionStatus.ACTIVE and platform.vault.data_key_id(
+        "beta", "sf-beta"
+    )
     with pytest.raises(ConfigError, match="workspace 'acme' is closed"):
         connect(platform, sf_sandbox, sf_resource, config={"id": "sf-acme-new", "display_name": "Acme again"})
     with pytest.raises(ConfigError, match="is closed"):

@@ -45,20 +45,55 @@ def world(pg_platform, pg_database):  # noqa: ANN001, ANN201
     now = utcnow()
     with app.begin() as db:
         db.exec_driver_sql(APP_SCHEMA)
-        for who, email, phone in (("Alice Liddell", "Alice@Wonder.test", "555-0101"), ("Bob Builder", "bob@build.test", "555-0202")):
-            account = db.execute(sa.text("INSERT INTO accounts (name, email, phone, plan) VALUES (:n, :e, :p, 'pro') RETURNING id"), {"n": who, "e": email, "p": phone}).scalar_one()
-            db.execute(sa.text("INSERT INTO demo_requests (name, email, company, message, submitted_at) VALUES (:n, :e, 'Co', :m, :t)"), {"n": who, "e": email, "m": f"demo for {who}", "t": now - timedelta(days=400)})
-            db.execute(sa.text("INSERT INTO email_correspondence (counterpart_email, subject, body, sent_at) VALUES (:e, 'Re: invoice', :b, :t)"), {"e": email.lower(), "b": f"note to {who}", "t": now - timedelta(days=20)})
+        for who, email, phone in (
+            ("Alice Liddell", "Alice@Wonder.test", "555-0101"),
+            ("Bob Builder", "bob@build.test", "555-0202"),
+        ):
+            account = db.execute(
+                sa.text("INSERT INTO accounts (name, email, phone, plan) VALUES (:n, :e, :p, 'pro') RETURNING id"),
+                {"n": who, "e": email, "p": phone},
+            ).scalar_one()
+            db.execute(
+                sa.text(
+                    "INSERT INTO demo_requests (name, email, company, message, submitted_at) VALUES (:n, :e, 'Co', :m, :t)"
+                ),
+                {"n": who, "e": email, "m": f"demo for {who}", "t": now - timedelta(days=400)},
+            )
+            db.execute(
+                sa.text(
+                    "INSERT INTO email_correspondence (counterpart_email, subject, body, sent_at) VALUES (:e, 'Re: invoice', :b, :t)"
+                ),
+                {"e": email.lower(), "b": f"note to {who}", "t": now - timedelta(days=20)},
+            )
             for years, amount in ((8, 111.11), (2, 222.22)):  # one record past the 7 years, one inside them
-                db.execute(sa.text("INSERT INTO billing_records (account_id, billing_email, billing_name, amount, issued_at) VALUES (:a, :e, :n, :m, :t)"),
-                           {"a": account, "e": email, "n": who, "m": amount if who.startswith("Alice") else amount + 1000, "t": now - timedelta(days=365 * years + 3)})
+                db.execute(
+                    sa.text(
+                        "INSERT INTO billing_records (account_id, billing_email, billing_name, amount, issued_at) VALUES (:a, :e, :n, :m, :t)"
+                    ),
+                    {
+                        "a": account,
+                        "e": email,
+                        "n": who,
+                        "m": amount if who.startswith("Alice") else amount + 1000,
+                        "t": now - timedelta(days=365 * years + 3),
+                    },
+                )
     registry = pg_platform.registry
     registry.upsert_workspace(Workspace(id="wonder", name="Wonderland", owner_email="alice@wonder.test"))
     registry.upsert_workspace(Workspace(id="builders", name="Builders", owner_email="bob@build.test"))
     for slug, workspace in (("sf-wonder", "wonder"), ("sf-builders", "builders")):
-        connection = registry.add_connection(Connection(id=slug, workspace_id=workspace, kind="salesforce", display_name=f"{workspace} SF"),
-                                             vault=pg_platform.vault, secrets={"oauth_refresh_token": CANARY + slug})
-        pg_platform.metric_store.write(connection, "win_rate", slug, [MetricRow("win_rate", "rate", 0.25 * i) for i in range(4)], Provenance(run_id=None, source="test"))
+        connection = registry.add_connection(
+            Connection(id=slug, workspace_id=workspace, kind="salesforce", display_name=f"{workspace} SF"),
+            vault=pg_platform.vault,
+            secrets={"oauth_refresh_token": CANARY + slug},
+        )
+        pg_platform.metric_store.write(
+            connection,
+            "win_rate",
+            slug,
+            [MetricRow("win_rate", "rate", 0.25 * i) for i in range(4)],
+            Provenance(run_id=None, source="test"),
+        )
     yield app
     app.dispose()
     dispose_app_engines()
@@ -67,7 +102,10 @@ def world(pg_platform, pg_database):  # noqa: ANN001, ANN201
 def run(job, pg_platform, pg_database, request_id: int):  # noqa: ANN001, ANN201
     op_name = job.graph.node_defs[0].name
     return job.execute_in_process(
-        resources={"platform": PlatformResource(metrics_db_url=pg_database["url"]), "app_db": AppDatabaseResource(url=pg_database["url"])},
+        resources={
+            "platform": PlatformResource(metrics_db_url=pg_database["url"]),
+            "app_db": AppDatabaseResource(url=pg_database["url"]),
+        },
         run_config={"ops": {op_name: {"config": {"request_id": request_id}}}},
         raise_on_error=False,
     )
@@ -88,7 +126,9 @@ def test_due_dates_follow_the_law(pg_platform, world) -> None:  # noqa: ANN001
     gdpr = record_request(pg_platform.engine, "erasure", "gdpr", " Someone@Example.test ", received_at=received)
     ccpa = record_request(pg_platform.engine, "access", "ccpa", "someone@example.test", received_at=received)
     assert gdpr.due_at - gdpr.received_at == timedelta(days=30) and ccpa.due_at - ccpa.received_at == timedelta(days=45)
-    assert gdpr.subject_email == "someone@example.test" and gdpr.status == "received" and gdpr.identity_verified_at is None
+    assert (
+        gdpr.subject_email == "someone@example.test" and gdpr.status == "received" and gdpr.identity_verified_at is None
+    )
     with pytest.raises(ConfigError, match="unknown law"):
         record_request(pg_platform.engine, "erasure", "lgpd", "x@y.test")
     with pytest.raises(ConfigError, match="unknown request kind"):
@@ -106,7 +146,10 @@ def test_unverified_request_is_refused_and_nothing_is_done(pg_platform, pg_datab
     # The wrong job for a request is refused the same way.
     verify_identity(pg_platform.engine, request.id, by="support@dfx.test")
     wrong = run(subject_access_job, pg_platform, pg_database, request.id)
-    assert not wrong.success and "is a erasure request" in wrong.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert (
+        not wrong.success
+        and "is a erasure request" in wrong.get_step_failure_events()[0].step_failure_data.error.to_string()
+    )
     with pytest.raises(ConfigError, match="who verified"):
         verify_identity(pg_platform.engine, request.id, by=" ")
 
@@ -127,7 +170,12 @@ def test_export_holds_the_subjects_data_and_nothing_else(pg_platform, pg_databas
     [workspace] = document["workspaces"]
     assert workspace["id"] == "wonder" and workspace["owner_email"] == "alice@wonder.test"
     [connection] = workspace["connections"]
-    assert (connection["id"], connection["metric_batches"], connection["metric_values"], connection["credentials_held"]) == ("sf-wonder", 1, 4, True)
+    assert (
+        connection["id"],
+        connection["metric_batches"],
+        connection["metric_values"],
+        connection["credentials_held"],
+    ) == ("sf-wonder", 1, 4, True)
     for other in ("bob", "Bob", "builders", "555-0202", "1111.11", "sf-builders"):
         assert other not in text, other
     assert CANARY not in text and "refresh_token" not in text
@@ -140,7 +188,10 @@ def test_export_holds_the_subjects_data_and_nothing_else(pg_platform, pg_databas
 def test_erasure_keeps_billing_records_and_says_so(pg_platform, pg_database, world) -> None:  # noqa: ANN001
     export = verified(pg_platform.engine, "access", "alice@wonder.test")
     assert run(subject_access_job, pg_platform, pg_database, export.id).success
-    bob_before = {t: [r for r in app_rows(world, t) if "bob" in json.dumps(r, default=str).lower()] for t in ("accounts", "demo_requests", "billing_records", "email_correspondence")}
+    bob_before = {
+        t: [r for r in app_rows(world, t) if "bob" in json.dumps(r, default=str).lower()]
+        for t in ("accounts", "demo_requests", "billing_records", "email_correspondence")
+    }
     request = verified(pg_platform.engine, "erasure", "alice@wonder.test")
     result = run(subject_erasure_job, pg_platform, pg_database, request.id)
     assert result.success
@@ -151,15 +202,28 @@ def test_erasure_keeps_billing_records_and_says_so(pg_platform, pg_database, wor
     assert response["erased"]["accounts"]["action"] == "anonymised" and response["erased"]["accounts"]["rows"] == 1
     assert response["erased"]["billing_records"] == {"action": "deleted", "rows": 1}  # the 8-year-old one
     [kept] = response["kept"]
-    assert kept["category"] == "billing_records" and kept["rows"] == 1 and "7 years" in kept["reason"] and kept["deletable_from"]
-    assert response["earlier_exports_erased"] == 1 and get_request(pg_platform.engine, export.id).response == {"document": "erased"}
+    assert (
+        kept["category"] == "billing_records"
+        and kept["rows"] == 1
+        and "7 years" in kept["reason"]
+        and kept["deletable_from"]
+    )
+    assert response["earlier_exports_erased"] == 1 and get_request(pg_platform.engine, export.id).response == {
+        "document": "erased"
+    }
     # Alice: gone except the billing record the law keeps; Bob: untouched.
     everything = json.dumps({t: app_rows(world, t) for t in bob_before}, default=str).lower()
     assert everything.count("alice") == 2  # billing_email and billing_name of the one kept record
-    assert [float(r["amount"]) for r in app_rows(world, "billing_records") if (r["billing_email"] or "").lower() == "alice@wonder.test"] == [222.22]
+    assert [
+        float(r["amount"])
+        for r in app_rows(world, "billing_records")
+        if (r["billing_email"] or "").lower() == "alice@wonder.test"
+    ] == [222.22]
     account = next(r for r in app_rows(world, "accounts") if r["plan"] == "pro" and r["email"] is None)
     assert account["name"] is None and account["phone"] is None
-    assert {t: [r for r in app_rows(world, t) if "bob" in json.dumps(r, default=str).lower()] for t in bob_before} == bob_before
+    assert {
+        t: [r for r in app_rows(world, t) if "bob" in json.dumps(r, default=str).lower()] for t in bob_before
+    } == bob_before
     assert response["workspaces_owned"] == ["wonder"]
 
 
@@ -172,23 +236,42 @@ def test_unknown_subject_gets_a_clear_answer(pg_platform, pg_database, world) ->
         assert response["found"] is False and "no data about nobody@nowhere.test" in response["message"]
     assert {t: app_rows(world, t) for t in before} == before
     again = run(subject_erasure_job, pg_platform, pg_database, request.id - 1)
-    assert not again.success and "already answered" in again.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert (
+        not again.success
+        and "already answered" in again.get_step_failure_events()[0].step_failure_data.error.to_string()
+    )
 
 
 def test_rectification_and_restriction(pg_platform, pg_database, world) -> None:  # noqa: ANN001
-    fix = verified(pg_platform.engine, "rectification", "alice@wonder.test", request={"corrections": {"accounts": {"name": "Alice Kingsleigh", "phone": "555-0199"}}})
+    fix = verified(
+        pg_platform.engine,
+        "rectification",
+        "alice@wonder.test",
+        request={"corrections": {"accounts": {"name": "Alice Kingsleigh", "phone": "555-0199"}}},
+    )
     assert run(subject_rectification_job, pg_platform, pg_database, fix.id).success
     alice = next(r for r in app_rows(world, "accounts") if r["email"] == "Alice@Wonder.test")
     assert (alice["name"], alice["phone"]) == ("Alice Kingsleigh", "555-0199")
     assert get_request(pg_platform.engine, fix.id).response["rectified"]["accounts"]["rows"] == 1
-    sneaky = verified(pg_platform.engine, "rectification", "alice@wonder.test", request={"corrections": {"accounts": {"plan": "free"}}})
+    sneaky = verified(
+        pg_platform.engine,
+        "rectification",
+        "alice@wonder.test",
+        request={"corrections": {"accounts": {"plan": "free"}}},
+    )
     refused = run(subject_rectification_job, pg_platform, pg_database, sneaky.id)
-    assert not refused.success and "accounts.plan may not be changed" in refused.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert (
+        not refused.success
+        and "accounts.plan may not be changed"
+        in refused.get_step_failure_events()[0].step_failure_data.error.to_string()
+    )
 
     assert not is_restricted(pg_platform.engine, "alice@wonder.test")
     stop = verified(pg_platform.engine, "objection", "alice@wonder.test")
     assert run(subject_restriction_job, pg_platform, pg_database, stop.id).success
-    assert is_restricted(pg_platform.engine, "ALICE@wonder.test") and not is_restricted(pg_platform.engine, "bob@build.test")
+    assert is_restricted(pg_platform.engine, "ALICE@wonder.test") and not is_restricted(
+        pg_platform.engine, "bob@build.test"
+    )
     assert restricted_workspace_ids(pg_platform.engine) == {"wonder"}
     assert connection_restricted(pg_platform, pg_platform.registry.get("sf-wonder"))
     assert not connection_restricted(pg_platform, pg_platform.registry.get("sf-builders"))
@@ -201,6 +284,7 @@ def test_rectification_and_restriction(pg_platform, pg_database, world) -> None:
     assert runs_see.active_connection("sf-builders", "salesforce").id == "sf-builders"
     with pytest.raises(RequestRefused):
         from dfx_pipelines.lifecycle.subject_data import check_actionable
+
         check_actionable(get_request(pg_platform.engine, stop.id), ("restriction", "objection"))
 
 
@@ -216,12 +300,18 @@ def test_sensor_flags_overdue_and_nearing_requests(pg_platform, pg_database, wor
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         result = subject_request_deadline_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-        assert [r.run_config["ops"]["raise_overdue_alert"]["config"]["request_id"] for r in result.run_requests] == [overdue.id]
+        assert [r.run_config["ops"]["raise_overdue_alert"]["config"]["request_id"] for r in result.run_requests] == [
+            overdue.id
+        ]
         assert result.run_requests[0].run_key.startswith(f"dsr-overdue:{overdue.id}:")
         assert "late@x.test" not in json.dumps(result.run_requests[0].run_config)  # ids only, never the email
-        alert = subject_request_overdue_alert_job.execute_in_process(instance=instance, run_config=result.run_requests[0].run_config, resources=resources, raise_on_error=False)
+        alert = subject_request_overdue_alert_job.execute_in_process(
+            instance=instance, run_config=result.run_requests[0].run_config, resources=resources, raise_on_error=False
+        )
         assert not alert.success
-        assert f"#{overdue.id} (erasure, GDPR)" in alert.get_step_failure_events()[0].step_failure_data.error.to_string()
+        assert (
+            f"#{overdue.id} (erasure, GDPR)" in alert.get_step_failure_events()[0].step_failure_data.error.to_string()
+        )
 
         verify_identity(engine, overdue.id, by="support@dfx.test")
         assert run(subject_erasure_job, pg_platform, pg_database, overdue.id).success
@@ -229,7 +319,9 @@ def test_sensor_flags_overdue_and_nearing_requests(pg_platform, pg_database, wor
         assert not quiet.run_requests and f"#{nearing.id} (access, due" in quiet.skip_reason.skip_message
 
 
-def test_cli_records_verifies_lists_and_answers(pg_platform, pg_database, world, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_cli_records_verifies_lists_and_answers(
+    pg_platform, pg_database, world, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
     from click.testing import CliRunner
 
     from dfx_pipelines.lifecycle.cli import requests_group
@@ -240,11 +332,21 @@ def test_cli_records_verifies_lists_and_answers(pg_platform, pg_database, world,
     recorded = cli.invoke(requests_group, ["record", "--kind", "access", "--law", "ccpa", "--email", "bob@build.test"])
     assert recorded.exit_code == 0, recorded.output
     request_id = int(recorded.output.split(":")[0].split()[1])
-    assert get_request(pg_platform.engine, request_id).due_at - get_request(pg_platform.engine, request_id).received_at == timedelta(days=45)
+    assert get_request(pg_platform.engine, request_id).due_at - get_request(
+        pg_platform.engine, request_id
+    ).received_at == timedelta(days=45)
     refused = cli.invoke(requests_group, ["answer", str(request_id)])
-    assert isinstance(refused.exception, RequestRefused) and get_request(pg_platform.engine, request_id).status == "received"
+    assert (
+        isinstance(refused.exception, RequestRefused)
+        and get_request(pg_platform.engine, request_id).status == "received"
+    )
     assert f"{request_id}\taccess\tCCPA\treceived" in cli.invoke(requests_group, ["list"]).output
     assert cli.invoke(requests_group, ["verify", str(request_id), "--by", "support@dfx.test"]).exit_code == 0
     answered = cli.invoke(requests_group, ["answer", str(request_id)])
     assert answered.exit_code == 0 and "rows.accounts=1" in answered.output and "builder" not in answered.output.lower()
-    assert get_request(pg_platform.engine, request_id).response["document"]["application_data"]["accounts"]["rows"][0]["name"] == "Bob Builder"
+    assert (
+        get_request(pg_platform.engine, request_id).response["document"]["application_data"]["accounts"]["rows"][0][
+            "name"
+        ]
+        == "Bob Builder"
+    )

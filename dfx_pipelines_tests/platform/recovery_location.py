@@ -9,5 +9,7 @@ from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
 from dfx_pipelines.platform.resources import PlatformResource
 
 defs = dg.Definitions(
-    assets=METRIC_ASSETS, jobs=[salesforce_snapshot_job], resources={"platform": PlatformResource(), "salesforce": salesforce_resource()}
+    assets=METRIC_ASSETS,
+    jobs=[salesforce_snapshot_job],
+    resources={"platform": PlatformResource(), "salesforce": salesforce_resource()},
 )

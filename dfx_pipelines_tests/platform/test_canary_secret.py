@@ -1,8 +1,6 @@
 """A canary secret planted in a failing run is found nowhere: not in logs, event storage, run storage,
 compute logs, the metric database or any file the project writes (the vault holds only ciphertext)."""
 
-
-
 import logging
 import uuid
 from pathlib import Path
@@ -30,7 +28,9 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 @pytest.mark.parametrize("failure", ["http_error", "dropped_connection", "library_error"])
-def test_canary_secret_appears_nowhere(failure: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
+def test_canary_secret_appears_nowhere(
+    failure: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
     dfx_home, dagster_home = tmp_path / "dfx_home", tmp_path / "dagster_home"
     platform_resource = PlatformResource(home=str(dfx_home))
     platform = platform_resource.get()
@@ -50,7 +50,13 @@ def test_canary_secret_appears_nowhere(failure: str, tmp_path: Path, caplog: pyt
             # Every careless thing a connector might do with a token:
             context.log.info(f"using token {token}")
             logging.getLogger("dfx_pipelines.connectors.test").warning("Authorization: Bearer %s", token)
-            services.metric_store.write(connection, "pings", "echo-acme", [MetricRow("pings", "count", 1.0)], Provenance(context.run_id, "GET /v1/ping"))
+            services.metric_store.write(
+                connection,
+                "pings",
+                "echo-acme",
+                [MetricRow("pings", "count", 1.0)],
+                Provenance(context.run_id, "GET /v1/ping"),
+            )
             session = build_session(sandbox_ca=server.ca_pem_path)
             if failure == "dropped_connection":
                 server.faults.inject("drop", count=None)
@@ -58,12 +64,16 @@ def test_canary_secret_appears_nowhere(failure: str, tmp_path: Path, caplog: pyt
                 with redacted_exceptions():
                     raise ValueError(f"echo sync failed: unexpected payload for token {token}")
             with translate_errors("echo sync"):
-                response = session.get(f"{server.url}/v1/missing?access_token={token}", headers={"Authorization": f"Bearer {token}"})
+                response = session.get(
+                    f"{server.url}/v1/missing?access_token={token}", headers={"Authorization": f"Bearer {token}"}
+                )
                 check_response(response, f"echo sync")
 
         dagster_home.mkdir()
         with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
-            result = dg.materialize([leaky_sync], instance=instance, resources={"platform": platform_resource}, raise_on_error=False)
+            result = dg.materialize(
+                [leaky_sync], instance=instance, resources={"platform": platform_resource}, raise_on_error=False
+            )
             assert not result.success
             failure_event = result.get_step_failure_events()[0]
             assert "echo sync failed" in failure_event.step_failure_data.error.to_string()
@@ -83,7 +93,9 @@ def test_canary_secret_appears_nowhere(failure: str, tmp_path: Path, caplog: pyt
     assert platform.metric_store.read(connection_id="echo-acme")[0]["value"] == 1.0
 
 
-def test_the_canarys_escaped_forms_appear_nowhere(tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
+def test_the_canarys_escaped_forms_appear_nowhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
     """The canary planted in each escaped form (JSON-escaped, URL-encoded with either case of hex, base64
     whole and inside a longer base64 text) in log records, `context.log` and the failure's exception
     text: no form is found in event storage, run storage, any file, the captured logs or the output."""
@@ -111,10 +123,14 @@ def test_the_canarys_escaped_forms_appear_nowhere(tmp_path: Path, caplog: pytest
 
     dagster_home.mkdir()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
-        result = dg.materialize([leaky_escapes], instance=instance, resources={"platform": platform_resource}, raise_on_error=False)
+        result = dg.materialize(
+            [leaky_escapes], instance=instance, resources={"platform": platform_resource}, raise_on_error=False
+        )
         assert not result.success
         assert "escape sync failed" in result.get_step_failure_events()[0].step_failure_data.error.to_string()
-        stored = "\n".join(str(event) for event in instance.all_logs(result.run_id)) + str(instance.get_run_by_id(result.run_id))
+        stored = "\n".join(str(event) for event in instance.all_logs(result.run_id)) + str(
+            instance.get_run_by_id(result.run_id)
+        )
 
     out, err = capfd.readouterr()
     leaks = {
@@ -130,4 +146,6 @@ def test_the_canarys_escaped_forms_appear_nowhere(tmp_path: Path, caplog: pytest
         if found
     }
     assert leaks == {}
-    assert stored.count("request body (") == len(forms)  # the search above was not vacuous: every form was logged, masked
+    assert stored.count("request body (") == len(
+        forms
+    )  # the search above was not vacuous: every form was logged, masked

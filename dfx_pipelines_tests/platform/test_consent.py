@@ -49,7 +49,9 @@ def test_the_listener_gives_up_with_a_clear_error() -> None:
 
 
 def test_a_pasted_redirect_is_taken_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consent.click, "prompt", lambda text, hide_input: "https://app.example/cb?code=c&state=s" if hide_input else "")
+    monkeypatch.setattr(
+        consent.click, "prompt", lambda text, hide_input: "https://app.example/cb?code=c&state=s" if hide_input else ""
+    )
     redirect_uri, receive = code_receiver(paste=True, paste_redirect_uri="https://app.example/cb", port=0)
     assert redirect_uri == "https://app.example/cb"
     assert receive("https://login.example/authorize") == "https://app.example/cb?code=c&state=s"

@@ -55,7 +55,13 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         if addresses is None:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [
-            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port) if ":" not in a else (a, port, 0, 0))
+            (
+                socket.AF_INET6 if ":" in a else socket.AF_INET,
+                socket.SOCK_STREAM,
+                6,
+                "",
+                (a, port) if ":" not in a else (a, port, 0, 0),
+            )
             for a in addresses
         ]
 
@@ -157,14 +163,24 @@ def test_hostile_urls_are_refused_by_the_one_check(url: str, sandbox_allowed: bo
 
 CHECKERS = {
     "salesforce instance/login URL": lambda url, sandbox: validate_salesforce_url(url, sandbox_allowed=sandbox),
-    "atlassian auth origin": lambda url, sandbox: auth.check_atlassian_origin(url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox, what="auth"),
-    "atlassian API gateway": lambda url, sandbox: auth.check_gateway_base(url.rstrip("/") + "/ex/jira/c9e5fda1-f8a5-5b25-af2a-cf53be1f99d7", sandbox_allowed=sandbox),
+    "atlassian auth origin": lambda url, sandbox: auth.check_atlassian_origin(
+        url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox, what="auth"
+    ),
+    "atlassian API gateway": lambda url, sandbox: auth.check_gateway_base(
+        url.rstrip("/") + "/ex/jira/c9e5fda1-f8a5-5b25-af2a-cf53be1f99d7", sandbox_allowed=sandbox
+    ),
     "jira cloud site": lambda url, sandbox: auth.check_cloud_site(url, sandbox_allowed=sandbox),
-    "jira data center": lambda url, sandbox: auth.check_datacenter_url(url, allow_private_address=False, sandbox_allowed=sandbox),
-    "jira data center, private allowed": lambda url, sandbox: auth.check_datacenter_url(url, allow_private_address=True, sandbox_allowed=sandbox),
+    "jira data center": lambda url, sandbox: auth.check_datacenter_url(
+        url, allow_private_address=False, sandbox_allowed=sandbox
+    ),
+    "jira data center, private allowed": lambda url, sandbox: auth.check_datacenter_url(
+        url, allow_private_address=True, sandbox_allowed=sandbox
+    ),
     "google token_uri": lambda url, sandbox: check_token_uri(url.rstrip("/") + "/token", sandbox_allowed=sandbox),
     "bigquery api endpoint": lambda url, sandbox: check_api_endpoint(url, sandbox_allowed=sandbox),
-    "slack webhook": lambda url, sandbox: check_webhook_url(url.rstrip("/") + "/services/T0/B0/x", sandbox_allowed=sandbox),
+    "slack webhook": lambda url, sandbox: check_webhook_url(
+        url.rstrip("/") + "/services/T0/B0/x", sandbox_allowed=sandbox
+    ),
 }
 
 
@@ -190,13 +206,29 @@ def test_the_issues_example_no_longer_passes_the_bigquery_endpoint_check() -> No
 
 
 def test_accepted_urls_come_back_rebuilt_from_the_parse(fake_dns: list[str]) -> None:
-    checked = check_endpoint("HTTPS://Public.Example:8443/jira/", what="DC", policy=ANY_PUBLIC_HOST, sandbox_allowed=False, path=None)
+    checked = check_endpoint(
+        "HTTPS://Public.Example:8443/jira/", what="DC", policy=ANY_PUBLIC_HOST, sandbox_allowed=False, path=None
+    )
     assert checked.url == "https://public.example:8443/jira" and checked.addresses == (ipaddress.ip_address(PUBLIC),)
     assert "public.example" in fake_dns  # resolved before anything is sent
-    assert validate_salesforce_url("https://acme.my.salesforce.com/", sandbox_allowed=False) == "https://acme.my.salesforce.com"
-    assert auth.check_datacenter_url("https://[2606:4700::1111]:8443/jira", allow_private_address=False, sandbox_allowed=False) == "https://[2606:4700::1111]:8443/jira"
-    assert check_token_uri("https://oauth2.googleapis.com/token", sandbox_allowed=False) == "https://oauth2.googleapis.com/token"
-    assert check_webhook_url("https://hooks.slack.com/services/T0/B0/abc", sandbox_allowed=False) == "https://hooks.slack.com/services/T0/B0/abc"
+    assert (
+        validate_salesforce_url("https://acme.my.salesforce.com/", sandbox_allowed=False)
+        == "https://acme.my.salesforce.com"
+    )
+    assert (
+        auth.check_datacenter_url(
+            "https://[2606:4700::1111]:8443/jira", allow_private_address=False, sandbox_allowed=False
+        )
+        == "https://[2606:4700::1111]:8443/jira"
+    )
+    assert (
+        check_token_uri("https://oauth2.googleapis.com/token", sandbox_allowed=False)
+        == "https://oauth2.googleapis.com/token"
+    )
+    assert (
+        check_webhook_url("https://hooks.slack.com/services/T0/B0/abc", sandbox_allowed=False)
+        == "https://hooks.slack.com/services/T0/B0/abc"
+    )
 
 
 def test_the_sandbox_is_loopback_and_only_outside_production() -> None:
@@ -208,8 +240,13 @@ def test_the_sandbox_is_loopback_and_only_outside_production() -> None:
         with pytest.raises(UnsafeDestinationError, match="sandbox"):
             check_api_endpoint(url, sandbox_allowed=False)
     with pytest.raises(UnsafeDestinationError, match="https"):
-        validate_salesforce_url("http://127.0.0.1:8443", sandbox_allowed=True)  # plain http only where a caller opts in (a test webhook)
-    assert check_webhook_url("http://127.0.0.1:9/services/T/B/x", sandbox_allowed=True) == "http://127.0.0.1:9/services/T/B/x"
+        validate_salesforce_url(
+            "http://127.0.0.1:8443", sandbox_allowed=True
+        )  # plain http only where a caller opts in (a test webhook)
+    assert (
+        check_webhook_url("http://127.0.0.1:9/services/T/B/x", sandbox_allowed=True)
+        == "http://127.0.0.1:9/services/T/B/x"
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,14 +263,30 @@ def test_allow_private_address_never_allows_metadata_link_local_or_unspecified(u
         auth.check_datacenter_url(url, allow_private_address=True, sandbox_allowed=sandbox_allowed)
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1", "https://[::1]", "https://localhost", "https://loop.example", "https://rebind.example", "https://[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1",
+        "https://[::1]",
+        "https://localhost",
+        "https://loop.example",
+        "https://rebind.example",
+        "https://[::ffff:127.0.0.1]",
+    ],
+)
 def test_allow_private_address_never_allows_loopback_in_production(url: str) -> None:
     with pytest.raises(UnsafeDestinationError, match="loopback"):
         auth.check_datacenter_url(url, allow_private_address=True, sandbox_allowed=False)
 
 
 def test_private_networks_need_the_allowance() -> None:
-    for url in ("https://private.example/jira", "https://mixed.example", "https://10.0.0.7", "https://[fd12:3456::1]", "https://[::ffff:10.0.0.7]"):
+    for url in (
+        "https://private.example/jira",
+        "https://mixed.example",
+        "https://10.0.0.7",
+        "https://[fd12:3456::1]",
+        "https://[::ffff:10.0.0.7]",
+    ):
         with pytest.raises(UnsafeDestinationError, match="allow_private_address"):
             auth.check_datacenter_url(url, allow_private_address=False, sandbox_allowed=False)
         assert auth.check_datacenter_url(url, allow_private_address=True, sandbox_allowed=False)
@@ -256,15 +309,27 @@ def test_vendor_checks_want_the_vendors_hosts_on_443() -> None:
             CHECKERS[checker](url, False)
     with pytest.raises(ConfigError, match="services"):
         check_webhook_url("https://hooks.slack.com/api/other", sandbox_allowed=False)
-    assert check_webhook_url("https://public.example/hook", frozenset({"public.example"}), sandbox_allowed=False) == "https://public.example/hook"
+    assert (
+        check_webhook_url("https://public.example/hook", frozenset({"public.example"}), sandbox_allowed=False)
+        == "https://public.example/hook"
+    )
 
 
 def test_embedded_ipv4_is_judged_as_the_address_it_carries() -> None:
     metadata = ipaddress.IPv4Address("169.254.169.254")
-    for spelling in ("::ffff:169.254.169.254", "::169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a9fe:a9fe", "2002:a9fe:a9fe::", "::ffff:0:a9fe:a9fe"):
+    for spelling in (
+        "::ffff:169.254.169.254",
+        "::169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a9fe:a9fe",
+        "2002:a9fe:a9fe::",
+        "::ffff:0:a9fe:a9fe",
+    ):
         address = ipaddress.ip_address(spelling)
         assert embedded_ipv4(address) == metadata, spelling
         assert classify(address) == "metadata", spelling
-    assert classify(ipaddress.ip_address("2001:0:4136:e378:8000:63bf:5601:5601")) == "metadata"  # Teredo, client 169.254.169.254 obfuscated
+    assert (
+        classify(ipaddress.ip_address("2001:0:4136:e378:8000:63bf:5601:5601")) == "metadata"
+    )  # Teredo, client 169.254.169.254 obfuscated
     assert classify(ipaddress.ip_address("169.254.1.1")) == "link-local"
     assert classify(ipaddress.ip_address(PUBLIC)) == "public"

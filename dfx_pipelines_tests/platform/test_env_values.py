@@ -18,7 +18,10 @@ from dfx_pipelines.platform.resources import PlatformResource
 VALUE = "value-of-the-variable-4711"
 
 JIRA_OAUTH = Connection(
-    id="jira-x", workspace_id="acme", kind="jira", display_name="x",
+    id="jira-x",
+    workspace_id="acme",
+    kind="jira",
+    display_name="x",
     endpoint={"flavour": "cloud", "auth": "oauth", "auth_url": "https://auth.atlassian.com"},
 )
 
@@ -27,8 +30,16 @@ READS: list[tuple[str, Callable[[], Any], Callable[[Any], Any]]] = [
     ("SALESFORCE_CLIENT_SECRET", salesforce_resource, lambda r: r.resolved_client_secret()),
     ("JIRA_CLIENT_SECRET", jira_resource, lambda r: r.oauth_client_secret(None, JIRA_OAUTH)),
     ("JIRA_CLIENT_SECRET", jira_resource, lambda r: r.resolved_client_secret()),
-    ("SMTP_PASSWORD_VAR", lambda: SmtpResource(password=dg.EnvVar("SMTP_PASSWORD_VAR")), lambda r: r._value("password", "DFX_SMTP_PASSWORD")),  # noqa: SLF001
-    ("SMTP_HOST_VAR", lambda: SmtpResource(host=dg.EnvVar("SMTP_HOST_VAR")), lambda r: r._value("host", "DFX_SMTP_HOST")),  # noqa: SLF001
+    (
+        "SMTP_PASSWORD_VAR",
+        lambda: SmtpResource(password=dg.EnvVar("SMTP_PASSWORD_VAR")),
+        lambda r: r._value("password", "DFX_SMTP_PASSWORD"),
+    ),  # noqa: SLF001
+    (
+        "SMTP_HOST_VAR",
+        lambda: SmtpResource(host=dg.EnvVar("SMTP_HOST_VAR")),
+        lambda r: r._value("host", "DFX_SMTP_HOST"),
+    ),  # noqa: SLF001
     ("SLACK_URL_VAR", lambda: SlackWebhookResource(url=dg.EnvVar("SLACK_URL_VAR")), lambda r: r.resolved_url()),
     ("APP_DB_VAR", lambda: AppDatabaseResource(url=dg.EnvVar("APP_DB_VAR")), lambda r: r.resolved_url()),
 ]
@@ -43,7 +54,10 @@ def test_envvar_fields_read_outside_a_run_give_the_value(variable: str, build, r
 def test_the_client_id_variables_are_read_too(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("SALESFORCE_CLIENT_ID", "sf-app-id")
     monkeypatch.setenv("JIRA_CLIENT_ID", "jira-app-id")
-    assert salesforce_resource().resolved_client_id() == "sf-app-id" and jira_resource().resolved_client_id() == "jira-app-id"
+    assert (
+        salesforce_resource().resolved_client_id() == "sf-app-id"
+        and jira_resource().resolved_client_id() == "jira-app-id"
+    )
 
 
 def test_platform_resource_resolves_its_database_url(monkeypatch, tmp_path) -> None:  # noqa: ANN001

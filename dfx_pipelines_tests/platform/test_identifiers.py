@@ -41,7 +41,9 @@ DISGUISES = {
     "trailing line separator": lambda v: v + "\u2028",
     "trailing byte-order mark": lambda v: v + "\ufeff",
     "trailing vertical tab": lambda v: v + "\x0b",
-    "fullwidth first letter": lambda v: chr(ord(v[0]) + 0xFEE0) + v[1:] if v[0].isascii() and v[0].isalpha() else "\uff21" + v,
+    "fullwidth first letter": lambda v: (
+        chr(ord(v[0]) + 0xFEE0) + v[1:] if v[0].isascii() and v[0].isalpha() else "\uff21" + v
+    ),
 }
 
 
@@ -70,7 +72,11 @@ def test_the_message_names_the_problem(value: str, message: str) -> None:
 def test_the_registry_refuses_rather_than_trims_a_selection() -> None:
     """The issue's examples: `Opportunity\\n`, `StageName\\u00a0`, `ABC\\n` were accepted as the trimmed name."""
     base = {"id": "sf-acme", "workspace_id": "acme", "kind": "salesforce", "display_name": "Acme"}
-    for selection in ({"Opportunity\n": ["StageName"]}, {"Opportunity": ["StageName\u00a0"]}, {"Opportunity": [" Amount"]}):
+    for selection in (
+        {"Opportunity\n": ["StageName"]},
+        {"Opportunity": ["StageName\u00a0"]},
+        {"Opportunity": [" Amount"]},
+    ):
         with pytest.raises((IdentifierError, ConfigError)):
             parse_connection({**base, "selection": {"objects": selection}})
     jira = {"id": "jira-acme", "workspace_id": "acme", "kind": "jira", "display_name": "J"}
@@ -105,7 +111,9 @@ def test_the_registry_refuses_rather_than_trims_a_selection() -> None:
         (identifiers.bigquery_project, "p" * 30, "p" * 31, "30"),
     ],
 )
-def test_vendor_length_limits_are_enforced_with_the_limit_named(check, longest_valid: str, too_long: str, limit: str) -> None:  # noqa: ANN001
+def test_vendor_length_limits_are_enforced_with_the_limit_named(
+    check, longest_valid: str, too_long: str, limit: str
+) -> None:  # noqa: ANN001
     assert check(longest_valid) == longest_valid
     with pytest.raises(IdentifierError, match=limit):
         check(too_long)
@@ -117,7 +125,13 @@ def test_standard_derived_salesforce_names_are_measured_without_their_suffix() -
 
 
 def test_a_jira_cloud_connection_applies_the_cloud_key_limit() -> None:
-    jira = {"id": "jira-acme", "workspace_id": "acme", "kind": "jira", "display_name": "J", "selection": {"projects": ["ABCDEFGHIJK"]}}
+    jira = {
+        "id": "jira-acme",
+        "workspace_id": "acme",
+        "kind": "jira",
+        "display_name": "J",
+        "selection": {"projects": ["ABCDEFGHIJK"]},
+    }
     assert parse_connection({**jira, "endpoint": {"flavour": "datacenter"}}).selection.projects == ["ABCDEFGHIJK"]
     with pytest.raises(IdentifierError, match="at most|longer than the 10"):
         parse_connection({**jira, "endpoint": {"flavour": "cloud"}})
@@ -128,7 +142,30 @@ def test_a_jira_cloud_connection_applies_the_cloud_key_limit() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["²", "1²", "١٢", "٣", "१२", "１２", "𝟏", "12\n", " 12", "+12", "-1", "0", "1_000", "0x1f", "1e3", "12.0", "", "2147483648", "9" * 40, True, 1.0, None],
+    [
+        "²",
+        "1²",
+        "١٢",
+        "٣",
+        "१२",
+        "１２",
+        "𝟏",
+        "12\n",
+        " 12",
+        "+12",
+        "-1",
+        "0",
+        "1_000",
+        "0x1f",
+        "1e3",
+        "12.0",
+        "",
+        "2147483648",
+        "9" * 40,
+        True,
+        1.0,
+        None,
+    ],
 )
 def test_numeric_ids_take_ascii_digits_only(value: object) -> None:
     with pytest.raises(IdentifierError, match="Jira board id"):

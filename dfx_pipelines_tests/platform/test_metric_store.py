@@ -19,7 +19,9 @@ def store_platform(request: pytest.FixtureRequest) -> Platform:
     platform = request.getfixturevalue("platform" if request.param == "sqlite" else "pg_platform")
     platform.registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="o@acme.test"))
     for slug in ("sf-acme", "sf-beta"):
-        platform.registry.add_connection(parse_connection({"id": slug, "workspace_id": "acme", "kind": "salesforce", "display_name": slug}))
+        platform.registry.add_connection(
+            parse_connection({"id": slug, "workspace_id": "acme", "kind": "salesforce", "display_name": slug})
+        )
     return platform
 
 
@@ -34,12 +36,28 @@ def rows(day: date, amount: float) -> list[MetricRow]:
 def test_rerun_replaces_instead_of_duplicating(store_platform: Platform) -> None:
     store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
     day = date(2026, 11, 25)
-    first = store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 10), Provenance("run-1", "SELECT ...", api_calls=2, records_read=40))
-    second = store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 20), Provenance("run-2", "SELECT ...", api_calls=2, records_read=41))
+    first = store.write(
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
+        rows(day, 10),
+        Provenance("run-1", "SELECT ...", api_calls=2, records_read=40),
+    )
+    second = store.write(
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
+        rows(day, 20),
+        Provenance("run-2", "SELECT ...", api_calls=2, records_read=41),
+    )
     assert (first.rows_written, first.rows_replaced) == (3, 0)
     assert (second.rows_written, second.rows_replaced) == (3, 3)
     values = store.read(connection_id="sf-acme", metric="win_rate")
-    assert sorted((v["dimensions"].get("owner", ""), v["value"] or 0.0) for v in values) == [("", 0.0), ("Ann", 20.0), ("Bob", 40.0)]
+    assert sorted((v["dimensions"].get("owner", ""), v["value"] or 0.0) for v in values) == [
+        ("", 0.0),
+        ("Ann", 20.0),
+        ("Bob", 40.0),
+    ]
     assert {v["run_id"] for v in values} == {"run-2"}
     [batch] = store.batches("sf-acme")
     assert (batch["api_calls"], batch["records_read"], batch["source"]) == (2, 41, "SELECT ...")
@@ -61,7 +79,9 @@ def test_bad_rows_leave_the_previous_batch_intact(store_platform: Platform) -> N
     store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
     store.write(connection, "win_rate", "p", rows(date(2026, 11, 25), 5), Provenance("run-1", "q"))
     with pytest.raises(ConfigError, match="non-finite"):
-        store.write(connection, "win_rate", "p", [MetricRow("win_rate", "won_amount", float("nan"))], Provenance("run-2", "q"))
+        store.write(
+            connection, "win_rate", "p", [MetricRow("win_rate", "won_amount", float("nan"))], Provenance("run-2", "q")
+        )
     with pytest.raises(ConfigError, match="written as"):
         store.write(connection, "win_rate", "p", [MetricRow("other", "x", 1.0)], Provenance("run-2", "q"))
     assert {v["run_id"] for v in store.read(connection_id="sf-acme")} == {"run-1"}
@@ -77,14 +97,45 @@ def test_values_are_aggregates_only(store_platform: Platform) -> None:
 def test_record_buckets_are_replaced_with_their_batch_and_hold_ids_and_days_only(store_platform: Platform) -> None:
     store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
     day, other = date(2026, 11, 25), date(2026, 11, 24)
-    store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 1), Provenance("r1", "q"), RecordBucket(day, frozenset({"006A", "006B"})))
-    store.write(connection, "win_rate", "sf-acme|2026-11-24", rows(other, 1), Provenance("r1", "q"), RecordBucket(other, frozenset({"006C"})))
-    store.write(connection, "sales_cycle_length", "sf-acme|2026-11-25", [], Provenance("r1", "q"), RecordBucket(day, frozenset({"006A"})))
-    assert store.buckets_of("sf-acme", ["006A", "006C", "006Z"]) == {"win_rate": {day, other}, "sales_cycle_length": {day}}
+    store.write(
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
+        rows(day, 1),
+        Provenance("r1", "q"),
+        RecordBucket(day, frozenset({"006A", "006B"})),
+    )
+    store.write(
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-24",
+        rows(other, 1),
+        Provenance("r1", "q"),
+        RecordBucket(other, frozenset({"006C"})),
+    )
+    store.write(
+        connection,
+        "sales_cycle_length",
+        "sf-acme|2026-11-25",
+        [],
+        Provenance("r1", "q"),
+        RecordBucket(day, frozenset({"006A"})),
+    )
+    assert store.buckets_of("sf-acme", ["006A", "006C", "006Z"]) == {
+        "win_rate": {day, other},
+        "sales_cycle_length": {day},
+    }
     assert store.buckets_of("sf-acme", ["006A"], ["win_rate"]) == {"win_rate": {day}}
     assert store.buckets_of("sf-beta", ["006A"]) == {}
     # A rerun of the day replaces its bucket: 006A left the day, 006D arrived.
-    store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r2", "q"), RecordBucket(day, frozenset({"006B", "006D"})))
+    store.write(
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
+        rows(day, 2),
+        Provenance("r2", "q"),
+        RecordBucket(day, frozenset({"006B", "006D"})),
+    )
     assert store.buckets_of("sf-acme", ["006A"]) == {"sales_cycle_length": {day}}
     assert store.buckets_of("sf-acme", ["006D"]) == {"win_rate": {day}}
     assert store.bucket_count("sf-acme") == 4
@@ -93,19 +144,42 @@ def test_record_buckets_are_replaced_with_their_batch_and_hold_ids_and_days_only
     assert store.delete_connection("sf-acme") > 0 and store.bucket_count("sf-acme") == 0
 
 
-def test_a_write_that_dies_leaves_values_and_bucket_as_they_were(store_platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_that_dies_leaves_values_and_bucket_as_they_were(
+    store_platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
     day = date(2026, 11, 25)
-    store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 1), Provenance("r1", "q"), RecordBucket(day, frozenset({"006A"})))
+    store.write(
+        connection,
+        "win_rate",
+        "sf-acme|2026-11-25",
+        rows(day, 1),
+        Provenance("r1", "q"),
+        RecordBucket(day, frozenset({"006A"})),
+    )
     with pytest.raises(ConfigError, match="malformed record id"):
-        store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r2", "q"), RecordBucket(day, frozenset({"x" * 65})))
+        store.write(
+            connection,
+            "win_rate",
+            "sf-acme|2026-11-25",
+            rows(day, 2),
+            Provenance("r2", "q"),
+            RecordBucket(day, frozenset({"x" * 65})),
+        )
 
     def dies(*args: object) -> None:
         raise RuntimeError("worker died while writing the bucket")
 
     monkeypatch.setattr(MetricStore, "_replace_bucket", staticmethod(dies))
     with pytest.raises(RuntimeError):
-        store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r2", "q"), RecordBucket(day, frozenset({"006B"})))
+        store.write(
+            connection,
+            "win_rate",
+            "sf-acme|2026-11-25",
+            rows(day, 2),
+            Provenance("r2", "q"),
+            RecordBucket(day, frozenset({"006B"})),
+        )
     assert {v["run_id"] for v in store.read(connection_id="sf-acme")} == {"r1"}
     assert store.buckets_of("sf-acme", ["006A", "006B"]) == {"win_rate": {day}} and store.bucket_count("sf-acme") == 1
 

@@ -9,7 +9,9 @@ from dfx_pipelines.platform.resources import PlatformResource
 
 
 def add(platform, slug: str, kind: str = "salesforce") -> None:
-    platform.registry.add_connection(parse_connection({"id": slug, "workspace_id": "acme", "kind": kind, "display_name": slug}))
+    platform.registry.add_connection(
+        parse_connection({"id": slug, "workspace_id": "acme", "kind": kind, "display_name": slug})
+    )
 
 
 def test_sync_adds_and_removes_per_kind(platform, workspace: Workspace) -> None:
@@ -33,7 +35,14 @@ def test_sensor_requests_the_same_changes(platform, workspace: Workspace) -> Non
     add(platform, "sf-one")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("salesforce_connections", ["sf-gone"])
-        context = dg.build_sensor_context(instance=instance, resources={"platform": PlatformResource(metrics_db_url=platform.settings.metrics_db_url, home=str(platform.settings.home))})
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={
+                "platform": PlatformResource(
+                    metrics_db_url=platform.settings.metrics_db_url, home=str(platform.settings.home)
+                )
+            },
+        )
         result = connection_partitions_sensor(context)
         requests = {type(r).__name__: r for r in result.dynamic_partitions_requests}
         assert requests["AddDynamicPartitionsRequest"].partition_keys == ["sf-one"]
@@ -45,7 +54,9 @@ def test_multi_partition_keys_carry_the_slug_intact(platform, workspace: Workspa
     partitions = connection_daily_partitions("salesforce", "2026-11-01")
     with dg.instance_for_test() as instance:
         sync_partitions(instance, platform.registry, ["salesforce"])
-        keys = partitions.get_partition_keys(dynamic_partitions_store=instance, current_time=__import__("datetime").datetime(2026, 11, 3))
+        keys = partitions.get_partition_keys(
+            dynamic_partitions_store=instance, current_time=__import__("datetime").datetime(2026, 11, 3)
+        )
         assert [k.keys_by_dimension for k in keys][:2] == [
             {"connection": "sf-one", "date": "2026-11-01"},
             {"connection": "sf-one", "date": "2026-11-02"},

@@ -8,13 +8,18 @@ from dfx_pipelines.platform.redaction import MASK, RedactingFormatter, install_r
 
 from .escaped_forms import escaped_forms
 
-PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n"
+PRIVATE_KEY = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n"
+)
 
 
 @pytest.mark.parametrize(
     "text, leaked",
     [
-        ("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2hlcmU", "eyJhbGciOiJSUzI1NiJ9"),
+        (
+            "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2hlcmU",
+            "eyJhbGciOiJSUzI1NiJ9",
+        ),
         ("session 00Dxx0000001gPL!AR8AQJXg5oj8jXSgxJfA0lBog.39AsX.LVpxezPwuX5VAI", "AR8AQJXg5oj8"),
         ('{"refresh_token": "5Aep861TSESvWeug_xvFHRBTTbf_YrTWgEyjBJiAMsFOkf"}', "5Aep861TSESvWeug"),
         ("POST /token code=aPrxsmIEeqM9PiQroGEWx1UiMQd9&state=x", "aPrxsmIEeqM9"),
@@ -30,7 +35,9 @@ def test_registered_secrets_are_masked_anywhere() -> None:
     register_secret("plain-looking-api-token-value")
     assert redact("jira said: plain-looking-api-token-value is wrong") == f"jira said: {MASK} is wrong"
     register_secret('{"type": "service_account", "private_key": "very-long-private-key-body-0123456789abcdef"}')
-    assert "very-long-private-key-body-0123456789abcdef" not in redact("field very-long-private-key-body-0123456789abcdef")
+    assert "very-long-private-key-body-0123456789abcdef" not in redact(
+        "field very-long-private-key-body-0123456789abcdef"
+    )
 
 
 def test_ordinary_text_is_left_alone() -> None:
@@ -46,7 +53,9 @@ def test_formatter_masks_messages_and_tracebacks() -> None:
     except ValueError:
         import sys
 
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "token %s", ("traceback-secret-123456",), sys.exc_info())
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "token %s", ("traceback-secret-123456",), sys.exc_info()
+        )
     output = formatter.format(record)
     assert "traceback-secret-123456" not in output and "ValueError" in output
 
@@ -93,10 +102,15 @@ def test_escaped_forms_are_masked_in_log_records_and_tracebacks(caplog: pytest.L
         import sys
 
         output = formatter.format(logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()))
-    assert not [name for name in ("json", "url, lower-case hex", "base64") if forms[name] in output] and "ValueError" in output
+    assert (
+        not [name for name in ("json", "url, lower-case hex", "base64") if forms[name] in output]
+        and "ValueError" in output
+    )
 
 
 def test_masking_escaped_forms_leaves_ordinary_text_alone() -> None:
     register_secret("another/s3cret+value")
-    text = 'GET /services/data/v59.0/query?q=SELECT+Id+FROM+Opportunity 200 {"done": true, "url": "\\/a\\/b"} dXNlcjpwYXNz'
+    text = (
+        'GET /services/data/v59.0/query?q=SELECT+Id+FROM+Opportunity 200 {"done": true, "url": "\\/a\\/b"} dXNlcjpwYXNz'
+    )
     assert redact(text) == text

@@ -16,9 +16,18 @@ def salesforce(**overrides) -> dict:
         "workspace_id": "acme",
         "kind": "salesforce",
         "display_name": "Acme Salesforce",
-        "selection": {"objects": {"Opportunity": ["Id", "StageName", "Amount", "Forecast_Score__c"], "Account": ["Id", "Name"]}},
+        "selection": {
+            "objects": {"Opportunity": ["Id", "StageName", "Amount", "Forecast_Score__c"], "Account": ["Id", "Name"]}
+        },
         "field_mapper": [{"target": "region", "source": "Account.Region__c"}],
-        "write_back": [{"object": "Opportunity", "field": "Forecast_Score__c", "metric": "win_rate", "measure": "win_rate_by_amount"}],
+        "write_back": [
+            {
+                "object": "Opportunity",
+                "field": "Forecast_Score__c",
+                "metric": "win_rate",
+                "measure": "win_rate_by_amount",
+            }
+        ],
         "endpoint": {"instance_url": "https://acme.my.salesforce.com"},
     }
     config.update(overrides)
@@ -34,7 +43,13 @@ def salesforce(**overrides) -> dict:
         ({"display_name": ""}, "display_name"),
         ({"selection": {"objects": {"Opportunity WHERE 1=1": ["Id"]}}}, "Salesforce API name"),
         ({"selection": {"objects": {"Opportunity": ["Name, (SELECT Id FROM Contacts)"]}}}, "Salesforce field path"),
-        ({"write_back": [{"object": "Opportunity", "field": "StageName", "metric": "win_rate", "measure": "x"}], "selection": {"objects": {"Opportunity": ["Id"]}}}, "not in the selection"),
+        (
+            {
+                "write_back": [{"object": "Opportunity", "field": "StageName", "metric": "win_rate", "measure": "x"}],
+                "selection": {"objects": {"Opportunity": ["Id"]}},
+            },
+            "not in the selection",
+        ),
         ({"settings": {"monthly_budget_usd": 0}}, "monthly_budget_usd"),
         ({"settings": {"schedule_cron": "every night"}}, "schedule_cron"),
         ({"surprise": 1}, "surprise"),
@@ -47,13 +62,46 @@ def test_invalid_connection_config_is_named(overrides: dict, message: str) -> No
 
 
 def test_jira_and_bigquery_identifiers() -> None:
-    parse_connection({"id": "jira-acme", "workspace_id": "acme", "kind": "jira", "display_name": "J", "selection": {"projects": ["ABC"], "boards": [12]}, "field_mapper": [{"target": "story_points", "source": "customfield_10016"}]})
+    parse_connection(
+        {
+            "id": "jira-acme",
+            "workspace_id": "acme",
+            "kind": "jira",
+            "display_name": "J",
+            "selection": {"projects": ["ABC"], "boards": [12]},
+            "field_mapper": [{"target": "story_points", "source": "customfield_10016"}],
+        }
+    )
     with pytest.raises((ConfigError, IdentifierError), match="Jira project key"):
-        parse_connection({"id": "jira-acme", "workspace_id": "acme", "kind": "jira", "display_name": "J", "selection": {"projects": ['ABC" OR project is not EMPTY']}})
+        parse_connection(
+            {
+                "id": "jira-acme",
+                "workspace_id": "acme",
+                "kind": "jira",
+                "display_name": "J",
+                "selection": {"projects": ['ABC" OR project is not EMPTY']},
+            }
+        )
     with pytest.raises((ConfigError, IdentifierError), match="boards"):
-        parse_connection({"id": "jira-acme", "workspace_id": "acme", "kind": "jira", "display_name": "J", "selection": {"boards": ["1; DROP"]}})
+        parse_connection(
+            {
+                "id": "jira-acme",
+                "workspace_id": "acme",
+                "kind": "jira",
+                "display_name": "J",
+                "selection": {"boards": ["1; DROP"]},
+            }
+        )
     with pytest.raises((ConfigError, IdentifierError), match="BigQuery table id"):
-        parse_connection({"id": "bq-acme", "workspace_id": "acme", "kind": "bigquery", "display_name": "B", "selection": {"datasets": {"shop": ["orders`; DROP TABLE x; --"]}}})
+        parse_connection(
+            {
+                "id": "bq-acme",
+                "workspace_id": "acme",
+                "kind": "bigquery",
+                "display_name": "B",
+                "selection": {"datasets": {"shop": ["orders`; DROP TABLE x; --"]}},
+            }
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,7 +135,9 @@ def test_duplicate_and_unknown_workspace_refused(platform: Platform, workspace: 
 
 def test_secrets_and_row_are_written_together(platform: Platform, workspace: Workspace) -> None:
     connection = parse_connection(salesforce())
-    platform.registry.add_connection(connection, vault=platform.vault, secrets={"oauth_refresh_token": "refresh-abc-123"})
+    platform.registry.add_connection(
+        connection, vault=platform.vault, secrets={"oauth_refresh_token": "refresh-abc-123"}
+    )
     assert platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value() == "refresh-abc-123"
     # The registry row holds no secret: only the vault does.
     with platform.engine.connect() as db:
@@ -99,13 +149,19 @@ def test_vault_failure_leaves_no_row_and_no_secret(platform: Platform, workspace
     connection = parse_connection(salesforce())
     with pytest.raises(VaultError):
         # The second secret is empty: the vault refuses it after the first was stored.
-        platform.registry.add_connection(connection, vault=platform.vault, secrets={"oauth_refresh_token": "refresh-abc-123", "oauth_access_token": ""})
+        platform.registry.add_connection(
+            connection,
+            vault=platform.vault,
+            secrets={"oauth_refresh_token": "refresh-abc-123", "oauth_access_token": ""},
+        )
     assert platform.registry.find("sf-acme") is None
     assert platform.vault.data_key_id("acme", "sf-acme") is None
     assert not platform.vault.has(connection.secret_ref("oauth_refresh_token"))
 
 
-def test_database_failure_destroys_the_stored_secrets(platform: Platform, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_failure_destroys_the_stored_secrets(
+    platform: Platform, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     connection = parse_connection(salesforce())
     real_put = platform.vault.put
 
@@ -115,7 +171,9 @@ def test_database_failure_destroys_the_stored_secrets(platform: Platform, worksp
 
     monkeypatch.setattr(platform.vault, "put", put_then_lose_the_database)
     with pytest.raises(Exception):
-        platform.registry.add_connection(connection, vault=platform.vault, secrets={"oauth_refresh_token": "refresh-abc-123"})
+        platform.registry.add_connection(
+            connection, vault=platform.vault, secrets={"oauth_refresh_token": "refresh-abc-123"}
+        )
     assert platform.vault.data_key_id("acme", "sf-acme") is None
     assert platform.registry.find("sf-acme") is None
 
@@ -132,7 +190,9 @@ def test_a_deleted_connection_keeps_only_what_the_audit_needs(any_platform: Plat
     mapper, write-back, settings and endpoint (the org's instance URL) go, and the tombstone is not edited."""
     registry = any_platform.registry
     registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="o@acme.test"))
-    registry.add_connection(parse_connection(salesforce(display_name="Jane Roe's sales org", settings={"api_limit_share": 0.25})))
+    registry.add_connection(
+        parse_connection(salesforce(display_name="Jane Roe's sales org", settings={"api_limit_share": 0.25}))
+    )
     removed = registry.set_status("sf-acme", ConnectionStatus.REMOVED)
     stale = registry.get("sf-acme")
     registry.set_status("sf-acme", ConnectionStatus.DELETED)
@@ -140,11 +200,28 @@ def test_a_deleted_connection_keeps_only_what_the_audit_needs(any_platform: Plat
     with any_platform.engine.connect() as db:
         row = db.execute(sa.text("SELECT * FROM connections WHERE id = 'sf-acme'")).mappings().one()
     dump = " ".join(str(value) for value in row.values())
-    for data in ("Jane Roe", "acme.my.salesforce.com", "Forecast_Score__c", "StageName", "Region__c", "win_rate", "0.25"):
+    for data in (
+        "Jane Roe",
+        "acme.my.salesforce.com",
+        "Forecast_Score__c",
+        "StageName",
+        "Region__c",
+        "win_rate",
+        "0.25",
+    ):
         assert data not in dump, data
     tombstone = registry.get("sf-acme")
-    assert (tombstone.id, tombstone.workspace_id, tombstone.kind, tombstone.status) == ("sf-acme", "acme", "salesforce", ConnectionStatus.DELETED)
-    assert (tombstone.created_at, tombstone.revoked_at, tombstone.removed_at) == (removed.created_at, removed.revoked_at, removed.removed_at)
+    assert (tombstone.id, tombstone.workspace_id, tombstone.kind, tombstone.status) == (
+        "sf-acme",
+        "acme",
+        "salesforce",
+        ConnectionStatus.DELETED,
+    )
+    assert (tombstone.created_at, tombstone.revoked_at, tombstone.removed_at) == (
+        removed.created_at,
+        removed.revoked_at,
+        removed.removed_at,
+    )
     assert tombstone.deleted_at is not None and tombstone.deleted_at >= tombstone.removed_at
     assert tombstone.selection.objects == {} and tombstone.endpoint == {} and tombstone.write_back == []
     with pytest.raises(ConfigError, match="is deleted"):  # a stale copy cannot write the data back

@@ -35,12 +35,18 @@ def _clear_faults(server: SandboxServer) -> None:
 
 
 def session_for(server: SandboxServer, sleeps: Sleeps | None = None, **policy) -> requests.Session:
-    return build_session(sandbox_ca=server.ca_pem_path, retry=RetryPolicy(sleep=sleeps if sleeps is not None else Sleeps(), **policy))
+    return build_session(
+        sandbox_ca=server.ca_pem_path, retry=RetryPolicy(sleep=sleeps if sleeps is not None else Sleeps(), **policy)
+    )
 
 
-def test_trusts_the_sandbox_ca_despite_the_environment_bundle(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trusts_the_sandbox_ca_despite_the_environment_bundle(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The trap: REQUESTS_CA_BUNDLE makes requests ignore Session.verify; our adapter forces verify per request.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv(
+        "REQUESTS_CA_BUNDLE", ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    )
     response = session_for(server).get(f"{server.url}/v1/ping", headers=AUTH)
     assert response.json() == {"pong": True}
 
@@ -154,7 +160,9 @@ def test_paging_through_the_echo_api(server: SandboxServer) -> None:
     assert items == list(range(25))
 
 
-def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The sandbox adapter is mounted by URL prefix, and `https://127.0.0.1.evil.example` or
     `https://127.0.0.1:1@evil.example` share that prefix: the CA must follow the parsed host, not the text."""
     verify_by_url: dict[str, object] = {}
@@ -165,12 +173,19 @@ def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(server: Sandbo
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", network_edge)
     session = session_for(server, max_attempts=1)
-    lookalikes = ["https://127.0.0.1.evil.example/", "https://127.0.0.1:1@evil.example/", "https://localhost.evil.example/", "https://127.0.0.1@evil.example/"]
+    lookalikes = [
+        "https://127.0.0.1.evil.example/",
+        "https://127.0.0.1:1@evil.example/",
+        "https://localhost.evil.example/",
+        "https://127.0.0.1@evil.example/",
+    ]
     for url in [*lookalikes, f"{server.url}/v1/ping"]:
         with pytest.raises(requests.ConnectionError):
             session.get(url)
     # Normal verification (the default store, or the environment's bundle), never the sandbox CA, never off.
-    assert {url: verify_by_url[url] for url in lookalikes if verify_by_url[url] in (server.ca_pem_path, False, None)} == {}
+    assert {
+        url: verify_by_url[url] for url in lookalikes if verify_by_url[url] in (server.ca_pem_path, False, None)
+    } == {}
     assert verify_by_url[f"{server.url}/v1/ping"] == server.ca_pem_path
 
 
@@ -190,7 +205,9 @@ def test_a_drop_happens_before_or_after_the_server_acts(when: str, handled: int)
     with SandboxServer(CountingApp(TOKEN)) as counting:
         counting.faults.inject("drop", count=1, when=when)
         with pytest.raises(requests.ConnectionError):
-            build_session(sandbox_ca=counting.ca_pem_path, retry=RetryPolicy(max_attempts=1)).post(f"{counting.url}/v1/ping", headers=AUTH)
+            build_session(sandbox_ca=counting.ca_pem_path, retry=RetryPolicy(max_attempts=1)).post(
+                f"{counting.url}/v1/ping", headers=AUTH
+            )
     assert CountingApp.handled == handled
     assert Faults.parse("drop:when=after").when == "after"
     with pytest.raises(ConfigError, match="before.*after"):
@@ -202,7 +219,9 @@ def test_post_retries_a_lost_answer_only_when_told_to(server: SandboxServer) -> 
     with pytest.raises(requests.ConnectionError):
         session_for(server).post(f"{server.url}/v1/ping", headers=AUTH)  # not idempotent: not retried
     server.faults.inject("drop", count=1, when="after")
-    assert session_for(server, retry_all_methods=True).post(f"{server.url}/v1/ping", headers=AUTH).json() == {"pong": True}
+    assert session_for(server, retry_all_methods=True).post(f"{server.url}/v1/ping", headers=AUTH).json() == {
+        "pong": True
+    }
 
 
 def test_retry_logs_never_carry_a_query_string(server: SandboxServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -210,7 +229,9 @@ def test_retry_logs_never_carry_a_query_string(server: SandboxServer, caplog: py
     in the query must not reach the logs."""
     server.faults.inject("drop", count=2)
     with caplog.at_level("DEBUG"):
-        response = session_for(server).get(f"{server.url}/v1/ping?state=state-canary-7f3a&code=code-canary-91", headers=AUTH)
+        response = session_for(server).get(
+            f"{server.url}/v1/ping?state=state-canary-7f3a&code=code-canary-91", headers=AUTH
+        )
     assert response.json() == {"pong": True}
     assert "Retrying" in caplog.text or "retry" in caplog.text.lower()  # the retries were logged
     assert "state-canary-7f3a" not in caplog.text and "code-canary-91" not in caplog.text

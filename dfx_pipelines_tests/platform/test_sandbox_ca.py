@@ -65,7 +65,10 @@ def test_two_sandbox_processes_in_one_folder_share_a_ca_their_clients_trust(tmp_
 
     def serve() -> str:
         process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, str(tmp_path), TOKEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _SERVE, str(tmp_path), TOKEN],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         started.append(process)
         assert process.stdout is not None
@@ -110,7 +113,11 @@ def test_concurrent_starts_end_with_one_ca_that_all_trust(tmp_path: Path) -> Non
     assert len(signing) == 1  # every starter signs with the same CA ...
     (trusted,) = certificates(tmp_path / "sandbox-ca.pem")  # ... which is the one (complete) certificate clients trust
     assert x509.load_pem_x509_certificate(signing.pop()) == trusted
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox-ca.key", "sandbox-ca.lock", "sandbox-ca.pem"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sandbox-ca.key",
+        "sandbox-ca.lock",
+        "sandbox-ca.pem",
+    ]  # no temp file left
 
 
 def test_the_ca_key_is_private_and_reused(tmp_path: Path) -> None:

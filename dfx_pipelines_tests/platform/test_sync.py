@@ -6,7 +6,10 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from dfx_pipelines.connectors.salesforce.cdc import salesforce_nightly_daily_schedule, salesforce_nightly_snapshot_schedule
+from dfx_pipelines.connectors.salesforce.cdc import (
+    salesforce_nightly_daily_schedule,
+    salesforce_nightly_snapshot_schedule,
+)
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.registry import ConnectionStatus, Workspace, parse_connection
 from dfx_pipelines.platform.services import Platform
@@ -29,7 +32,9 @@ def test_polls_active_connections_with_a_partition_and_isolates_failures(platfor
         return [dg.RunRequest(run_key=f"{connection.id}:{cursor}")], (cursor or 0) + 1, "note"
 
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("salesforce_connections", ["sf-ok", "sf-broken", "sf-gone"])  # sf-new's is not there yet
+        instance.add_dynamic_partitions(
+            "salesforce_connections", ["sf-ok", "sf-broken", "sf-gone"]
+        )  # sf-new's is not there yet
         previous = {"sf-ok": 4, "sf-broken": 7, "sf-gone": 9}
         with dg.build_sensor_context(instance=instance, cursor=json.dumps(previous)) as context:
             result = poll_active_connections(context, platform, "salesforce", poll)
@@ -75,8 +80,19 @@ def test_a_restricted_workspace_is_neither_polled_nor_scheduled_but_keeps_its_cu
         assert json.loads(result.cursor) == {"sf-acme": 3, "sf-beta": 4}  # acme resumes from 3 once lifted
         assert "sf-acme: processing restricted" in result.skip_reason.skip_message
 
-        snapshot_schedule, daily_schedule = salesforce_nightly_snapshot_schedule, salesforce_nightly_daily_schedule  # built by nightly_schedules
-        resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)}
+        snapshot_schedule, daily_schedule = (
+            salesforce_nightly_snapshot_schedule,
+            salesforce_nightly_daily_schedule,
+        )  # built by nightly_schedules
+        resources = {
+            "platform": PlatformResource(
+                home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url
+            )
+        }
         for schedule in (snapshot_schedule, daily_schedule):
-            context = dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc))
+            context = dg.build_schedule_context(
+                instance=instance,
+                resources=resources,
+                scheduled_execution_time=datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc),
+            )
             assert [r.tags["dfx/connection"] for r in schedule(context)] == ["sf-beta"]

@@ -41,7 +41,9 @@ AWAITING_TAG = "dfx/bigquery_awaiting_approval"  # added to a run that stopped o
 # selects is its own configuration, not known when the code location loads.
 SOURCE_KEY = dg.AssetKey([KIND, "source", "selected_tables"])
 SOURCE_SPEC = dg.AssetSpec(
-    SOURCE_KEY, group_name=GROUP, kinds={"bigquery"},
+    SOURCE_KEY,
+    group_name=GROUP,
+    kinds={"bigquery"},
     description="The tables each connection selected in its BigQuery project (read only through the budget gate; nothing is copied).",
 )
 
@@ -86,7 +88,10 @@ def budget_check(month_to_date_usd: float, budget_usd: float | None) -> dg.Asset
         check_name=BUDGET_CHECK,
         passed=not gate.warns(month_to_date_usd, budget_usd),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={**budget_metadata(month_to_date_usd, budget_usd), "warning_at_percent": dg.MetadataValue.int(round(100 * gate.WARNING_SHARE))},
+        metadata={
+            **budget_metadata(month_to_date_usd, budget_usd),
+            "warning_at_percent": dg.MetadataValue.int(round(100 * gate.WARNING_SHARE)),
+        },
     )
 
 
@@ -107,7 +112,11 @@ with warnings.catch_warnings():
         backfill_policy=dg.BackfillPolicy.single_run(),
         output_required=False,  # over budget: no materialization, see the module docstring
         check_specs=[
-            dg.AssetCheckSpec(BUDGET_CHECK, asset=METRICS_KEY, description="Warns when month-to-date BigQuery spend reaches 80% of the connection's monthly budget.")
+            dg.AssetCheckSpec(
+                BUDGET_CHECK,
+                asset=METRICS_KEY,
+                description="Warns when month-to-date BigQuery spend reaches 80% of the connection's monthly budget.",
+            )
         ],
         tags={"dfx/api": KIND},
         description=(
@@ -117,12 +126,16 @@ with warnings.catch_warnings():
             "or wait for `dfx bigquery approve`."
         ),
     )
-    def bigquery_metric_specs(context: dg.AssetExecutionContext, platform: PlatformResource, bigquery: BigQueryResource) -> Iterator[Any]:
+    def bigquery_metric_specs(
+        context: dg.AssetExecutionContext, platform: PlatformResource, bigquery: BigQueryResource
+    ) -> Iterator[Any]:
         # No secret text escapes; a permanent error (refused key, gate refusal) is not retried as a new run.
         with step_errors(context):
             yield from _metric_specs(context, platform, bigquery)
 
-    def _metric_specs(context: dg.AssetExecutionContext, platform: PlatformResource, bigquery: BigQueryResource) -> Iterator[Any]:
+    def _metric_specs(
+        context: dg.AssetExecutionContext, platform: PlatformResource, bigquery: BigQueryResource
+    ) -> Iterator[Any]:
         connection_id, days = _partitions(context)
         # Refuses a revoked or removed connection here, before the key is read or any request is sent.
         connection = platform.active_connection(connection_id, KIND)
@@ -132,7 +145,10 @@ with warnings.catch_warnings():
         specs = specs_of(connection)
         if not specs:
             context.log.warning(f"{connection.id} defines no metric specs: nothing to compute")
-            yield dg.MaterializeResult(metadata={"status": "no metric specs"}, check_results=[budget_check(_spend(store, connection.id, price), budget)])
+            yield dg.MaterializeResult(
+                metadata={"status": "no metric specs"},
+                check_results=[budget_check(_spend(store, connection.id, price), budget)],
+            )
             return
         first, last = days[0], days[-1]
         label = partition_label(connection.id, first, last)
@@ -141,22 +157,26 @@ with warnings.catch_warnings():
         try:
             outcome = gated.run_gated_batch(
                 [GatedQuery(q.sql, q.params, label=q.spec.name) for q in queries],
-                asset=METRICS_KEY.to_user_string(), partition=label,
-                approval_id=context.run.tags.get(APPROVAL_TAG), run_id=context.run.run_id,
+                asset=METRICS_KEY.to_user_string(),
+                partition=label,
+                approval_id=context.run.tags.get(APPROVAL_TAG),
+                run_id=context.run.run_id,
             )
         except AwaitingApproval as waiting:
             approval = waiting.approval
             context.log.warning(str(waiting))
-            context.log_event(dg.AssetObservation(
-                asset_key=METRICS_KEY,
-                partition=label if first == last else None,
-                metadata={
-                    **{k: v for k, v in approval.metadata().items() if v is not None},
-                    "status": "awaiting approval",
-                    "approve_with": f"dfx bigquery approve {approval.id}",
-                    "sql": dg.MetadataValue.md(f"```sql\n{approval.sql_excerpt}\n```"),
-                },
-            ))
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=METRICS_KEY,
+                    partition=label if first == last else None,
+                    metadata={
+                        **{k: v for k, v in approval.metadata().items() if v is not None},
+                        "status": "awaiting approval",
+                        "approve_with": f"dfx bigquery approve {approval.id}",
+                        "sql": dg.MetadataValue.md(f"```sql\n{approval.sql_excerpt}\n```"),
+                    },
+                )
+            )
             context.instance.add_run_tags(context.run.run_id, {AWAITING_TAG: approval.id})
             yield budget_check(waiting.decision.month_to_date_usd, budget)
             return
@@ -169,16 +189,24 @@ with warnings.catch_warnings():
             per_day = by_day(rows)
             for day in days:  # every day gets a batch, empty days too: a rerun replaces stale values
                 provenance = Provenance(
-                    context.run.run_id, query.sql + f"\n-- @first_day = {first}, @last_day = {last}; job {result.job_id}",
-                    api_calls=outcome.round_trips, records_read=len(result.rows), bytes_read=result.bytes_processed,
+                    context.run.run_id,
+                    query.sql + f"\n-- @first_day = {first}, @last_day = {last}; job {result.job_id}",
+                    api_calls=outcome.round_trips,
+                    records_read=len(result.rows),
+                    bytes_read=result.bytes_processed,
                 )
-                written += services.metric_store.write(connection, query.spec.name, f"{connection.id}|{day.isoformat()}", per_day.get(day, []), provenance).rows_written
+                written += services.metric_store.write(
+                    connection, query.spec.name, f"{connection.id}|{day.isoformat()}", per_day.get(day, []), provenance
+                ).rows_written
                 rows_by_day[day] += per_day.get(day, [])
         # Each day's materialization shows that day's rows; the range's queries and costs (priced as a
         # whole) are the same on every day of the run.
         for day, day_rows in rows_by_day.items():
             context.add_asset_metadata(
-                {"dagster/row_count": dg.MetadataValue.int(len(day_rows)), "result": dg.MetadataValue.md(results_markdown(day_rows))},
+                {
+                    "dagster/row_count": dg.MetadataValue.int(len(day_rows)),
+                    "result": dg.MetadataValue.md(results_markdown(day_rows)),
+                },
                 partition_key=f"{connection.id}|{day.isoformat()}",
             )
         yield dg.MaterializeResult(
@@ -199,7 +227,10 @@ with warnings.catch_warnings():
                 "gate_round_trips": outcome.gate_round_trips,
                 "gate_ms": dg.MetadataValue.float(round(outcome.gate_seconds * 1000, 1)),
                 "rows_written_in_run": written,
-                "sql": dg.MetadataValue.md("\n\n".join(f"```sql\n{q.sql}\n```" for q in queries) + f"\n\n`@first_day` = {first}, `@last_day` = {last}"),
+                "sql": dg.MetadataValue.md(
+                    "\n\n".join(f"```sql\n{q.sql}\n```" for q in queries)
+                    + f"\n\n`@first_day` = {first}, `@last_day` = {last}"
+                ),
             },
             check_results=[budget_check(outcome.month_to_date_usd, budget)],
         )

@@ -60,21 +60,58 @@ def bigquery() -> None:
 @click.option("--workspace", "workspace_id", required=True)
 @click.option("--id", "connection_id", required=True, help="Slug, also the Dagster partition key (e.g. bq-acme).")
 @click.option("--name", "display_name", required=True)
-@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False), help="The service-account JSON key; read into memory and encrypted into the vault.")
-@click.option("--select", "selects", multiple=True, required=True, help="dataset:table1,table2 (repeatable). Only these are ever queried.")
-@click.option("--columns", "narrows", multiple=True, help="dataset.table:col1,col2 narrows a table to these columns (repeatable).")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The service-account JSON key; read into memory and encrypted into the vault.",
+)
+@click.option(
+    "--select",
+    "selects",
+    multiple=True,
+    required=True,
+    help="dataset:table1,table2 (repeatable). Only these are ever queried.",
+)
+@click.option(
+    "--columns", "narrows", multiple=True, help="dataset.table:col1,col2 narrows a table to these columns (repeatable)."
+)
 @click.option("--budget-usd", type=BUDGET_USD, default=None, help="Monthly budget; without one no query runs.")
-@click.option("--price-per-tib-usd", type=PRICE_PER_TIB_USD, default=6.25, show_default=True, help="On-demand price of the project's region.")
+@click.option(
+    "--price-per-tib-usd",
+    type=PRICE_PER_TIB_USD,
+    default=6.25,
+    show_default=True,
+    help="On-demand price of the project's region.",
+)
 @click.option("--project", default=None, help="Project to query (default: the key's project_id).")
 @click.option("--location", default="US", show_default=True)
-@click.option("--metric-specs", "specs_file", type=click.Path(exists=True, dir_okay=False), help="JSON list of metric specs.")
-@click.option("--grant-policy-tag", "granted", multiple=True, help="A policy tag this connection was granted (Fine-Grained Reader).")
+@click.option(
+    "--metric-specs", "specs_file", type=click.Path(exists=True, dir_okay=False), help="JSON list of metric specs."
+)
+@click.option(
+    "--grant-policy-tag",
+    "granted",
+    multiple=True,
+    help="A policy tag this connection was granted (Fine-Grained Reader).",
+)
 @click.option("--replace-key", is_flag=True, help="Replace the key of an existing connection (a rotated key).")
 @click.option("--api-endpoint", default=None, help="Local sandbox only (see `dfx sandbox serve`): its URL.")
 def connect(
-    workspace_id: str, connection_id: str, display_name: str, key_file: str, selects: tuple[str, ...], narrows: tuple[str, ...],
-    budget_usd: float | None, price_per_tib_usd: float, project: str | None, location: str, specs_file: str | None,
-    granted: tuple[str, ...], replace_key: bool, api_endpoint: str | None,
+    workspace_id: str,
+    connection_id: str,
+    display_name: str,
+    key_file: str,
+    selects: tuple[str, ...],
+    narrows: tuple[str, ...],
+    budget_usd: float | None,
+    price_per_tib_usd: float,
+    project: str | None,
+    location: str,
+    specs_file: str | None,
+    granted: tuple[str, ...],
+    replace_key: bool,
+    api_endpoint: str | None,
 ) -> None:
     """Validate the key, check the selection against BigQuery's metadata, store the key encrypted."""
     import dagster as dg
@@ -93,19 +130,25 @@ def connect(
     if api_endpoint:
         endpoint["api_endpoint"] = api_endpoint
     config = {
-        "id": connection_id, "workspace_id": workspace_id, "display_name": display_name,
+        "id": connection_id,
+        "workspace_id": workspace_id,
+        "display_name": display_name,
         "selection": {"datasets": _parse_datasets(selects), "objects": _parse_columns(narrows)},
         "settings": {"monthly_budget_usd": budget_usd, "price_per_tib_usd": price_per_tib_usd},
         "endpoint": endpoint,
     }
     key = Path(key_file).read_bytes()  # memory only; the vault encrypts it, nothing else keeps it
-    connection = connect_bigquery(platform, config=config, key=key, sandbox_ca=bigquery_resource().sandbox_ca(platform), replace_key=replace_key)
+    connection = connect_bigquery(
+        platform, config=config, key=key, sandbox_ca=bigquery_resource().sandbox_ca(platform), replace_key=replace_key
+    )
     embedded_dagster_home(platform.settings)
     with dg.DagsterInstance.get() as instance:
         sync_partitions(instance, platform.registry, ["bigquery"])
     tables = ", ".join(f"{d}.{t}" for d, ts in connection.selection.datasets.items() for t in ts)
     budget = f"USD {budget_usd:g}/month" if budget_usd else "no budget (no query will run until one is set)"
-    click.echo(f"connected {connection.id} to project {connection.endpoint['project']}: {tables}; {budget}; key encrypted in the vault")
+    click.echo(
+        f"connected {connection.id} to project {connection.endpoint['project']}: {tables}; {budget}; key encrypted in the vault"
+    )
     click.echo(f"you may now delete {key_file}: DataFlow-Xpert keeps only the encrypted copy")
 
 
@@ -138,7 +181,9 @@ def approve(approval_id: str, decided_by: str | None) -> None:
     from dfx_pipelines.connectors.bigquery.gate import usd
 
     record = _store().approve(approval_id, _decider(decided_by))
-    click.echo(f"approved {record.id} ({usd(record.projected_cost_usd)} for {record.partition}); the run starts at the next sensor tick")
+    click.echo(
+        f"approved {record.id} ({usd(record.projected_cost_usd)} for {record.partition}); the run starts at the next sensor tick"
+    )
 
 
 @bigquery.command("reject")

@@ -36,7 +36,18 @@ Schema = Mapping[str, str]  # column name -> SQL type in the dialect (struct and
 EXCERPT_CHARS = 160
 _BARE = "dfx_bare_name"  # marks columns written without a qualifier (survives the qualifier's copies)
 # The clauses an expression is named by: a reported expression is the whole projection or condition.
-_CLAUSES = (exp.Select, exp.Where, exp.Having, exp.Qualify, exp.Group, exp.Order, exp.Join, exp.From, exp.Unnest, exp.Window)
+_CLAUSES = (
+    exp.Select,
+    exp.Where,
+    exp.Having,
+    exp.Qualify,
+    exp.Group,
+    exp.Order,
+    exp.Join,
+    exp.From,
+    exp.Unnest,
+    exp.Window,
+)
 
 
 class UnresolvedExpression(DfxError):
@@ -199,8 +210,12 @@ def resolve_column_reads(
         if not column.table and not isinstance(column.this, exp.Star):
             column.meta[_BARE] = True
     qualified = qualify(
-        marked, schema=_nested(schemas), dialect=dialect, catalog=default_catalog,
-        validate_qualify_columns=True, quote_identifiers=False,
+        marked,
+        schema=_nested(schemas),
+        dialect=dialect,
+        catalog=default_catalog,
+        validate_qualify_columns=True,
+        quote_identifiers=False,
     )
     scopes = list(traverse_scope(qualified))
     resolver = _Resolver(schemas, dialect, default_catalog)

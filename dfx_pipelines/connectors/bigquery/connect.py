@@ -48,7 +48,12 @@ def _tags(schema_field: Any) -> list[str]:
 
 
 def describe_selection(
-    client: Any, project: str, selection: Selection, *, timeout: float | None = None, deadline: float | None = None,
+    client: Any,
+    project: str,
+    selection: Selection,
+    *,
+    timeout: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[list[str], dict[str, TableInfo], dict[str, Any]]:
     """(problems, table infos, `discovered` metadata) for a selection, from datasets.get/tables.get only
     (metadata calls: no query job, nothing billed). `timeout` bounds each call, `deadline` its retries."""
@@ -81,7 +86,9 @@ def describe_selection(
         for name in tables:
             key = f"{dataset}.{name}"
             try:
-                table = client.get_table(bigquery.TableReference(bigquery.DatasetReference(project, dataset), name), **bounded)
+                table = client.get_table(
+                    bigquery.TableReference(bigquery.DatasetReference(project, dataset), name), **bounded
+                )
             except exceptions.NotFound:
                 problems.append(f"table {key} does not exist")
                 continue
@@ -136,10 +143,17 @@ def connect_bigquery(
     connection = parse_connection({**config, "kind": KIND, "endpoint": endpoint})  # every identifier checked here
     existing = platform.registry.find(connection.id)
     if existing is not None and not (replace_key and existing.is_active and existing.kind == KIND):
-        raise ConfigError(f"connection {connection.id!r} already exists" + ("" if existing.is_active else f" and is {existing.status.value}"))
+        raise ConfigError(
+            f"connection {connection.id!r} already exists"
+            + ("" if existing.is_active else f" and is {existing.status.value}")
+        )
     # A connection without a monthly budget may be set up; the gate then runs nothing until one is set.
     client, _session = build_client(
-        info, project=endpoint["project"], location=endpoint["location"], api_endpoint=endpoint.get("api_endpoint"), sandbox_ca=sandbox_ca,
+        info,
+        project=endpoint["project"],
+        location=endpoint["location"],
+        api_endpoint=endpoint.get("api_endpoint"),
+        sandbox_ca=sandbox_ca,
     )
     try:
         from google.api_core import exceptions
@@ -149,11 +163,17 @@ def connect_bigquery(
 
         try:
             problems, infos, discovered = describe_selection(
-                client, endpoint["project"], connection.selection, timeout=CALL_TIMEOUT_S, deadline=CALL_DEADLINE_S,
+                client,
+                endpoint["project"],
+                connection.selection,
+                timeout=CALL_TIMEOUT_S,
+                deadline=CALL_DEADLINE_S,
             )
         except (auth_exceptions.TransportError, exceptions.RetryError, requests.RequestException):
             where = _hosts(info, endpoint.get("api_endpoint"))
-            raise ConnectorError(f"BigQuery could not be reached: no answer from {where} within {CALL_DEADLINE_S:g} s") from None
+            raise ConnectorError(
+                f"BigQuery could not be reached: no answer from {where} within {CALL_DEADLINE_S:g} s"
+            ) from None
         except auth_exceptions.GoogleAuthError as exc:
             raise AuthError(f"the service-account key was refused: {redact(str(exc))[:300]}") from None
         except exceptions.GoogleAPICallError as exc:

@@ -38,9 +38,13 @@ _PEM = re.compile(r"-----BEGIN (?:RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----
 _EMAIL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}@[a-z][a-z0-9.-]{2,200}\.gserviceaccount\.com$")
 
 
-GOOGLE_TOKEN_HOSTS = HostPolicy(exact=frozenset({"oauth2.googleapis.com"}), description="Google's token endpoint (oauth2.googleapis.com)")
+GOOGLE_TOKEN_HOSTS = HostPolicy(
+    exact=frozenset({"oauth2.googleapis.com"}), description="Google's token endpoint (oauth2.googleapis.com)"
+)
 # The only custom API endpoint is the local sandbox: no public host is ever admitted.
-SANDBOX_ONLY = HostPolicy(description="the local sandbox (a custom BigQuery endpoint is allowed only for it, in sandbox mode)")
+SANDBOX_ONLY = HostPolicy(
+    description="the local sandbox (a custom BigQuery endpoint is allowed only for it, in sandbox mode)"
+)
 
 
 def _has_control_character(value: object) -> bool:
@@ -64,11 +68,21 @@ def check_token_uri(token_uri: str, *, sandbox_allowed: bool) -> str:
     """Signed assertions go to Google's token endpoint only (the local sandbox's, in sandbox mode).
     Parsed and resolved by `platform.endpoints`: `https://127.0.0.1:1@evil.example/token` is evil.example."""
     try:
-        checked = check_endpoint(token_uri, what="service-account key's token_uri", policy=GOOGLE_TOKEN_HOSTS, sandbox_allowed=sandbox_allowed, path=None)
+        checked = check_endpoint(
+            token_uri,
+            what="service-account key's token_uri",
+            policy=GOOGLE_TOKEN_HOSTS,
+            sandbox_allowed=sandbox_allowed,
+            path=None,
+        )
     except UnsafeDestinationError as exc:
-        raise UnsafeDestinationError(f"service-account key's token_uri points at {_host_of(token_uri)}, not {GOOGLE_TOKEN_URI}: refused ({exc})") from None
+        raise UnsafeDestinationError(
+            f"service-account key's token_uri points at {_host_of(token_uri)}, not {GOOGLE_TOKEN_URI}: refused ({exc})"
+        ) from None
     if not checked.sandbox and checked.path != "/token":
-        raise UnsafeDestinationError(f"service-account key's token_uri must be {GOOGLE_TOKEN_URI}, got path {checked.path!r}: refused")
+        raise UnsafeDestinationError(
+            f"service-account key's token_uri must be {GOOGLE_TOKEN_URI}, got path {checked.path!r}: refused"
+        )
     return checked.url
 
 
@@ -78,7 +92,9 @@ def check_api_endpoint(api_endpoint: str | None, *, sandbox_allowed: bool) -> st
         return None
     if not sandbox_allowed:
         raise UnsafeDestinationError("a custom BigQuery endpoint is allowed only for the local sandbox in sandbox mode")
-    return check_endpoint(api_endpoint, what="BigQuery API endpoint", policy=SANDBOX_ONLY, sandbox_allowed=True, path=None).url
+    return check_endpoint(
+        api_endpoint, what="BigQuery API endpoint", policy=SANDBOX_ONLY, sandbox_allowed=True, path=None
+    ).url
 
 
 def parse_service_account_key(data: str | bytes, *, sandbox_allowed: bool) -> dict[str, str]:
@@ -98,7 +114,9 @@ def parse_service_account_key(data: str | bytes, *, sandbox_allowed: bool) -> di
     try:
         info = json.loads(data)
     except ValueError:
-        raise ConfigError("key file is not JSON: expected a service-account key (IAM → Service accounts → Keys → JSON)") from None
+        raise ConfigError(
+            "key file is not JSON: expected a service-account key (IAM → Service accounts → Keys → JSON)"
+        ) from None
     if not isinstance(info, dict):
         raise ConfigError("key file is JSON but not an object: expected a service-account key")
     if info.get("type") != "service_account":
@@ -119,7 +137,9 @@ def parse_service_account_key(data: str | bytes, *, sandbox_allowed: bool) -> di
     if not re.fullmatch(r"[0-9a-f]{16,64}", info["private_key_id"]):
         raise ConfigError("service-account key's private_key_id is malformed")
     if not _EMAIL.match(info["client_email"]):
-        raise ConfigError("service-account key's client_email is not a service-account address (…@….gserviceaccount.com)")
+        raise ConfigError(
+            "service-account key's client_email is not a service-account address (…@….gserviceaccount.com)"
+        )
     try:
         identifiers.bigquery_project(info["project_id"])
     except IdentifierError:

@@ -122,9 +122,13 @@ class Projection:
         )
 
 
-def project(bytes_processed: int, tables: int, price_per_tib_usd: float, margin: float = DEFAULT_CAP_MARGIN) -> Projection:
+def project(
+    bytes_processed: int, tables: int, price_per_tib_usd: float, margin: float = DEFAULT_CAP_MARGIN
+) -> Projection:
     billed = projected_billed_bytes(bytes_processed, tables)
-    return Projection(bytes_processed, billed, cost_usd(billed, price_per_tib_usd), maximum_bytes_billed(billed, margin), tables)
+    return Projection(
+        bytes_processed, billed, cost_usd(billed, price_per_tib_usd), maximum_bytes_billed(billed, margin), tables
+    )
 
 
 def total(projections: Iterable[Projection]) -> Projection:
@@ -167,17 +171,26 @@ class BudgetDecision:
         return self.month_to_date_usd + self.projected_usd
 
 
-def decide(month_to_date_bytes: int, projection: Projection, budget_usd: float | None, price_per_tib_usd: float) -> BudgetDecision:
+def decide(
+    month_to_date_bytes: int, projection: Projection, budget_usd: float | None, price_per_tib_usd: float
+) -> BudgetDecision:
     """Within budget when month-to-date spend plus this projection stays at or under the budget.
     No budget (None) or a non-positive one allows nothing: the connector's default is to run nothing."""
     spent = cost_usd(month_to_date_bytes, price_per_tib_usd)
     if budget_usd is None or budget_usd <= 0:
-        return BudgetDecision(False, budget_usd, spent, projection.cost_usd, "no monthly budget is configured: no query may run")
+        return BudgetDecision(
+            False, budget_usd, spent, projection.cost_usd, "no monthly budget is configured: no query may run"
+        )
     after = spent + projection.cost_usd
     if after <= budget_usd:
-        return BudgetDecision(True, budget_usd, spent, projection.cost_usd, f"{usd(after)} of {usd(budget_usd)} after this query")
+        return BudgetDecision(
+            True, budget_usd, spent, projection.cost_usd, f"{usd(after)} of {usd(budget_usd)} after this query"
+        )
     return BudgetDecision(
-        False, budget_usd, spent, projection.cost_usd,
+        False,
+        budget_usd,
+        spent,
+        projection.cost_usd,
         f"{usd(spent)} spent or reserved this month + {usd(projection.cost_usd)} projected exceeds the monthly budget of {usd(budget_usd)}",
     )
 
@@ -222,7 +235,8 @@ def fingerprint(sql: str, params: Mapping[str, Any] | None = None) -> str:
     """SHA-256 of the normalized SQL and the parameters (names, types and values)."""
     payload = json.dumps(
         {"sql": normalize_sql(sql), "params": {k: _param_json(v) for k, v in sorted((params or {}).items())}},
-        sort_keys=True, separators=(",", ":"),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -271,12 +285,16 @@ def check_decidable(approval: ApprovalState, now: datetime) -> None:
         raise ApprovalInvalid(f"approval {approval.id} is {status.value}; only a pending approval can be decided")
 
 
-def check_usable(approval: ApprovalState, *, connection_id: str, fingerprint: str, projected_billed: int, now: datetime) -> None:
+def check_usable(
+    approval: ApprovalState, *, connection_id: str, fingerprint: str, projected_billed: int, now: datetime
+) -> None:
     """An approval lets exactly the query it was asked for run, once, before it expires, for no more
     than was approved. Raises `ApprovalInvalid` naming the first rule broken."""
     status = effective_status(approval, now)
     if approval.connection_id != connection_id:
-        raise ApprovalInvalid(f"approval {approval.id} belongs to connection {approval.connection_id}, not {connection_id}")
+        raise ApprovalInvalid(
+            f"approval {approval.id} belongs to connection {approval.connection_id}, not {connection_id}"
+        )
     if status is ApprovalStatus.USED:
         raise ApprovalInvalid(f"approval {approval.id} was already used: approvals are single-use")
     if status is ApprovalStatus.EXPIRED:

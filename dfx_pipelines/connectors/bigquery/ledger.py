@@ -85,7 +85,9 @@ class ApprovalRecord:
         return cls(**values)
 
     def state(self) -> ApprovalState:
-        return ApprovalState(self.id, self.connection_id, self.fingerprint, self.status, self.expires_at, self.cap_bytes)
+        return ApprovalState(
+            self.id, self.connection_id, self.fingerprint, self.status, self.expires_at, self.cap_bytes
+        )
 
     def effective_status(self, now: datetime) -> ApprovalStatus:
         return gate.effective_status(self.state(), now)
@@ -148,7 +150,9 @@ class BudgetStore:
     def ledger(self, connection_id: str) -> list[dict[str, Any]]:
         ledger = tables.bigquery_ledger
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(ledger).where(ledger.c.connection_id == connection_id).order_by(ledger.c.month)).mappings()
+            rows = db.execute(
+                sa.select(ledger).where(ledger.c.connection_id == connection_id).order_by(ledger.c.month)
+            ).mappings()
             return [dict(row) for row in rows]
 
     def record_job(self, connection_id: str, bytes_billed: int, month: str | None = None) -> None:
@@ -161,7 +165,13 @@ class BudgetStore:
 
     def _add_to_ledger(self, db: sa.Connection, connection_id: str, month: str, bytes_billed: int, jobs: int) -> None:
         ledger = tables.bigquery_ledger
-        values = {"connection_id": connection_id, "month": month, "bytes_billed": bytes_billed, "jobs": jobs, "updated_at": self.clock()}
+        values = {
+            "connection_id": connection_id,
+            "month": month,
+            "bytes_billed": bytes_billed,
+            "jobs": jobs,
+            "updated_at": self.clock(),
+        }
         dialect = self.engine.dialect.name
         if dialect not in ("postgresql", "sqlite"):
             raise NotImplementedError(f"the BigQuery ledger supports PostgreSQL and SQLite, not {dialect}")
@@ -205,27 +215,39 @@ class BudgetStore:
             if self.engine.dialect.name == "postgresql":
                 connections = tables.connections
                 # NO KEY UPDATE: excludes other reservers, not inserts that merely reference the row.
-                db.execute(sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update(key_share=True))
+                db.execute(
+                    sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update(key_share=True)
+                )
             yield db
 
     def _committed_bytes(self, db: sa.Connection, connection_id: str, month: str) -> int:
         """Billed plus reserved, in one statement (one snapshot: a settlement moving bytes from a
         reservation to the ledger is seen entirely or not at all)."""
         ledger, reservations = tables.bigquery_ledger, tables.bigquery_reservations
-        billed = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.bytes_billed), 0)).where(
-            ledger.c.connection_id == connection_id, ledger.c.month == month
-        ).scalar_subquery()
-        reserved = sa.select(sa.func.coalesce(sa.func.sum(reservations.c.reserved_bytes), 0)).where(
-            reservations.c.connection_id == connection_id, reservations.c.month == month
-        ).scalar_subquery()
+        billed = (
+            sa.select(sa.func.coalesce(sa.func.sum(ledger.c.bytes_billed), 0))
+            .where(ledger.c.connection_id == connection_id, ledger.c.month == month)
+            .scalar_subquery()
+        )
+        reserved = (
+            sa.select(sa.func.coalesce(sa.func.sum(reservations.c.reserved_bytes), 0))
+            .where(reservations.c.connection_id == connection_id, reservations.c.month == month)
+            .scalar_subquery()
+        )
         return int(db.execute(sa.select(billed + reserved)).scalar() or 0)
 
     def _reap(self, db: sa.Connection, connection_id: str) -> int:
         """Lapsed reservations (their owner stopped renewing): in-flight jobs charged at their caps, the rest released."""
         reservations = tables.bigquery_reservations
-        lapsed = db.execute(
-            sa.select(reservations).where(reservations.c.connection_id == connection_id, reservations.c.expires_at <= self.clock()).with_for_update()
-        ).mappings().all()
+        lapsed = (
+            db.execute(
+                sa.select(reservations)
+                .where(reservations.c.connection_id == connection_id, reservations.c.expires_at <= self.clock())
+                .with_for_update()
+            )
+            .mappings()
+            .all()
+        )
         for row in lapsed:
             self._close(db, row, why="its lease lapsed (the run died or stalled)")
         return len(lapsed)
@@ -233,10 +255,16 @@ class BudgetStore:
     def _close(self, db: sa.Connection, row: Mapping[str, Any], *, why: str) -> None:
         if row["in_flight_bytes"]:
             # Sent, never settled: the bill is unknown but capped by maximum_bytes_billed; count the cap.
-            self._add_to_ledger(db, row["connection_id"], row["month"], int(row["in_flight_bytes"]), int(row["in_flight_jobs"]))
+            self._add_to_ledger(
+                db, row["connection_id"], row["month"], int(row["in_flight_bytes"]), int(row["in_flight_jobs"])
+            )
             log.warning(
                 "BigQuery reservation %s of %s closed because %s: %d job(s) in flight charged at their cap of %d bytes",
-                row["id"], row["connection_id"], why, row["in_flight_jobs"], row["in_flight_bytes"],
+                row["id"],
+                row["connection_id"],
+                why,
+                row["in_flight_jobs"],
+                row["in_flight_bytes"],
             )
         reservations = tables.bigquery_reservations
         db.execute(reservations.delete().where(reservations.c.id == row["id"]))
@@ -261,24 +289,42 @@ class BudgetStore:
         month = month or gate.month_of(self.clock())
         with self._budget_lock(connection_id) as db:
             self._reap(db, connection_id)
-            decision = gate.decide(self._committed_bytes(db, connection_id, month), projection, budget_usd, price_per_tib_usd)
+            decision = gate.decide(
+                self._committed_bytes(db, connection_id, month), projection, budget_usd, price_per_tib_usd
+            )
             if not (decision.allowed or approved):
                 return None, decision
             now = self.clock()
-            reservation = Reservation("bqr-" + secrets.token_hex(8), connection_id, month, projection.billed_bytes, lease)
-            db.execute(tables.bigquery_reservations.insert().values(
-                id=reservation.id, connection_id=connection_id, month=month, reserved_bytes=projection.billed_bytes,
-                in_flight_bytes=0, in_flight_jobs=0, owner=(owner or default_owner())[:200], created_at=now, expires_at=now + lease,
-            ))
+            reservation = Reservation(
+                "bqr-" + secrets.token_hex(8), connection_id, month, projection.billed_bytes, lease
+            )
+            db.execute(
+                tables.bigquery_reservations.insert().values(
+                    id=reservation.id,
+                    connection_id=connection_id,
+                    month=month,
+                    reserved_bytes=projection.billed_bytes,
+                    in_flight_bytes=0,
+                    in_flight_jobs=0,
+                    owner=(owner or default_owner())[:200],
+                    created_at=now,
+                    expires_at=now + lease,
+                )
+            )
         return reservation, decision
 
     def renew(self, reservation: Reservation) -> bool:
         """Extend the lease; False when the reservation is gone (it lapsed and was reaped)."""
         reservations = tables.bigquery_reservations
         with self.engine.begin() as db:
-            return db.execute(
-                reservations.update().where(reservations.c.id == reservation.id).values(expires_at=self.clock() + reservation.lease)
-            ).rowcount == 1
+            return (
+                db.execute(
+                    reservations.update()
+                    .where(reservations.c.id == reservation.id)
+                    .values(expires_at=self.clock() + reservation.lease)
+                ).rowcount
+                == 1
+            )
 
     @contextlib.contextmanager
     def hold(self, reservation: Reservation) -> Iterator[None]:
@@ -307,8 +353,11 @@ class BudgetStore:
         reservations = tables.bigquery_reservations
         with self.engine.begin() as db:
             changed = db.execute(
-                reservations.update().where(reservations.c.id == reservation.id).values(
-                    in_flight_bytes=reservations.c.in_flight_bytes + cap_bytes, in_flight_jobs=reservations.c.in_flight_jobs + 1,
+                reservations.update()
+                .where(reservations.c.id == reservation.id)
+                .values(
+                    in_flight_bytes=reservations.c.in_flight_bytes + cap_bytes,
+                    in_flight_jobs=reservations.c.in_flight_jobs + 1,
                 )
             ).rowcount
         if changed != 1:
@@ -317,21 +366,43 @@ class BudgetStore:
                 "renewed in time) and was released; no further query was sent"
             )
 
-    def settle_job(self, reservation: Reservation, *, projected_billed: int, cap_bytes: int, billed: int | None) -> None:
+    def settle_job(
+        self, reservation: Reservation, *, projected_billed: int, cap_bytes: int, billed: int | None
+    ) -> None:
         """A sent job is over: its projection leaves the reservation and its real bill (None: failed
         unbilled) enters the ledger, in one transaction. If the reservation lapsed meanwhile, the
         reaper already charged this job at its cap, so nothing is added twice."""
         reservations = tables.bigquery_reservations
         with self._write_transaction() as db:
-            row = db.execute(sa.select(reservations.c.id).where(reservations.c.id == reservation.id).with_for_update()).first()
+            row = db.execute(
+                sa.select(reservations.c.id).where(reservations.c.id == reservation.id).with_for_update()
+            ).first()
             if row is None:
-                log.warning("BigQuery reservation %s lapsed before its job settled; the job was charged at its cap", reservation.id)
+                log.warning(
+                    "BigQuery reservation %s lapsed before its job settled; the job was charged at its cap",
+                    reservation.id,
+                )
                 return
-            db.execute(reservations.update().where(reservations.c.id == reservation.id).values(
-                reserved_bytes=sa.case((reservations.c.reserved_bytes > projected_billed, reservations.c.reserved_bytes - projected_billed), else_=0),
-                in_flight_bytes=sa.case((reservations.c.in_flight_bytes > cap_bytes, reservations.c.in_flight_bytes - cap_bytes), else_=0),
-                in_flight_jobs=sa.case((reservations.c.in_flight_jobs > 0, reservations.c.in_flight_jobs - 1), else_=0),
-            ))
+            db.execute(
+                reservations.update()
+                .where(reservations.c.id == reservation.id)
+                .values(
+                    reserved_bytes=sa.case(
+                        (
+                            reservations.c.reserved_bytes > projected_billed,
+                            reservations.c.reserved_bytes - projected_billed,
+                        ),
+                        else_=0,
+                    ),
+                    in_flight_bytes=sa.case(
+                        (reservations.c.in_flight_bytes > cap_bytes, reservations.c.in_flight_bytes - cap_bytes),
+                        else_=0,
+                    ),
+                    in_flight_jobs=sa.case(
+                        (reservations.c.in_flight_jobs > 0, reservations.c.in_flight_jobs - 1), else_=0
+                    ),
+                )
+            )
             if billed is not None:
                 self._add_to_ledger(db, reservation.connection_id, reservation.month, billed, 1)
 
@@ -340,22 +411,33 @@ class BudgetStore:
         be read) is charged at its cap."""
         reservations = tables.bigquery_reservations
         with self._write_transaction() as db:
-            row = db.execute(sa.select(reservations).where(reservations.c.id == reservation.id).with_for_update()).mappings().first()
+            row = (
+                db.execute(sa.select(reservations).where(reservations.c.id == reservation.id).with_for_update())
+                .mappings()
+                .first()
+            )
             if row is not None:
                 self._close(db, row, why="its run ended with a job whose bill is unknown")
 
     def reservations(self, connection_id: str) -> list[dict[str, Any]]:
         reservations = tables.bigquery_reservations
         with self.engine.connect() as db:
-            rows = db.execute(sa.select(reservations).where(reservations.c.connection_id == connection_id).order_by(reservations.c.created_at)).mappings()
+            rows = db.execute(
+                sa.select(reservations)
+                .where(reservations.c.connection_id == connection_id)
+                .order_by(reservations.c.created_at)
+            ).mappings()
             return [dict(row) for row in rows]
 
     def reserved_bytes(self, connection_id: str, month: str | None = None) -> int:
         reservations = tables.bigquery_reservations
         with self.engine.connect() as db:
-            value = db.execute(sa.select(sa.func.sum(reservations.c.reserved_bytes)).where(
-                reservations.c.connection_id == connection_id, reservations.c.month == (month or gate.month_of(self.clock())),
-            )).scalar()
+            value = db.execute(
+                sa.select(sa.func.sum(reservations.c.reserved_bytes)).where(
+                    reservations.c.connection_id == connection_id,
+                    reservations.c.month == (month or gate.month_of(self.clock())),
+                )
+            ).scalar()
         return int(value or 0)
 
     # ------------------------------------------------------------ approvals
@@ -372,7 +454,9 @@ class BudgetStore:
             row = db.execute(sa.select(approvals).where(approvals.c.id == approval_id)).mappings().first()
         return ApprovalRecord.from_row(row) if row else None
 
-    def list(self, *, connection_id: str | None = None, statuses: Iterable[ApprovalStatus] | None = None) -> list[ApprovalRecord]:
+    def list(
+        self, *, connection_id: str | None = None, statuses: Iterable[ApprovalStatus] | None = None
+    ) -> list[ApprovalRecord]:
         """Approvals with their *effective* status (a lapsed one reads as expired)."""
         self.expire_stale()
         approvals = tables.bigquery_approvals
@@ -390,7 +474,10 @@ class BudgetStore:
         with self.engine.begin() as db:
             return db.execute(
                 approvals.update()
-                .where(approvals.c.status.in_([ApprovalStatus.PENDING.value, ApprovalStatus.APPROVED.value]), approvals.c.expires_at <= self.clock())
+                .where(
+                    approvals.c.status.in_([ApprovalStatus.PENDING.value, ApprovalStatus.APPROVED.value]),
+                    approvals.c.expires_at <= self.clock(),
+                )
                 .values(status=ApprovalStatus.EXPIRED.value)
             ).rowcount
 
@@ -412,14 +499,18 @@ class BudgetStore:
         now = self.clock()
         approvals = tables.bigquery_approvals
         with self.engine.begin() as db:
-            existing = db.execute(
-                sa.select(approvals).where(
-                    approvals.c.connection_id == connection_id,
-                    approvals.c.fingerprint == fingerprint,
-                    approvals.c.status == ApprovalStatus.PENDING.value,
-                    approvals.c.expires_at > now,
+            existing = (
+                db.execute(
+                    sa.select(approvals).where(
+                        approvals.c.connection_id == connection_id,
+                        approvals.c.fingerprint == fingerprint,
+                        approvals.c.status == ApprovalStatus.PENDING.value,
+                        approvals.c.expires_at > now,
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
             if existing is not None:
                 return ApprovalRecord.from_row(existing)
             values = {
@@ -451,7 +542,11 @@ class BudgetStore:
         with self.engine.begin() as db:
             changed = db.execute(
                 approvals.update()
-                .where(approvals.c.id == approval_id, approvals.c.status == ApprovalStatus.PENDING.value, approvals.c.expires_at > now)
+                .where(
+                    approvals.c.id == approval_id,
+                    approvals.c.status == ApprovalStatus.PENDING.value,
+                    approvals.c.expires_at > now,
+                )
                 .values(status=status.value, decided_at=now, decided_by=decided_by[:200])
             ).rowcount
         if changed != 1:  # decided (or lapsed) by someone else between the check and the update
@@ -464,17 +559,35 @@ class BudgetStore:
     def reject(self, approval_id: str, decided_by: str) -> ApprovalRecord:
         return self._decide(approval_id, ApprovalStatus.REJECTED, decided_by)
 
-    def consume(self, approval_id: str, *, connection_id: str, fingerprint: str, projected_billed: int, run_id: str | None = None) -> ApprovalRecord:
+    def consume(
+        self,
+        approval_id: str,
+        *,
+        connection_id: str,
+        fingerprint: str,
+        projected_billed: int,
+        run_id: str | None = None,
+    ) -> ApprovalRecord:
         """Spend an approval on the query it was given for: checked by the rules, then marked used in
         one compare-and-set, before the query is sent (single use even if the run dies mid-way)."""
         now = self.clock()
         record = self.get(approval_id)
-        gate.check_usable(record.state(), connection_id=connection_id, fingerprint=fingerprint, projected_billed=projected_billed, now=now)
+        gate.check_usable(
+            record.state(),
+            connection_id=connection_id,
+            fingerprint=fingerprint,
+            projected_billed=projected_billed,
+            now=now,
+        )
         approvals = tables.bigquery_approvals
         with self.engine.begin() as db:
             changed = db.execute(
                 approvals.update()
-                .where(approvals.c.id == approval_id, approvals.c.status == ApprovalStatus.APPROVED.value, approvals.c.expires_at > now)
+                .where(
+                    approvals.c.id == approval_id,
+                    approvals.c.status == ApprovalStatus.APPROVED.value,
+                    approvals.c.expires_at > now,
+                )
                 .values(status=ApprovalStatus.USED.value, used_at=now, used_by_run=run_id)
             ).rowcount
         if changed != 1:
@@ -485,9 +598,15 @@ class BudgetStore:
 
     def delete_connection(self, connection_id: str) -> dict[str, int]:
         """A removed connection's approvals (their SQL excerpts) and ledger rows, in one transaction."""
-        approvals, ledger, reservations = tables.bigquery_approvals, tables.bigquery_ledger, tables.bigquery_reservations
+        approvals, ledger, reservations = (
+            tables.bigquery_approvals,
+            tables.bigquery_ledger,
+            tables.bigquery_reservations,
+        )
         with self.engine.begin() as db:
-            deleted_approvals = db.execute(approvals.delete().where(approvals.c.connection_id == connection_id)).rowcount
+            deleted_approvals = db.execute(
+                approvals.delete().where(approvals.c.connection_id == connection_id)
+            ).rowcount
             deleted_ledger = db.execute(ledger.delete().where(ledger.c.connection_id == connection_id)).rowcount
             db.execute(reservations.delete().where(reservations.c.connection_id == connection_id))
         return {"bigquery_approvals": deleted_approvals, "bigquery_ledger": deleted_ledger}

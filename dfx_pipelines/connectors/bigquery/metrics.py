@@ -144,7 +144,9 @@ class TableInfo:
     policy_tagged: Mapping[str, Sequence[str]] = dataclass_field(default_factory=dict)  # column -> policy tags
 
 
-def spec_problems(spec: MetricSpec, selection: Selection, tables: Mapping[str, TableInfo], granted_tags: Iterable[str] = ()) -> list[str]:
+def spec_problems(
+    spec: MetricSpec, selection: Selection, tables: Mapping[str, TableInfo], granted_tags: Iterable[str] = ()
+) -> list[str]:
     """Everything wrong with one spec against the selection and the table's schema."""
     if spec.table_name not in selection.datasets.get(spec.dataset, []):
         return [f"metric {spec.name}: table {spec.table} is not selected"]
@@ -162,7 +164,9 @@ def spec_problems(spec: MetricSpec, selection: Selection, tables: Mapping[str, T
         elif narrowed is not None and column.lower() not in {c.lower() for c in narrowed}:
             problems.append(f"metric {spec.name}: column {spec.table}.{column} is not selected")
         elif column.lower() in tagged:
-            problems.append(f"metric {spec.name}: column {spec.table}.{column} carries a policy tag this connection was not granted")
+            problems.append(
+                f"metric {spec.name}: column {spec.table}.{column} carries a policy tag this connection was not granted"
+            )
     time_type = known.get(spec.time_column.lower())
     if time_type is not None and time_type != "DATE":
         problems.append(f"metric {spec.name}: time column {spec.time_column} is {time_type}; a DATE column is required")
@@ -171,8 +175,14 @@ def spec_problems(spec: MetricSpec, selection: Selection, tables: Mapping[str, T
             f"metric {spec.name}: time column {spec.time_column} is not {spec.table}'s partitioning column "
             f"{info.partition_field}: every day would scan the whole table"
         )
-    if spec.measure in ("SUM", "AVG") and spec.column and known.get(spec.column.lower(), "INTEGER") not in NUMERIC_TYPES:
-        problems.append(f"metric {spec.name}: {spec.measure} needs a numeric column, {spec.column} is {known.get(spec.column.lower())}")
+    if (
+        spec.measure in ("SUM", "AVG")
+        and spec.column
+        and known.get(spec.column.lower(), "INTEGER") not in NUMERIC_TYPES
+    ):
+        problems.append(
+            f"metric {spec.name}: {spec.measure} needs a numeric column, {spec.column} is {known.get(spec.column.lower())}"
+        )
     return problems
 
 
@@ -185,7 +195,12 @@ def _aggregate(spec: MetricSpec) -> str:
     if spec.column is None:
         return "COUNT(*)"
     column = _quote(spec.column)
-    return {"SUM": f"SUM({column})", "COUNT": f"COUNT({column})", "COUNT_DISTINCT": f"COUNT(DISTINCT {column})", "AVG": f"AVG({column})"}[spec.measure]
+    return {
+        "SUM": f"SUM({column})",
+        "COUNT": f"COUNT({column})",
+        "COUNT_DISTINCT": f"COUNT(DISTINCT {column})",
+        "AVG": f"AVG({column})",
+    }[spec.measure]
 
 
 @dataclass(frozen=True)
@@ -202,7 +217,13 @@ def build_query(spec: MetricSpec, project: str, first: date, last: date) -> Metr
     identifiers.bigquery_project(project)
     time = _quote(spec.time_column)
     groups = [_quote(c) for c in spec.group_by]
-    select = ", ".join([f"{time} AS {_quote(PERIOD_ALIAS)}", *(f"{g} AS {g}" for g in groups), f"{_aggregate(spec)} AS {_quote(VALUE_ALIAS)}"])
+    select = ", ".join(
+        [
+            f"{time} AS {_quote(PERIOD_ALIAS)}",
+            *(f"{g} AS {g}" for g in groups),
+            f"{_aggregate(spec)} AS {_quote(VALUE_ALIAS)}",
+        ]
+    )
     sql = (
         f"SELECT {select}\n"
         f"FROM `{project}.{spec.dataset}.{spec.table_name}`\n"

@@ -21,10 +21,24 @@ from dfx_pipelines.platform.services import Platform
 DEMO_CONNECTION = "bq-demo"
 DEMO_SELECTION = {"shop": ["orders", "web_events"]}
 DEMO_SPECS = [
-    {"name": "revenue_by_status", "table": "shop.orders", "measure": "SUM", "column": "amount", "group_by": ["status"], "time_column": "order_date",
-     "description": "Order amount per day and order status"},
-    {"name": "sessions_by_event_type", "table": "shop.web_events", "measure": "COUNT_DISTINCT", "column": "session_id", "group_by": ["event_type"],
-     "time_column": "event_date", "description": "Distinct sessions per day and event type"},
+    {
+        "name": "revenue_by_status",
+        "table": "shop.orders",
+        "measure": "SUM",
+        "column": "amount",
+        "group_by": ["status"],
+        "time_column": "order_date",
+        "description": "Order amount per day and order status",
+    },
+    {
+        "name": "sessions_by_event_type",
+        "table": "shop.web_events",
+        "measure": "COUNT_DISTINCT",
+        "column": "session_id",
+        "group_by": ["event_type"],
+        "time_column": "event_date",
+        "description": "Distinct sessions per day and event type",
+    },
 ]
 DEMO_BUDGET_USD = 5.0
 # The sandbox generator's warehouse holds calendar 2024; the demo moves it to end today, so its days fall
@@ -42,7 +56,13 @@ def ending_on(frames: dict[str, Any], last_day: date) -> dict[str, Any]:
 
     shift = pd.Timedelta(days=(last_day - GENERATED_LAST_DAY).days)
     return {
-        name: frame.assign(**{column: frame[column] + shift for column in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[column])})
+        name: frame.assign(
+            **{
+                column: frame[column] + shift
+                for column in frame.columns
+                if pd.api.types.is_datetime64_any_dtype(frame[column])
+            }
+        )
         for name, frame in frames.items()
     }
 
@@ -112,7 +132,9 @@ class BigQueryPlugin:
         key_file, specs_file = folder / "bigquery-service-account.json", folder / "bigquery-metric-specs.json"
         _write_private(key_file, json.dumps(running.service_account_key, indent=2))
         specs_file.write_text(json.dumps(DEMO_SPECS, indent=2))
-        selects = [arg for dataset, tables in DEMO_SELECTION.items() for arg in ("--select", f"{dataset}:{','.join(tables)}")]
+        selects = [
+            arg for dataset, tables in DEMO_SELECTION.items() for arg in ("--select", f"{dataset}:{','.join(tables)}")
+        ]
         return ConnectCommand(
             env={},
             argv=["connect", "bigquery", "--workspace", workspace_id, "--id", "bq-sandbox", "--name", "BigQuery sandbox",

@@ -40,7 +40,13 @@ from dfx_pipelines.connectors.bigquery.gate import (
     GateError,
     QueryRefused,
 )
-from dfx_pipelines.connectors.bigquery.ledger import DEFAULT_RESERVATION_LEASE, ApprovalRecord, BudgetStore, Reservation, default_owner
+from dfx_pipelines.connectors.bigquery.ledger import (
+    DEFAULT_RESERVATION_LEASE,
+    ApprovalRecord,
+    BudgetStore,
+    Reservation,
+    default_owner,
+)
 from dfx_pipelines.connectors.bigquery.sql_check import (
     TableRef,
     check_columns,
@@ -210,7 +216,18 @@ class GatedBigQuery:
     The client is built lazily into a private slot and never returned; the only calls that send SQL
     are `run_gated` and `run_gated_batch` (a test checks no other code in the connector calls `query`)."""
 
-    __slots__ = ("connection", "store", "margin", "ttl", "lease", "clock", "max_rows", "_factory", "_client_and_session", "_metadata")
+    __slots__ = (
+        "connection",
+        "store",
+        "margin",
+        "ttl",
+        "lease",
+        "clock",
+        "max_rows",
+        "_factory",
+        "_client_and_session",
+        "_metadata",
+    )
 
     def __init__(
         self,
@@ -264,7 +281,9 @@ class GatedBigQuery:
 
             try:
                 with _auth_errors():
-                    table = self._client().get_table(bigquery.TableReference(bigquery.DatasetReference(ref.project, ref.dataset), ref.table))
+                    table = self._client().get_table(
+                        bigquery.TableReference(bigquery.DatasetReference(ref.project, ref.dataset), ref.table)
+                    )
             except exceptions.GoogleAPICallError as exc:
                 raise QueryRefused(f"could not read the metadata of {ref}: {_api_error_text(exc)}") from None
             self._metadata[ref] = _TableMeta(
@@ -280,8 +299,11 @@ class GatedBigQuery:
         metas = {ref: self._table_meta(ref) for ref in refs}
         columns, evidence = read_columns(tree, {ref: meta.columns for ref, meta in metas.items()}, self.project)
         check_columns(
-            columns, self.connection.selection, {ref: meta.tagged for ref, meta in metas.items()},
-            self.connection.endpoint.get("granted_policy_tags", []), evidence,
+            columns,
+            self.connection.selection,
+            {ref: meta.tagged for ref, meta in metas.items()},
+            self.connection.endpoint.get("granted_policy_tags", []),
+            evidence,
         )
         for ref, meta in metas.items():
             if meta.view_query:  # a view reading a tagged column must not launder it
@@ -302,7 +324,9 @@ class GatedBigQuery:
     def _job_config(self, query: GatedQuery, **options: Any) -> Any:
         from google.cloud import bigquery
 
-        return bigquery.QueryJobConfig(query_parameters=[_query_parameter(k, v) for k, v in query.params.items()], **options)
+        return bigquery.QueryJobConfig(
+            query_parameters=[_query_parameter(k, v) for k, v in query.params.items()], **options
+        )
 
     def _dry_run(self, item: _Inspected) -> gate.Projection:
         from google.api_core import exceptions
@@ -310,7 +334,9 @@ class GatedBigQuery:
         try:
             with _auth_errors():
                 job = self._client().query(
-                    item.query.sql, job_config=self._job_config(item.query, dry_run=True, use_query_cache=False), job_retry=None
+                    item.query.sql,
+                    job_config=self._job_config(item.query, dry_run=True, use_query_cache=False),
+                    job_retry=None,
                 )
         except exceptions.GoogleAPICallError as exc:
             raise DryRunFailed(f"dry run failed, nothing was run: {_api_error_text(exc)}") from None
@@ -326,7 +352,9 @@ class GatedBigQuery:
         config = self._job_config(item.query, maximum_bytes_billed=projection.cap_bytes)
 
         def settle(billed: int | None) -> None:
-            self.store.settle_job(reservation, projected_billed=projection.billed_bytes, cap_bytes=projection.cap_bytes, billed=billed)
+            self.store.settle_job(
+                reservation, projected_billed=projection.billed_bytes, cap_bytes=projection.cap_bytes, billed=billed
+            )
 
         self.store.job_sent(reservation, projection.cap_bytes)  # in flight before it is sent; refused if lapsed
         job = None
@@ -360,7 +388,9 @@ class GatedBigQuery:
                 f"BigQuery job {job_id} returned more than {self.max_rows} rows; a metric query must aggregate "
                 "(group by fewer, lower-cardinality columns). Nothing was stored."
             )
-        return QueryResult(item.query.label, item.fingerprint, job_id, rows, projection, int(job.total_bytes_processed or 0), billed)
+        return QueryResult(
+            item.query.label, item.fingerprint, job_id, rows, projection, int(job.total_bytes_processed or 0), billed
+        )
 
     def _settle_failed(self, job_id: str, settle: Callable[[int | None], None]) -> None:
         """A job that failed after it ran (a lost result page, a timeout) may still have billed: read the
@@ -375,9 +405,24 @@ class GatedBigQuery:
 
     # ------------------------------------------------------------ the gate
 
-    def run_gated(self, sql: str, params: Mapping[str, Any] | None = None, *, asset: str, partition: str, approval_id: str | None = None, run_id: str | None = None) -> GateOutcome:
+    def run_gated(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        asset: str,
+        partition: str,
+        approval_id: str | None = None,
+        run_id: str | None = None,
+    ) -> GateOutcome:
         """One query through the gate. Raises `AwaitingApproval` when over budget (nothing executed)."""
-        return self.run_gated_batch([GatedQuery(sql, dict(params or {}))], asset=asset, partition=partition, approval_id=approval_id, run_id=run_id)
+        return self.run_gated_batch(
+            [GatedQuery(sql, dict(params or {}))],
+            asset=asset,
+            partition=partition,
+            approval_id=approval_id,
+            run_id=run_id,
+        )
 
     def run_gated_batch(
         self,
@@ -393,7 +438,9 @@ class GatedBigQuery:
             raise QueryRefused("no queries to run")
         budget = self.connection.settings.monthly_budget_usd
         if budget is None or budget <= 0:
-            raise BudgetNotConfigured(f"connection {self.connection.id} has no monthly budget: no BigQuery query may run (set settings.monthly_budget_usd)")
+            raise BudgetNotConfigured(
+                f"connection {self.connection.id} has no monthly budget: no BigQuery query may run (set settings.monthly_budget_usd)"
+            )
         started = time.perf_counter()
         trips_before = self.round_trips
         inspected = [self._inspect(q) for q in queries]  # every refusal that needs no request comes first
@@ -405,19 +452,39 @@ class GatedBigQuery:
         price = self.connection.settings.price_per_tib_usd
         if approval_id is not None:
             # An approval is the person's decision for exactly this work: spent before anything runs.
-            self.store.consume(approval_id, connection_id=self.connection.id, fingerprint=fingerprint, projected_billed=projection.billed_bytes, run_id=run_id)
+            self.store.consume(
+                approval_id,
+                connection_id=self.connection.id,
+                fingerprint=fingerprint,
+                projected_billed=projection.billed_bytes,
+                run_id=run_id,
+            )
         # Decided and reserved in one locked transaction: concurrent runs cannot all pass on the same head-room.
         reservation, decision = self.store.reserve(
-            self.connection.id, projection, budget_usd=budget, price_per_tib_usd=price, approved=approval_id is not None,
-            owner=default_owner(run_id), lease=self.lease, month=gate.month_of(self.clock()),
+            self.connection.id,
+            projection,
+            budget_usd=budget,
+            price_per_tib_usd=price,
+            approved=approval_id is not None,
+            owner=default_owner(run_id),
+            lease=self.lease,
+            month=gate.month_of(self.clock()),
         )
         if reservation is None:
             excerpt = "\n-- next query --\n".join(
-                item.query.sql + "".join(f"\n-- @{k} = {v}" for k, v in sorted(item.query.params.items())) for item in inspected
+                item.query.sql + "".join(f"\n-- @{k} = {v}" for k, v in sorted(item.query.params.items()))
+                for item in inspected
             )
             approval = self.store.request(
-                connection_id=self.connection.id, fingerprint=fingerprint, sql=excerpt, queries=len(inspected),
-                projection=projection, decision=decision, asset=asset, partition=partition, ttl=self.ttl,
+                connection_id=self.connection.id,
+                fingerprint=fingerprint,
+                sql=excerpt,
+                queries=len(inspected),
+                projection=projection,
+                decision=decision,
+                asset=asset,
+                partition=partition,
+                ttl=self.ttl,
             )
             log.warning("BigQuery %s over budget: approval %s pending", self.connection.id, approval.id)
             raise AwaitingApproval(approval, projection, decision)
@@ -425,13 +492,25 @@ class GatedBigQuery:
         gate_seconds = time.perf_counter() - started
         try:
             with self.store.hold(reservation):
-                results = [self._execute(item, item_projection, reservation) for item, item_projection in zip(inspected, projections)]
+                results = [
+                    self._execute(item, item_projection, reservation)
+                    for item, item_projection in zip(inspected, projections)
+                ]
         finally:
             self.store.release(reservation)  # what the run did not spend goes back, failed or not
         mtd = self.store.month_to_date_bytes(self.connection.id, gate.month_of(self.clock()))
         return GateOutcome(
-            results, fingerprint, projection, decision, approval_id, mtd, gate.cost_usd(mtd, price), budget,
-            self.round_trips - trips_before, gate_trips, gate_seconds,
+            results,
+            fingerprint,
+            projection,
+            decision,
+            approval_id,
+            mtd,
+            gate.cost_usd(mtd, price),
+            budget,
+            self.round_trips - trips_before,
+            gate_trips,
+            gate_seconds,
         )
 
 
@@ -441,12 +520,26 @@ class BigQueryResource(DagsterGcpBigQueryResource):
 
     `project`/`location` are defaults for connections that do not name their own."""
 
-    sandbox_ca_path: Optional[str] = Field(default=None, description="Sandbox CA to trust on loopback (sandbox mode only); defaults to the embedded one.")
-    cap_margin: float = Field(default=gate.DEFAULT_CAP_MARGIN, ge=0, le=1, description="maximum_bytes_billed head-room over the rounded dry-run estimate.")
-    approval_ttl_hours: float = Field(default=168.0, gt=0, description="How long a pending or approved over-budget approval stays usable.")
-    max_result_rows: int = Field(default=MAX_RESULT_ROWS, ge=1, description="Most rows a metric query may return (a metric aggregates; more means raw rows).")
+    sandbox_ca_path: Optional[str] = Field(
+        default=None, description="Sandbox CA to trust on loopback (sandbox mode only); defaults to the embedded one."
+    )
+    cap_margin: float = Field(
+        default=gate.DEFAULT_CAP_MARGIN,
+        ge=0,
+        le=1,
+        description="maximum_bytes_billed head-room over the rounded dry-run estimate.",
+    )
+    approval_ttl_hours: float = Field(
+        default=168.0, gt=0, description="How long a pending or approved over-budget approval stays usable."
+    )
+    max_result_rows: int = Field(
+        default=MAX_RESULT_ROWS,
+        ge=1,
+        description="Most rows a metric query may return (a metric aggregates; more means raw rows).",
+    )
     reservation_lease_seconds: float = Field(
-        default=DEFAULT_RESERVATION_LEASE.total_seconds(), gt=0,
+        default=DEFAULT_RESERVATION_LEASE.total_seconds(),
+        gt=0,
         description="Lease of a run's budget reservation, renewed every third of it; a dead run's reservation lapses after it.",
     )
 
@@ -471,15 +564,21 @@ class BigQueryResource(DagsterGcpBigQueryResource):
     def sandbox_ca(self, platform: Platform) -> str | None:
         if not platform.settings.sandbox_allowed:
             return None  # production: normal verification only, whatever is configured
-        candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        candidate = (
+            Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        )
         return str(candidate) if candidate.exists() else None
 
-    def gated(self, platform: Platform, connection: Connection, *, clock: Callable[[], datetime] | None = None) -> GatedBigQuery:
+    def gated(
+        self, platform: Platform, connection: Connection, *, clock: Callable[[], datetime] | None = None
+    ) -> GatedBigQuery:
         """The gated handle for one active BigQuery connection. No request and no key read happen here."""
         if connection.kind != KIND:
             raise ConfigError(f"connection {connection.id} is a {connection.kind} connection, not bigquery")
         if not connection.is_active:
-            raise ConnectionInactiveError(f"connection {connection.id!r} is {connection.status.value}: no query is sent")
+            raise ConnectionInactiveError(
+                f"connection {connection.id!r} is {connection.status.value}: no query is sent"
+            )
         project = connection.endpoint.get("project") or self.project
         if not project:
             raise ConfigError(f"connection {connection.id} names no BigQuery project")
@@ -492,12 +591,22 @@ class BigQueryResource(DagsterGcpBigQueryResource):
             import json
 
             key = json.loads(platform.vault.get(connection.secret_ref("service_account_key")).get_secret_value())
-            check_token_uri(key.get("token_uri"), sandbox_allowed=sandbox_allowed)  # before any assertion is signed and sent
-            return build_client(key, project=project, location=location, api_endpoint=api_endpoint, sandbox_ca=self.sandbox_ca(platform))
+            check_token_uri(
+                key.get("token_uri"), sandbox_allowed=sandbox_allowed
+            )  # before any assertion is signed and sent
+            return build_client(
+                key, project=project, location=location, api_endpoint=api_endpoint, sandbox_ca=self.sandbox_ca(platform)
+            )
 
         store = BudgetStore(platform.engine, clock or (lambda: datetime.now(timezone.utc)))
         return GatedBigQuery(
-            connection, store, factory, margin=self.cap_margin, ttl=timedelta(hours=self.approval_ttl_hours), clock=clock, max_rows=self.max_result_rows,
+            connection,
+            store,
+            factory,
+            margin=self.cap_margin,
+            ttl=timedelta(hours=self.approval_ttl_hours),
+            clock=clock,
+            max_rows=self.max_result_rows,
             lease=timedelta(seconds=self.reservation_lease_seconds),
         )
 

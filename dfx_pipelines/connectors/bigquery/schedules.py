@@ -28,7 +28,12 @@ def recompute_from(materialized: set[str], connection_id: str, first: date, last
 def window_request(connection, materialized: set[str], today: date, reason: str) -> dg.RunRequest:  # noqa: ANN001
     first, last = history_range(connection.settings.history_days, today)
     start = recompute_from(materialized, connection.id, first, last)
-    tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": reason, **range_tags(connection.id, start, last)}
+    tags = {
+        "dfx/connection": connection.id,
+        "dfx/api": KIND,
+        "dfx/sync": reason,
+        **range_tags(connection.id, start, last),
+    }
     key = f"{connection.id}:{reason}" if reason == "first-sync" else f"{connection.id}:{reason}:{today}"
     return dg.RunRequest(run_key=key, job_name=bigquery_metrics_job.name, tags=tags)
 
@@ -46,7 +51,9 @@ def _materialized(instance: dg.DagsterInstance) -> set[str]:
     description="Nightly, per active BigQuery connection: the days of its history window not yet computed, "
     "and yesterday and today, in one run through the budget gate (over budget: an approval is queued).",
 )
-def bigquery_nightly_schedule(context: dg.ScheduleEvaluationContext, platform: PlatformResource) -> list[dg.RunRequest] | dg.SkipReason:
+def bigquery_nightly_schedule(
+    context: dg.ScheduleEvaluationContext, platform: PlatformResource
+) -> list[dg.RunRequest] | dg.SkipReason:
     today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
     connections, notes = schedulable_connections(context.instance, platform.get(), KIND)
     materialized = _materialized(context.instance)
@@ -68,4 +75,7 @@ def bigquery_first_sync_sensor(context: dg.SensorEvaluationContext, platform: Pl
     new = [c for c in connections if not any(key.startswith(f"{c.id}|") for key in materialized)]
     # The run key makes it once per connection: the daemon never launches a run key twice.
     requests = [window_request(connection, materialized, today, "first-sync") for connection in new]
-    return dg.SensorResult(run_requests=requests, skip_reason=None if requests else ("; ".join(notes) or "every connection has had its first sync"))
+    return dg.SensorResult(
+        run_requests=requests,
+        skip_reason=None if requests else ("; ".join(notes) or "every connection has had its first sync"),
+    )

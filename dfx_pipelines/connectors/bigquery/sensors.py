@@ -30,7 +30,8 @@ def approval_run_request(approval_id: str, partition: str) -> dg.RunRequest:
         key = dg.MultiPartitionKey({"connection": connection_id, "date": first.isoformat()})
         return dg.RunRequest(run_key=approval_id, job_name=bigquery_metrics_job.name, partition_key=key, tags=tags)
     return dg.RunRequest(
-        run_key=approval_id, job_name=bigquery_metrics_job.name,
+        run_key=approval_id,
+        job_name=bigquery_metrics_job.name,
         tags={**tags, **range_tags(connection_id, first, last)},
     )
 

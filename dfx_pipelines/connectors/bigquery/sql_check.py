@@ -54,10 +54,14 @@ def parse_select(sql: str) -> exp.Query:
         raise QueryRefused(f"one statement per query, got {len(statements)}: the connector sends single SELECTs only")
     statement = statements[0]
     if not isinstance(statement, exp.Query):
-        raise QueryRefused(f"{type(statement).__name__.upper()} statements are refused: the BigQuery connector is read-only (SELECT only)")
+        raise QueryRefused(
+            f"{type(statement).__name__.upper()} statements are refused: the BigQuery connector is read-only (SELECT only)"
+        )
     # A SELECT can still hide a write or a side door: refuse the expressions that do.
     for node in statement.walk():
-        if isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Command, exp.Into)):
+        if isinstance(
+            node, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Command, exp.Into)
+        ):
             raise QueryRefused(f"{type(node).__name__.upper()} inside a query is refused: SELECT only")
     return statement
 
@@ -108,7 +112,9 @@ def check_tables(refs: Iterable[TableRef], selection: Selection, project: str, s
 Schema = Mapping[str, str]  # column name -> GoogleSQL type, for sqlglot's qualifier
 
 
-def read_columns(tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str) -> tuple[dict[TableRef, set[str]], dict[tuple[TableRef, str], str]]:
+def read_columns(
+    tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str
+) -> tuple[dict[TableRef, set[str]], dict[tuple[TableRef, str], str]]:
     """Which columns of which table the query reads (every scope; `*` expanded; a table or alias used
     as a value reads every column), lower-cased, and for each the expression that reads it.
 
@@ -116,17 +122,23 @@ def read_columns(tree: exp.Query, schemas: Mapping[TableRef, Schema], default_pr
     guesses is not a check (the rules: `column_reads`)."""
     by_key = {(ref.project, ref.dataset, ref.table): ref for ref in schemas}
     try:
-        reads = resolve_column_reads(tree, {key: schemas[ref] for key, ref in by_key.items()}, dialect=DIALECT, default_catalog=default_project)
+        reads = resolve_column_reads(
+            tree, {key: schemas[ref] for key, ref in by_key.items()}, dialect=DIALECT, default_catalog=default_project
+        )
     except UnresolvedExpression as exc:
         raise QueryRefused(f"column check refused the query: {exc}; name the columns the query needs") from None
     except SqlglotError as exc:
-        raise QueryRefused(f"could not attribute every column to a table ({str(exc).splitlines()[0][:200]}); name columns with their table") from None
+        raise QueryRefused(
+            f"could not attribute every column to a table ({str(exc).splitlines()[0][:200]}); name columns with their table"
+        ) from None
     columns = {by_key[key]: set(names) for key, names in reads.columns.items()}
     evidence = {(by_key[key], name): text for (key, name), text in reads.evidence.items()}
     return columns, evidence
 
 
-def referenced_columns(tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str) -> dict[TableRef, set[str]]:
+def referenced_columns(
+    tree: exp.Query, schemas: Mapping[TableRef, Schema], default_project: str
+) -> dict[TableRef, set[str]]:
     """`read_columns` without the expressions."""
     return read_columns(tree, schemas, default_project)[0]
 
@@ -156,6 +168,8 @@ def check_columns(
                 problems.append(f"{ref.key} columns {', '.join(extra)} are not selected{by(ref, extra[0])}")
         for column, tags in (tagged.get(ref) or {}).items():
             if column.lower() in names and not set(tags) <= granted:
-                problems.append(f"{ref.key}.{column} carries a policy tag this connection was not granted{by(ref, column)}")
+                problems.append(
+                    f"{ref.key}.{column} carries a policy tag this connection was not granted{by(ref, column)}"
+                )
     if problems:
         raise QueryRefused("column check failed: " + "; ".join(problems))

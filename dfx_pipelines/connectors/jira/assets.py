@@ -14,7 +14,12 @@ from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
-from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.partitions import (
+    CONNECTOR_EXECUTOR,
+    connection_daily_partitions,
+    connection_partitions,
+    run_partitions,
+)
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "jira"
@@ -42,8 +47,18 @@ def source_key(source: str) -> dg.AssetKey:
 
 # The selected projects and boards as external assets upstream of the metrics that read them.
 SOURCE_SPECS = [
-    dg.AssetSpec(source_key("projects"), group_name=GROUP, kinds={"jira"}, description="The issues (explicit fields, worklogs, changelogs, SLAs) of each connection's selected Jira projects."),
-    dg.AssetSpec(source_key("boards"), group_name=GROUP, kinds={"jira"}, description="The columns, sprints and issues of each connection's selected Jira boards."),
+    dg.AssetSpec(
+        source_key("projects"),
+        group_name=GROUP,
+        kinds={"jira"},
+        description="The issues (explicit fields, worklogs, changelogs, SLAs) of each connection's selected Jira projects.",
+    ),
+    dg.AssetSpec(
+        source_key("boards"),
+        group_name=GROUP,
+        kinds={"jira"},
+        description="The columns, sprints and issues of each connection's selected Jira boards.",
+    ),
 ]
 
 
@@ -61,7 +76,9 @@ def markdown_table(rows: list[MetricRow]) -> str:
     return "\n".join(lines)
 
 
-def materialize_metric(metric: JiraMetric, context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource) -> dg.MaterializeResult:
+def materialize_metric(
+    metric: JiraMetric, context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource
+) -> dg.MaterializeResult:
     """One metric for the run's partitions (the body of every metric asset of this connector)."""
     partitions = run_partitions(context)
     connection_ids = {partition.connection_id for partition in partitions}
@@ -74,27 +91,47 @@ def materialize_metric(metric: JiraMetric, context: dg.AssetExecutionContext, pl
     days = sorted(p.day for p in partitions if p.day is not None)
     result = metric.compute(client, connection, days[0] if days else None, days[-1] if days else None)
     source = " ; ".join(client.queries)[:4000] or "(no query)"
-    usage = Provenance(context.run.run_id, source, api_calls=client.api_calls, records_read=client.records_read, bytes_read=client.bytes_read)
+    usage = Provenance(
+        context.run.run_id,
+        source,
+        api_calls=client.api_calls,
+        records_read=client.records_read,
+        bytes_read=client.bytes_read,
+    )
     # One pass read every day of a range: its usage is recorded once, on the first partition, so sums
     # over batches stay true; the others say where the reading was counted.
-    shared = Provenance(context.run.run_id, f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000])
+    shared = Provenance(
+        context.run.run_id,
+        f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000],
+    )
     written = 0
     jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
     for index, partition in enumerate(partitions):
         rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
-        written += services.metric_store.write(connection, metric.name, partition.key, rows, usage if index == 0 else shared).rows_written
+        written += services.metric_store.write(
+            connection, metric.name, partition.key, rows, usage if index == 0 else shared
+        ).rows_written
         # Each partition's materialization shows its own rows; what was read is shown where the store
         # counts it (the first partition of a range), the others name that partition.
-        own: dict = {"dagster/row_count": dg.MetadataValue.int(len(rows)), "result": dg.MetadataValue.md(markdown_table(rows))}
+        own: dict = {
+            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "result": dg.MetadataValue.md(markdown_table(rows)),
+        }
         if index == 0:
-            own.update({
-                "api_calls": dg.MetadataValue.int(client.api_calls), "records_read": dg.MetadataValue.int(client.records_read),
-                "bytes_read": dg.MetadataValue.int(client.bytes_read), "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
-            })
+            own.update(
+                {
+                    "api_calls": dg.MetadataValue.int(client.api_calls),
+                    "records_read": dg.MetadataValue.int(client.records_read),
+                    "bytes_read": dg.MetadataValue.int(client.bytes_read),
+                    "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
+                }
+            )
         else:
             own["read_counted_on"] = dg.MetadataValue.text(partitions[0].key)
         context.add_asset_metadata(own, partition_key=partition.key)
-    context.log.info(f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls")
+    context.log.info(
+        f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls"
+    )
     return dg.MaterializeResult(
         metadata={
             "connection": connection.id,
@@ -117,7 +154,9 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         tags={"dfx/api": KIND},
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
     )
-    def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource) -> dg.MaterializeResult:
+    def _metric_asset(
+        context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource
+    ) -> dg.MaterializeResult:
         # Whatever escapes is stored without secret text; a permanent error is not retried as a new run.
         with step_errors(context):
             return materialize_metric(metric, context, platform, jira)

@@ -31,34 +31,43 @@ CLOUD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 # The minimum the connector asks for. The promise lists `read:jira-work read:jira-user offline_access`;
 # Jira Software's agile endpoints (boards, board configuration, sprints) and Service Management SLAs
 # are not covered by those classic scopes, so their read-only granular scopes are added.
-REQUIRED_SCOPES = frozenset({
-    "read:jira-work",
-    "read:jira-user",
-    "offline_access",
-    "read:board-scope:jira-software",
-    "read:board-scope.admin:jira-software",  # GET board/{id}/configuration needs it; it is read-only
-    "read:project:jira",
-    "read:sprint:jira-software",
-    "read:servicedesk-request",
-})
+REQUIRED_SCOPES = frozenset(
+    {
+        "read:jira-work",
+        "read:jira-user",
+        "offline_access",
+        "read:board-scope:jira-software",
+        "read:board-scope.admin:jira-software",  # GET board/{id}/configuration needs it; it is read-only
+        "read:project:jira",
+        "read:sprint:jira-software",
+        "read:servicedesk-request",
+    }
+)
 # What a grant may hold at most: the above plus a few read-only granular scopes a site admin may add.
-ALLOWED_SCOPES = REQUIRED_SCOPES | frozenset({
-    "read:epic:jira-software",
-    "read:issue:jira-software",
-    "read:issue-details:jira",
-    "read:jql:jira",
-})
+ALLOWED_SCOPES = REQUIRED_SCOPES | frozenset(
+    {
+        "read:epic:jira-software",
+        "read:issue:jira-software",
+        "read:issue-details:jira",
+        "read:jql:jira",
+    }
+)
 _WRITE_MARKERS = ("write:", "manage:", "delete:", "admin:")
+
 
 def check_scopes(granted: frozenset[str] | set[str], *, required: frozenset[str] = REQUIRED_SCOPES) -> frozenset[str]:
     """Refuse a grant with any scope outside the read-only allowlist, or missing one we need."""
     granted = frozenset(granted)
     writes = sorted(s for s in granted if s.startswith(_WRITE_MARKERS))
     if writes:
-        raise AuthError(f"Jira granted write/manage scopes {writes}: this product reads only; the grant is refused and not kept")
+        raise AuthError(
+            f"Jira granted write/manage scopes {writes}: this product reads only; the grant is refused and not kept"
+        )
     unknown = sorted(granted - ALLOWED_SCOPES)
     if unknown:
-        raise AuthError(f"Jira granted scopes outside the read-only allowlist: {unknown}; the grant is refused and not kept")
+        raise AuthError(
+            f"Jira granted scopes outside the read-only allowlist: {unknown}; the grant is refused and not kept"
+        )
     missing = sorted(required - granted)
     if missing:
         raise AuthError(f"Jira did not grant the scopes the connector needs: missing {missing}")
@@ -86,10 +95,14 @@ def check_atlassian_origin(url: str, expected: str, *, sandbox_allowed: bool, wh
 def check_gateway_base(url: str, *, sandbox_allowed: bool) -> str:
     """The Cloud API base for OAuth tokens: `https://api.atlassian.com/ex/jira/{cloudId}`."""
     host = urllib.parse.urlsplit(ATLASSIAN_API_ORIGIN).hostname or ""
-    checked = check_endpoint(url, what="Jira API base", policy=_vendor(host), sandbox_allowed=sandbox_allowed, path=None)
+    checked = check_endpoint(
+        url, what="Jira API base", policy=_vendor(host), sandbox_allowed=sandbox_allowed, path=None
+    )
     match = re.fullmatch(r"/ex/jira/([^/]+)", checked.path)
     if not match or not CLOUD_ID.match(match.group(1)):
-        raise UnsafeDestinationError(f"Jira API base must be {ATLASSIAN_API_ORIGIN}/ex/jira/<cloud id>, got path {checked.path!r}")
+        raise UnsafeDestinationError(
+            f"Jira API base must be {ATLASSIAN_API_ORIGIN}/ex/jira/<cloud id>, got path {checked.path!r}"
+        )
     return f"{checked.origin}/ex/jira/{match.group(1)}"
 
 
@@ -103,6 +116,10 @@ def check_datacenter_url(url: str, *, allow_private_address: bool, sandbox_allow
     to is checked (`platform.endpoints`): one private address is enough to need the allowance; a
     link-local or metadata address is refused whatever the allowance, and loopback outside the sandbox."""
     return check_endpoint(
-        url, what="Jira Data Center URL", policy=ANY_PUBLIC_HOST, sandbox_allowed=sandbox_allowed,
-        allow_private_address=allow_private_address, path=None,
+        url,
+        what="Jira Data Center URL",
+        policy=ANY_PUBLIC_HOST,
+        sandbox_allowed=sandbox_allowed,
+        allow_private_address=allow_private_address,
+        path=None,
     ).url

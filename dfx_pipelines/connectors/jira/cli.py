@@ -58,23 +58,71 @@ def jira() -> None:
 @click.option("--workspace", "workspace_id", required=True)
 @click.option("--id", "connection_id", required=True, help="Slug, also the Dagster partition key (e.g. jira-acme).")
 @click.option("--name", "display_name", required=True)
-@click.option("--project", "projects", multiple=True, required=True, help="Project key to read (repeatable). Nothing else is ever read.")
-@click.option("--board", "boards", multiple=True, help="Board id for flow and sprint metrics (repeatable); must belong to a selected project.")
-@click.option("--map", "maps", multiple=True, help="target=customfield_id (repeatable), e.g. story_points=customfield_10016.")
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    required=True,
+    help="Project key to read (repeatable). Nothing else is ever read.",
+)
+@click.option(
+    "--board",
+    "boards",
+    multiple=True,
+    help="Board id for flow and sprint metrics (repeatable); must belong to a selected project.",
+)
+@click.option(
+    "--map", "maps", multiple=True, help="target=customfield_id (repeatable), e.g. story_points=customfield_10016."
+)
 @click.option("--cloud", is_flag=True, help="Jira Cloud through OAuth 2.0 (3LO): authorize in a browser.")
-@click.option("--site-url", default=None, help="Cloud: the site to connect when the grant covers several (https://acme.atlassian.net).")
+@click.option(
+    "--site-url",
+    default=None,
+    help="Cloud: the site to connect when the grant covers several (https://acme.atlassian.net).",
+)
 @click.option("--paste", is_flag=True, help="Cloud: paste the redirect URL instead of running a loopback listener.")
-@click.option("--redirect-uri", default=None, help="Cloud with --paste: the callback URL registered in the Atlassian app.")
-@click.option("--port", default=0, help="Cloud: loopback listener port (register http://127.0.0.1:<port>/callback in the app).")
-@click.option("--base-url", default=None, help="Data Center (or a Cloud site with --username): the Jira base URL. Token from $JIRA_API_TOKEN or a prompt.")
-@click.option("--username", default=None, help="With --base-url: basic auth as this user (a Cloud account email with an API token); without, a personal access token.")
+@click.option(
+    "--redirect-uri", default=None, help="Cloud with --paste: the callback URL registered in the Atlassian app."
+)
+@click.option(
+    "--port", default=0, help="Cloud: loopback listener port (register http://127.0.0.1:<port>/callback in the app)."
+)
+@click.option(
+    "--base-url",
+    default=None,
+    help="Data Center (or a Cloud site with --username): the Jira base URL. Token from $JIRA_API_TOKEN or a prompt.",
+)
+@click.option(
+    "--username",
+    default=None,
+    help="With --base-url: basic auth as this user (a Cloud account email with an API token); without, a personal access token.",
+)
 @click.option("--reauthorize", is_flag=True, help="Replace the credentials of an existing connection.")
-@click.option("--sandbox-url", default=None, help="Cloud, local sandbox only (see `dfx sandbox serve`): its URL, as Atlassian auth and API origin.")
-@click.option("--approve-sandbox", is_flag=True, help="Cloud, local sandbox only: complete its consent programmatically.")
+@click.option(
+    "--sandbox-url",
+    default=None,
+    help="Cloud, local sandbox only (see `dfx sandbox serve`): its URL, as Atlassian auth and API origin.",
+)
+@click.option(
+    "--approve-sandbox", is_flag=True, help="Cloud, local sandbox only: complete its consent programmatically."
+)
 def connect(
-    workspace_id: str, connection_id: str, display_name: str, projects: tuple[str, ...], boards: tuple[str, ...], maps: tuple[str, ...],
-    cloud: bool, site_url: str | None, paste: bool, redirect_uri: str | None, port: int, base_url: str | None, username: str | None,
-    reauthorize: bool, sandbox_url: str | None, approve_sandbox: bool,
+    workspace_id: str,
+    connection_id: str,
+    display_name: str,
+    projects: tuple[str, ...],
+    boards: tuple[str, ...],
+    maps: tuple[str, ...],
+    cloud: bool,
+    site_url: str | None,
+    paste: bool,
+    redirect_uri: str | None,
+    port: int,
+    base_url: str | None,
+    username: str | None,
+    reauthorize: bool,
+    sandbox_url: str | None,
+    approve_sandbox: bool,
 ) -> None:
     """Authorize, check the selected projects and boards against the site, discover its custom fields,
     and register the connection with its credentials encrypted in the vault."""
@@ -98,7 +146,9 @@ def connect(
     platform = get_platform()
     resource = jira_resource()
     if cloud:
-        connection = _connect_cloud(platform, resource, config, site_url, paste, redirect_uri, port, reauthorize, sandbox_url, approve_sandbox)
+        connection = _connect_cloud(
+            platform, resource, config, site_url, paste, redirect_uri, port, reauthorize, sandbox_url, approve_sandbox
+        )
         where = connection.endpoint["site_url"]
     else:
         connection = _connect_token(platform, resource, config, str(base_url), username, reauthorize)
@@ -111,12 +161,22 @@ def connect(
         selected += "; boards " + ", ".join(str(b) for b in connection.selection.boards)
     fields = len(connection.discovered.get("fields") or {})
     credential = "tokens" if connection.endpoint["auth"] == "oauth" else "token"
-    click.echo(f"connected {connection.id} to {where}: projects {selected}; {fields} custom fields discovered; {credential} encrypted in the vault")
+    click.echo(
+        f"connected {connection.id} to {where}: projects {selected}; {fields} custom fields discovered; {credential} encrypted in the vault"
+    )
 
 
 def _connect_cloud(
-    platform: Any, resource: Any, config: dict[str, Any], site_url: str | None, paste: bool, redirect_uri: str | None, port: int,
-    reauthorize: bool, sandbox_url: str | None, approve_sandbox: bool,
+    platform: Any,
+    resource: Any,
+    config: dict[str, Any],
+    site_url: str | None,
+    paste: bool,
+    redirect_uri: str | None,
+    port: int,
+    reauthorize: bool,
+    sandbox_url: str | None,
+    approve_sandbox: bool,
 ) -> Any:
     from dfx_pipelines.connectors.jira import auth
     from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
@@ -127,7 +187,9 @@ def _connect_cloud(
     if sandbox_url is not None and not (_loopback(sandbox_url) and sandbox_allowed):
         raise ConfigError("--sandbox-url works only with the local sandbox (a loopback URL, not production)")
     if approve_sandbox and (sandbox_url is None or resource.sandbox_ca(platform) is None):
-        raise ConfigError("--approve-sandbox works only with the local sandbox (--sandbox-url on loopback, its CA present, not production)")
+        raise ConfigError(
+            "--approve-sandbox works only with the local sandbox (--sandbox-url on loopback, its CA present, not production)"
+        )
     auth_url = sandbox_url or auth.ATLASSIAN_AUTH_ORIGIN
     api_origin = sandbox_url or auth.ATLASSIAN_API_ORIGIN
     client_secret = resource.resolved_client_secret() or (SANDBOX_CLIENT_SECRET if sandbox_url else None)
@@ -159,7 +221,9 @@ def _connect_cloud(
     )  # fmt: skip
 
 
-def _connect_token(platform: Any, resource: Any, config: dict[str, Any], base_url: str, username: str | None, reauthorize: bool) -> Any:
+def _connect_token(
+    platform: Any, resource: Any, config: dict[str, Any], base_url: str, username: str | None, reauthorize: bool
+) -> Any:
     from dfx_pipelines.connectors.jira.connect import connect_jira_token
 
     from dfx_pipelines.platform.endpoints import parse_url
@@ -171,8 +235,16 @@ def _connect_token(platform: Any, resource: Any, config: dict[str, Any], base_ur
     from_env = os.environ.get(TOKEN_ENV)
     token = from_env or click.prompt("Jira API token" if username else "Jira personal access token", hide_input=True)
     # Refused, never trimmed: a pasted second line would otherwise ride into the Authorization header.
-    token = accept_secret(token, f"the Jira token from ${TOKEN_ENV}" if from_env else "the Jira token typed at the prompt")
+    token = accept_secret(
+        token, f"the Jira token from ${TOKEN_ENV}" if from_env else "the Jira token typed at the prompt"
+    )
     credentials = {"username": username, "secret": token} if username else {"personal_access_token": token}
     return connect_jira_token(
-        platform, config=config, session=resource.session(platform), base_url=base_url, flavour=flavour, reauthorize=reauthorize, **credentials,
+        platform,
+        config=config,
+        session=resource.session(platform),
+        base_url=base_url,
+        flavour=flavour,
+        reauthorize=reauthorize,
+        **credentials,
     )

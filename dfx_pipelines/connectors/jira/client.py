@@ -74,7 +74,15 @@ class IssuePage:
 
 
 class JiraClient:
-    def __init__(self, session: requests.Session, base_url: str, flavour: str, credentials: Credentials, *, extra_sessions: tuple[requests.Session, ...] = ()):
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        flavour: str,
+        credentials: Credentials,
+        *,
+        extra_sessions: tuple[requests.Session, ...] = (),
+    ):
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.flavour = flavour
@@ -115,7 +123,10 @@ class JiraClient:
                 log.info("Jira %s: access token refreshed after a 401", what)
                 continue
             if response.status_code == 401:
-                raise AuthError(f"Jira {what}: HTTP 401, the credential was refused" + (f" even after {refreshes} refreshes" if refreshes else ""))
+                raise AuthError(
+                    f"Jira {what}: HTTP 401, the credential was refused"
+                    + (f" even after {refreshes} refreshes" if refreshes else "")
+                )
             check_response(response, f"Jira {what}")
             return response.json()
 
@@ -215,11 +226,18 @@ class JiraClient:
             changelog = issue.pop("changelog", None) or {}
             histories = changelog.get("histories") or []
             if int(changelog.get("total") or 0) > len(histories):
-                full = self.get(f"/rest/api/{self.api}/issue/{issue['id']}", f"changelog of {issue.get('key')}", fields="created", expand="changelog")
+                full = self.get(
+                    f"/rest/api/{self.api}/issue/{issue['id']}",
+                    f"changelog of {issue.get('key')}",
+                    fields="created",
+                    expand="changelog",
+                )
                 changelog = full.get("changelog") or {}
                 histories = changelog.get("histories") or []
                 if int(changelog.get("total") or 0) > len(histories):
-                    raise JiraDataError(f"issue {issue.get('key')}: Jira returned {len(histories)} of {changelog.get('total')} histories")
+                    raise JiraDataError(
+                        f"issue {issue.get('key')}: Jira returned {len(histories)} of {changelog.get('total')} histories"
+                    )
             found[str(issue["id"])] = _keep_items(histories, field_ids)
         return found
 
@@ -228,13 +246,19 @@ class JiraClient:
         for start in range(0, len(issue_ids), BULK_ISSUES):
             token: str | None = None
             while True:
-                body: dict[str, Any] = {"issueIdsOrKeys": issue_ids[start:start + BULK_ISSUES], "fieldIds": list(field_ids), "maxResults": BULK_PAGE}
+                body: dict[str, Any] = {
+                    "issueIdsOrKeys": issue_ids[start : start + BULK_ISSUES],
+                    "fieldIds": list(field_ids),
+                    "maxResults": BULK_PAGE,
+                }
                 if token:
                     body["nextPageToken"] = token
                 payload = self.post(f"/rest/api/{self.api}/changelog/bulkfetch", "changelog bulkfetch", body)
                 for group in payload.get("issueChangeLogs") or []:
                     # A page may split one issue's histories: append, never replace.
-                    found.setdefault(str(group["issueId"]), []).extend(_keep_items(group.get("changeHistories") or [], field_ids))
+                    found.setdefault(str(group["issueId"]), []).extend(
+                        _keep_items(group.get("changeHistories") or [], field_ids)
+                    )
                 token = payload.get("nextPageToken")
                 if not token:
                     break
@@ -246,12 +270,20 @@ class JiraClient:
         return self.get(f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}", f"board {board_id}")
 
     def board_configuration(self, board_id: int) -> dict[str, Any]:
-        return self.get(f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/configuration", f"board {board_id} configuration")
+        return self.get(
+            f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/configuration",
+            f"board {board_id} configuration",
+        )
 
     def board_sprints(self, board_id: int) -> list[dict[str, Any]]:
         sprints, start = [], 0
         while True:
-            page = self.get(f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/sprint", f"board {board_id} sprints", startAt=start, maxResults=AGILE_PAGE)
+            page = self.get(
+                f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/sprint",
+                f"board {board_id} sprints",
+                startAt=start,
+                maxResults=AGILE_PAGE,
+            )
             values = page.get("values") or []
             sprints += values
             start += len(values)
@@ -266,7 +298,12 @@ class JiraClient:
         field selection for worklogs, so their comments cross the wire; they are dropped here, unread."""
         start = 0
         while True:
-            page = self.get(f"/rest/api/{self.api}/issue/{identifiers.jira_issue_id(issue_id)}/worklog", "issue worklogs", startAt=start, maxResults=1000)
+            page = self.get(
+                f"/rest/api/{self.api}/issue/{identifiers.jira_issue_id(issue_id)}/worklog",
+                "issue worklogs",
+                startAt=start,
+                maxResults=1000,
+            )
             worklogs = page.get("worklogs") or []
             self.records_read += len(worklogs)
             for worklog in worklogs:
@@ -284,7 +321,9 @@ class JiraClient:
             {
                 "name": value.get("name"),
                 "completedCycles": [{"breached": bool(c.get("breached"))} for c in value.get("completedCycles") or ()],
-                "ongoingCycle": {"breached": bool(value["ongoingCycle"].get("breached"))} if value.get("ongoingCycle") else None,
+                "ongoingCycle": {"breached": bool(value["ongoingCycle"].get("breached"))}
+                if value.get("ongoingCycle")
+                else None,
             }
             for value in values
         ]
@@ -293,7 +332,11 @@ class JiraClient:
 def _reduced_worklog(worklog: dict[str, Any], issue_id: str) -> dict[str, Any]:
     """What `worklog_hours_rows` reads of a worklog (and, for the sync sensor, when it was last written),
     and nothing else: its comment is text a person wrote."""
-    reduced = {"issueId": str(worklog.get("issueId") or issue_id), "started": worklog["started"], "timeSpentSeconds": worklog.get("timeSpentSeconds", 0)}
+    reduced = {
+        "issueId": str(worklog.get("issueId") or issue_id),
+        "started": worklog["started"],
+        "timeSpentSeconds": worklog.get("timeSpentSeconds", 0),
+    }
     if worklog.get("updated"):
         reduced["updated"] = worklog["updated"]
     return reduced

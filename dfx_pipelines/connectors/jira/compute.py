@@ -87,7 +87,9 @@ def issue_count(client: JiraClient, connection: Connection, first: date | None, 
 
 def created_vs_resolved(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
     assert first is not None and last is not None
-    jql = query.issues_jql(connection.selection.projects, query.created_or_resolved_between(first, last + timedelta(days=1)))
+    jql = query.issues_jql(
+        connection.selection.projects, query.created_or_resolved_between(first, last + timedelta(days=1))
+    )
     return Result(metrics.created_vs_resolved_rows(_attributes(client, connection, jql), first, last), {})
 
 
@@ -170,12 +172,17 @@ def board_workflow(client: JiraClient, board_id: int) -> metrics.Workflow:
     return metrics.workflow_from_board_configuration(configuration, committed, done)
 
 
-def _flow_records(client: JiraClient, connection: Connection, board_id: int, project: str, *conditions: str) -> tuple[metrics.Workflow, Iterator[metrics.CycleTimeRecord]]:
+def _flow_records(
+    client: JiraClient, connection: Connection, board_id: int, project: str, *conditions: str
+) -> tuple[metrics.Workflow, Iterator[metrics.CycleTimeRecord]]:
     """The board's workflow (read now) and its issues' cycle-time records, streamed: each page is
     replayed as it arrives and only the reducer's tallies are held, whatever the number of issues."""
     workflow = board_workflow(client, board_id)
     jql = query.issues_jql([project], *conditions)
-    histories = (metrics.issue_status_history(issue, histories=full) for issue, full in _issues(client, jql, query.flow_plan(connection)))
+    histories = (
+        metrics.issue_status_history(issue, histories=full)
+        for issue, full in _issues(client, jql, query.flow_plan(connection))
+    )
     return workflow, metrics.cycle_times(histories, workflow)
 
 
@@ -206,7 +213,9 @@ def wip(client: JiraClient, connection: Connection, first: date | None, last: da
     assert first is not None and last is not None
     rows = []
     for board_id, project in boards_of(connection):
-        _, records = _flow_records(client, connection, board_id, project, query.created_before(last + timedelta(days=1)))
+        _, records = _flow_records(
+            client, connection, board_id, project, query.created_before(last + timedelta(days=1))
+        )
         rows += _with_board(metrics.wip_rows(records, first, last), board_id)
     return Result(rows, {})
 
@@ -218,7 +227,9 @@ def sprint_velocity(client: JiraClient, connection: Connection, first: date | No
     story_points = connection.mapped_field(query.STORY_POINTS_TARGET)
     sprint_field = query.custom_field(connection, query.SPRINT_PLUGIN)
     if story_points is None or sprint_field is None:
-        return Result([], {"status": "story points not mapped" if story_points is None else "no Sprint field on this site"})
+        return Result(
+            [], {"status": "story points not mapped" if story_points is None else "no Sprint field on this site"}
+        )
     done_ids = metrics.done_status_ids_from_statuses(client.statuses())
     plan = query.velocity_plan(connection, story_points, sprint_field)
     rows = []
@@ -239,13 +250,45 @@ def sprint_velocity(client: JiraClient, connection: Connection, first: date | No
 METRICS: dict[str, JiraMetric] = {
     m.name: m
     for m in (
-        JiraMetric("issue_count", False, "projects", "Issues by project, type, status category, priority, component, epic and mapped fields (now).", issue_count),
-        JiraMetric("created_vs_resolved", True, "projects", "Issues created and resolved per day.", created_vs_resolved),
-        JiraMetric("worklog_hours", True, "projects", "Hours of work started per day, by project, component and epic.", worklog_hours),
-        JiraMetric("sla_status", False, "service_desk", "Service-management SLA cycles met / breached / ongoing per SLA name.", sla_status),
-        JiraMetric("cycle_time_days", False, "boards", "Cycle time per issue type and board (count, mean, p50/p85/p95), stages from each board's columns.", cycle_time),
+        JiraMetric(
+            "issue_count",
+            False,
+            "projects",
+            "Issues by project, type, status category, priority, component, epic and mapped fields (now).",
+            issue_count,
+        ),
+        JiraMetric(
+            "created_vs_resolved", True, "projects", "Issues created and resolved per day.", created_vs_resolved
+        ),
+        JiraMetric(
+            "worklog_hours",
+            True,
+            "projects",
+            "Hours of work started per day, by project, component and epic.",
+            worklog_hours,
+        ),
+        JiraMetric(
+            "sla_status",
+            False,
+            "service_desk",
+            "Service-management SLA cycles met / breached / ongoing per SLA name.",
+            sla_status,
+        ),
+        JiraMetric(
+            "cycle_time_days",
+            False,
+            "boards",
+            "Cycle time per issue type and board (count, mean, p50/p85/p95), stages from each board's columns.",
+            cycle_time,
+        ),
         JiraMetric("throughput", True, "boards", "Issues reaching the done stage per day, per board.", throughput),
         JiraMetric("wip", True, "boards", "Issues between committed and done at the end of each day, per board.", wip),
-        JiraMetric("sprint_velocity", False, "boards", "Story points committed at sprint start vs completed in the sprint, per sprint, with a rolling average.", sprint_velocity),
+        JiraMetric(
+            "sprint_velocity",
+            False,
+            "boards",
+            "Story points committed at sprint start vs completed in the sprint, per sprint, with a rolling average.",
+            sprint_velocity,
+        ),
     )
 }

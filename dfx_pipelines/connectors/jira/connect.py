@@ -35,7 +35,10 @@ def _draft(platform: Platform, config: dict[str, Any], reauthorize: bool) -> tup
     draft = parse_connection({**config, "kind": "jira"})  # every identifier checked before any request
     existing = platform.registry.find(draft.id)
     if existing is not None and not (reauthorize and existing.is_active and existing.kind == "jira"):
-        raise ConfigError(f"connection {draft.id!r} already exists" + ("" if existing.is_active else f" and is {existing.status.value}"))
+        raise ConfigError(
+            f"connection {draft.id!r} already exists"
+            + ("" if existing.is_active else f" and is {existing.status.value}")
+        )
     if not draft.selection.projects:
         raise ConfigError("a Jira connection needs at least one selected project")
     return draft, existing
@@ -62,17 +65,30 @@ def discover(client: JiraClient, draft: Connection) -> dict[str, Any]:
         project_key = str((board.get("location") or {}).get("projectKey") or "")
         if project_key not in draft.selection.projects:
             problems.append(f"board {board_id} belongs to project {project_key or '?'}, which is not selected")
-        boards[str(board_id)] = {"project": project_key, "type": str(board.get("type") or ""), "name": str(board.get("name") or "")}
+        boards[str(board_id)] = {
+            "project": project_key,
+            "type": str(board.get("type") or ""),
+            "name": str(board.get("name") or ""),
+        }
     fields = {
-        str(f["id"]): {"name": str(f.get("name") or ""), "schema": {k: v for k, v in (f.get("schema") or {}).items() if k in ("type", "items", "custom", "customId")}}
+        str(f["id"]): {
+            "name": str(f.get("name") or ""),
+            "schema": {
+                k: v for k, v in (f.get("schema") or {}).items() if k in ("type", "items", "custom", "customId")
+            },
+        }
         for f in client.fields()
         if f.get("custom")
     }
     for mapping in draft.field_mapper:
         if mapping.source not in fields:
-            problems.append(f"field mapper {mapping.target} → {mapping.source}: not a custom field discovered on this site")
+            problems.append(
+                f"field mapper {mapping.target} → {mapping.source}: not a custom field discovered on this site"
+            )
         elif mapping.target == STORY_POINTS_TARGET and (fields[mapping.source]["schema"].get("type") != "number"):
-            problems.append(f"story points must map a number field; {mapping.source} is {fields[mapping.source]['schema'].get('type')}")
+            problems.append(
+                f"story points must map a number field; {mapping.source} is {fields[mapping.source]['schema'].get('type')}"
+            )
     if problems:
         raise ConfigError("the selection does not match this Jira site: " + "; ".join(problems))
     discovered: dict[str, Any] = {"fields": fields, "projects": projects, "boards": boards}
@@ -85,10 +101,12 @@ def discover(client: JiraClient, draft: Connection) -> dict[str, Any]:
 
 def _status(exc: ConnectorError) -> str:
     text = str(exc)
-    return text[text.find("HTTP"):].split(" from ")[0] if "HTTP" in text else type(exc).__name__
+    return text[text.find("HTTP") :].split(" from ")[0] if "HTTP" in text else type(exc).__name__
 
 
-def _register(platform: Platform, connection: Connection, existing: Connection | None, secrets: dict[str, str]) -> Connection:
+def _register(
+    platform: Platform, connection: Connection, existing: Connection | None, secrets: dict[str, str]
+) -> Connection:
     if existing is not None:
         connection.created_at = existing.created_at
         for kind, value in secrets.items():
@@ -115,12 +133,18 @@ def connect_jira_cloud(
     """Jira Cloud through 3LO. In sandbox mode `auth_url`/`api_origin` are the sandbox's loopback URL."""
     sandbox_allowed = platform.settings.sandbox_allowed
     client_secret = accept_secret(client_secret, "the Jira client secret (JIRA_CLIENT_SECRET)")
-    auth_url = auth.check_atlassian_origin(auth_url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL")
-    api_origin = auth.check_atlassian_origin(api_origin, auth.ATLASSIAN_API_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian API URL")
+    auth_url = auth.check_atlassian_origin(
+        auth_url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL"
+    )
+    api_origin = auth.check_atlassian_origin(
+        api_origin, auth.ATLASSIAN_API_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian API URL"
+    )
     draft, existing = _draft(platform, config, reauthorize)
     request = oauth.AuthorizationRequest.start(auth_url, client_id, redirect_uri)
     code = request.code_from_redirect(receive_code(request.url))
-    tokens = oauth.exchange_code(token_session, request, code, client_secret=client_secret, sandbox_allowed=sandbox_allowed)
+    tokens = oauth.exchange_code(
+        token_session, request, code, client_secret=client_secret, sandbox_allowed=sandbox_allowed
+    )
     oauth_scopes = auth.check_scopes(tokens.scopes)  # before the token is used for anything
     if tokens.refresh_token is None:
         raise ConfigError("Atlassian returned no refresh token: the app must request offline_access")
@@ -165,8 +189,12 @@ def connect_jira_token(
     else:
         raise ConfigError("give a personal access token (Data Center) or a username and secret (basic auth)")
     endpoint = {"flavour": flavour, "auth": mode, "api_base": base_url.rstrip("/")}
-    base = checked_base(endpoint, draft.settings, sandbox_allowed=platform.settings.sandbox_allowed)  # before the token is sent
+    base = checked_base(
+        endpoint, draft.settings, sandbox_allowed=platform.settings.sandbox_allowed
+    )  # before the token is sent
     client = JiraClient(session, base, flavour, StaticCredentials(header))
     discovered = discover(client, draft)
-    connection = parse_connection({**draft.model_dump(mode="json"), "endpoint": {**endpoint, "api_base": base}, "discovered": discovered})
+    connection = parse_connection(
+        {**draft.model_dump(mode="json"), "endpoint": {**endpoint, "api_base": base}, "discovered": discovered}
+    )
     return _register(platform, connection, existing, secrets)

@@ -7,7 +7,12 @@ import dagster as dg
 
 from dfx_pipelines.connectors.jira.assets import METRIC_ASSETS, SOURCE_SPECS, jira_daily_job, jira_snapshot_job
 from dfx_pipelines.connectors.jira.resource import SANDBOX_CLIENT_ID, JiraResource
-from dfx_pipelines.connectors.jira.sensors import jira_nightly_daily_schedule, jira_nightly_snapshot_schedule, jira_sync_sensor
+from dfx_pipelines.connectors.jira.sensors import (
+    jira_nightly_daily_schedule,
+    jira_nightly_snapshot_schedule,
+    jira_sync_sensor,
+)
+
 
 def jira_resource() -> JiraResource:
     # Reading the environment is not I/O; EnvVar keeps the secret's value out of the UI and run config.

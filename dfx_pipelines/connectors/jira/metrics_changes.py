@@ -17,7 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
-from dfx_pipelines.connectors.jira.metrics_common import ChangeHistory, JsonObject, parse_jira_timestamp, parse_optional_timestamp, utc_day
+from dfx_pipelines.connectors.jira.metrics_common import (
+    ChangeHistory,
+    JsonObject,
+    parse_jira_timestamp,
+    parse_optional_timestamp,
+    utc_day,
+)
 from dfx_pipelines.connectors.jira.metrics_flow import CycleTimeRecord, IssueStatusHistory, Workflow, cycle_time_record
 
 
@@ -40,12 +46,18 @@ def _done_day(record: CycleTimeRecord | None) -> date | None:
     return record.done_date if record is not None and record.cycle_time_days is not None else None
 
 
-def flow_days_changed(history: IssueStatusHistory, workflow: Workflow, since: datetime, last_day: date) -> dict[str, set[date]]:
+def flow_days_changed(
+    history: IssueStatusHistory, workflow: Workflow, since: datetime, last_day: date
+) -> dict[str, set[date]]:
     """{"throughput": days, "wip": days} whose values this issue's status changes since `since` move."""
     after = cycle_time_record(history, workflow)
     earlier = status_history_as_of(history, since)
     before = None if earlier is None else cycle_time_record(earlier, workflow)
-    if before is not None and (before.committed_date, before.done_date, before.cycle_time_days) == (after.committed_date, after.done_date, after.cycle_time_days):
+    if before is not None and (before.committed_date, before.done_date, before.cycle_time_days) == (
+        after.committed_date,
+        after.done_date,
+        after.cycle_time_days,
+    ):
         return {"throughput": set(), "wip": set()}
     done_before, done_after = _done_day(before), _done_day(after)
     done_days = {d for d in (done_before, done_after) if d is not None} if done_before != done_after else set()
@@ -64,7 +76,9 @@ def _is_resolution(item: JsonObject) -> bool:
     return (item.get("fieldId") or item.get("field")) == "resolution"
 
 
-def resolved_days_changed(histories: Sequence[ChangeHistory], created: datetime, resolved_now: datetime | None, since: datetime) -> set[date]:
+def resolved_days_changed(
+    histories: Sequence[ChangeHistory], created: datetime, resolved_now: datetime | None, since: datetime
+) -> set[date]:
     """The old and new resolved days when the resolution changed since `since` (else none): Jira's
     `resolutiondate` is when the resolution was last set, and clearing it clears the date."""
     changes = [(history.at, item) for history in histories for item in history.items if _is_resolution(item)]
@@ -78,7 +92,11 @@ def resolved_days_changed(histories: Sequence[ChangeHistory], created: datetime,
         # No change before `since`: resolved then only if it was created resolved (the first change's `from`).
         first = next(item for at, item in changes if at >= since)
         resolved_then = created if first.get("from") not in (None, "") and created < since else None
-    return {utc_day(moment) for moment in (resolved_then, resolved_now) if moment is not None} if resolved_then != resolved_now else set()
+    return (
+        {utc_day(moment) for moment in (resolved_then, resolved_now) if moment is not None}
+        if resolved_then != resolved_now
+        else set()
+    )
 
 
 def issue_resolved(issue_json: JsonObject) -> datetime | None:
@@ -90,13 +108,20 @@ def issue_resolved(issue_json: JsonObject) -> datetime | None:
 WORKLOG_DIMENSION_FIELDS = frozenset({"project", "components", "Component", "parent", "Parent", "Epic Link"})
 
 
-def worklog_days(worklogs: Iterable[JsonObject], histories: Sequence[ChangeHistory], since: datetime, epic_link_field: str | None = None) -> set[date]:
+def worklog_days(
+    worklogs: Iterable[JsonObject],
+    histories: Sequence[ChangeHistory],
+    since: datetime,
+    epic_link_field: str | None = None,
+) -> set[date]:
     """The started days of worklogs written since `since` (a worklog logged today for last week moves
     last week); all of them when the issue's project, component or epic changed since. A worklog without
     its `updated` time counts as written since."""
     dimension_fields = WORKLOG_DIMENSION_FIELDS | ({epic_link_field} if epic_link_field else set())
     regrouped = any(
-        history.at >= since and (item.get("fieldId") or item.get("field")) in dimension_fields for history in histories for item in history.items
+        history.at >= since and (item.get("fieldId") or item.get("field")) in dimension_fields
+        for history in histories
+        for item in history.items
     )
     return {
         utc_day(parse_jira_timestamp(worklog["started"]))

@@ -49,22 +49,28 @@ class AuthorizationRequest:
     verifier: str
 
     @classmethod
-    def start(cls, auth_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = auth.REQUIRED_SCOPES) -> "AuthorizationRequest":
-        return cls(auth_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate().verifier)
+    def start(
+        cls, auth_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = auth.REQUIRED_SCOPES
+    ) -> "AuthorizationRequest":
+        return cls(
+            auth_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate().verifier
+        )
 
     @property
     def url(self) -> str:
-        query = urllib.parse.urlencode({
-            "audience": AUDIENCE,
-            "client_id": self.client_id,
-            "scope": " ".join(sorted(self.scopes)),
-            "redirect_uri": self.redirect_uri,
-            "state": self.state,
-            "response_type": "code",
-            "prompt": "consent",
-            "code_challenge": challenge_for(self.verifier),
-            "code_challenge_method": "S256",
-        })
+        query = urllib.parse.urlencode(
+            {
+                "audience": AUDIENCE,
+                "client_id": self.client_id,
+                "scope": " ".join(sorted(self.scopes)),
+                "redirect_uri": self.redirect_uri,
+                "state": self.state,
+                "response_type": "code",
+                "prompt": "consent",
+                "code_challenge": challenge_for(self.verifier),
+                "code_challenge_method": "S256",
+            }
+        )
         return f"{self.auth_url}/authorize?{query}"
 
     def code_from_redirect(self, redirect: str) -> str:
@@ -79,8 +85,12 @@ class TokenSet:
     expires_in: int | None
 
 
-def _token_call(session: requests.Session, auth_url: str, body: dict[str, str], what: str, *, sandbox_allowed: bool) -> TokenSet:
-    origin = auth.check_atlassian_origin(auth_url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL")
+def _token_call(
+    session: requests.Session, auth_url: str, body: dict[str, str], what: str, *, sandbox_allowed: bool
+) -> TokenSet:
+    origin = auth.check_atlassian_origin(
+        auth_url, auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL"
+    )
     with translate_errors(f"Atlassian {what}"):
         response = session.post(f"{origin}/oauth/token", json=body, headers={"Accept": "application/json"})
     try:
@@ -110,7 +120,9 @@ def _token_call(session: requests.Session, auth_url: str, body: dict[str, str], 
     )
 
 
-def exchange_code(session: requests.Session, request: AuthorizationRequest, code: str, *, client_secret: str, sandbox_allowed: bool) -> TokenSet:
+def exchange_code(
+    session: requests.Session, request: AuthorizationRequest, code: str, *, client_secret: str, sandbox_allowed: bool
+) -> TokenSet:
     body = {
         "grant_type": "authorization_code",
         "client_id": request.client_id,
@@ -122,8 +134,21 @@ def exchange_code(session: requests.Session, request: AuthorizationRequest, code
     return _token_call(session, request.auth_url, body, "code exchange", sandbox_allowed=sandbox_allowed)
 
 
-def refresh(session: requests.Session, auth_url: str, client_id: str, client_secret: str, refresh_token: str, *, sandbox_allowed: bool) -> TokenSet:
-    body = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret, "refresh_token": refresh_token}
+def refresh(
+    session: requests.Session,
+    auth_url: str,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    *,
+    sandbox_allowed: bool,
+) -> TokenSet:
+    body = {
+        "grant_type": "refresh_token",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token,
+    }
     tokens = _token_call(session, auth_url, body, "token refresh", sandbox_allowed=sandbox_allowed)
     if tokens.refresh_token is None:
         raise AuthError("Atlassian token refresh returned no new refresh token (offline_access missing?)")
@@ -131,10 +156,17 @@ def refresh(session: requests.Session, auth_url: str, client_id: str, client_sec
     return tokens
 
 
-def accessible_resources(session: requests.Session, api_origin: str, access_token: str, *, sandbox_allowed: bool) -> list[dict[str, Any]]:
-    origin = auth.check_atlassian_origin(api_origin, auth.ATLASSIAN_API_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian API URL")
+def accessible_resources(
+    session: requests.Session, api_origin: str, access_token: str, *, sandbox_allowed: bool
+) -> list[dict[str, Any]]:
+    origin = auth.check_atlassian_origin(
+        api_origin, auth.ATLASSIAN_API_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian API URL"
+    )
     with translate_errors("Atlassian accessible-resources"):
-        response = session.get(f"{origin}/oauth/token/accessible-resources", headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
+        response = session.get(
+            f"{origin}/oauth/token/accessible-resources",
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        )
     if not response.ok:
         raise AuthError(f"Atlassian accessible-resources failed: HTTP {response.status_code}")
     resources = response.json()
@@ -147,7 +179,11 @@ def pick_cloud_id(resources: list[dict[str, Any]], site_url: str | None) -> tupl
     candidates = [r for r in resources if site_url is None or str(r.get("url", "")).rstrip("/") == site_url.rstrip("/")]
     if len(candidates) != 1:
         sites = sorted(str(r.get("url")) for r in resources)
-        raise AuthError(f"the grant covers {len(resources)} Jira site(s) {sites}; name the one to connect (site_url)" if candidates else f"the grant does not cover {site_url}; it covers {sites}")
+        raise AuthError(
+            f"the grant covers {len(resources)} Jira site(s) {sites}; name the one to connect (site_url)"
+            if candidates
+            else f"the grant does not cover {site_url}; it covers {sites}"
+        )
     chosen = candidates[0]
     auth.check_scopes(frozenset(chosen.get("scopes") or ()), required=auth.REQUIRED_SCOPES - {"offline_access"})
     cloud_id = str(chosen.get("id") or "")

@@ -71,13 +71,33 @@ class JiraPlugin:
         running = sandbox.state["sandbox"]
         selection = [arg for key in DEMO_SELECTION["projects"] for arg in ("--project", key)]
         selection += [arg for board in DEMO_SELECTION["boards"] for arg in ("--board", str(board))]
-        common = ["connect", "jira", "--workspace", workspace_id, "--id", f"jira-{running.app.flavour}-sandbox", *selection]
+        common = [
+            "connect",
+            "jira",
+            "--workspace",
+            workspace_id,
+            "--id",
+            f"jira-{running.app.flavour}-sandbox",
+            *selection,
+        ]
         if running.app.flavour == "datacenter":
-            return ConnectCommand(env={"JIRA_API_TOKEN": running.personal_access_token}, argv=[*common, "--name", "Jira Data Center sandbox", "--base-url", running.url])
+            return ConnectCommand(
+                env={"JIRA_API_TOKEN": running.personal_access_token},
+                argv=[*common, "--name", "Jira Data Center sandbox", "--base-url", running.url],
+            )
         maps = [arg for entry in DEMO_FIELD_MAPPER for arg in ("--map", f"{entry['target']}={entry['source']}")]
         return ConnectCommand(
             env={"JIRA_CLIENT_ID": running.app.oauth.client_id, "JIRA_CLIENT_SECRET": running.app.oauth.client_secret},
-            argv=[*common, "--name", "Jira Cloud sandbox", *maps, "--cloud", "--sandbox-url", running.url, "--approve-sandbox"],
+            argv=[
+                *common,
+                "--name",
+                "Jira Cloud sandbox",
+                *maps,
+                "--cloud",
+                "--sandbox-url",
+                running.url,
+                "--approve-sandbox",
+            ],
         )
 
     def demo_runs(self, connection: Connection, days: int = DEMO_DAYS) -> list[DemoRun]:
@@ -98,8 +118,14 @@ class JiraPlugin:
 
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
         if connection.endpoint.get("auth") == "oauth":
-            return RevocationResult(False, "Atlassian offers 3LO apps no revoke endpoint: invalidated by destroying our copy of the tokens (the grant can be removed by the user at id.atlassian.com)")
-        return RevocationResult(False, "Jira API tokens and personal access tokens are revoked by their owner in Jira; our copy is destroyed")
+            return RevocationResult(
+                False,
+                "Atlassian offers 3LO apps no revoke endpoint: invalidated by destroying our copy of the tokens (the grant can be removed by the user at id.atlassian.com)",
+            )
+        return RevocationResult(
+            False,
+            "Jira API tokens and personal access tokens are revoked by their owner in Jira; our copy is destroyed",
+        )
 
 
 PLUGIN = JiraPlugin()

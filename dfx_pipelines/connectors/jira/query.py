@@ -97,7 +97,9 @@ def safe_fields(connection: Connection, requested: Iterable[str]) -> list[str]:
         if field_id in NEVER or field_id.startswith(("*", "-")):
             raise ConfigError(f"refusing to request Jira field {field_id!r}: the connector never reads it")
         if field_id not in STANDARD_FIELDS and field_id not in discovered:
-            raise ConfigError(f"Jira field {field_id!r} is neither an allowlisted standard field nor a discovered custom field")
+            raise ConfigError(
+                f"Jira field {field_id!r} is neither an allowlisted standard field nor a discovered custom field"
+            )
         if field_id not in chosen:
             chosen.append(field_id)
     if not chosen:

@@ -49,12 +49,19 @@ def checked_base(endpoint: dict[str, Any], settings: ConnectionSettings, *, sand
     flavour, mode = endpoint.get("flavour"), endpoint.get("auth")
     base = str(endpoint.get("api_base") or "")
     if flavour == "cloud" and mode == "oauth":
-        auth.check_atlassian_origin(str(endpoint.get("auth_url") or ""), auth.ATLASSIAN_AUTH_ORIGIN, sandbox_allowed=sandbox_allowed, what="Atlassian auth URL")
+        auth.check_atlassian_origin(
+            str(endpoint.get("auth_url") or ""),
+            auth.ATLASSIAN_AUTH_ORIGIN,
+            sandbox_allowed=sandbox_allowed,
+            what="Atlassian auth URL",
+        )
         return auth.check_gateway_base(base, sandbox_allowed=sandbox_allowed)
     if flavour == "cloud" and mode == "basic":
         return auth.check_cloud_site(base, sandbox_allowed=sandbox_allowed)
     if flavour == "datacenter" and mode in ("pat", "basic"):
-        return auth.check_datacenter_url(base, allow_private_address=settings.allow_private_address, sandbox_allowed=sandbox_allowed)
+        return auth.check_datacenter_url(
+            base, allow_private_address=settings.allow_private_address, sandbox_allowed=sandbox_allowed
+        )
     raise ConfigError(f"unknown Jira endpoint kind {flavour!r}/{mode!r}")
 
 
@@ -65,7 +72,16 @@ def basic_header(user: str, secret: str) -> str:
 class VaultOAuthCredentials:
     """Access token from the vault; on 401, refresh with the stored refresh token and store both."""
 
-    def __init__(self, platform: Platform, connection: Connection, token_session: requests.Session, *, client_id: str, client_secret: str, sandbox_allowed: bool):
+    def __init__(
+        self,
+        platform: Platform,
+        connection: Connection,
+        token_session: requests.Session,
+        *,
+        client_id: str,
+        client_secret: str,
+        sandbox_allowed: bool,
+    ):
         self.platform, self.connection, self.token_session = platform, connection, token_session
         self.client_id, self.client_secret, self.sandbox_allowed = client_id, client_secret, sandbox_allowed
         self._access: str | None = None
@@ -87,7 +103,11 @@ class VaultOAuthCredentials:
                 return True
             current = self.platform.vault.get(refs[0]).get_secret_value()
             tokens = oauth.refresh(
-                self.token_session, self.connection.endpoint["auth_url"], self.client_id, self.client_secret, current,
+                self.token_session,
+                self.connection.endpoint["auth_url"],
+                self.client_id,
+                self.client_secret,
+                current,
                 sandbox_allowed=self.sandbox_allowed,
             )
             assert tokens.refresh_token is not None
@@ -130,11 +150,15 @@ class JiraResource(dg.ConfigurableResource):
     def sandbox_ca(self, platform: Platform) -> str | None:
         if not platform.settings.sandbox_allowed:
             return None  # production never trusts the sandbox CA, whatever is configured
-        candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        candidate = (
+            Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        )
         return str(candidate) if candidate.exists() else None
 
     def session(self, platform: Platform) -> requests.Session:
-        policy = dataclasses.replace(API_RETRY, max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds)
+        policy = dataclasses.replace(
+            API_RETRY, max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds
+        )
         return build_session(sandbox_ca=self.sandbox_ca(platform), retry=policy)
 
     def token_session(self, platform: Platform) -> requests.Session:
@@ -163,11 +187,18 @@ class JiraResource(dg.ConfigurableResource):
         if endpoint["auth"] == "oauth":
             token_session = self.token_session(platform)
             credentials: Any = VaultOAuthCredentials(
-                platform, connection, token_session, client_id=self.resolved_client_id(), client_secret=self.oauth_client_secret(platform, connection), sandbox_allowed=sandbox_allowed
+                platform,
+                connection,
+                token_session,
+                client_id=self.resolved_client_id(),
+                client_secret=self.oauth_client_secret(platform, connection),
+                sandbox_allowed=sandbox_allowed,
             )
             return JiraClient(self.session(platform), base, "cloud", credentials, extra_sessions=(token_session,))
         if endpoint["auth"] == "pat":
             token = platform.vault.get(connection.secret_ref("api_token")).get_secret_value()
             return JiraClient(self.session(platform), base, endpoint["flavour"], StaticCredentials(f"Bearer {token}"))
         user, _, secret = platform.vault.get(connection.secret_ref("basic_auth")).get_secret_value().partition(":")
-        return JiraClient(self.session(platform), base, endpoint["flavour"], StaticCredentials(basic_header(user, secret)))
+        return JiraClient(
+            self.session(platform), base, endpoint["flavour"], StaticCredentials(basic_header(user, secret))
+        )

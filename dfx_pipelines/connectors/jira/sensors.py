@@ -39,13 +39,17 @@ def change_plan(connection: Connection) -> query.FieldPlan:
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
     today = min(today, datetime.now(timezone.utc).date())  # no daily partition beyond today
-    return sync.full_resync_requests(connection, today, reason, snapshot_job=jira_snapshot_job, daily_job=jira_daily_job)
+    return sync.full_resync_requests(
+        connection, today, reason, snapshot_job=jira_snapshot_job, daily_job=jira_daily_job
+    )
 
 
 Change = dict[str, set[date]]  # daily metric name -> the days whose values the change can move
 
 
-def changed_issues(client: JiraClient, connection: Connection, since: datetime, last_day: date) -> dict[str, dict[str, Change]]:
+def changed_issues(
+    client: JiraClient, connection: Connection, since: datetime, last_day: date
+) -> dict[str, dict[str, Change]]:
     """Per selected project with changes since `since`: {issue key@updated: days per daily metric}.
     Each changed issue is replayed as it stood at `since` and as it is now (`metrics_changes`): its old
     and new resolved and done days, every WIP day between, its worklogs' days, its created day if new,
@@ -58,22 +62,30 @@ def changed_issues(client: JiraClient, connection: Connection, since: datetime, 
     for project in connection.selection.projects:
         changes: dict[str, Change] = {}
         waiting: dict[str, tuple[Change, list]] = {}  # issues whose worklogs search did not embed in full
-        for page in client.search(query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), change_plan(connection)):
+        for page in client.search(
+            query.issues_jql([project], query.updated_since(since), order_by="updated ASC"), change_plan(connection)
+        ):
             for issue in page.issues:
                 fields = issue.get("fields") or {}
                 histories = page.histories.get(str(issue["id"]), [])
-                days: Change = {name: {metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"]))} for name in daily}
+                days: Change = {
+                    name: {metrics.utc_day(metrics.parse_jira_timestamp(fields["updated"]))} for name in daily
+                }
                 created = metrics.parse_jira_timestamp(fields["created"])
                 if created >= since:
                     days["created_vs_resolved"].add(metrics.utc_day(created))
                 changelog = metrics.change_histories(issue, histories)
-                days["created_vs_resolved"] |= metrics_changes.resolved_days_changed(changelog, created, metrics_changes.issue_resolved(issue), since)
+                days["created_vs_resolved"] |= metrics_changes.resolved_days_changed(
+                    changelog, created, metrics_changes.issue_resolved(issue), since
+                )
                 status_history = metrics.issue_status_history(issue, histories=histories)
                 for board_id, board_project in boards:
                     if board_project == project:
                         if board_id not in workflows:
                             workflows[board_id] = compute.board_workflow(client, board_id)
-                        for name, moved in metrics_changes.flow_days_changed(status_history, workflows[board_id], since, last_day).items():
+                        for name, moved in metrics_changes.flow_days_changed(
+                            status_history, workflows[board_id], since, last_day
+                        ).items():
                             days[name] |= moved
                 worklogs = page.worklogs.get(str(issue["id"]))
                 if worklogs is None:
@@ -82,7 +94,9 @@ def changed_issues(client: JiraClient, connection: Connection, since: datetime, 
                     days["worklog_hours"] |= metrics_changes.worklog_days(worklogs, changelog, since, epic_link)
                 changes[f"{issue.get('key')}@{fields['updated']}"] = days
         for issue_id, (days, changelog) in waiting.items():
-            days["worklog_hours"] |= metrics_changes.worklog_days(client.issue_worklogs(issue_id), changelog, since, epic_link)
+            days["worklog_hours"] |= metrics_changes.worklog_days(
+                client.issue_worklogs(issue_id), changelog, since, epic_link
+            )
         if changes:
             found[project] = changes
     return found
@@ -107,7 +121,9 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
         return [], stamp
     tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "incremental"}
     relevant = {name: set(projects_of(connection, metric.scope)) for name, metric in METRICS.items()}
-    snapshot = sorted((asset_key(m) for m in METRICS.values() if not m.daily and relevant[m.name] & set(changed)), key=str)
+    snapshot = sorted(
+        (asset_key(m) for m in METRICS.values() if not m.daily and relevant[m.name] & set(changed)), key=str
+    )
     metric_days: dict[str, set[date]] = defaultdict(set)
     metric_changes: dict[str, set[str]] = defaultdict(set)
     first_day = date.fromisoformat(DAILY_START)
@@ -156,7 +172,9 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     "selected project, and requests runs only for the metrics and days those changes touch.",
     jobs=[jira_snapshot_job, jira_daily_job],
 )
-def jira_sync_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, jira: JiraResource) -> dg.SensorResult:
+def jira_sync_sensor(
+    context: dg.SensorEvaluationContext, platform: PlatformResource, jira: JiraResource
+) -> dg.SensorResult:
     services = platform.get()
 
     def poll(connection: Connection, cursor: str | None) -> tuple[list[dg.RunRequest], str, None]:

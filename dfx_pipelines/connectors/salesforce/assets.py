@@ -13,14 +13,24 @@ from typing import Any
 
 import dagster as dg
 
-from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric, metrics_table_markdown, record_buckets
+from dfx_pipelines.connectors.salesforce.metrics import (
+    SALES_METRICS,
+    SalesMetric,
+    metrics_table_markdown,
+    record_buckets,
+)
 from dfx_pipelines.connectors.salesforce.queries import AGGREGATE_ROW_LIMIT, Cadence, record_days_query
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
-from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, connection_partitions, run_partitions
+from dfx_pipelines.platform.partitions import (
+    CONNECTOR_EXECUTOR,
+    connection_daily_partitions,
+    connection_partitions,
+    run_partitions,
+)
 from dfx_pipelines.platform.registry import Connection, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 
@@ -42,7 +52,9 @@ def source_key(object_name: str) -> dg.AssetKey:
 # shows which metric reads which object. Nothing here materializes them; they stay in the customer's org.
 SOURCE_SPECS = [
     dg.AssetSpec(
-        source_key(name), group_name=GROUP, kinds={"salesforce"},
+        source_key(name),
+        group_name=GROUP,
+        kinds={"salesforce"},
         description=f"The {name} records of each connection's Salesforce org (only the selected fields are read; nothing is copied).",
     )
     for name in sorted({metric.object_name for metric in SALES_METRICS.values()})
@@ -52,14 +64,20 @@ SOURCE_SPECS = [
 def _guard_aggregate(rows: list[dict[str, Any]], soql: str) -> list[dict[str, Any]]:
     # REST cannot page an aggregate query past 2,000 groups: a full page may be a silently cut result.
     if len(rows) >= AGGREGATE_ROW_LIMIT:
-        raise ConnectorError(f"aggregate query returned {len(rows)} groups, Salesforce's limit; result may be incomplete: {soql}")
+        raise ConnectorError(
+            f"aggregate query returned {len(rows)} groups, Salesforce's limit; result may be incomplete: {soql}"
+        )
     return rows
 
 
-def compute_metric(client: SalesforceClient, metric: SalesMetric, connection: Connection, day: date | None) -> tuple[Any, list]:
+def compute_metric(
+    client: SalesforceClient, metric: SalesMetric, connection: Connection, day: date | None
+) -> tuple[Any, list]:
     """Build, run and reduce one metric for one partition. Returns (query, metric rows)."""
     query = metric.build(Selection(connection.selection.objects), day)
-    source: Iterable[dict[str, Any]] = _guard_aggregate(client.aggregate(query.soql), query.soql) if query.aggregate else client.stream(query.soql)
+    source: Iterable[dict[str, Any]] = (
+        _guard_aggregate(client.aggregate(query.soql), query.soql) if query.aggregate else client.stream(query.soql)
+    )
     return query, metric.reduce(source, day)
 
 
@@ -67,20 +85,26 @@ BUCKET_CHUNK_DAYS = 31  # days whose record ids are read (and held) at once in a
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _record_buckets(client: SalesforceClient, metric: SalesMetric, connection: Connection, partitions: list) -> dict[date, set[str]] | None:
+def _record_buckets(
+    client: SalesforceClient, metric: SalesMetric, connection: Connection, partitions: list
+) -> dict[date, set[str]] | None:
     """Per day of these daily partitions, the ids of the live records the metric's period fields place
     on it; None for a snapshot metric."""
     days = [p.day for p in partitions if p.day is not None]
     if metric.cadence is not Cadence.DAILY or not days or not metric.period_fields:
         return None
-    query = record_days_query(metric.fields, Selection(connection.selection.objects), metric.period_fields, min(days), max(days))
+    query = record_days_query(
+        metric.fields, Selection(connection.selection.objects), metric.period_fields, min(days), max(days)
+    )
     return record_buckets(client.stream(query.soql), metric.period_fields, min(days), max(days))
 
 
-def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
+def materialize_metric(
+    metric: SalesMetric, context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource
+) -> dg.MaterializeResult:
     """One metric for the run's partitions (the body of every metric asset of this connector)."""
     services = platform.get()
     partitions = run_partitions(context)
@@ -112,21 +136,42 @@ def materialize_metric(metric: SalesMetric, context: dg.AssetExecutionContext, p
             computed.append((partition, query, rows, began, own))
         after = _record_buckets(client, metric, connection, chunk)
         # The chunk's index queries are charged to its first batch, so sums over batches stay true.
-        spent = (client.api_calls - usage_before[0], client.stats.records_read - usage_before[1], client.bytes_read - usage_before[2])
+        spent = (
+            client.api_calls - usage_before[0],
+            client.stats.records_read - usage_before[1],
+            client.bytes_read - usage_before[2],
+        )
         index_usage = tuple(total - sum(c[4][i] for c in computed) for i, total in enumerate(spent))
         for index, (partition, query, rows, began, own) in enumerate(computed):
             calls, records, bytes_ = (o + (index_usage[i] if index == 0 else 0) for i, o in enumerate(own))
-            provenance = Provenance(context.run.run_id, query.soql, api_calls=calls, records_read=records, bytes_read=bytes_, computed_at=began)
+            provenance = Provenance(
+                context.run.run_id,
+                query.soql,
+                api_calls=calls,
+                records_read=records,
+                bytes_read=bytes_,
+                computed_at=began,
+            )
             bucket = None
             if before is not None and after is not None and partition.day is not None:
-                bucket = RecordBucket(partition.day, frozenset(before.get(partition.day, set()) | after.get(partition.day, set())))
+                bucket = RecordBucket(
+                    partition.day, frozenset(before.get(partition.day, set()) | after.get(partition.day, set()))
+                )
             summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance, bucket)
             written += summary.rows_written
             # In a range run Dagster records one materialization per partition; this metadata is that
             # partition's own (its rows, reads and query), so per-partition plots and pages are true.
             context.add_asset_metadata(partition_metadata(query, rows, provenance), partition_key=partition.key)
-    context.log.info(f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls")
-    return dg.MaterializeResult(metadata={"connection": connection.id, "token_refreshes": client.stats.refreshes, **org_usage_metadata(client.api_usage())})
+    context.log.info(
+        f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "connection": connection.id,
+            "token_refreshes": client.stats.refreshes,
+            **org_usage_metadata(client.api_usage()),
+        }
+    )
 
 
 def partition_metadata(query: Any, rows: list, provenance: Provenance) -> dict[str, Any]:
@@ -173,7 +218,9 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         tags={"dfx/api": KIND},
         metadata={"family": metric.family, "cadence": metric.cadence.value, "strategy": metric.strategy.value},
     )
-    def _metric_asset(context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.MaterializeResult:
+    def _metric_asset(
+        context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource
+    ) -> dg.MaterializeResult:
         # Whatever escapes is stored without secret text; a permanent error is not retried as a new run.
         with step_errors(context):
             return materialize_metric(metric, context, platform, salesforce)

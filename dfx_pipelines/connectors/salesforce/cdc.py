@@ -54,7 +54,7 @@ def _record_days(client: SalesforceClient, sobject: str, ids: list[str], fields:
     """The days (per period field) of changed and deleted records: queryAll sees deleted ones too."""
     days: set[date] = set()
     for start in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[start:start + _ID_CHUNK]
+        chunk = ids[start : start + _ID_CHUNK]
         soql = f"SELECT {', '.join(sorted(fields))} FROM {sobject} WHERE Id IN {soql_literal(chunk)}"
         for record in client.stream(soql, include_deleted=True):
             for field in fields:
@@ -66,10 +66,14 @@ def _record_days(client: SalesforceClient, sobject: str, ids: list[str], fields:
 
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
-    return sync.full_resync_requests(connection, today, reason, snapshot_job=salesforce_snapshot_job, daily_job=salesforce_daily_job)
+    return sync.full_resync_requests(
+        connection, today, reason, snapshot_job=salesforce_snapshot_job, daily_job=salesforce_daily_job
+    )
 
 
-def poll_connection(client: SalesforceClient, connection: Connection, cursor: dict[str, str], now: datetime, store: MetricStore) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
+def poll_connection(
+    client: SalesforceClient, connection: Connection, cursor: dict[str, str], now: datetime, store: MetricStore
+) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
     """One connection's CDC tick: (run requests, new cursor, full-resync reason or None).
 
     A changed record touches the days its period fields place it on now (queryAll: deleted records in
@@ -119,16 +123,26 @@ def poll_connection(client: SalesforceClient, connection: Connection, cursor: di
     tags = {"dfx/connection": connection.id, "dfx/api": KIND, "dfx/sync": "cdc"}
     stamp = max(new_cursor.values()) if new_cursor else _iso(now)
     if snapshot_assets:
-        requests.append(dg.RunRequest(
-            run_key=f"{connection.id}:snapshot:{stamp}", job_name=salesforce_snapshot_job.name,
-            partition_key=connection.id, asset_selection=sorted(snapshot_assets, key=str), tags=tags,
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{connection.id}:snapshot:{stamp}",
+                job_name=salesforce_snapshot_job.name,
+                partition_key=connection.id,
+                asset_selection=sorted(snapshot_assets, key=str),
+                tags=tags,
+            )
+        )
     for day in sorted(daily_assets):
         partition = dg.MultiPartitionKey({"connection": connection.id, "date": day.isoformat()})
-        requests.append(dg.RunRequest(
-            run_key=f"{connection.id}:{day}:{stamp}", job_name=salesforce_daily_job.name,
-            partition_key=partition, asset_selection=sorted(daily_assets[day], key=str), tags=tags,
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{connection.id}:{day}:{stamp}",
+                job_name=salesforce_daily_job.name,
+                partition_key=partition,
+                asset_selection=sorted(daily_assets[day], key=str),
+                tags=tags,
+            )
+        )
     return requests, new_cursor, None
 
 
@@ -149,12 +163,18 @@ def _has_daily_partition(day: date, now: datetime) -> bool:
     "for exactly the metrics and days they touch; a gap or INVALID_REPLICATION_DATE triggers a full resync.",
     jobs=[salesforce_snapshot_job, salesforce_daily_job],
 )
-def salesforce_cdc_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource, salesforce: SalesforceResource) -> dg.SensorResult:
+def salesforce_cdc_sensor(
+    context: dg.SensorEvaluationContext, platform: PlatformResource, salesforce: SalesforceResource
+) -> dg.SensorResult:
     services = platform.get()
     now = datetime.now(timezone.utc).replace(microsecond=0)
 
-    def poll(connection: Connection, cursor: dict[str, str] | None) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
-        found, cursor, resync = poll_connection(salesforce.client(services, connection), connection, cursor or {}, now, services.metric_store)
+    def poll(
+        connection: Connection, cursor: dict[str, str] | None
+    ) -> tuple[list[dg.RunRequest], dict[str, str], str | None]:
+        found, cursor, resync = poll_connection(
+            salesforce.client(services, connection), connection, cursor or {}, now, services.metric_store
+        )
         if resync:
             return full_resync_requests(connection, now.date(), resync), cursor, f"full resync ({resync})"
         return found, cursor, None

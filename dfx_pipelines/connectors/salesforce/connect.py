@@ -24,7 +24,9 @@ from dfx_pipelines.platform.services import Platform
 CodeReceiver = Callable[[str], str]
 
 
-def describe_selection_problems(describe_global: dict[str, Any], describe: Callable[[str], dict[str, Any]], selection: Selection) -> list[str]:
+def describe_selection_problems(
+    describe_global: dict[str, Any], describe: Callable[[str], dict[str, Any]], selection: Selection
+) -> list[str]:
     """Every problem with a selection, checked against the org's own describe metadata."""
     objects = {item["name"]: item for item in describe_global.get("sobjects", [])}
     problems: list[str] = []
@@ -70,7 +72,9 @@ def writeback_problems(describe: Callable[[str], dict[str, Any]], connection: Co
         if meta is None:
             problems.append(f"write-back field {designation.object}.{designation.field} does not exist")
         elif not meta.get("updateable", False):
-            problems.append(f"write-back field {designation.object}.{designation.field} is not updateable in Salesforce")
+            problems.append(
+                f"write-back field {designation.object}.{designation.field} is not updateable in Salesforce"
+            )
     return problems
 
 
@@ -96,7 +100,10 @@ def connect_salesforce(
     draft = parse_connection({**config, "kind": "salesforce"})  # every identifier checked before any request
     existing = platform.registry.find(draft.id)
     if existing is not None and not (reauthorize and existing.is_active and existing.kind == "salesforce"):
-        raise ConfigError(f"connection {draft.id!r} already exists" + ("" if existing.is_active else f" and is {existing.status.value}"))
+        raise ConfigError(
+            f"connection {draft.id!r} already exists"
+            + ("" if existing.is_active else f" and is {existing.status.value}")
+        )
     if not draft.selection.objects:
         raise ConfigError("a Salesforce connection needs at least one selected object")
     request = oauth.AuthorizationRequest.start(login_url, client_id, redirect_uri)
@@ -105,12 +112,26 @@ def connect_salesforce(
     try:
         oauth.check_grant(tokens, request, sandbox_allowed=sandbox_allowed)
         connection = parse_connection(
-            {**draft.model_dump(mode="json"), "endpoint": {"instance_url": tokens.instance_url, "login_url": request.login_url, "api_version": api_version}}
+            {
+                **draft.model_dump(mode="json"),
+                "endpoint": {
+                    "instance_url": tokens.instance_url,
+                    "login_url": request.login_url,
+                    "api_version": api_version,
+                },
+            }
         )
-        sf = Salesforce(instance_url=tokens.instance_url, session_id=tokens.access_token.get_secret_value(), session=session, version=api_version)
+        sf = Salesforce(
+            instance_url=tokens.instance_url,
+            session_id=tokens.access_token.get_secret_value(),
+            session=session,
+            version=api_version,
+        )
         try:
             with translate_errors("Salesforce describe"):
-                problems = describe_selection_problems(sf.describe(), lambda name: getattr(sf, name).describe(), connection.selection)
+                problems = describe_selection_problems(
+                    sf.describe(), lambda name: getattr(sf, name).describe(), connection.selection
+                )
                 problems += writeback_problems(lambda name: getattr(sf, name).describe(), connection)
         except SalesforceError as exc:
             raise ConfigError(f"could not describe the selected objects: HTTP {getattr(exc, 'status', '?')}") from None
@@ -134,7 +155,9 @@ def connect_salesforce(
         # Nothing half-done: a token we will not keep is revoked at Salesforce.
         if tokens.refresh_token is not None:
             try:
-                oauth.revoke_token(session, login_url, tokens.refresh_token.get_secret_value(), sandbox_allowed=sandbox_allowed)
+                oauth.revoke_token(
+                    session, login_url, tokens.refresh_token.get_secret_value(), sandbox_allowed=sandbox_allowed
+                )
             except DfxError:
                 pass
         raise

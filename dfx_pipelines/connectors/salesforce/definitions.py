@@ -5,7 +5,12 @@ import os
 
 import dagster as dg
 
-from dfx_pipelines.connectors.salesforce.assets import METRIC_ASSETS, SOURCE_SPECS, salesforce_daily_job, salesforce_snapshot_job
+from dfx_pipelines.connectors.salesforce.assets import (
+    METRIC_ASSETS,
+    SOURCE_SPECS,
+    salesforce_daily_job,
+    salesforce_snapshot_job,
+)
 from dfx_pipelines.connectors.salesforce.cdc import (
     salesforce_cdc_sensor,
     salesforce_nightly_daily_schedule,

@@ -88,7 +88,9 @@ def record_day(field_name: str, value: object) -> date | None:
     return None if moment is None else moment.date()
 
 
-def record_buckets(records: Iterable[Record], period_fields: Sequence[str], first: date, last: date) -> dict[date, set[str]]:
+def record_buckets(
+    records: Iterable[Record], period_fields: Sequence[str], first: date, last: date
+) -> dict[date, set[str]]:
     """Each day of [first, last] and the ids of the records a period field places on it (every day of
     the range is present, empty or not: an empty bucket still replaces a stale one)."""
     buckets: dict[date, set[str]] = {}

@@ -31,7 +31,9 @@ SALESFORCE_HOST_SUFFIXES = (
     ".salesforce-setup.com",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-SALESFORCE_HOSTS = HostPolicy(suffixes=SALESFORCE_HOST_SUFFIXES, description=f"a Salesforce domain ({', '.join(SALESFORCE_HOST_SUFFIXES)})")
+SALESFORCE_HOSTS = HostPolicy(
+    suffixes=SALESFORCE_HOST_SUFFIXES, description=f"a Salesforce domain ({', '.join(SALESFORCE_HOST_SUFFIXES)})"
+)
 
 
 def validate_salesforce_url(url: str, *, sandbox_allowed: bool, what: str = "instance_url") -> str:
@@ -54,7 +56,9 @@ class AuthorizationRequest:
     pkce: PkcePair
 
     @classmethod
-    def start(cls, login_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = REQUIRED_SCOPES) -> "AuthorizationRequest":
+    def start(
+        cls, login_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = REQUIRED_SCOPES
+    ) -> "AuthorizationRequest":
         return cls(login_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate())
 
     @property
@@ -91,19 +95,27 @@ def check_scopes(granted: frozenset[str], required: frozenset[str] = REQUIRED_SC
     breaks the connection later."""
     if granted != required:
         extra, missing = sorted(granted - required), sorted(required - granted)
-        detail = "; ".join(part for part in (f"unexpected {extra}" if extra else "", f"missing {missing}" if missing else "") if part)
+        detail = "; ".join(
+            part for part in (f"unexpected {extra}" if extra else "", f"missing {missing}" if missing else "") if part
+        )
         raise AuthError(f"Salesforce granted scopes {sorted(granted)}, expected exactly {sorted(required)}: {detail}")
 
 
 def _token_call(session: requests.Session, login_url: str, form: dict[str, str], what: str) -> dict:
     with translate_errors(f"Salesforce {what}"):
-        response = session.post(f"{login_url.rstrip('/')}/services/oauth2/token", data=form, headers={"Accept": "application/json"})
+        response = session.post(
+            f"{login_url.rstrip('/')}/services/oauth2/token", data=form, headers={"Accept": "application/json"}
+        )
     try:
         payload = response.json()
     except ValueError:
         payload = {}
     if not response.ok:
-        error = payload.get("error", f"HTTP {response.status_code}") if isinstance(payload, dict) else f"HTTP {response.status_code}"
+        error = (
+            payload.get("error", f"HTTP {response.status_code}")
+            if isinstance(payload, dict)
+            else f"HTTP {response.status_code}"
+        )
         description = payload.get("error_description", "") if isinstance(payload, dict) else ""
         raise AuthError(f"Salesforce {what} failed: {error}" + (f" ({description})" if description else ""))
     if not isinstance(payload, dict) or not payload.get("access_token"):

@@ -20,7 +20,17 @@ DEMO_DAYS = 30
 # What the demo customer selects: every field the sales metrics read, and nothing else.
 DEMO_SELECTION = {
     # ExpectedRevenue (Amount x Probability, per record) lets the weighted pipeline be summed in SOQL.
-    "Opportunity": ["StageName", "Amount", "Probability", "ExpectedRevenue", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"],
+    "Opportunity": [
+        "StageName",
+        "Amount",
+        "Probability",
+        "ExpectedRevenue",
+        "IsClosed",
+        "IsWon",
+        "CloseDate",
+        "CreatedDate",
+        "CampaignId",
+    ],
     "Lead": ["IsConverted", "CreatedDate", "ConvertedDate"],
     "Case": ["Status", "Priority", "CreatedDate", "ClosedDate"],
     "CaseMilestone": ["IsCompleted", "IsViolated", "CompletionDate", "TargetDate", "MilestoneType.Name"],
@@ -30,7 +40,13 @@ DEMO_SELECTION = {
     "Event": ["Type", "ActivityDate"],
 }
 DEMO_WRITE_BACK = [
-    {"object": "Campaign", "field": "Sourced_Pipeline__c", "metric": "campaign_sourced_pipeline", "measure": "amount", "record_dimension": "campaign_id"}
+    {
+        "object": "Campaign",
+        "field": "Sourced_Pipeline__c",
+        "metric": "campaign_sourced_pipeline",
+        "measure": "amount",
+        "record_dimension": "campaign_id",
+    }
 ]
 
 
@@ -98,7 +114,9 @@ class SalesforcePlugin:
         except SecretNotFoundError:
             return RevocationResult(False, "no refresh token left to revoke")
         session = salesforce_resource().session(platform)
-        oauth.revoke_token(session, connection.endpoint["login_url"], token, sandbox_allowed=platform.settings.sandbox_allowed)
+        oauth.revoke_token(
+            session, connection.endpoint["login_url"], token, sandbox_allowed=platform.settings.sandbox_allowed
+        )
         return RevocationResult(True, "refresh token (and its access tokens) revoked at Salesforce")
 
 

@@ -204,9 +204,7 @@ def _finish(spec: MetricFields, selection: Selection, query: _QueryText, period:
     # Last guard: the text must not reference anything the customer did not select, whatever the
     # builder above did (a mismatch here is a bug in this module, reported as a selection failure).
     stray = sorted(
-        name
-        for name in query.fields
-        if name not in IMPLICIT_FIELDS and not selection.has_field(spec.object_name, name)
+        name for name in query.fields if name not in IMPLICIT_FIELDS and not selection.has_field(spec.object_name, name)
     )
     if stray:
         raise SelectionError(f"metric {spec.metric} would read unselected {spec.object_name} fields: {stray}")
@@ -282,11 +280,19 @@ _A = AggregateAlias
 DATE_PERIOD_FIELDS = frozenset({"CloseDate", "ActivityDate"})
 
 
-def record_days_query(spec: MetricFields, selection: SelectionLike, period_fields: Iterable[str], first: date, last: date) -> SoqlQuery:
+def record_days_query(
+    spec: MetricFields, selection: SelectionLike, period_fields: Iterable[str], first: date, last: date
+) -> SoqlQuery:
     """Ids of the live records whose period fields fall on any day of [first, last], with those fields:
     the record-bucket index a daily run stores beside its values, so change-data capture can later find
     the day a record left. Reads only Id and period fields the metric itself reads."""
-    if not isinstance(first, date) or not isinstance(last, date) or isinstance(first, datetime) or isinstance(last, datetime) or first > last:
+    if (
+        not isinstance(first, date)
+        or not isinstance(last, date)
+        or isinstance(first, datetime)
+        or isinstance(last, datetime)
+        or first > last
+    ):
         raise ValueError(f"record days need a date range, not {first!r}..{last!r}")
     selection = spec.check(selection)
     query = _QueryText(spec.object_name)

@@ -93,11 +93,17 @@ class SalesforceClient:
         self.session = session
         self.token_session = token_session if token_session is not None else session
         self.client_id = client_id
-        self.client_secret = accept_optional_secret(client_secret, "the Salesforce client secret (SALESFORCE_CLIENT_SECRET)")
+        self.client_secret = accept_optional_secret(
+            client_secret, "the Salesforce client secret (SALESFORCE_CLIENT_SECRET)"
+        )
         self.api_version = api_version
         self.sandbox_allowed = platform.settings.sandbox_allowed
-        self.instance_url = oauth.validate_salesforce_url(connection.endpoint.get("instance_url", ""), sandbox_allowed=self.sandbox_allowed)
-        self.login_url = oauth.validate_salesforce_url(connection.endpoint.get("login_url", ""), sandbox_allowed=self.sandbox_allowed, what="login URL")
+        self.instance_url = oauth.validate_salesforce_url(
+            connection.endpoint.get("instance_url", ""), sandbox_allowed=self.sandbox_allowed
+        )
+        self.login_url = oauth.validate_salesforce_url(
+            connection.endpoint.get("login_url", ""), sandbox_allowed=self.sandbox_allowed, what="login URL"
+        )
         self.limit_retry = limit_retry_policy or RetryPolicy(max_attempts=4, backoff_base=2.0)
         self.stats = CallStats()
         token = platform.vault.get(connection.secret_ref("oauth_access_token")).get_secret_value()
@@ -107,11 +113,15 @@ class SalesforceClient:
 
     @property
     def api_calls(self) -> int:
-        return api_calls(self.session) + (api_calls(self.token_session) if self.token_session is not self.session else 0)
+        return api_calls(self.session) + (
+            api_calls(self.token_session) if self.token_session is not self.session else 0
+        )
 
     @property
     def bytes_read(self) -> int:
-        return bytes_received(self.session) + (bytes_received(self.token_session) if self.token_session is not self.session else 0)
+        return bytes_received(self.session) + (
+            bytes_received(self.token_session) if self.token_session is not self.session else 0
+        )
 
     def api_usage(self) -> tuple[int, int] | None:
         usage = self._sf.api_usage.get("api-usage")
@@ -134,12 +144,18 @@ class SalesforceClient:
     def _refresh(self) -> None:
         refresh_token = self.platform.vault.get(self.connection.secret_ref("oauth_refresh_token")).get_secret_value()
         tokens = oauth.refresh_access_token(
-            self.token_session, self.login_url, self.client_id, refresh_token,
-            client_secret=self.client_secret, sandbox_allowed=self.sandbox_allowed,
+            self.token_session,
+            self.login_url,
+            self.client_id,
+            refresh_token,
+            client_secret=self.client_secret,
+            sandbox_allowed=self.sandbox_allowed,
         )
         if tokens.instance_url != self.instance_url:
             raise AuthError("token refresh moved the instance to another host; refusing to follow it")
-        self.platform.vault.put(self.connection.secret_ref("oauth_access_token"), tokens.access_token.get_secret_value())
+        self.platform.vault.put(
+            self.connection.secret_ref("oauth_access_token"), tokens.access_token.get_secret_value()
+        )
         self._sf.session_id = tokens.access_token.get_secret_value()
         self._sf.headers["Authorization"] = "Bearer " + self._sf.session_id
         self.stats.refreshes += 1
@@ -158,7 +174,9 @@ class SalesforceClient:
                 # A token can expire again right after a refresh (an org admin's "expire all sessions", a
                 # short session timeout): refresh a few times, but not forever for a token that never works.
                 if refreshes >= MAX_REFRESHES_PER_CALL:
-                    raise AuthError(f"Salesforce {what}: session still invalid after {refreshes} token refreshes (revoked?)") from None
+                    raise AuthError(
+                        f"Salesforce {what}: session still invalid after {refreshes} token refreshes (revoked?)"
+                    ) from None
                 refreshes += 1
                 self._refresh()
             except SalesforceRefusedRequest as exc:
@@ -209,7 +227,9 @@ class SalesforceClient:
             # simple-salesforce appends this to `https://<instance>`: anything but a query-locator path
             # (`@evil.example/…`, `.evil.example/…`) would send the session token to another host.
             if not isinstance(next_url, str) or not NEXT_RECORDS_PATH.fullmatch(next_url):
-                raise ConnectorError("Salesforce answered a nextRecordsUrl that is not a query-locator path on the instance: refused")
+                raise ConnectorError(
+                    "Salesforce answered a nextRecordsUrl that is not a query-locator path on the instance: refused"
+                )
             page = self._call("query page", lambda: self._sf.query_more(next_url, identifier_is_url=True))
 
     def aggregate(self, soql: str) -> list[dict[str, Any]]:
@@ -221,11 +241,17 @@ class SalesforceClient:
     def deleted(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
         return self._sobject_call(f"deleted {sobject}", sobject, lambda sftype: sftype.deleted(start, end))
 
-    def update_record(self, sobject: str, record_id: str, fields: dict[str, Any], *, if_unmodified_since: datetime | None = None) -> int:
+    def update_record(
+        self, sobject: str, record_id: str, fields: dict[str, Any], *, if_unmodified_since: datetime | None = None
+    ) -> int:
         headers = {}
         if if_unmodified_since is not None:
-            headers["If-Unmodified-Since"] = if_unmodified_since.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
-        return self._sobject_call(f"update {sobject}", sobject, lambda sftype: sftype.update(record_id, fields, headers=headers))
+            headers["If-Unmodified-Since"] = if_unmodified_since.astimezone(timezone.utc).strftime(
+                "%a, %d %b %Y %H:%M:%S GMT"
+            )
+        return self._sobject_call(
+            f"update {sobject}", sobject, lambda sftype: sftype.update(record_id, fields, headers=headers)
+        )
 
 
 class SalesforceResource(dg.ConfigurableResource):
@@ -254,21 +280,34 @@ class SalesforceResource(dg.ConfigurableResource):
     def _sandbox_ca(self, platform: Platform) -> str | None:
         if not platform.settings.sandbox_allowed:
             return None
-        candidate = Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        candidate = (
+            Path(self.sandbox_ca_path) if self.sandbox_ca_path else platform.settings.sandbox_dir / "sandbox-ca.pem"
+        )
         return str(candidate) if candidate.exists() else None
 
     def session(self, platform: Platform) -> requests.Session:
-        return build_session(sandbox_ca=self._sandbox_ca(platform), retry=RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds))
+        return build_session(
+            sandbox_ca=self._sandbox_ca(platform),
+            retry=RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds),
+        )
 
     def token_session(self, platform: Platform) -> requests.Session:
         """For the refresh POST: retried like a GET (dropped connections and 5xx too), see the module docstring."""
-        policy = RetryPolicy(max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds, retry_all_methods=True)
+        policy = RetryPolicy(
+            max_attempts=self.retry_max_attempts, backoff_base=self.retry_backoff_seconds, retry_all_methods=True
+        )
         return build_session(sandbox_ca=self._sandbox_ca(platform), retry=policy)
 
     def client(self, platform: Platform, connection: Connection) -> SalesforceClient:
         return SalesforceClient(
-            platform, connection, self.session(platform),
-            client_id=self.resolved_client_id(), client_secret=self.resolved_client_secret(), api_version=self.api_version,
-            limit_retry_policy=RetryPolicy(max_attempts=self.limit_retry_max_attempts, backoff_base=self.limit_retry_backoff_seconds),
+            platform,
+            connection,
+            self.session(platform),
+            client_id=self.resolved_client_id(),
+            client_secret=self.resolved_client_secret(),
+            api_version=self.api_version,
+            limit_retry_policy=RetryPolicy(
+                max_attempts=self.limit_retry_max_attempts, backoff_base=self.limit_retry_backoff_seconds
+            ),
             token_session=self.token_session(platform),
         )

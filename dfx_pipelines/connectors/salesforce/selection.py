@@ -66,7 +66,7 @@ class Selection:
         return field.casefold() in self._index.get(object_name.casefold(), frozenset())
 
     def __repr__(self) -> str:
-        return f"Selection({ {name: sorted(fields) for name, fields in self._fields.items()} !r})"
+        return f"Selection({ {name: sorted(fields) for name, fields in self._fields.items()}!r})"
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,7 @@ class MetricFields:
         """For each group in one_of, its first selected field (None when none is)."""
         selection = Selection.of(selection)
         return tuple(
-            next((name for name in group if selection.has_field(self.object_name, name)), None)
-            for group in self.one_of
+            next((name for name in group if selection.has_field(self.object_name, name)), None) for group in self.one_of
         )
 
     def check(self, selection: Selection | Mapping[str, Iterable[str]]) -> Selection:

@@ -51,7 +51,9 @@ def designation_for(connection: Connection, sobject: str, field: str) -> WriteBa
     for designation in connection.write_back:
         if designation.object == sobject and designation.field == field:
             return designation
-    raise WriteRefused(f"{sobject}.{field} is not a designated write-back field of {connection.id}: refused before any request")
+    raise WriteRefused(
+        f"{sobject}.{field} is not a designated write-back field of {connection.id}: refused before any request"
+    )
 
 
 def check_updateable(client: SalesforceClient, sobject: str, field: str) -> None:
@@ -80,7 +82,9 @@ def plan_writes(platform: Platform, connection: Connection) -> list[PlannedWrite
     return sorted(planned.values(), key=lambda w: (w.sobject, w.field, w.record_id))
 
 
-def write_back(client: SalesforceClient, connection: Connection, writes: list[PlannedWrite], *, dry_run: bool) -> list[WriteOutcome]:
+def write_back(
+    client: SalesforceClient, connection: Connection, writes: list[PlannedWrite], *, dry_run: bool
+) -> list[WriteOutcome]:
     # Everything is checked first: one refused write means no request at all. The local checks run over
     # every write before describe is asked anything, so a bad write late in the list sends nothing either.
     for write in writes:
@@ -95,11 +99,15 @@ def write_back(client: SalesforceClient, connection: Connection, writes: list[Pl
             outcomes.append(WriteOutcome(write.sobject, write.record_id, write.field, write.value, "would-write"))
             continue
         try:
-            client.update_record(write.sobject, write.record_id, {write.field: write.value}, if_unmodified_since=write.computed_at)
+            client.update_record(
+                write.sobject, write.record_id, {write.field: write.value}, if_unmodified_since=write.computed_at
+            )
             outcomes.append(WriteOutcome(write.sobject, write.record_id, write.field, write.value, "written"))
         except ConnectorError as exc:
             outcome = "conflict" if "412" in str(exc) or "PRECONDITION" in str(exc).upper() else "failed"
-            outcomes.append(WriteOutcome(write.sobject, write.record_id, write.field, write.value, outcome, str(exc)[:200]))
+            outcomes.append(
+                WriteOutcome(write.sobject, write.record_id, write.field, write.value, outcome, str(exc)[:200])
+            )
     return outcomes
 
 
@@ -109,28 +117,42 @@ class WriteBackConfig(dg.Config):
 
 
 @dg.op(tags={"dfx/api": "salesforce"})
-def write_designated_fields(context: dg.OpExecutionContext, config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource) -> dg.Output[list[dict]]:
+def write_designated_fields(
+    context: dg.OpExecutionContext, config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource
+) -> dg.Output[list[dict]]:
     with step_errors(context):
         return _write_designated_fields(config, platform, salesforce)
 
 
-def _write_designated_fields(config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource) -> dg.Output[list[dict]]:
+def _write_designated_fields(
+    config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource
+) -> dg.Output[list[dict]]:
     services = platform.get()
     connection = platform.active_connection(config.connection_id, "salesforce")
     if not connection.write_back:
         raise WriteRefused(f"{connection.id} has no designated write-back fields")
     client = salesforce.client(services, connection)
     outcomes = write_back(client, connection, plan_writes(services, connection), dry_run=config.dry_run)
-    counts = {kind: sum(o.outcome == kind for o in outcomes) for kind in ("written", "would-write", "conflict", "failed")}
+    counts = {
+        kind: sum(o.outcome == kind for o in outcomes) for kind in ("written", "would-write", "conflict", "failed")
+    }
     table = "| object | record | field | value | outcome |\n|---|---|---|---:|---|\n" + "\n".join(
         f"| {o.sobject} | {o.record_id} | {o.field} | {o.value} | {o.outcome} |" for o in outcomes[:100]
     )
     return dg.Output(
         [asdict(o) for o in outcomes],
-        metadata={**counts, "dry_run": config.dry_run, "api_calls": client.api_calls, "writes": dg.MetadataValue.md(table)},
+        metadata={
+            **counts,
+            "dry_run": config.dry_run,
+            "api_calls": client.api_calls,
+            "writes": dg.MetadataValue.md(table),
+        },
     )
 
 
-@dg.job(tags={"dfx/api": "salesforce"}, description="Writes computed values to the connection's designated Salesforce fields (dry run by default).")
+@dg.job(
+    tags={"dfx/api": "salesforce"},
+    description="Writes computed values to the connection's designated Salesforce fields (dry run by default).",
+)
 def salesforce_writeback_job() -> None:
     write_designated_fields()

@@ -29,14 +29,21 @@ def run(url: str, connection_id: str, budget: float, go_file: str, hold_seconds:
     print("ready", flush=True)  # imported and migrated: the race starts when every child is ready
     while not Path(go_file).exists():
         time.sleep(0.01)
-    reservation, _ = store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE, owner=default_owner("race"))
+    reservation, _ = store.reserve(
+        connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE, owner=default_owner("race")
+    )
     if reservation is None:
         return "refused"
     try:
         with store.hold(reservation):
             store.job_sent(reservation, PROJECTION.cap_bytes)
             time.sleep(hold_seconds)  # the job runs; nothing is billed yet
-            store.settle_job(reservation, projected_billed=PROJECTION.billed_bytes, cap_bytes=PROJECTION.cap_bytes, billed=PROJECTION.billed_bytes)
+            store.settle_job(
+                reservation,
+                projected_billed=PROJECTION.billed_bytes,
+                cap_bytes=PROJECTION.cap_bytes,
+                billed=PROJECTION.billed_bytes,
+            )
     finally:
         store.release(reservation)
     return "ran"
@@ -45,7 +52,14 @@ def run(url: str, connection_id: str, budget: float, go_file: str, hold_seconds:
 def hold(url: str, connection_id: str, budget: float, lease_seconds: float) -> None:
     store = BudgetStore(get_engine(url))
     lease = timedelta(seconds=lease_seconds)
-    reservation, decision = store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE, lease=lease, owner=default_owner("killed"))
+    reservation, decision = store.reserve(
+        connection_id,
+        PROJECTION,
+        budget_usd=budget,
+        price_per_tib_usd=PRICE,
+        lease=lease,
+        owner=default_owner("killed"),
+    )
     if reservation is None:
         print(f"refused: {decision.reason}", flush=True)
         return

@@ -31,15 +31,44 @@ MIB, TIB = 2**20, 2**40
 PROJECT = "dfx-demo-project"
 PII_TAG = f"projects/{PROJECT}/locations/us/taxonomies/1/policyTags/pii"  # the tag on shop.customers.email
 SPECS = [
-    {"name": "revenue_by_status", "table": "shop.orders", "measure": "SUM", "column": "amount", "group_by": ["status"], "time_column": "order_date"},
-    {"name": "sessions", "table": "shop.web_events", "measure": "COUNT DISTINCT", "column": "session_id", "time_column": "event_date"},
+    {
+        "name": "revenue_by_status",
+        "table": "shop.orders",
+        "measure": "SUM",
+        "column": "amount",
+        "group_by": ["status"],
+        "time_column": "order_date",
+    },
+    {
+        "name": "sessions",
+        "table": "shop.web_events",
+        "measure": "COUNT DISTINCT",
+        "column": "session_id",
+        "time_column": "event_date",
+    },
 ]
 SELECTION = {"datasets": {"shop": ["orders", "web_events"]}}
 # The documented logical sizes, written out again here so these tests do not trust the sandbox's table.
 FIXED_BYTES = {"INTEGER": 8, "FLOAT": 8, "DATE": 8, "TIMESTAMP": 8, "NUMERIC": 16, "BOOLEAN": 1}
 TYPES = {
-    "shop.orders": {"order_id": "INTEGER", "customer_id": "INTEGER", "status": "STRING", "amount": "NUMERIC", "currency": "STRING", "created_at": "TIMESTAMP", "order_date": "DATE"},
-    "shop.web_events": {"event_id": "STRING", "session_id": "STRING", "event_type": "STRING", "page": "STRING", "user_agent": "STRING", "occurred_at": "TIMESTAMP", "event_date": "DATE"},
+    "shop.orders": {
+        "order_id": "INTEGER",
+        "customer_id": "INTEGER",
+        "status": "STRING",
+        "amount": "NUMERIC",
+        "currency": "STRING",
+        "created_at": "TIMESTAMP",
+        "order_date": "DATE",
+    },
+    "shop.web_events": {
+        "event_id": "STRING",
+        "session_id": "STRING",
+        "event_type": "STRING",
+        "page": "STRING",
+        "user_agent": "STRING",
+        "occurred_at": "TIMESTAMP",
+        "event_date": "DATE",
+    },
 }
 
 
@@ -68,8 +97,13 @@ def connect(platform: Platform, sandbox: RunningBigQuerySandbox, **overrides: An
     """The real connect flow with the sandbox's generated key (uploaded as JSON text)."""
     endpoint = {"api_endpoint": sandbox.url, "metric_specs": SPECS, **overrides.pop("endpoint", {})}
     config = {
-        "id": "bq-acme", "workspace_id": "acme", "display_name": "Acme BigQuery", "selection": SELECTION,
-        "settings": {"monthly_budget_usd": 1.0}, **overrides.pop("config", {}), "endpoint": endpoint,
+        "id": "bq-acme",
+        "workspace_id": "acme",
+        "display_name": "Acme BigQuery",
+        "selection": SELECTION,
+        "settings": {"monthly_budget_usd": 1.0},
+        **overrides.pop("config", {}),
+        "endpoint": endpoint,
     }
     key = overrides.pop("key", json.dumps(sandbox.service_account_key))
     return connect_bigquery(platform, config=config, key=key, sandbox_ca=sandbox.ca_pem_path, **overrides)
@@ -96,7 +130,7 @@ class JobWatch:
 
     @property
     def jobs(self) -> list:
-        return list(self.sandbox.jobs)[self.jobs_at:]
+        return list(self.sandbox.jobs)[self.jobs_at :]
 
     @property
     def dry_runs(self) -> list:
@@ -108,11 +142,11 @@ class JobWatch:
 
     @property
     def requests(self) -> list:
-        return self.sandbox.server.requests[self.requests_at:]
+        return self.sandbox.server.requests[self.requests_at :]
 
     @property
     def executed(self) -> list[str]:
-        return self.sandbox.app.warehouse.executed[self.executed_at:]
+        return self.sandbox.app.warehouse.executed[self.executed_at :]
 
 
 def column_bytes(values: pd.Series, bq_type: str) -> int:
@@ -123,7 +157,9 @@ def column_bytes(values: pd.Series, bq_type: str) -> int:
     return len(present) * FIXED_BYTES[bq_type]
 
 
-def scanned_bytes(frames: dict[str, pd.DataFrame], table: str, columns: list[str], time_column: str, first: str, last: str) -> int:
+def scanned_bytes(
+    frames: dict[str, pd.DataFrame], table: str, columns: list[str], time_column: str, first: str, last: str
+) -> int:
     """What a query reading `columns` of `table` scans with its partitions pruned to [first, last]."""
     frame = frames[table]
     days = pd.to_datetime(frame[time_column])
@@ -148,17 +184,27 @@ class Materializer:
     def __init__(self, platform: Platform, resource: BigQueryResource, instance: dg.DagsterInstance):
         self.platform, self.resource, self.instance = platform, resource, instance
 
-    def __call__(self, partition_key: str | None = None, tags: dict[str, str] | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def __call__(
+        self, partition_key: str | None = None, tags: dict[str, str] | None = None, raise_on_error: bool = True
+    ) -> dg.ExecuteInProcessResult:
         sync_partitions(self.instance, self.platform.registry, ["bigquery"])
         return dg.materialize(
-            [bigquery_metric_specs], partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=raise_on_error,
+            [bigquery_metric_specs],
+            partition_key=partition_key,
+            instance=self.instance,
+            tags=tags,
+            raise_on_error=raise_on_error,
             resources={
-                "platform": PlatformResource(home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url),
+                "platform": PlatformResource(
+                    home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url
+                ),
                 "bigquery": self.resource,
             },
         )
 
 
 @pytest.fixture
-def materialize(platform: Platform, bq_resource: BigQueryResource, dagster_instance: dg.DagsterInstance) -> Materializer:
+def materialize(
+    platform: Platform, bq_resource: BigQueryResource, dagster_instance: dg.DagsterInstance
+) -> Materializer:
     return Materializer(platform, bq_resource, dagster_instance)

@@ -17,7 +17,16 @@ import pandas as pd
 import pytest
 
 from dfx_pipelines.connectors.bigquery import gate
-from dfx_pipelines.connectors.bigquery.assets import APPROVAL_TAG, AWAITING_TAG, BUDGET_CHECK, METRICS_KEY, RANGE_END, RANGE_START, parse_partition_label, partition_label
+from dfx_pipelines.connectors.bigquery.assets import (
+    APPROVAL_TAG,
+    AWAITING_TAG,
+    BUDGET_CHECK,
+    METRICS_KEY,
+    RANGE_END,
+    RANGE_START,
+    parse_partition_label,
+    partition_label,
+)
 from dfx_pipelines.connectors.bigquery.gate import ApprovalStatus
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
 from dfx_pipelines.connectors.bigquery.sensors import approval_run_request, bigquery_approvals_sensor
@@ -33,7 +42,10 @@ QUERY_USD = 10 * MIB / TIB * 6.25  # each of the two spec queries bills the 10 M
 
 
 def stored(platform, metric: str) -> dict[tuple, float | None]:  # noqa: ANN001
-    return {(r["period"], tuple(sorted(r["dimensions"].items()))): r["value"] for r in platform.metric_store.read(connection_id="bq-acme", metric=metric)}
+    return {
+        (r["period"], tuple(sorted(r["dimensions"].items()))): r["value"]
+        for r in platform.metric_store.read(connection_id="bq-acme", metric=metric)
+    }
 
 
 def expected_revenue(frames, day: date) -> dict[str, float]:  # noqa: ANN001
@@ -48,11 +60,15 @@ def expected_sessions(frames, day: date) -> int:  # noqa: ANN001
 
 
 def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
-    [evaluation] = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    [evaluation] = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     return evaluation
 
 
-def test_a_day_within_budget_materializes_its_costs_and_values(platform, bq_connection, bq_sandbox, frames, materialize) -> None:  # noqa: ANN001
+def test_a_day_within_budget_materializes_its_costs_and_values(
+    platform, bq_connection, bq_sandbox, frames, materialize
+) -> None:  # noqa: ANN001
     watch = JobWatch(bq_sandbox)
     result = materialize(partition_key=KEY)
     [materialization] = result.asset_materializations_for_node(NODE)
@@ -70,10 +86,16 @@ def test_a_day_within_budget_materializes_its_costs_and_values(platform, bq_conn
     assert stored(platform, "sessions") == {(DAY, ()): expected_sessions(frames, DAY)}
     assert check_of(result).passed
     batch = platform.metric_store.batches("bq-acme")[0]
-    assert batch["partition_key"] == KEY and "FROM `dfx-demo-project.shop.orders`" in batch["source"] and batch["bytes_read"] > 0
+    assert (
+        batch["partition_key"] == KEY
+        and "FROM `dfx-demo-project.shop.orders`" in batch["source"]
+        and batch["bytes_read"] > 0
+    )
 
 
-def test_a_backfill_range_is_one_run_priced_as_a_whole(platform, bq_connection, bq_sandbox, frames, materialize) -> None:  # noqa: ANN001
+def test_a_backfill_range_is_one_run_priced_as_a_whole(
+    platform, bq_connection, bq_sandbox, frames, materialize
+) -> None:  # noqa: ANN001
     first, last = date(2024, 3, 1), date(2024, 3, 7)
     watch = JobWatch(bq_sandbox)
     result = materialize(tags={RANGE_START: f"bq-acme|{first}", RANGE_END: f"bq-acme|{last}"})
@@ -84,26 +106,39 @@ def test_a_backfill_range_is_one_run_priced_as_a_whole(platform, bq_connection, 
     days = [first + timedelta(days=n) for n in range(7)]
     revenue, sessions = stored(platform, "revenue_by_status"), stored(platform, "sessions")
     for day in days:
-        assert {dims[0][1]: v for (period, dims), v in revenue.items() if period == day} == pytest.approx(expected_revenue(frames, day))
+        assert {dims[0][1]: v for (period, dims), v in revenue.items() if period == day} == pytest.approx(
+            expected_revenue(frames, day)
+        )
         assert sessions[(day, ())] == expected_sessions(frames, day)
     assert len(platform.metric_store.batches("bq-acme")) == 14  # every (spec, day) has its batch
     assert BudgetStore(platform.engine).ledger("bq-acme")[0]["jobs"] == 2
 
 
-def test_over_budget_runs_nothing_until_approved_then_the_sensor_launches_it_once(platform, bq_connection, bq_sandbox, materialize, dagster_instance) -> None:  # noqa: ANN001
+def test_over_budget_runs_nothing_until_approved_then_the_sensor_launches_it_once(
+    platform, bq_connection, bq_sandbox, materialize, dagster_instance
+) -> None:  # noqa: ANN001
     set_budget(platform, bq_connection, 1.5 * QUERY_USD)  # the two queries together need 2 × QUERY_USD
     watch = JobWatch(bq_sandbox)
     stopped = materialize(partition_key=KEY)
     assert stopped.success and stopped.asset_materializations_for_node(NODE) == []
-    [observation] = [e.asset_observation_data.asset_observation for e in stopped.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    [observation] = [
+        e.asset_observation_data.asset_observation
+        for e in stopped.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     approval_id = observation.metadata["approval_id"].value
     assert observation.metadata["status"].value == "awaiting approval" and observation.partition == KEY
-    assert observation.metadata["projected_billed_bytes"].value == 20 * MIB and observation.metadata["approve_with"].value == f"dfx bigquery approve {approval_id}"
+    assert (
+        observation.metadata["projected_billed_bytes"].value == 20 * MIB
+        and observation.metadata["approve_with"].value == f"dfx bigquery approve {approval_id}"
+    )
     assert dagster_instance.get_run_by_id(stopped.run_id).tags[AWAITING_TAG] == approval_id
     assert watch.real_jobs == [] and len(watch.dry_runs) == 2 and watch.executed == []
     assert platform.metric_store.batches("bq-acme") == []
 
-    resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)}
+    resources = {
+        "platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)
+    }
     with dg.build_sensor_context(instance=dagster_instance, resources=resources) as context:
         assert bigquery_approvals_sensor(context).run_requests == []  # pending is not approved
     store = BudgetStore(platform.engine)
@@ -139,7 +174,9 @@ def test_a_revoked_connection_fails_before_any_request(platform, bq_connection, 
     platform.registry.set_status("bq-acme", ConnectionStatus.REVOKED)
     watch = JobWatch(bq_sandbox)
     result = materialize(partition_key=KEY, raise_on_error=False)
-    assert not result.success and "is revoked" in result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert (
+        not result.success and "is revoked" in result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    )
     assert watch.requests == []
 
 
@@ -155,7 +192,9 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)  # audit hooks cannot be removed: this one only records while a test asks it to
 
 
-def test_no_key_material_anywhere_during_a_run_and_no_credentials_variable(platform, bq_connection, bq_sandbox, materialize, dagster_instance, caplog, capfd) -> None:  # noqa: ANN001
+def test_no_key_material_anywhere_during_a_run_and_no_credentials_variable(
+    platform, bq_connection, bq_sandbox, materialize, dagster_instance, caplog, capfd
+) -> None:  # noqa: ANN001
     global _recording
     caplog.set_level(logging.DEBUG)
     key = bq_sandbox.service_account_key
@@ -200,7 +239,15 @@ def test_there_is_no_second_path_around_the_gate(bq_resource) -> None:  # noqa: 
         if "sandbox" in source.relative_to(package).parts:
             continue  # the sandbox is the server, not a client
         text = source.read_text()
-        for pattern in (r"\.query\(", r"query_and_wait\(", r"list_rows\(", r"load_table", r"insert_rows", r"\.copy_table\(", r"extract_table\("):
+        for pattern in (
+            r"\.query\(",
+            r"query_and_wait\(",
+            r"list_rows\(",
+            r"load_table",
+            r"insert_rows",
+            r"\.copy_table\(",
+            r"extract_table\(",
+        ):
             if re.search(pattern, text):
                 callers.setdefault(source.name, set()).add(pattern)
     assert callers == {"resource.py": {r"\.query\("}}  # only the gate sends SQL; nothing reads table data directly
@@ -210,7 +257,20 @@ def test_there_is_no_second_path_around_the_gate(bq_resource) -> None:  # noqa: 
     from dfx_pipelines.connectors.bigquery.resource import GatedBigQuery
 
     public = {name for name in dir(GatedBigQuery) if not name.startswith("_")}
-    assert public == {"run_gated", "run_gated_batch", "close", "round_trips", "project", "connection", "store", "margin", "ttl", "lease", "clock", "max_rows"}
+    assert public == {
+        "run_gated",
+        "run_gated_batch",
+        "close",
+        "round_trips",
+        "project",
+        "connection",
+        "store",
+        "margin",
+        "ttl",
+        "lease",
+        "clock",
+        "max_rows",
+    }
 
 
 def test_partition_labels_and_range_run_requests() -> None:
@@ -219,7 +279,11 @@ def test_partition_labels_and_range_run_requests() -> None:
     assert label == "bq-acme|2024-03-01..bq-acme|2024-03-07"
     assert parse_partition_label(label) == ("bq-acme", date(2024, 3, 1), date(2024, 3, 7))
     request = approval_run_request("bqa-1", label)
-    assert request.partition_key is None and request.tags[RANGE_START] == "bq-acme|2024-03-01" and request.tags[RANGE_END] == "bq-acme|2024-03-07"
+    assert (
+        request.partition_key is None
+        and request.tags[RANGE_START] == "bq-acme|2024-03-01"
+        and request.tags[RANGE_END] == "bq-acme|2024-03-07"
+    )
     assert request.run_key == "bqa-1" and request.tags["dfx/connection"] == "bq-acme"
 
 
@@ -232,7 +296,10 @@ def test_plugin_definitions_and_revocation(platform, bq_connection) -> None:  # 
     assert defs.resolve_job_def("bigquery_metrics_job") and defs.resolve_sensor_def("bigquery_approvals_sensor")
     assert METRICS_KEY in {spec.key for spec in defs.resolve_all_asset_specs()}
     revoked = PLUGIN.revoke_at_provider(platform, bq_connection)
-    assert (revoked.provider_revoked, revoked.detail) == (False, "service-account keys are revoked by the customer in GCP; our copy is destroyed")
+    assert (revoked.provider_revoked, revoked.detail) == (
+        False,
+        "service-account keys are revoked by the customer in GCP; our copy is destroyed",
+    )
     assert [c.name for c in PLUGIN.cli_commands()] == ["bigquery"]
     [run] = PLUGIN.demo_runs(bq_connection, 3)
     today = datetime.now(timezone.utc).date()  # the demo warehouse is moved to end today
@@ -240,7 +307,9 @@ def test_plugin_definitions_and_revocation(platform, bq_connection) -> None:  # 
     assert gate.month_of(date(2024, 12, 31)) == "2024-12"
 
 
-def test_budget_figures_are_numbers_and_the_same_on_the_materialization_and_the_check(platform, bq_connection, materialize) -> None:  # noqa: ANN001
+def test_budget_figures_are_numbers_and_the_same_on_the_materialization_and_the_check(
+    platform, bq_connection, materialize
+) -> None:  # noqa: ANN001
     set_budget(platform, bq_connection, 2 * QUERY_USD / 0.85)
     result = materialize(partition_key=KEY)
     [materialization] = result.asset_materializations_for_node(NODE)
@@ -260,7 +329,11 @@ def test_the_demo_warehouse_ends_today(tmp_path) -> None:  # noqa: ANN001
     generated = generate_demo_frames(500, seed=7)
     moved = ending_on(generated, today)
     shift = pd.Timedelta(days=(today - date(2024, 12, 31)).days)  # the generator's year ends 2024-12-31
-    for table, column in (("shop.orders", "order_date"), ("shop.orders", "created_at"), ("shop.web_events", "event_date")):
+    for table, column in (
+        ("shop.orders", "order_date"),
+        ("shop.orders", "created_at"),
+        ("shop.web_events", "event_date"),
+    ):
         assert (moved[table][column] == generated[table][column] + shift).all(), (table, column)
     assert max(pd.to_datetime(moved["shop.orders"]["order_date"])).date() <= today
     assert (moved["shop.orders"]["amount"] == generated["shop.orders"]["amount"]).all()  # only dates move

@@ -47,14 +47,24 @@ def platform_on(request: pytest.FixtureRequest, database: str) -> Platform:
 
 
 def bare_connection(platform: Platform, connection_id: str = "bq-race") -> str:
-    platform.registry.add_connection(Connection(id=connection_id, workspace_id="acme", kind="bigquery", display_name="Race", selection={"datasets": {"shop": ["orders"]}}))
+    platform.registry.add_connection(
+        Connection(
+            id=connection_id,
+            workspace_id="acme",
+            kind="bigquery",
+            display_name="Race",
+            selection={"datasets": {"shop": ["orders"]}},
+        )
+    )
     return connection_id
 
 
 @pytest.mark.parametrize("database", DATABASES)
 def test_runs_started_together_never_spend_past_the_budget(request, database, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
     platform = platform_on(request, database)
-    connection = set_budget(platform, connect(platform, bq_sandbox), 2.5 * ONE_QUERY_USD)  # room for two runs, not three
+    connection = set_budget(
+        platform, connect(platform, bq_sandbox), 2.5 * ONE_QUERY_USD
+    )  # room for two runs, not three
     query = build_query(specs_of(connection)[0], connection.endpoint["project"], date(2024, 6, 1), date(2024, 6, 1))
     handles = [bq_resource.gated(platform, platform.registry.get("bq-acme")) for _ in range(8)]
     start = threading.Barrier(len(handles))
@@ -89,7 +99,12 @@ def test_processes_started_together_never_spend_past_the_budget(request, databas
     go = tmp_path / "go"
     url = platform.settings.metrics_db_url
     children = [
-        subprocess.Popen([sys.executable, str(CHILD), "run", url, connection_id, str(2.5 * ONE_QUERY_USD), str(go), "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(CHILD), "run", url, connection_id, str(2.5 * ONE_QUERY_USD), str(go), "0.3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(6)
     ]
     try:
@@ -114,7 +129,9 @@ def test_a_killed_runs_reservation_lapses_and_frees_the_budget(request, database
     budget, lease = 1.5 * ONE_QUERY_USD, 3.0  # room for one run; renewed every second (slack for a loaded machine)
     child = subprocess.Popen(
         [sys.executable, str(CHILD), "hold", platform.settings.metrics_db_url, connection_id, str(budget), str(lease)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         held = child.stdout.readline().split()
@@ -128,7 +145,9 @@ def test_a_killed_runs_reservation_lapses_and_frees_the_budget(request, database
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     killed_at = time.monotonic()
-    while (reservation := store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE)[0]) is None:
+    while (
+        reservation := store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE)[0]
+    ) is None:
         assert time.monotonic() - killed_at < lease + 10, "the dead run's reservation never lapsed"
         time.sleep(0.1)
     assert [row["id"] for row in store.reservations(connection_id)] == [reservation.id]  # the dead one is gone
@@ -143,7 +162,9 @@ def test_a_lapsed_run_with_a_job_in_flight_is_charged_its_cap_exactly_once(reque
     clock = Clock(datetime(2026, 3, 10, 12, tzinfo=timezone.utc))
     store = BudgetStore(platform.engine, clock)
     budget = 10 * ONE_QUERY_USD
-    dead, _ = store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE, lease=timedelta(seconds=60))
+    dead, _ = store.reserve(
+        connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE, lease=timedelta(seconds=60)
+    )
     store.job_sent(dead, PROJECTION.cap_bytes)  # the job was sent, then the run stopped renewing
     clock.now += timedelta(seconds=61)
     alive, decision = store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE)
@@ -171,7 +192,9 @@ def test_a_run_ends_by_returning_what_it_did_not_spend(request, database) -> Non
     budget = 1.5 * ONE_QUERY_USD  # room for one run
     # Failed before any job was sent: everything goes back.
     failed, _ = store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE)
-    assert store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE)[0] is None  # held meanwhile
+    assert (
+        store.reserve(connection_id, PROJECTION, budget_usd=budget, price_per_tib_usd=PRICE)[0] is None
+    )  # held meanwhile
     store.release(failed)
     assert store.month_to_date_bytes(connection_id) == 0 and store.reservations(connection_id) == []
     # A job was sent and its bill could not be read: released at its cap, the most it can have billed.
@@ -180,7 +203,9 @@ def test_a_run_ends_by_returning_what_it_did_not_spend(request, database) -> Non
     store.release(unknown)
     assert store.month_to_date_bytes(connection_id) == 11 * MIB and store.reservations(connection_id) == []
     # A job that failed unbilled (over its cap): nothing billed, nothing recorded.
-    capped, _ = store.reserve(connection_id, gate.project(MIB, 1, PRICE), budget_usd=10 * budget, price_per_tib_usd=PRICE)
+    capped, _ = store.reserve(
+        connection_id, gate.project(MIB, 1, PRICE), budget_usd=10 * budget, price_per_tib_usd=PRICE
+    )
     store.job_sent(capped, 11 * MIB)
     store.settle_job(capped, projected_billed=10 * MIB, cap_bytes=11 * MIB, billed=None)
     store.release(capped)

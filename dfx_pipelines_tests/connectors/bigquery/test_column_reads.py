@@ -9,14 +9,33 @@ import sqlglot
 
 from dfx_pipelines.connectors.bigquery.column_reads import UnresolvedExpression, resolve_column_reads
 from dfx_pipelines.connectors.bigquery.gate import QueryRefused
-from dfx_pipelines.connectors.bigquery.sql_check import TableRef, check_columns, check_tables, parse_select, read_columns, table_refs
+from dfx_pipelines.connectors.bigquery.sql_check import (
+    TableRef,
+    check_columns,
+    check_tables,
+    parse_select,
+    read_columns,
+    table_refs,
+)
 from dfx_pipelines.platform.registry import Selection
 
 P = "dfx-demo-project"
 CUSTOMERS, ORDERS = TableRef(P, "shop", "customers"), TableRef(P, "shop", "orders")
 SCHEMAS = {
-    CUSTOMERS: {"customer_id": "INT64", "email": "STRING", "country": "STRING", "address": "STRUCT<city STRING, zip STRING>", "tags": "ARRAY<STRING>"},
-    ORDERS: {"order_id": "INT64", "customer_id": "INT64", "status": "STRING", "amount": "NUMERIC", "order_date": "DATE"},
+    CUSTOMERS: {
+        "customer_id": "INT64",
+        "email": "STRING",
+        "country": "STRING",
+        "address": "STRUCT<city STRING, zip STRING>",
+        "tags": "ARRAY<STRING>",
+    },
+    ORDERS: {
+        "order_id": "INT64",
+        "customer_id": "INT64",
+        "status": "STRING",
+        "amount": "NUMERIC",
+        "order_date": "DATE",
+    },
 }
 EVERY = frozenset(SCHEMAS[CUSTOMERS])  # a whole-row reference reads all of them
 PII = f"projects/{P}/locations/us/taxonomies/1/policyTags/pii"
@@ -72,7 +91,10 @@ WHOLE_ROW = [
     ("SELECT LAST_VALUE(c) OVER (ORDER BY c.customer_id) FROM shop.customers c", EVERY),
     ("SELECT COUNT(*) OVER (PARTITION BY c.email) FROM shop.customers c", {"email"}),
     # subqueries, correlated or not, and CTEs
-    ("SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o WHERE o.customer_id = c.customer_id) AS x FROM shop.customers c", EVERY),
+    (
+        "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o WHERE o.customer_id = c.customer_id) AS x FROM shop.customers c",
+        EVERY,
+    ),
     ("SELECT (SELECT c FROM shop.orders o LIMIT 1) AS x FROM shop.customers c", EVERY),
     ("SELECT IF(EXISTS(SELECT c), 1, 0) AS x FROM shop.customers c", EVERY),
     ("SELECT COUNT(*) FROM shop.customers c WHERE (SELECT AS STRUCT c.*) IS NOT NULL", EVERY),
@@ -116,7 +138,9 @@ WHOLE_ROW = [
 @pytest.mark.parametrize(("sql", "reads"), WHOLE_ROW)
 def test_whole_row_references_read_every_column_and_the_tag_refuses_them(sql: str, reads: frozenset) -> None:
     assert read_columns(parse_select(sql), SCHEMAS, P)[0][CUSTOMERS] == set(reads)
-    with pytest.raises(QueryRefused, match=r"shop.customers.email carries a policy tag this connection was not granted \(read by `"):
+    with pytest.raises(
+        QueryRefused, match=r"shop.customers.email carries a policy tag this connection was not granted \(read by `"
+    ):
         gate_check(sql)
     gate_check(sql, granted=(PII,))  # the same query with the tag granted: nothing else stops it
 
@@ -131,8 +155,14 @@ HARMLESS = [
     ("SELECT e FROM shop.customers c, UNNEST(c.tags) e", {CUSTOMERS: {"tags"}}),
     ("SELECT x FROM shop.customers AS c CROSS JOIN UNNEST(c.address.zip) AS x", {CUSTOMERS: {"address"}}),
     ("SELECT country FROM shop.customers GROUP BY ALL", {CUSTOMERS: {"country"}}),
-    ("SELECT DATE_TRUNC(order_date, MONTH) AS m, EXTRACT(DAY FROM order_date) AS d FROM shop.orders", {ORDERS: {"order_date"}}),
-    ("SELECT DATE_DIFF(order_date, order_date, DAY) AS d FROM shop.orders WHERE order_date > CURRENT_DATE() - INTERVAL 1 DAY", {ORDERS: {"order_date"}}),
+    (
+        "SELECT DATE_TRUNC(order_date, MONTH) AS m, EXTRACT(DAY FROM order_date) AS d FROM shop.orders",
+        {ORDERS: {"order_date"}},
+    ),
+    (
+        "SELECT DATE_DIFF(order_date, order_date, DAY) AS d FROM shop.orders WHERE order_date > CURRENT_DATE() - INTERVAL 1 DAY",
+        {ORDERS: {"order_date"}},
+    ),
     ("SELECT COUNT(*) AS n FROM shop.customers TABLESAMPLE SYSTEM (10 PERCENT)", {}),
     ("SELECT * REPLACE ('x' AS email) FROM shop.customers", {CUSTOMERS: set(EVERY - {"email"})}),  # replaced, not read
     ("SELECT AS STRUCT * EXCEPT (email) FROM shop.customers", {CUSTOMERS: set(EVERY - {"email"})}),
@@ -154,10 +184,22 @@ def test_queries_that_do_not_read_the_tagged_column_pass_with_exact_reads(sql: s
 NOT_UNDERSTOOD = [
     ("SELECT * FROM ML.PREDICT(MODEL shop.m, TABLE shop.customers)", r"table functions are refused"),
     ("SELECT * FROM shop.some_tvf(1)", r"table functions are refused"),
-    ("SELECT * FROM shop.customers PIVOT(COUNT(*) FOR country IN ('a', 'b'))", r"cannot resolve `.+` to the columns it reads"),
-    ("SELECT * FROM shop.customers, UNNEST(tags)", r"cannot resolve `\*` to the columns it reads: a `\*` the check cannot expand"),
-    ("SELECT TIMESTAMP_TRUNC(CURRENT_TIMESTAMP(), email) AS t FROM shop.customers", r"cannot resolve `TIMESTAMP_TRUNC\(.*\)` .*may name a column"),
-    ("SELECT TO_JSON_STRING(z) FROM shop.customers c", r"could not attribute every column to a table \(Column 'z' could not be resolved"),
+    (
+        "SELECT * FROM shop.customers PIVOT(COUNT(*) FOR country IN ('a', 'b'))",
+        r"cannot resolve `.+` to the columns it reads",
+    ),
+    (
+        "SELECT * FROM shop.customers, UNNEST(tags)",
+        r"cannot resolve `\*` to the columns it reads: a `\*` the check cannot expand",
+    ),
+    (
+        "SELECT TIMESTAMP_TRUNC(CURRENT_TIMESTAMP(), email) AS t FROM shop.customers",
+        r"cannot resolve `TIMESTAMP_TRUNC\(.*\)` .*may name a column",
+    ),
+    (
+        "SELECT TO_JSON_STRING(z) FROM shop.customers c",
+        r"could not attribute every column to a table \(Column 'z' could not be resolved",
+    ),
     ("SELECT TO_JSON_STRING(shop.customers) FROM shop.customers", r"could not attribute every column"),
     ("SELECT customer_id FROM shop.orders, shop.customers", r"could not attribute every column"),  # ambiguous
     ("SELECT (SELECT AS STRUCT * FROM UNNEST([c])) AS s FROM shop.customers c", r"could not attribute every column"),
@@ -171,9 +213,13 @@ def test_what_the_check_cannot_resolve_is_refused_naming_the_expression(sql: str
 
 
 def test_an_unresolved_expression_is_named_in_the_error() -> None:
-    tree = sqlglot.parse_one("SELECT country, TIMESTAMP_TRUNC(CURRENT_TIMESTAMP(), email) AS t FROM shop.customers", read="bigquery")
+    tree = sqlglot.parse_one(
+        "SELECT country, TIMESTAMP_TRUNC(CURRENT_TIMESTAMP(), email) AS t FROM shop.customers", read="bigquery"
+    )
     with pytest.raises(UnresolvedExpression) as refused:
-        resolve_column_reads(tree, {(P, "shop", "customers"): SCHEMAS[CUSTOMERS]}, dialect="bigquery", default_catalog=P)
+        resolve_column_reads(
+            tree, {(P, "shop", "customers"): SCHEMAS[CUSTOMERS]}, dialect="bigquery", default_catalog=P
+        )
     assert refused.value.expression == "TIMESTAMP_TRUNC(CURRENT_TIMESTAMP(), EMAIL)"
     assert "may name a column" in refused.value.reason
 
@@ -181,7 +227,10 @@ def test_an_unresolved_expression_is_named_in_the_error() -> None:
 def test_unselected_columns_read_through_a_row_reference_are_refused() -> None:
     narrowed = Selection(datasets={"shop": ["orders"]}, objects={"shop.orders": ["amount", "order_date"]})
     columns, evidence = read_columns(parse_select("SELECT TO_JSON_STRING(o) FROM shop.orders o"), SCHEMAS, P)
-    with pytest.raises(QueryRefused, match=r"shop.orders columns customer_id, order_id, status are not selected \(read by `TO_JSON_STRING\(o\)`\)"):
+    with pytest.raises(
+        QueryRefused,
+        match=r"shop.orders columns customer_id, order_id, status are not selected \(read by `TO_JSON_STRING\(o\)`\)",
+    ):
         check_columns(columns, narrowed, {}, (), evidence)
 
 
@@ -197,6 +246,14 @@ def test_unselected_columns_read_through_a_row_reference_are_refused() -> None:
     ],
 )
 def test_the_resolution_is_dialect_parameterised(dialect: str, sql: str, reads: frozenset) -> None:
-    schemas = {("db", "shop", "customers"): {"customer_id": "INT", "email": "TEXT", "country": "TEXT", "address": "TEXT", "tags": "TEXT"}}
+    schemas = {
+        ("db", "shop", "customers"): {
+            "customer_id": "INT",
+            "email": "TEXT",
+            "country": "TEXT",
+            "address": "TEXT",
+            "tags": "TEXT",
+        }
+    }
     found = resolve_column_reads(sqlglot.parse_one(sql, read=dialect), schemas, dialect=dialect, default_catalog="db")
     assert found.columns == {("db", "shop", "customers"): set(reads)}

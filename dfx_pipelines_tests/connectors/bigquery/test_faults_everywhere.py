@@ -32,7 +32,9 @@ def stored_values(platform) -> dict[tuple, float | None]:  # noqa: ANN001
     }
 
 
-def test_the_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(platform, workspace, warehouse, dagster_instance) -> None:  # noqa: ANN001
+def test_the_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
+    platform, workspace, warehouse, dagster_instance
+) -> None:  # noqa: ANN001
     connect(platform, warehouse)
     materialize = Materializer(platform, BigQueryResource(sandbox_ca_path=warehouse.ca_pem_path), dagster_instance)
     assert materialize(tags=WEEK).success
@@ -50,6 +52,8 @@ def test_the_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
     fired = Counter(kind for kind, _ in faults.log)
     received = warehouse.server.requests[mark:]
     token_calls = [r for r in received if r.path == "/token"]
-    print(f"\nBigQuery under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
-          f"retries {fired['rate_limit'] + fired['server_error'] + fired['drop']}, {len(token_calls)} token calls")
+    print(
+        f"\nBigQuery under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
+        f"retries {fired['rate_limit'] + fired['server_error'] + fired['drop']}, {len(token_calls)} token calls"
+    )
     assert len(set(fired) & set(KINDS)) >= 3

@@ -46,7 +46,9 @@ def test_projection_is_an_upper_bound_of_the_real_bill_for_any_split() -> None:
         assert gate.projected_billed_bytes(sum(split), tables) >= real
     # And for one table it is exact.
     for processed in itertools.chain(range(0, 3 * MIB, 99_991), [10 * MIB - 1, 10 * MIB, 10 * MIB + 1, 77 * MIB + 3]):
-        assert gate.projected_billed_bytes(processed, 1) == (0 if processed == 0 else max(10 * MIB, math.ceil(processed / MIB) * MIB))
+        assert gate.projected_billed_bytes(processed, 1) == (
+            0 if processed == 0 else max(10 * MIB, math.ceil(processed / MIB) * MIB)
+        )
 
 
 def test_negative_inputs_are_errors() -> None:
@@ -109,7 +111,11 @@ def test_within_budget_includes_the_boundary() -> None:
     assert gate.decide(mtd, projection, 9.375, price).allowed  # exactly at the budget
     over = gate.decide(mtd, projection, 9.37, price)
     assert not over.allowed and "exceeds the monthly budget" in over.reason
-    assert over.month_to_date_usd == 6.25 and over.projected_usd == pytest.approx(3.125) and over.after_usd == pytest.approx(9.375)
+    assert (
+        over.month_to_date_usd == 6.25
+        and over.projected_usd == pytest.approx(3.125)
+        and over.after_usd == pytest.approx(9.375)
+    )
 
 
 @pytest.mark.parametrize("budget", [None, 0, -1.0])
@@ -175,7 +181,14 @@ def test_batch_fingerprint_is_ordered_and_single_is_itself() -> None:
 
 
 def approval(status: ApprovalStatus = ApprovalStatus.APPROVED, **changes) -> ApprovalState:  # noqa: ANN003
-    values = {"id": "bqa-1", "connection_id": "bq-acme", "fingerprint": "f" * 64, "status": status, "expires_at": NOW + timedelta(days=1), "cap_bytes": 11 * MIB}
+    values = {
+        "id": "bqa-1",
+        "connection_id": "bq-acme",
+        "fingerprint": "f" * 64,
+        "status": status,
+        "expires_at": NOW + timedelta(days=1),
+        "cap_bytes": 11 * MIB,
+    }
     return ApprovalState(**{**values, **changes})
 
 

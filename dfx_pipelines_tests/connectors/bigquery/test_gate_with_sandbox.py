@@ -11,7 +11,15 @@ import pytest
 from pydantic import ValidationError
 
 from dfx_pipelines.connectors.bigquery import gate
-from dfx_pipelines.connectors.bigquery.gate import ApprovalInvalid, ApprovalStatus, BudgetNotConfigured, CapExceeded, DryRunFailed, GateError, QueryRefused
+from dfx_pipelines.connectors.bigquery.gate import (
+    ApprovalInvalid,
+    ApprovalStatus,
+    BudgetNotConfigured,
+    CapExceeded,
+    DryRunFailed,
+    GateError,
+    QueryRefused,
+)
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
 from dfx_pipelines.connectors.bigquery.metrics import build_query, specs_of
 from dfx_pipelines.connectors.bigquery.resource import AwaitingApproval, BigQueryResource, GatedBigQuery, GatedQuery
@@ -37,15 +45,21 @@ def revenue_query(connection, first: date = DAY, last: date = DAY):  # noqa: ANN
 
 
 def run(gated, query, approval_id=None):  # noqa: ANN001, ANN201
-    return gated.run_gated(query.sql, query.params, asset="bigquery/metric_specs", partition=f"bq-acme|{DAY}", approval_id=approval_id)
+    return gated.run_gated(
+        query.sql, query.params, asset="bigquery/metric_specs", partition=f"bq-acme|{DAY}", approval_id=approval_id
+    )
 
 
-def test_projection_equals_the_documented_arithmetic_over_hand_computed_sizes(platform, bq_connection, bq_sandbox, bq_resource, frames) -> None:  # noqa: ANN001
+def test_projection_equals_the_documented_arithmetic_over_hand_computed_sizes(
+    platform, bq_connection, bq_sandbox, bq_resource, frames
+) -> None:  # noqa: ANN001
     query = revenue_query(bq_connection, date(2024, 6, 1), date(2024, 6, 10))
     watch = JobWatch(bq_sandbox)
     outcome = run(bq_resource.gated(platform, bq_connection), query)
     # The query reads order_date, status and amount of the ten surviving partitions only.
-    processed = scanned_bytes(frames, "shop.orders", ["order_date", "status", "amount"], "order_date", "2024-06-01", "2024-06-10")
+    processed = scanned_bytes(
+        frames, "shop.orders", ["order_date", "status", "amount"], "order_date", "2024-06-01", "2024-06-10"
+    )
     assert outcome.projection.bytes_processed == processed > 0
     assert outcome.projection.billed_bytes == billed(processed) == 10 * MIB
     assert outcome.projection.cost_usd == pytest.approx(10 * MIB / 2**40 * 6.25)
@@ -55,11 +69,17 @@ def test_projection_equals_the_documented_arithmetic_over_hand_computed_sizes(pl
     assert real.maximum_bytes_billed == 11 * MIB and real.executed
     # The other spec (COUNT DISTINCT session_id over web_events) prices session_id + event_date only.
     sessions = build_query(specs_of(bq_connection)[1], bq_connection.endpoint["project"], DAY, DAY)
-    second = bq_resource.gated(platform, bq_connection).run_gated(sessions.sql, sessions.params, asset="a", partition="p")
-    assert second.projection.bytes_processed == scanned_bytes(frames, "shop.web_events", ["session_id", "event_date"], "event_date", str(DAY), str(DAY))
+    second = bq_resource.gated(platform, bq_connection).run_gated(
+        sessions.sql, sessions.params, asset="a", partition="p"
+    )
+    assert second.projection.bytes_processed == scanned_bytes(
+        frames, "shop.web_events", ["session_id", "event_date"], "event_date", str(DAY), str(DAY)
+    )
 
 
-def test_within_budget_runs_once_and_records_the_real_bill_in_the_ledger(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_within_budget_runs_once_and_records_the_real_bill_in_the_ledger(
+    platform, bq_connection, bq_sandbox, bq_resource
+) -> None:  # noqa: ANN001
     watch = JobWatch(bq_sandbox)
     outcome = run(bq_resource.gated(platform, bq_connection), revenue_query(bq_connection))
     [job] = watch.real_jobs
@@ -72,7 +92,9 @@ def test_within_budget_runs_once_and_records_the_real_bill_in_the_ledger(platfor
     assert outcome.gate_round_trips >= 2 and outcome.round_trips > outcome.gate_round_trips
 
 
-def test_over_budget_runs_nothing_until_approved_then_exactly_once(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_over_budget_runs_nothing_until_approved_then_exactly_once(
+    platform, bq_connection, bq_sandbox, bq_resource
+) -> None:  # noqa: ANN001
     set_budget(platform, bq_connection, ONE_QUERY_USD * 1.5)  # room for one small query, not two
     gated = bq_resource.gated(platform, platform.registry.get("bq-acme"))
     query = revenue_query(bq_connection)
@@ -86,7 +108,9 @@ def test_over_budget_runs_nothing_until_approved_then_exactly_once(platform, bq_
     assert again.value.approval.id == approval.id
     assert watch.real_jobs == [] and watch.executed == [] and len(watch.dry_runs) == 2  # only dry runs
     assert (approval.status, approval.projected_billed_bytes, approval.queries) == (ApprovalStatus.PENDING, 10 * MIB, 1)
-    assert approval.month_to_date_usd == pytest.approx(ONE_QUERY_USD) and approval.budget_usd == pytest.approx(ONE_QUERY_USD * 1.5)
+    assert approval.month_to_date_usd == pytest.approx(ONE_QUERY_USD) and approval.budget_usd == pytest.approx(
+        ONE_QUERY_USD * 1.5
+    )
     assert "@first_day = 2024-06-01" in approval.sql_excerpt and approval.partition == f"bq-acme|{DAY}"
     store = BudgetStore(platform.engine)
     with pytest.raises(ApprovalInvalid, match="is pending"):
@@ -114,7 +138,13 @@ def test_a_changed_query_needs_a_new_approval(platform, bq_connection, bq_sandbo
     with pytest.raises(ApprovalInvalid, match="changed query needs a new approval"):
         run(gated, other_day, waiting.value.approval.id)
     with pytest.raises(ApprovalInvalid, match="changed query needs a new approval"):
-        gated.run_gated(revenue_query(bq_connection).sql.replace("SUM", "AVG"), revenue_query(bq_connection).params, asset="a", partition="p", approval_id=waiting.value.approval.id)
+        gated.run_gated(
+            revenue_query(bq_connection).sql.replace("SUM", "AVG"),
+            revenue_query(bq_connection).params,
+            asset="a",
+            partition="p",
+            approval_id=waiting.value.approval.id,
+        )
     assert watch.real_jobs == []
     assert store.get(waiting.value.approval.id).status is ApprovalStatus.APPROVED  # still usable for its own query
     run(gated, revenue_query(bq_connection), waiting.value.approval.id)
@@ -158,7 +188,11 @@ def test_unselected_tables_are_refused_before_any_request(platform, bq_connectio
     ):
         with pytest.raises(QueryRefused, match="outside the connection's selection"):
             gated.run_gated(sql, asset="a", partition="p")
-    for sql in ("DELETE FROM shop.orders WHERE TRUE", "SELECT 1 AS a; DROP TABLE shop.orders", "SELECT status FROM orders"):
+    for sql in (
+        "DELETE FROM shop.orders WHERE TRUE",
+        "SELECT 1 AS a; DROP TABLE shop.orders",
+        "SELECT status FROM orders",
+    ):
         with pytest.raises(QueryRefused):
             gated.run_gated(sql, asset="a", partition="p")
     assert watch.requests == [] and watch.jobs == []
@@ -167,10 +201,18 @@ def test_unselected_tables_are_refused_before_any_request(platform, bq_connectio
 def test_a_view_over_unselected_tables_is_refused_by_both_layers(platform, workspace, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
     # The view is selected, the table under it is not. The SQL names only the view; its definition
     # (read from the view's metadata) and the dry run's referencedTables both name shop.orders.
-    connection = connect(platform, bq_sandbox, config={"selection": {"datasets": {"shop": ["daily_revenue", "web_events"]}}}, endpoint={"metric_specs": []})
+    connection = connect(
+        platform,
+        bq_sandbox,
+        config={"selection": {"datasets": {"shop": ["daily_revenue", "web_events"]}}},
+        endpoint={"metric_specs": []},
+    )
     sql = "SELECT currency, SUM(revenue) AS r FROM shop.daily_revenue GROUP BY currency"
     watch = JobWatch(bq_sandbox)
-    with pytest.raises(QueryRefused, match=r"view shop.daily_revenue names tables outside the connection's selection: dfx-demo-project.shop.orders"):
+    with pytest.raises(
+        QueryRefused,
+        match=r"view shop.daily_revenue names tables outside the connection's selection: dfx-demo-project.shop.orders",
+    ):
         bq_resource.gated(platform, connection).run_gated(sql, asset="a", partition="p")
     assert watch.jobs == []  # refused before the dry run
 
@@ -184,7 +226,10 @@ def test_a_view_over_unselected_tables_is_refused_by_both_layers(platform, works
 
     gated = bq_resource.gated(platform, connection)
     second_layer = WithoutTheParsedChecks(connection, gated.store, gated._factory, clock=gated.clock)
-    with pytest.raises(QueryRefused, match=r"the dry run's referencedTables names tables outside the connection's selection: dfx-demo-project.shop.orders"):
+    with pytest.raises(
+        QueryRefused,
+        match=r"the dry run's referencedTables names tables outside the connection's selection: dfx-demo-project.shop.orders",
+    ):
         second_layer.run_gated(sql, asset="a", partition="p")
     assert len(watch.dry_runs) == 1 and watch.real_jobs == []
 
@@ -194,36 +239,59 @@ def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, b
     connection = connect(platform, bq_sandbox, config={"selection": selection}, endpoint={"metric_specs": []})
     gated = bq_resource.gated(platform, connection)
     watch = JobWatch(bq_sandbox)
-    for sql in ("SELECT email FROM shop.customers", "SELECT * FROM shop.customers", "SELECT COUNT(DISTINCT email) AS n FROM shop.customers",
-                "SELECT c.country FROM shop.customers c JOIN shop.orders o USING (customer_id) WHERE c.email LIKE '%@example.com'"):
+    for sql in (
+        "SELECT email FROM shop.customers",
+        "SELECT * FROM shop.customers",
+        "SELECT COUNT(DISTINCT email) AS n FROM shop.customers",
+        "SELECT c.country FROM shop.customers c JOIN shop.orders o USING (customer_id) WHERE c.email LIKE '%@example.com'",
+    ):
         with pytest.raises(QueryRefused, match="customers.email carries a policy tag"):
             gated.run_gated(sql, asset="a", partition="p")
     assert watch.jobs == []  # only metadata was read (tables.get), no dry run, no job
     gated.run_gated("SELECT country, COUNT(*) AS n FROM shop.customers GROUP BY country", asset="a", partition="p")
     assert len(watch.real_jobs) == 1
-    granted = connect(platform, bq_sandbox, config={"id": "bq-granted", "selection": selection}, endpoint={"metric_specs": [], "granted_policy_tags": [PII_TAG]})
-    outcome = bq_resource.gated(platform, granted).run_gated("SELECT COUNT(DISTINCT email) AS n FROM shop.customers", asset="a", partition="p")
+    granted = connect(
+        platform,
+        bq_sandbox,
+        config={"id": "bq-granted", "selection": selection},
+        endpoint={"metric_specs": [], "granted_policy_tags": [PII_TAG]},
+    )
+    outcome = bq_resource.gated(platform, granted).run_gated(
+        "SELECT COUNT(DISTINCT email) AS n FROM shop.customers", asset="a", partition="p"
+    )
     assert outcome.results[0].rows[0]["n"] > 0
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT TO_JSON_STRING(c) AS j FROM shop.customers c",
-    "SELECT c FROM shop.customers c",
-    "SELECT FORMAT('%t', c) AS s FROM shop.customers AS c",
-    "SELECT ARRAY_AGG(c) AS a FROM shop.customers c",
-    "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o LIMIT 1) AS j FROM shop.customers c",
-    "WITH x AS (SELECT c FROM shop.customers c) SELECT TO_JSON_STRING(x) AS j FROM x",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT TO_JSON_STRING(c) AS j FROM shop.customers c",
+        "SELECT c FROM shop.customers c",
+        "SELECT FORMAT('%t', c) AS s FROM shop.customers AS c",
+        "SELECT ARRAY_AGG(c) AS a FROM shop.customers c",
+        "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o LIMIT 1) AS j FROM shop.customers c",
+        "WITH x AS (SELECT c FROM shop.customers c) SELECT TO_JSON_STRING(x) AS j FROM x",
+    ],
+)
 def test_a_whole_row_reference_cannot_read_a_tagged_column(platform, workspace, bq_sandbox, bq_resource, sql) -> None:  # noqa: ANN001
     # The row of shop.customers holds email (policy-tagged): using the row as a value reads it.
-    connection = connect(platform, bq_sandbox, config={"selection": {"datasets": {"shop": ["orders", "customers"]}}}, endpoint={"metric_specs": []})
+    connection = connect(
+        platform,
+        bq_sandbox,
+        config={"selection": {"datasets": {"shop": ["orders", "customers"]}}},
+        endpoint={"metric_specs": []},
+    )
     watch = JobWatch(bq_sandbox)
-    with pytest.raises(QueryRefused, match=r"customers.email carries a policy tag this connection was not granted \(read by `"):
+    with pytest.raises(
+        QueryRefused, match=r"customers.email carries a policy tag this connection was not granted \(read by `"
+    ):
         bq_resource.gated(platform, connection).run_gated(sql, asset="a", partition="p")
     assert watch.jobs == []  # only table metadata was read: no dry run, no job
 
 
-def test_no_budget_or_a_zero_budget_runs_nothing_and_sends_nothing(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_no_budget_or_a_zero_budget_runs_nothing_and_sends_nothing(
+    platform, bq_connection, bq_sandbox, bq_resource
+) -> None:  # noqa: ANN001
     watch = JobWatch(bq_sandbox)
     for budget in (None, 0, 0.0):
         connection = bq_connection.model_copy(deep=True)
@@ -242,7 +310,9 @@ def test_a_failed_dry_run_is_a_clear_error_and_nothing_runs(platform, bq_connect
         gated.run_gated("SELECT discount FROM shop.orders", asset="a", partition="p")
     with pytest.raises(DryRunFailed, match="dry run failed, nothing was run: invalidQuery"):
         gated.run_gated("SELECT NO_SUCH_FUNCTION(amount) AS x FROM shop.orders", asset="a", partition="p")
-    with pytest.raises(DryRunFailed, match="dry run failed, nothing was run: invalidQuery: Query parameter 'missing' not found"):
+    with pytest.raises(
+        DryRunFailed, match="dry run failed, nothing was run: invalidQuery: Query parameter 'missing' not found"
+    ):
         gated.run_gated("SELECT amount FROM shop.orders WHERE order_date = @missing", asset="a", partition="p")
     assert watch.real_jobs == [] and watch.executed == []
 
@@ -264,21 +334,35 @@ def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, works
         resource = BigQueryResource(sandbox_ca_path=sandbox.ca_pem_path)
         gated = resource.gated(platform, connection, clock=GrowingClock())
         watch = JobWatch(sandbox)
-        with pytest.raises(CapExceeded, match=r"would bill more than its cap of 11534336 bytes .* failed unbilled and was not retried"):
+        with pytest.raises(
+            CapExceeded, match=r"would bill more than its cap of 11534336 bytes .* failed unbilled and was not retried"
+        ):
             run(gated, query)
         [dry, failed] = watch.jobs
         assert dry.dry_run and dry.bytes_processed < MIB
-        assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.maximum_bytes_billed) == ("bytesBilledLimitExceeded", False, 0, 11 * MIB)
+        assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.maximum_bytes_billed) == (
+            "bytesBilledLimitExceeded",
+            False,
+            0,
+            11 * MIB,
+        )
         assert watch.executed == []
         assert BudgetStore(platform.engine).ledger("bq-acme") == []  # nothing billed, nothing recorded
         assert BudgetStore(platform.engine).reservations("bq-acme") == []  # and the run's reservation released
 
 
-def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
-    queries = [build_query(spec, bq_connection.endpoint["project"], date(2024, 3, 1), date(2024, 3, 31)) for spec in specs_of(bq_connection)]
+def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(
+    platform, bq_connection, bq_sandbox, bq_resource
+) -> None:  # noqa: ANN001
+    queries = [
+        build_query(spec, bq_connection.endpoint["project"], date(2024, 3, 1), date(2024, 3, 31))
+        for spec in specs_of(bq_connection)
+    ]
     watch = JobWatch(bq_sandbox)
     outcome = bq_resource.gated(platform, bq_connection).run_gated_batch(
-        [GatedQuery(q.sql, q.params, q.spec.name) for q in queries], asset="a", partition="bq-acme|2024-03-01..bq-acme|2024-03-31",
+        [GatedQuery(q.sql, q.params, q.spec.name) for q in queries],
+        asset="a",
+        partition="bq-acme|2024-03-01..bq-acme|2024-03-31",
     )
     assert [j.dry_run for j in watch.jobs] == [True, True, False, False]  # both dry runs before the first job
     assert outcome.projection.billed_bytes == sum(p.projection.billed_bytes for p in outcome.results) == 20 * MIB
@@ -287,7 +371,9 @@ def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(platform, bq
     watch = JobWatch(bq_sandbox)
     with pytest.raises(AwaitingApproval) as waiting:
         bq_resource.gated(platform, platform.registry.get("bq-acme")).run_gated_batch(
-            [GatedQuery(q.sql, q.params, q.spec.name) for q in queries], asset="a", partition="p",
+            [GatedQuery(q.sql, q.params, q.spec.name) for q in queries],
+            asset="a",
+            partition="p",
         )
     assert waiting.value.approval.queries == 2 and waiting.value.approval.projected_billed_bytes == 20 * MIB
     assert [j.dry_run for j in watch.jobs] == [True, True]
@@ -298,11 +384,15 @@ def test_a_query_returning_raw_rows_instead_of_an_aggregate_is_stopped(platform,
     resource = BigQueryResource(sandbox_ca_path=bq_sandbox.ca_pem_path, max_result_rows=100)
     watch = JobWatch(bq_sandbox)
     with pytest.raises(GateError, match="returned more than 100 rows; a metric query must aggregate"):
-        resource.gated(platform, bq_connection).run_gated("SELECT order_id, SUM(amount) AS v FROM shop.orders GROUP BY order_id", asset="a", partition="p")
+        resource.gated(platform, bq_connection).run_gated(
+            "SELECT order_id, SUM(amount) AS v FROM shop.orders GROUP BY order_id", asset="a", partition="p"
+        )
     [job] = watch.real_jobs
     pages = [r for r in watch.requests if "/queries/" in r.path]
     assert pages and {r.arg("maxResults") for r in pages} == {"101"}  # one row more than allowed, no more
-    assert BudgetStore(platform.engine).month_to_date_bytes("bq-acme") == job.bytes_billed > 0  # the bill is still recorded
+    assert (
+        BudgetStore(platform.engine).month_to_date_bytes("bq-acme") == job.bytes_billed > 0
+    )  # the bill is still recorded
 
 
 def test_removing_the_connection_deletes_its_approvals_and_ledger(platform, bq_connection, bq_resource) -> None:  # noqa: ANN001
@@ -312,13 +402,18 @@ def test_removing_the_connection_deletes_its_approvals_and_ledger(platform, bq_c
     run(gated, revenue_query(bq_connection))
     set_budget(platform, bq_connection, ONE_QUERY_USD / 2)
     with pytest.raises(AwaitingApproval):
-        run(bq_resource.gated(platform, platform.registry.get("bq-acme")), revenue_query(bq_connection, DAY, DAY + timedelta(days=1)))
+        run(
+            bq_resource.gated(platform, platform.registry.get("bq-acme")),
+            revenue_query(bq_connection, DAY, DAY + timedelta(days=1)),
+        )
     assert PLUGIN.delete_cached_data(platform, bq_connection) == {"bigquery_approvals": 1, "bigquery_ledger": 1}
     store = BudgetStore(platform.engine)
     assert store.ledger("bq-acme") == [] and store.list(connection_id="bq-acme") == []
 
 
-def test_revoked_or_foreign_connections_fail_before_any_request(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_revoked_or_foreign_connections_fail_before_any_request(
+    platform, bq_connection, bq_sandbox, bq_resource
+) -> None:  # noqa: ANN001
     platform.registry.set_status("bq-acme", ConnectionStatus.REVOKED)
     watch = JobWatch(bq_sandbox)
     with pytest.raises(ConnectionInactiveError, match="revoked"):
@@ -326,7 +421,9 @@ def test_revoked_or_foreign_connections_fail_before_any_request(platform, bq_con
     assert watch.requests == []
 
 
-def test_a_key_the_provider_no_longer_accepts_is_an_auth_error(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_a_key_the_provider_no_longer_accepts_is_an_auth_error(
+    platform, bq_connection, bq_sandbox, bq_resource
+) -> None:  # noqa: ANN001
     # The stored key is one the provider does not know (deleted in IAM): the token endpoint refuses it.
     unknown = bq_sandbox.new_service_account_key("deleted-account", register=False)
     platform.vault.put(bq_connection.secret_ref("service_account_key"), json.dumps(unknown))
@@ -341,7 +438,15 @@ def test_ledger_and_approvals_on_postgresql(pg_platform) -> None:  # noqa: ANN00
     platform.registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="o@acme.test"))
     from dfx_pipelines.platform.registry import Connection
 
-    platform.registry.add_connection(Connection(id="bq-pg", workspace_id="acme", kind="bigquery", display_name="PG", selection={"datasets": {"shop": ["orders"]}}))
+    platform.registry.add_connection(
+        Connection(
+            id="bq-pg",
+            workspace_id="acme",
+            kind="bigquery",
+            display_name="PG",
+            selection={"datasets": {"shop": ["orders"]}},
+        )
+    )
     store = BudgetStore(platform.engine)
     # Concurrent runs add their bills up (an upsert), they never overwrite each other.
     threads = [threading.Thread(target=store.record_job, args=("bq-pg", 10 * MIB, "2026-03")) for _ in range(8)]
@@ -351,11 +456,35 @@ def test_ledger_and_approvals_on_postgresql(pg_platform) -> None:  # noqa: ANN00
         t.join()
     store.record_job("bq-pg", 3 * MIB, "2026-04")
     assert store.month_to_date_bytes("bq-pg", "2026-03") == 80 * MIB
-    assert [(r["month"], r["bytes_billed"], r["jobs"]) for r in store.ledger("bq-pg")] == [("2026-03", 80 * MIB, 8), ("2026-04", 3 * MIB, 1)]
+    assert [(r["month"], r["bytes_billed"], r["jobs"]) for r in store.ledger("bq-pg")] == [
+        ("2026-03", 80 * MIB, 8),
+        ("2026-04", 3 * MIB, 1),
+    ]
     projection = gate.project(5 * MIB, 1, 6.25)
     decision = gate.decide(80 * MIB, projection, 0.0001, 6.25)
-    record = store.request(connection_id="bq-pg", fingerprint="a" * 64, sql="SELECT 1", queries=1, projection=projection, decision=decision, asset="a", partition="p")
-    assert store.request(connection_id="bq-pg", fingerprint="a" * 64, sql="SELECT 1", queries=1, projection=projection, decision=decision, asset="a", partition="p").id == record.id
+    record = store.request(
+        connection_id="bq-pg",
+        fingerprint="a" * 64,
+        sql="SELECT 1",
+        queries=1,
+        projection=projection,
+        decision=decision,
+        asset="a",
+        partition="p",
+    )
+    assert (
+        store.request(
+            connection_id="bq-pg",
+            fingerprint="a" * 64,
+            sql="SELECT 1",
+            queries=1,
+            projection=projection,
+            decision=decision,
+            asset="a",
+            partition="p",
+        ).id
+        == record.id
+    )
     store.approve(record.id, "alice")
     # Two runs race to spend one approval: exactly one wins.
     outcomes: list[str] = []

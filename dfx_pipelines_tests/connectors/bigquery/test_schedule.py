@@ -16,18 +16,26 @@ RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_e
 
 
 def tick(instance: dg.DagsterInstance, platform):  # noqa: ANN001, ANN201
-    resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)}
-    return bigquery_nightly_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=WHEN, resources=resources))
+    resources = {
+        "platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)
+    }
+    return bigquery_nightly_schedule(
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=WHEN, resources=resources)
+    )
 
 
-def test_first_night_covers_the_window_then_only_what_is_missing_and_late(platform, workspace, bq_connection, dagster_instance) -> None:  # noqa: ANN001
+def test_first_night_covers_the_window_then_only_what_is_missing_and_late(
+    platform, workspace, bq_connection, dagster_instance
+) -> None:  # noqa: ANN001
     assert tick(dagster_instance, platform).skip_message == "bq-acme: waiting for its partition"
     sync_partitions(dagster_instance, platform.registry, ["bigquery"])
     [first_night] = tick(dagster_instance, platform)
     assert [first_night.tags[t] for t in RANGE] == ["bq-acme|2024-10-03", "bq-acme|2024-12-31"]  # 90 days
     assert first_night.tags["dfx/connection"] == "bq-acme" and first_night.job_name == "bigquery_metrics_job"
     for day in range(3, 32):  # October computed; November and December not
-        dagster_instance.report_runless_asset_event(dg.AssetMaterialization(METRICS_KEY, partition=f"bq-acme|2024-10-{day:02d}"))
+        dagster_instance.report_runless_asset_event(
+            dg.AssetMaterialization(METRICS_KEY, partition=f"bq-acme|2024-10-{day:02d}")
+        )
     [next_night] = tick(dagster_instance, platform)
     assert [next_night.tags[t] for t in RANGE] == ["bq-acme|2024-11-01", "bq-acme|2024-12-31"]
 
@@ -40,12 +48,16 @@ def test_when_everything_is_computed_only_yesterday_and_today_are_recomputed() -
     assert recompute_from(set(), "c", date(2024, 12, 31), date(2024, 12, 31)) == date(2024, 12, 31)  # a one-day window
 
 
-def test_a_new_connection_gets_its_first_sync_without_waiting_for_the_night(platform, workspace, bq_connection, dagster_instance) -> None:  # noqa: ANN001
+def test_a_new_connection_gets_its_first_sync_without_waiting_for_the_night(
+    platform, workspace, bq_connection, dagster_instance
+) -> None:  # noqa: ANN001
     from datetime import timedelta
 
     from dfx_pipelines.connectors.bigquery.schedules import bigquery_first_sync_sensor
 
-    resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)}
+    resources = {
+        "platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)
+    }
     sync_partitions(dagster_instance, platform.registry, ["bigquery"])
     with dg.build_sensor_context(instance=dagster_instance, resources=resources) as context:
         [request] = bigquery_first_sync_sensor(context).run_requests

@@ -7,8 +7,23 @@ from decimal import Decimal
 import pytest
 
 from dfx_pipelines.connectors.bigquery.gate import QueryRefused
-from dfx_pipelines.connectors.bigquery.metrics import MetricSpec, TableInfo, build_query, parse_specs, results_markdown, spec_problems, to_metric_rows
-from dfx_pipelines.connectors.bigquery.sql_check import TableRef, check_columns, check_tables, parse_select, referenced_columns, table_refs
+from dfx_pipelines.connectors.bigquery.metrics import (
+    MetricSpec,
+    TableInfo,
+    build_query,
+    parse_specs,
+    results_markdown,
+    spec_problems,
+    to_metric_rows,
+)
+from dfx_pipelines.connectors.bigquery.sql_check import (
+    TableRef,
+    check_columns,
+    check_tables,
+    parse_select,
+    referenced_columns,
+    table_refs,
+)
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError
 from dfx_pipelines.platform.registry import Selection
 
@@ -16,7 +31,13 @@ P = "dfx-demo-project"
 ORDERS = TableRef(P, "shop", "orders")
 CUSTOMERS = TableRef(P, "shop", "customers")
 SCHEMAS = {
-    ORDERS: {"order_id": "INT64", "customer_id": "INT64", "status": "STRING", "amount": "NUMERIC", "order_date": "DATE"},
+    ORDERS: {
+        "order_id": "INT64",
+        "customer_id": "INT64",
+        "status": "STRING",
+        "amount": "NUMERIC",
+        "order_date": "DATE",
+    },
     CUSTOMERS: {"customer_id": "INT64", "email": "STRING", "country": "STRING"},
 }
 PII = f"projects/{P}/locations/us/taxonomies/1/policyTags/pii"
@@ -24,7 +45,17 @@ SELECTION = Selection(datasets={"shop": ["orders", "customers"]})
 
 
 def spec(**changes) -> MetricSpec:  # noqa: ANN003
-    return MetricSpec.model_validate({"name": "revenue", "table": "shop.orders", "measure": "SUM", "column": "amount", "group_by": ["status"], "time_column": "order_date", **changes})
+    return MetricSpec.model_validate(
+        {
+            "name": "revenue",
+            "table": "shop.orders",
+            "measure": "SUM",
+            "column": "amount",
+            "group_by": ["status"],
+            "time_column": "order_date",
+            **changes,
+        }
+    )
 
 
 # ---------------------------------------------------------------- specs
@@ -43,19 +74,32 @@ def test_spec_becomes_quoted_sql_with_a_pruning_date_filter() -> None:
 
 @pytest.mark.parametrize(
     ("measure", "column", "expression"),
-    [("SUM", "amount", "SUM(`amount`)"), ("AVG", "amount", "AVG(`amount`)"), ("COUNT", None, "COUNT(*)"),
-     ("COUNT", "order_id", "COUNT(`order_id`)"), ("COUNT DISTINCT", "customer_id", "COUNT(DISTINCT `customer_id`)"),
-     ("count_distinct", "customer_id", "COUNT(DISTINCT `customer_id`)")],
+    [
+        ("SUM", "amount", "SUM(`amount`)"),
+        ("AVG", "amount", "AVG(`amount`)"),
+        ("COUNT", None, "COUNT(*)"),
+        ("COUNT", "order_id", "COUNT(`order_id`)"),
+        ("COUNT DISTINCT", "customer_id", "COUNT(DISTINCT `customer_id`)"),
+        ("count_distinct", "customer_id", "COUNT(DISTINCT `customer_id`)"),
+    ],
 )
 def test_measures_come_from_an_allowlist(measure: str, column: str | None, expression: str) -> None:
-    assert expression in build_query(spec(measure=measure, column=column, group_by=[]), P, date(2024, 1, 1), date(2024, 1, 1)).sql
+    assert (
+        expression
+        in build_query(spec(measure=measure, column=column, group_by=[]), P, date(2024, 1, 1), date(2024, 1, 1)).sql
+    )
 
 
 @pytest.mark.parametrize(
     "changes",
     [
-        {"column": "amount`) FROM x; --"}, {"column": "amount;"}, {"group_by": ["status`"]}, {"time_column": "order_date; DROP"},
-        {"table": "shop.orders`"}, {"table": "shop;orders"}, {"table": "orders"},
+        {"column": "amount`) FROM x; --"},
+        {"column": "amount;"},
+        {"group_by": ["status`"]},
+        {"time_column": "order_date; DROP"},
+        {"table": "shop.orders`"},
+        {"table": "shop;orders"},
+        {"table": "orders"},
     ],
 )
 def test_identifiers_with_backticks_or_semicolons_are_refused(changes: dict) -> None:
@@ -66,9 +110,12 @@ def test_identifiers_with_backticks_or_semicolons_are_refused(changes: dict) -> 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"measure": "MAX"}, "not one of SUM, COUNT, COUNT_DISTINCT, AVG"), ({"measure": "SUM", "column": None}, "SUM needs a column"),
-        ({"group_by": ["status", "status"]}, "repeats"), ({"group_by": ["dfx_value"]}, "reserved"),
-        ({"group_by": ["a", "b", "c", "d", "e"]}, "at most 4"), ({"name": "Revenue Total"}, None),
+        ({"measure": "MAX"}, "not one of SUM, COUNT, COUNT_DISTINCT, AVG"),
+        ({"measure": "SUM", "column": None}, "SUM needs a column"),
+        ({"group_by": ["status", "status"]}, "repeats"),
+        ({"group_by": ["dfx_value"]}, "reserved"),
+        ({"group_by": ["a", "b", "c", "d", "e"]}, "at most 4"),
+        ({"name": "Revenue Total"}, None),
     ],
 )
 def test_bad_specs_are_clear_config_errors(changes: dict, message: str | None) -> None:
@@ -86,18 +133,30 @@ def test_spec_names_are_unique_and_the_list_is_a_list() -> None:
 
 def test_spec_problems_against_schema_selection_and_tags() -> None:
     tables = {
-        "shop.orders": TableInfo({"amount": "NUMERIC", "status": "STRING", "order_date": "DATE", "created_at": "TIMESTAMP"}, "order_date"),
-        "shop.customers": TableInfo({"email": "STRING", "signed_up_on": "DATE", "country": "STRING"}, None, {"email": (PII,)}),
+        "shop.orders": TableInfo(
+            {"amount": "NUMERIC", "status": "STRING", "order_date": "DATE", "created_at": "TIMESTAMP"}, "order_date"
+        ),
+        "shop.customers": TableInfo(
+            {"email": "STRING", "signed_up_on": "DATE", "country": "STRING"}, None, {"email": (PII,)}
+        ),
     }
     assert spec_problems(spec(), SELECTION, tables) == []
     assert "does not exist" in spec_problems(spec(column="discount"), SELECTION, tables)[0]
     assert "a DATE column is required" in " ".join(spec_problems(spec(time_column="created_at"), SELECTION, tables))
-    assert "not shop.orders's partitioning column" in " ".join(spec_problems(spec(time_column="created_at"), SELECTION, tables))
+    assert "not shop.orders's partitioning column" in " ".join(
+        spec_problems(spec(time_column="created_at"), SELECTION, tables)
+    )
     assert "needs a numeric column" in " ".join(spec_problems(spec(column="status"), SELECTION, tables))
     assert "is not selected" in spec_problems(spec(table="shop.web_events"), SELECTION, tables)[0]
     narrowed = Selection(datasets={"shop": ["orders"]}, objects={"shop.orders": ["amount", "order_date"]})
     assert "shop.orders.status is not selected" in " ".join(spec_problems(spec(), narrowed, tables))
-    tagged = spec(table="shop.customers", measure="COUNT_DISTINCT", column="email", group_by=["country"], time_column="signed_up_on")
+    tagged = spec(
+        table="shop.customers",
+        measure="COUNT_DISTINCT",
+        column="email",
+        group_by=["country"],
+        time_column="signed_up_on",
+    )
     assert "policy tag" in " ".join(spec_problems(tagged, SELECTION, tables))
     assert spec_problems(tagged, SELECTION, tables, granted_tags=[PII]) == []
 
@@ -125,10 +184,17 @@ def test_result_rows_become_metric_rows_per_day_and_group() -> None:
 @pytest.mark.parametrize(
     "sql",
     [
-        "DELETE FROM shop.orders WHERE TRUE", "UPDATE shop.orders SET amount = 0 WHERE TRUE", "DROP TABLE shop.orders",
-        "INSERT INTO shop.orders (order_id) VALUES (1)", "CREATE TABLE shop.x AS SELECT 1 AS a",
-        "SELECT 1 AS a; DROP TABLE shop.orders", "SELECT 1 AS a; SELECT 2 AS b", "MERGE shop.orders t USING shop.orders s ON FALSE WHEN NOT MATCHED THEN INSERT ROW",
-        "", "   ", "SELEC 1",
+        "DELETE FROM shop.orders WHERE TRUE",
+        "UPDATE shop.orders SET amount = 0 WHERE TRUE",
+        "DROP TABLE shop.orders",
+        "INSERT INTO shop.orders (order_id) VALUES (1)",
+        "CREATE TABLE shop.x AS SELECT 1 AS a",
+        "SELECT 1 AS a; DROP TABLE shop.orders",
+        "SELECT 1 AS a; SELECT 2 AS b",
+        "MERGE shop.orders t USING shop.orders s ON FALSE WHEN NOT MATCHED THEN INSERT ROW",
+        "",
+        "   ",
+        "SELEC 1",
     ],
 )
 def test_anything_but_one_select_is_refused(sql: str) -> None:
@@ -137,13 +203,17 @@ def test_anything_but_one_select_is_refused(sql: str) -> None:
 
 
 def test_tables_named_in_sql_are_qualified_and_checked_against_the_selection() -> None:
-    tree = parse_select("WITH recent AS (SELECT * FROM shop.orders) SELECT COUNT(*) AS n FROM recent JOIN `dfx-demo-project.shop.customers` c ON TRUE")
+    tree = parse_select(
+        "WITH recent AS (SELECT * FROM shop.orders) SELECT COUNT(*) AS n FROM recent JOIN `dfx-demo-project.shop.customers` c ON TRUE"
+    )
     assert table_refs(tree, P) == [CUSTOMERS, ORDERS]  # the CTE is not a table
     check_tables(table_refs(tree, P), SELECTION, P, "the query")
     with pytest.raises(QueryRefused, match="finance.invoices"):
         check_tables(table_refs(parse_select("SELECT amount FROM finance.invoices"), P), SELECTION, P, "the query")
     with pytest.raises(QueryRefused, match="other-project"):
-        check_tables(table_refs(parse_select("SELECT amount FROM `other-project.shop.orders`"), P), SELECTION, P, "the query")
+        check_tables(
+            table_refs(parse_select("SELECT amount FROM `other-project.shop.orders`"), P), SELECTION, P, "the query"
+        )
     with pytest.raises(QueryRefused, match="qualified with its dataset"):
         table_refs(parse_select("SELECT amount FROM orders"), P)
     with pytest.raises(QueryRefused, match="table reference refused"):
@@ -157,7 +227,9 @@ def test_columns_are_attributed_to_their_tables_with_stars_expanded() -> None:
     assert columns("SELECT COUNT(*) AS n FROM shop.orders") == {}
     assert columns("SELECT * FROM shop.orders")[ORDERS] == set(SCHEMAS[ORDERS])
     assert columns("SELECT o.* FROM shop.orders o")[ORDERS] == set(SCHEMAS[ORDERS])
-    joined = columns("SELECT c.country, SUM(o.amount) AS v FROM shop.orders o JOIN shop.customers c USING (customer_id) GROUP BY c.country ORDER BY v")
+    joined = columns(
+        "SELECT c.country, SUM(o.amount) AS v FROM shop.orders o JOIN shop.customers c USING (customer_id) GROUP BY c.country ORDER BY v"
+    )
     assert joined == {ORDERS: {"amount", "customer_id"}, CUSTOMERS: {"country", "customer_id"}}
     # A subquery that selects a column nobody uses still reads it: the check stays conservative.
     assert columns("SELECT n FROM (SELECT country AS n, email FROM shop.customers)")[CUSTOMERS] == {"country", "email"}
@@ -172,8 +244,12 @@ def test_tagged_and_unselected_columns_are_refused_unless_granted() -> None:
         check_columns(referenced_columns(parse_select(sql), SCHEMAS, P), selection, tagged, granted)
 
     check("SELECT country, COUNT(*) AS n FROM shop.customers GROUP BY country")
-    for sql in ("SELECT email FROM shop.customers", "SELECT * FROM shop.customers", "SELECT COUNT(DISTINCT LOWER(email)) AS n FROM shop.customers",
-                "WITH x AS (SELECT email AS e FROM shop.customers) SELECT COUNT(*) AS n FROM x WHERE e LIKE '%@x'"):
+    for sql in (
+        "SELECT email FROM shop.customers",
+        "SELECT * FROM shop.customers",
+        "SELECT COUNT(DISTINCT LOWER(email)) AS n FROM shop.customers",
+        "WITH x AS (SELECT email AS e FROM shop.customers) SELECT COUNT(*) AS n FROM x WHERE e LIKE '%@x'",
+    ):
         with pytest.raises(QueryRefused, match="policy tag"):
             check(sql)
     check("SELECT email FROM shop.customers", granted=(PII,))

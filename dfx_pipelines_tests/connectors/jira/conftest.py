@@ -12,7 +12,12 @@ from dfx_pipelines.connectors.jira.assets import METRIC_ASSETS
 from dfx_pipelines.connectors.jira.connect import connect_jira_cloud, connect_jira_token
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
-from dfx_pipelines.connectors.jira.sandbox.server import DEFAULT_REDIRECT_URI, RunningJiraSandbox, complete_consent, start_jira_sandbox
+from dfx_pipelines.connectors.jira.sandbox.server import (
+    DEFAULT_REDIRECT_URI,
+    RunningJiraSandbox,
+    complete_consent,
+    start_jira_sandbox,
+)
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.registry import Connection, Workspace
 from dfx_pipelines.platform.resources import PlatformResource
@@ -20,7 +25,10 @@ from dfx_pipelines.platform.services import Platform
 
 SEED, ISSUES = 11, 300
 SELECTION = {"projects": ["ALPHA", "BETA", "OPS"], "boards": [1, 2]}
-FIELD_MAPPER = [{"target": "story_points", "source": "customfield_10016"}, {"target": "team", "source": "customfield_10001"}]
+FIELD_MAPPER = [
+    {"target": "story_points", "source": "customfield_10016"},
+    {"target": "team", "source": "customfield_10001"},
+]
 
 
 def make_sandbox(flavour: str = "cloud", issues: int = ISSUES, **options: Any) -> RunningJiraSandbox:
@@ -42,14 +50,25 @@ def _reset_jira_faults(request: pytest.FixtureRequest) -> None:
 
 
 def resource_for(sandbox: RunningJiraSandbox) -> JiraResource:
-    return JiraResource(client_id=sandbox.app.oauth.client_id, client_secret=sandbox.app.oauth.client_secret, sandbox_ca_path=sandbox.ca_pem_path)
+    return JiraResource(
+        client_id=sandbox.app.oauth.client_id,
+        client_secret=sandbox.app.oauth.client_secret,
+        sandbox_ca_path=sandbox.ca_pem_path,
+    )
 
 
 def connect_cloud(platform: Platform, sandbox: RunningJiraSandbox, **overrides: Any) -> Connection:
     """The real 3LO flow: authorize URL with state + PKCE, programmatic consent, code exchange,
     accessible-resources, selection checks and field discovery."""
     resource = resource_for(sandbox)
-    config = {"id": "jira-acme", "workspace_id": "acme", "display_name": "Acme Jira", "selection": SELECTION, "field_mapper": FIELD_MAPPER, **overrides.pop("config", {})}
+    config = {
+        "id": "jira-acme",
+        "workspace_id": "acme",
+        "display_name": "Acme Jira",
+        "selection": SELECTION,
+        "field_mapper": FIELD_MAPPER,
+        **overrides.pop("config", {}),
+    }
     return connect_jira_cloud(
         platform, config=config, session=resource.session(platform), token_session=resource.token_session(platform),
         client_id=resource.client_id, client_secret=resource.client_secret, redirect_uri=DEFAULT_REDIRECT_URI,
@@ -59,10 +78,21 @@ def connect_cloud(platform: Platform, sandbox: RunningJiraSandbox, **overrides: 
 
 
 def connect_datacenter(platform: Platform, sandbox: RunningJiraSandbox, **overrides: Any) -> Connection:
-    config = {"id": "jira-dc", "workspace_id": "acme", "display_name": "Acme Jira DC", "selection": SELECTION, "field_mapper": FIELD_MAPPER, **overrides.pop("config", {})}
+    config = {
+        "id": "jira-dc",
+        "workspace_id": "acme",
+        "display_name": "Acme Jira DC",
+        "selection": SELECTION,
+        "field_mapper": FIELD_MAPPER,
+        **overrides.pop("config", {}),
+    }
     return connect_jira_token(
-        platform, config=config, session=resource_for(sandbox).session(platform), base_url=overrides.pop("base_url", sandbox.url),
-        personal_access_token=overrides.pop("personal_access_token", sandbox.personal_access_token), **overrides,
+        platform,
+        config=config,
+        session=resource_for(sandbox).session(platform),
+        base_url=overrides.pop("base_url", sandbox.url),
+        personal_access_token=overrides.pop("personal_access_token", sandbox.personal_access_token),
+        **overrides,
     )
 
 
@@ -81,15 +111,30 @@ class Materializer:
     def __init__(self, platform: Platform, resource: JiraResource, instance: dg.DagsterInstance):
         self.platform, self.resource, self.instance = platform, resource, instance
 
-    def __call__(self, metrics: list[str], partition_key: Any = None, tags: dict[str, str] | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def __call__(
+        self,
+        metrics: list[str],
+        partition_key: Any = None,
+        tags: dict[str, str] | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
         sync_partitions(self.instance, self.platform.registry, ["jira"])
         selected = [a for a in METRIC_ASSETS if a.key.path[-1] in metrics]
         assert len(selected) == len(metrics), f"unknown metrics in {metrics}"
         resources = {
-            "platform": PlatformResource(home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url),
+            "platform": PlatformResource(
+                home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url
+            ),
             "jira": self.resource,
         }
-        return dg.materialize(selected, partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=raise_on_error, resources=resources)
+        return dg.materialize(
+            selected,
+            partition_key=partition_key,
+            instance=self.instance,
+            tags=tags,
+            raise_on_error=raise_on_error,
+            resources=resources,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +146,10 @@ def dagster_instance(tmp_path_factory) -> Iterator[dg.DagsterInstance]:  # noqa:
 
 
 def range_tags(connection_id: str, first: Any, last: Any) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": f"{connection_id}|{first}", "dagster/asset_partition_range_end": f"{connection_id}|{last}"}
+    return {
+        "dagster/asset_partition_range_start": f"{connection_id}|{first}",
+        "dagster/asset_partition_range_end": f"{connection_id}|{last}",
+    }
 
 
 def stored(platform: Platform, connection_id: str, metric: str) -> dict[tuple, float | None]:

@@ -73,7 +73,7 @@ def cycle_dates(site: JiraSite, record, last: int | None = None) -> tuple[date |
             continue
         index = STAGES.index(status)
         dates[index] = dates[index] or day(at)
-        dates[index + 1:] = [None] * (len(STAGES) - index - 1)
+        dates[index + 1 :] = [None] * (len(STAGES) - index - 1)
     following = None
     for index in reversed(range(len(STAGES))):
         dates[index] = following = dates[index] or following
@@ -166,7 +166,9 @@ def _at(timeline: list, moment: float):  # noqa: ANN202
 
 def velocity(site: JiraSite, board_id: int) -> dict[str, tuple[float, float]]:
     """Per started sprint of the board: (committed points at start, completed points within the sprint)."""
-    sprint_ids = lambda item, side: frozenset(s.strip() for s in str(item[1 if side == "from" else 3] or "").split(",") if s.strip())  # noqa: E731
+    sprint_ids = lambda item, side: frozenset(
+        s.strip() for s in str(item[1 if side == "from" else 3] or "").split(",") if s.strip()
+    )  # noqa: E731
     points = lambda item, side: float(item[2 if side == "from" else 4]) if item[2 if side == "from" else 4] else None  # noqa: E731
     done_ids = {s.id for s in catalog.STATUSES if s.category is catalog.CATEGORY_DONE}
     result = {}
@@ -174,19 +176,31 @@ def velocity(site: JiraSite, board_id: int) -> dict[str, tuple[float, float]]:
         start, end = sprint.start, sprint.complete or sprint.end
         committed = completed = 0.0
         for record in site.issues:
-            in_sprint = _timeline(site, record, catalog.SPRINT_FIELD, frozenset(str(s) for s in record.sprints), sprint_ids)
+            in_sprint = _timeline(
+                site, record, catalog.SPRINT_FIELD, frozenset(str(s) for s in record.sprints), sprint_ids
+            )
             if not any(str(sprint.id) in value for _, value in in_sprint):
                 continue
             estimate = _timeline(site, record, catalog.STORY_POINTS_FIELD, record.points, points)
-            status = _timeline(site, record, "status", record.status_id, lambda item, side: str(item[1 if side == "from" else 3]))
-            resolved = _timeline(site, record, "resolution", record.resolution >= 0, lambda item, side: bool(item[1 if side == "from" else 3]))
+            status = _timeline(
+                site, record, "status", record.status_id, lambda item, side: str(item[1 if side == "from" else 3])
+            )
+            resolved = _timeline(
+                site,
+                record,
+                "resolution",
+                record.resolution >= 0,
+                lambda item, side: bool(item[1 if side == "from" else 3]),
+            )
             if record.created <= start and str(sprint.id) in _at(in_sprint, start):
                 committed += _at(estimate, start) or 0.0
             if record.created <= end and str(sprint.id) in _at(in_sprint, end):
                 flips = sorted({at for at, _ in status[1:]} | {at for at, _ in resolved[1:]})
                 is_done = lambda t: _at(status, t) in done_ids or _at(resolved, t)  # noqa: E731
                 if is_done(end):
-                    became = max([t for t in flips if t <= end and is_done(t) and not is_done(t - 0.0005)] or [record.created])
+                    became = max(
+                        [t for t in flips if t <= end and is_done(t) and not is_done(t - 0.0005)] or [record.created]
+                    )
                     if became >= start:
                         completed += _at(estimate, end) or 0.0
         result[str(sprint.id)] = (committed, completed)

@@ -27,7 +27,10 @@ def test_a_401_refreshes_and_the_rotated_refresh_token_is_stored(platform, cloud
     assert jira_cloud.app.oauth.access_grant(new_access) is not None
     assert not jira_cloud.app.oauth.family_revoked(new_refresh)  # the stored token is the live one
     # A second client of the same connection starts from the vault: the rotated tokens, no refresh.
-    assert resource_for(jira_cloud).client(platform, cloud_connection).fields() and len([p for p in sandbox_paths(jira_cloud) if p == "/oauth/token"]) == 2
+    assert (
+        resource_for(jira_cloud).client(platform, cloud_connection).fields()
+        and len([p for p in sandbox_paths(jira_cloud) if p == "/oauth/token"]) == 2
+    )
 
 
 def test_a_rotated_away_refresh_token_fails_with_a_clear_error(platform, cloud_connection, jira_cloud) -> None:
@@ -38,7 +41,9 @@ def test_a_rotated_away_refresh_token_fails_with_a_clear_error(platform, cloud_c
     platform.vault.put(ref, stale)  # e.g. a restored backup of the vault
     jira_cloud.site.advance(timedelta(seconds=REUSE_LEEWAY + 1))  # past Atlassian's reuse leeway
     jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
-    with pytest.raises(AuthError, match="rotated away by another refresh or the grant was revoked.*authorized again") as error:
+    with pytest.raises(
+        AuthError, match="rotated away by another refresh or the grant was revoked.*authorized again"
+    ) as error:
         resource_for(jira_cloud).client(platform, cloud_connection).fields()
     assert stale not in str(error.value)
     assert jira_cloud.app.oauth.family_revoked(stale)  # Atlassian treats reuse as a leak and kills the grant
@@ -53,7 +58,9 @@ TOKEN_FAULTS = [
 
 
 @pytest.mark.parametrize("fault", TOKEN_FAULTS)
-def test_a_refresh_that_fails_in_transit_is_retried_without_burning_the_grant(platform, cloud_connection, jira_cloud, fault) -> None:
+def test_a_refresh_that_fails_in_transit_is_retried_without_burning_the_grant(
+    platform, cloud_connection, jira_cloud, fault
+) -> None:
     """The refresh POST is retried with the same refresh token. When Atlassian had already rotated it (the
     answer was lost), its reuse leeway answers the retry with a fresh pair; the grant lives on."""
     refs = cloud_connection.secret_ref("oauth_refresh_token"), cloud_connection.secret_ref("oauth_access_token")
@@ -77,7 +84,9 @@ def test_a_refresh_that_fails_in_transit_is_retried_without_burning_the_grant(pl
     assert not jira_cloud.app.oauth.family_revoked(platform.vault.get(refs[0]).get_secret_value())
 
 
-def test_a_token_refused_again_right_after_a_refresh_is_refreshed_again_but_not_forever(platform, cloud_connection, jira_cloud) -> None:
+def test_a_token_refused_again_right_after_a_refresh_is_refreshed_again_but_not_forever(
+    platform, cloud_connection, jira_cloud
+) -> None:
     from dfx_pipelines.connectors.jira.client import MAX_REFRESHES_PER_CALL
 
     jira_cloud.faults.inject("expire_token", count=2, path_prefix="/ex/jira/")
@@ -88,7 +97,9 @@ def test_a_token_refused_again_right_after_a_refresh_is_refreshed_again_but_not_
     with pytest.raises(AuthError, match=f"refused even after {MAX_REFRESHES_PER_CALL} refreshes"):
         client.fields()
     assert sandbox_paths(jira_cloud, mark).count("/oauth/token") == MAX_REFRESHES_PER_CALL
-    assert not jira_cloud.app.oauth.family_revoked(platform.vault.get(cloud_connection.secret_ref("oauth_refresh_token")).get_secret_value())
+    assert not jira_cloud.app.oauth.family_revoked(
+        platform.vault.get(cloud_connection.secret_ref("oauth_refresh_token")).get_secret_value()
+    )
 
 
 def test_the_sandbox_honours_atlassians_reuse_leeway_and_no_more(platform, cloud_connection, jira_cloud) -> None:
@@ -96,7 +107,9 @@ def test_the_sandbox_honours_atlassians_reuse_leeway_and_no_more(platform, cloud
     app, session = jira_cloud.app.oauth, oauth.token_session(jira_cloud.ca_pem_path)
 
     def refresh(token: str) -> str:
-        tokens = oauth.refresh(session, jira_cloud.auth_url, app.client_id, app.client_secret, token, sandbox_allowed=True)
+        tokens = oauth.refresh(
+            session, jira_cloud.auth_url, app.client_id, app.client_secret, token, sandbox_allowed=True
+        )
         return tokens.refresh_token.get_secret_value()
 
     original = platform.vault.get(cloud_connection.secret_ref("oauth_refresh_token")).get_secret_value()
@@ -111,20 +124,30 @@ def test_the_sandbox_honours_atlassians_reuse_leeway_and_no_more(platform, cloud
     assert app.family_revoked(newer)
 
 
-def test_a_revoked_connection_fails_at_the_first_step_with_no_request(platform, cloud_connection, jira_cloud, dagster_instance) -> None:
+def test_a_revoked_connection_fails_at_the_first_step_with_no_request(
+    platform, cloud_connection, jira_cloud, dagster_instance
+) -> None:
     platform.registry.set_status(cloud_connection.id, ConnectionStatus.REVOKED)
     before = len(jira_cloud.requests)
-    result = Materializer(platform, resource_for(jira_cloud), dagster_instance)(["issue_count"], partition_key=cloud_connection.id, raise_on_error=False)
+    result = Materializer(platform, resource_for(jira_cloud), dagster_instance)(
+        ["issue_count"], partition_key=cloud_connection.id, raise_on_error=False
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.event_specific_data.error
-    assert error.cause.cls_name == "ConnectionInactiveError" and "is revoked: no data is read from it" in error.cause.message
+    assert (
+        error.cause.cls_name == "ConnectionInactiveError"
+        and "is revoked: no data is read from it" in error.cause.message
+    )
     assert jira_cloud.requests[before:] == []
 
 
 def test_tokens_go_only_to_atlassian_hosts(vendor_dns: list[str]) -> None:
     cloud_id = "c9e5fda1-f8a5-5b25-af2a-cf53be1f99d7"
-    assert auth.check_gateway_base(f"https://api.atlassian.com/ex/jira/{cloud_id}", sandbox_allowed=False) == f"https://api.atlassian.com/ex/jira/{cloud_id}"
+    assert (
+        auth.check_gateway_base(f"https://api.atlassian.com/ex/jira/{cloud_id}", sandbox_allowed=False)
+        == f"https://api.atlassian.com/ex/jira/{cloud_id}"
+    )
     for bad in (
         f"https://api.atlassian.com.evil.test/ex/jira/{cloud_id}",
         f"https://evil.test/ex/jira/{cloud_id}",
@@ -135,7 +158,12 @@ def test_tokens_go_only_to_atlassian_hosts(vendor_dns: list[str]) -> None:
         with pytest.raises(UnsafeDestinationError):
             auth.check_gateway_base(bad, sandbox_allowed=False)
     assert auth.check_cloud_site("https://acme.atlassian.net", sandbox_allowed=False) == "https://acme.atlassian.net"
-    for bad in ("https://atlassian.net", "https://acme.atlassian.net.evil.test", "http://acme.atlassian.net", "https://acme.atlassian.net/x?y=1"):
+    for bad in (
+        "https://atlassian.net",
+        "https://acme.atlassian.net.evil.test",
+        "http://acme.atlassian.net",
+        "https://acme.atlassian.net/x?y=1",
+    ):
         with pytest.raises(UnsafeDestinationError):
             auth.check_cloud_site(bad, sandbox_allowed=False)
 
@@ -148,7 +176,10 @@ def test_production_refuses_the_sandbox_and_private_addresses_need_the_allowance
     private = {"flavour": "datacenter", "auth": "pat", "api_base": "https://10.0.0.7/jira"}
     with pytest.raises(UnsafeDestinationError, match="allow_private_address"):
         checked_base(private, settings, sandbox_allowed=False)
-    assert checked_base(private, ConnectionSettings(allow_private_address=True), sandbox_allowed=False) == "https://10.0.0.7/jira"
+    assert (
+        checked_base(private, ConnectionSettings(allow_private_address=True), sandbox_allowed=False)
+        == "https://10.0.0.7/jira"
+    )
     mapped_metadata = {**private, "api_base": "https://[::ffff:169.254.169.254]"}
     with pytest.raises(UnsafeDestinationError, match="metadata"):
         checked_base(mapped_metadata, ConnectionSettings(allow_private_address=True), sandbox_allowed=False)

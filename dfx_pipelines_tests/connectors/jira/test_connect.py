@@ -16,12 +16,17 @@ def assert_nothing_stored(platform, slug: str = "jira-acme") -> None:  # noqa: A
     assert platform.vault.data_key_id("acme", slug) is None
 
 
-def test_cloud_oauth_connect_keeps_tokens_only_in_the_vault_and_discovers_fields(platform, workspace: Workspace, jira_cloud) -> None:
+def test_cloud_oauth_connect_keeps_tokens_only_in_the_vault_and_discovers_fields(
+    platform, workspace: Workspace, jira_cloud
+) -> None:
     connection = connect_cloud(platform, jira_cloud)
     assert connection.endpoint["api_base"] == f"{jira_cloud.url}/ex/jira/{jira_cloud.cloud_id}"
     assert connection.endpoint["cloud_id"] == jira_cloud.cloud_id
     fields = connection.discovered["fields"]
-    assert fields["customfield_10016"]["name"] == "Story point estimate" and fields["customfield_10016"]["schema"]["type"] == "number"
+    assert (
+        fields["customfield_10016"]["name"] == "Story point estimate"
+        and fields["customfield_10016"]["schema"]["type"] == "number"
+    )
     assert fields["customfield_10001"]["name"] == "Team" and "summary" not in fields  # custom fields only
     assert connection.discovered["sprint_field"] == "customfield_10020"
     assert connection.discovered["boards"]["1"] == {"project": "ALPHA", "type": "scrum", "name": "ALPHA board"}
@@ -33,7 +38,11 @@ def test_cloud_oauth_connect_keeps_tokens_only_in_the_vault_and_discovers_fields
     assert access.encode() not in raw and refresh.encode() not in raw
     # The 3LO flow as Atlassian wants it: state + S256 challenge on authorize, the verifier on exchange.
     authorize = next(r for r in jira_cloud.requests if r.path == "/authorize")
-    assert authorize.arg("code_challenge_method") == "S256" and authorize.arg("state") and authorize.arg("audience") == "api.atlassian.com"
+    assert (
+        authorize.arg("code_challenge_method") == "S256"
+        and authorize.arg("state")
+        and authorize.arg("audience") == "api.atlassian.com"
+    )
     assert set(authorize.arg("scope").split()) <= set(READ_SCOPES.split())
     token_call = [r for r in jira_cloud.requests if r.path == "/oauth/token"][-1]
     assert len(token_call.json()["code_verifier"]) >= 43
@@ -43,7 +52,10 @@ def test_datacenter_token_connect(platform, workspace: Workspace) -> None:
     with make_sandbox("datacenter") as datacenter:
         connection = connect_datacenter(platform, datacenter)
         assert connection.endpoint == {"flavour": "datacenter", "auth": "pat", "api_base": datacenter.url}
-        assert platform.vault.get(connection.secret_ref("api_token")).get_secret_value() == datacenter.personal_access_token
+        assert (
+            platform.vault.get(connection.secret_ref("api_token")).get_secret_value()
+            == datacenter.personal_access_token
+        )
         assert connection.discovered["fields"]["customfield_10016"]["name"] == "Story Points"
         assert connection.discovered["epic_link_field"] == "customfield_10014"
         with pytest.raises(AuthError, match="401"):
@@ -78,7 +90,9 @@ def test_a_grant_missing_a_needed_scope_is_refused(platform, workspace: Workspac
         ({"projects": ["ALPHA"], "boards": [-1]}, "board"),
     ],
 )
-def test_hostile_project_keys_and_board_ids_are_refused_before_any_request(platform, workspace: Workspace, jira_cloud, selection: dict, error: str) -> None:
+def test_hostile_project_keys_and_board_ids_are_refused_before_any_request(
+    platform, workspace: Workspace, jira_cloud, selection: dict, error: str
+) -> None:
     before = len(jira_cloud.requests)
     with pytest.raises((ConfigError, IdentifierError), match=error):
         connect_cloud(platform, jira_cloud, config={"selection": selection})
@@ -100,10 +114,14 @@ def test_hostile_project_keys_and_board_ids_are_refused_before_any_request(platf
         ("https://user:pw@jira.example.com", True, "no user name or password"),
     ],
 )
-def test_datacenter_urls_on_private_or_metadata_addresses_are_refused_with_no_request(platform, workspace: Workspace, jira_cloud, base_url: str, allow: bool, error: str) -> None:
+def test_datacenter_urls_on_private_or_metadata_addresses_are_refused_with_no_request(
+    platform, workspace: Workspace, jira_cloud, base_url: str, allow: bool, error: str
+) -> None:
     before = len(jira_cloud.requests)
     with pytest.raises(UnsafeDestinationError, match=error):
-        connect_datacenter(platform, jira_cloud, base_url=base_url, config={"settings": {"allow_private_address": allow}})
+        connect_datacenter(
+            platform, jira_cloud, base_url=base_url, config={"settings": {"allow_private_address": allow}}
+        )
     assert jira_cloud.requests[before:] == []
     assert_nothing_stored(platform, "jira-dc")
 
@@ -116,7 +134,9 @@ def test_datacenter_urls_on_private_or_metadata_addresses_are_refused_with_no_re
         ("auth_url", "http://127.0.0.1:1", "https"),
     ],
 )
-def test_oauth_hosts_other_than_atlassians_are_refused_before_consent(platform, workspace: Workspace, jira_cloud, where: str, url: str, error: str) -> None:
+def test_oauth_hosts_other_than_atlassians_are_refused_before_consent(
+    platform, workspace: Workspace, jira_cloud, where: str, url: str, error: str
+) -> None:
     before = len(jira_cloud.requests)
     with pytest.raises(UnsafeDestinationError, match=error):
         connect_cloud(platform, jira_cloud, **{where: url})
@@ -126,14 +146,25 @@ def test_oauth_hosts_other_than_atlassians_are_refused_before_consent(platform, 
 @pytest.mark.parametrize(
     "config, problem",
     [
-        ({"field_mapper": [{"target": "story_points", "source": "customfield_99999"}]}, "customfield_99999: not a custom field discovered"),
-        ({"field_mapper": [{"target": "story_points", "source": "customfield_10001"}]}, "story points must map a number field"),
-        ({"selection": {"projects": ["ALPHA"], "boards": [2]}}, "board 2 belongs to project BETA, which is not selected"),
+        (
+            {"field_mapper": [{"target": "story_points", "source": "customfield_99999"}]},
+            "customfield_99999: not a custom field discovered",
+        ),
+        (
+            {"field_mapper": [{"target": "story_points", "source": "customfield_10001"}]},
+            "story points must map a number field",
+        ),
+        (
+            {"selection": {"projects": ["ALPHA"], "boards": [2]}},
+            "board 2 belongs to project BETA, which is not selected",
+        ),
         ({"selection": {"projects": ["ALPHA", "NOPE"]}}, "project NOPE is not visible"),
         ({"selection": {"projects": ["ALPHA"], "boards": [99]}}, "board 99 is not visible"),
     ],
 )
-def test_selection_and_field_mapper_are_checked_against_the_site(platform, workspace: Workspace, jira_cloud, config: dict, problem: str) -> None:
+def test_selection_and_field_mapper_are_checked_against_the_site(
+    platform, workspace: Workspace, jira_cloud, config: dict, problem: str
+) -> None:
     with pytest.raises(ConfigError, match=problem):
         connect_cloud(platform, jira_cloud, config={"field_mapper": [], **config})
     assert_nothing_stored(platform)

@@ -37,7 +37,9 @@ def stored_values(platform, connection_id: str) -> dict[tuple, float | None]:  #
     }
 
 
-def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(platform, workspace, site, dagster_instance) -> None:  # noqa: ANN001
+def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
+    platform, workspace, site, dagster_instance
+) -> None:  # noqa: ANN001
     connection = connect_cloud(platform, site)
     resource = JiraResource(
         client_id=site.app.oauth.client_id, client_secret=site.app.oauth.client_secret, sandbox_ca_path=site.ca_pem_path,
@@ -64,8 +66,10 @@ def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_value
     failed_token_calls = sum(1 for kind, path in faults.log if path == TOKEN_PATH and kind != "slow")
     refreshes = len(token_calls) - failed_token_calls
     retries = fired["rate_limit"] + fired["server_error"] + fired["drop"]
-    print(f"\nJira under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
-          f"retries {retries}, refreshes {refreshes} ({len(token_calls)} token calls)")
+    print(
+        f"\nJira under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
+        f"retries {retries}, refreshes {refreshes} ({len(token_calls)} token calls)"
+    )
     assert set(fired) == set(KINDS)
     assert failed_token_calls > 0  # the rotating refresh itself was dropped or refused, and recovered
     refresh_token = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()

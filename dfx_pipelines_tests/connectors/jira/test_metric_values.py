@@ -39,7 +39,9 @@ def world(tmp_path_factory):  # noqa: ANN001, ANN201
         materialize = Materializer(platform, resource_for(sandbox), instance)
         snapshot = materialize(SNAPSHOT, partition_key=connection.id)
         daily = materialize(DAILY, tags=range_tags(connection.id, FIRST, LAST))
-    yield SimpleNamespace(platform=platform, sandbox=sandbox, site=sandbox.site, connection=connection, snapshot=snapshot, daily=daily)
+    yield SimpleNamespace(
+        platform=platform, sandbox=sandbox, site=sandbox.site, connection=connection, snapshot=snapshot, daily=daily
+    )
     sandbox.stop()
     dispose_engine(platform.settings.metrics_db_url)
 
@@ -54,8 +56,15 @@ def test_issue_counts_by_every_dimension(world) -> None:  # noqa: ANN001
     assert any(dims and dims[0] == "team" and dims[1] for dims in want)  # the mapped custom field is a dimension
     # What a person sees: what was read, and the result as a table.
     metadata = world.snapshot.asset_materializations_for_node("jira__issue_count")[0].metadata
-    assert metadata["api_calls"].value >= 1 and metadata["records_read"].value == want[()] and metadata["bytes_read"].value > 0
-    assert "| now | issues | (total) |" in metadata["result"].value and 'project in ("ALPHA", "BETA", "OPS")' in metadata["jql"].value
+    assert (
+        metadata["api_calls"].value >= 1
+        and metadata["records_read"].value == want[()]
+        and metadata["bytes_read"].value > 0
+    )
+    assert (
+        "| now | issues | (total) |" in metadata["result"].value
+        and 'project in ("ALPHA", "BETA", "OPS")' in metadata["jql"].value
+    )
 
 
 def test_created_vs_resolved_per_day(world) -> None:  # noqa: ANN001
@@ -63,7 +72,9 @@ def test_created_vs_resolved_per_day(world) -> None:  # noqa: ANN001
     records = expected.issues(world.site, "ALPHA", "BETA", "OPS")
     for day in DAYS:
         assert values[(day, "created", ())] == sum(expected.day(r.created) == day for r in records)
-        assert values[(day, "resolved", ())] == sum(r.resolved is not None and expected.day(r.resolved) == day for r in records)
+        assert values[(day, "resolved", ())] == sum(
+            r.resolved is not None and expected.day(r.resolved) == day for r in records
+        )
     assert sum(values[(d, "resolved", ())] for d in DAYS) > 0
     assert len(world.platform.metric_store.batches("jira-acme")) >= len(DAYS)  # one batch per daily partition
 
@@ -72,8 +83,9 @@ def test_cycle_time_uses_the_full_changelog(world) -> None:  # noqa: ANN001
     site = world.site
     long_issues = [r for r in expected.issues(site, "ALPHA") if len(site.histories(r)) > 40]
     assert long_issues, "the site has an issue whose changelog search would truncate"
-    assert any(expected.cycle_dates(site, r) != expected.cycle_dates(site, r, last=40) for r in long_issues), \
+    assert any(expected.cycle_dates(site, r) != expected.cycle_dates(site, r, last=40) for r in long_issues), (
         "truncating the changelog would change a cycle time: the check below is sensitive to it"
+    )
     values = stored(world.platform, "jira-acme", "cycle_time_days")
     for board, project in ((1, "ALPHA"), (2, "BETA")):
         want = expected.cycle_time_summary(site, project)
@@ -101,7 +113,9 @@ def test_worklog_hours_by_project_component_and_epic(world) -> None:  # noqa: AN
     values = stored(world.platform, "jira-acme", "worklog_hours")
     want = expected.worklog_hours(world.site, ("ALPHA", "BETA", "OPS"), DAYS)
     assert want, "some work was logged in the range"
-    assert {(d, m, dims): v for (d, m, dims), v in values.items()} == {(d, "hours", dims): pytest.approx(v) for (d, dims), v in want.items()}
+    assert {(d, m, dims): v for (d, m, dims), v in values.items()} == {
+        (d, "hours", dims): pytest.approx(v) for (d, dims), v in want.items()
+    }
 
 
 def test_sla_status_per_sla_name(world) -> None:  # noqa: ANN001
@@ -129,8 +143,14 @@ def test_sprint_velocity_committed_and_completed_points(world) -> None:  # noqa:
 
 
 def test_each_day_of_a_range_run_shows_its_own_rows(world) -> None:  # noqa: ANN001
-    batches = {b["partition_key"]: b for b in world.platform.metric_store.batches("jira-acme") if b["metric"] == "created_vs_resolved"}
-    events = {str(m.partition): m.metadata for m in world.daily.asset_materializations_for_node("jira__created_vs_resolved")}
+    batches = {
+        b["partition_key"]: b
+        for b in world.platform.metric_store.batches("jira-acme")
+        if b["metric"] == "created_vs_resolved"
+    }
+    events = {
+        str(m.partition): m.metadata for m in world.daily.asset_materializations_for_node("jira__created_vs_resolved")
+    }
     first = f"jira-acme|{FIRST}"
     assert sorted(events) == sorted(batches) and len(events) > 1
     for key, metadata in events.items():
@@ -138,6 +158,9 @@ def test_each_day_of_a_range_run_shows_its_own_rows(world) -> None:  # noqa: ANN
         assert metadata["dagster/row_count"].value == batches[key]["row_count"]
         assert all(f"| {day} |" in line for line in metadata["result"].value.splitlines()[2:])  # that day's rows only
         if key == first:  # one pass read the whole range: counted on its first day, as in the store
-            assert metadata["api_calls"].value == batches[key]["api_calls"] and metadata["records_read"].value == batches[key]["records_read"]
+            assert (
+                metadata["api_calls"].value == batches[key]["api_calls"]
+                and metadata["records_read"].value == batches[key]["records_read"]
+            )
         else:
             assert metadata["read_counted_on"].value == first and "api_calls" not in metadata

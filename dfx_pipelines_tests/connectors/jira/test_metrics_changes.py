@@ -20,7 +20,9 @@ def at(day: int, hour: int = 12) -> datetime:
 
 
 def history(*changes: tuple[datetime, str]) -> IssueStatusHistory:
-    return IssueStatusHistory("A-1", "Story", "A", changes[0][0], tuple(StatusChange(when, None, name) for when, name in changes))
+    return IssueStatusHistory(
+        "A-1", "Story", "A", changes[0][0], tuple(StatusChange(when, None, name) for when, name in changes)
+    )
 
 
 def test_reopening_moves_the_old_done_day_and_every_wip_day_since() -> None:
@@ -38,12 +40,18 @@ def test_nothing_moves_when_the_replayed_dates_are_the_same() -> None:
 
 def test_an_issue_created_since_moves_its_own_days() -> None:
     new = history((at(2, 9), "In Progress"), (at(2, 11), "Done"))
-    assert flow_days_changed(new, WORKFLOW, datetime(2025, 6, 2, 8, tzinfo=timezone.utc), TODAY) == {"throughput": {TODAY}, "wip": set()}
+    assert flow_days_changed(new, WORKFLOW, datetime(2025, 6, 2, 8, tzinfo=timezone.utc), TODAY) == {
+        "throughput": {TODAY},
+        "wip": set(),
+    }
 
 
 def test_a_cleared_resolution_moves_the_day_it_was_set() -> None:
     resolved_then = at(20)
-    changes = [ChangeHistory(resolved_then, ({"fieldId": "resolution", "from": None, "to": "10000"},)), ChangeHistory(at(2, 10), ({"fieldId": "resolution", "from": "10000", "to": None},))]
+    changes = [
+        ChangeHistory(resolved_then, ({"fieldId": "resolution", "from": None, "to": "10000"},)),
+        ChangeHistory(at(2, 10), ({"fieldId": "resolution", "from": "10000", "to": None},)),
+    ]
     assert resolved_days_changed(changes, at(10), None, SINCE) == {date(2025, 5, 20)}
     # Resolved again since: both days.
     again = changes + [ChangeHistory(at(2, 11), ({"fieldId": "resolution", "from": None, "to": "10000"},))]

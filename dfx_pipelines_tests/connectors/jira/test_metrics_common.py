@@ -44,8 +44,22 @@ def test_timeline_value_at_applies_changes_made_at_or_before_the_moment() -> Non
     assert timeline.value_at(t2) == "c"
 
 
-ALLOWED_TOP_LEVEL = {"__future__", "bisect", "collections", "dataclasses", "datetime", "math", "re", "typing", "dfx_pipelines"}
-ALLOWED_PROJECT = ("dfx_pipelines.platform.errors", "dfx_pipelines.platform.metric_rows", "dfx_pipelines.connectors.jira.metrics")
+ALLOWED_TOP_LEVEL = {
+    "__future__",
+    "bisect",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "math",
+    "re",
+    "typing",
+    "dfx_pipelines",
+}
+ALLOWED_PROJECT = (
+    "dfx_pipelines.platform.errors",
+    "dfx_pipelines.platform.metric_rows",
+    "dfx_pipelines.connectors.jira.metrics",
+)
 
 
 def test_metric_modules_import_no_dagster_client_library_or_io() -> None:

@@ -42,7 +42,11 @@ def issue(
         "fields": {
             "project": {"id": "100", "key": project, "name": "Application"},
             "issuetype": {"id": "1", "name": issue_type},
-            "status": {"id": "3", "name": "In Progress", "statusCategory": {"id": 4, "key": category, "name": "In Progress"}},
+            "status": {
+                "id": "3",
+                "name": "In Progress",
+                "statusCategory": {"id": 4, "key": category, "name": "In Progress"},
+            },
             "priority": {"id": "2", "name": priority} if priority else None,
             "components": [{"id": str(n), "name": name} for n, name in enumerate(components)],
             "parent": parent,
@@ -65,8 +69,15 @@ def attributes(raw: dict) -> IssueAttributes:
 
 def test_adapter_reads_epics_components_and_mapped_fields() -> None:
     labels = [{"value": "a"}, {"value": "b"}, {"value": "a"}]
-    story = attributes(issue("1", components=("API", "Web"), parent=EPIC_PARENT, team={"id": "7", "value": "Core"}, labels=labels))
-    assert (story.project, story.issue_type, story.status_category, story.priority) == ("APP", "Story", "indeterminate", "High")
+    story = attributes(
+        issue("1", components=("API", "Web"), parent=EPIC_PARENT, team={"id": "7", "value": "Core"}, labels=labels)
+    )
+    assert (story.project, story.issue_type, story.status_category, story.priority) == (
+        "APP",
+        "Story",
+        "indeterminate",
+        "High",
+    )
     assert story.components == ("API", "Web")
     assert story.epic == "APP-9"
     assert dict(story.mapped) == {"label_option": ("a", "b"), "team": ("Core",)}
@@ -103,7 +114,11 @@ def test_issue_counts_per_dimension_value_in_one_pass() -> None:
     assert counts[(("issue_type", "Bug"),)] == 2 and counts[(("issue_type", "Story"),)] == 1
     assert counts[(("status_category", "done"),)] == 1 and counts[(("status_category", "indeterminate"),)] == 2
     assert counts[(("priority", "(none)"),)] == 1 and counts[(("priority", "High"),)] == 1
-    assert counts[(("component", "API"),)] == 2 and counts[(("component", "Web"),)] == 1 and counts[(("component", "(none)"),)] == 1
+    assert (
+        counts[(("component", "API"),)] == 2
+        and counts[(("component", "Web"),)] == 1
+        and counts[(("component", "(none)"),)] == 1
+    )
     assert counts[(("epic", "APP-9"),)] == 1 and counts[(("epic", "(none)"),)] == 2
     assert counts[(("team", "Core"),)] == 2 and counts[(("team", "(none)"),)] == 1
     assert counts[(("label_option", "(none)"),)] == 3
@@ -112,7 +127,9 @@ def test_issue_counts_per_dimension_value_in_one_pass() -> None:
 
 def test_created_vs_resolved_per_utc_day_zero_filled() -> None:
     issues = [
-        attributes(issue("1", created="2024-01-01T23:30:00.000-0200", resolved="2024-01-03T08:00:00Z")),  # created Jan 2 UTC
+        attributes(
+            issue("1", created="2024-01-01T23:30:00.000-0200", resolved="2024-01-03T08:00:00Z")
+        ),  # created Jan 2 UTC
         attributes(issue("2", created="2024-01-02T00:10:00.000+0100", resolved=None)),  # Jan 1 UTC
         attributes(issue("3", created="2023-12-20T10:00:00.000+0000", resolved="2024-01-03T23:00:00.000+0000")),
         attributes(issue("4", created="2024-01-09T10:00:00.000+0000")),
@@ -120,10 +137,14 @@ def test_created_vs_resolved_per_utc_day_zero_filled() -> None:
     rows = created_vs_resolved_rows(issues, date(2024, 1, 1), date(2024, 1, 4))
     table = {(row.period.day, row.measure): row.value for row in rows}
     assert table == {
-        (1, "created"): 1, (1, "resolved"): 0,
-        (2, "created"): 1, (2, "resolved"): 0,
-        (3, "created"): 0, (3, "resolved"): 2,
-        (4, "created"): 0, (4, "resolved"): 0,
+        (1, "created"): 1,
+        (1, "resolved"): 0,
+        (2, "created"): 1,
+        (2, "resolved"): 0,
+        (3, "created"): 0,
+        (3, "resolved"): 2,
+        (4, "created"): 0,
+        (4, "resolved"): 0,
     }
 
 
@@ -150,22 +171,50 @@ def test_worklog_hours_per_day_by_project_component_and_epic() -> None:
 
 
 def cycle(breached: bool) -> dict:
-    return {"breached": breached, "goalDuration": {"millis": 14_400_000}, "elapsedTime": {"millis": 3_600_000 if not breached else 20_000_000}}
+    return {
+        "breached": breached,
+        "goalDuration": {"millis": 14_400_000},
+        "elapsedTime": {"millis": 3_600_000 if not breached else 20_000_000},
+    }
 
 
 def test_sla_cycles_fall_in_exactly_one_category() -> None:
     slas = [
         {"id": "1", "name": "Time to first response", "completedCycles": [cycle(False)]},
         {"id": "1", "name": "Time to first response", "completedCycles": [cycle(True)]},
-        {"id": "2", "name": "Time to resolution", "completedCycles": [cycle(False), cycle(True)],
-         "ongoingCycle": {"breached": False, "paused": True, "remainingTime": {"millis": 1000}}},
-        {"id": "2", "name": "Time to resolution", "completedCycles": [],
-         "ongoingCycle": {"breached": True, "paused": False, "remainingTime": {"millis": -5000}}},
-        {"id": "2", "name": "Time to resolution", "completedCycles": [],
-         "ongoingCycle": {"breached": False, "paused": False, "remainingTime": {"millis": 5000}}},
-        {"id": "3", "name": "Time to approve", "completedCycles": [], "ongoingCycle": {"breached": False, "paused": False}},
+        {
+            "id": "2",
+            "name": "Time to resolution",
+            "completedCycles": [cycle(False), cycle(True)],
+            "ongoingCycle": {"breached": False, "paused": True, "remainingTime": {"millis": 1000}},
+        },
+        {
+            "id": "2",
+            "name": "Time to resolution",
+            "completedCycles": [],
+            "ongoingCycle": {"breached": True, "paused": False, "remainingTime": {"millis": -5000}},
+        },
+        {
+            "id": "2",
+            "name": "Time to resolution",
+            "completedCycles": [],
+            "ongoingCycle": {"breached": False, "paused": False, "remainingTime": {"millis": 5000}},
+        },
+        {
+            "id": "3",
+            "name": "Time to approve",
+            "completedCycles": [],
+            "ongoingCycle": {"breached": False, "paused": False},
+        },
     ]
     table = {(row.dimension_dict["sla"], row.measure): row.value for row in sla_status_rows(slas)}
-    assert [table[("Time to first response", m)] for m in ("met", "breached", "ongoing", "ongoing_breached", "met_rate")] == [1, 1, 0, 0, 0.5]
-    assert [table[("Time to resolution", m)] for m in ("met", "breached", "ongoing", "ongoing_breached")] == [1, 1, 2, 1]
+    assert [
+        table[("Time to first response", m)] for m in ("met", "breached", "ongoing", "ongoing_breached", "met_rate")
+    ] == [1, 1, 0, 0, 0.5]
+    assert [table[("Time to resolution", m)] for m in ("met", "breached", "ongoing", "ongoing_breached")] == [
+        1,
+        1,
+        2,
+        1,
+    ]
     assert table[("Time to approve", "met_rate")] is None and table[("Time to approve", "ongoing")] == 1

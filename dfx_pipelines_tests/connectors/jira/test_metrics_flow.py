@@ -27,7 +27,15 @@ from dfx_pipelines.connectors.jira.metrics import (
 )
 from dfx_pipelines.platform.errors import ConfigError
 
-STATUS_IDS = {"Backlog": "1", "Selected": "2", "In Progress": "3", "Review": "4", "Done": "5", "Closed": "6", "Blocked": "99"}
+STATUS_IDS = {
+    "Backlog": "1",
+    "Selected": "2",
+    "In Progress": "3",
+    "Review": "4",
+    "Done": "5",
+    "Closed": "6",
+    "Blocked": "99",
+}
 
 WORKFLOW = workflow_from_config(
     {
@@ -48,7 +56,9 @@ def jan(day: int, hour: int = 12) -> str:
     return f"2024-01-{day:02d}T{hour:02d}:00:00.000+0000"
 
 
-def issue_json(key: str, created: str, moves: list[tuple[str, str, str]], current: str | None = None, issue_type: str = "Story") -> dict:
+def issue_json(
+    key: str, created: str, moves: list[tuple[str, str, str]], current: str | None = None, issue_type: str = "Story"
+) -> dict:
     """A search result with `expand=changelog`; `moves` are (timestamp, from status, to status)."""
     current = current or (moves[-1][2] if moves else "Backlog")
     histories = [
@@ -56,10 +66,21 @@ def issue_json(key: str, created: str, moves: list[tuple[str, str, str]], curren
             "id": str(n),
             "created": at,
             "items": [
-                {"field": "priority", "fieldtype": "jira", "fieldId": "priority", "fromString": "Low", "toString": "High"},
                 {
-                    "field": "status", "fieldtype": "jira", "fieldId": "status",
-                    "from": STATUS_IDS[old], "fromString": old, "to": STATUS_IDS[new], "toString": new,
+                    "field": "priority",
+                    "fieldtype": "jira",
+                    "fieldId": "priority",
+                    "fromString": "Low",
+                    "toString": "High",
+                },
+                {
+                    "field": "status",
+                    "fieldtype": "jira",
+                    "fieldId": "status",
+                    "from": STATUS_IDS[old],
+                    "fromString": old,
+                    "to": STATUS_IDS[new],
+                    "toString": new,
                 },
             ],
         }
@@ -91,7 +112,12 @@ def test_straight_run_through_the_workflow() -> None:
         issue_json(
             "P-1",
             jan(1),
-            [(jan(2), "Backlog", "Selected"), (jan(4), "Selected", "In Progress"), (jan(5), "In Progress", "Review"), (jan(8), "Review", "Done")],
+            [
+                (jan(2), "Backlog", "Selected"),
+                (jan(4), "Selected", "In Progress"),
+                (jan(5), "In Progress", "Review"),
+                (jan(8), "Review", "Done"),
+            ],
         )
     )
     assert record.stage_dates == (d(1), d(2), d(4), d(5), d(8))
@@ -123,8 +149,13 @@ def test_move_back_to_backlog_restarts_the_cycle() -> None:
         issue_json(
             "P-3",
             jan(1),
-            [(jan(2), "Backlog", "Selected"), (jan(3), "Selected", "In Progress"), (jan(4), "In Progress", "Backlog"),
-             (jan(6), "Backlog", "Selected"), (jan(8), "Selected", "Done")],
+            [
+                (jan(2), "Backlog", "Selected"),
+                (jan(3), "Selected", "In Progress"),
+                (jan(4), "In Progress", "Backlog"),
+                (jan(6), "Backlog", "Selected"),
+                (jan(8), "Selected", "Done"),
+            ],
         )
     )
     assert record.stage_dates == (d(1), d(6), d(8), d(8), d(8))
@@ -133,7 +164,11 @@ def test_move_back_to_backlog_restarts_the_cycle() -> None:
 
 def test_reopened_issue_is_no_longer_done() -> None:
     record = record_of(
-        issue_json("P-4", jan(1), [(jan(2), "Backlog", "In Progress"), (jan(5), "In Progress", "Done"), (jan(6), "Done", "Review")])
+        issue_json(
+            "P-4",
+            jan(1),
+            [(jan(2), "Backlog", "In Progress"), (jan(5), "In Progress", "Done"), (jan(6), "Done", "Review")],
+        )
     )
     assert record.stage_dates == (d(1), d(2), d(2), d(6), None)
     assert (record.done_date, record.cycle_time_days) == (None, None)
@@ -172,7 +207,12 @@ def test_unmapped_statuses_are_ignored_and_reported() -> None:
         issue_json(
             "P-12",
             jan(1),
-            [(jan(3), "Backlog", "In Progress"), (jan(4), "In Progress", "Review"), (jan(5), "Review", "Blocked"), (jan(6), "Blocked", "Done")],
+            [
+                (jan(3), "Backlog", "In Progress"),
+                (jan(4), "In Progress", "Review"),
+                (jan(5), "Review", "Blocked"),
+                (jan(6), "Blocked", "Done"),
+            ],
         )
     )
     assert record.stage_dates == (d(1), d(3), d(3), d(4), d(6))  # "Blocked" wiped nothing
@@ -240,7 +280,9 @@ def record(key: str, committed: date | None, done: date | None, issue_type: str 
 def test_percentiles_match_numpy_and_pandas_linear_interpolation() -> None:
     rng = random.Random(7)
     days = {"Story": [rng.randint(0, 40) for _ in range(37)], "Bug": [3, 1, 4, 1, 5, 9, 2, 6]}
-    records = [record(f"P-{i}", d(1), d(1) + timedelta(days=v), t) for t, values in days.items() for i, v in enumerate(values)]
+    records = [
+        record(f"P-{i}", d(1), d(1) + timedelta(days=v), t) for t, values in days.items() for i, v in enumerate(values)
+    ]
     rows = {(r.dimension_dict.get("issue_type"), r.measure): r.value for r in cycle_time_rows(records)}
     everything = days["Story"] + days["Bug"]
     for issue_type, values in (("Story", days["Story"]), ("Bug", days["Bug"]), (None, everything)):
@@ -248,14 +290,22 @@ def test_percentiles_match_numpy_and_pandas_linear_interpolation() -> None:
         assert rows[(issue_type, "mean")] == pytest.approx(numpy.mean(values))
         for p in (50, 85, 95):
             assert rows[(issue_type, f"p{p}")] == pytest.approx(numpy.percentile(values, p, method="linear"))
-            assert rows[(issue_type, f"p{p}")] == pytest.approx(pandas.Series(values).quantile(p / 100, interpolation="linear"))
+            assert rows[(issue_type, f"p{p}")] == pytest.approx(
+                pandas.Series(values).quantile(p / 100, interpolation="linear")
+            )
     assert linear_percentile([1, 2, 3, 4], 50) == 2.5
     assert linear_percentile([10], 95) == 10
     assert cycle_time_rows([record("P-1", d(1), None)]) == []
 
 
 def test_throughput_counts_completions_per_day_with_zero_days() -> None:
-    records = [record("A", d(1), d(2)), record("B", d(1), d(2)), record("C", d(3), d(5)), record("D", d(2), None), record("E", d(1), d(9))]
+    records = [
+        record("A", d(1), d(2)),
+        record("B", d(1), d(2)),
+        record("C", d(3), d(5)),
+        record("D", d(2), None),
+        record("E", d(1), d(9)),
+    ]
     rows = throughput_rows(records, d(1), d(6))
     assert [(r.period, r.value) for r in rows] == [(d(1), 0), (d(2), 2), (d(3), 0), (d(4), 0), (d(5), 1), (d(6), 0)]
     assert {(r.metric, r.measure) for r in rows} == {("throughput", "completed_issues")}
@@ -277,7 +327,9 @@ def test_wip_counts_committed_not_yet_done_at_end_of_each_day() -> None:
 
 def test_issue_counts_by_stage_at_a_date_agree_with_wip() -> None:
     issues = [
-        issue_json("P-1", jan(1), [(jan(2), "Backlog", "Selected"), (jan(4), "Selected", "Review"), (jan(6), "Review", "Done")]),
+        issue_json(
+            "P-1", jan(1), [(jan(2), "Backlog", "Selected"), (jan(4), "Selected", "Review"), (jan(6), "Review", "Done")]
+        ),
         issue_json("P-2", jan(1), [(jan(3), "Backlog", "In Progress")]),
         issue_json("P-3", jan(2), []),
         issue_json("P-4", jan(1), [(jan(2), "Backlog", "Done")]),
@@ -314,7 +366,9 @@ def random_issue(rng: random.Random, n: int) -> tuple[dict, list[tuple[datetime,
 
     moves = [(jira_text(at), old, new) for (_, old), (at, new) in zip(sequence, sequence[1:])]
     rng.shuffle(moves)  # the replay must sort by time itself
-    return issue_json(f"R-{n}", jira_text(sequence[0][0]), moves, current=sequence[-1][1], issue_type=rng.choice(["Story", "Bug"])), sequence
+    return issue_json(
+        f"R-{n}", jira_text(sequence[0][0]), moves, current=sequence[-1][1], issue_type=rng.choice(["Story", "Bug"])
+    ), sequence
 
 
 def expected_stage_dates(sequence: list[tuple[datetime, str]]) -> list[date | None]:
@@ -355,6 +409,8 @@ def test_random_histories_match_an_independent_replay() -> None:
     completions = Counter(done_day for _, c, _, done_day in expected_cycles if c is not None)
     for offset in range((last - first).days + 1):
         day = first + timedelta(days=offset)
-        in_progress = sum(1 for _, _, start, end in expected_cycles if start and start <= day and not (end and end <= day))
+        in_progress = sum(
+            1 for _, _, start, end in expected_cycles if start and start <= day and not (end and end <= day)
+        )
         assert wip[offset] == in_progress, day
         assert throughput[offset] == completions[day], day

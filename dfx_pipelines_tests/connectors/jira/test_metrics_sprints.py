@@ -32,25 +32,63 @@ def at(day: int, hour: int = 12, month: int = 1) -> str:
 
 
 def sprint_change(old: str, new: str) -> dict:
-    return {"field": "Sprint", "fieldtype": "custom", "fieldId": SPRINT_FIELD, "from": old, "fromString": "n", "to": new, "toString": "n"}
+    return {
+        "field": "Sprint",
+        "fieldtype": "custom",
+        "fieldId": SPRINT_FIELD,
+        "from": old,
+        "fromString": "n",
+        "to": new,
+        "toString": "n",
+    }
 
 
 def points_change(old: float | None, new: float | None) -> dict:
     return {
-        "field": "Story point estimate", "fieldtype": "custom", "fieldId": POINTS_FIELD,
-        "from": None, "fromString": None if old is None else str(old), "to": None, "toString": None if new is None else str(new),
+        "field": "Story point estimate",
+        "fieldtype": "custom",
+        "fieldId": POINTS_FIELD,
+        "from": None,
+        "fromString": None if old is None else str(old),
+        "to": None,
+        "toString": None if new is None else str(new),
     }
 
 
 def status_change(old: str, new: str) -> dict:
-    return {"field": "status", "fieldtype": "jira", "fieldId": "status", "from": old, "fromString": "s", "to": new, "toString": "s"}
+    return {
+        "field": "status",
+        "fieldtype": "jira",
+        "fieldId": "status",
+        "from": old,
+        "fromString": "s",
+        "to": new,
+        "toString": "s",
+    }
 
 
 def resolved_change() -> dict:
-    return {"field": "resolution", "fieldtype": "jira", "fieldId": "resolution", "from": None, "fromString": None, "to": "10000", "toString": "Done"}
+    return {
+        "field": "resolution",
+        "fieldtype": "jira",
+        "fieldId": "resolution",
+        "from": None,
+        "fromString": None,
+        "to": "10000",
+        "toString": "Done",
+    }
 
 
-def sprint_issue(key: str, created: str, changes: list[tuple[str, list[dict]]], *, sprints: list, points: float | None, status: str, resolved: bool = False) -> dict:
+def sprint_issue(
+    key: str,
+    created: str,
+    changes: list[tuple[str, list[dict]]],
+    *,
+    sprints: list,
+    points: float | None,
+    status: str,
+    resolved: bool = False,
+) -> dict:
     histories = [{"id": str(n), "created": when, "items": items} for n, (when, items) in enumerate(changes)]
     return {
         "id": key,
@@ -68,33 +106,136 @@ def sprint_issue(key: str, created: str, changes: list[tuple[str, list[dict]]], 
 
 
 def history(issue: dict, **kwargs):
-    return sprint_issue_history(issue, sprint_field_id=SPRINT_FIELD, story_points_field_id=POINTS_FIELD, done_status_ids=DONE_IDS, **kwargs)
+    return sprint_issue_history(
+        issue, sprint_field_id=SPRINT_FIELD, story_points_field_id=POINTS_FIELD, done_status_ids=DONE_IDS, **kwargs
+    )
 
 
 SPRINTS = [
-    {"id": 1, "state": "closed", "name": "Sprint 1", "startDate": at(8, 9), "endDate": at(22, 9), "completeDate": at(22, 10), "originBoardId": 7},
-    {"id": 2, "state": "closed", "name": "Sprint 2", "startDate": at(22, 11), "endDate": at(5, 9, 2), "completeDate": at(5, 12, 2), "originBoardId": 7},
+    {
+        "id": 1,
+        "state": "closed",
+        "name": "Sprint 1",
+        "startDate": at(8, 9),
+        "endDate": at(22, 9),
+        "completeDate": at(22, 10),
+        "originBoardId": 7,
+    },
+    {
+        "id": 2,
+        "state": "closed",
+        "name": "Sprint 2",
+        "startDate": at(22, 11),
+        "endDate": at(5, 9, 2),
+        "completeDate": at(5, 12, 2),
+        "originBoardId": 7,
+    },
     {"id": 3, "state": "future", "name": "Sprint 3", "originBoardId": 7},
-    {"id": 4, "state": "future", "name": "Sprint 4 (planned dates)", "startDate": at(19, 9, 2), "endDate": at(1, 9, 3), "originBoardId": 7},
+    {
+        "id": 4,
+        "state": "future",
+        "name": "Sprint 4 (planned dates)",
+        "startDate": at(19, 9, 2),
+        "endDate": at(1, 9, 3),
+        "originBoardId": 7,
+    },
 ]
 
 ISSUES = [
-    sprint_issue("A", at(1), [(at(5), [sprint_change("", "1")]), (at(15), [status_change(IN_PROGRESS, DONE), resolved_change()])], sprints=[1], points=3, status=DONE, resolved=True),
-    sprint_issue("B", at(1), [(at(5), [sprint_change("", "1")]), (at(10), [points_change(5, 8)]), (at(20), [status_change(IN_PROGRESS, DONE)])], sprints=[1], points=8, status=DONE),
+    sprint_issue(
+        "A",
+        at(1),
+        [(at(5), [sprint_change("", "1")]), (at(15), [status_change(IN_PROGRESS, DONE), resolved_change()])],
+        sprints=[1],
+        points=3,
+        status=DONE,
+        resolved=True,
+    ),
+    sprint_issue(
+        "B",
+        at(1),
+        [
+            (at(5), [sprint_change("", "1")]),
+            (at(10), [points_change(5, 8)]),
+            (at(20), [status_change(IN_PROGRESS, DONE)]),
+        ],
+        sprints=[1],
+        points=8,
+        status=DONE,
+    ),
     # Re-estimated, then removed: removed scope is what had been committed.
-    sprint_issue("C", at(1), [(at(5), [sprint_change("", "1")]), (at(10), [points_change(2, 6)]), (at(12), [sprint_change("1", "")])], sprints=[], points=6, status=IN_PROGRESS),
+    sprint_issue(
+        "C",
+        at(1),
+        [(at(5), [sprint_change("", "1")]), (at(10), [points_change(2, 6)]), (at(12), [sprint_change("1", "")])],
+        sprints=[],
+        points=6,
+        status=IN_PROGRESS,
+    ),
     # Created mid-sprint straight into it: no Sprint change in the changelog.
     sprint_issue("D", at(9), [(at(21), [status_change(TO_DO, DONE)])], sprints=[1], points=1, status=DONE),
-    sprint_issue("E", at(1), [(at(10), [sprint_change("", "1")]), (at(11), [points_change(None, 5)])], sprints=[1], points=5, status=IN_PROGRESS),
+    sprint_issue(
+        "E",
+        at(1),
+        [(at(10), [sprint_change("", "1")]), (at(11), [points_change(None, 5)])],
+        sprints=[1],
+        points=5,
+        status=IN_PROGRESS,
+    ),
     # Done before the sprint started: committed, never completed in it.
-    sprint_issue("F", at(1), [(at(3), [status_change(IN_PROGRESS, DONE), resolved_change()]), (at(5), [sprint_change("", "1")])], sprints=[1], points=1, status=DONE, resolved=True),
+    sprint_issue(
+        "F",
+        at(1),
+        [(at(3), [status_change(IN_PROGRESS, DONE), resolved_change()]), (at(5), [sprint_change("", "1")])],
+        sprints=[1],
+        points=1,
+        status=DONE,
+        resolved=True,
+    ),
     # Carried over at sprint completion (Jira keeps the closed sprint in the field), done in sprint 2.
-    sprint_issue("G", at(1), [(at(5), [sprint_change("", "1")]), (at(22, 10), [sprint_change("1", "1, 2")]), (at(23), [status_change(IN_PROGRESS, DONE)])], sprints=[1, 2], points=2, status=DONE),
+    sprint_issue(
+        "G",
+        at(1),
+        [
+            (at(5), [sprint_change("", "1")]),
+            (at(22, 10), [sprint_change("1", "1, 2")]),
+            (at(23), [status_change(IN_PROGRESS, DONE)]),
+        ],
+        sprints=[1, 2],
+        points=2,
+        status=DONE,
+    ),
     # Done, then taken out of the sprint: removed, not completed.
-    sprint_issue("H", at(1), [(at(5), [sprint_change("", "1")]), (at(15), [status_change(IN_PROGRESS, DONE)]), (at(16), [sprint_change("1", "")])], sprints=[], points=1, status=DONE),
-    sprint_issue("I", at(1), [(at(23), [sprint_change("", "2")]), (at(6, 12, 2), [sprint_change("2", "2, 4")])], sprints=[2, 4], points=7, status=IN_PROGRESS),
+    sprint_issue(
+        "H",
+        at(1),
+        [
+            (at(5), [sprint_change("", "1")]),
+            (at(15), [status_change(IN_PROGRESS, DONE)]),
+            (at(16), [sprint_change("1", "")]),
+        ],
+        sprints=[],
+        points=1,
+        status=DONE,
+    ),
+    sprint_issue(
+        "I",
+        at(1),
+        [(at(23), [sprint_change("", "2")]), (at(6, 12, 2), [sprint_change("2", "2, 4")])],
+        sprints=[2, 4],
+        points=7,
+        status=IN_PROGRESS,
+    ),
     # Resolved while its status stays in an in-progress category: done.
-    sprint_issue("J", at(1), [(at(5), [sprint_change("", "1")]), (at(14), [resolved_change()])], sprints=[1], points=4, status=IN_PROGRESS, resolved=True),
+    sprint_issue(
+        "J",
+        at(1),
+        [(at(5), [sprint_change("", "1")]), (at(14), [resolved_change()])],
+        sprints=[1],
+        points=4,
+        status=IN_PROGRESS,
+        resolved=True,
+    ),
 ]
 
 
@@ -127,24 +268,57 @@ def test_rows_carry_sprint_dimensions_and_start_day_and_skip_future_sprints() ->
     rows = sprint_velocity_rows((history(i) for i in ISSUES), [sprint_from_json(s) for s in SPRINTS])
     assert {row.dimension_dict["sprint_id"] for row in rows} == {"1", "2"}
     first = next(row for row in rows if row.dimension_dict["sprint_id"] == "1")
-    assert first.dimension_dict == {"board_id": "7", "sprint_id": "1", "sprint_name": "Sprint 1", "sprint_state": "closed"}
+    assert first.dimension_dict == {
+        "board_id": "7",
+        "sprint_id": "1",
+        "sprint_name": "Sprint 1",
+        "sprint_state": "closed",
+    }
     assert str(first.period) == "2024-01-08"
 
 
 def test_rolling_average_of_completed_points_over_last_three_closed_sprints_per_board() -> None:
     completed = [5, 7, 9, 2]
     sprints = [
-        {"id": n + 1, "state": "closed", "name": f"S{n + 1}", "startDate": at(1 + 7 * n), "endDate": at(6 + 7 * n),
-         "completeDate": at(6 + 7 * n, 18), "originBoardId": 7}
+        {
+            "id": n + 1,
+            "state": "closed",
+            "name": f"S{n + 1}",
+            "startDate": at(1 + 7 * n),
+            "endDate": at(6 + 7 * n),
+            "completeDate": at(6 + 7 * n, 18),
+            "originBoardId": 7,
+        }
         for n in range(4)
     ]
-    sprints.append({"id": 5, "state": "active", "name": "S5", "startDate": at(29), "endDate": at(3, 12, 2), "originBoardId": 7})
-    sprints.append({"id": 9, "state": "closed", "name": "Other", "startDate": at(2), "endDate": at(9), "completeDate": at(9), "originBoardId": 8})
+    sprints.append(
+        {"id": 5, "state": "active", "name": "S5", "startDate": at(29), "endDate": at(3, 12, 2), "originBoardId": 7}
+    )
+    sprints.append(
+        {
+            "id": 9,
+            "state": "closed",
+            "name": "Other",
+            "startDate": at(2),
+            "endDate": at(9),
+            "completeDate": at(9),
+            "originBoardId": 8,
+        }
+    )
     issues = [
-        sprint_issue(f"X-{n}", at(1), [(at(3 + 7 * n), [status_change(IN_PROGRESS, DONE)])], sprints=[n + 1], points=p, status=DONE)
+        sprint_issue(
+            f"X-{n}",
+            at(1),
+            [(at(3 + 7 * n), [status_change(IN_PROGRESS, DONE)])],
+            sprints=[n + 1],
+            points=p,
+            status=DONE,
+        )
         for n, p in enumerate(completed)
     ]
-    issues.append(sprint_issue("Y-1", at(1), [(at(4), [status_change(IN_PROGRESS, DONE)])], sprints=[9], points=11, status=DONE))
+    issues.append(
+        sprint_issue("Y-1", at(1), [(at(4), [status_change(IN_PROGRESS, DONE)])], sprints=[9], points=11, status=DONE)
+    )
     random.Random(3).shuffle(sprints)  # order comes from completion time, not input order
     result = velocity(issues, sprints)
     rolling = {sprint_id: measures.get("completed_points_rolling_avg_3") for sprint_id, measures in result.items()}
@@ -153,8 +327,17 @@ def test_rolling_average_of_completed_points_over_last_three_closed_sprints_per_
 
 
 def test_data_center_sprint_strings_and_story_point_items_without_field_id() -> None:
-    issue = sprint_issue("DC-1", at(1), [(at(5), [sprint_change("", "1")]), (at(10), [points_change(3, 5)])], sprints=[], points=5, status=IN_PROGRESS)
-    issue["fields"][SPRINT_FIELD] = ["com.atlassian.greenhopper.service.sprint.Sprint@14b1c359[id=1,rapidViewId=7,state=CLOSED,name=S1]"]
+    issue = sprint_issue(
+        "DC-1",
+        at(1),
+        [(at(5), [sprint_change("", "1")]), (at(10), [points_change(3, 5)])],
+        sprints=[],
+        points=5,
+        status=IN_PROGRESS,
+    )
+    issue["fields"][SPRINT_FIELD] = [
+        "com.atlassian.greenhopper.service.sprint.Sprint@14b1c359[id=1,rapidViewId=7,state=CLOSED,name=S1]"
+    ]
     for entry in issue["changelog"]["histories"]:
         for item in entry["items"]:
             del item["fieldId"]
@@ -175,9 +358,16 @@ def test_story_points_must_be_numbers() -> None:
 
 def test_done_timeline_records_reopening() -> None:
     issue = sprint_issue(
-        "R-1", at(1),
-        [(at(3), [status_change(IN_PROGRESS, DONE)]), (at(5), [status_change(DONE, IN_PROGRESS)]), (at(7), [status_change(IN_PROGRESS, DONE)])],
-        sprints=[], points=None, status=DONE,
+        "R-1",
+        at(1),
+        [
+            (at(3), [status_change(IN_PROGRESS, DONE)]),
+            (at(5), [status_change(DONE, IN_PROGRESS)]),
+            (at(7), [status_change(IN_PROGRESS, DONE)]),
+        ],
+        sprints=[],
+        points=None,
+        status=DONE,
     )
     facts = history(issue)
     assert facts.done_since(parse_jira_timestamp(at(4))) == parse_jira_timestamp(at(3))

@@ -6,7 +6,11 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from dfx_pipelines.connectors.jira.sensors import jira_nightly_daily_schedule, jira_nightly_snapshot_schedule, jira_sync_sensor
+from dfx_pipelines.connectors.jira.sensors import (
+    jira_nightly_daily_schedule,
+    jira_nightly_snapshot_schedule,
+    jira_sync_sensor,
+)
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.registry import ConnectionStatus, Workspace
 from dfx_pipelines.platform.resources import PlatformResource
@@ -26,8 +30,12 @@ def test_sensor_requests_runs_only_for_changed_projects(platform, workspace: Wor
     with make_sandbox("cloud", ca=ca) as cloud, make_sandbox("datacenter", ca=ca) as datacenter:
         for site in (cloud.site, datacenter.site):
             site.advance(timedelta(hours=1))  # nothing generated changed in the last lookback window
-        connect_cloud(platform, cloud, config={"id": "jira-a", "selection": {"projects": ["ALPHA", "OPS"], "boards": [1]}})
-        connect_datacenter(platform, datacenter, config={"id": "jira-b", "selection": {"projects": ["BETA"], "boards": [2]}})
+        connect_cloud(
+            platform, cloud, config={"id": "jira-a", "selection": {"projects": ["ALPHA", "OPS"], "boards": [1]}}
+        )
+        connect_datacenter(
+            platform, datacenter, config={"id": "jira-b", "selection": {"projects": ["BETA"], "boards": [2]}}
+        )
         sync_partitions(dagster_instance, platform.registry, ["jira"])
         resources = {"platform": PlatformResource(), "jira": resource_for(cloud)}
         cursor: list[str | None] = [None]
@@ -48,11 +56,18 @@ def test_sensor_requests_runs_only_for_changed_projects(platform, workspace: Wor
         assert tick() == []  # nothing changed
 
         cloud.site.advance(timedelta(minutes=10))
-        cloud.site.update_issue(next(cloud.site.key_of(r) for r in cloud.site.issues_in_projects("ALPHA") if r.status_id == "10000"), status="In Progress")
+        cloud.site.update_issue(
+            next(cloud.site.key_of(r) for r in cloud.site.issues_in_projects("ALPHA") if r.status_id == "10000"),
+            status="In Progress",
+        )
         changed = tick()
         assert [r.tags["dfx/connection"] for r in changed] == ["jira-a", "jira-a"]
         snapshot, daily = changed
-        assert snapshot.partition_key == "jira-a" and keys(snapshot) == {"issue_count", "cycle_time_days", "sprint_velocity"}  # no SLA: OPS unchanged
+        assert snapshot.partition_key == "jira-a" and keys(snapshot) == {
+            "issue_count",
+            "cycle_time_days",
+            "sprint_velocity",
+        }  # no SLA: OPS unchanged
         assert daily.partition_key == dg.MultiPartitionKey({"connection": "jira-a", "date": TODAY})
         assert keys(daily) == {"created_vs_resolved", "throughput", "wip", "worklog_hours"}
         assert len({r.run_key for r in first + changed}) == 6
@@ -62,12 +77,17 @@ def test_sensor_requests_runs_only_for_changed_projects(platform, workspace: Wor
 
         cloud.site.create_issue("OPS", issuetype="Service Request")
         snapshot, daily = tick()
-        assert keys(snapshot) == {"issue_count", "sla_status"} and keys(daily) == {"created_vs_resolved", "worklog_hours"}
+        assert keys(snapshot) == {"issue_count", "sla_status"} and keys(daily) == {
+            "created_vs_resolved",
+            "worklog_hours",
+        }
 
         # A revoked connection is not polled: no request reaches its site, and its cursor is dropped.
         platform.registry.set_status("jira-b", ConnectionStatus.REVOKED)
         datacenter.site.advance(timedelta(minutes=10))
-        datacenter.site.update_issue(datacenter.site.key_of(datacenter.site.issues_in_projects("BETA")[0]), status="Done")
+        datacenter.site.update_issue(
+            datacenter.site.key_of(datacenter.site.issues_in_projects("BETA")[0]), status="Done"
+        )
         before = len(datacenter.requests)
         assert {r.tags["dfx/connection"] for r in tick()} == {"jira-a"}  # the OPS issue, re-read within the lookback
         assert datacenter.requests[before:] == [] and "jira-b" not in cursor[0]
@@ -78,7 +98,9 @@ def test_nightly_schedules_recompute_every_active_connection(platform, workspace
         connect_cloud(platform, cloud)
         sync_partitions(dagster_instance, platform.registry, ["jira"])
         when = datetime.now(timezone.utc).replace(hour=2, minute=30)
-        with dg.build_schedule_context(instance=dagster_instance, scheduled_execution_time=when, resources={"platform": PlatformResource()}) as context:
+        with dg.build_schedule_context(
+            instance=dagster_instance, scheduled_execution_time=when, resources={"platform": PlatformResource()}
+        ) as context:
             [snapshot] = jira_nightly_snapshot_schedule(context)
             [daily] = jira_nightly_daily_schedule(context)
         assert snapshot.partition_key == "jira-acme" and snapshot.tags["dfx/sync"] == "nightly"

@@ -34,7 +34,10 @@ SOFTWARE = ("ALPHA", "BETA")  # the projects of the selected boards
 
 
 def values(rows: Any) -> list[tuple]:
-    return sorted((str(period), measure, tuple(sorted(dims.items())), None if value is None else round(value, 6)) for period, measure, dims, value in rows)
+    return sorted(
+        (str(period), measure, tuple(sorted(dims.items())), None if value is None else round(value, 6))
+        for period, measure, dims, value in rows
+    )
 
 
 def differences(platform: Platform, client: Any, connection: Any) -> list[str]:
@@ -46,11 +49,20 @@ def differences(platform: Platform, client: Any, connection: Any) -> list[str]:
     for name, keys in sorted(batches.items()):
         metric = METRICS[name]
         days = sorted(date.fromisoformat(key.split("|")[1]) for key in keys if "|" in key)
-        rows = metric.compute(client, connection, days[0], days[-1]).rows if metric.daily else metric.compute(client, connection, None, None).rows
+        rows = (
+            metric.compute(client, connection, days[0], days[-1]).rows
+            if metric.daily
+            else metric.compute(client, connection, None, None).rows
+        )
         for key in keys:
             day = date.fromisoformat(key.split("|")[1]) if "|" in key else None
-            expected = values((r.period, r.measure, r.dimension_dict, r.value) for r in rows if not metric.daily or r.period == day)
-            got = values((r["period"], r["measure"], r["dimensions"], r["value"]) for r in platform.metric_store.read(connection_id=connection.id, metric=name, partition_key=key))
+            expected = values(
+                (r.period, r.measure, r.dimension_dict, r.value) for r in rows if not metric.daily or r.period == day
+            )
+            got = values(
+                (r["period"], r["measure"], r["dimensions"], r["value"])
+                for r in platform.metric_store.read(connection_id=connection.id, metric=name, partition_key=key)
+            )
             if got != expected:
                 wrong.append(f"{name} {key}")
     return wrong
@@ -65,7 +77,11 @@ class Mutator:
         """A random issue in one of these statuses; `recent`: whose status category changed within the
         window (reopening an issue done two years ago moves two years of WIP: right, but slow to run)."""
         since = datetime.combine(self.first, time(0), tzinfo=timezone.utc).timestamp()
-        found = [r for r in self.site.issues_in_projects(*SOFTWARE) if r.status_id in statuses and (not recent or r.status_changed >= since)]
+        found = [
+            r
+            for r in self.site.issues_in_projects(*SOFTWARE)
+            if r.status_id in statuses and (not recent or r.status_changed >= since)
+        ]
         return self.rng.choice(found) if found else None
 
     def apply(self) -> None:
@@ -82,7 +98,9 @@ class Mutator:
         elif kind == "reopen":  # clears the resolution: the old resolved and done days lose it
             record = self.issue("10003", recent=True)
             if record:
-                self.site.update_issue(self.site.key_of(record), status=self.rng.choice(("In Progress", "Selected for Development")))
+                self.site.update_issue(
+                    self.site.key_of(record), status=self.rng.choice(("In Progress", "Selected for Development"))
+                )
         elif kind == "backlog":
             record = self.issue("3", "10002", "10003", recent=True)
             if record:
@@ -92,8 +110,12 @@ class Mutator:
         elif kind == "worklog":
             record = self.issue("3", "10002", "10003")
             if record:
-                started = self.site.now - timedelta(days=self.rng.randrange(0, WINDOW_DAYS), hours=self.rng.randrange(24))
-                self.site.add_worklog(self.site.key_of(record), self.rng.randrange(900, 4 * 3600, 300), started=started.timestamp())
+                started = self.site.now - timedelta(
+                    days=self.rng.randrange(0, WINDOW_DAYS), hours=self.rng.randrange(24)
+                )
+                self.site.add_worklog(
+                    self.site.key_of(record), self.rng.randrange(900, 4 * 3600, 300), started=started.timestamp()
+                )
         else:
             record = self.issue("10000", "10001", "3", "10002")
             if record:
@@ -109,7 +131,12 @@ def test_sync_leaves_every_value_equal_to_a_full_recompute(platform: Platform, w
         sync_partitions(instance, platform.registry, ["jira"])
         resource = resource_for(cloud)
         materialize = Materializer(platform, resource, instance)
-        resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url), "jira": resource}
+        resources = {
+            "platform": PlatformResource(
+                home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url
+            ),
+            "jira": resource,
+        }
 
         today = site.now.date()
         first = today - timedelta(days=WINDOW_DAYS - 1)

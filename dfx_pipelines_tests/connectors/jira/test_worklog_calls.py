@@ -33,7 +33,9 @@ class SpyingJiraResource(JiraResource):
 
     def session(self, platform):  # noqa: ANN001, ANN201
         session = super().session(platform)
-        session.hooks["response"].append(lambda response, **_: SEEN.append((requests.utils.urlparse(response.url).path, response.content)))
+        session.hooks["response"].append(
+            lambda response, **_: SEEN.append((requests.utils.urlparse(response.url).path, response.content))
+        )
         return session
 
 
@@ -49,7 +51,9 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
-def test_only_an_issue_with_more_worklogs_than_search_embeds_costs_a_worklog_call(platform, workspace: Workspace, dagster_instance, flavour) -> None:
+def test_only_an_issue_with_more_worklogs_than_search_embeds_costs_a_worklog_call(
+    platform, workspace: Workspace, dagster_instance, flavour
+) -> None:
     with make_sandbox(flavour) as sandbox:
         site = sandbox.site
         busy, full = expected.issues(site, "ALPHA")[:2]
@@ -60,17 +64,27 @@ def test_only_an_issue_with_more_worklogs_than_search_embeds_costs_a_worklog_cal
         resource = SpyingJiraResource(**resource_for(sandbox).model_dump())
         SEEN.clear()
         since = len(sandbox.requests)
-        result = Materializer(platform, resource, dagster_instance)(["worklog_hours"], tags=range_tags(connection.id, FIRST, LAST))
+        result = Materializer(platform, resource, dagster_instance)(
+            ["worklog_hours"], tags=range_tags(connection.id, FIRST, LAST)
+        )
         assert result.success
 
-        asked = [request.path.split("/")[-2] for request in sandbox.requests[since:] if request.path.endswith("/worklog")]
+        asked = [
+            request.path.split("/")[-2] for request in sandbox.requests[since:] if request.path.endswith("/worklog")
+        ]
         assert asked == [str(busy.id)]
-        searches = [r for r in sandbox.app.field_requests if r.route.endswith(("/search/jql", "/search")) and "worklog" in r.fields]
+        searches = [
+            r
+            for r in sandbox.app.field_requests
+            if r.route.endswith(("/search/jql", "/search")) and "worklog" in r.fields
+        ]
         assert searches, "worklog_hours asked search for the worklog field"
 
         want = expected.worklog_hours(site, PROJECTS, DAYS)
         assert any(day in DAYS for day in map(expected.day, (w.started for w in site.worklogs(busy)[EMBEDDED:])))
-        assert any(day < FIRST for day in map(expected.day, (w.started for w in site.worklogs(busy))))  # the filter matters
+        assert any(
+            day < FIRST for day in map(expected.day, (w.started for w in site.worklogs(busy)))
+        )  # the filter matters
         values = stored(platform, connection.id, "worklog_hours")
         assert values == {(d, "hours", dims): pytest.approx(v) for (d, dims), v in want.items()}
 
@@ -78,20 +92,29 @@ def test_only_an_issue_with_more_worklogs_than_search_embeds_costs_a_worklog_cal
         since_first = datetime.combine(FIRST, time(0), tzinfo=timezone.utc).timestamp()
         found = [r for r in expected.issues(site, *PROJECTS) if r.updated >= since_first]
         # What was read is shown on the range's first partition, where the metric store counts it.
-        metadata = next(e.materialization.metadata for e in result.get_asset_materialization_events() if e.partition == f"{connection.id}|{FIRST}")
+        metadata = next(
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.partition == f"{connection.id}|{FIRST}"
+        )
         assert metadata["issues_checked"].value == str(len(found))
         embedded = sum(min(EMBEDDED, len(site.worklogs(r))) for r in found)
         assert metadata["records_read"].value == len(found) + embedded + len(site.worklogs(busy))
 
         # Worklog comments crossed the wire, embedded in search and from the busy issue's call; none was kept.
         canary = site.worklog_canary.encode()
-        assert {path.rsplit("/", 1)[-1] for path, body in SEEN if canary in body} == {"jql" if flavour == "cloud" else "search", "worklog"}
+        assert {path.rsplit("/", 1)[-1] for path, body in SEEN if canary in body} == {
+            "jql" if flavour == "cloud" else "search",
+            "worklog",
+        }
         assert files_containing(platform.settings.home, canary) == []
         assert files_containing(Path(dagster_instance.root_directory), canary) == []
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
-def test_search_keeps_embedded_worklogs_only_reduced_and_only_when_complete(platform, workspace: Workspace, flavour) -> None:
+def test_search_keeps_embedded_worklogs_only_reduced_and_only_when_complete(
+    platform, workspace: Workspace, flavour
+) -> None:
     """The store check above cannot see what the client holds in memory: here, no comment (canary) and
     no `worklog` field survives a search page, and an issue with more than embedded is left to its call."""
     with make_sandbox(flavour) as sandbox:
@@ -109,8 +132,17 @@ def test_search_keeps_embedded_worklogs_only_reduced_and_only_when_complete(plat
         assert not any("worklog" in issue["fields"] for issue in issues)
         worklogs = {issue_id: found for page in pages for issue_id, found in page.worklogs.items()}
         assert worklogs == {
-            str(r.id): [{"issueId": str(r.id), "started": jira_time(w.started), "timeSpentSeconds": w.seconds, "updated": jira_time(w.updated)} for w in site.worklogs(r)]
-            for r in alpha if r is not busy
+            str(r.id): [
+                {
+                    "issueId": str(r.id),
+                    "started": jira_time(w.started),
+                    "timeSpentSeconds": w.seconds,
+                    "updated": jira_time(w.updated),
+                }
+                for w in site.worklogs(r)
+            ]
+            for r in alpha
+            if r is not busy
         }
         assert any(worklogs.values()), "some issue had worklogs to embed"
         assert client.records_read == len(issues) + sum(min(EMBEDDED, len(site.worklogs(r))) for r in alpha)

@@ -51,7 +51,9 @@ def sf_resource(sf_sandbox: RunningSalesforceSandbox) -> SalesforceResource:
     return SalesforceResource(client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path)
 
 
-def connect(platform: Platform, sandbox: RunningSalesforceSandbox, resource: SalesforceResource, **overrides: Any) -> Connection:
+def connect(
+    platform: Platform, sandbox: RunningSalesforceSandbox, resource: SalesforceResource, **overrides: Any
+) -> Connection:
     """The real connect flow: authorize URL with PKCE, programmatic consent, code exchange, describe."""
     session = resource.session(platform)
     config = {
@@ -63,14 +65,22 @@ def connect(platform: Platform, sandbox: RunningSalesforceSandbox, resource: Sal
         **overrides.pop("config", {}),
     }
     return connect_salesforce(
-        platform, session, config=config, login_url=sandbox.url, client_id=sandbox.app.oauth.client_id,
-        client_secret=None, redirect_uri=REDIRECT_URI,
-        receive_code=overrides.pop("receive_code", lambda url: complete_authorization(session, url)), **overrides,
+        platform,
+        session,
+        config=config,
+        login_url=sandbox.url,
+        client_id=sandbox.app.oauth.client_id,
+        client_secret=None,
+        redirect_uri=REDIRECT_URI,
+        receive_code=overrides.pop("receive_code", lambda url: complete_authorization(session, url)),
+        **overrides,
     )
 
 
 @pytest.fixture
-def sf_connection(platform: Platform, workspace: Workspace, sf_sandbox: RunningSalesforceSandbox, sf_resource: SalesforceResource) -> Connection:
+def sf_connection(
+    platform: Platform, workspace: Workspace, sf_sandbox: RunningSalesforceSandbox, sf_resource: SalesforceResource
+) -> Connection:
     return connect(platform, sf_sandbox, sf_resource)
 
 
@@ -86,16 +96,33 @@ class Materializer:
     def __init__(self, platform: Platform, resource: SalesforceResource, instance: dg.DagsterInstance):
         self.platform, self.resource, self.instance = platform, resource, instance
 
-    def __call__(self, metrics: list[str], partition_key: str | None = None, tags: dict[str, str] | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def __call__(
+        self,
+        metrics: list[str],
+        partition_key: str | None = None,
+        tags: dict[str, str] | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
         sync_partitions(self.instance, self.platform.registry, ["salesforce"])
         selected = [a for a in METRIC_ASSETS if a.key.path[-1] in metrics]
         assert len(selected) == len(metrics), f"unknown metrics in {metrics}"
         return dg.materialize(
-            selected, partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=raise_on_error,
-            resources={"platform": PlatformResource(home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url), "salesforce": self.resource},
+            selected,
+            partition_key=partition_key,
+            instance=self.instance,
+            tags=tags,
+            raise_on_error=raise_on_error,
+            resources={
+                "platform": PlatformResource(
+                    home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url
+                ),
+                "salesforce": self.resource,
+            },
         )
 
 
 @pytest.fixture
-def materialize(platform: Platform, sf_resource: SalesforceResource, dagster_instance: dg.DagsterInstance) -> Materializer:
+def materialize(
+    platform: Platform, sf_resource: SalesforceResource, dagster_instance: dg.DagsterInstance
+) -> Materializer:
     return Materializer(platform, sf_resource, dagster_instance)

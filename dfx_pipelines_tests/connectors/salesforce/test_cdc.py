@@ -21,7 +21,11 @@ from dfx_pipelines.connectors.salesforce.assets import METRIC_ASSETS, salesforce
 from dfx_pipelines.connectors.salesforce.cdc import salesforce_cdc_sensor
 from dfx_pipelines.connectors.salesforce.plugin import DEMO_SELECTION
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
-from dfx_pipelines.connectors.salesforce.sandbox import RunningSalesforceSandbox, SalesforceOrg, start_salesforce_sandbox
+from dfx_pipelines.connectors.salesforce.sandbox import (
+    RunningSalesforceSandbox,
+    SalesforceOrg,
+    start_salesforce_sandbox,
+)
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
@@ -41,7 +45,10 @@ DAILY = {
     "Task": (["ActivityDate"], {"task_activity_counts"}),
     "Event": (["ActivityDate"], {"event_activity_counts"}),
 }
-SNAPSHOT = {"Opportunity": {"open_pipeline_by_stage", "campaign_sourced_pipeline"}, "CampaignMember": {"campaign_responses"}}
+SNAPSHOT = {
+    "Opportunity": {"open_pipeline_by_stage", "campaign_sourced_pipeline"},
+    "CampaignMember": {"campaign_responses"},
+}
 
 
 def iso(moment: datetime) -> str:
@@ -82,22 +89,36 @@ class Env:
     @property
     def resources(self) -> dict[str, Any]:
         settings = self.platform.settings
-        return {"platform": PlatformResource(home=str(settings.home), metrics_db_url=settings.metrics_db_url), "salesforce": self.resource}
+        return {
+            "platform": PlatformResource(home=str(settings.home), metrics_db_url=settings.metrics_db_url),
+            "salesforce": self.resource,
+        }
 
     def tick(self, cursor: dict | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, cursor=json.dumps(cursor) if cursor is not None else None, resources=self.resources)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=json.dumps(cursor) if cursor is not None else None, resources=self.resources
+        )
         return salesforce_cdc_sensor(context)
 
     def daemon_tick(self, cursor: dict | None) -> Any:
         """The tick as the code server evaluates it for the daemon: run requests are resolved against the
         job and its partitions, and one unknown partition key fails the whole tick."""
         repository = dg.Definitions(
-            assets=METRIC_ASSETS, jobs=[salesforce_snapshot_job, salesforce_daily_job], sensors=[salesforce_cdc_sensor], resources=self.resources,
+            assets=METRIC_ASSETS,
+            jobs=[salesforce_snapshot_job, salesforce_daily_job],
+            sensors=[salesforce_cdc_sensor],
+            resources=self.resources,
         ).get_repository_def()
         with dg.SensorEvaluationContext(
-            instance_ref=self.instance.get_ref(), last_tick_completion_time=None, last_run_key=None,
-            cursor=json.dumps(cursor) if cursor is not None else None, log_key=None, repository_name=repository.name,
-            repository_def=repository, sensor_name=salesforce_cdc_sensor.name, resources=self.resources,
+            instance_ref=self.instance.get_ref(),
+            last_tick_completion_time=None,
+            last_run_key=None,
+            cursor=json.dumps(cursor) if cursor is not None else None,
+            log_key=None,
+            repository_name=repository.name,
+            repository_def=repository,
+            sensor_name=salesforce_cdc_sensor.name,
+            resources=self.resources,
         ) as context:
             return salesforce_cdc_sensor.evaluate_tick(context)
 
@@ -166,9 +187,13 @@ def lead_to_delete(org: SalesforceOrg) -> tuple[str, int]:
 def change_the_org(org: SalesforceOrg) -> Changes:
     """A deal closed won on a given day, an open deal pushed into next week, a lead deleted, a case created."""
     won_day = org.now.date() - timedelta(days=3)
-    won_id, pushed_id = [row[0] for row in org.run_sql(
-        "SELECT Id FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0 AND CloseDate <> ? ORDER BY Id LIMIT 2", (won_day.isoformat(),)
-    )]
+    won_id, pushed_id = [
+        row[0]
+        for row in org.run_sql(
+            "SELECT Id FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0 AND CloseDate <> ? ORDER BY Id LIMIT 2",
+            (won_day.isoformat(),),
+        )
+    ]
     org.update("Opportunity", won_id, {"StageName": "Closed Won", "CloseDate": won_day.isoformat()})
     pushed_day = wall_today() + timedelta(days=7)  # no daily partition exists for it yet
     org.update("Opportunity", pushed_id, {"CloseDate": pushed_day.isoformat()})
@@ -185,8 +210,14 @@ def changed_in_window(org: SalesforceOrg, start: datetime, end: datetime) -> dic
     for obj in POLLED:
         fields = DAILY.get(obj, ([], set()))[0]
         columns = ", ".join(['"Id"', *[f'"{field}"' for field in fields]])
-        rows = org.run_sql(f'SELECT {columns} FROM "{obj}" WHERE "SystemModstamp" >= ? AND "SystemModstamp" < ?', (epoch(start), epoch(end)))
-        found[obj] = ({row[0] for row in rows}, {as_date(value) for row in rows for value in row[1:] if value is not None})
+        rows = org.run_sql(
+            f'SELECT {columns} FROM "{obj}" WHERE "SystemModstamp" >= ? AND "SystemModstamp" < ?',
+            (epoch(start), epoch(end)),
+        )
+        found[obj] = (
+            {row[0] for row in rows},
+            {as_date(value) for row in rows for value in row[1:] if value is not None},
+        )
     return found
 
 
@@ -253,7 +284,10 @@ def test_changes_request_only_the_metrics_and_days_they_touch(env: Env) -> None:
 
     snapshots = [r for r in result.run_requests if r.job_name == salesforce_snapshot_job.name]
     assert len(snapshots) == 1 and snapshots[0].partition_key == "sf-acme"
-    assert names(snapshots[0].asset_selection) == {"open_pipeline_by_stage", "campaign_sourced_pipeline"}  # not campaign_responses
+    assert names(snapshots[0].asset_selection) == {
+        "open_pipeline_by_stage",
+        "campaign_sourced_pipeline",
+    }  # not campaign_responses
 
     expected: dict[str, set[str]] = {}
     for obj, (_, days) in changed.items():
@@ -282,7 +316,9 @@ def test_changes_request_only_the_metrics_and_days_they_touch(env: Env) -> None:
     assert cursor == {"sf-acme": {obj: iso(covered_by(org)) for obj in POLLED}}
 
     # The daemon accepts every request (the pushed deal's future day would fail the whole tick).
-    assert sorted(r.run_key for r in env.daemon_tick(env.org_cursor(start)).run_requests) == sorted(r.run_key for r in result.run_requests)
+    assert sorted(r.run_key for r in env.daemon_tick(env.org_cursor(start)).run_requests) == sorted(
+        r.run_key for r in result.run_requests
+    )
 
     # Nothing new since: no runs, and a reason.
     quiet = env.tick(cursor)
@@ -297,7 +333,11 @@ def test_requested_runs_bring_the_metric_store_up_to_date(env: Env) -> None:
     start = org.now
 
     def value(metric: str, partition: str, measure: str) -> float | None:
-        rows = [r for r in store.read(connection_id="sf-acme", metric=metric, partition_key=partition) if r["measure"] == measure and not r["dimensions"]]
+        rows = [
+            r
+            for r in store.read(connection_id="sf-acme", metric=metric, partition_key=partition)
+            if r["measure"] == measure and not r["dimensions"]
+        ]
         assert len(rows) == 1, (metric, partition, measure)
         return rows[0]["value"]
 
@@ -316,23 +356,36 @@ def test_requested_runs_bring_the_metric_store_up_to_date(env: Env) -> None:
     result = env.tick(env.org_cursor(start))
     assert result.run_requests
     for request in result.run_requests:
-        run = materialize(sorted(names(request.asset_selection)), partition_key=str(request.partition_key), tags=request.tags)
+        run = materialize(
+            sorted(names(request.asset_selection)), partition_key=str(request.partition_key), tags=request.tags
+        )
         assert run.success
 
     # Independently, from the org's tables after the change.
     won_count, won_amount = org.run_sql(
-        "SELECT COUNT(*), SUM(COALESCE(Amount, 0)) FROM Opportunity WHERE IsWon = 1 AND IsDeleted = 0 AND CloseDate = ?", (won_day.isoformat(),)
+        "SELECT COUNT(*), SUM(COALESCE(Amount, 0)) FROM Opportunity WHERE IsWon = 1 AND IsDeleted = 0 AND CloseDate = ?",
+        (won_day.isoformat(),),
     )[0]
     assert value("win_rate", f"sf-acme|{won_day}", "won_count") == won_count == won_before + 1
     assert value("win_rate", f"sf-acme|{won_day}", "won_amount") == pytest.approx(won_amount)
     assert value("sales_cycle_length", f"sf-acme|{won_day}", "count") == won_count
 
-    day_start = epoch(datetime(changes.lead_day.year, changes.lead_day.month, changes.lead_day.day, tzinfo=timezone.utc))
-    lead_count = org.run_sql("SELECT COUNT(*) FROM Lead WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?", (day_start, day_start + 86_400))[0][0]
+    day_start = epoch(
+        datetime(changes.lead_day.year, changes.lead_day.month, changes.lead_day.day, tzinfo=timezone.utc)
+    )
+    lead_count = org.run_sql(
+        "SELECT COUNT(*) FROM Lead WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?",
+        (day_start, day_start + 86_400),
+    )[0][0]
     assert value("lead_conversion", f"sf-acme|{changes.lead_day}", "lead_count") == lead_count == leads_before - 1
 
-    day_start = epoch(datetime(changes.case_day.year, changes.case_day.month, changes.case_day.day, tzinfo=timezone.utc))
-    cases = org.run_sql('SELECT COUNT(*) FROM "Case" WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?', (day_start, day_start + 86_400))[0][0]
+    day_start = epoch(
+        datetime(changes.case_day.year, changes.case_day.month, changes.case_day.day, tzinfo=timezone.utc)
+    )
+    cases = org.run_sql(
+        'SELECT COUNT(*) FROM "Case" WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?',
+        (day_start, day_start + 86_400),
+    )[0][0]
     assert value("case_volume", f"sf-acme|{changes.case_day}", "total_count") == cases
     open_now = org.run_sql("SELECT COUNT(*) FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0")[0][0]
     assert value("open_pipeline_by_stage", "sf-acme", "total_count") == open_now == open_before - 1
@@ -351,11 +404,16 @@ def test_run_keys_are_stable_for_a_tick_and_new_for_new_changes(env: Env) -> Non
     assert [r.run_key for r in again.run_requests] == keys and again.cursor == first.cursor
 
     # A later change on the same day must not be mistaken for one already requested.
-    another = org.run_sql("SELECT Id FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0 AND Id NOT IN (?, ?) ORDER BY Id LIMIT 1", (changes.won_id, changes.pushed_id))[0][0]
+    another = org.run_sql(
+        "SELECT Id FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0 AND Id NOT IN (?, ?) ORDER BY Id LIMIT 1",
+        (changes.won_id, changes.pushed_id),
+    )[0][0]
     org.update("Opportunity", another, {"StageName": "Closed Lost", "CloseDate": changes.won_day.isoformat()})
     org.advance(timedelta(minutes=5))
     later = env.tick(json.loads(first.cursor))
-    assert {str(r.partition_key) for r in later.run_requests if r.job_name == salesforce_daily_job.name} == {f"sf-acme|{changes.won_day}"}
+    assert {str(r.partition_key) for r in later.run_requests if r.job_name == salesforce_daily_job.name} == {
+        f"sf-acme|{changes.won_day}"
+    }
     assert not set(r.run_key for r in later.run_requests) & set(keys)
 
 
@@ -369,7 +427,9 @@ def test_a_cursor_beyond_the_30_day_reach_resyncs_in_full(env: Env) -> None:
     assert len(result.run_requests) == 2 and {r.tags["dfx/sync"] for r in result.run_requests} == {"gap"}
     assert {r.job_name for r in result.run_requests} == {salesforce_snapshot_job.name, salesforce_daily_job.name}
     cursor = json.loads(result.cursor)["sf-acme"]
-    assert sorted(cursor) == POLLED and all(datetime.now(timezone.utc) - datetime.fromisoformat(v) < timedelta(minutes=1) for v in cursor.values())
+    assert sorted(cursor) == POLLED and all(
+        datetime.now(timezone.utc) - datetime.fromisoformat(v) < timedelta(minutes=1) for v in cursor.values()
+    )
     assert env.requests_since(before) == []  # a window Salesforce cannot answer is not even asked
 
 
@@ -381,8 +441,13 @@ def test_invalid_replication_date_resyncs_in_full(make_env: Callable[..., Env]) 
     result = env.tick(env.org_cursor(env.org.now - timedelta(days=4)))
     answered = [r for r in env.requests_since(before) if r.path.endswith(("/updated/", "/deleted/"))]
     assert answered, "the org was asked"
-    assert len(result.run_requests) == 2 and {r.tags["dfx/sync"] for r in result.run_requests} == {"invalid-replication-date"}
-    assert all(datetime.now(timezone.utc) - datetime.fromisoformat(v) < timedelta(minutes=1) for v in json.loads(result.cursor)["sf-acme"].values())
+    assert len(result.run_requests) == 2 and {r.tags["dfx/sync"] for r in result.run_requests} == {
+        "invalid-replication-date"
+    }
+    assert all(
+        datetime.now(timezone.utc) - datetime.fromisoformat(v) < timedelta(minutes=1)
+        for v in json.loads(result.cursor)["sf-acme"].values()
+    )
     assert result.skip_reason is None
 
 
@@ -406,7 +471,9 @@ def test_a_revoked_connection_is_not_polled_and_its_cursor_dropped(env: Env) -> 
     sent = env.requests_since(before)
     assert sent, "the active connection is still polled"
     senders = {r.headers.get("authorization", "").removeprefix("Bearer ") for r in sent}
-    assert {"sf-other" if t == other_token else "sf-acme" if t == revoked_token else "unknown" for t in senders} == {"sf-other"}
+    assert {"sf-other" if t == other_token else "sf-acme" if t == revoked_token else "unknown" for t in senders} == {
+        "sf-other"
+    }
     assert {r.tags["dfx/connection"] for r in result.run_requests} == {"sf-other"}
     assert set(json.loads(result.cursor)) == {"sf-other"}
 
@@ -427,11 +494,13 @@ def test_the_day_a_record_left_is_requested_from_the_record_bucket_index(env: En
     materialize = Materializer(env.platform, env.resource, env.instance)
     today_start = epoch(datetime.combine(org.now.date(), datetime.min.time(), timezone.utc))
     case_id, closed_at = org.run_sql(
-        'SELECT Id, ClosedDate FROM "Case" WHERE IsDeleted = 0 AND IsClosed = 1 AND ClosedDate < ? ORDER BY ClosedDate DESC LIMIT 1', (today_start,)
+        'SELECT Id, ClosedDate FROM "Case" WHERE IsDeleted = 0 AND IsClosed = 1 AND ClosedDate < ? ORDER BY ClosedDate DESC LIMIT 1',
+        (today_start,),
     )[0]
     closed_day = as_date(closed_at)
     (moved_id, moved), (purged_id, purged) = org.run_sql(
-        "SELECT Id, CloseDate FROM Opportunity WHERE IsDeleted = 0 AND CloseDate < ? ORDER BY CloseDate DESC, Id LIMIT 2", (org.now.date().isoformat(),)
+        "SELECT Id, CloseDate FROM Opportunity WHERE IsDeleted = 0 AND CloseDate < ? ORDER BY CloseDate DESC, Id LIMIT 2",
+        (org.now.date().isoformat(),),
     )
     moved_day, purged_day = as_date(moved), as_date(purged)
     days = sorted({closed_day, moved_day, purged_day})
@@ -441,13 +510,22 @@ def test_the_day_a_record_left_is_requested_from_the_record_bucket_index(env: En
     start = org.now
 
     org.update("Case", case_id, {"Status": "Working"})  # ClosedDate cleared
-    org.update("Opportunity", moved_id, {"CloseDate": (wall_today() + timedelta(days=30)).isoformat()})  # to a day without a partition
+    org.update(
+        "Opportunity", moved_id, {"CloseDate": (wall_today() + timedelta(days=30)).isoformat()}
+    )  # to a day without a partition
     org.purge("Opportunity", purged_id)  # queryAll no longer sees it
     org.advance(timedelta(minutes=5))
-    assert org.get("Case", case_id)["ClosedDate"] is None and org.get("Opportunity", purged_id, include_deleted=True) is None
+    assert (
+        org.get("Case", case_id)["ClosedDate"] is None
+        and org.get("Opportunity", purged_id, include_deleted=True) is None
+    )
     result = env.tick(env.org_cursor(start))
 
-    daily = {str(r.partition_key): names(r.asset_selection) for r in result.run_requests if r.job_name == salesforce_daily_job.name}
+    daily = {
+        str(r.partition_key): names(r.asset_selection)
+        for r in result.run_requests
+        if r.job_name == salesforce_daily_job.name
+    }
     assert {"case_volume", "case_resolution_time"} <= daily[f"sf-acme|{closed_day}"]
     assert {"win_rate", "sales_cycle_length"} <= daily[f"sf-acme|{moved_day}"]
     assert {"win_rate", "sales_cycle_length"} <= daily[f"sf-acme|{purged_day}"]

@@ -17,7 +17,11 @@ from simple_salesforce import Salesforce
 
 from dfx_pipelines.connectors.salesforce.cdc import salesforce_cdc_sensor
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
-from dfx_pipelines.connectors.salesforce.sandbox import RunningSalesforceSandbox, SalesforceOrg, start_salesforce_sandbox
+from dfx_pipelines.connectors.salesforce.sandbox import (
+    RunningSalesforceSandbox,
+    SalesforceOrg,
+    start_salesforce_sandbox,
+)
 from dfx_pipelines.platform.http import NO_RETRY, build_session
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.resources import PlatformResource
@@ -48,7 +52,9 @@ def values(platform: Platform, connection_id: str, partition: str) -> dict[str, 
     found: dict[str, list[tuple]] = {}
     for row in platform.metric_store.read(connection_id=connection_id, partition_key=key):
         value = None if row["value"] is None else round(row["value"], 6)
-        found.setdefault(row["metric"], []).append((row["period"], row["measure"], json.dumps(row["dimensions"], sort_keys=True), value))
+        found.setdefault(row["metric"], []).append(
+            (row["period"], row["measure"], json.dumps(row["dimensions"], sort_keys=True), value)
+        )
     return {metric: sorted(rows) for metric, rows in found.items()}
 
 
@@ -66,16 +72,24 @@ def test_an_account_deleted_through_rest_reaches_the_metrics_and_they_match_a_fr
     today = datetime.now(timezone.utc).date()
     account, days = min(
         (
-            (account_id, {date.fromisoformat(row[0]) for row in org.run_sql(
-                "SELECT CloseDate FROM Opportunity WHERE AccountId = ? AND IsClosed = 1 AND IsDeleted = 0 AND CloseDate < ? AND CloseDate >= '2024-01-01'",
-                (account_id, today.isoformat()),
-            )})
+            (
+                account_id,
+                {
+                    date.fromisoformat(row[0])
+                    for row in org.run_sql(
+                        "SELECT CloseDate FROM Opportunity WHERE AccountId = ? AND IsClosed = 1 AND IsDeleted = 0 AND CloseDate < ? AND CloseDate >= '2024-01-01'",
+                        (account_id, today.isoformat()),
+                    )
+                },
+            )
             for (account_id,) in org.run_sql("SELECT Id FROM Account WHERE IsDeleted = 0")
         ),
         key=lambda item: (not item[1], len(item[1]), item[0]),
     )
     assert days, "no account has closed deals on past days"
-    opportunities = {row[0] for row in org.run_sql("SELECT Id FROM Opportunity WHERE AccountId = ? AND IsDeleted = 0", (account,))}
+    opportunities = {
+        row[0] for row in org.run_sql("SELECT Id FROM Opportunity WHERE AccountId = ? AND IsDeleted = 0", (account,))
+    }
     daily = ["win_rate", "sales_cycle_length"]
     for day in days:
         assert materialize(daily, partition_key=f"sf-acme|{day}").success
@@ -84,9 +98,16 @@ def test_an_account_deleted_through_rest_reaches_the_metrics_and_they_match_a_fr
 
     # Through the REST API, as a user would: its cases first (they refuse the account's delete), then the account.
     start = org.now
-    sf = Salesforce(instance_url=sandbox.url, session_id=sandbox.app.issue_tokens()["access_token"],
-                    session=build_session(sandbox_ca=sandbox.ca_pem_path, retry=NO_RETRY), version="59.0")
-    for (case_id,) in org.run_sql('SELECT Id FROM "Case" WHERE IsDeleted = 0 AND (AccountId = ? OR ContactId IN (SELECT Id FROM Contact WHERE AccountId = ?))', (account, account)):
+    sf = Salesforce(
+        instance_url=sandbox.url,
+        session_id=sandbox.app.issue_tokens()["access_token"],
+        session=build_session(sandbox_ca=sandbox.ca_pem_path, retry=NO_RETRY),
+        version="59.0",
+    )
+    for (case_id,) in org.run_sql(
+        'SELECT Id FROM "Case" WHERE IsDeleted = 0 AND (AccountId = ? OR ContactId IN (SELECT Id FROM Contact WHERE AccountId = ?))',
+        (account, account),
+    ):
         sf.Case.delete(case_id)
     sf.Account.delete(account)
     org.advance(timedelta(minutes=5))
@@ -95,9 +116,14 @@ def test_an_account_deleted_through_rest_reaches_the_metrics_and_they_match_a_fr
     reported = {r["id"] for r in sf.Opportunity.deleted(start, org.now)["deletedRecords"]}
     assert reported == opportunities
     settings = platform.settings
-    resources = {"platform": PlatformResource(home=str(settings.home), metrics_db_url=settings.metrics_db_url), "salesforce": resource}
+    resources = {
+        "platform": PlatformResource(home=str(settings.home), metrics_db_url=settings.metrics_db_url),
+        "salesforce": resource,
+    }
     cursor = {"sf-acme": {obj: start.strftime("%Y-%m-%dT%H:%M:%S+00:00") for obj in POLLED}}
-    result = salesforce_cdc_sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources))
+    result = salesforce_cdc_sensor(
+        dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources)
+    )
     requested = {str(r.partition_key): r for r in result.run_requests}
     assert {f"sf-acme|{day}" for day in days} <= set(requested)
     for request in result.run_requests:
@@ -113,4 +139,6 @@ def test_an_account_deleted_through_rest_reaches_the_metrics_and_they_match_a_fr
     assert materialize(sorted(snapshot), partition_key="sf-fresh").success
     assert after == {day: values(platform, "sf-fresh", day.isoformat()) for day in days}
     assert snapshot == values(platform, "sf-fresh", "")
-    assert {day: {m: after[day][m] for m in daily} for day in days} != before  # the deals that went with the account counted
+    assert {
+        day: {m: after[day][m] for m in daily} for day in days
+    } != before  # the deals that went with the account counted

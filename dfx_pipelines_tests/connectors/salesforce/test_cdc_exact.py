@@ -24,7 +24,11 @@ from dfx_pipelines.connectors.salesforce.cdc import salesforce_cdc_sensor
 from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS
 from dfx_pipelines.connectors.salesforce.queries import Cadence
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
-from dfx_pipelines.connectors.salesforce.sandbox import RunningSalesforceSandbox, SalesforceOrg, start_salesforce_sandbox
+from dfx_pipelines.connectors.salesforce.sandbox import (
+    RunningSalesforceSandbox,
+    SalesforceOrg,
+    start_salesforce_sandbox,
+)
 from dfx_pipelines.connectors.salesforce.sandbox.schema import OPPORTUNITY_STAGES
 from dfx_pipelines.platform.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_partitions
 from dfx_pipelines.platform.resources import PlatformResource
@@ -73,7 +77,9 @@ class Mutator:
         else:
             bounds = (epoch(self.first), epoch(self.last + timedelta(days=1)))
             where = f'"{column}" >= ? AND "{column}" < ?'
-        return self.pick(f'SELECT "Id" FROM "{table}" WHERE "IsDeleted" = ? AND {where} {extra} ORDER BY "Id"', (deleted, *bounds))
+        return self.pick(
+            f'SELECT "Id" FROM "{table}" WHERE "IsDeleted" = ? AND {where} {extra} ORDER BY "Id"', (deleted, *bounds)
+        )
 
     def apply(self) -> None:
         change = self.rng.choice(self.CHANGES)
@@ -91,7 +97,11 @@ class Mutator:
     def close_deal(self) -> str | None:
         record = self.in_window("Opportunity", "CloseDate", 'AND "IsClosed" = 0')
         if record:
-            self.org.update("Opportunity", record, {"StageName": self.rng.choice(("Closed Won", "Closed Lost")), "CloseDate": self.day()})
+            self.org.update(
+                "Opportunity",
+                record,
+                {"StageName": self.rng.choice(("Closed Won", "Closed Lost")), "CloseDate": self.day()},
+            )
         return record
 
     def reopen_deal(self) -> str | None:
@@ -113,7 +123,14 @@ class Mutator:
         return record
 
     def create_case(self) -> str:
-        return self.org.create("Case", {"Subject": "Random", "Status": self.rng.choice(("New", "Closed")), "Priority": self.rng.choice(("High", "Low"))})
+        return self.org.create(
+            "Case",
+            {
+                "Subject": "Random",
+                "Status": self.rng.choice(("New", "Closed")),
+                "Priority": self.rng.choice(("High", "Low")),
+            },
+        )
 
     def create_lead(self) -> str:
         return self.org.create("Lead", {"LastName": "Random", "Company": "Random Co", "Status": "Open - Not Contacted"})
@@ -125,13 +142,24 @@ class Mutator:
         return record
 
     def set_task_date(self) -> str | None:
-        record = self.pick('SELECT "Id" FROM "Task" WHERE "IsDeleted" = 0 AND "ActivityDate" IS NULL ORDER BY "Id"') or self.in_window("Task", "ActivityDate")
+        record = self.pick(
+            'SELECT "Id" FROM "Task" WHERE "IsDeleted" = 0 AND "ActivityDate" IS NULL ORDER BY "Id"'
+        ) or self.in_window("Task", "ActivityDate")
         if record:
             self.org.update("Task", record, {"ActivityDate": self.day()})
         return record
 
     def create_task(self) -> str:
-        return self.org.create("Task", {"Subject": "Call", "Status": "Not Started", "Priority": "Normal", "Type": "Call", "ActivityDate": self.day()})
+        return self.org.create(
+            "Task",
+            {
+                "Subject": "Call",
+                "Status": "Not Started",
+                "Priority": "Normal",
+                "Type": "Call",
+                "ActivityDate": self.day(),
+            },
+        )
 
     def move_event(self) -> str | None:
         record = self.in_window("Event", "ActivityDate")
@@ -152,7 +180,15 @@ class Mutator:
         return record
 
     def delete(self) -> str | None:
-        table, column = self.rng.choice((("Opportunity", "CloseDate"), ("Lead", "CreatedDate"), ("Case", "ClosedDate"), ("Task", "ActivityDate"), ("Event", "ActivityDate")))
+        table, column = self.rng.choice(
+            (
+                ("Opportunity", "CloseDate"),
+                ("Lead", "CreatedDate"),
+                ("Case", "ClosedDate"),
+                ("Task", "ActivityDate"),
+                ("Event", "ActivityDate"),
+            )
+        )
         record = self.in_window(table, column)
         if record:
             self.org.delete(table, record)
@@ -167,8 +203,21 @@ class Mutator:
         return record
 
     CHANGES: list[Callable[["Mutator"], str | None]] = [
-        move_close_date, close_deal, reopen_deal, close_case, reopen_case, create_case, create_lead, clear_task_date,
-        set_task_date, create_task, move_event, complete_milestone, uncomplete_milestone, delete, purge,
+        move_close_date,
+        close_deal,
+        reopen_deal,
+        close_case,
+        reopen_case,
+        create_case,
+        create_lead,
+        clear_task_date,
+        set_task_date,
+        create_task,
+        move_event,
+        complete_milestone,
+        uncomplete_milestone,
+        delete,
+        purge,
     ]
 
 
@@ -182,7 +231,12 @@ def sandbox() -> Iterator[RunningSalesforceSandbox]:
 
 def stored(platform: Platform, metric: str, partition_key: str) -> list[tuple]:
     return sorted(
-        (str(r["period"]), r["measure"], json.dumps(r["dimensions"], sort_keys=True), None if r["value"] is None else round(r["value"], 6))
+        (
+            str(r["period"]),
+            r["measure"],
+            json.dumps(r["dimensions"], sort_keys=True),
+            None if r["value"] is None else round(r["value"], 6),
+        )
         for r in platform.metric_store.read(connection_id="sf-acme", metric=metric, partition_key=partition_key)
     )
 
@@ -190,7 +244,12 @@ def stored(platform: Platform, metric: str, partition_key: str) -> list[tuple]:
 def fresh(client: Any, connection: Any, metric: str, day: date | None) -> list[tuple]:
     _, rows = compute_metric(client, SALES_METRICS[metric], connection, day)
     return sorted(
-        (str(r.period), r.measure, json.dumps(r.dimension_dict, sort_keys=True), None if r.value is None else round(r.value, 6))
+        (
+            str(r.period),
+            r.measure,
+            json.dumps(r.dimension_dict, sort_keys=True),
+            None if r.value is None else round(r.value, 6),
+        )
         for r in rows
     )
 
@@ -207,7 +266,9 @@ def differences(platform: Platform, resource: SalesforceResource, connection: An
     return wrong
 
 
-def test_cdc_leaves_every_value_equal_to_a_full_recompute(platform: Platform, workspace: Any, sandbox: RunningSalesforceSandbox) -> None:
+def test_cdc_leaves_every_value_equal_to_a_full_recompute(
+    platform: Platform, workspace: Any, sandbox: RunningSalesforceSandbox
+) -> None:
     with dg.instance_for_test() as instance:
         org = sandbox.org
         resource = SalesforceResource(client_id=sandbox.app.oauth.client_id, sandbox_ca_path=sandbox.ca_pem_path)
@@ -215,13 +276,20 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(platform: Platform, wo
         sync_partitions(instance, platform.registry, ["salesforce"])
         org.advance(timedelta(minutes=2))
         materialize = Materializer(platform, resource, instance)
-        resources = {"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url), "salesforce": resource}
+        resources = {
+            "platform": PlatformResource(
+                home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url
+            ),
+            "salesforce": resource,
+        }
 
         # The store before any change: every daily metric over the window (one range run), every snapshot.
         start_day = org.now.date()
         first, last = start_day - timedelta(days=WINDOW_DAYS - 3), start_day + timedelta(days=2)
         assert last <= datetime.now(timezone.utc).date()
-        assert materialize(DAILY_METRICS, tags={RANGE_START_TAG: f"sf-acme|{first}", RANGE_END_TAG: f"sf-acme|{last}"}).success
+        assert materialize(
+            DAILY_METRICS, tags={RANGE_START_TAG: f"sf-acme|{first}", RANGE_END_TAG: f"sf-acme|{last}"}
+        ).success
         assert materialize(SNAPSHOT_METRICS, partition_key="sf-acme").success
         assert differences(platform, resource, connection) == []
         assert platform.metric_store.bucket_count("sf-acme") > 0
@@ -240,7 +308,9 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(platform: Platform, wo
             faults.inject("rate_limit", count=None, probability=0.05, retry_after=0, path_prefix=DATA)
             faults.inject("server_error", count=None, probability=0.05, status=503, path_prefix=DATA)
             faults.inject("drop", count=None, probability=0.03, path_prefix=DATA)
-            result = salesforce_cdc_sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources))
+            result = salesforce_cdc_sensor(
+                dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources)
+            )
             assert all(r.tags["dfx/sync"] == "cdc" for r in result.run_requests), "a CDC tick, not a full resync"
             for request in result.run_requests:
                 names = sorted(key.path[-1] for key in request.asset_selection or [])
@@ -251,4 +321,7 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(platform: Platform, wo
 
             wrong = differences(platform, resource, connection)
             assert wrong == [], f"after batch {batch} ({'; '.join(mutator.log[-CHANGES_PER_BATCH:])}): {wrong}"
-        assert runs > 0 and len([entry for entry in mutator.log if "nothing" not in entry]) >= BATCHES * CHANGES_PER_BATCH // 2
+        assert (
+            runs > 0
+            and len([entry for entry in mutator.log if "nothing" not in entry]) >= BATCHES * CHANGES_PER_BATCH // 2
+        )

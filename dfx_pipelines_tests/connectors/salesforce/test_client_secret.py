@@ -12,7 +12,11 @@ from click.testing import CliRunner
 
 from dfx_pipelines.cli import main
 from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
-from dfx_pipelines.connectors.salesforce.sandbox.launch import DEFAULT_REDIRECT_URI, complete_authorization, parse_redirect
+from dfx_pipelines.connectors.salesforce.sandbox.launch import (
+    DEFAULT_REDIRECT_URI,
+    complete_authorization,
+    parse_redirect,
+)
 from dfx_pipelines.connectors.salesforce.sandbox.oauth import pkce_challenge
 from dfx_pipelines.platform.registry import ConnectionStatus
 
@@ -31,7 +35,11 @@ def confidential_sandbox():  # noqa: ANN201
 
 
 def test_cli_connects_with_the_secret_from_the_environment_and_a_run_refreshes_with_it(
-    platform, workspace, confidential_sandbox, monkeypatch, tmp_path: Path  # noqa: ANN001
+    platform,
+    workspace,
+    confidential_sandbox,
+    monkeypatch,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     sandbox, secret = confidential_sandbox, confidential_sandbox.app.oauth.client_secret
     monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", secret)
@@ -42,8 +50,19 @@ def test_cli_connects_with_the_secret_from_the_environment_and_a_run_refreshes_w
     (tmp_path / "dagster_home").mkdir()
 
     args = [
-        "connect", "salesforce", "--workspace", "acme", "--id", "sf-secret", "--name", "Confidential app org",
-        "--login-url", sandbox.url, "--select", "Opportunity:StageName,Amount,Probability,IsClosed", "--approve-sandbox",
+        "connect",
+        "salesforce",
+        "--workspace",
+        "acme",
+        "--id",
+        "sf-secret",
+        "--name",
+        "Confidential app org",
+        "--login-url",
+        sandbox.url,
+        "--select",
+        "Opportunity:StageName,Amount,Probability,IsClosed",
+        "--approve-sandbox",
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -55,19 +74,36 @@ def test_cli_connects_with_the_secret_from_the_environment_and_a_run_refreshes_w
     # A run (the resource as the code location builds it, from the environment) refreshes with the secret.
     sandbox.app.oauth.expire_all_access_tokens()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        run = Materializer(platform, salesforce_resource(), instance)(["open_pipeline_by_stage"], partition_key="sf-secret")
+        run = Materializer(platform, salesforce_resource(), instance)(
+            ["open_pipeline_by_stage"], partition_key="sf-secret"
+        )
     assert run.success
     refreshes = [form for form in _token_calls(sandbox) if form["grant_type"] == "refresh_token"]
     assert len(refreshes) == 1 and refreshes[0]["client_secret"] == secret
 
 
-def test_a_wrong_name_for_the_secret_fails_the_connect_clearly(platform, workspace, confidential_sandbox, monkeypatch) -> None:  # noqa: ANN001
+def test_a_wrong_name_for_the_secret_fails_the_connect_clearly(
+    platform, workspace, confidential_sandbox, monkeypatch
+) -> None:  # noqa: ANN001
     monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", "not-the-secret")
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
     platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
     (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(confidential_sandbox.ca_pem_path).read_bytes())
-    args = ["connect", "salesforce", "--workspace", "acme", "--id", "sf-wrong", "--name", "x", "--login-url", confidential_sandbox.url,
-            "--select", "Opportunity:Amount", "--approve-sandbox"]
+    args = [
+        "connect",
+        "salesforce",
+        "--workspace",
+        "acme",
+        "--id",
+        "sf-wrong",
+        "--name",
+        "x",
+        "--login-url",
+        confidential_sandbox.url,
+        "--select",
+        "Opportunity:Amount",
+        "--approve-sandbox",
+    ]
     result = CliRunner().invoke(main, args)
     # The provider refused the exchange: a failed operation (exit 1), not input dfx could have refused.
     assert result.exit_code == 1 and "invalid_client" in result.output and "not-the-secret" not in result.output
@@ -78,8 +114,13 @@ def _exchange(sandbox, client_secret: str | None):  # noqa: ANN001, ANN202
     verifier = secrets.token_urlsafe(48)
     url = sandbox.authorize_url(state="s", code_challenge=pkce_challenge(verifier))
     code = parse_redirect(complete_authorization(sandbox.session(), url))["code"]
-    form = {"grant_type": "authorization_code", "code": code, "client_id": sandbox.app.oauth.client_id,
-            "redirect_uri": DEFAULT_REDIRECT_URI, "code_verifier": verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": sandbox.app.oauth.client_id,
+        "redirect_uri": DEFAULT_REDIRECT_URI,
+        "code_verifier": verifier,
+    }
     if client_secret is not None:
         form["client_secret"] = client_secret
     return sandbox.session().post(f"{sandbox.url}/services/oauth2/token", data=form)

@@ -47,7 +47,11 @@ def test_wider_scopes_are_refused_and_the_token_revoked(platform, workspace: Wor
     sandbox = make_sandbox(granted_scopes="api refresh_token cdp_query_api full")
     try:
         with pytest.raises(AuthError, match=r"unexpected \['full'\]"):
-            connect(platform, sandbox, SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path))
+            connect(
+                platform,
+                sandbox,
+                SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path),
+            )
         assert_nothing_stored(platform)
         assert "/services/oauth2/revoke" in paths(sandbox)
         assert not any(path.startswith("/services/data/") for path in paths(sandbox))
@@ -59,13 +63,19 @@ def test_narrower_scopes_are_refused(platform, workspace: Workspace, sf_resource
     sandbox = make_sandbox(granted_scopes="api refresh_token")
     try:
         with pytest.raises(AuthError, match=r"missing \['cdp_query_api'\]"):
-            connect(platform, sandbox, SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path))
+            connect(
+                platform,
+                sandbox,
+                SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path),
+            )
         assert_nothing_stored(platform)
     finally:
         sandbox.stop()
 
 
-def test_forged_state_is_refused_before_the_code_is_exchanged(platform, workspace: Workspace, sf_sandbox, sf_resource) -> None:
+def test_forged_state_is_refused_before_the_code_is_exchanged(
+    platform, workspace: Workspace, sf_sandbox, sf_resource
+) -> None:
     session = sf_resource.session(platform)
 
     def attacker_redirect(url: str) -> str:
@@ -104,7 +114,11 @@ def test_instance_url_elsewhere_is_refused(platform, workspace: Workspace, sf_re
     sandbox.app.bind("https://evil.example.com")  # the token response now names another host
     try:
         with pytest.raises(UnsafeDestinationError, match="not a Salesforce domain"):
-            connect(platform, sandbox, SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path))
+            connect(
+                platform,
+                sandbox,
+                SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=sandbox.ca_pem_path),
+            )
         assert_nothing_stored(platform)
         assert not any(path.startswith("/services/data/") for path in paths(sandbox))
         assert "/services/oauth2/revoke" in paths(sandbox)  # revoked at the login host we trust
@@ -120,7 +134,9 @@ def test_instance_url_elsewhere_is_refused(platform, workspace: Workspace, sf_re
         ({"Opportunity": ["Amount;"]}, "Salesforce field path"),
     ],
 )
-def test_hostile_names_are_refused_before_any_request(platform, workspace: Workspace, sf_sandbox, sf_resource, objects: dict, error: str) -> None:
+def test_hostile_names_are_refused_before_any_request(
+    platform, workspace: Workspace, sf_sandbox, sf_resource, objects: dict, error: str
+) -> None:
     before = len(sf_sandbox.server.requests)
     with pytest.raises((ConfigError, IdentifierError), match=error):
         connect(platform, sf_sandbox, sf_resource, config={"selection": {"objects": objects}, "write_back": []})
@@ -137,7 +153,9 @@ def test_hostile_names_are_refused_before_any_request(platform, workspace: Works
         ({"Opportunity": ["Account.Nonexistent"]}, "field Nonexistent does not exist on Account"),
     ],
 )
-def test_selection_is_checked_against_describe(platform, workspace: Workspace, sf_sandbox, sf_resource, objects: dict, problem: str) -> None:
+def test_selection_is_checked_against_describe(
+    platform, workspace: Workspace, sf_sandbox, sf_resource, objects: dict, problem: str
+) -> None:
     with pytest.raises(ConfigError, match=problem):
         connect(platform, sf_sandbox, sf_resource, config={"selection": {"objects": objects}, "write_back": []})
     assert_nothing_stored(platform)
@@ -148,14 +166,18 @@ def test_selection_is_checked_against_describe(platform, workspace: Workspace, s
 def test_non_updateable_write_back_field_is_refused(platform, workspace: Workspace, sf_sandbox, sf_resource) -> None:
     config = {
         "selection": {"objects": {"Opportunity": ["Amount", "Weighted_Amount__c"]}},
-        "write_back": [{"object": "Opportunity", "field": "Weighted_Amount__c", "metric": "win_rate", "measure": "won_amount"}],
+        "write_back": [
+            {"object": "Opportunity", "field": "Weighted_Amount__c", "metric": "win_rate", "measure": "won_amount"}
+        ],
     }
     with pytest.raises(ConfigError, match="Weighted_Amount__c is not updateable"):
         connect(platform, sf_sandbox, sf_resource, config=config)
     assert_nothing_stored(platform)
 
 
-def test_reauthorize_replaces_tokens_and_keeps_the_connection(platform, workspace: Workspace, sf_sandbox, sf_resource) -> None:
+def test_reauthorize_replaces_tokens_and_keeps_the_connection(
+    platform, workspace: Workspace, sf_sandbox, sf_resource
+) -> None:
     first = connect(platform, sf_sandbox, sf_resource)
     old = platform.vault.get(first.secret_ref("oauth_refresh_token")).get_secret_value()
     with pytest.raises(ConfigError, match="already exists"):

@@ -42,7 +42,9 @@ def stored_values(platform) -> dict[tuple, float | None]:  # noqa: ANN001
     }
 
 
-def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(platform, workspace, org, dagster_instance) -> None:  # noqa: ANN001
+def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
+    platform, workspace, org, dagster_instance
+) -> None:  # noqa: ANN001
     from .conftest import connect
 
     resource = SalesforceResource(
@@ -70,8 +72,10 @@ def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_value
     failed_token_calls = sum(1 for kind, path in faults.log if path == TOKEN_PATH and kind != "slow")
     refreshes = len(token_calls) - failed_token_calls  # token POSTs that got their answer
     retries = fired["rate_limit"] + fired["server_error"] + fired["drop"]  # each failed attempt was retried
-    print(f"\nSalesforce under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
-          f"retries {retries}, refreshes {refreshes} ({len(token_calls)} token calls)")
+    print(
+        f"\nSalesforce under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
+        f"retries {retries}, refreshes {refreshes} ({len(token_calls)} token calls)"
+    )
     assert set(fired) == set(KINDS)
     assert failed_token_calls > 0  # the refresh POST itself was dropped or refused, and recovered
     assert refreshes == fired["expire_token"]  # one refresh per expired token, none wasted

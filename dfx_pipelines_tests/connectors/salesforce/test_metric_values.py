@@ -32,14 +32,17 @@ def days() -> list[date]:
 
 @pytest.fixture
 def range_tags() -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": f"sf-acme|{FIRST_DAY}", "dagster/asset_partition_range_end": f"sf-acme|{LAST_DAY}"}
+    return {
+        "dagster/asset_partition_range_start": f"sf-acme|{FIRST_DAY}",
+        "dagster/asset_partition_range_end": f"sf-acme|{LAST_DAY}",
+    }
 
 
 def test_open_pipeline_by_stage(platform, sf_connection, sf_sandbox, materialize) -> None:  # noqa: ANN001
     result = materialize(["open_pipeline_by_stage"], partition_key="sf-acme")
     expected = sf_sandbox.org.run_sql(
-        'SELECT StageName, COUNT(*), SUM(COALESCE(Amount, 0)), SUM(COALESCE(Amount, 0) * Probability / 100.0) '
-        'FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0 GROUP BY StageName'
+        "SELECT StageName, COUNT(*), SUM(COALESCE(Amount, 0)), SUM(COALESCE(Amount, 0) * Probability / 100.0) "
+        "FROM Opportunity WHERE IsClosed = 0 AND IsDeleted = 0 GROUP BY StageName"
     )
     values = stored(platform, "open_pipeline_by_stage")
     assert len(expected) >= 4
@@ -55,7 +58,9 @@ def test_open_pipeline_by_stage(platform, sf_connection, sf_sandbox, materialize
     assert metadata["bytes_read"].value > 0 and "| open_pipeline_by_stage |" in metadata["result"].value
 
 
-def test_win_rate_over_a_month_in_one_backfill_run(platform, sf_connection, sf_sandbox, materialize, range_tags) -> None:  # noqa: ANN001
+def test_win_rate_over_a_month_in_one_backfill_run(
+    platform, sf_connection, sf_sandbox, materialize, range_tags
+) -> None:  # noqa: ANN001
     result = materialize(["win_rate"], tags=range_tags)
     assert result.success
     values = stored(platform, "win_rate")
@@ -71,20 +76,30 @@ def test_win_rate_over_a_month_in_one_backfill_run(platform, sf_connection, sf_s
         assert values[(day, "lost_count", ())] == lost[0]
         assert values[(day, "won_amount", ())] == pytest.approx(won[1])
         expected_rate = won[0] / (won[0] + lost[0]) if won[0] + lost[0] else None
-        assert values[(day, "win_rate_by_count", ())] == (pytest.approx(expected_rate) if expected_rate is not None else None)
+        assert values[(day, "win_rate_by_count", ())] == (
+            pytest.approx(expected_rate) if expected_rate is not None else None
+        )
         checked += bool(rows)
     assert checked >= 5, "the test org should close deals on several of these days"
     # Each partition's materialization carries that day's own numbers, not the run's totals or the last day.
-    by_partition = {str(m.partition): m.metadata for m in result.asset_materializations_for_node("salesforce__win_rate")}
+    by_partition = {
+        str(m.partition): m.metadata for m in result.asset_materializations_for_node("salesforce__win_rate")
+    }
     batches = {b["partition_key"]: b for b in platform.metric_store.batches() if b["metric"] == "win_rate"}
     assert len(by_partition) == len(days())
     for day in days():
         key = f"sf-acme|{day}"
         metadata, batch = by_partition[key], batches[key]
         assert metadata["dagster/row_count"].value == batch["row_count"]
-        assert (metadata["api_calls"].value, metadata["rows_returned"].value, metadata["bytes_read"].value) == (batch["api_calls"], batch["records_read"], batch["bytes_read"])
+        assert (metadata["api_calls"].value, metadata["rows_returned"].value, metadata["bytes_read"].value) == (
+            batch["api_calls"],
+            batch["records_read"],
+            batch["bytes_read"],
+        )
         assert f"CloseDate = {day}" in metadata["soql"].value and "(and " not in metadata["soql"].value
-        periods = {line.split(" | ")[2] for line in metadata["result"].value.splitlines()[2:] if line.startswith("| win_rate")}
+        periods = {
+            line.split(" | ")[2] for line in metadata["result"].value.splitlines()[2:] if line.startswith("| win_rate")
+        }
         assert periods <= {day.isoformat()}
 
 
@@ -94,20 +109,28 @@ def test_lead_conversion_and_case_volume(platform, sf_connection, sf_sandbox, ma
     for day in days():
         start, end = day_bounds(day)
         total, converted = sf_sandbox.org.run_sql(
-            "SELECT COUNT(*), COALESCE(SUM(IsConverted), 0) FROM Lead WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?", (start, end)
+            "SELECT COUNT(*), COALESCE(SUM(IsConverted), 0) FROM Lead WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?",
+            (start, end),
         )[0]
         assert leads[(day, "lead_count", ())] == total
         assert leads[(day, "converted_count", ())] == converted
-        case_count = sf_sandbox.org.run_sql('SELECT COUNT(*) FROM "Case" WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?', (start, end))[0][0]
+        case_count = sf_sandbox.org.run_sql(
+            'SELECT COUNT(*) FROM "Case" WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?', (start, end)
+        )[0][0]
         assert cases[(day, "total_count", ())] == case_count
 
 
-def test_sales_cycle_length_is_streamed_and_reduced(platform, sf_connection, sf_sandbox, materialize, range_tags) -> None:  # noqa: ANN001
+def test_sales_cycle_length_is_streamed_and_reduced(
+    platform, sf_connection, sf_sandbox, materialize, range_tags
+) -> None:  # noqa: ANN001
     assert materialize(["sales_cycle_length"], tags=range_tags).success
     values = stored(platform, "sales_cycle_length")
     seen = 0
     for day in days():
-        created = sf_sandbox.org.run_sql("SELECT CreatedDate FROM Opportunity WHERE IsWon = 1 AND IsDeleted = 0 AND CloseDate = ?", (day.isoformat(),))
+        created = sf_sandbox.org.run_sql(
+            "SELECT CreatedDate FROM Opportunity WHERE IsWon = 1 AND IsDeleted = 0 AND CloseDate = ?",
+            (day.isoformat(),),
+        )
         lengths = [(day - datetime.fromtimestamp(ts, timezone.utc).date()).days for (ts,) in created]
         assert values[(day, "count", ())] == len(lengths)
         if lengths:
@@ -130,4 +153,8 @@ def test_daily_partition_key_by_itself(platform, sf_connection, materialize) -> 
     key = dg.MultiPartitionKey({"connection": "sf-acme", "date": day.isoformat()})
     assert materialize(["win_rate"], partition_key=key).success
     [batch] = platform.metric_store.batches("sf-acme")
-    assert batch["partition_key"] == f"sf-acme|{day}" and batch["records_read"] >= 0 and "CloseDate = " + day.isoformat() in batch["source"]
+    assert (
+        batch["partition_key"] == f"sf-acme|{day}"
+        and batch["records_read"] >= 0
+        and "CloseDate = " + day.isoformat() in batch["source"]
+    )

@@ -49,7 +49,14 @@ UTC = timezone.utc
 
 FULL_SELECTION = {
     "Opportunity": {
-        "StageName", "Probability", "ExpectedRevenue", "Amount", "IsClosed", "IsWon", "CloseDate", "CreatedDate",
+        "StageName",
+        "Probability",
+        "ExpectedRevenue",
+        "Amount",
+        "IsClosed",
+        "IsWon",
+        "CloseDate",
+        "CreatedDate",
         "CampaignId",
     },
     "Lead": {"IsConverted", "CreatedDate", "ConvertedDate"},
@@ -97,7 +104,9 @@ def make_opportunities(rng: random.Random, n: int = 420) -> list[dict]:
                 "Probability": probability,
                 "Amount": amount,
                 # Salesforce's own Amount × Probability / 100, kept to the currency's scale per record
-                "ExpectedRevenue": None if amount is None or probability is None else round(amount * probability / 100, 2),
+                "ExpectedRevenue": None
+                if amount is None or probability is None
+                else round(amount * probability / 100, 2),
                 "IsClosed": closed,
                 "IsWon": won,
                 "CloseDate": close_date.isoformat(),
@@ -165,7 +174,10 @@ def make_milestones(rng: random.Random, n: int = 360) -> list[dict]:
 
 def make_campaign_members(rng: random.Random, n: int = 300) -> list[dict]:
     return [
-        {"CampaignId": rng.choice(["701000000000001", "701000000000002", "701000000000004"]), "HasResponded": rng.random() < 0.4}
+        {
+            "CampaignId": rng.choice(["701000000000001", "701000000000002", "701000000000004"]),
+            "HasResponded": rng.random() < 0.4,
+        }
         for _ in range(n)
     ]
 
@@ -378,9 +390,7 @@ def test_case_volume_matches_definitions(org, day):
         for (status, priority), group in created.fillna({"Priority": ""}).groupby(["Status", "Priority"])
     }
     expected[("total_count", ())] = len(created)
-    rows = aggregate_rows_for(
-        "case_volume", org, day, lambda r: datetime.fromisoformat(r["CreatedDate"]).date() == day
-    )
+    rows = aggregate_rows_for("case_volume", org, day, lambda r: datetime.fromisoformat(r["CreatedDate"]).date() == day)
     assert_rows(reduce_case_volume(rows, day), expected, "case_volume", day)
 
 
@@ -522,7 +532,7 @@ def test_lead_time_to_convert_matches_pandas(org, day):
 def test_case_resolution_time_matches_pandas_within_a_minute(org, day):
     frame = pd.DataFrame(org["Case"]).dropna(subset=["ClosedDate"])
     closed = frame[utc_day(frame["ClosedDate"]) == day]
-    hours = (pd.to_datetime(closed["ClosedDate"], utc=True) - pd.to_datetime(closed["CreatedDate"], utc=True))
+    hours = pd.to_datetime(closed["ClosedDate"], utc=True) - pd.to_datetime(closed["CreatedDate"], utc=True)
     hours = hours.dt.total_seconds() / 3600
     expected = distribution_expectation(hours, "hours")
     stream = OnePass(
@@ -636,8 +646,18 @@ def test_empty_input_gives_zero_totals_and_undefined_ratios(name):
 
 def test_all_null_amounts_count_but_add_nothing():
     day = DAYS[0]
-    won = {"IsWon": True, AggregateAlias.RECORD_COUNT: 3, AggregateAlias.AMOUNT_SUM: None, AggregateAlias.AMOUNT_COUNT: 0}
-    lost = {"IsWon": False, AggregateAlias.RECORD_COUNT: 2, AggregateAlias.AMOUNT_SUM: None, AggregateAlias.AMOUNT_COUNT: 0}
+    won = {
+        "IsWon": True,
+        AggregateAlias.RECORD_COUNT: 3,
+        AggregateAlias.AMOUNT_SUM: None,
+        AggregateAlias.AMOUNT_COUNT: 0,
+    }
+    lost = {
+        "IsWon": False,
+        AggregateAlias.RECORD_COUNT: 2,
+        AggregateAlias.AMOUNT_SUM: None,
+        AggregateAlias.AMOUNT_COUNT: 0,
+    }
     got = as_map(reduce_win_rate([won, lost], day))
     assert got[("won_count", ())] == 3 and got[("lost_count", ())] == 2
     assert got[("won_amount", ())] == 0 and got[("lost_amount", ())] == 0
@@ -657,14 +677,24 @@ def test_all_null_amounts_count_but_add_nothing():
 
 
 def test_average_deal_size_is_over_won_deals_with_an_amount_only():
-    won = {"IsWon": True, AggregateAlias.RECORD_COUNT: 4, AggregateAlias.AMOUNT_SUM: 300.0, AggregateAlias.AMOUNT_COUNT: 2}
+    won = {
+        "IsWon": True,
+        AggregateAlias.RECORD_COUNT: 4,
+        AggregateAlias.AMOUNT_SUM: 300.0,
+        AggregateAlias.AMOUNT_COUNT: 2,
+    }
     got = as_map(reduce_win_rate([won], DAYS[0]))
     assert got[("average_deal_size", ())] == 150.0  # not 300 / 4
     assert got[("win_rate_by_count", ())] == 1.0 and got[("win_rate_by_amount", ())] == 1.0
 
 
 def test_only_lost_deals_and_zero_denominators():
-    lost = {"IsWon": False, AggregateAlias.RECORD_COUNT: 2, AggregateAlias.AMOUNT_SUM: 10.0, AggregateAlias.AMOUNT_COUNT: 2}
+    lost = {
+        "IsWon": False,
+        AggregateAlias.RECORD_COUNT: 2,
+        AggregateAlias.AMOUNT_SUM: 10.0,
+        AggregateAlias.AMOUNT_COUNT: 2,
+    }
     got = as_map(reduce_win_rate([lost], DAYS[0]))
     assert got[("win_rate_by_count", ())] == 0.0 and got[("win_rate_by_amount", ())] == 0.0
     assert got[("average_deal_size", ())] is None
@@ -691,22 +721,28 @@ def test_rows_of_the_same_group_add_up(org):
     # Salesforce sends each group once, but a runner that splits a query (to stay under the 2,000-group
     # limit of aggregate results) hands a reducer the same group more than once: it must add, not replace.
     day = DAYS[2]
-    rows = aggregate_rows_for(
-        "case_volume", org, day, lambda r: datetime.fromisoformat(r["CreatedDate"]).date() == day
-    )
+    rows = aggregate_rows_for("case_volume", org, day, lambda r: datetime.fromisoformat(r["CreatedDate"]).date() == day)
     once, twice = as_map(reduce_case_volume(rows, day)), as_map(reduce_case_volume(rows + rows, day))
     assert twice == {key: 2 * value for key, value in once.items()}
     pipeline = aggregate_rows_for("campaign_sourced_pipeline", org, None, lambda r: r["CampaignId"] is not None)
-    once, twice = as_map(reduce_campaign_sourced_pipeline(pipeline)), as_map(reduce_campaign_sourced_pipeline(pipeline * 2))
+    once, twice = (
+        as_map(reduce_campaign_sourced_pipeline(pipeline)),
+        as_map(reduce_campaign_sourced_pipeline(pipeline * 2)),
+    )
     assert twice == pytest.approx({key: 2 * value for key, value in once.items()})
-    responses = [{"CampaignId": "701A", AggregateAlias.RECORD_COUNT: 2}, {"CampaignId": "701A", AggregateAlias.RECORD_COUNT: 3}]
+    responses = [
+        {"CampaignId": "701A", AggregateAlias.RECORD_COUNT: 2},
+        {"CampaignId": "701A", AggregateAlias.RECORD_COUNT: 3},
+    ]
     assert as_map(reduce_campaign_responses(responses))[("responses", dims(campaign_id="701A"))] == 5
     tasks = [{"Type": "Call", AggregateAlias.RECORD_COUNT: 2}, {"Type": "Call", AggregateAlias.RECORD_COUNT: 4}]
     assert as_map(reduce_task_activity_counts(tasks, day))[("count", dims(activity_type="Call"))] == 6
 
 
 def test_milestones_grouped_by_type_id_use_the_id_as_the_dimension():
-    rows = [{"IsCompleted": True, "IsViolated": False, "MilestoneTypeId": "557000000000001", AggregateAlias.RECORD_COUNT: 2}]
+    rows = [
+        {"IsCompleted": True, "IsViolated": False, "MilestoneTypeId": "557000000000001", AggregateAlias.RECORD_COUNT: 2}
+    ]
     got = as_map(reduce_case_milestone_sla(rows, DAYS[0]))
     assert got[("met", dims(milestone_type="557000000000001"))] == 2 and got[("total_met", ())] == 2
 

@@ -10,7 +10,10 @@ from dfx_pipelines.platform.errors import AuthError, UnsafeDestinationError
 
 def test_pkce_matches_rfc_7636_and_is_random() -> None:
     # RFC 7636 appendix B test vector.
-    assert oauth.challenge_for("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert (
+        oauth.challenge_for("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
     first, second = oauth.PkcePair.generate(), oauth.PkcePair.generate()
     assert first.verifier != second.verifier and 43 <= len(first.verifier) <= 128
     assert set(first.verifier) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -19,7 +22,9 @@ def test_pkce_matches_rfc_7636_and_is_random() -> None:
 
 
 def test_authorize_url_asks_for_exactly_the_minimum_scopes() -> None:
-    request = oauth.AuthorizationRequest.start("https://login.salesforce.com", "client-1", "http://127.0.0.1:8765/callback")
+    request = oauth.AuthorizationRequest.start(
+        "https://login.salesforce.com", "client-1", "http://127.0.0.1:8765/callback"
+    )
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
     assert query["scope"] == ["api cdp_query_api refresh_token"]
     assert query["code_challenge_method"] == ["S256"] and query["code_challenge"] == [request.pkce.challenge]

@@ -25,12 +25,26 @@ CREATED_ON_DAY = "CreatedDate >= 2024-01-31T00:00:00Z AND CreatedDate < 2024-02-
 # Everything any metric can read, spelled as a customer's describe-based selection would be.
 FULL_SELECTION = {
     "Opportunity": {
-        "StageName", "Probability", "ExpectedRevenue", "Amount", "IsClosed", "IsWon", "CloseDate", "CreatedDate",
+        "StageName",
+        "Probability",
+        "ExpectedRevenue",
+        "Amount",
+        "IsClosed",
+        "IsWon",
+        "CloseDate",
+        "CreatedDate",
         "CampaignId",
     },
     "Lead": {"IsConverted", "CreatedDate", "ConvertedDate"},
     "Case": {"Status", "Priority", "CreatedDate", "ClosedDate"},
-    "CaseMilestone": {"IsCompleted", "IsViolated", "CompletionDate", "TargetDate", "MilestoneType.Name", "MilestoneTypeId"},
+    "CaseMilestone": {
+        "IsCompleted",
+        "IsViolated",
+        "CompletionDate",
+        "TargetDate",
+        "MilestoneType.Name",
+        "MilestoneTypeId",
+    },
     "CampaignMember": {"CampaignId", "HasResponded"},
     "Task": {"ActivityDate", "Type", "TaskSubtype"},
     "Event": {"ActivityDate", "Type"},
@@ -146,7 +160,9 @@ def test_open_pipeline_streams_when_expected_revenue_is_not_selected():
 
 def test_open_pipeline_needs_expected_revenue_or_probability():
     selection = selection_with("Opportunity", {"StageName", "Amount", "IsClosed"})
-    with pytest.raises(SelectionError, match=r"open_pipeline_by_stage needs .*: one of ExpectedRevenue or Probability$"):
+    with pytest.raises(
+        SelectionError, match=r"open_pipeline_by_stage needs .*: one of ExpectedRevenue or Probability$"
+    ):
         queries.open_pipeline_by_stage_query(selection)
     assert available_metrics(selection) == []
 
@@ -222,7 +238,9 @@ def test_a_metric_needing_an_unselected_field_is_refused_by_name():
 
 
 def test_an_unselected_object_is_named_with_all_missing_fields():
-    with pytest.raises(SelectionError, match=r"lead_conversion needs Lead fields .*\(object not selected\): CreatedDate, IsConverted$"):
+    with pytest.raises(
+        SelectionError, match=r"lead_conversion needs Lead fields .*\(object not selected\): CreatedDate, IsConverted$"
+    ):
         queries.lead_conversion_query(selection_with("Opportunity", {"Amount"}), DAY)
 
 

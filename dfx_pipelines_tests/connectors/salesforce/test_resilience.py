@@ -55,8 +55,12 @@ def _reset_org_usage(sf_sandbox: RunningSalesforceSandbox) -> None:
 def sf_resource(sf_sandbox: RunningSalesforceSandbox) -> SalesforceResource:
     """The sandbox resource with short waits: a faulty run retries quickly instead of sleeping seconds."""
     return SalesforceResource(
-        client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path,
-        retry_max_attempts=6, retry_backoff_seconds=0.01, limit_retry_max_attempts=3, limit_retry_backoff_seconds=0.01,
+        client_id=sf_sandbox.app.oauth.client_id,
+        sandbox_ca_path=sf_sandbox.ca_pem_path,
+        retry_max_attempts=6,
+        retry_backoff_seconds=0.01,
+        limit_retry_max_attempts=3,
+        limit_retry_backoff_seconds=0.01,
     )
 
 
@@ -86,8 +90,33 @@ def failures(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     return {event.step_key: event.step_failure_data.error.to_string() for event in result.get_step_failure_events()}
 
 
-SOQL_KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "GROUP", "BY", "ORDER", "ASC", "DESC",
-                           "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "TRUE", "FALSE", "NULL", "LIKE", "INCLUDES", "EXCLUDES"})
+SOQL_KEYWORDS = frozenset(
+    {
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "GROUP",
+        "BY",
+        "ORDER",
+        "ASC",
+        "DESC",
+        "NULLS",
+        "FIRST",
+        "LAST",
+        "LIMIT",
+        "OFFSET",
+        "TRUE",
+        "FALSE",
+        "NULL",
+        "LIKE",
+        "INCLUDES",
+        "EXCLUDES",
+    }
+)
 _STRING = re.compile(r"'(?:\\.|[^'\\])*'")
 _DATETIME = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))?\b")
 _SELECT = re.compile(r"^\s*SELECT\s+(?P<items>.+?)\s+FROM\s+(?P<object>\w+)(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
@@ -154,7 +183,9 @@ def test_faults_do_not_change_the_metrics(platform, sf_sandbox, sf_connection, m
     assert len(faults.log) >= 8, faults.log
     # The open pipeline is paged (nextRecordsUrl) under the same faults; refreshes show in the metadata.
     assert any(re.search(r"/query/01g\w+-\d+$", r.path) for r in since(sf_sandbox, mark))
-    refreshes = sum(metadata(result, m)["token_refreshes"] for result, ms in ((daily, DAILY), (snapshot, SNAPSHOT)) for m in ms)
+    refreshes = sum(
+        metadata(result, m)["token_refreshes"] for result, ms in ((daily, DAILY), (snapshot, SNAPSHOT)) for m in ms
+    )
     assert refreshes == sum(1 for kind, _ in faults.log if kind == "expire_token")
     token_calls = [r.form() for r in since(sf_sandbox, mark) if r.path == "/services/oauth2/token"]
     assert len(token_calls) == refreshes and all(form["grant_type"] == "refresh_token" for form in token_calls)
@@ -175,7 +206,9 @@ def test_faults_that_outlast_the_retries_fail_the_run_clearly(platform, sf_sandb
 
 
 @pytest.mark.parametrize("how", ["revoked by the org", "clock past the TTL"])
-def test_expired_access_token_is_refreshed_and_stored(platform, sf_sandbox, sf_connection, materialize, how: str) -> None:  # noqa: ANN001
+def test_expired_access_token_is_refreshed_and_stored(
+    platform, sf_sandbox, sf_connection, materialize, how: str
+) -> None:  # noqa: ANN001
     vault_ref = sf_connection.secret_ref("oauth_access_token")
     old_token = platform.vault.get(vault_ref).get_secret_value()
     assert sf_sandbox.app.oauth.access_grant(old_token) is not None
@@ -193,7 +226,10 @@ def test_expired_access_token_is_refreshed_and_stored(platform, sf_sandbox, sf_c
     assert new_token != old_token and sf_sandbox.app.oauth.access_grant(new_token) is not None
     (refresh_call,) = [r.form() for r in since(sf_sandbox, mark) if r.path == "/services/oauth2/token"]
     assert refresh_call["grant_type"] == "refresh_token"
-    assert refresh_call["refresh_token"] == platform.vault.get(sf_connection.secret_ref("oauth_refresh_token")).get_secret_value()
+    assert (
+        refresh_call["refresh_token"]
+        == platform.vault.get(sf_connection.secret_ref("oauth_refresh_token")).get_secret_value()
+    )
     # The first asset refreshed; the second (its own client) read the stored new token and needed none.
     refreshes = [metadata(result, m)["token_refreshes"] for m in ("win_rate", "lead_conversion")]
     assert sorted(refreshes) == [0, 1]
@@ -202,7 +238,10 @@ def test_expired_access_token_is_refreshed_and_stored(platform, sf_sandbox, sf_c
 
 def test_a_revoked_refresh_token_fails_with_an_auth_error(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
     refresh = platform.vault.get(sf_connection.secret_ref("oauth_refresh_token")).get_secret_value()
-    assert sf_sandbox.session().post(f"{sf_sandbox.url}/services/oauth2/revoke", data={"token": refresh}).status_code == 200
+    assert (
+        sf_sandbox.session().post(f"{sf_sandbox.url}/services/oauth2/revoke", data={"token": refresh}).status_code
+        == 200
+    )
     result = materialize(["win_rate"], partition_key=PARTITION, raise_on_error=False)
     (error,) = failures(result).values()
     assert "AuthError" in error and "refresh" in error
@@ -246,7 +285,9 @@ def test_api_budget_also_guards_change_polling(platform, sf_sandbox, sf_connecti
     assert len([r for r in since(sf_sandbox, mark) if r.path.startswith(DATA)]) == 1
 
 
-def test_request_limit_exceeded_is_retried_a_bounded_number_of_times(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_request_limit_exceeded_is_retried_a_bounded_number_of_times(
+    platform, sf_sandbox, sf_connection, materialize
+) -> None:  # noqa: ANN001
     sf_sandbox.app.set_api_usage(sf_sandbox.app.usage.limit)  # the org's daily limit is fully spent: 403s
     mark = len(sf_sandbox.server.requests)
 
@@ -294,14 +335,20 @@ def test_soql_field_parser() -> None:
 
 
 def test_unselected_fields_never_cross_the_wire(platform, workspace, sf_sandbox, sf_resource, materialize) -> None:  # noqa: ANN001
-    narrow = {"Opportunity": ["StageName", "Probability", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"]}
+    narrow = {
+        "Opportunity": ["StageName", "Probability", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"]
+    }
     connect(platform, sf_sandbox, sf_resource, config={"selection": {"objects": narrow}, "write_back": []})
     mark = len(sf_sandbox.server.requests)
 
     daily = materialize(["win_rate", "sales_cycle_length"], partition_key=PARTITION)
     snapshot = materialize(SNAPSHOT, partition_key="sf-acme")
 
-    for result, metric in ((daily, "win_rate"), (snapshot, "open_pipeline_by_stage"), (snapshot, "campaign_sourced_pipeline")):
+    for result, metric in (
+        (daily, "win_rate"),
+        (snapshot, "open_pipeline_by_stage"),
+        (snapshot, "campaign_sourced_pipeline"),
+    ):
         found = metadata(result, metric)
         assert found["status"] == "not selected" and "Amount" in found["reason"]
     assert metadata(daily, "sales_cycle_length")["dagster/row_count"] > 0
@@ -313,7 +360,9 @@ def test_unselected_fields_never_cross_the_wire(platform, workspace, sf_sandbox,
         assert fields <= set(narrow[obj]) | {"Id"}, text
 
 
-def test_full_demo_selection_sends_only_selected_fields(platform, sf_sandbox, sf_connection, sf_resource, materialize) -> None:  # noqa: ANN001
+def test_full_demo_selection_sends_only_selected_fields(
+    platform, sf_sandbox, sf_connection, sf_resource, materialize
+) -> None:  # noqa: ANN001
     daily = [m.name for m in SALES_METRICS.values() if m.cadence is Cadence.DAILY]
     snapshot = [m.name for m in SALES_METRICS.values() if m.cadence is Cadence.SNAPSHOT]
     mark = len(sf_sandbox.server.requests)
@@ -324,7 +373,9 @@ def test_full_demo_selection_sends_only_selected_fields(platform, sf_sandbox, sf
     sf_sandbox.org.mutate(40, seed=3)
     sf_sandbox.org.advance(timedelta(minutes=5))
     cursor = {obj: now.isoformat() for obj in sf_connection.selection.objects}
-    requests, _, resync = poll_connection(sf_resource.client(platform, sf_connection), sf_connection, cursor, sf_sandbox.org.now, platform.metric_store)
+    requests, _, resync = poll_connection(
+        sf_resource.client(platform, sf_connection), sf_connection, cursor, sf_sandbox.org.now, platform.metric_store
+    )
     assert resync is None and requests
 
     soql = sent_soql(since(sf_sandbox, mark))
@@ -332,7 +383,9 @@ def test_full_demo_selection_sends_only_selected_fields(platform, sf_sandbox, sf
     for text in soql:
         obj, fields = soql_fields(text)
         objects.add(obj)
-        assert fields <= set(DEMO_SELECTION[obj]) | {"Id"}, f"unselected fields {fields - set(DEMO_SELECTION[obj])} in {text}"
+        assert fields <= set(DEMO_SELECTION[obj]) | {"Id"}, (
+            f"unselected fields {fields - set(DEMO_SELECTION[obj])} in {text}"
+        )
     assert objects == {m.object_name for m in SALES_METRICS.values()}
     assert any(" IN (" in text for text in soql), "the poll's record-day query was checked too"
     # describe is the only other data read: nothing fetches whole records by id.
@@ -344,17 +397,27 @@ def test_full_demo_selection_sends_only_selected_fields(platform, sf_sandbox, sf
 
 def test_no_verify_false_anywhere() -> None:
     root = Path(__file__).resolve().parents[3] / "dfx_pipelines"
-    offenders = [str(p) for p in root.rglob("*.py") if re.search(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False", p.read_text())]
+    offenders = [
+        str(p)
+        for p in root.rglob("*.py")
+        if re.search(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False", p.read_text())
+    ]
     assert offenders == []
 
 
-def test_an_untrusted_certificate_is_refused(platform, sf_sandbox, sf_connection, dagster_instance, tmp_path: Path) -> None:  # noqa: ANN001
+def test_an_untrusted_certificate_is_refused(
+    platform, sf_sandbox, sf_connection, dagster_instance, tmp_path: Path
+) -> None:  # noqa: ANN001
     other = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    untrusting = SalesforceResource(client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=str(other), retry_backoff_seconds=0.01)
+    untrusting = SalesforceResource(
+        client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=str(other), retry_backoff_seconds=0.01
+    )
     mark = len(sf_sandbox.server.requests)
 
-    result = Materializer(platform, untrusting, dagster_instance)(["win_rate"], partition_key=PARTITION, raise_on_error=False)
+    result = Materializer(platform, untrusting, dagster_instance)(
+        ["win_rate"], partition_key=PARTITION, raise_on_error=False
+    )
 
     assert not result.success
     (error,) = failures(result).values()
@@ -383,7 +446,9 @@ def test_an_untrusted_certificate_is_refused(platform, sf_sandbox, sf_connection
         None,
     ],
 )
-def test_a_next_records_url_off_the_instance_is_refused(platform, sf_sandbox, sf_connection, sf_resource, monkeypatch, hostile) -> None:  # noqa: ANN001
+def test_a_next_records_url_off_the_instance_is_refused(
+    platform, sf_sandbox, sf_connection, sf_resource, monkeypatch, hostile
+) -> None:  # noqa: ANN001
     """simple-salesforce appends nextRecordsUrl to `https://<instance>`: a page pointing anywhere but a
     query locator on the instance would carry the session token to another host. The server (the network
     edge) is made to answer that; the client refuses before any further request."""

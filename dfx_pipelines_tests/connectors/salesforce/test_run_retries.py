@@ -42,8 +42,12 @@ def sf_sandbox() -> Iterator[RunningSalesforceSandbox]:
 @pytest.fixture
 def sf_resource(sf_sandbox: RunningSalesforceSandbox) -> SalesforceResource:
     return SalesforceResource(
-        client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path,
-        retry_max_attempts=2, retry_backoff_seconds=0.01, limit_retry_max_attempts=2, limit_retry_backoff_seconds=0.01,
+        client_id=sf_sandbox.app.oauth.client_id,
+        sandbox_ca_path=sf_sandbox.ca_pem_path,
+        retry_max_attempts=2,
+        retry_backoff_seconds=0.01,
+        limit_retry_max_attempts=2,
+        limit_retry_backoff_seconds=0.01,
     )
 
 
@@ -57,18 +61,29 @@ def production_retries(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def _run(platform: Platform, sf_resource: SalesforceResource, instance: dg.DagsterInstance, week: bool = False) -> dg.DagsterRun:
+def _run(
+    platform: Platform, sf_resource: SalesforceResource, instance: dg.DagsterInstance, week: bool = False
+) -> dg.DagsterRun:
     materialize = Materializer(platform, sf_resource, instance)
-    where = {"tags": {"dfx/connection": "sf-acme", **WEEK}} if week else {"partition_key": PARTITION, "tags": {"dfx/connection": "sf-acme"}}
+    where = (
+        {"tags": {"dfx/connection": "sf-acme", **WEEK}}
+        if week
+        else {"partition_key": PARTITION, "tags": {"dfx/connection": "sf-acme"}}
+    )
     result = materialize(["win_rate"], raise_on_error=False, **where)
     assert not result.success
     return instance.get_run_by_id(result.run_id)
 
 
-def test_a_revoked_credential_fails_once_and_notifies(platform, workspace, sf_sandbox, sf_resource, production_retries) -> None:  # noqa: ANN001
+def test_a_revoked_credential_fails_once_and_notifies(
+    platform, workspace, sf_sandbox, sf_resource, production_retries
+) -> None:  # noqa: ANN001
     connection = connect(platform, sf_sandbox, sf_resource)
     refresh = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()
-    assert sf_sandbox.session().post(f"{sf_sandbox.url}/services/oauth2/revoke", data={"token": refresh}).status_code == 200
+    assert (
+        sf_sandbox.session().post(f"{sf_sandbox.url}/services/oauth2/revoke", data={"token": refresh}).status_code
+        == 200
+    )
     sf_sandbox.app.oauth.expire_all_access_tokens()
 
     run = _run(platform, sf_resource, production_retries)
@@ -79,10 +94,14 @@ def test_a_revoked_credential_fails_once_and_notifies(platform, workspace, sf_sa
 
 
 @pytest.mark.parametrize("spent", ["the connection's share", "the org's daily limit"])
-def test_an_exhausted_api_budget_fails_once(platform, workspace, sf_sandbox, sf_resource, production_retries, spent: str) -> None:  # noqa: ANN001
+def test_an_exhausted_api_budget_fails_once(
+    platform, workspace, sf_sandbox, sf_resource, production_retries, spent: str
+) -> None:  # noqa: ANN001
     connection = connect(platform, sf_sandbox, sf_resource)
     limit = sf_sandbox.app.usage.limit
-    sf_sandbox.app.set_api_usage(int(connection.settings.api_limit_share * limit) if spent == "the connection's share" else limit)
+    sf_sandbox.app.set_api_usage(
+        int(connection.settings.api_limit_share * limit) if spent == "the connection's share" else limit
+    )
     try:
         run = _run(platform, sf_resource, production_retries, week=True)  # the first response reports the usage
     finally:
@@ -116,7 +135,14 @@ def test_which_errors_are_permanent() -> None:
     from dfx_pipelines.connectors.bigquery.gate import QueryRefused
     from dfx_pipelines.connectors.salesforce.resource import ApiBudgetExhausted
 
-    for error in (AuthError("refused"), ConfigError("bad"), ConnectionInactiveError("revoked"), VaultError("key destroyed"), ApiBudgetExhausted("spent"), QueryRefused("no")):
+    for error in (
+        AuthError("refused"),
+        ConfigError("bad"),
+        ConnectionInactiveError("revoked"),
+        VaultError("key destroyed"),
+        ApiBudgetExhausted("spent"),
+        QueryRefused("no"),
+    ):
         assert is_permanent(error), error
     for error in (ConnectorError("HTTP 503"), RuntimeError("bug"), OSError("reset")):
         assert not is_permanent(error), error

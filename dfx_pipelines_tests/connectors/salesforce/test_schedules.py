@@ -5,7 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from dfx_pipelines.connectors.salesforce.cdc import salesforce_nightly_daily_schedule, salesforce_nightly_snapshot_schedule
+from dfx_pipelines.connectors.salesforce.cdc import (
+    salesforce_nightly_daily_schedule,
+    salesforce_nightly_snapshot_schedule,
+)
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.registry import ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
@@ -15,13 +18,20 @@ from .conftest import connect
 
 def evaluate(schedule, instance, platform, when):  # noqa: ANN001, ANN201
     context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=when,
-        resources={"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)},
+        instance=instance,
+        scheduled_execution_time=when,
+        resources={
+            "platform": PlatformResource(
+                home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url
+            )
+        },
     )
     return list(schedule(context))
 
 
-def test_nightly_runs_cover_each_active_connection(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:  # noqa: ANN001
+def test_nightly_runs_cover_each_active_connection(
+    platform, workspace, sf_sandbox, sf_resource, dagster_instance
+) -> None:  # noqa: ANN001
     connect(platform, sf_sandbox, sf_resource)
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "display_name": "Beta"})
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-gone", "display_name": "Gone"})
@@ -32,17 +42,33 @@ def test_nightly_runs_cover_each_active_connection(platform, workspace, sf_sandb
     snapshot = evaluate(salesforce_nightly_snapshot_schedule, dagster_instance, platform, when)
     assert sorted(r.partition_key for r in snapshot) == ["sf-acme", "sf-beta"]
     daily = evaluate(salesforce_nightly_daily_schedule, dagster_instance, platform, when)
-    ranges = {r.tags["dfx/connection"]: (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in daily}
+    ranges = {
+        r.tags["dfx/connection"]: (
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+        )
+        for r in daily
+    }
     first = (when.date() - timedelta(days=89)).isoformat()  # settings.history_days defaults to 90
-    assert ranges == {"sf-acme": (f"sf-acme|{first}", "sf-acme|2026-11-26"), "sf-beta": (f"sf-beta|{first}", "sf-beta|2026-11-26")}
+    assert ranges == {
+        "sf-acme": (f"sf-acme|{first}", "sf-acme|2026-11-26"),
+        "sf-beta": (f"sf-beta|{first}", "sf-beta|2026-11-26"),
+    }
     assert all(r.tags["dfx/sync"] == "nightly" and r.run_key for r in snapshot + daily)
 
 
-def test_a_nightly_tick_that_launches_nothing_says_why(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:  # noqa: ANN001
+def test_a_nightly_tick_that_launches_nothing_says_why(
+    platform, workspace, sf_sandbox, sf_resource, dagster_instance
+) -> None:  # noqa: ANN001
     when = datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc)
     context = dg.build_schedule_context(
-        instance=dagster_instance, scheduled_execution_time=when,
-        resources={"platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)},
+        instance=dagster_instance,
+        scheduled_execution_time=when,
+        resources={
+            "platform": PlatformResource(
+                home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url
+            )
+        },
     )
     nothing = salesforce_nightly_daily_schedule(context)
     assert isinstance(nothing, dg.SkipReason) and nothing.skip_message == "no active salesforce connection"

@@ -21,7 +21,9 @@ def test_a_refresh_that_fails_in_transit_is_retried(platform, sf_sandbox, sf_con
     sf_sandbox.app.oauth.expire_all_access_tokens()
     sf_sandbox.server.faults.inject(count=1, path_prefix=TOKEN_PATH, **fault)
     mark = len(sf_sandbox.server.requests)
-    resource = SalesforceResource(client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path, retry_backoff_seconds=0.01)
+    resource = SalesforceResource(
+        client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path, retry_backoff_seconds=0.01
+    )
     client = resource.client(platform, sf_connection)
 
     rows = client.aggregate("SELECT COUNT(Id) recordCount FROM Opportunity")
@@ -35,11 +37,15 @@ def test_a_refresh_that_fails_in_transit_is_retried(platform, sf_sandbox, sf_con
     assert client.api_calls == len(sf_sandbox.server.requests) - mark  # the token calls are counted too
 
 
-def test_a_token_expiring_again_right_after_a_refresh_is_refreshed_again_but_not_forever(platform, sf_sandbox, sf_connection) -> None:  # noqa: ANN001
+def test_a_token_expiring_again_right_after_a_refresh_is_refreshed_again_but_not_forever(
+    platform, sf_sandbox, sf_connection
+) -> None:  # noqa: ANN001
     from dfx_pipelines.connectors.salesforce.resource import MAX_REFRESHES_PER_CALL
     from dfx_pipelines.platform.errors import AuthError
 
-    resource = SalesforceResource(client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path, retry_backoff_seconds=0.01)
+    resource = SalesforceResource(
+        client_id=sf_sandbox.app.oauth.client_id, sandbox_ca_path=sf_sandbox.ca_pem_path, retry_backoff_seconds=0.01
+    )
     sf_sandbox.server.faults.inject("expire_token", count=2, path_prefix="/services/data/")
     client = resource.client(platform, sf_connection)
     assert client.aggregate("SELECT COUNT(Id) recordCount FROM Opportunity")[0]["recordCount"] > 0

@@ -20,8 +20,18 @@ import dagster as dg
 import pytest
 
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
-from dfx_pipelines.connectors.salesforce.sandbox import RunningSalesforceSandbox, SalesforceOrg, start_salesforce_sandbox
-from dfx_pipelines.connectors.salesforce.writeback import PlannedWrite, WriteRefused, plan_writes, salesforce_writeback_job, write_back
+from dfx_pipelines.connectors.salesforce.sandbox import (
+    RunningSalesforceSandbox,
+    SalesforceOrg,
+    start_salesforce_sandbox,
+)
+from dfx_pipelines.connectors.salesforce.writeback import (
+    PlannedWrite,
+    WriteRefused,
+    plan_writes,
+    salesforce_writeback_job,
+    write_back,
+)
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.registry import Connection, WriteBackDesignation
@@ -58,11 +68,18 @@ class Env:
     def requests(self) -> list:
         return self.sandbox.server.requests
 
-    def run_job(self, dry_run: bool, connection_id: str = "sf-acme", raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def run_job(
+        self, dry_run: bool, connection_id: str = "sf-acme", raise_on_error: bool = True
+    ) -> dg.ExecuteInProcessResult:
         settings = self.platform.settings
         return salesforce_writeback_job.execute_in_process(
-            run_config={"ops": {"write_designated_fields": {"config": {"connection_id": connection_id, "dry_run": dry_run}}}},
-            resources={"platform": PlatformResource(home=str(settings.home), metrics_db_url=settings.metrics_db_url), "salesforce": self.resource},
+            run_config={
+                "ops": {"write_designated_fields": {"config": {"connection_id": connection_id, "dry_run": dry_run}}}
+            },
+            resources={
+                "platform": PlatformResource(home=str(settings.home), metrics_db_url=settings.metrics_db_url),
+                "salesforce": self.resource,
+            },
             instance=self.instance,
             raise_on_error=raise_on_error,
         )
@@ -95,7 +112,9 @@ def env(platform: Platform, workspace: Any, instance: dg.DagsterInstance) -> Ite
     try:
         resource = SalesforceResource(client_id=sandbox.app.oauth.client_id, sandbox_ca_path=sandbox.ca_pem_path)
         connection = connect(platform, sandbox, resource)
-        assert Materializer(platform, resource, instance)(["campaign_sourced_pipeline"], partition_key="sf-acme").success
+        assert Materializer(platform, resource, instance)(
+            ["campaign_sourced_pipeline"], partition_key="sf-acme"
+        ).success
         yield Env(sandbox, platform, resource, instance, connection)
     finally:
         sandbox.stop()
@@ -107,19 +126,27 @@ def patches(requests: list) -> list:
 
 def test_dry_run_reports_and_sends_no_write(env: Env) -> None:
     # What would be written is the right number: Σ Amount of each campaign's opportunities, from the org's tables.
-    expected = dict(env.sandbox.org.run_sql(
-        "SELECT CampaignId, SUM(COALESCE(Amount, 0)) FROM Opportunity WHERE IsDeleted = 0 AND CampaignId IS NOT NULL GROUP BY CampaignId"
-    ))
+    expected = dict(
+        env.sandbox.org.run_sql(
+            "SELECT CampaignId, SUM(COALESCE(Amount, 0)) FROM Opportunity WHERE IsDeleted = 0 AND CampaignId IS NOT NULL GROUP BY CampaignId"
+        )
+    )
     assert len(expected) >= 3 and env.amounts() == pytest.approx(expected)
     before = len(env.requests)
     result = env.run_job(dry_run=True)
     outcomes = result.output_for_node("write_designated_fields")
     assert {o["record_id"] for o in outcomes} == set(env.amounts())
-    assert {(o["sobject"], o["field"], o["outcome"]) for o in outcomes} == {("Campaign", "Sourced_Pipeline__c", "would-write")}
+    assert {(o["sobject"], o["field"], o["outcome"]) for o in outcomes} == {
+        ("Campaign", "Sourced_Pipeline__c", "would-write")
+    }
     assert all(o["value"] == pytest.approx(env.amounts()[o["record_id"]]) for o in outcomes)
     [output] = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output.event_specific_data.metadata
-    assert metadata["dry_run"].value is True and metadata["would-write"].value == len(outcomes) and metadata["written"].value == 0
+    assert (
+        metadata["dry_run"].value is True
+        and metadata["would-write"].value == len(outcomes)
+        and metadata["written"].value == 0
+    )
 
     client = env.resource.client(env.platform, env.connection)
     direct = write_back(client, env.connection, plan_writes(env.platform, env.connection), dry_run=True)
@@ -150,7 +177,9 @@ def test_real_run_writes_only_the_designated_field_of_the_named_campaigns(env: E
         condition = email.utils.parsedate_to_datetime(request.headers["if-unmodified-since"])
         assert condition == computed_at.replace(microsecond=0), "If-Unmodified-Since is the computation time, in UTC"
     audit = env.sandbox.app.write_audit
-    assert [(a.method, a.object, set(a.fields), a.outcome) for a in audit] == [("PATCH", "Campaign", {"Sourced_Pipeline__c"}, "updated")] * len(amounts)
+    assert [(a.method, a.object, set(a.fields), a.outcome) for a in audit] == [
+        ("PATCH", "Campaign", {"Sourced_Pipeline__c"}, "updated")
+    ] * len(amounts)
 
     # The org holds the metric store's values; nothing else in any Campaign changed but the modstamps.
     stored = env.stored_pipeline()
@@ -160,7 +189,9 @@ def test_real_run_writes_only_the_designated_field_of_the_named_campaigns(env: E
     after = env.sandbox.org.run_sql('SELECT * FROM "Campaign" ORDER BY "Id"')
     moving = {"Sourced_Pipeline__c", "LastModifiedDate", "SystemModstamp", "LastModifiedById"}
     for old, new in zip(untouched_before, after):
-        assert {c: v for c, v in zip(columns, old) if c not in moving} == {c: v for c, v in zip(columns, new) if c not in moving}
+        assert {c: v for c, v in zip(columns, old) if c not in moving} == {
+            c: v for c, v in zip(columns, new) if c not in moving
+        }
 
 
 def test_an_undesignated_field_is_refused_before_any_request(env: Env) -> None:
@@ -182,17 +213,40 @@ def test_an_undesignated_field_is_refused_before_any_request(env: Env) -> None:
 def test_a_designated_field_describe_says_is_not_updateable_is_refused(env: Env) -> None:
     # Connect refuses such a designation; a stored connection could still carry one (edited, or the
     # field made read-only in the org since), so write-back asks describe itself.
-    formula = WriteBackDesignation(object="Opportunity", field="Weighted_Amount__c", metric="campaign_sourced_pipeline", measure="amount", record_dimension="campaign_id")
-    objects = {**env.connection.selection.objects, "Opportunity": [*env.connection.selection.objects["Opportunity"], "Weighted_Amount__c"]}
-    connection = env.platform.registry.save(
-        Connection.model_validate({**env.connection.model_dump(), "selection": {"objects": objects}, "write_back": [*env.connection.write_back, formula]})
+    formula = WriteBackDesignation(
+        object="Opportunity",
+        field="Weighted_Amount__c",
+        metric="campaign_sourced_pipeline",
+        measure="amount",
+        record_dimension="campaign_id",
     )
-    assert [d.field for d in env.platform.registry.get("sf-acme").write_back] == ["Sourced_Pipeline__c", "Weighted_Amount__c"]
+    objects = {
+        **env.connection.selection.objects,
+        "Opportunity": [*env.connection.selection.objects["Opportunity"], "Weighted_Amount__c"],
+    }
+    connection = env.platform.registry.save(
+        Connection.model_validate(
+            {
+                **env.connection.model_dump(),
+                "selection": {"objects": objects},
+                "write_back": [*env.connection.write_back, formula],
+            }
+        )
+    )
+    assert [d.field for d in env.platform.registry.get("sf-acme").write_back] == [
+        "Sourced_Pipeline__c",
+        "Weighted_Amount__c",
+    ]
     opportunity = env.sandbox.org.run_sql('SELECT "Id" FROM "Opportunity" ORDER BY "Id" LIMIT 1')[0][0]
     client = env.resource.client(env.platform, connection)
     before = len(env.requests)
     with pytest.raises(WriteRefused, match="Weighted_Amount__c is not updateable"):
-        write_back(client, connection, [PlannedWrite("Opportunity", opportunity, "Weighted_Amount__c", 1.0, datetime.now(timezone.utc))], dry_run=False)
+        write_back(
+            client,
+            connection,
+            [PlannedWrite("Opportunity", opportunity, "Weighted_Amount__c", 1.0, datetime.now(timezone.utc))],
+            dry_run=False,
+        )
     # And through the job, whose plan now holds writes for both designations.
     result = env.run_job(dry_run=False, raise_on_error=False)
     assert not result.success
@@ -212,11 +266,15 @@ def test_a_campaign_changed_after_the_computation_is_not_overwritten(env: Env) -
     before = len(env.requests)
     outcomes = {o["record_id"]: o for o in env.run_job(dry_run=False).output_for_node("write_designated_fields")}
     assert outcomes[changed]["outcome"] == "conflict" and "PRECONDITION_FAILED" in outcomes[changed]["detail"]
-    assert {campaign: o["outcome"] for campaign, o in outcomes.items() if campaign != changed} == {c: "written" for c in amounts if c != changed}
+    assert {campaign: o["outcome"] for campaign, o in outcomes.items() if campaign != changed} == {
+        c: "written" for c in amounts if c != changed
+    }
 
     stored = env.stored_pipeline()
     assert stored[changed] == 42.0 and org.get("Campaign", changed)["Status"] == "Completed"  # their edit stands
-    assert {c: stored[c] for c in amounts if c != changed} == pytest.approx({c: v for c, v in amounts.items() if c != changed})
+    assert {c: stored[c] for c in amounts if c != changed} == pytest.approx(
+        {c: v for c, v in amounts.items() if c != changed}
+    )
     audit = {a.record_id: (a.outcome, a.status) for a in env.sandbox.app.write_audit}
     # the person's own edit went through the org directly, not the API: only our attempts are audited
     assert audit[changed] == ("PRECONDITION_FAILED", 412) and len(env.sandbox.app.write_audit) == len(amounts)
@@ -247,7 +305,9 @@ def test_a_malformed_record_id_in_the_metric_store_is_refused_before_any_request
     assert env.requests[before:] == [] and env.sandbox.app.write_audit == []
 
 
-def test_a_campaign_edited_while_the_metric_was_computed_is_not_overwritten(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_campaign_edited_while_the_metric_was_computed_is_not_overwritten(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dfx_pipelines.platform.metric_store import MetricStore
 
     org = env.sandbox.org
@@ -264,7 +324,11 @@ def test_a_campaign_edited_while_the_metric_was_computed_is_not_overwritten(env:
 
     with monkeypatch.context() as patch:
         patch.setattr(MetricStore, "write", edited_before_the_result_is_stored)
-        assert Materializer(env.platform, env.resource, env.instance)(["campaign_sourced_pipeline"], partition_key="sf-acme").success
-    outcomes = {o["record_id"]: o["outcome"] for o in env.run_job(dry_run=False).output_for_node("write_designated_fields")}
+        assert Materializer(env.platform, env.resource, env.instance)(
+            ["campaign_sourced_pipeline"], partition_key="sf-acme"
+        ).success
+    outcomes = {
+        o["record_id"]: o["outcome"] for o in env.run_job(dry_run=False).output_for_node("write_designated_fields")
+    }
     assert outcomes[changed] == "conflict"  # the value was computed before their edit: it must not overwrite it
     assert {c: o for c, o in outcomes.items() if c != changed} == {c: "written" for c in env.amounts() if c != changed}

@@ -76,7 +76,9 @@ class BigQuerySandbox:
     # ------------------------------------------------------------ SandboxApp protocol
 
     def unauthorized(self, request: Request) -> Response:
-        return errors.invalid_credentials().response({"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
+        return errors.invalid_credentials().response(
+            {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'}
+        )
 
     def rate_limited(self, request: Request, retry_after: float) -> Response:
         return errors.rate_limit_exceeded().response({"Retry-After": f"{retry_after:g}"})
@@ -90,7 +92,9 @@ class BigQuerySandbox:
                 raise errors.not_found(f"URL {request.path}")
             token = request.bearer_token()
             if not token:
-                return errors.missing_credentials().response({"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
+                return errors.missing_credentials().response(
+                    {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'}
+                )
             principal = self.tokens.principal(token)
             if principal is None:
                 return self.unauthorized(request)
@@ -100,7 +104,9 @@ class BigQuerySandbox:
         except Exception:
             # A sandbox bug. Not BigQuery's retryable `internalError`: the client would retry for ten minutes.
             log.exception("BigQuery sandbox failed on %s %s", request.method, request.path)
-            return errors.BigQueryError(500, "sandboxInternalError", "The BigQuery sandbox failed; see its log").response()
+            return errors.BigQueryError(
+                500, "sandboxInternalError", "The BigQuery sandbox failed; see its log"
+            ).response()
 
     def _route(self, request: Request, project: str, rest: str, principal: str) -> Response:
         get, post = request.method == "GET", request.method == "POST"
@@ -207,34 +213,45 @@ class BigQuerySandbox:
         self._check_dataset(project, dataset)
         items = [self._table_list_item(t) for t in self.catalog.tables_in(project, dataset)]
         page, token = self._page(request, items)
-        body: dict[str, Any] = {"kind": "bigquery#tableList", "etag": '"tables"', "tables": page, "totalItems": len(items)}
+        body: dict[str, Any] = {
+            "kind": "bigquery#tableList",
+            "etag": '"tables"',
+            "tables": page,
+            "totalItems": len(items),
+        }
         if token:
             body["nextPageToken"] = token
         return Response.json(body)
 
     def _table_resource(self, table: Table) -> dict[str, Any]:
         resource = self._table_list_item(table)
-        resource.update({
-            "etag": f'"{table.name}"',
-            "schema": {"fields": [c.api_repr() for c in table.columns]},
-            "location": self.location,
-            "lastModifiedTime": CREATED_MS,
-        })
+        resource.update(
+            {
+                "etag": f'"{table.name}"',
+                "schema": {"fields": [c.api_repr() for c in table.columns]},
+                "location": self.location,
+                "lastModifiedTime": CREATED_MS,
+            }
+        )
         if table.description:
             resource["description"] = table.description
         if table.is_view:
             resource["view"] = {"query": table.view_sql, "useLegacySql": False}
             return resource
         stats = self.warehouse.table_stats(table)
-        resource.update({
-            "numRows": str(stats.num_rows),
-            "numBytes": str(stats.total_bytes),  # logical bytes: what a full scan of every column would process
-            "numLongTermBytes": "0",
-            "numTotalLogicalBytes": str(stats.total_bytes),
-            "numActiveLogicalBytes": str(stats.total_bytes),
-        })
+        resource.update(
+            {
+                "numRows": str(stats.num_rows),
+                "numBytes": str(stats.total_bytes),  # logical bytes: what a full scan of every column would process
+                "numLongTermBytes": "0",
+                "numTotalLogicalBytes": str(stats.total_bytes),
+                "numActiveLogicalBytes": str(stats.total_bytes),
+            }
+        )
         if self._api_base():
-            resource["selfLink"] = f"{self._api_base()}/projects/{table.project}/datasets/{table.dataset}/tables/{table.name}"
+            resource["selfLink"] = (
+                f"{self._api_base()}/projects/{table.project}/datasets/{table.dataset}/tables/{table.name}"
+            )
         return resource
 
     def _tabledata_list(self, request: Request, table: Table) -> Response:
@@ -253,7 +270,11 @@ class BigQuerySandbox:
         count = 10_000 if count is None else count
         rows = self.warehouse.read_rows(table, start, count, [c.name for c in columns])  # type: ignore[union-attr]
         int64 = _flag(request.arg("formatOptions.useInt64Timestamp"))
-        body: dict[str, Any] = {"kind": "bigquery#tableDataList", "etag": f'"{table.name}"', "totalRows": str(stats.num_rows)}
+        body: dict[str, Any] = {
+            "kind": "bigquery#tableDataList",
+            "etag": f'"{table.name}"',
+            "totalRows": str(stats.num_rows),
+        }
         if rows:
             body["rows"] = encode_rows(columns, rows, int64)  # type: ignore[arg-type]
         if start + len(rows) < stats.num_rows and count > 0:
@@ -273,16 +294,23 @@ class BigQuerySandbox:
         return body
 
     @staticmethod
-    def _query_request(project: str, query: Mapping[str, Any], dry_run: bool, api: str, principal: str, job_id: str | None) -> QueryRequest:
+    def _query_request(
+        project: str, query: Mapping[str, Any], dry_run: bool, api: str, principal: str, job_id: str | None
+    ) -> QueryRequest:
         if query.get("useLegacySql") is True:
             raise errors.invalid("Legacy SQL is not supported by this sandbox; use GoogleSQL (useLegacySql=false)")
         maximum = query.get("maximumBytesBilled")
         default_dataset = (query.get("defaultDataset") or {}).get("datasetId")
         return QueryRequest(
-            project=project, sql=str(query.get("query") or ""), dry_run=dry_run,
+            project=project,
+            sql=str(query.get("query") or ""),
+            dry_run=dry_run,
             maximum_bytes_billed=int(maximum) if maximum not in (None, "") else None,
-            parameters=query.get("queryParameters"), default_dataset=default_dataset,
-            job_id=job_id, api=api, principal=principal,
+            parameters=query.get("queryParameters"),
+            default_dataset=default_dataset,
+            job_id=job_id,
+            api=api,
+            principal=principal,
         )
 
     def _insert_job(self, request: Request, project: str, principal: str) -> Response:
@@ -292,14 +320,18 @@ class BigQuerySandbox:
             raise errors.invalid("Only query jobs are supported by this sandbox")
         job_id = (body.get("jobReference") or {}).get("jobId")
         dry_run = bool(configuration.get("dryRun"))
-        job = self.engine.run(self._query_request(project, configuration["query"], dry_run, "jobs.insert", principal, job_id))
+        job = self.engine.run(
+            self._query_request(project, configuration["query"], dry_run, "jobs.insert", principal, job_id)
+        )
         if dry_run and job.error is not None:
             return job.error.response()  # a dry run creates no job: its errors come back on the call itself
         return Response.json(job_resource(job, self._api_base()))
 
     def _query(self, request: Request, project: str, principal: str) -> Response:
         body = self._body(request)
-        job = self.engine.run(self._query_request(project, body, bool(body.get("dryRun")), "jobs.query", principal, None))
+        job = self.engine.run(
+            self._query_request(project, body, bool(body.get("dryRun")), "jobs.query", principal, None)
+        )
         if job.error is not None:
             return job.error.response()  # jobs.query reports a failed query as an HTTP error
         int64 = _flag((body.get("formatOptions") or {}).get("useInt64Timestamp"))
@@ -310,6 +342,10 @@ class BigQuerySandbox:
         job = self._job(project, job_id)
         if job.error is not None:
             return job.error.response()
-        start = offset_from_token(request.arg("pageToken"), job) if request.arg("pageToken") else (_int_arg(request, "startIndex") or 0)
+        start = (
+            offset_from_token(request.arg("pageToken"), job)
+            if request.arg("pageToken")
+            else (_int_arg(request, "startIndex") or 0)
+        )
         int64 = _flag(request.arg("formatOptions.useInt64Timestamp"))
         return Response.json(get_query_results_response(job, start, _int_arg(request, "maxResults"), int64))

@@ -20,12 +20,14 @@ from dfx_pipelines.platform.sandbox import Request, Response
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # google-auth always signs its assertion for Google's token endpoint, whatever `token_uri` says.
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
-BIGQUERY_SCOPES = frozenset({
-    "https://www.googleapis.com/auth/bigquery",
-    "https://www.googleapis.com/auth/bigquery.readonly",
-    "https://www.googleapis.com/auth/cloud-platform",
-    "https://www.googleapis.com/auth/cloud-platform.read-only",
-})
+BIGQUERY_SCOPES = frozenset(
+    {
+        "https://www.googleapis.com/auth/bigquery",
+        "https://www.googleapis.com/auth/bigquery.readonly",
+        "https://www.googleapis.com/auth/cloud-platform",
+        "https://www.googleapis.com/auth/cloud-platform.read-only",
+    }
+)
 CLOCK_SKEW = 60  # seconds of disagreement tolerated between the signer's clock and ours
 MAX_ASSERTION_LIFETIME = 3600
 
@@ -139,7 +141,9 @@ class TokenIssuer:
             raise GrantError("invalid_grant", "Invalid JWT Signature.")
         email, public_key = known
         try:
-            public_key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(
+                signature, f"{header_b64}.{payload_b64}".encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+            )
         except InvalidSignature:
             raise GrantError("invalid_grant", "Invalid JWT Signature.") from None
         now = self.clock()
@@ -149,7 +153,10 @@ class TokenIssuer:
             raise GrantError("invalid_grant", "Invalid JWT: Failed audience check.")
         issued, expires = float(claims.get("iat", 0)), float(claims.get("exp", 0))
         if expires <= now - CLOCK_SKEW or issued > now + CLOCK_SKEW or expires - issued > MAX_ASSERTION_LIFETIME:
-            raise GrantError("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+            raise GrantError(
+                "invalid_grant",
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.",
+            )
         scopes = frozenset(str(claims.get("scope", "")).split())
         if not scopes & BIGQUERY_SCOPES:
             raise GrantError("invalid_scope", "No BigQuery scope was requested.")

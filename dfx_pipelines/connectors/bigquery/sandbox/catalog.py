@@ -107,46 +107,90 @@ def demo_catalog(project: str = DEMO_PROJECT) -> Catalog:
     catalog = Catalog()
     catalog.add_dataset(project, "shop", "Demo web shop")
     catalog.add_dataset(project, "finance", "Demo finance ledger (not selected by default)")
-    catalog.add(Table(project, "shop", "orders", (
-        _col("order_id", "INTEGER", mode="REQUIRED"),
-        _col("customer_id", "INTEGER"),
-        _col("status", "STRING"),
-        _col("amount", "NUMERIC"),
-        _col("currency", "STRING"),
-        _col("created_at", "TIMESTAMP"),
-        _col("order_date", "DATE"),
-    ), partition_field="order_date", description="One row per order"))
-    catalog.add(Table(project, "shop", "web_events", (
-        _col("event_id", "STRING", mode="REQUIRED"),
-        _col("session_id", "STRING"),
-        _col("event_type", "STRING"),
-        _col("page", "STRING"),
-        _col("user_agent", "STRING"),
-        _col("occurred_at", "TIMESTAMP"),
-        _col("event_date", "DATE"),
-    ), partition_field="event_date", description="Clickstream events"))
-    catalog.add(Table(project, "shop", "customers", (
-        _col("customer_id", "INTEGER", mode="REQUIRED"),
-        _col("email", "STRING", policy_tags=(pii,), description="PII: customer e-mail"),
-        _col("country", "STRING"),
-        _col("segment", "STRING"),
-        _col("signed_up_on", "DATE"),
-        _col("is_active", "BOOLEAN"),
-    ), description="Customer master data"))
-    catalog.add(Table(project, "shop", "daily_revenue", (
-        _col("order_date", "DATE"),
-        _col("currency", "STRING"),
-        _col("orders", "INTEGER"),
-        _col("revenue", "NUMERIC"),
-    ), view_sql=(
-        f"SELECT order_date, currency, COUNT(*) AS orders, SUM(amount) AS revenue "
-        f"FROM `{project}.shop.orders` WHERE status != 'cancelled' GROUP BY order_date, currency"
-    ), description="Revenue per day and currency"))
-    catalog.add(Table(project, "finance", "invoices", (
-        _col("invoice_id", "INTEGER", mode="REQUIRED"),
-        _col("customer_id", "INTEGER"),
-        _col("amount", "NUMERIC"),
-        _col("issued_on", "DATE"),
-        _col("paid", "BOOLEAN"),
-    ), partition_field="issued_on", description="Invoices"))
+    catalog.add(
+        Table(
+            project,
+            "shop",
+            "orders",
+            (
+                _col("order_id", "INTEGER", mode="REQUIRED"),
+                _col("customer_id", "INTEGER"),
+                _col("status", "STRING"),
+                _col("amount", "NUMERIC"),
+                _col("currency", "STRING"),
+                _col("created_at", "TIMESTAMP"),
+                _col("order_date", "DATE"),
+            ),
+            partition_field="order_date",
+            description="One row per order",
+        )
+    )
+    catalog.add(
+        Table(
+            project,
+            "shop",
+            "web_events",
+            (
+                _col("event_id", "STRING", mode="REQUIRED"),
+                _col("session_id", "STRING"),
+                _col("event_type", "STRING"),
+                _col("page", "STRING"),
+                _col("user_agent", "STRING"),
+                _col("occurred_at", "TIMESTAMP"),
+                _col("event_date", "DATE"),
+            ),
+            partition_field="event_date",
+            description="Clickstream events",
+        )
+    )
+    catalog.add(
+        Table(
+            project,
+            "shop",
+            "customers",
+            (
+                _col("customer_id", "INTEGER", mode="REQUIRED"),
+                _col("email", "STRING", policy_tags=(pii,), description="PII: customer e-mail"),
+                _col("country", "STRING"),
+                _col("segment", "STRING"),
+                _col("signed_up_on", "DATE"),
+                _col("is_active", "BOOLEAN"),
+            ),
+            description="Customer master data",
+        )
+    )
+    catalog.add(
+        Table(
+            project,
+            "shop",
+            "daily_revenue",
+            (
+                _col("order_date", "DATE"),
+                _col("currency", "STRING"),
+                _col("orders", "INTEGER"),
+                _col("revenue", "NUMERIC"),
+            ),
+            view_sql=(
+                f"SELECT order_date, currency, COUNT(*) AS orders, SUM(amount) AS revenue "
+                f"FROM `{project}.shop.orders` WHERE status != 'cancelled' GROUP BY order_date, currency"
+            ),
+            description="Revenue per day and currency",
+        )
+    )
+    catalog.add(
+        Table(
+            project,
+            "finance",
+            "invoices",
+            (
+                _col("invoice_id", "INTEGER", mode="REQUIRED"),
+                _col("customer_id", "INTEGER"),
+                _col("amount", "NUMERIC"),
+                _col("issued_on", "DATE"),
+                _col("paid", "BOOLEAN"),
+            ),
+            partition_field="issued_on",
+            description="Invoices",
+        )
+    )
     return catalog

@@ -16,12 +16,30 @@ from .catalog import Column
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 SCALAR_TYPES = {
-    "tinyint": "INTEGER", "smallint": "INTEGER", "integer": "INTEGER", "bigint": "INTEGER",
-    "hugeint": "INTEGER", "utinyint": "INTEGER", "usmallint": "INTEGER", "uinteger": "INTEGER",
-    "ubigint": "INTEGER", "float": "FLOAT", "double": "FLOAT", "varchar": "STRING", "boolean": "BOOLEAN",
-    "date": "DATE", "time": "TIME", "timestamp with time zone": "TIMESTAMP", "timestamp": "DATETIME",
-    "timestamp_ns": "DATETIME", "timestamp_ms": "DATETIME", "timestamp_s": "DATETIME", "blob": "BYTES",
-    "interval": "INTERVAL", "json": "JSON", "uuid": "STRING",
+    "tinyint": "INTEGER",
+    "smallint": "INTEGER",
+    "integer": "INTEGER",
+    "bigint": "INTEGER",
+    "hugeint": "INTEGER",
+    "utinyint": "INTEGER",
+    "usmallint": "INTEGER",
+    "uinteger": "INTEGER",
+    "ubigint": "INTEGER",
+    "float": "FLOAT",
+    "double": "FLOAT",
+    "varchar": "STRING",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp with time zone": "TIMESTAMP",
+    "timestamp": "DATETIME",
+    "timestamp_ns": "DATETIME",
+    "timestamp_ms": "DATETIME",
+    "timestamp_s": "DATETIME",
+    "blob": "BYTES",
+    "interval": "INTERVAL",
+    "json": "JSON",
+    "uuid": "STRING",
 }
 
 
@@ -95,7 +113,9 @@ def scalar_encoder(column: Column, int64_timestamps: bool) -> Callable[[Any], An
         return _datetime
     if kind == "RECORD":
         children = [(f.name, cell_encoder(f, int64_timestamps)) for f in column.fields]
-        return lambda v: {"f": [{"v": encode(v.get(name) if isinstance(v, dict) else None)} for name, encode in children]}
+        return lambda v: {
+            "f": [{"v": encode(v.get(name) if isinstance(v, dict) else None)} for name, encode in children]
+        }
     return str
 
 

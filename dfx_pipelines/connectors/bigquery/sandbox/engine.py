@@ -58,12 +58,19 @@ class QueryEngine:
 
     def run(self, request: QueryRequest) -> JobRecord:
         job = JobRecord(
-            job_id=request.job_id or new_job_id(), project=request.project, location=self.location,
-            sql=request.sql, dry_run=request.dry_run, api=request.api, principal=request.principal,
+            job_id=request.job_id or new_job_id(),
+            project=request.project,
+            location=self.location,
+            sql=request.sql,
+            dry_run=request.dry_run,
+            api=request.api,
+            principal=request.principal,
             maximum_bytes_billed=request.maximum_bytes_billed,
         )
         if self.jobs.get(job.project, job.job_id) is not None:
-            raise errors.BigQueryError(409, "duplicate", f"Already Exists: Job {job.project}:{job.location}.{job.job_id}")
+            raise errors.BigQueryError(
+                409, "duplicate", f"Already Exists: Job {job.project}:{job.location}.{job.job_id}"
+            )
         try:
             self._run(job, request)
         except errors.BigQueryError as exc:

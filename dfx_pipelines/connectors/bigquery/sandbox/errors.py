@@ -7,8 +7,14 @@ from typing import Any
 from dfx_pipelines.platform.sandbox import Response
 
 STATUS_NAMES = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
     501: "NOT_IMPLEMENTED",
 }
 
@@ -67,14 +73,16 @@ def dataset_not_found(project: str, dataset: str, location: str) -> BigQueryErro
 def bytes_billed_limit_exceeded(limit: int, required: int) -> BigQueryError:
     # BigQuery's own wording; the status only matters for jobs.query, a job carries it as errorResult.
     return BigQueryError(
-        400, "bytesBilledLimitExceeded",
+        400,
+        "bytesBilledLimitExceeded",
         f"Query exceeded limit for bytes billed: {limit}. {required} or higher required.",
     )
 
 
 def missing_credentials() -> BigQueryError:
     return BigQueryError(
-        401, "required",
+        401,
+        "required",
         "Request is missing required authentication credential. Expected OAuth 2 access token, login "
         "cookie or other valid authentication credential.",
         location="Authorization",
@@ -83,7 +91,8 @@ def missing_credentials() -> BigQueryError:
 
 def invalid_credentials() -> BigQueryError:
     return BigQueryError(
-        401, "authError",
+        401,
+        "authError",
         "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
         "or other valid authentication credential.",
         location="Authorization",
@@ -91,4 +100,8 @@ def invalid_credentials() -> BigQueryError:
 
 
 def rate_limit_exceeded() -> BigQueryError:
-    return BigQueryError(429, "rateLimitExceeded", "Exceeded rate limits: too many api requests per user per method for this user_method.")
+    return BigQueryError(
+        429,
+        "rateLimitExceeded",
+        "Exceeded rate limits: too many api requests per user per method for this user_method.",
+    )

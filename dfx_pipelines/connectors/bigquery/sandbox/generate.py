@@ -82,52 +82,62 @@ def _hex_ids(rng: np.random.Generator, n: int, prefix: str) -> np.ndarray:
 
 def _orders(rng: np.random.Generator, n: int, customers: int, days: int) -> pd.DataFrame:
     dates = _days(rng, n, days)
-    return pd.DataFrame({
-        "order_id": np.arange(1, n + 1, dtype=np.int64),
-        "customer_id": rng.integers(1, customers + 1, size=n),
-        "status": rng.choice(STATUSES, size=n, p=STATUS_WEIGHTS),
-        "amount": _money(rng.integers(500, 50_000, size=n)),
-        "currency": _with_nulls(rng, rng.choice(CURRENCIES, size=n), 0.03),
-        "created_at": _timestamps_on(rng, dates),
-        "order_date": pd.Series(dates.astype("datetime64[ns]")),
-    })
+    return pd.DataFrame(
+        {
+            "order_id": np.arange(1, n + 1, dtype=np.int64),
+            "customer_id": rng.integers(1, customers + 1, size=n),
+            "status": rng.choice(STATUSES, size=n, p=STATUS_WEIGHTS),
+            "amount": _money(rng.integers(500, 50_000, size=n)),
+            "currency": _with_nulls(rng, rng.choice(CURRENCIES, size=n), 0.03),
+            "created_at": _timestamps_on(rng, dates),
+            "order_date": pd.Series(dates.astype("datetime64[ns]")),
+        }
+    )
 
 
 def _web_events(rng: np.random.Generator, n: int, days: int) -> pd.DataFrame:
     dates = _days(rng, n, days)
     sessions = rng.integers(1, max(2, n // 5), size=n)
-    return pd.DataFrame({
-        "event_id": _hex_ids(rng, n, "evt-"),
-        "session_id": np.array([f"s-{s}" for s in sessions.tolist()], dtype=object),
-        "event_type": rng.choice(EVENT_TYPES, size=n),
-        "page": rng.choice(PAGES, size=n),
-        "user_agent": _with_nulls(rng, rng.choice(USER_AGENTS, size=n), 0.05),
-        "occurred_at": _timestamps_on(rng, dates),
-        "event_date": pd.Series(dates.astype("datetime64[ns]")),
-    })
+    return pd.DataFrame(
+        {
+            "event_id": _hex_ids(rng, n, "evt-"),
+            "session_id": np.array([f"s-{s}" for s in sessions.tolist()], dtype=object),
+            "event_type": rng.choice(EVENT_TYPES, size=n),
+            "page": rng.choice(PAGES, size=n),
+            "user_agent": _with_nulls(rng, rng.choice(USER_AGENTS, size=n), 0.05),
+            "occurred_at": _timestamps_on(rng, dates),
+            "event_date": pd.Series(dates.astype("datetime64[ns]")),
+        }
+    )
 
 
 def _customers(rng: np.random.Generator, n: int, days: int) -> pd.DataFrame:
     ids = np.arange(1, n + 1, dtype=np.int64)
     names = rng.choice(EMAIL_NAMES, size=n)
-    return pd.DataFrame({
-        "customer_id": ids,
-        "email": np.array([f"{name}.{i}@example.com" for name, i in zip(names.tolist(), ids.tolist())], dtype=object),
-        "country": rng.choice(COUNTRIES, size=n),
-        "segment": _with_nulls(rng, rng.choice(SEGMENTS, size=n), 0.1),
-        "signed_up_on": pd.Series(_days(rng, n, days).astype("datetime64[ns]")),
-        "is_active": rng.random(n) < 0.8,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "email": np.array(
+                [f"{name}.{i}@example.com" for name, i in zip(names.tolist(), ids.tolist())], dtype=object
+            ),
+            "country": rng.choice(COUNTRIES, size=n),
+            "segment": _with_nulls(rng, rng.choice(SEGMENTS, size=n), 0.1),
+            "signed_up_on": pd.Series(_days(rng, n, days).astype("datetime64[ns]")),
+            "is_active": rng.random(n) < 0.8,
+        }
+    )
 
 
 def _invoices(rng: np.random.Generator, n: int, customers: int, days: int) -> pd.DataFrame:
-    return pd.DataFrame({
-        "invoice_id": np.arange(1, n + 1, dtype=np.int64),
-        "customer_id": rng.integers(1, customers + 1, size=n),
-        "amount": _money(rng.integers(1_000, 500_000, size=n)),
-        "issued_on": pd.Series(_days(rng, n, days).astype("datetime64[ns]")),
-        "paid": rng.random(n) < 0.7,
-    })
+    return pd.DataFrame(
+        {
+            "invoice_id": np.arange(1, n + 1, dtype=np.int64),
+            "customer_id": rng.integers(1, customers + 1, size=n),
+            "amount": _money(rng.integers(1_000, 500_000, size=n)),
+            "issued_on": pd.Series(_days(rng, n, days).astype("datetime64[ns]")),
+            "paid": rng.random(n) < 0.7,
+        }
+    )
 
 
 def generate_demo_frames(

@@ -194,16 +194,20 @@ def query_response(job: JobRecord, max_results: int | None, int64_timestamps: bo
         response["schema"] = {"fields": [c.api_repr() for c in job.schema]}
         return response
     response.update(results_page(job, 0, max_results, int64_timestamps))
-    response.update({
-        "totalBytesBilled": str(job.bytes_billed),
-        "startTime": str(job.created_ms),
-        "endTime": str(job.ended_ms or job.created_ms),
-        "totalSlotMs": "0",
-    })
+    response.update(
+        {
+            "totalBytesBilled": str(job.bytes_billed),
+            "startTime": str(job.created_ms),
+            "endTime": str(job.ended_ms or job.created_ms),
+            "totalSlotMs": "0",
+        }
+    )
     return response
 
 
-def get_query_results_response(job: JobRecord, start: int, max_results: int | None, int64_timestamps: bool) -> dict[str, Any]:
+def get_query_results_response(
+    job: JobRecord, start: int, max_results: int | None, int64_timestamps: bool
+) -> dict[str, Any]:
     response: dict[str, Any] = {
         "kind": "bigquery#getQueryResultsResponse",
         "etag": f'"{job.job_id[-12:]}"',

@@ -77,14 +77,22 @@ class Price:
 # ---------------------------------------------------------------- views and schema
 
 
-def _expand(tree: exp.Expression, catalog: Catalog, context: QueryContext, bases: dict[int, Table], depth: int = 0) -> exp.Expression:
+def _expand(
+    tree: exp.Expression, catalog: Catalog, context: QueryContext, bases: dict[int, Table], depth: int = 0
+) -> exp.Expression:
     """Inline views as subqueries and spell base tables out in full, remembering each base node."""
     if depth > MAX_VIEW_DEPTH:
         raise ValueError("views nested too deeply")
     for node, table in resolve_all(tree, catalog, context):
         alias = node.alias or node.name
         if table.is_view:
-            inner = _expand(parse_query(table.view_sql), catalog, QueryContext(table.project, table.dataset, context.location), bases, depth + 1)
+            inner = _expand(
+                parse_query(table.view_sql),
+                catalog,
+                QueryContext(table.project, table.dataset, context.location),
+                bases,
+                depth + 1,
+            )
             replacement = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias)))
             if node is tree:
                 return replacement
@@ -143,7 +151,9 @@ COMPARISONS: dict[type, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], b
 }
 
 
-def _partition_predicate(term: exp.Expression, is_partition: Callable[[exp.Expression], bool]) -> Callable[[dt.date], bool] | None:
+def _partition_predicate(
+    term: exp.Expression, is_partition: Callable[[exp.Expression], bool]
+) -> Callable[[dt.date], bool] | None:
     """A test on the partition date for one WHERE conjunct, or None if it does not prune."""
     if type(term) in COMPARISONS:
         forward, backward = COMPARISONS[type(term)]
@@ -168,7 +178,9 @@ def _partition_predicate(term: exp.Expression, is_partition: Callable[[exp.Expre
     return None
 
 
-def _surviving_partitions(scope: Scope, alias: str, table: Table, all_keys: list[PartitionKey]) -> frozenset[PartitionKey] | None:
+def _surviving_partitions(
+    scope: Scope, alias: str, table: Table, all_keys: list[PartitionKey]
+) -> frozenset[PartitionKey] | None:
     where = scope.expression.args.get("where") if isinstance(scope.expression, exp.Select) else None
     if where is None or not table.partition_field:
         return None
@@ -243,7 +255,9 @@ def price_query(tree: exp.Query, catalog: Catalog, warehouse: Warehouse, context
     return Price(tuple(scans), exact)
 
 
-def _scan(table: Table, instance_reads: list[tuple[set[str], frozenset[PartitionKey] | None]], warehouse: Warehouse) -> TableScan:
+def _scan(
+    table: Table, instance_reads: list[tuple[set[str], frozenset[PartitionKey] | None]], warehouse: Warehouse
+) -> TableScan:
     stats = warehouse.table_stats(table)
     pairs: set[tuple[PartitionKey, str]] = set()
     for columns, partitions in instance_reads:

@@ -10,15 +10,35 @@ from __future__ import annotations
 from .catalog import Column
 
 FIXED_SIZES = {
-    "INTEGER": 8, "INT64": 8, "FLOAT": 8, "FLOAT64": 8, "DATE": 8, "DATETIME": 8, "TIME": 8,
-    "TIMESTAMP": 8, "NUMERIC": 16, "BIGNUMERIC": 32, "BOOLEAN": 1, "BOOL": 1,
+    "INTEGER": 8,
+    "INT64": 8,
+    "FLOAT": 8,
+    "FLOAT64": 8,
+    "DATE": 8,
+    "DATETIME": 8,
+    "TIME": 8,
+    "TIMESTAMP": 8,
+    "NUMERIC": 16,
+    "BIGNUMERIC": 32,
+    "BOOLEAN": 1,
+    "BOOL": 1,
 }
 
 DUCKDB_TYPES = {
-    "INTEGER": "BIGINT", "INT64": "BIGINT", "FLOAT": "DOUBLE", "FLOAT64": "DOUBLE",
-    "NUMERIC": "DECIMAL(38,9)", "BIGNUMERIC": "DECIMAL(38,9)",  # DuckDB stops at 38 digits
-    "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN", "STRING": "VARCHAR", "BYTES": "BLOB", "DATE": "DATE",
-    "DATETIME": "TIMESTAMP", "TIME": "TIME", "TIMESTAMP": "TIMESTAMPTZ",
+    "INTEGER": "BIGINT",
+    "INT64": "BIGINT",
+    "FLOAT": "DOUBLE",
+    "FLOAT64": "DOUBLE",
+    "NUMERIC": "DECIMAL(38,9)",
+    "BIGNUMERIC": "DECIMAL(38,9)",  # DuckDB stops at 38 digits
+    "BOOLEAN": "BOOLEAN",
+    "BOOL": "BOOLEAN",
+    "STRING": "VARCHAR",
+    "BYTES": "BLOB",
+    "DATE": "DATE",
+    "DATETIME": "TIMESTAMP",
+    "TIME": "TIME",
+    "TIMESTAMP": "TIMESTAMPTZ",
 }
 
 

@@ -97,7 +97,9 @@ def bind_parameters(tree: exp.Query, parameters: list[dict[str, Any]] | None) ->
         node.replace(parameter_literal(named[name]))
     placeholders = list(tree.find_all(exp.Placeholder, bfs=False))
     if len(placeholders) > len(positional):
-        raise errors.invalid_query(f"Query has {len(placeholders)} positional parameters but {len(positional)} were given")
+        raise errors.invalid_query(
+            f"Query has {len(placeholders)} positional parameters but {len(positional)} were given"
+        )
     for node, parameter in zip(placeholders, positional):
         node.replace(parameter_literal(parameter))
     return tree
@@ -125,9 +127,7 @@ def resolve(node: exp.Table, catalog: Catalog, context: QueryContext) -> Table:
     project = node.catalog or context.project
     dataset = node.db or context.default_dataset
     if not dataset:
-        raise errors.invalid_query(
-            f'Table "{node.name}" must be qualified with a dataset (e.g. dataset.table).'
-        )
+        raise errors.invalid_query(f'Table "{node.name}" must be qualified with a dataset (e.g. dataset.table).')
     if not catalog.has_dataset(project, dataset):
         raise errors.dataset_not_found(project, dataset, context.location)
     table = catalog.get(project, dataset, node.name)

@@ -91,9 +91,7 @@ class Warehouse:
         for column in table.columns:
             if column.type in ("NUMERIC", "BIGNUMERIC") and column.mode != "REPEATED":
                 staged[column.name] = staged[column.name].map(lambda v: None if v is None else str(v))
-        selects = ", ".join(
-            f"CAST({quote(c.name)} AS {duckdb_type(c)}) AS {quote(c.name)}" for c in table.columns
-        )
+        selects = ", ".join(f"CAST({quote(c.name)} AS {duckdb_type(c)}) AS {quote(c.name)}" for c in table.columns)
         self._db.register("staged_frame", staged)
         try:
             self._db.execute(f"CREATE TABLE {quote(table.storage_name)} AS SELECT {selects} FROM staged_frame")
@@ -135,4 +133,3 @@ class Warehouse:
             return self._db.execute(
                 f"SELECT {selects} FROM {quote(table.storage_name)} LIMIT ? OFFSET ?", [count, start]
             ).fetchall()
-

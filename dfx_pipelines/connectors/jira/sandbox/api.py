@@ -94,7 +94,14 @@ class Route:
     flavours: tuple[str, ...] = ("cloud", "datacenter")
 
 
-def route(method: str, path: str, handler: Handler, scopes: tuple[str, ...] = ("read:jira-work",), *, flavours=("cloud", "datacenter")) -> Route:
+def route(
+    method: str,
+    path: str,
+    handler: Handler,
+    scopes: tuple[str, ...] = ("read:jira-work",),
+    *,
+    flavours=("cloud", "datacenter"),
+) -> Route:
     """`path` like `api/{v}/issue/{key}/changelog` (after /rest/); `{v}` matches the REST version."""
     regex = re.escape(path).replace(r"\{v\}", r"(?P<v>2|3|latest)")
     regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
@@ -105,7 +112,12 @@ def route(method: str, path: str, handler: Handler, scopes: tuple[str, ...] = ("
 def page_values(values: list[Any], start_at: int, max_results: int, self_url: str | None = None) -> dict[str, Any]:
     """Agile-style page: `{maxResults, startAt, total, isLast, values}`."""
     page = values[start_at : start_at + max_results]
-    payload: dict[str, Any] = {"maxResults": max_results, "startAt": start_at, "total": len(values), "isLast": start_at + len(page) >= len(values)}
+    payload: dict[str, Any] = {
+        "maxResults": max_results,
+        "startAt": start_at,
+        "total": len(values),
+        "isLast": start_at + len(page) >= len(values),
+    }
     if self_url:
         payload["self"] = self_url
     payload["values"] = page

@@ -110,11 +110,22 @@ class JiraSandbox:
 
     def unauthorized(self, request: Request) -> Response:
         if request.path.startswith("/ex/jira/"):
-            return Response.json({"code": 401, "message": "Unauthorized"}, status=401, headers={"WWW-Authenticate": 'Bearer realm="api.atlassian.com"'})
+            return Response.json(
+                {"code": 401, "message": "Unauthorized"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="api.atlassian.com"'},
+            )
         headers = {"WWW-Authenticate": 'OAuth realm="https%3A%2F%2Fjira"'}
         if not self.cloud:
             headers["X-Seraph-LoginReason"] = "AUTHENTICATED_FAILED"
-        return Response.json({"errorMessages": ["You are not authenticated. Authentication required to perform this operation."], "errors": {}}, status=401, headers=headers)
+        return Response.json(
+            {
+                "errorMessages": ["You are not authenticated. Authentication required to perform this operation."],
+                "errors": {},
+            },
+            status=401,
+            headers=headers,
+        )
 
     def rate_limited(self, request: Request, retry_after: float) -> Response:
         seconds = max(1, math.ceil(retry_after))  # the jira library reads Retry-After as an int
@@ -136,7 +147,11 @@ class JiraSandbox:
         try:
             if self.cloud:
                 if path == "/authorize":
-                    return self.oauth.authorize_page(request) if request.method == "GET" else self.oauth.authorize_decision(request)
+                    return (
+                        self.oauth.authorize_page(request)
+                        if request.method == "GET"
+                        else self.oauth.authorize_decision(request)
+                    )
                 if path == "/oauth/token" and request.method == "POST":
                     return self.oauth.token(request)
                 if path == "/oauth/token/accessible-resources":
@@ -168,7 +183,11 @@ class JiraSandbox:
             return user in known and hmac.compare_digest(known[user].encode(), secret.encode())
         token = request.bearer_token()
         # Cloud sites take OAuth bearer tokens only through api.atlassian.com; Data Center takes PATs.
-        return not self.cloud and token is not None and any(hmac.compare_digest(token.encode(), pat.encode()) for pat in self.personal_access_tokens)
+        return (
+            not self.cloud
+            and token is not None
+            and any(hmac.compare_digest(token.encode(), pat.encode()) for pat in self.personal_access_tokens)
+        )
 
     def _api(self, request: Request, path: str, base_url: str, scopes: frozenset[str] | None) -> Response:
         if not path.startswith("/rest/"):

@@ -90,7 +90,13 @@ class Priority:
     name: str
 
 
-PRIORITIES = (Priority("1", "Highest"), Priority("2", "High"), Priority("3", "Medium"), Priority("4", "Low"), Priority("5", "Lowest"))
+PRIORITIES = (
+    Priority("1", "Highest"),
+    Priority("2", "High"),
+    Priority("3", "Medium"),
+    Priority("4", "Low"),
+    Priority("5", "Lowest"),
+)
 
 # ---------------------------------------------------------------- projects, people, teams
 
@@ -107,8 +113,12 @@ class ProjectSpec:
 
 
 PROJECTS = (
-    ProjectSpec("10000", "ALPHA", "Alpha Platform", "software", ("API", "Frontend", "Billing"), (1, "ALPHA board", "scrum"), 40),
-    ProjectSpec("10001", "BETA", "Beta Mobile", "software", ("iOS", "Android", "Backend"), (2, "BETA board", "kanban"), 25),
+    ProjectSpec(
+        "10000", "ALPHA", "Alpha Platform", "software", ("API", "Frontend", "Billing"), (1, "ALPHA board", "scrum"), 40
+    ),
+    ProjectSpec(
+        "10001", "BETA", "Beta Mobile", "software", ("iOS", "Android", "Backend"), (2, "BETA board", "kanban"), 25
+    ),
     ProjectSpec("10002", "GAMMA", "Gamma Data", "software", ("Ingest", "Warehouse"), (3, "GAMMA board", "scrum"), 15),
     ProjectSpec("10003", "OPS", "Ops Service Desk", "service_desk", ("Access", "Hardware", "Network"), None, 20),
 )
@@ -171,10 +181,18 @@ FIELDS = (
     FieldSpec("issuetype", "Issue Type", "issuetype", system="issuetype", clause_names=("issuetype", "type")),
     FieldSpec("project", "Project", "project", system="project", clause_names=("project",)),
     FieldSpec("status", "Status", "status", system="status", clause_names=("status",)),
-    FieldSpec("statuscategorychangedate", "Status Category Changed", "datetime", system="statuscategorychangedate", clause_names=("statusCategoryChangedDate",)),
+    FieldSpec(
+        "statuscategorychangedate",
+        "Status Category Changed",
+        "datetime",
+        system="statuscategorychangedate",
+        clause_names=("statusCategoryChangedDate",),
+    ),
     FieldSpec("priority", "Priority", "priority", system="priority", clause_names=("priority",)),
     FieldSpec("resolution", "Resolution", "resolution", system="resolution", clause_names=("resolution",)),
-    FieldSpec("resolutiondate", "Resolved", "datetime", system="resolutiondate", clause_names=("resolutiondate", "resolved")),
+    FieldSpec(
+        "resolutiondate", "Resolved", "datetime", system="resolutiondate", clause_names=("resolutiondate", "resolved")
+    ),
     FieldSpec("created", "Created", "datetime", system="created", clause_names=("created", "createdDate")),
     FieldSpec("updated", "Updated", "datetime", system="updated", clause_names=("updated", "updatedDate")),
     FieldSpec("assignee", "Assignee", "user", system="assignee", clause_names=("assignee",)),
@@ -182,20 +200,65 @@ FIELDS = (
     FieldSpec("labels", "Labels", "array", system="labels", items="string", clause_names=("labels",)),
     FieldSpec("components", "Components", "array", system="components", items="component", clause_names=("component",)),
     FieldSpec("parent", "Parent", "issuelink", system="parent", clause_names=("parent",)),
-    FieldSpec("subtasks", "Sub-tasks", "array", system="subtasks", items="issuelinks", clause_names=("subtasks",), orderable=False),
+    FieldSpec(
+        "subtasks",
+        "Sub-tasks",
+        "array",
+        system="subtasks",
+        items="issuelinks",
+        clause_names=("subtasks",),
+        orderable=False,
+    ),
     FieldSpec("description", "Description", "string", system="description", clause_names=("description",)),
     FieldSpec("comment", "Comment", "comments-page", system="comment", clause_names=("comment",), navigable=False),
-    FieldSpec("attachment", "Attachment", "array", system="attachment", items="attachment", clause_names=("attachments",)),
-    FieldSpec("worklog", "Log Work", "array", system="worklog", items="worklog", clause_names=("worklogAuthor",), navigable=False),
-    FieldSpec(STORY_POINTS_FIELD, "Story Points", "number", custom="com.atlassian.jira.plugin.system.customfieldtypes:float",
-              clause_names=("cf[10016]", "Story point estimate"), cloud_name="Story point estimate"),
-    FieldSpec(TEAM_FIELD, "Team", "team", custom="com.atlassian.jira.plugin.system.customfieldtypes:atlassian-team",
-              clause_names=("cf[10001]", "Team")),
-    FieldSpec(SPRINT_FIELD, "Sprint", "array", custom="com.pyxis.greenhopper.jira:gh-sprint", items="json",
-              clause_names=("cf[10020]", "Sprint", "sprint")),
-    FieldSpec(EPIC_LINK_FIELD, "Epic Link", "any", custom="com.pyxis.greenhopper.jira:gh-epic-link",
-              clause_names=("cf[10014]", "Epic Link")),
-    FieldSpec(CUSTOMER_TIER_FIELD, "Customer Tier", "option", custom="com.atlassian.jira.plugin.system.customfieldtypes:select",
-              clause_names=("cf[10030]", "Customer Tier")),
+    FieldSpec(
+        "attachment", "Attachment", "array", system="attachment", items="attachment", clause_names=("attachments",)
+    ),
+    FieldSpec(
+        "worklog",
+        "Log Work",
+        "array",
+        system="worklog",
+        items="worklog",
+        clause_names=("worklogAuthor",),
+        navigable=False,
+    ),
+    FieldSpec(
+        STORY_POINTS_FIELD,
+        "Story Points",
+        "number",
+        custom="com.atlassian.jira.plugin.system.customfieldtypes:float",
+        clause_names=("cf[10016]", "Story point estimate"),
+        cloud_name="Story point estimate",
+    ),
+    FieldSpec(
+        TEAM_FIELD,
+        "Team",
+        "team",
+        custom="com.atlassian.jira.plugin.system.customfieldtypes:atlassian-team",
+        clause_names=("cf[10001]", "Team"),
+    ),
+    FieldSpec(
+        SPRINT_FIELD,
+        "Sprint",
+        "array",
+        custom="com.pyxis.greenhopper.jira:gh-sprint",
+        items="json",
+        clause_names=("cf[10020]", "Sprint", "sprint"),
+    ),
+    FieldSpec(
+        EPIC_LINK_FIELD,
+        "Epic Link",
+        "any",
+        custom="com.pyxis.greenhopper.jira:gh-epic-link",
+        clause_names=("cf[10014]", "Epic Link"),
+    ),
+    FieldSpec(
+        CUSTOMER_TIER_FIELD,
+        "Customer Tier",
+        "option",
+        custom="com.atlassian.jira.plugin.system.customfieldtypes:select",
+        clause_names=("cf[10030]", "Customer Tier"),
+    ),
 )
 FIELD_BY_ID = {spec.id: spec for spec in FIELDS}

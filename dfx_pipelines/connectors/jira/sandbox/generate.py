@@ -32,7 +32,13 @@ DEFAULT_NOW = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)  # fixed, so a se
 WINDOW_DAYS = 365
 SPRINT_DAYS = 14
 FUTURE_SPRINTS = 2
-TYPE_WEIGHTS_SOFTWARE = ((catalog.STORY, 45), (catalog.BUG, 22), (catalog.TASK, 15), (catalog.SUBTASK, 10), (catalog.EPIC, 4))
+TYPE_WEIGHTS_SOFTWARE = (
+    (catalog.STORY, 45),
+    (catalog.BUG, 22),
+    (catalog.TASK, 15),
+    (catalog.SUBTASK, 10),
+    (catalog.EPIC, 4),
+)
 PLAN_CACHE_SIZE = 4096
 
 
@@ -67,7 +73,11 @@ class JiraSite(SiteMutations):
             seed=seed,
             horizon=self._now,
             sprints_by_project={
-                index: tuple(SprintSlot(s.id, s.name, s.start, s.complete) for s in self.sprints if s.board_id == project.board[0])
+                index: tuple(
+                    SprintSlot(s.id, s.name, s.start, s.complete)
+                    for s in self.sprints
+                    if s.board_id == project.board[0]
+                )
                 for index, project in enumerate(catalog.PROJECTS)
                 if project.board and project.board[2] == "scrum"
             },
@@ -108,7 +118,9 @@ class JiraSite(SiteMutations):
                 name = f"{project.key} Sprint {number}"
                 if end <= self._now:
                     complete = min(end + rng.uniform(0, 6) * 3600, self._now)
-                    record = SprintRecord(sprint_id, board_id, name, "closed", start, end, round(complete, 3), start - 2 * DAY)
+                    record = SprintRecord(
+                        sprint_id, board_id, name, "closed", start, end, round(complete, 3), start - 2 * DAY
+                    )
                 elif start <= self._now:
                     record = SprintRecord(sprint_id, board_id, name, "active", start, end, None, start - 2 * DAY)
                 else:
@@ -188,7 +200,11 @@ class JiraSite(SiteMutations):
 
     def _apply_plan(self, record: IssueRecord, plan: IssuePlan) -> None:
         """Sets the record's current values from its replayed history."""
-        workflow_first = (catalog.SERVICE_WORKFLOW if catalog.PROJECTS[record.project].type_key == "service_desk" else catalog.SOFTWARE_WORKFLOW)[0]
+        workflow_first = (
+            catalog.SERVICE_WORKFLOW
+            if catalog.PROJECTS[record.project].type_key == "service_desk"
+            else catalog.SOFTWARE_WORKFLOW
+        )[0]
         record.status_id, record.resolution, record.resolved = workflow_first.id, -1, None
         record.points, record.sprints, record.status_changed = plan.initial_points, (), record.created
         record.planned_histories = len(plan.histories)

@@ -74,7 +74,12 @@ def field_value(ctx: RenderContext, record: IssueRecord, field_id: str) -> Any:
         if record.resolution < 0:
             return None
         resolution = catalog.RESOLUTIONS[record.resolution]
-        return {"self": f"{ctx.rest}/resolution/{resolution.id}", "id": resolution.id, "description": "", "name": resolution.name}
+        return {
+            "self": f"{ctx.rest}/resolution/{resolution.id}",
+            "id": resolution.id,
+            "description": "",
+            "name": resolution.name,
+        }
     if field_id == "resolutiondate":
         return jira_time(record.resolved)
     if field_id == "created":
@@ -109,13 +114,28 @@ def field_value(ctx: RenderContext, record: IssueRecord, field_id: str) -> Any:
             }
             for comment in site.comments(record)
         ]
-        return {"comments": comments, "self": f"{ctx.rest}/issue/{record.id}/comment", "maxResults": len(comments), "total": len(comments), "startAt": 0}
+        return {
+            "comments": comments,
+            "self": f"{ctx.rest}/issue/{record.id}/comment",
+            "maxResults": len(comments),
+            "total": len(comments),
+            "startAt": 0,
+        }
     if field_id == "attachment":
         if record.num % 4:
             return []
-        return [{"self": f"{ctx.rest}/attachment/{record.id}", "id": str(record.id), "filename": f"{site.canary}-logs.txt",
-                 "author": user_json(ctx, record.reporter), "created": jira_time(record.created), "size": 2048,
-                 "mimeType": "text/plain", "content": f"{ctx.base_url}/secure/attachment/{record.id}/{site.canary}-logs.txt"}]
+        return [
+            {
+                "self": f"{ctx.rest}/attachment/{record.id}",
+                "id": str(record.id),
+                "filename": f"{site.canary}-logs.txt",
+                "author": user_json(ctx, record.reporter),
+                "created": jira_time(record.created),
+                "size": 2048,
+                "mimeType": "text/plain",
+                "content": f"{ctx.base_url}/secure/attachment/{record.id}/{site.canary}-logs.txt",
+            }
+        ]
     if field_id == "worklog":
         worklogs = site.worklogs(record)
         shown = [worklog_json(ctx, record, w) for w in worklogs[:20]]

@@ -225,7 +225,11 @@ class _Parser:
         return Value("", quoted=False, function=name, arguments=tuple(arguments))
 
     def value_list(self) -> tuple[Value, ...]:
-        if self.current.kind == "word" and self.tokens[self.index + 1].kind == "punct" and self.tokens[self.index + 1].text == "(":
+        if (
+            self.current.kind == "word"
+            and self.tokens[self.index + 1].kind == "punct"
+            and self.tokens[self.index + 1].text == "("
+        ):
             return (self.value(),)  # a list function such as openSprints()
         if not self.at_punct("("):
             raise self.fail(f"Expecting '(' but got {self.current.describe()}.")

@@ -101,7 +101,9 @@ class Compiler:
         if field == "issuetype":
             return (lambda r: {r.type}), self.named(catalog.ISSUE_TYPES, "issuetype", lambda t: (t.id, t.name))
         if field == "status":
-            return (lambda r: {r.status_id}), self.named(catalog.STATUSES, "status", lambda s: (s.id, s.name), key=lambda s: s.id)
+            return (lambda r: {r.status_id}), self.named(
+                catalog.STATUSES, "status", lambda s: (s.id, s.name), key=lambda s: s.id
+            )
         if field == "statusCategory":
             return (lambda r: {catalog.STATUS_BY_ID[r.status_id].category.id}), self.named(
                 catalog.STATUS_CATEGORIES, "statusCategory", lambda c: (str(c.id), c.key, c.name), key=lambda c: c.id
@@ -116,11 +118,17 @@ class Compiler:
 
             return (lambda r: {r.resolution} if r.resolution >= 0 else set()), resolve_resolution
         if field == "component":
+
             def components(record: IssueRecord) -> set:
                 return {(record.project, index) for index in record.components}
 
             def resolve_component(value: Value, name: str) -> set:
-                found = {(p, i) for p, spec in enumerate(catalog.PROJECTS) for i, c in enumerate(spec.components) if c.lower() == value.text.lower()}
+                found = {
+                    (p, i)
+                    for p, spec in enumerate(catalog.PROJECTS)
+                    for i, c in enumerate(spec.components)
+                    if c.lower() == value.text.lower()
+                }
                 if not found:
                     raise JqlError(f"The value '{value.text}' does not exist for the field '{name}'.")
                 return found
@@ -142,7 +150,11 @@ class Compiler:
 
     def resolve_project(self, value: Value, field: str) -> set:
         text = value.text
-        found = {i for i, p in enumerate(catalog.PROJECTS) if text.upper() == p.key or text == p.id or text.lower() == p.name.lower()}
+        found = {
+            i
+            for i, p in enumerate(catalog.PROJECTS)
+            if text.upper() == p.key or text == p.id or text.lower() == p.name.lower()
+        }
         found -= self.hidden_projects
         if not found:
             raise JqlError(f"The value '{text}' does not exist for the field '{field}'.")
@@ -161,7 +173,11 @@ class Compiler:
             if state is None:
                 raise JqlError(f"Unable to find JQL function '{value.function}()'.")
             return {s.id for s in self.site.sprints if s.state == state}
-        found = {s.id for s in self.site.sprints if (value.text.isdigit() and s.id == int(value.text)) or s.name.lower() == value.text.lower()}
+        found = {
+            s.id
+            for s in self.site.sprints
+            if (value.text.isdigit() and s.id == int(value.text)) or s.name.lower() == value.text.lower()
+        }
         if not found:
             raise JqlError(f"Sprint with id or name '{value.text}' does not exist.")
         return found

@@ -60,7 +60,10 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("keyword", "AND" if char == "&" else "OR", start))
             index += 2
         elif char in "&|":
-            raise _error(f"The character '{char}' is a reserved JQL character. You must enclose it in a string or use the escape '\\u{ord(char):04x}' instead.", start)
+            raise _error(
+                f"The character '{char}' is a reserved JQL character. You must enclose it in a string or use the escape '\\u{ord(char):04x}' instead.",
+                start,
+            )
         else:
             end = index
             while end < length and text[end] not in _WORD_STOP:
@@ -94,7 +97,10 @@ def _read_string(text: str, index: int) -> tuple[str, int]:
                 index += 6
                 continue
             if escaped not in _ESCAPES:
-                raise _error(f"'\\{escaped}' is an illegal JQL escape sequence. The valid escape sequences are \\', \\\", \\t, \\n, \\r, \\\\, '\\ ' and \\uXXXX.", index + 1)
+                raise _error(
+                    f"'\\{escaped}' is an illegal JQL escape sequence. The valid escape sequences are \\', \\\", \\t, \\n, \\r, \\\\, '\\ ' and \\uXXXX.",
+                    index + 1,
+                )
             chars.append(_ESCAPES[escaped])
             index += 2
             continue

@@ -110,7 +110,9 @@ class SiteMutations:
             self.version += 1
             return record
 
-    def add_worklog(self: "JiraSite", key: str, seconds: int, *, started: float | None = None, author: int = 0) -> WorklogRecord:
+    def add_worklog(
+        self: "JiraSite", key: str, seconds: int, *, started: float | None = None, author: int = 0
+    ) -> WorklogRecord:
         with self.lock:
             record = self._require(key)
             existing = self.worklogs(record)
@@ -118,7 +120,14 @@ class SiteMutations:
             if index >= 100:
                 raise ValueError("the sandbox keeps at most 100 worklogs per issue")
             now = self.now_epoch
-            worklog = WorklogRecord((record.num + 1) * 100 + index, started if started is not None else now - seconds, seconds, now, now, author)
+            worklog = WorklogRecord(
+                (record.num + 1) * 100 + index,
+                started if started is not None else now - seconds,
+                seconds,
+                now,
+                now,
+                author,
+            )
             record.extra_worklogs = (record.extra_worklogs or []) + [worklog]
             position = bisect.bisect_right(self._worklog_updated, now)
             self._worklog_updated.insert(position, now)

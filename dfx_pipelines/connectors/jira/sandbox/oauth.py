@@ -117,10 +117,16 @@ class AtlassianOAuth:
 
     def _check_authorize(self, params: dict[str, str]) -> Response | None:
         if params.get("client_id") != self.client_id:
-            return Response(400, b"<h1>Something went wrong</h1><p>Invalid client_id.</p>", {"Content-Type": "text/html"})
+            return Response(
+                400, b"<h1>Something went wrong</h1><p>Invalid client_id.</p>", {"Content-Type": "text/html"}
+            )
         redirect_uri = params.get("redirect_uri", "")
         if not redirect_uri or (self.redirect_uri is not None and redirect_uri != self.redirect_uri):
-            return Response(400, b"<h1>Something went wrong</h1><p>redirect_uri is not registered.</p>", {"Content-Type": "text/html"})
+            return Response(
+                400,
+                b"<h1>Something went wrong</h1><p>redirect_uri is not registered.</p>",
+                {"Content-Type": "text/html"},
+            )
         state = params.get("state")
 
         def fail(error: str, description: str) -> Response:
@@ -139,7 +145,9 @@ class AtlassianOAuth:
             return fail("invalid_request", "a code_challenge with code_challenge_method=S256 is required")
         requested = set(params.get("scope", "").split())
         if not requested or requested - KNOWN_SCOPES:
-            return fail("invalid_scope", f"unknown scopes: {' '.join(sorted(requested - KNOWN_SCOPES)) or '(none requested)'}")
+            return fail(
+                "invalid_scope", f"unknown scopes: {' '.join(sorted(requested - KNOWN_SCOPES)) or '(none requested)'}"
+            )
         return None
 
     def authorize_page(self, request: Request) -> Response:
@@ -149,7 +157,9 @@ class AtlassianOAuth:
             return problem
         if params.get("auto_approve") == "1":
             return self._approve(params)
-        hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in params.items())
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in params.items()
+        )
         page = (
             "<!DOCTYPE html><html><head><title>Authorize app</title></head><body>"
             f"<h1>dfx sandbox app is requesting access</h1><p>Scopes: {html.escape(params.get('scope', ''))}</p>"
@@ -165,13 +175,20 @@ class AtlassianOAuth:
             return problem
         if params.get("approve") == "1":
             return self._approve(params)
-        return Response.redirect(_append_query(params["redirect_uri"], {"error": "access_denied", "error_description": "user denied access", "state": params["state"]}))
+        return Response.redirect(
+            _append_query(
+                params["redirect_uri"],
+                {"error": "access_denied", "error_description": "user denied access", "state": params["state"]},
+            )
+        )
 
     def _approve(self, params: dict[str, str]) -> Response:
         code = secrets.token_urlsafe(32)
         scope = self.granted_scopes if self.granted_scopes is not None else params["scope"]
         with self._lock:
-            self._codes[code] = _Code(params["client_id"], params["redirect_uri"], params["code_challenge"], scope, self.clock())
+            self._codes[code] = _Code(
+                params["client_id"], params["redirect_uri"], params["code_challenge"], scope, self.clock()
+            )
         return Response.redirect(_append_query(params["redirect_uri"], {"code": code, "state": params["state"]}))
 
     # ------------------------------------------------------------ token
@@ -235,7 +252,12 @@ class AtlassianOAuth:
         scopes = frozenset(family.scope.split())
         self._access[access] = AccessGrant(access, scopes, self.clock() + self.access_ttl, family_id)
         family.access_tokens.add(access)
-        payload = {"access_token": access, "expires_in": int(self.access_ttl), "token_type": "Bearer", "scope": family.scope}
+        payload = {
+            "access_token": access,
+            "expires_in": int(self.access_ttl),
+            "token_type": "Bearer",
+            "scope": family.scope,
+        }
         if "offline_access" in scopes:
             refresh = secrets.token_urlsafe(48)
             family.refresh_tokens[refresh] = self.clock()
@@ -244,7 +266,9 @@ class AtlassianOAuth:
             family.current_refresh = refresh
             self._refresh_owner[refresh] = family_id
             payload["refresh_token"] = refresh
-        return Response(200, json.dumps(payload).encode(), {"Content-Type": "application/json", "Cache-Control": "no-store"})
+        return Response(
+            200, json.dumps(payload).encode(), {"Content-Type": "application/json", "Cache-Control": "no-store"}
+        )
 
     def _revoke_family(self, family_id: str) -> None:
         family = self._families[family_id]

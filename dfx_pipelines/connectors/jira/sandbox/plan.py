@@ -225,7 +225,9 @@ def plan_issue(record: IssueRecord, context: PlanContext) -> IssuePlan:
             author = rng.randrange(len(catalog.USERS))
             worklogs.append(WorklogRecord((record.num + 1) * 100 + index, started, seconds, created, updated, author))
     comments = [
-        CommentRecord((record.num + 1) * 10 + index, round(rng.uniform(record.created, context.horizon - 60), 3), record.reporter)
+        CommentRecord(
+            (record.num + 1) * 10 + index, round(rng.uniform(record.created, context.horizon - 60), 3), record.reporter
+        )
         for index in range(rng.choice((1, 1, 2)))
     ]
     return IssuePlan(histories, worklogs, comments, initial_points)

@@ -40,7 +40,11 @@ class RenderContext:
     def rich_text(self, text: str) -> Any:
         if self.api == "2":
             return text
-        return {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}]}
+        return {
+            "type": "doc",
+            "version": 1,
+            "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
+        }
 
 
 def avatar_urls(base: str, kind: str, ident: str) -> dict[str, str]:
@@ -116,7 +120,12 @@ def project_ref_json(ctx: RenderContext, project: catalog.ProjectSpec) -> dict[s
 
 def priority_json(ctx: RenderContext, index: int) -> dict[str, Any]:
     priority = catalog.PRIORITIES[index]
-    return {"self": f"{ctx.rest}/priority/{priority.id}", "iconUrl": f"{ctx.base_url}/images/icons/priorities/{priority.name.lower()}.svg", "name": priority.name, "id": priority.id}
+    return {
+        "self": f"{ctx.rest}/priority/{priority.id}",
+        "iconUrl": f"{ctx.base_url}/images/icons/priorities/{priority.name.lower()}.svg",
+        "name": priority.name,
+        "id": priority.id,
+    }
 
 
 def component_ref_json(ctx: RenderContext, project: catalog.ProjectSpec, index: int) -> dict[str, Any]:
@@ -126,13 +135,27 @@ def component_ref_json(ctx: RenderContext, project: catalog.ProjectSpec, index: 
 
 def sprint_field_value(ctx: RenderContext, sprint: SprintRecord) -> Any:
     if ctx.cloud:
-        value: dict[str, Any] = {"id": sprint.id, "name": sprint.name, "state": sprint.state, "boardId": sprint.board_id, "goal": sprint.goal}
+        value: dict[str, Any] = {
+            "id": sprint.id,
+            "name": sprint.name,
+            "state": sprint.state,
+            "boardId": sprint.board_id,
+            "goal": sprint.goal,
+        }
         for key, moment in (("startDate", sprint.start), ("endDate", sprint.end), ("completeDate", sprint.complete)):
             if moment is not None:
                 value[key] = jira_time(moment)
         return value
-    parts = [f"id={sprint.id}", f"rapidViewId={sprint.board_id}", f"state={sprint.state.upper()}", f"name={sprint.name}"]
-    parts += [f"{key}={jira_time(moment) or '<null>'}" for key, moment in (("startDate", sprint.start), ("endDate", sprint.end), ("completeDate", sprint.complete))]
+    parts = [
+        f"id={sprint.id}",
+        f"rapidViewId={sprint.board_id}",
+        f"state={sprint.state.upper()}",
+        f"name={sprint.name}",
+    ]
+    parts += [
+        f"{key}={jira_time(moment) or '<null>'}"
+        for key, moment in (("startDate", sprint.start), ("endDate", sprint.end), ("completeDate", sprint.complete))
+    ]
     parts += [f"sequence={sprint.id}", f"goal={sprint.goal}"]
     return f"com.atlassian.greenhopper.service.sprint.Sprint@{sprint.id:x}f[{','.join(parts)}]"
 
@@ -186,7 +209,10 @@ def worklog_json(ctx: RenderContext, record: IssueRecord, worklog: WorklogRecord
 def change_item_json(ctx: RenderContext, item: tuple) -> dict[str, Any]:
     field_id, old, old_text, new, new_text = item
     spec = catalog.FIELD_BY_ID[field_id]
-    payload: dict[str, Any] = {"field": spec.display_name(ctx.cloud) if spec.is_custom else field_id, "fieldtype": "custom" if spec.is_custom else "jira"}
+    payload: dict[str, Any] = {
+        "field": spec.display_name(ctx.cloud) if spec.is_custom else field_id,
+        "fieldtype": "custom" if spec.is_custom else "jira",
+    }
     if ctx.cloud:
         payload["fieldId"] = field_id
     for key, value in (("from", old), ("fromString", old_text), ("to", new), ("toString", new_text)):

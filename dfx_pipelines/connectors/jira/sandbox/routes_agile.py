@@ -6,7 +6,12 @@ from typing import Any
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.api import ApiError, Call, page_values, route
-from dfx_pipelines.connectors.jira.sandbox.issues import NAVIGABLE_FIELD_IDS, issue_json, parse_fields_param, resolve_fields
+from dfx_pipelines.connectors.jira.sandbox.issues import (
+    NAVIGABLE_FIELD_IDS,
+    issue_json,
+    parse_fields_param,
+    resolve_fields,
+)
 from dfx_pipelines.connectors.jira.sandbox.jql_eval import Compiler
 from dfx_pipelines.connectors.jira.sandbox.jql import parse
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError
@@ -65,7 +70,10 @@ def boards(call: Call) -> Response:
         if wanted_name and wanted_name.lower() not in project.board[1].lower():
             continue
         chosen.append(board_json(call, project))
-    start_at, max_results = call.int_arg("startAt", 0), min(call.int_arg("maxResults", AGILE_PAGE, minimum=1), AGILE_PAGE)
+    start_at, max_results = (
+        call.int_arg("startAt", 0),
+        min(call.int_arg("maxResults", AGILE_PAGE, minimum=1), AGILE_PAGE),
+    )
     return Response.json(page_values(chosen, start_at, max_results))
 
 
@@ -77,7 +85,10 @@ def board_configuration(call: Call) -> Response:
     _, project = _board(call)
     board_id, name, board_type = project.board
     columns = [
-        {"name": column, "statuses": [{"id": s.id, "self": f"{call.ctx.base_url}/rest/api/2/status/{s.id}"} for s in statuses]}
+        {
+            "name": column,
+            "statuses": [{"id": s.id, "self": f"{call.ctx.base_url}/rest/api/2/status/{s.id}"} for s in statuses],
+        }
         for column, statuses in catalog.SOFTWARE_COLUMNS
     ]
     payload: dict[str, Any] = {
@@ -94,13 +105,26 @@ def board_configuration(call: Call) -> Response:
         payload["subQuery"] = {"query": "resolution = EMPTY OR resolution changed AFTER -2w"}
     else:
         field_name = catalog.FIELD_BY_ID[catalog.STORY_POINTS_FIELD].display_name(call.cloud)
-        payload["estimation"] = {"type": "field", "field": {"fieldId": catalog.STORY_POINTS_FIELD, "displayName": field_name}}
+        payload["estimation"] = {
+            "type": "field",
+            "field": {"fieldId": catalog.STORY_POINTS_FIELD, "displayName": field_name},
+        }
     return Response.json(payload)
 
 
 def sprint_json(call: Call, sprint: SprintRecord) -> dict[str, Any]:
-    payload: dict[str, Any] = {"id": sprint.id, "self": f"{_agile(call)}/sprint/{sprint.id}", "state": sprint.state, "name": sprint.name}
-    for key, moment in (("startDate", sprint.start), ("endDate", sprint.end), ("completeDate", sprint.complete), ("createdDate", sprint.created)):
+    payload: dict[str, Any] = {
+        "id": sprint.id,
+        "self": f"{_agile(call)}/sprint/{sprint.id}",
+        "state": sprint.state,
+        "name": sprint.name,
+    }
+    for key, moment in (
+        ("startDate", sprint.start),
+        ("endDate", sprint.end),
+        ("completeDate", sprint.complete),
+        ("createdDate", sprint.created),
+    ):
         if moment is not None:
             payload[key] = jira_time(moment)
     payload.update({"originBoardId": sprint.board_id, "goal": sprint.goal})
@@ -114,17 +138,24 @@ def board_sprints(call: Call) -> Response:
     states = {s.strip().lower() for s in (call.arg("state") or "").split(",") if s.strip()}
     unknown = states - set(STATE_ORDER)
     if unknown:
-        raise ApiError(400, f"The sprint state '{sorted(unknown)[0]}' is not valid. Valid states are: future, active, closed.")
+        raise ApiError(
+            400, f"The sprint state '{sorted(unknown)[0]}' is not valid. Valid states are: future, active, closed."
+        )
     chosen = [s for s in call.site.sprints if s.board_id == project.board[0] and (not states or s.state in states)]
     chosen.sort(key=lambda s: (STATE_ORDER[s.state], s.id))
-    start_at, max_results = call.int_arg("startAt", 0), min(call.int_arg("maxResults", AGILE_PAGE, minimum=1), AGILE_PAGE)
+    start_at, max_results = (
+        call.int_arg("startAt", 0),
+        min(call.int_arg("maxResults", AGILE_PAGE, minimum=1), AGILE_PAGE),
+    )
     return Response.json(page_values([sprint_json(call, s) for s in chosen], start_at, max_results))
 
 
 def _sprint(call: Call) -> SprintRecord:
     sprint = call.site.sprint(int(call.params["sprint"])) if call.params["sprint"].isdigit() else None
     if sprint is None:
-        raise ApiError(404, f"Sprint with id {call.params['sprint']} does not exist or you do not have permission to see it.")
+        raise ApiError(
+            404, f"Sprint with id {call.params['sprint']} does not exist or you do not have permission to see it."
+        )
     board_project = next(i for i, p in enumerate(catalog.PROJECTS) if p.board and p.board[0] == sprint.board_id)
     if board_project in call.app.hidden_project_indexes:
         raise ApiError(403, "You don't have permission to view this sprint.")
@@ -177,7 +208,10 @@ def board_epics(call: Call) -> Response:
             "id": record.id, "key": key, "self": f"{_agile(call)}/epic/{record.id}", "name": f"Epic {key}",
             "summary": f"Epic {record.key_num}", "color": {"key": f"color_{record.num % 14 + 1}"}, "done": done,
         })  # fmt: skip
-    start_at, max_results = call.int_arg("startAt", 0), min(call.int_arg("maxResults", AGILE_PAGE, minimum=1), AGILE_PAGE)
+    start_at, max_results = (
+        call.int_arg("startAt", 0),
+        min(call.int_arg("maxResults", AGILE_PAGE, minimum=1), AGILE_PAGE),
+    )
     return Response.json(page_values(values, start_at, max_results))
 
 
@@ -185,9 +219,19 @@ BOARD_SCOPES = ("read:board-scope:jira-software", "read:project:jira")
 ROUTES = [
     route("GET", "agile/1.0/board", boards, scopes=BOARD_SCOPES),
     route("GET", "agile/1.0/board/{board}", board, scopes=BOARD_SCOPES),
-    route("GET", "agile/1.0/board/{board}/configuration", board_configuration, scopes=("read:board-scope.admin:jira-software", "read:project:jira")),
+    route(
+        "GET",
+        "agile/1.0/board/{board}/configuration",
+        board_configuration,
+        scopes=("read:board-scope.admin:jira-software", "read:project:jira"),
+    ),
     route("GET", "agile/1.0/board/{board}/sprint", board_sprints, scopes=("read:sprint:jira-software",)),
     route("GET", "agile/1.0/board/{board}/epic", board_epics, scopes=("read:epic:jira-software",)),
     route("GET", "agile/1.0/sprint/{sprint}", sprint, scopes=("read:sprint:jira-software",)),
-    route("GET", "agile/1.0/sprint/{sprint}/issue", sprint_issues, scopes=("read:sprint:jira-software", "read:issue-details:jira", "read:jql:jira")),
+    route(
+        "GET",
+        "agile/1.0/sprint/{sprint}/issue",
+        sprint_issues,
+        scopes=("read:sprint:jira-software", "read:issue-details:jira", "read:jql:jira"),
+    ),
 ]

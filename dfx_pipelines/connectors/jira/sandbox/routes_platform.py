@@ -70,7 +70,11 @@ def _project_json(call: Call, project: catalog.ProjectSpec, detailed: bool = Fal
         "properties": {},
     }
     if detailed:
-        types = [catalog.SERVICE_REQUEST] if project.type_key == "service_desk" else [t for t in catalog.ISSUE_TYPES if t is not catalog.SERVICE_REQUEST]
+        types = (
+            [catalog.SERVICE_REQUEST]
+            if project.type_key == "service_desk"
+            else [t for t in catalog.ISSUE_TYPES if t is not catalog.SERVICE_REQUEST]
+        )
         payload.update({
             "description": f"{project.name} project",
             "lead": user_json(call.ctx, 0),
@@ -104,10 +108,17 @@ def project_search(call: Call) -> Response:
     keys = {k for value in call.args("keys") for k in value.split(",")}
     chosen = [p for p in _visible_projects(call) if not keys or p.key in keys or p.id in keys]
     page = chosen[start_at : start_at + max_results]
-    payload: dict[str, Any] = {"self": f"{call.ctx.rest}/project/search", "maxResults": max_results, "startAt": start_at, "total": len(chosen)}
+    payload: dict[str, Any] = {
+        "self": f"{call.ctx.rest}/project/search",
+        "maxResults": max_results,
+        "startAt": start_at,
+        "total": len(chosen),
+    }
     payload["isLast"] = start_at + len(page) >= len(chosen)
     if not payload["isLast"]:
-        payload["nextPage"] = f"{call.ctx.rest}/project/search?startAt={start_at + max_results}&maxResults={max_results}"
+        payload["nextPage"] = (
+            f"{call.ctx.rest}/project/search?startAt={start_at + max_results}&maxResults={max_results}"
+        )
     payload["values"] = [_project_json(call, p) for p in page]
     return Response.json(payload)
 
@@ -152,7 +163,11 @@ def issue_changelog(call: Call) -> Response:
     histories = call.site.histories(record)
     shown = range(start_at, min(start_at + max_results, len(histories)))
     base = f"{call.ctx.rest}/issue/{record.id}/changelog"
-    payload: dict[str, Any] = {"self": f"{base}?maxResults={max_results}&startAt={start_at}", "maxResults": max_results, "startAt": start_at}
+    payload: dict[str, Any] = {
+        "self": f"{base}?maxResults={max_results}&startAt={start_at}",
+        "maxResults": max_results,
+        "startAt": start_at,
+    }
     payload["total"] = len(histories)
     payload["isLast"] = start_at + max_results >= len(histories)
     if not payload["isLast"]:
@@ -208,7 +223,14 @@ def issue_worklogs(call: Call) -> Response:
     start_at, max_results = call.int_arg("startAt", 0), min(call.int_arg("maxResults", 5000), 5000)
     worklogs = call.site.worklogs(record)
     page = worklogs[start_at : start_at + max_results]
-    return Response.json({"startAt": start_at, "maxResults": max_results, "total": len(worklogs), "worklogs": [worklog_json(call.ctx, record, w) for w in page]})
+    return Response.json(
+        {
+            "startAt": start_at,
+            "maxResults": max_results,
+            "total": len(worklogs),
+            "worklogs": [worklog_json(call.ctx, record, w) for w in page],
+        }
+    )
 
 
 def worklogs_updated(call: Call) -> Response:
@@ -223,7 +245,10 @@ def worklogs_updated(call: Call) -> Response:
     until_ms = int(round(page[-1][0] * 1000)) if page else int(settled * 1000)
     base = f"{call.ctx.rest}/worklog/updated"
     payload: dict[str, Any] = {
-        "values": [{"worklogId": worklog_id, "updatedTime": int(round(updated * 1000)), "properties": []} for updated, worklog_id in page],
+        "values": [
+            {"worklogId": worklog_id, "updatedTime": int(round(updated * 1000)), "properties": []}
+            for updated, worklog_id in page
+        ],
         "since": since_ms,
         "until": until_ms,
         "self": f"{base}?since={since_ms}",

@@ -109,7 +109,10 @@ def search_jql(call: Call) -> Response:
     page = records[offset : offset + limit]
     limit_changelog = call.app.embedded_changelog_limit
     payload: dict[str, Any] = {
-        "issues": [issue_json(call.ctx, r, field_ids, expand=expand, changelog_limit=limit_changelog, id_only=id_only) for r in page]
+        "issues": [
+            issue_json(call.ctx, r, field_ids, expand=expand, changelog_limit=limit_changelog, id_only=id_only)
+            for r in page
+        ]
     }
     if offset + limit < len(records):
         payload["nextPageToken"] = _token(offset + limit, jql)
@@ -134,9 +137,17 @@ def legacy_search(call: Call) -> Response:
         raise ApiError(410, SEARCH_REMOVED)
     source = call.json_body() if call.request.method == "POST" else None
     if source is not None:
-        jql, requested, expand = source.get("jql") or "", parse_fields_param(source.get("fields") or []), _expand_set(source.get("expand"))
+        jql, requested, expand = (
+            source.get("jql") or "",
+            parse_fields_param(source.get("fields") or []),
+            _expand_set(source.get("expand")),
+        )
     else:
-        jql, requested, expand = call.arg("jql", "") or "", parse_fields_param(call.args("fields")), _expand_set(call.arg("expand"))
+        jql, requested, expand = (
+            call.arg("jql", "") or "",
+            parse_fields_param(call.args("fields")),
+            _expand_set(call.arg("expand")),
+        )
     start_at = call.int_arg("startAt", 0, source=source)
     max_results = min(call.int_arg("maxResults", DEFAULT_PAGE, source=source), DATA_CENTER_PAGE_CAP)
     field_ids = resolve_fields(requested, NAVIGABLE_FIELD_IDS)  # Data Center's default: navigable fields
@@ -163,7 +174,9 @@ def get_issue(call: Call) -> Response:
     call.app.record_fields(call, requested, expand)
     field_ids = resolve_fields(requested, ALL_FIELD_IDS)
     # A single issue's embedded changelog is capped at 100 histories on Cloud.
-    return Response.json(issue_json(call.ctx, record, field_ids, expand=expand, changelog_limit=100 if call.cloud else None))
+    return Response.json(
+        issue_json(call.ctx, record, field_ids, expand=expand, changelog_limit=100 if call.cloud else None)
+    )
 
 
 ROUTES = [

@@ -70,7 +70,15 @@ class RunningJiraSandbox:
     # Default credentials, for tests and the demo.
     email, api_token, personal_access_token = DEFAULT_EMAIL, DEFAULT_API_TOKEN, DEFAULT_PAT
 
-    def authorize_url(self, *, state: str, code_challenge: str, scope: str = READ_SCOPES, redirect_uri: str = DEFAULT_REDIRECT_URI, **extra: str) -> str:
+    def authorize_url(
+        self,
+        *,
+        state: str,
+        code_challenge: str,
+        scope: str = READ_SCOPES,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        **extra: str,
+    ) -> str:
         query = {
             "audience": "api.atlassian.com", "client_id": self.app.oauth.client_id, "scope": scope,
             "redirect_uri": redirect_uri, "state": state, "response_type": "code", "prompt": "consent",
@@ -88,7 +96,14 @@ class RunningJiraSandbox:
         self.stop()
 
 
-def start_jira_sandbox(site: JiraSite | None = None, *, flavour: str = "cloud", ca: SandboxCA | None = None, redirect_uri: str | None = DEFAULT_REDIRECT_URI, **options: Any) -> RunningJiraSandbox:
+def start_jira_sandbox(
+    site: JiraSite | None = None,
+    *,
+    flavour: str = "cloud",
+    ca: SandboxCA | None = None,
+    redirect_uri: str | None = DEFAULT_REDIRECT_URI,
+    **options: Any,
+) -> RunningJiraSandbox:
     """Serve `site` (default: `JiraSite()`, 300 issues, seed 11) over HTTPS on a free loopback port.
     `options` go to `JiraSandbox` (granted_scopes, hidden_projects, embedded_changelog_limit, ...)."""
     app = JiraSandbox(site or JiraSite(), flavour=flavour, redirect_uri=redirect_uri, **options)
@@ -109,7 +124,9 @@ def complete_consent(authorize_url: str, *, ca_pem_path: str, approve: bool = Tr
     parsed = urllib.parse.urlsplit(authorize_url)
     form = {key: values[0] for key, values in urllib.parse.parse_qs(parsed.query).items()}
     form["approve" if approve else "deny"] = "1"
-    decision = session.post(f"{parsed.scheme}://{parsed.netloc}/authorize", data=form, verify=ca_pem_path, allow_redirects=False, timeout=10)
+    decision = session.post(
+        f"{parsed.scheme}://{parsed.netloc}/authorize", data=form, verify=ca_pem_path, allow_redirects=False, timeout=10
+    )
     if decision.status_code != 302:
         raise RuntimeError(f"authorize decision answered HTTP {decision.status_code}: {decision.text[:200]}")
     return decision.headers["Location"]

@@ -30,7 +30,14 @@ def _time(seconds: float) -> dict[str, Any]:
 
 def _duration(seconds: float) -> dict[str, Any]:
     minutes = int(abs(seconds) // 60)
-    text = " ".join(part for part in (f"{minutes // 60}h" if minutes >= 60 else "", f"{minutes % 60}m" if minutes % 60 else "") if part) or "0m"
+    text = (
+        " ".join(
+            part
+            for part in (f"{minutes // 60}h" if minutes >= 60 else "", f"{minutes % 60}m" if minutes % 60 else "")
+            if part
+        )
+        or "0m"
+    )
     return {"millis": int(round(seconds * 1000)), "friendly": ("-" if seconds < 0 else "") + text}
 
 
@@ -57,7 +64,9 @@ def _cycle(start: float, stop: float | None, goal: float, elapsed: float, paused
         if not paused:
             cycle["breachTime"] = _time(now + remaining)
         cycle.update({"paused": paused, "withinCalendarHours": True})
-    cycle.update({"goalDuration": _duration(goal), "elapsedTime": _duration(elapsed), "remainingTime": _duration(remaining)})
+    cycle.update(
+        {"goalDuration": _duration(goal), "elapsedTime": _duration(elapsed), "remainingTime": _duration(remaining)}
+    )
     return cycle
 
 
@@ -110,11 +119,25 @@ def request_sla(call: Call) -> Response:
         ("1", "Time to first response", first_response(timeline, now)),
         ("2", "Time to resolution", resolution(timeline, now)),
     ):
-        value: dict[str, Any] = {"id": sla_id, "name": name, "_links": {"self": f"{base}/{sla_id}"}, "completedCycles": completed}
+        value: dict[str, Any] = {
+            "id": sla_id,
+            "name": name,
+            "_links": {"self": f"{base}/{sla_id}"},
+            "completedCycles": completed,
+        }
         if ongoing is not None:
             value["ongoingCycle"] = ongoing
         values.append(value)
-    return Response.json({"size": len(values), "start": 0, "limit": 50, "isLastPage": True, "_links": {"self": base, "base": call.ctx.base_url, "context": ""}, "values": values})
+    return Response.json(
+        {
+            "size": len(values),
+            "start": 0,
+            "limit": 50,
+            "isLastPage": True,
+            "_links": {"self": base, "base": call.ctx.base_url, "context": ""},
+            "values": values,
+        }
+    )
 
 
 ROUTES = [route("GET", "servicedeskapi/request/{key}/sla", request_sla, scopes=("read:servicedesk-request",))]

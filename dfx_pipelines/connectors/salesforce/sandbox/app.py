@@ -210,7 +210,9 @@ class SalesforceSandbox:
         parts = [part for part in rest.split("/") if part] if rest else []
         method = request.method
         if not parts:
-            return self._json({name: f"/services/data/v{version}/{name}" for name in ("sobjects", "query", "queryAll", "limits")})
+            return self._json(
+                {name: f"/services/data/v{version}/{name}" for name in ("sobjects", "query", "queryAll", "limits")}
+            )
         head = parts[0]
         if head == "limits" and len(parts) == 1:
             self._allow(method, "GET")
@@ -279,7 +281,9 @@ class SalesforceSandbox:
                 self._cursors.move_to_end(locator)
                 while len(self._cursors) > MAX_OPEN_LOCATORS:
                     self._cursors.popitem(last=False)
-                payload["nextRecordsUrl"] = f"/services/data/v{cursor.version}/{cursor.endpoint}/{locator}-{next_offset}"
+                payload["nextRecordsUrl"] = (
+                    f"/services/data/v{cursor.version}/{cursor.endpoint}/{locator}-{next_offset}"
+                )
         payload["records"] = records
         return payload
 
@@ -351,9 +355,11 @@ class SalesforceSandbox:
         for name in names or []:
             if objdef.field(name) is None:
                 raise SalesforceApiError(
-                    400, "INVALID_FIELD", f"No such column '{name}' on entity '{objdef.name}'. If you are attempting to "
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{name}' on entity '{objdef.name}'. If you are attempting to "
                     "use a custom field, be sure to append the '__c' after the custom field name. Please reference "
-                    "your WSDL or the describe call for the appropriate names."
+                    "your WSDL or the describe call for the appropriate names.",
                 )
         record = self.org.record_json(obj, record_id, names, version=version)
         if record is None:
@@ -366,17 +372,37 @@ class SalesforceSandbox:
         except (ValueError, UnicodeDecodeError):
             raise SalesforceApiError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize the request body: expected a JSON object")
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", "Cannot deserialize the request body: expected a JSON object"
+            )
         return body
 
-    def _audited(self, method: str, obj: str, record_id: str | None, fields: dict[str, Any], action: Callable[[], Any], outcome: str) -> Any:
+    def _audited(
+        self,
+        method: str,
+        obj: str,
+        record_id: str | None,
+        fields: dict[str, Any],
+        action: Callable[[], Any],
+        outcome: str,
+    ) -> Any:
         try:
             result = action()
         except SalesforceApiError as error:
-            self.write_audit.append(WriteAudit(self.clock(), method, obj, record_id, fields, error.error_code, error.status))
+            self.write_audit.append(
+                WriteAudit(self.clock(), method, obj, record_id, fields, error.error_code, error.status)
+            )
             raise
         self.write_audit.append(
-            WriteAudit(self.clock(), method, obj, record_id if record_id else result, fields, outcome, 201 if outcome == "created" else 204)
+            WriteAudit(
+                self.clock(),
+                method,
+                obj,
+                record_id if record_id else result,
+                fields,
+                outcome,
+                201 if outcome == "created" else 204,
+            )
         )
         return result
 
@@ -384,10 +410,14 @@ class SalesforceSandbox:
         try:
             fields = self._body(request)
         except SalesforceApiError as error:
-            self.write_audit.append(WriteAudit(self.clock(), "PATCH", obj, record_id, {}, error.error_code, error.status))
+            self.write_audit.append(
+                WriteAudit(self.clock(), "PATCH", obj, record_id, {}, error.error_code, error.status)
+            )
             raise
         condition = _http_date(request.headers.get("if-unmodified-since"))
-        self._audited("PATCH", obj, record_id, fields, lambda: self.org.update(obj, record_id, fields, condition), "updated")
+        self._audited(
+            "PATCH", obj, record_id, fields, lambda: self.org.update(obj, record_id, fields, condition), "updated"
+        )
         return Response(204, b"", {"Sforce-Limit-Info": self.usage.header})
 
     def _create(self, request: Request, obj: str) -> Response:
@@ -408,4 +438,3 @@ def _http_date(value: str | None) -> datetime | None:
         return email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-

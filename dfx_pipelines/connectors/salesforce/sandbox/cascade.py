@@ -51,7 +51,7 @@ def _children(db: sqlite3.Connection, obj: ObjectDef, f: FieldDef, parent_ids: l
     """(Id, parent id) of the live records of `obj` whose `f` is one of `parent_ids`."""
     found: list[tuple[str, str]] = []
     for start in range(0, len(parent_ids), _CHUNK):
-        chunk = parent_ids[start:start + _CHUNK]
+        chunk = parent_ids[start : start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
         found += db.execute(
             f'SELECT "Id", "{f.name}" FROM "{obj.name}" WHERE "{f.name}" IN ({marks}) AND "IsDeleted" = 0', chunk

@@ -152,7 +152,11 @@ class OrgGenerator:
         self._id_cache[obj] = table
 
     def run(self) -> None:
-        for obj, count in (("User", self.sizes.users), ("Campaign", self.sizes.campaigns), ("Account", self.sizes.accounts)):
+        for obj, count in (
+            ("User", self.sizes.users),
+            ("Campaign", self.sizes.campaigns),
+            ("Account", self.sizes.accounts),
+        ):
             self.cache_ids(obj, count)
         self.cache_ids("MilestoneType", len(MILESTONE_TYPES))
         self.users()
@@ -232,7 +236,10 @@ class OrgGenerator:
         columns = self.system_columns(rng, "User", index, created, modified, owner=False)
         managers = self.ids("User", np.minimum(index // 8, n - 1))
         columns.update(
-            Username=[f"{f.lower()}.{l.lower().replace(chr(39), '')}{i}@dfx-sandbox.example" for i, f, l in zip(index, first, last)],
+            Username=[
+                f"{f.lower()}.{l.lower().replace(chr(39), '')}{i}@dfx-sandbox.example"
+                for i, f, l in zip(index, first, last)
+            ],
             FirstName=first,
             LastName=last,
             Name=[f"{f} {l}" for f, l in zip(first, last)],
@@ -265,19 +272,28 @@ class OrgGenerator:
             self.account_created[index] = created
             names = [
                 f"{w} {noun} {suffix}"
-                for w, noun, suffix in zip(pick(rng, COMPANY_WORDS, m), pick(rng, COMPANY_NOUNS, m), pick(rng, COMPANY_SUFFIXES, m))
+                for w, noun, suffix in zip(
+                    pick(rng, COMPANY_WORDS, m), pick(rng, COMPANY_NOUNS, m), pick(rng, COMPANY_SUFFIXES, m)
+                )
             ]
             self.account_names.extend(names)
             columns = self.system_columns(rng, "Account", index, created, modified)
             parents = self.ids("Account", np.maximum(index - rng.integers(1, 50, m), 0))
             columns.update(
                 Name=names,
-                Type=pick(rng, ("Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"), m, (4, 4, 1, 1, 0.5)),
+                Type=pick(
+                    rng,
+                    ("Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"),
+                    m,
+                    (4, 4, 1, 1, 0.5),
+                ),
                 Industry=pick(rng, INDUSTRIES, m),
                 Rating=with_nulls(pick(rng, ("Hot", "Warm", "Cold"), m), rng.random(m) < 0.3),
                 AccountSource=pick(rng, LEAD_SOURCES, m),
                 AnnualRevenue=with_nulls(money(rng, m, 5_000_000, 1.4).tolist(), rng.random(m) < 0.2),
-                NumberOfEmployees=with_nulls(rng.lognormal(4.5, 1.5, m).astype(int).clip(1, 250_000).tolist(), rng.random(m) < 0.15),
+                NumberOfEmployees=with_nulls(
+                    rng.lognormal(4.5, 1.5, m).astype(int).clip(1, 250_000).tolist(), rng.random(m) < 0.15
+                ),
                 BillingCity=pick(rng, CITIES, m),
                 BillingCountry=pick(rng, COUNTRIES, m),
                 Website=[f"https://www.{name.split()[0].lower()}{i}.example" for i, name in zip(index, names)],
@@ -319,13 +335,18 @@ class OrgGenerator:
         end = start + rng.integers(7, 90, n) * DAY
         created = np.minimum(np.maximum(start - rng.integers(5, 30, n) * DAY, self.start), self.now - DAY)
         modified = self.created_between(rng, n, created, self.now)
-        status = np.where(start > self.now, "Planned", np.where(end > self.now, "In Progress", "Completed")).astype(object)
+        status = np.where(start > self.now, "Planned", np.where(end > self.now, "In Progress", "Completed")).astype(
+            object
+        )
         status[(status == "Completed") & (rng.random(n) < 0.05)] = "Aborted"
         self.campaign_start = start
         columns = self.system_columns(rng, "Campaign", index, created, modified)
         budget = money(rng, n, 20_000, 0.7)
         columns.update(
-            Name=[f"{t} {fmt_dates(s[None])[0][:7]} #{i}" for i, t, s in zip(index, pick(rng, ("Webinar", "Conference", "Email Blast", "Ads"), n), start)],
+            Name=[
+                f"{t} {fmt_dates(s[None])[0][:7]} #{i}"
+                for i, t, s in zip(index, pick(rng, ("Webinar", "Conference", "Email Blast", "Ads"), n), start)
+            ],
             Type=pick(rng, ("Webinar", "Conference", "Email", "Advertisement", "Direct Mail", "Partners"), n),
             Status=status.tolist(),
             StartDate=fmt_dates(start),
@@ -357,14 +378,18 @@ class OrgGenerator:
         for index in self.chunks(n):
             m = index.shape[0]
             account = rng.integers(0, self.sizes.accounts, m)
-            created = self.created_between(rng, m, np.maximum(self.start, self.account_created[account] + DAY), self.now - DAY)
+            created = self.created_between(
+                rng, m, np.maximum(self.start, self.account_created[account] + DAY), self.now - DAY
+            )
             cycle = np.clip(rng.lognormal(np.log(45), 0.8, m), 1, 540).astype(np.int64) * DAY
             expected_close = created + cycle
             closed = (expected_close < self.now) & (rng.random(m) < 0.92)
             won = closed & (rng.random(m) < 0.36)
             open_stage = np.minimum(rng.geometric(0.28, m) - 1, len(OPEN_STAGES) - 1)
             stage = np.where(won, won_code, np.where(closed, lost_code, open_stage)).astype(np.int8)
-            reached = np.where(won, len(OPEN_STAGES) - 1, np.where(closed, rng.integers(0, len(OPEN_STAGES), m), open_stage))
+            reached = np.where(
+                won, len(OPEN_STAGES) - 1, np.where(closed, rng.integers(0, len(OPEN_STAGES), m), open_stage)
+            )
             close = np.where(closed, expected_close, np.minimum(expected_close, self.now + 180 * DAY))
             close_day = close // DAY * DAY
             closed_at = np.minimum(close_day + 17 * 3600, self.now)
@@ -379,7 +404,9 @@ class OrgGenerator:
             expected_revenue = np.round(amount * probability / 100.0, 2)
             self.opp_account[index] = account
             self.opp_created[index] = created
-            self.opp_last_change[index] = np.where(closed, np.maximum(closed_at, created + 3600), np.maximum(modified, created))
+            self.opp_last_change[index] = np.where(
+                closed, np.maximum(closed_at, created + 3600), np.maximum(modified, created)
+            )
             self.opp_stage[index] = stage
             self.opp_reached[index] = reached
             self.opp_amount[index] = np.where(amount_null, np.nan, amount)
@@ -403,7 +430,10 @@ class OrgGenerator:
                 Type=pick(rng, OPPORTUNITY_TYPES, m, (5, 2.5, 1, 0.5)),
                 LeadSource=with_nulls(pick(rng, LEAD_SOURCES, m), rng.random(m) < 0.1),
                 CampaignId=with_nulls(campaigns, rng.random(m) > 0.3),
-                NextStep=with_nulls(pick(rng, ("Send proposal", "Schedule demo", "Legal review", "Follow up"), m), closed | (rng.random(m) < 0.4)),
+                NextStep=with_nulls(
+                    pick(rng, ("Send proposal", "Schedule demo", "Legal review", "Follow up"), m),
+                    closed | (rng.random(m) < 0.4),
+                ),
                 FiscalYear=close_year.tolist(),
                 FiscalQuarter=((close_month - 1) // 3 + 1).tolist(),
                 Description=with_nulls(["Opportunity notes."] * m, rng.random(m) < 0.9),
@@ -435,7 +465,9 @@ class OrgGenerator:
             count = rows[np.repeat(np.arange(opps.shape[0]), rows)]
             n_visited = np.repeat(visited, rows)
             reached_r = np.repeat(reached, rows)
-            open_code = np.where(n_visited > 1, np.round(step * reached_r / np.maximum(n_visited - 1, 1)), 0).astype(np.int64)
+            open_code = np.where(n_visited > 1, np.round(step * reached_r / np.maximum(n_visited - 1, 1)), 0).astype(
+                np.int64
+            )
             code = np.where(step >= n_visited, np.repeat(final, rows), np.minimum(open_code, reached_r))
             code = np.where((step == n_visited - 1) & ~np.repeat(is_closed, rows), np.repeat(final, rows), code)
             created = self.opp_created[opp]
@@ -452,7 +484,9 @@ class OrgGenerator:
                 OpportunityId=self.ids("Opportunity", opp),
                 StageName=stage_names[code].tolist(),
                 Amount=with_nulls(np.nan_to_num(amount).tolist(), amount_null),
-                ExpectedRevenue=with_nulls(np.round(np.nan_to_num(amount) * probability / 100, 2).tolist(), amount_null),
+                ExpectedRevenue=with_nulls(
+                    np.round(np.nan_to_num(amount) * probability / 100, 2).tolist(), amount_null
+                ),
                 CloseDate=fmt_dates(self.opp_close[opp]),
                 Probability=probability.tolist(),
                 ForecastCategory=forecasts[code].tolist(),
@@ -492,7 +526,9 @@ class OrgGenerator:
                 FirstName=first,
                 LastName=last,
                 Name=[f"{f} {l}" for f, l in zip(first, last)],
-                Company=[self.account_names[a] if c else company for a, c, company in zip(account, converted, companies)],
+                Company=[
+                    self.account_names[a] if c else company for a, c, company in zip(account, converted, companies)
+                ],
                 Email=[f"{f.lower()}.{i}@lead.example" for i, f in zip(index, first)],
                 Status=status.tolist(),
                 LeadSource=pick(rng, LEAD_SOURCES, m),
@@ -500,7 +536,9 @@ class OrgGenerator:
                 Rating=with_nulls(pick(rng, ("Hot", "Warm", "Cold"), m), rng.random(m) < 0.4),
                 Country=pick(rng, COUNTRIES, m),
                 AnnualRevenue=with_nulls(money(rng, m, 2_000_000, 1.3).tolist(), rng.random(m) < 0.5),
-                NumberOfEmployees=with_nulls(rng.lognormal(4, 1.4, m).astype(int).clip(1, 100_000).tolist(), rng.random(m) < 0.4),
+                NumberOfEmployees=with_nulls(
+                    rng.lognormal(4, 1.4, m).astype(int).clip(1, 100_000).tolist(), rng.random(m) < 0.4
+                ),
                 IsConverted=converted.astype(int).tolist(),
                 ConvertedDate=with_nulls(fmt_dates(converted_at), ~converted),
                 ConvertedAccountId=with_nulls(self.ids("Account", account), ~converted),
@@ -541,7 +579,9 @@ class OrgGenerator:
         for index in self.chunks(n):
             m = index.shape[0]
             account = rng.integers(0, self.sizes.accounts, m)
-            created = self.created_between(rng, m, np.maximum(self.start, self.account_created[account]), self.now - 600)
+            created = self.created_between(
+                rng, m, np.maximum(self.start, self.account_created[account]), self.now - 600
+            )
             resolution = np.clip(rng.lognormal(np.log(30 * 3600), 1.2, m), 600, 60 * DAY).astype(np.int64)
             closed = (created + resolution < self.now) & (rng.random(m) < 0.97)
             closed_at = np.where(closed, created + resolution, -1)
@@ -557,7 +597,10 @@ class OrgGenerator:
             columns.update(
                 CaseNumber=[f"{i + 1001:08d}" for i in index],
                 AccountId=self.ids("Account", account),
-                ContactId=self.ids("Contact", account * self.sizes.contacts_per_account + rng.integers(0, 2, m) % self.sizes.contacts_per_account),
+                ContactId=self.ids(
+                    "Contact",
+                    account * self.sizes.contacts_per_account + rng.integers(0, 2, m) % self.sizes.contacts_per_account,
+                ),
                 Subject=pick(rng, CASE_SUBJECTS, m),
                 Status=status.tolist(),
                 Priority=np.array(["High", "Medium", "Low"], dtype=object)[priority].tolist(),
@@ -586,15 +629,21 @@ class OrgGenerator:
             start = self.case_created[case]
             priority = self.case_priority[case]
             target_mins = np.where(kind == 0, first_response_mins[priority], resolution_mins[priority])
-            response = start + np.clip(rng.lognormal(np.log(target_mins * 60 * 0.6), 0.9), 60, 30 * DAY).astype(np.int64)
+            response = start + np.clip(rng.lognormal(np.log(target_mins * 60 * 0.6), 0.9), 60, 30 * DAY).astype(
+                np.int64
+            )
             closed_at = self.case_closed_at[case]
-            completion = np.where(kind == 0, np.where(closed_at >= 0, np.minimum(response, closed_at), response), closed_at)
+            completion = np.where(
+                kind == 0, np.where(closed_at >= 0, np.minimum(response, closed_at), response), closed_at
+            )
             completed = (completion >= 0) & (completion <= self.now)
             target = start + target_mins * 60
             reference = np.where(completed, completion, self.now)
             index = np.arange(written, written + m, dtype=np.int64)
             written += m
-            columns = self.system_columns(rng, "CaseMilestone", index, start, np.where(completed, completion, start), owner=False)
+            columns = self.system_columns(
+                rng, "CaseMilestone", index, start, np.where(completed, completion, start), owner=False
+            )
             columns.update(
                 CaseId=self.ids("Case", case),
                 MilestoneTypeId=self.ids("MilestoneType", kind),
@@ -615,11 +664,19 @@ class OrgGenerator:
         account = rng.integers(0, self.sizes.accounts, m)
         case = rng.integers(0, self.sizes.cases, m)
         account_of = np.where(kind == 0, self.opp_account[opp], np.where(kind == 1, account, self.case_account[case]))
-        opp_ids, account_ids, case_ids = self.ids("Opportunity", opp), self.ids("Account", account), self.ids("Case", case)
+        opp_ids, account_ids, case_ids = (
+            self.ids("Opportunity", opp),
+            self.ids("Account", account),
+            self.ids("Case", case),
+        )
         what = [o if k == 0 else (a if k == 1 else c) for k, o, a, c in zip(kind, opp_ids, account_ids, case_ids)]
         who = self.ids("Contact", account_of * self.sizes.contacts_per_account)
         who = with_nulls(who, rng.random(m) < 0.5)
-        since = np.where(kind == 0, self.opp_created[opp], np.where(kind == 1, self.account_created[account], self.case_created[case]))
+        since = np.where(
+            kind == 0,
+            self.opp_created[opp],
+            np.where(kind == 1, self.account_created[account], self.case_created[case]),
+        )
         return what, who, self.ids("Account", account_of), since
 
     def tasks(self) -> None:
@@ -630,7 +687,10 @@ class OrgGenerator:
             created = self.created_between(rng, m, since, self.now - 60)
             due = (created + rng.integers(0, 14, m) * DAY) // DAY * DAY
             done = (due < self.now) & (rng.random(m) < 0.85)
-            status = np.array(pick(rng, ("Not Started", "In Progress", "Waiting on someone else", "Deferred"), m, (5, 3, 1, 1)), dtype=object)
+            status = np.array(
+                pick(rng, ("Not Started", "In Progress", "Waiting on someone else", "Deferred"), m, (5, 3, 1, 1)),
+                dtype=object,
+            )
             status[done] = "Completed"
             kind = rng.choice(4, size=m, p=(0.4, 0.35, 0.1, 0.15))
             kinds = np.array(["Call", "Email", "Meeting", "Other"], dtype=object)[kind]
@@ -684,7 +744,9 @@ class OrgGenerator:
         n = self.sizes.deal_reviews
         index = np.arange(n, dtype=np.int64)
         opp = rng.integers(0, self.sizes.opportunities, n)
-        created = self.created_between(rng, n, self.opp_created[opp], np.minimum(self.opp_last_change[opp] + DAY, self.now))
+        created = self.created_between(
+            rng, n, self.opp_created[opp], np.minimum(self.opp_last_change[opp] + DAY, self.now)
+        )
         created = np.minimum(created, self.now - 60)
         modified = self.created_between(rng, n, created, self.now)
         columns = self.system_columns(rng, "Deal_Review__c", index, created, modified)

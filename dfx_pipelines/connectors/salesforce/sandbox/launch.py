@@ -1,11 +1,11 @@
 """Start the Salesforce sandbox over HTTPS and drive its OAuth consent programmatically (tests, demo, other engineers).
 
-    sandbox = start_salesforce_sandbox(SalesforceOrg(opportunities=500))
-    tokens = sandbox.login()                       # PKCE flow end to end, returns the token response
-    sf = simple_salesforce.Salesforce(instance_url=sandbox.url, session_id=tokens["access_token"],
-                                      session=build_session(sandbox_ca=sandbox.ca_pem_path))
-    ...
-    sandbox.stop()
+sandbox = start_salesforce_sandbox(SalesforceOrg(opportunities=500))
+tokens = sandbox.login()                       # PKCE flow end to end, returns the token response
+sf = simple_salesforce.Salesforce(instance_url=sandbox.url, session_id=tokens["access_token"],
+                                  session=build_session(sandbox_ca=sandbox.ca_pem_path))
+...
+sandbox.stop()
 """
 
 from __future__ import annotations
@@ -53,10 +53,24 @@ class RunningSalesforceSandbox:
 
         return build_session(sandbox_ca=self.ca_pem_path, retry=NO_RETRY)
 
-    def authorize_url(self, *, state: str, code_challenge: str, redirect_uri: str = DEFAULT_REDIRECT_URI,
-                      scope: str = DEFAULT_SCOPE, method: str | None = "S256", **extra: str) -> str:
-        params = {"response_type": "code", "client_id": self.app.oauth.client_id, "redirect_uri": redirect_uri,
-                  "scope": scope, "state": state, "code_challenge": code_challenge}
+    def authorize_url(
+        self,
+        *,
+        state: str,
+        code_challenge: str,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        scope: str = DEFAULT_SCOPE,
+        method: str | None = "S256",
+        **extra: str,
+    ) -> str:
+        params = {
+            "response_type": "code",
+            "client_id": self.app.oauth.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": code_challenge,
+        }
         if method is not None:
             params["code_challenge_method"] = method
         params.update(extra)
@@ -65,14 +79,25 @@ class RunningSalesforceSandbox:
     def login(self, *, redirect_uri: str = DEFAULT_REDIRECT_URI, scope: str = DEFAULT_SCOPE) -> dict[str, Any]:
         """Run the whole web-server flow with PKCE and return the token response."""
         verifier = secrets.token_urlsafe(64)
-        url = self.authorize_url(state=secrets.token_urlsafe(8), code_challenge=pkce_challenge(verifier),
-                                 redirect_uri=redirect_uri, scope=scope)
+        url = self.authorize_url(
+            state=secrets.token_urlsafe(8),
+            code_challenge=pkce_challenge(verifier),
+            redirect_uri=redirect_uri,
+            scope=scope,
+        )
         session = self.session()
         code = parse_redirect(complete_authorization(session, url))["code"]
-        response = session.post(f"{self.url}/services/oauth2/token", data={
-            "grant_type": "authorization_code", "code": code, "client_id": self.app.oauth.client_id,
-            "client_secret": self.app.oauth.client_secret or "", "redirect_uri": redirect_uri, "code_verifier": verifier,
-        })
+        response = session.post(
+            f"{self.url}/services/oauth2/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": self.app.oauth.client_id,
+                "client_secret": self.app.oauth.client_secret or "",
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+        )
         response.raise_for_status()
         return response.json()
 
@@ -81,8 +106,12 @@ class RunningSalesforceSandbox:
 
 
 def start_salesforce_sandbox(
-    org: SalesforceOrg | None = None, *, ca: SandboxCA | None = None, ca_directory: Path | None = None,
-    port: int = 0, **app_options: Any,
+    org: SalesforceOrg | None = None,
+    *,
+    ca: SandboxCA | None = None,
+    ca_directory: Path | None = None,
+    port: int = 0,
+    **app_options: Any,
 ) -> RunningSalesforceSandbox:
     """Serve `org` (a small seeded one by default) on https://127.0.0.1:<port>; instance_url is bound to it."""
     app = SalesforceSandbox(org or SalesforceOrg(), **app_options)

@@ -57,13 +57,37 @@ def _new_fields(org: "SalesforceOrg", obj: str, rng: random.Random) -> dict[str,
             "LeadSource": rng.choice(LEAD_SOURCES),
             "Region__c": rng.choice(REGIONS),
         },
-        "Account": lambda: {"Name": f"Newco {rng.randint(1000, 9999)} Ltd", "Industry": "Technology", "Type": "Prospect"},
+        "Account": lambda: {
+            "Name": f"Newco {rng.randint(1000, 9999)} Ltd",
+            "Industry": "Technology",
+            "Type": "Prospect",
+        },
         "Contact": lambda: {"LastName": rng.choice(("Ng", "Berg", "Costa")), "FirstName": "Sam", "AccountId": account},
-        "Lead": lambda: {"LastName": "Prospect", "Company": f"Lead Co {rng.randint(1, 999)}", "Status": "Open - Not Contacted"},
-        "Case": lambda: {"Subject": "New issue", "Status": "New", "Priority": rng.choice(("High", "Medium", "Low")), "AccountId": account},
-        "Task": lambda: {"Subject": "Call", "Status": "Not Started", "Priority": "Normal", "Type": "Call", "WhoId": contact, "ActivityDate": _today_plus(org, 3)},
+        "Lead": lambda: {
+            "LastName": "Prospect",
+            "Company": f"Lead Co {rng.randint(1, 999)}",
+            "Status": "Open - Not Contacted",
+        },
+        "Case": lambda: {
+            "Subject": "New issue",
+            "Status": "New",
+            "Priority": rng.choice(("High", "Medium", "Low")),
+            "AccountId": account,
+        },
+        "Task": lambda: {
+            "Subject": "Call",
+            "Status": "Not Started",
+            "Priority": "Normal",
+            "Type": "Call",
+            "WhoId": contact,
+            "ActivityDate": _today_plus(org, 3),
+        },
         "Event": lambda: {"Subject": "Demo", "Type": "Meeting", "DurationInMinutes": 60, "WhoId": contact},
-        "Deal_Review__c": lambda: {"Name": f"DR-N{rng.randint(1, 99999):05d}", "Risk_Level__c": "Medium", "Score__c": 5.0},
+        "Deal_Review__c": lambda: {
+            "Name": f"DR-N{rng.randint(1, 99999):05d}",
+            "Risk_Level__c": "Medium",
+            "Score__c": 5.0,
+        },
     }
     return builders[obj]()
 

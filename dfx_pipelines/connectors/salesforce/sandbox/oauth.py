@@ -112,7 +112,11 @@ class OAuthServer:
         if client_id != self.client_id:
             return Response(400, b"error=invalid_client_id: client identifier invalid", {"Content-Type": "text/html"})
         if not redirect_uri or (self.redirect_uri is not None and redirect_uri != self.redirect_uri):
-            return Response(400, b"error=redirect_uri_mismatch: redirect_uri must match configuration", {"Content-Type": "text/html"})
+            return Response(
+                400,
+                b"error=redirect_uri_mismatch: redirect_uri must match configuration",
+                {"Content-Type": "text/html"},
+            )
         state = params.get("state")
         if params.get("response_type") != "code":
             return self._error_redirect(redirect_uri, "unsupported_response_type", "response type not supported", state)
@@ -162,7 +166,9 @@ class OAuthServer:
             return problem
         if params.get("approve") == "1":
             return self._approve(params)
-        return self._error_redirect(params["redirect_uri"], "access_denied", "end-user denied authorization", params.get("state"))
+        return self._error_redirect(
+            params["redirect_uri"], "access_denied", "end-user denied authorization", params.get("state")
+        )
 
     def _approve(self, params: dict[str, str]) -> Response:
         code = "aPrx" + secrets.token_urlsafe(48)

@@ -49,7 +49,8 @@ class MutationSummary:
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {
-            kind: {obj: len(ids) for obj, ids in getattr(self, kind).items()} for kind in ("created", "updated", "deleted")
+            kind: {obj: len(ids) for obj, ids in getattr(self, kind).items()}
+            for kind in ("created", "updated", "deleted")
         }
 
 
@@ -221,7 +222,9 @@ class SalesforceOrg:
                 continue
             f = objdef.field(name)
             if f is None:
-                raise SalesforceApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {objdef.name}")
+                raise SalesforceApiError(
+                    400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {objdef.name}"
+                )
             if not (f.createable if creating else f.updateable):
                 forbidden.append(f.name)
                 continue
@@ -247,14 +250,18 @@ class SalesforceOrg:
             target = OBJECTS.get(KEY_PREFIXES.get(full[:3], "")) if full else None
             row = self._row(target, full) if target is not None and target.name in f.reference_to and full else None
             if row is None:
-                raise SalesforceApiError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {value}", [f.name])
+                raise SalesforceApiError(
+                    400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {value}", [f.name]
+                )
             if row["IsDeleted"]:
                 raise SalesforceApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [f.name])
 
     def create(self, obj: str, fields: dict[str, Any]) -> str:
         objdef = self._object(obj)
         if not objdef.createable:
-            raise SalesforceApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support create")
+            raise SalesforceApiError(
+                400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support create"
+            )
         values = self._validated(objdef, fields, creating=True)
         with self._lock:
             self._check_references(objdef, values)
@@ -283,7 +290,9 @@ class SalesforceOrg:
             row.update(derive(objdef.name, row, set(values) | {"StageName", "CloseDate", "Status"}, clock_now))
             missing = [f.name for f in objdef.fields if not f.nillable and f.createable and row.get(f.name) is None]
             if missing:
-                raise SalesforceApiError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: {missing}", missing)
+                raise SalesforceApiError(
+                    400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: {missing}", missing
+                )
             self._insert_columns(objdef.name, {name: [value] for name, value in row.items()})
             if objdef.name == "Opportunity":
                 self._write_history(row, now)
@@ -295,7 +304,9 @@ class SalesforceOrg:
         """Apply `fields` to one record; returns the stored values written (derived ones included)."""
         objdef = self._object(obj)
         if not objdef.updateable:
-            raise SalesforceApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support update")
+            raise SalesforceApiError(
+                400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support update"
+            )
         full = self._checked_id(objdef, record_id)
         values = self._validated(objdef, fields, creating=False)
         with self._lock:
@@ -334,7 +345,9 @@ class SalesforceOrg:
         Returns what was deleted and emptied."""
         objdef = self._object(obj)
         if not objdef.deletable:
-            raise SalesforceApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support delete")
+            raise SalesforceApiError(
+                400, "INVALID_TYPE_FOR_OPERATION", f"entity type {objdef.name} does not support delete"
+            )
         full = self._checked_id(objdef, record_id)
         with self._lock:
             row = self._row(objdef, full)
@@ -366,7 +379,8 @@ class SalesforceOrg:
                     [*params, record_id],
                 )
                 self._db.execute(
-                    f'INSERT INTO "_deleted_log" SELECT ?, "Id", "SystemModstamp" FROM "{name}" WHERE "Id" = ?', (name, record_id)
+                    f'INSERT INTO "_deleted_log" SELECT ?, "Id", "SystemModstamp" FROM "{name}" WHERE "Id" = ?',
+                    (name, record_id),
                 )
         for (name, field_name), ids in plan.cleared.items():
             self._db.executemany(
@@ -436,7 +450,8 @@ class SalesforceOrg:
             start = rng.randint(1, highest)
             for low in (start, 1):
                 row = self._db.execute(
-                    f'SELECT "Id" FROM "{objdef.name}" WHERE rowid >= ? AND "IsDeleted" = 0 ORDER BY rowid LIMIT 1', (low,)
+                    f'SELECT "Id" FROM "{objdef.name}" WHERE rowid >= ? AND "IsDeleted" = 0 ORDER BY rowid LIMIT 1',
+                    (low,),
                 ).fetchone()
                 if row:
                     return row[0]
@@ -496,7 +511,9 @@ class SalesforceOrg:
             raise _exceeded_id_limit(self.id_limit)
         earliest = _floor_minute(self.now - self.replication_window)
         return {
-            "deletedRecords": [{"id": record_id, "deletedDate": api_datetime(load_datetime(when))} for record_id, when in rows],
+            "deletedRecords": [
+                {"id": record_id, "deletedDate": api_datetime(load_datetime(when))} for record_id, when in rows
+            ],
             "earliestDateAvailable": _api_datetime(earliest),
             "latestDateCovered": _api_datetime(covered),
         }

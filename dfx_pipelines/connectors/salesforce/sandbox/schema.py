@@ -16,7 +16,12 @@ NUMERIC_TYPES = frozenset({"double", "currency", "percent", "int"})
 TEXT_TYPES = frozenset({"id", "reference", "string", "picklist", "textarea", "email", "phone", "url"})
 # Datetimes are stored as integer epoch seconds: a third of the size of ISO text, and still time-ordered.
 SQL_TYPES = {
-    "double": "REAL", "currency": "REAL", "percent": "REAL", "int": "INTEGER", "boolean": "INTEGER", "datetime": "INTEGER",
+    "double": "REAL",
+    "currency": "REAL",
+    "percent": "REAL",
+    "int": "INTEGER",
+    "boolean": "INTEGER",
+    "datetime": "INTEGER",
 }
 SOAP_TYPES = {
     "id": "tns:ID",
@@ -318,13 +323,24 @@ def _system(owner: bool = True, modifiable: bool = True) -> tuple[FieldDef, ...]
         _readonly("Id", "id", "Record ID", nillable=False),
         _readonly("IsDeleted", "boolean", "Deleted", nillable=False),
         _readonly("CreatedDate", "datetime", "Created Date", nillable=False),
-        _readonly("CreatedById", "reference", "Created By ID", reference_to=("User",), relationship_name="CreatedBy", on_delete=KEEP),
+        _readonly(
+            "CreatedById",
+            "reference",
+            "Created By ID",
+            reference_to=("User",),
+            relationship_name="CreatedBy",
+            on_delete=KEEP,
+        ),
     ]
     if modifiable:
         fields += [
             _readonly("LastModifiedDate", "datetime", "Last Modified Date", nillable=False),
             _readonly(
-                "LastModifiedById", "reference", "Last Modified By ID", reference_to=("User",), relationship_name="LastModifiedBy",
+                "LastModifiedById",
+                "reference",
+                "Last Modified By ID",
+                reference_to=("User",),
+                relationship_name="LastModifiedBy",
                 on_delete=KEEP,
             ),
         ]
@@ -348,197 +364,378 @@ OPPORTUNITY_TYPES = (
 MILESTONE_TYPES = ("First Response", "Resolution Time", "Escalation Response")
 
 _OBJECTS: tuple[ObjectDef, ...] = (
-    ObjectDef("User", "User", "Users", "005", _system(owner=False) + (
-        _f("Username", "string", nillable=False),
-        _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
-        _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
-        _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
-        _f("Email", "email"),
-        _f("Title", "string", length=80),
-        _f("Department", "string", length=80),
-        _f("IsActive", "boolean", "Active", nillable=False),
-        _ref("ManagerId", "User", "Manager", "Manager ID", on_delete=KEEP),
-    ), deletable=False),  # fmt: skip
-    ObjectDef("Account", "Account", "Accounts", "001", _system() + (
-        _f("Name", "string", "Account Name", nillable=False, name_field=True),
-        _pick("Type", ("Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"), "Account Type"),
-        _pick("Industry", INDUSTRIES),
-        _pick("Rating", ("Hot", "Warm", "Cold")),
-        _pick("AccountSource", LEAD_SOURCES, "Account Source"),
-        _f("AnnualRevenue", "currency", "Annual Revenue"),
-        _f("NumberOfEmployees", "int", "Employees"),
-        _f("BillingCity", "string", "Billing City", length=40),
-        _f("BillingCountry", "string", "Billing Country", length=80),
-        _f("Website", "url"),
-        _f("Phone", "phone"),
-        _ref("ParentId", "Account", "Parent", "Parent Account ID"),
-        _f("Description", "textarea", length=32000),
-    )),  # fmt: skip
-    ObjectDef("Contact", "Contact", "Contacts", "003", _system() + (
-        _ref("AccountId", "Account", "Account", "Account ID", on_delete=CASCADE),
-        _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
-        _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
-        _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
-        _f("Email", "email"),
-        _f("Title", "string", length=128),
-        _f("Department", "string", length=80),
-        _f("Phone", "phone", "Business Phone"),
-        _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
-        _f("MailingCountry", "string", "Mailing Country", length=80),
-    )),  # fmt: skip
-    ObjectDef("Lead", "Lead", "Leads", "00Q", _system() + (
-        _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
-        _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
-        _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
-        _f("Company", "string", length=255, nillable=False),
-        _f("Email", "email"),
-        _pick("Status", LEAD_STATUSES, "Lead Status", nillable=False),
-        _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
-        _pick("Industry", INDUSTRIES),
-        _pick("Rating", ("Hot", "Warm", "Cold")),
-        _f("Country", "string", length=80),
-        _f("AnnualRevenue", "currency", "Annual Revenue"),
-        _f("NumberOfEmployees", "int", "Employees"),
-        _readonly("IsConverted", "boolean", "Converted", nillable=False),
-        _readonly("ConvertedDate", "date", "Converted Date"),
-        _readonly("ConvertedAccountId", "reference", "Converted Account ID", reference_to=("Account",), relationship_name="ConvertedAccount", on_delete=KEEP),
-        _readonly("ConvertedContactId", "reference", "Converted Contact ID", reference_to=("Contact",), relationship_name="ConvertedContact", on_delete=KEEP),
-        _readonly(
-            "ConvertedOpportunityId", "reference", "Converted Opportunity ID",
-            reference_to=("Opportunity",), relationship_name="ConvertedOpportunity", on_delete=KEEP,
+    ObjectDef(
+        "User",
+        "User",
+        "Users",
+        "005",
+        _system(owner=False)
+        + (
+            _f("Username", "string", nillable=False),
+            _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
+            _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
+            _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
+            _f("Email", "email"),
+            _f("Title", "string", length=80),
+            _f("Department", "string", length=80),
+            _f("IsActive", "boolean", "Active", nillable=False),
+            _ref("ManagerId", "User", "Manager", "Manager ID", on_delete=KEEP),
         ),
-    )),  # fmt: skip
-    ObjectDef("Campaign", "Campaign", "Campaigns", "701", _system() + (
-        _f("Name", "string", "Campaign Name", length=80, nillable=False, name_field=True),
-        _pick("Type", ("Webinar", "Conference", "Email", "Advertisement", "Direct Mail", "Partners"), "Type"),
-        _pick("Status", ("Planned", "In Progress", "Completed", "Aborted")),
-        _f("StartDate", "date", "Start Date"),
-        _f("EndDate", "date", "End Date"),
-        _f("IsActive", "boolean", "Active", nillable=False),
-        _f("BudgetedCost", "currency", "Budgeted Cost in Campaign"),
-        _f("ActualCost", "currency", "Actual Cost in Campaign"),
-        _f("NumberSent", "double", "Num Sent in Campaign"),
-        _ref("ParentId", "Campaign", "Parent", "Parent Campaign ID"),
-        # A custom field a customer designates for write-back of the sourced-pipeline metric.
-        _f("Sourced_Pipeline__c", "currency", "Sourced Pipeline"),
-    )),  # fmt: skip
-    ObjectDef("CampaignMember", "Campaign Member", "Campaign Members", "00v", _system(owner=False) + (
-        _ref("CampaignId", "Campaign", "Campaign", "Campaign ID", nillable=False, updateable=False, on_delete=CASCADE),
-        _ref("LeadId", "Lead", "Lead", "Lead ID", updateable=False, on_delete=CASCADE),
-        _ref("ContactId", "Contact", "Contact", "Contact ID", updateable=False, on_delete=CASCADE),
-        _pick("Status", ("Sent", "Responded")),
-        _readonly("HasResponded", "boolean", "Responded", nillable=False),
-        _readonly("FirstRespondedDate", "date", "First Responded Date"),
-    )),  # fmt: skip
-    ObjectDef("Opportunity", "Opportunity", "Opportunities", "006", _system() + (
-        _f("Name", "string", "Name", length=120, nillable=False, name_field=True),
-        _ref("AccountId", "Account", "Account", "Account ID", on_delete=CASCADE),
-        _f("Amount", "currency"),
-        _f("CloseDate", "date", "Close Date", nillable=False),
-        _pick("StageName", tuple(s[0] for s in OPPORTUNITY_STAGES), "Stage", nillable=False),
-        _f("Probability", "percent", "Probability (%)"),
-        _readonly("ExpectedRevenue", "currency", "Expected Amount", calculated=True),
-        _readonly("IsClosed", "boolean", "Closed", nillable=False),
-        _readonly("IsWon", "boolean", "Won", nillable=False),
-        _pick("ForecastCategoryName", ("Pipeline", "Best Case", "Commit", "Closed", "Omitted"), "Forecast Category"),
-        _pick("Type", OPPORTUNITY_TYPES, "Opportunity Type"),
-        _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
-        _ref("CampaignId", "Campaign", "Campaign", "Campaign ID"),
-        _f("NextStep", "string", "Next Step"),
-        _readonly("FiscalYear", "int", "Fiscal Year"),
-        _readonly("FiscalQuarter", "int", "Fiscal Quarter"),
-        _f("Description", "textarea", length=32000),
-        _pick("Region__c", REGIONS, "Region"),
-        _f("Forecast_Score__c", "double", "Forecast Score"),
-        _readonly(
-            "Weighted_Amount__c", "currency", "Weighted Amount", calculated=True, formula="Amount * Probability"
+        deletable=False,
+    ),  # fmt: skip
+    ObjectDef(
+        "Account",
+        "Account",
+        "Accounts",
+        "001",
+        _system()
+        + (
+            _f("Name", "string", "Account Name", nillable=False, name_field=True),
+            _pick("Type", ("Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"), "Account Type"),
+            _pick("Industry", INDUSTRIES),
+            _pick("Rating", ("Hot", "Warm", "Cold")),
+            _pick("AccountSource", LEAD_SOURCES, "Account Source"),
+            _f("AnnualRevenue", "currency", "Annual Revenue"),
+            _f("NumberOfEmployees", "int", "Employees"),
+            _f("BillingCity", "string", "Billing City", length=40),
+            _f("BillingCountry", "string", "Billing Country", length=80),
+            _f("Website", "url"),
+            _f("Phone", "phone"),
+            _ref("ParentId", "Account", "Parent", "Parent Account ID"),
+            _f("Description", "textarea", length=32000),
         ),
-    )),  # fmt: skip
-    ObjectDef("OpportunityHistory", "Opportunity History", "Opportunity History", "008", _system(owner=False, modifiable=False) + (
-        _readonly("OpportunityId", "reference", "Opportunity ID", reference_to=("Opportunity",), relationship_name="Opportunity", nillable=False, on_delete=CASCADE),
-        _readonly("StageName", "picklist", "Stage", picklist=tuple(s[0] for s in OPPORTUNITY_STAGES), length=255),
-        _readonly("Amount", "currency"),
-        _readonly("ExpectedRevenue", "currency", "Expected Revenue"),
-        _readonly("CloseDate", "date", "Close Date"),
-        _readonly("Probability", "percent", "Probability (%)"),
-        _readonly("ForecastCategory", "picklist", "Forecast Category", length=255),
-    ), updateable=False, createable=False, deletable=False),  # fmt: skip
-    ObjectDef("Case", "Case", "Cases", "500", _system() + (
-        _readonly("CaseNumber", "string", "Case Number", length=30, nillable=False, name_field=True, auto_number=True),
-        _ref("AccountId", "Account", "Account", "Account ID", on_delete=RESTRICT),
-        _ref("ContactId", "Contact", "Contact", "Contact ID", on_delete=RESTRICT),
-        _f("Subject", "string"),
-        _pick("Status", ("New", "Working", "Escalated", "Closed"), nillable=False),
-        _pick("Priority", ("High", "Medium", "Low")),
-        _pick("Origin", ("Phone", "Email", "Web"), "Case Origin"),
-        _pick("Type", ("Question", "Problem", "Feature Request"), "Case Type"),
-        _pick("Reason", ("Installation", "Equipment Complexity", "Performance", "Breakdown", "Other"), "Case Reason"),
-        _readonly("IsClosed", "boolean", "Closed", nillable=False),
-        _readonly("ClosedDate", "datetime", "Closed Date"),
-        _f("IsEscalated", "boolean", "Escalated", nillable=False),
-        _f("Description", "textarea", length=32000),
-    )),  # fmt: skip
-    ObjectDef("MilestoneType", "Milestone", "Milestones", "557", _system(owner=False) + (
-        _f("Name", "string", length=80, nillable=False, name_field=True),
-        _f("Description", "textarea", length=255),
-    )),  # fmt: skip
-    ObjectDef("CaseMilestone", "Case Milestone", "Case Milestones", "55k", _system(owner=False) + (
-        _readonly("CaseId", "reference", "Case ID", reference_to=("Case",), relationship_name="Case", nillable=False, on_delete=CASCADE),
-        _readonly("MilestoneTypeId", "reference", "Milestone Type ID", reference_to=("MilestoneType",), relationship_name="MilestoneType", on_delete=RESTRICT),
-        _readonly("StartDate", "datetime", "Start Date"),
-        _readonly("TargetDate", "datetime", "Target Date"),
-        _f("CompletionDate", "datetime", "Completion Date"),
-        _readonly("IsCompleted", "boolean", "Completed", nillable=False),
-        _readonly("IsViolated", "boolean", "Violation", nillable=False),
-        _readonly("TargetResponseInMins", "int", "Target Response (Mins)"),
-        _readonly("ElapsedTimeInMins", "int", "Elapsed Time (Mins)"),
-    ), createable=False),  # fmt: skip
-    ObjectDef("Task", "Task", "Tasks", "00T", _system() + (
-        _f("Subject", "string"),
-        _pick("Status", ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"), nillable=False),
-        _pick("Priority", ("High", "Normal", "Low"), nillable=False),
-        _pick("Type", ("Call", "Email", "Meeting", "Other")),
-        _pick("TaskSubtype", ("Task", "Email", "Call", "ListEmail", "Cadence"), "Task Subtype", updateable=False),
-        _f("ActivityDate", "date", "Due Date Only"),
-        _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID", on_delete=CASCADE),
-        _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID", on_delete=CASCADE),
-        _readonly("AccountId", "reference", "Account ID", reference_to=("Account",), relationship_name="Account", on_delete=CASCADE),
-        _readonly("IsClosed", "boolean", "Closed", nillable=False),
-        _f("CallDurationInSeconds", "int", "Call Duration"),
-        _f("Description", "textarea", length=32000),
-    )),  # fmt: skip
-    ObjectDef("Event", "Event", "Events", "00U", _system() + (
-        _f("Subject", "string"),
-        _pick("Type", ("Call", "Email", "Meeting", "Other")),
-        _pick("EventSubtype", ("Event",), "Event Subtype", updateable=False),
-        _f("ActivityDateTime", "datetime", "Due Date Time"),
-        _f("ActivityDate", "date", "Due Date Only"),
-        _f("StartDateTime", "datetime", "Start Date Time"),
-        _f("EndDateTime", "datetime", "End Date Time"),
-        _f("DurationInMinutes", "int", "Duration"),
-        _f("Location", "string"),
-        _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID", on_delete=CASCADE),
-        _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID", on_delete=CASCADE),
-        _readonly("AccountId", "reference", "Account ID", reference_to=("Account",), relationship_name="Account", on_delete=CASCADE),
-    )),  # fmt: skip
-    ObjectDef("Deal_Review__c", "Deal Review", "Deal Reviews", "a05", _system() + (
-        _f("Name", "string", "Deal Review Name", length=80, name_field=True),
-        _ref("Opportunity__c", "Opportunity", "Opportunity__r", "Opportunity"),
-        _ref("Reviewer__c", "User", "Reviewer__r", "Reviewer", on_delete=KEEP),
-        _f("Review_Date__c", "date", "Review Date"),
-        _pick("Risk_Level__c", ("Low", "Medium", "High"), "Risk Level"),
-        _f("Score__c", "double", "Score"),
-        _f("Approved__c", "boolean", "Approved", nillable=False),
-        _f("Notes__c", "textarea", "Notes", length=32768),
-    )),  # fmt: skip
+    ),  # fmt: skip
+    ObjectDef(
+        "Contact",
+        "Contact",
+        "Contacts",
+        "003",
+        _system()
+        + (
+            _ref("AccountId", "Account", "Account", "Account ID", on_delete=CASCADE),
+            _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
+            _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
+            _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
+            _f("Email", "email"),
+            _f("Title", "string", length=128),
+            _f("Department", "string", length=80),
+            _f("Phone", "phone", "Business Phone"),
+            _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
+            _f("MailingCountry", "string", "Mailing Country", length=80),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "Lead",
+        "Lead",
+        "Leads",
+        "00Q",
+        _system()
+        + (
+            _f("FirstName", "string", "First Name", length=40, compound_field="Name"),
+            _f("LastName", "string", "Last Name", length=80, nillable=False, compound_field="Name"),
+            _readonly("Name", "string", "Full Name", length=121, name_field=True, person_name=True),
+            _f("Company", "string", length=255, nillable=False),
+            _f("Email", "email"),
+            _pick("Status", LEAD_STATUSES, "Lead Status", nillable=False),
+            _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
+            _pick("Industry", INDUSTRIES),
+            _pick("Rating", ("Hot", "Warm", "Cold")),
+            _f("Country", "string", length=80),
+            _f("AnnualRevenue", "currency", "Annual Revenue"),
+            _f("NumberOfEmployees", "int", "Employees"),
+            _readonly("IsConverted", "boolean", "Converted", nillable=False),
+            _readonly("ConvertedDate", "date", "Converted Date"),
+            _readonly(
+                "ConvertedAccountId",
+                "reference",
+                "Converted Account ID",
+                reference_to=("Account",),
+                relationship_name="ConvertedAccount",
+                on_delete=KEEP,
+            ),
+            _readonly(
+                "ConvertedContactId",
+                "reference",
+                "Converted Contact ID",
+                reference_to=("Contact",),
+                relationship_name="ConvertedContact",
+                on_delete=KEEP,
+            ),
+            _readonly(
+                "ConvertedOpportunityId",
+                "reference",
+                "Converted Opportunity ID",
+                reference_to=("Opportunity",),
+                relationship_name="ConvertedOpportunity",
+                on_delete=KEEP,
+            ),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "Campaign",
+        "Campaign",
+        "Campaigns",
+        "701",
+        _system()
+        + (
+            _f("Name", "string", "Campaign Name", length=80, nillable=False, name_field=True),
+            _pick("Type", ("Webinar", "Conference", "Email", "Advertisement", "Direct Mail", "Partners"), "Type"),
+            _pick("Status", ("Planned", "In Progress", "Completed", "Aborted")),
+            _f("StartDate", "date", "Start Date"),
+            _f("EndDate", "date", "End Date"),
+            _f("IsActive", "boolean", "Active", nillable=False),
+            _f("BudgetedCost", "currency", "Budgeted Cost in Campaign"),
+            _f("ActualCost", "currency", "Actual Cost in Campaign"),
+            _f("NumberSent", "double", "Num Sent in Campaign"),
+            _ref("ParentId", "Campaign", "Parent", "Parent Campaign ID"),
+            # A custom field a customer designates for write-back of the sourced-pipeline metric.
+            _f("Sourced_Pipeline__c", "currency", "Sourced Pipeline"),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "CampaignMember",
+        "Campaign Member",
+        "Campaign Members",
+        "00v",
+        _system(owner=False)
+        + (
+            _ref(
+                "CampaignId", "Campaign", "Campaign", "Campaign ID", nillable=False, updateable=False, on_delete=CASCADE
+            ),
+            _ref("LeadId", "Lead", "Lead", "Lead ID", updateable=False, on_delete=CASCADE),
+            _ref("ContactId", "Contact", "Contact", "Contact ID", updateable=False, on_delete=CASCADE),
+            _pick("Status", ("Sent", "Responded")),
+            _readonly("HasResponded", "boolean", "Responded", nillable=False),
+            _readonly("FirstRespondedDate", "date", "First Responded Date"),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "Opportunity",
+        "Opportunity",
+        "Opportunities",
+        "006",
+        _system()
+        + (
+            _f("Name", "string", "Name", length=120, nillable=False, name_field=True),
+            _ref("AccountId", "Account", "Account", "Account ID", on_delete=CASCADE),
+            _f("Amount", "currency"),
+            _f("CloseDate", "date", "Close Date", nillable=False),
+            _pick("StageName", tuple(s[0] for s in OPPORTUNITY_STAGES), "Stage", nillable=False),
+            _f("Probability", "percent", "Probability (%)"),
+            _readonly("ExpectedRevenue", "currency", "Expected Amount", calculated=True),
+            _readonly("IsClosed", "boolean", "Closed", nillable=False),
+            _readonly("IsWon", "boolean", "Won", nillable=False),
+            _pick(
+                "ForecastCategoryName", ("Pipeline", "Best Case", "Commit", "Closed", "Omitted"), "Forecast Category"
+            ),
+            _pick("Type", OPPORTUNITY_TYPES, "Opportunity Type"),
+            _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
+            _ref("CampaignId", "Campaign", "Campaign", "Campaign ID"),
+            _f("NextStep", "string", "Next Step"),
+            _readonly("FiscalYear", "int", "Fiscal Year"),
+            _readonly("FiscalQuarter", "int", "Fiscal Quarter"),
+            _f("Description", "textarea", length=32000),
+            _pick("Region__c", REGIONS, "Region"),
+            _f("Forecast_Score__c", "double", "Forecast Score"),
+            _readonly(
+                "Weighted_Amount__c", "currency", "Weighted Amount", calculated=True, formula="Amount * Probability"
+            ),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "OpportunityHistory",
+        "Opportunity History",
+        "Opportunity History",
+        "008",
+        _system(owner=False, modifiable=False)
+        + (
+            _readonly(
+                "OpportunityId",
+                "reference",
+                "Opportunity ID",
+                reference_to=("Opportunity",),
+                relationship_name="Opportunity",
+                nillable=False,
+                on_delete=CASCADE,
+            ),
+            _readonly("StageName", "picklist", "Stage", picklist=tuple(s[0] for s in OPPORTUNITY_STAGES), length=255),
+            _readonly("Amount", "currency"),
+            _readonly("ExpectedRevenue", "currency", "Expected Revenue"),
+            _readonly("CloseDate", "date", "Close Date"),
+            _readonly("Probability", "percent", "Probability (%)"),
+            _readonly("ForecastCategory", "picklist", "Forecast Category", length=255),
+        ),
+        updateable=False,
+        createable=False,
+        deletable=False,
+    ),  # fmt: skip
+    ObjectDef(
+        "Case",
+        "Case",
+        "Cases",
+        "500",
+        _system()
+        + (
+            _readonly(
+                "CaseNumber", "string", "Case Number", length=30, nillable=False, name_field=True, auto_number=True
+            ),
+            _ref("AccountId", "Account", "Account", "Account ID", on_delete=RESTRICT),
+            _ref("ContactId", "Contact", "Contact", "Contact ID", on_delete=RESTRICT),
+            _f("Subject", "string"),
+            _pick("Status", ("New", "Working", "Escalated", "Closed"), nillable=False),
+            _pick("Priority", ("High", "Medium", "Low")),
+            _pick("Origin", ("Phone", "Email", "Web"), "Case Origin"),
+            _pick("Type", ("Question", "Problem", "Feature Request"), "Case Type"),
+            _pick(
+                "Reason", ("Installation", "Equipment Complexity", "Performance", "Breakdown", "Other"), "Case Reason"
+            ),
+            _readonly("IsClosed", "boolean", "Closed", nillable=False),
+            _readonly("ClosedDate", "datetime", "Closed Date"),
+            _f("IsEscalated", "boolean", "Escalated", nillable=False),
+            _f("Description", "textarea", length=32000),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "MilestoneType",
+        "Milestone",
+        "Milestones",
+        "557",
+        _system(owner=False)
+        + (
+            _f("Name", "string", length=80, nillable=False, name_field=True),
+            _f("Description", "textarea", length=255),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "CaseMilestone",
+        "Case Milestone",
+        "Case Milestones",
+        "55k",
+        _system(owner=False)
+        + (
+            _readonly(
+                "CaseId",
+                "reference",
+                "Case ID",
+                reference_to=("Case",),
+                relationship_name="Case",
+                nillable=False,
+                on_delete=CASCADE,
+            ),
+            _readonly(
+                "MilestoneTypeId",
+                "reference",
+                "Milestone Type ID",
+                reference_to=("MilestoneType",),
+                relationship_name="MilestoneType",
+                on_delete=RESTRICT,
+            ),
+            _readonly("StartDate", "datetime", "Start Date"),
+            _readonly("TargetDate", "datetime", "Target Date"),
+            _f("CompletionDate", "datetime", "Completion Date"),
+            _readonly("IsCompleted", "boolean", "Completed", nillable=False),
+            _readonly("IsViolated", "boolean", "Violation", nillable=False),
+            _readonly("TargetResponseInMins", "int", "Target Response (Mins)"),
+            _readonly("ElapsedTimeInMins", "int", "Elapsed Time (Mins)"),
+        ),
+        createable=False,
+    ),  # fmt: skip
+    ObjectDef(
+        "Task",
+        "Task",
+        "Tasks",
+        "00T",
+        _system()
+        + (
+            _f("Subject", "string"),
+            _pick(
+                "Status",
+                ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"),
+                nillable=False,
+            ),
+            _pick("Priority", ("High", "Normal", "Low"), nillable=False),
+            _pick("Type", ("Call", "Email", "Meeting", "Other")),
+            _pick("TaskSubtype", ("Task", "Email", "Call", "ListEmail", "Cadence"), "Task Subtype", updateable=False),
+            _f("ActivityDate", "date", "Due Date Only"),
+            _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID", on_delete=CASCADE),
+            _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID", on_delete=CASCADE),
+            _readonly(
+                "AccountId",
+                "reference",
+                "Account ID",
+                reference_to=("Account",),
+                relationship_name="Account",
+                on_delete=CASCADE,
+            ),
+            _readonly("IsClosed", "boolean", "Closed", nillable=False),
+            _f("CallDurationInSeconds", "int", "Call Duration"),
+            _f("Description", "textarea", length=32000),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "Event",
+        "Event",
+        "Events",
+        "00U",
+        _system()
+        + (
+            _f("Subject", "string"),
+            _pick("Type", ("Call", "Email", "Meeting", "Other")),
+            _pick("EventSubtype", ("Event",), "Event Subtype", updateable=False),
+            _f("ActivityDateTime", "datetime", "Due Date Time"),
+            _f("ActivityDate", "date", "Due Date Only"),
+            _f("StartDateTime", "datetime", "Start Date Time"),
+            _f("EndDateTime", "datetime", "End Date Time"),
+            _f("DurationInMinutes", "int", "Duration"),
+            _f("Location", "string"),
+            _ref("WhoId", ("Contact", "Lead"), "Who", "Name ID", on_delete=CASCADE),
+            _ref("WhatId", ("Account", "Opportunity", "Case", "Campaign"), "What", "Related To ID", on_delete=CASCADE),
+            _readonly(
+                "AccountId",
+                "reference",
+                "Account ID",
+                reference_to=("Account",),
+                relationship_name="Account",
+                on_delete=CASCADE,
+            ),
+        ),
+    ),  # fmt: skip
+    ObjectDef(
+        "Deal_Review__c",
+        "Deal Review",
+        "Deal Reviews",
+        "a05",
+        _system()
+        + (
+            _f("Name", "string", "Deal Review Name", length=80, name_field=True),
+            _ref("Opportunity__c", "Opportunity", "Opportunity__r", "Opportunity"),
+            _ref("Reviewer__c", "User", "Reviewer__r", "Reviewer", on_delete=KEEP),
+            _f("Review_Date__c", "date", "Review Date"),
+            _pick("Risk_Level__c", ("Low", "Medium", "High"), "Risk Level"),
+            _f("Score__c", "double", "Score"),
+            _f("Approved__c", "boolean", "Approved", nillable=False),
+            _f("Notes__c", "textarea", "Notes", length=32768),
+        ),
+    ),  # fmt: skip
     # A change-event entity: listed and describable, but neither queryable nor replicateable, like the real one.
-    ObjectDef("OpportunityChangeEvent", "Opportunity Change Event", "Opportunity Change Events", None, (
-        _readonly("Id", "id", "Change Event ID", nillable=False),
-        _readonly("ChangeEventHeader", "string", "Change Event Header"),
-        _readonly("Name", "string", "Name", length=120),
-        _readonly("StageName", "picklist", "Stage", picklist=tuple(s[0] for s in OPPORTUNITY_STAGES), length=255),
-        _readonly("Amount", "currency"),
-    ), queryable=False, replicateable=False, updateable=False, createable=False, deletable=False),  # fmt: skip
+    ObjectDef(
+        "OpportunityChangeEvent",
+        "Opportunity Change Event",
+        "Opportunity Change Events",
+        None,
+        (
+            _readonly("Id", "id", "Change Event ID", nillable=False),
+            _readonly("ChangeEventHeader", "string", "Change Event Header"),
+            _readonly("Name", "string", "Name", length=120),
+            _readonly("StageName", "picklist", "Stage", picklist=tuple(s[0] for s in OPPORTUNITY_STAGES), length=255),
+            _readonly("Amount", "currency"),
+        ),
+        queryable=False,
+        replicateable=False,
+        updateable=False,
+        createable=False,
+        deletable=False,
+    ),  # fmt: skip
 )
 
 OBJECTS: dict[str, ObjectDef] = {obj.name: obj for obj in _OBJECTS}

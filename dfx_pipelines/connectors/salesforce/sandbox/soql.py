@@ -96,7 +96,9 @@ class QueryResult:
         return record
 
 
-def execute(org: "SalesforceOrg", text: str, *, include_deleted: bool = False, version: str = DEFAULT_API_VERSION) -> QueryResult:
+def execute(
+    org: "SalesforceOrg", text: str, *, include_deleted: bool = False, version: str = DEFAULT_API_VERSION
+) -> QueryResult:
     """Parse, check and run `text`; raises `SalesforceApiError` exactly where Salesforce would answer 400."""
     query = parse(text)
     plan = Compiler(query, org.now.date(), include_deleted).compile()

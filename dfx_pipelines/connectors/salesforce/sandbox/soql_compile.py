@@ -85,7 +85,10 @@ class Compiler:
             raise unsupported_type(self.text, query.object_pos, query.object_name)
         if not obj.queryable:
             raise query_error(
-                "INVALID_TYPE_FOR_OPERATION", self.text, query.object_pos, f"entity type {obj.name} does not support query"
+                "INVALID_TYPE_FOR_OPERATION",
+                self.text,
+                query.object_pos,
+                f"entity type {obj.name} does not support query",
             )
         self.obj = obj
         self.joins: dict[tuple[str, ...], tuple[str, ObjectDef]] = {}
@@ -109,7 +112,9 @@ class Compiler:
                 raise bad_relationship(self.text, ref.pos, part)
             if relation.polymorphic:
                 raise invalid_field(
-                    self.text, ref.pos, f"polymorphic relationship '{relation.relationship_name}' is not supported by the sandbox; select {relation.name}"
+                    self.text,
+                    ref.pos,
+                    f"polymorphic relationship '{relation.relationship_name}' is not supported by the sandbox; select {relation.name}",
                 )
             target = OBJECTS[relation.reference_to[0]]
             assert relation.relationship_name is not None
@@ -120,7 +125,7 @@ class Compiler:
                 self.joins[chain] = (alias, target)
                 self.join_sql.append(
                     f"LEFT JOIN {quote_identifier(target.name)} AS {alias} "
-                    f"ON {alias}.\"Id\" = {table_alias}.{quote_identifier(relation.name)}"
+                    f'ON {alias}."Id" = {table_alias}.{quote_identifier(relation.name)}'
                 )
             table_alias, current = self.joins[chain][0], target
         f = current.field(path[-1])
@@ -141,7 +146,9 @@ class Compiler:
         if expr.name in _DATE_FUNCTION_SQL:
             allowed = ("datetime",) if expr.name in _DATETIME_ONLY_FUNCTIONS else ("date", "datetime")
             if f.type not in allowed:
-                raise malformed(self.text, expr.pos, f"Invalid field type {f.type} for date function {expr.name}: {f.name}")
+                raise malformed(
+                    self.text, expr.pos, f"Invalid field type {f.type} for date function {expr.name}: {f.name}"
+                )
             result = "date" if expr.name == "DAY_ONLY" else "int"
             text = inner.sql if f.type == "date" else f"strftime('%Y-%m-%dT%H:%M:%S', {inner.sql}, 'unixepoch')"
             return Typed(_DATE_FUNCTION_SQL[expr.name](text), result, None, f"{expr.name}({f.name})")
@@ -194,7 +201,9 @@ class Compiler:
             return f"({left.sql} IS {'NOT ' if op == '!=' else ''}NULL)"
         if op == "LIKE":
             if left.type not in TEXT_TYPES or literal.kind != "string":
-                raise invalid_field(self.text, cmp.pos, f"invalid operator on field {left.label}: LIKE is only valid on string fields")
+                raise invalid_field(
+                    self.text, cmp.pos, f"invalid operator on field {left.label}: LIKE is only valid on string fields"
+                )
             params.append(literal.like_pattern)
             return f"({left.sql} LIKE ? ESCAPE '\\')"
         if literal.kind == "dateliteral":
@@ -235,7 +244,9 @@ class Compiler:
         def wrong(expected: str, quoted: bool) -> Exception:
             hint = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
             return invalid_field(
-                self.text, literal.pos, f"value of filter criterion for field '{left.label}' must be of type {expected} and {hint}"
+                self.text,
+                literal.pos,
+                f"value of filter criterion for field '{left.label}' must be of type {expected} and {hint}",
             )
 
         if t in ("id", "reference"):
@@ -243,7 +254,9 @@ class Compiler:
                 raise wrong("id", True)
             full = to_18(literal.value)
             if full is None:
-                raise query_error("INVALID_QUERY_FILTER_OPERATOR", self.text, literal.pos, f"invalid ID field: {literal.value}")
+                raise query_error(
+                    "INVALID_QUERY_FILTER_OPERATOR", self.text, literal.pos, f"invalid ID field: {literal.value}"
+                )
             return full
         if t in TEXT_TYPES:
             if kind != "string":
@@ -274,7 +287,9 @@ class Compiler:
     def date_range_condition(self, left: Typed, op: str, literal: Literal, params: list[Any]) -> str:
         if left.type not in ("date", "datetime"):
             raise invalid_field(
-                self.text, literal.pos, f"value of filter criterion for field '{left.label}' must be of type {left.type} and should not be a date literal"
+                self.text,
+                literal.pos,
+                f"value of filter criterion for field '{left.label}' must be of type {left.type} and should not be a date literal",
             )
         start, end = date_range(literal.value, literal.n, self.today)
         low: Any
@@ -328,7 +343,9 @@ class Compiler:
     def limit_clause(self, params: list[Any]) -> str:
         query = self.query
         if query.offset is not None and query.offset > MAX_OFFSET:
-            raise query_error("NUMBER_OUTSIDE_VALID_RANGE", self.text, len(self.text), f"Maximum SOQL offset allowed is {MAX_OFFSET}")
+            raise query_error(
+                "NUMBER_OUTSIDE_VALID_RANGE", self.text, len(self.text), f"Maximum SOQL offset allowed is {MAX_OFFSET}"
+            )
         if query.limit is None and query.offset is None:
             return ""
         params.extend([query.limit if query.limit is not None else -1, query.offset or 0])
@@ -341,9 +358,13 @@ class Compiler:
             if aggregate:
                 self.require_grouped(item.expr, "Ordered field must be grouped or aggregated")
             elif isinstance(item.expr, FuncCall):
-                raise malformed(self.text, item.pos, "Aggregate and date functions can only be ordered in aggregate queries")
+                raise malformed(
+                    self.text, item.pos, "Aggregate and date functions can only be ordered in aggregate queries"
+                )
             if typed.field is not None and not typed.field.sortable:
-                raise invalid_field(self.text, item.pos, f"field '{typed.field.name}' can not be sorted in a query call")
+                raise invalid_field(
+                    self.text, item.pos, f"field '{typed.field.name}' can not be sorted in a query call"
+                )
             collate = " COLLATE NOCASE" if typed.type in TEXT_TYPES and typed.type not in ("id", "reference") else ""
             nulls = "LAST" if item.nulls_last else "FIRST"  # Salesforce sorts nulls first unless told otherwise
             parts.append(f"{typed.sql}{collate} {'DESC' if item.descending else 'ASC'} NULLS {nulls}")
@@ -359,7 +380,7 @@ class Compiler:
         return self.compile_records()
 
     def compile_records(self) -> Plan:
-        select_sql = ['t0.rowid', 't0."Id"']
+        select_sql = ["t0.rowid", 't0."Id"']
         columns: list[RecordColumn] = []
         relations: dict[tuple[str, ...], tuple[str, int]] = {}
         seen: set[str] = set()
@@ -395,7 +416,9 @@ class Compiler:
         for expr in query.group_by:
             typed = self.expression(expr)
             if isinstance(expr, FieldRef) and typed.field is not None and not typed.field.groupable:
-                raise invalid_field(self.text, expr.pos, f"field '{typed.field.name}' can not be grouped in a query call")
+                raise invalid_field(
+                    self.text, expr.pos, f"field '{typed.field.name}' can not be grouped in a query call"
+                )
         count_only = any(isinstance(i.expr, FuncCall) and i.expr.arg is None for i in query.select)
         if count_only and len(query.select) > 1:
             raise malformed(self.text, query.select[1].pos, "COUNT() must be the only element in the SELECT list")

@@ -102,7 +102,11 @@ def _string(text: str, start: int) -> tuple[Token, int]:
                 value.append(decoded)
                 like.append(_like_literal(decoded))
             else:
-                raise malformed(text, pos, f"Invalid string literal '{text[start:pos + 2]}'. Illegal character sequence '\\{escaped}' in string literal.")
+                raise malformed(
+                    text,
+                    pos,
+                    f"Invalid string literal '{text[start : pos + 2]}'. Illegal character sequence '\\{escaped}' in string literal.",
+                )
             pos += 2
             continue
         value.append(char)

@@ -14,9 +14,7 @@ from .errors import SalesforceApiError
 from .ids import to_18
 from .schema import KEY_PREFIXES, FieldDef
 
-_DATETIME_TEXT = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$"
-)
+_DATETIME_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$")
 _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -82,7 +80,9 @@ def coerce_for_write(f: FieldDef, value: Any) -> Any:
     """A caller's value for field `f` in stored form, or the error Salesforce would give."""
     if value is None:
         if not f.nillable and f.type != "boolean":
-            raise SalesforceApiError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{f.name}]", [f.name])
+            raise SalesforceApiError(
+                400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{f.name}]", [f.name]
+            )
         return 0 if f.type == "boolean" else None
     kind = f.type
     if kind == "boolean":

@@ -55,7 +55,9 @@ def upgrade() -> None:
     op.create_table(
         "metric_values",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("batch_id", sa.Integer, sa.ForeignKey("metric_batches.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column(
+            "batch_id", sa.Integer, sa.ForeignKey("metric_batches.id", ondelete="CASCADE"), nullable=False, index=True
+        ),
         sa.Column("period", sa.Date),
         sa.Column("measure", sa.String(128), nullable=False),
         sa.Column("dimensions", sa.Text, nullable=False),

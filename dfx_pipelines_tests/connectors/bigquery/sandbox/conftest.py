@@ -11,7 +11,11 @@ import pytest
 from google.cloud import bigquery
 
 from dfx_pipelines.connectors.bigquery.sandbox.generate import generate_demo_frames
-from dfx_pipelines.connectors.bigquery.sandbox.running import RunningBigQuerySandbox, make_client, start_bigquery_sandbox
+from dfx_pipelines.connectors.bigquery.sandbox.running import (
+    RunningBigQuerySandbox,
+    make_client,
+    start_bigquery_sandbox,
+)
 
 # web_events is big enough (~15 MB) that its bill is above the 10 MiB minimum, so MiB rounding shows.
 ROWS = {"default": 3000, "shop.web_events": 100_000}
@@ -19,7 +23,17 @@ SEED = 11
 MIB = 2**20
 
 # The documented logical sizes, written out here again so the tests do not trust the sandbox's table.
-FIXED_BYTES = {"INTEGER": 8, "FLOAT": 8, "DATE": 8, "DATETIME": 8, "TIME": 8, "TIMESTAMP": 8, "NUMERIC": 16, "BIGNUMERIC": 32, "BOOLEAN": 1}
+FIXED_BYTES = {
+    "INTEGER": 8,
+    "FLOAT": 8,
+    "DATE": 8,
+    "DATETIME": 8,
+    "TIME": 8,
+    "TIMESTAMP": 8,
+    "NUMERIC": 16,
+    "BIGNUMERIC": 32,
+    "BOOLEAN": 1,
+}
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +68,9 @@ def column_bytes(values: pd.Series, bq_type: str) -> int:
     return len(present) * FIXED_BYTES[bq_type]
 
 
-def scan_bytes(frame: pd.DataFrame, schema: Iterable[bigquery.SchemaField], columns: Iterable[str] | None = None) -> int:
+def scan_bytes(
+    frame: pd.DataFrame, schema: Iterable[bigquery.SchemaField], columns: Iterable[str] | None = None
+) -> int:
     types = {field.name: field.field_type for field in schema}
     wanted = list(types) if columns is None else list(columns)
     return sum(column_bytes(frame[name], types[name]) for name in wanted)

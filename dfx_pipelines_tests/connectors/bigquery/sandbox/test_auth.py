@@ -24,8 +24,10 @@ from dfx_pipelines.platform.http import NO_RETRY, build_session
 
 def anonymous_client(sandbox, http: requests.Session) -> bigquery.Client:
     return bigquery.Client(
-        project=sandbox.project, credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": sandbox.url}, _http=http,
+        project=sandbox.project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": sandbox.url},
+        _http=http,
     )
 
 
@@ -74,7 +76,9 @@ def _assertion(private_key: rsa.RSAPrivateKey, kid: str, claims: dict) -> str:
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
-    signing_input = f"{b64(json.dumps({'alg': 'RS256', 'typ': 'JWT', 'kid': kid}).encode())}.{b64(json.dumps(claims).encode())}"
+    signing_input = (
+        f"{b64(json.dumps({'alg': 'RS256', 'typ': 'JWT', 'kid': kid}).encode())}.{b64(json.dumps(claims).encode())}"
+    )
     signature = private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64(signature)}"
 
@@ -83,17 +87,31 @@ def test_token_endpoint_checks_signature_and_grant_type(sandbox) -> None:
     session = build_session(sandbox_ca=sandbox.ca_pem_path, retry=NO_RETRY)
     key = sandbox.service_account_key
     now = int(time.time())
-    claims = {"iss": key["client_email"], "aud": GOOGLE_TOKEN_AUDIENCE, "iat": now, "exp": now + 3600,
-              "scope": "https://www.googleapis.com/auth/bigquery"}
+    claims = {
+        "iss": key["client_email"],
+        "aud": GOOGLE_TOKEN_AUDIENCE,
+        "iat": now,
+        "exp": now + 3600,
+        "scope": "https://www.googleapis.com/auth/bigquery",
+    }
     genuine = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
-    ok = session.post(sandbox.token_uri, data={"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(genuine, key["private_key_id"], claims)})
+    ok = session.post(
+        sandbox.token_uri,
+        data={"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(genuine, key["private_key_id"], claims)},
+    )
     assert ok.status_code == 200 and ok.json()["token_type"] == "Bearer" and ok.json()["expires_in"] > 0
-    forged = session.post(sandbox.token_uri, data={"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(forger, key["private_key_id"], claims)})
+    forged = session.post(
+        sandbox.token_uri,
+        data={"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(forger, key["private_key_id"], claims)},
+    )
     assert (forged.status_code, forged.json()["error"]) == (400, "invalid_grant")
     expired = {**claims, "iat": now - 7200, "exp": now - 3600}
-    stale = session.post(sandbox.token_uri, data={"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(genuine, key["private_key_id"], expired)})
+    stale = session.post(
+        sandbox.token_uri,
+        data={"grant_type": JWT_BEARER_GRANT, "assertion": _assertion(genuine, key["private_key_id"], expired)},
+    )
     assert (stale.status_code, stale.json()["error"]) == (400, "invalid_grant")
     wrong = session.post(sandbox.token_uri, data={"grant_type": "client_credentials"})
     assert (wrong.status_code, wrong.json()["error"]) == (400, "unsupported_grant_type")
@@ -116,6 +134,8 @@ def test_refuses_the_sandbox_certificate_without_its_ca(sandbox) -> None:
 
 
 def test_trusts_the_sandbox_ca_despite_the_environment_bundle(sandbox, monkeypatch) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv(
+        "REQUESTS_CA_BUNDLE", ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    )
     key = sandbox.new_service_account_key("env-bundle")
     assert make_client(sandbox, key=key).get_dataset("shop").dataset_id == "shop"

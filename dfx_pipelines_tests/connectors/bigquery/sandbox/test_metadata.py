@@ -62,7 +62,9 @@ def test_view_carries_its_query(client) -> None:
 def test_unknown_dataset_and_table_are_404(client) -> None:
     with pytest.raises(exceptions.NotFound) as caught:
         client.get_table("shop.nope")
-    assert caught.value.errors[0]["message"] == "Not found: Table dfx-demo-project:shop.nope was not found in location US"
+    assert (
+        caught.value.errors[0]["message"] == "Not found: Table dfx-demo-project:shop.nope was not found in location US"
+    )
     with pytest.raises(exceptions.NotFound):
         client.get_dataset("nowhere")
     assert client.get_dataset("finance").dataset_id == "finance"

@@ -39,8 +39,14 @@ def test_select_star_prices_every_column_by_utf8_bytes_and_nulls_as_zero(client,
     "where, keep",
     [
         ("order_date BETWEEN '2024-03-01' AND '2024-03-31'", lambda d: (d >= "2024-03-01") & (d <= "2024-03-31")),
-        ("order_date >= DATE '2024-12-01' AND order_date < '2024-12-15'", lambda d: (d >= "2024-12-01") & (d < "2024-12-15")),
-        ("order_date IN ('2024-02-29', '2024-07-04')", lambda d: d.isin([pd.Timestamp("2024-02-29"), pd.Timestamp("2024-07-04")])),
+        (
+            "order_date >= DATE '2024-12-01' AND order_date < '2024-12-15'",
+            lambda d: (d >= "2024-12-01") & (d < "2024-12-15"),
+        ),
+        (
+            "order_date IN ('2024-02-29', '2024-07-04')",
+            lambda d: d.isin([pd.Timestamp("2024-02-29"), pd.Timestamp("2024-07-04")]),
+        ),
         ("order_date = '2024-05-05' AND status = 'paid'", lambda d: d == "2024-05-05"),
     ],
 )
@@ -75,26 +81,32 @@ def test_join_prices_both_tables_and_bills_the_minimum_for_each(client, frames, 
     assert executed.total_bytes_billed == billed([orders_bytes, customers_bytes]) == 20 * MIB
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT order_id FROM (SELECT * FROM shop.orders) WHERE amount > 100",
-    "WITH everything AS (SELECT * FROM shop.orders) SELECT order_id FROM everything WHERE amount > 100",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT order_id FROM (SELECT * FROM shop.orders) WHERE amount > 100",
+        "WITH everything AS (SELECT * FROM shop.orders) SELECT order_id FROM everything WHERE amount > 100",
+    ],
+)
 def test_columns_a_subquery_selects_but_nobody_uses_are_not_priced(client, frames, schemas, sql) -> None:
     job = dry_run(client, sql)
     assert job.total_bytes_processed == scan_bytes(frames["shop.orders"], schemas["orders"], ["order_id", "amount"])
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT TO_JSON_STRING(c) FROM shop.customers c",
-    "SELECT c FROM shop.customers AS c",
-    "SELECT FORMAT('%t', C) AS s FROM shop.customers c",
-    "SELECT customers FROM shop.customers",
-    "SELECT COUNT(*) AS n FROM shop.customers c WHERE TO_JSON_STRING(c) LIKE '%@%'",
-    "SELECT ARRAY_AGG(c) AS a FROM shop.customers c",
-    "SELECT x.email FROM shop.customers c, UNNEST([c]) x",
-    "WITH x AS (SELECT c FROM shop.customers c) SELECT LENGTH(TO_JSON_STRING(x)) AS n FROM x",
-    "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o LIMIT 1) AS j FROM shop.customers c",  # correlated
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT TO_JSON_STRING(c) FROM shop.customers c",
+        "SELECT c FROM shop.customers AS c",
+        "SELECT FORMAT('%t', C) AS s FROM shop.customers c",
+        "SELECT customers FROM shop.customers",
+        "SELECT COUNT(*) AS n FROM shop.customers c WHERE TO_JSON_STRING(c) LIKE '%@%'",
+        "SELECT ARRAY_AGG(c) AS a FROM shop.customers c",
+        "SELECT x.email FROM shop.customers c, UNNEST([c]) x",
+        "WITH x AS (SELECT c FROM shop.customers c) SELECT LENGTH(TO_JSON_STRING(x)) AS n FROM x",
+        "SELECT (SELECT TO_JSON_STRING(c) FROM shop.orders o LIMIT 1) AS j FROM shop.customers c",  # correlated
+    ],
+)
 def test_a_whole_row_reference_prices_every_column_of_its_table(client, frames, schemas, sql) -> None:
     job = dry_run(client, sql)
     everything = scan_bytes(frames["shop.customers"], schemas["customers"])
@@ -165,7 +177,12 @@ def test_maximum_bytes_billed_below_the_bill_fails_unbilled_with_no_rows(client,
     assert fast_path.value.errors[0]["reason"] == "bytesBilledLimitExceeded"
     assert len(sandbox.app.warehouse.executed) == executed_before  # never ran
     failed = [j for j in sandbox.app.jobs if j.job_id == job.job_id][0]
-    assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.rows) == ("bytesBilledLimitExceeded", False, 0, [])
+    assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.rows) == (
+        "bytesBilledLimitExceeded",
+        False,
+        0,
+        [],
+    )
     assert client.get_job(job.job_id).total_bytes_billed == 0
 
 
@@ -189,5 +206,9 @@ def test_same_seed_same_rows_and_same_prices() -> None:
     prices = []
     for _ in range(2):
         with start_bigquery_sandbox(rows=small, seed=11) as running:
-            prices.append(dry_run(make_client(running), "SELECT * FROM shop.orders WHERE order_date > '2024-06-30'").total_bytes_processed)
+            prices.append(
+                dry_run(
+                    make_client(running), "SELECT * FROM shop.orders WHERE order_date > '2024-06-30'"
+                ).total_bytes_processed
+            )
     assert prices[0] == prices[1] > 0

@@ -54,25 +54,40 @@ def dc_http(datacenter):
 @pytest.fixture(scope="session")
 def cloud_jira(cloud) -> JIRA:
     """The real jira client against the Cloud site with API-token basic auth."""
-    return JIRA(server=cloud.url, basic_auth=(cloud.email, cloud.api_token), options={"rest_api_version": "3", "verify": cloud.ca_pem_path})
+    return JIRA(
+        server=cloud.url,
+        basic_auth=(cloud.email, cloud.api_token),
+        options={"rest_api_version": "3", "verify": cloud.ca_pem_path},
+    )
 
 
 @pytest.fixture(scope="session")
 def dc_jira(datacenter) -> JIRA:
-    return JIRA(server=datacenter.url, token_auth=datacenter.personal_access_token, options={"verify": datacenter.ca_pem_path})
+    return JIRA(
+        server=datacenter.url, token_auth=datacenter.personal_access_token, options={"verify": datacenter.ca_pem_path}
+    )
 
 
 def oauth_tokens(running, scope: str = READ_SCOPES) -> dict:
     """Runs the whole 3LO flow (consent posted programmatically) and returns the token response."""
     verifier = secrets.token_urlsafe(48)
     state = secrets.token_urlsafe(8)
-    redirected = complete_consent(running.authorize_url(state=state, code_challenge=pkce_challenge(verifier), scope=scope), ca_pem_path=running.ca_pem_path)
+    redirected = complete_consent(
+        running.authorize_url(state=state, code_challenge=pkce_challenge(verifier), scope=scope),
+        ca_pem_path=running.ca_pem_path,
+    )
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(redirected).query)
     assert query["state"] == [state]
     response = http(running).post(
         f"{running.auth_url}/oauth/token",
-        json={"grant_type": "authorization_code", "client_id": running.app.oauth.client_id, "client_secret": running.app.oauth.client_secret,
-              "code": query["code"][0], "redirect_uri": "https://127.0.0.1/dfx/oauth/callback", "code_verifier": verifier},
+        json={
+            "grant_type": "authorization_code",
+            "client_id": running.app.oauth.client_id,
+            "client_secret": running.app.oauth.client_secret,
+            "code": query["code"][0],
+            "redirect_uri": "https://127.0.0.1/dfx/oauth/callback",
+            "code_verifier": verifier,
+        },
     )
     assert response.status_code == 200, response.text
     return response.json()

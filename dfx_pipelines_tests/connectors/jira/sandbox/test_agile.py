@@ -47,7 +47,9 @@ def test_sprint_issues_with_fields_feed_the_velocity_reducer(cloud, cloud_http):
     assert page["total"] == sum(1 for r in site.issues if closed.id in r.sprints) == len(page["issues"])
     assert all(set(i["fields"]) == set(wanted.split(",")) for i in page["issues"])
     assert site.canary not in str(page)
-    assert site.canary in http(cloud, (cloud.email, cloud.api_token)).get(url, params={"maxResults": 2}).text  # default: navigable fields
+    assert (
+        site.canary in http(cloud, (cloud.email, cloud.api_token)).get(url, params={"maxResults": 2}).text
+    )  # default: navigable fields
     sprint_json = cloud_http.get(f"{cloud.url}/rest/agile/1.0/sprint/{closed.id}").json()
     done_ids = metrics_sprints.done_status_ids_from_statuses(cloud_http.get(f"{cloud.url}/rest/api/3/status").json())
     histories = []
@@ -59,7 +61,10 @@ def test_sprint_issues_with_fields_feed_the_velocity_reducer(cloud, cloud_http):
         ))  # fmt: skip
     rows = metrics_sprints.sprint_velocity_rows(histories, [metrics_sprints.sprint_from_json(sprint_json)])
     measures = {row.measure: row.value for row in rows}
-    assert measures["final_issues"] == len(page["issues"]) and measures["committed_issues"] + measures["added_issues"] >= measures["final_issues"]
+    assert (
+        measures["final_issues"] == len(page["issues"])
+        and measures["committed_issues"] + measures["added_issues"] >= measures["final_issues"]
+    )
 
 
 def test_epics_of_a_board(cloud, cloud_http):
@@ -81,5 +86,7 @@ def test_hidden_projects_do_not_exist_for_the_account():
         assert session.get(f"{running.url}/rest/api/3/search/jql", params={"jql": "project = GAMMA"}).status_code == 400
         gamma = running.site.issues_in_projects("GAMMA")[0]
         assert session.get(f"{running.url}/rest/api/3/issue/{running.site.key_of(gamma)}").status_code == 404
-        everything = session.get(f"{running.url}/rest/api/3/search/jql", params={"jql": "created >= -400d", "maxResults": 5000}).json()
+        everything = session.get(
+            f"{running.url}/rest/api/3/search/jql", params={"jql": "created >= -400d", "maxResults": 5000}
+        ).json()
         assert str(gamma.id) not in {i["id"] for i in everything["issues"]}

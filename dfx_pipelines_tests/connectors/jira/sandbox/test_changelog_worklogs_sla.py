@@ -20,13 +20,17 @@ def _wire_history(histories) -> list[tuple[str, list[tuple]]]:
 
 @pytest.fixture(scope="module")
 def long_issue(cloud):
-    record = next(r for r in cloud.site.issues if len(cloud.site.histories(r)) > 60 and cloud.site.key_of(r).startswith("ALPHA"))
+    record = next(
+        r for r in cloud.site.issues if len(cloud.site.histories(r)) > 60 and cloud.site.key_of(r).startswith("ALPHA")
+    )
     return record
 
 
 def test_embedded_changelog_is_truncated_and_the_reducers_refuse_it(cloud, cloud_jira, long_issue):
     key = cloud.site.key_of(long_issue)
-    raw = cloud_jira.enhanced_search_issues(f"key = {key}", fields=["created", "status", "issuetype", "project"], expand="changelog", json_result=True)
+    raw = cloud_jira.enhanced_search_issues(
+        f"key = {key}", fields=["created", "status", "issuetype", "project"], expand="changelog", json_result=True
+    )
     changelog = raw["issues"][0]["changelog"]
     total = len(cloud.site.histories(long_issue))
     assert changelog["total"] == total > 40 == len(changelog["histories"])
@@ -39,7 +43,9 @@ def test_full_changelog_pages_and_bulkfetch_match_the_generator(cloud, cloud_htt
     key = cloud.site.key_of(long_issue)
     values, start = [], 0
     while True:
-        page = cloud_http.get(f"{cloud.url}/rest/api/3/issue/{key}/changelog", params={"startAt": start, "maxResults": 25}).json()
+        page = cloud_http.get(
+            f"{cloud.url}/rest/api/3/issue/{key}/changelog", params={"startAt": start, "maxResults": 25}
+        ).json()
         values += page["values"]
         start += 25
         if page["isLast"]:
@@ -62,15 +68,21 @@ def test_full_changelog_pages_and_bulkfetch_match_the_generator(cloud, cloud_htt
     assert _wire_history(bulk[str(long_issue.id)]) == expected
     assert _wire_history(bulk[str(other.id)]) == _generator_history(cloud.site, other)
 
-    status_only = cloud_http.post(f"{cloud.url}/rest/api/3/changelog/bulkfetch", json={"issueIdsOrKeys": [key], "fieldIds": ["status"]}).json()
+    status_only = cloud_http.post(
+        f"{cloud.url}/rest/api/3/changelog/bulkfetch", json={"issueIdsOrKeys": [key], "fieldIds": ["status"]}
+    ).json()
     items = [i for h in status_only["issueChangeLogs"][0]["changeHistories"] for i in h["items"]]
     assert {i["fieldId"] for i in items} == {"status"}
 
     # With the full histories the flow reducer replays the issue.
-    issue = cloud_http.get(f"{cloud.url}/rest/api/3/issue/{key}", params={"fields": "created,status,issuetype,project"}).json()
+    issue = cloud_http.get(
+        f"{cloud.url}/rest/api/3/issue/{key}", params={"fields": "created,status,issuetype,project"}
+    ).json()
     replayed = issue_status_history(issue, histories=values)
     assert replayed.statuses[-1].status_id == long_issue.status_id
-    assert len(replayed.statuses) == 1 + sum(1 for h in cloud.site.histories(long_issue) for i in h.items if i[0] == "status")
+    assert len(replayed.statuses) == 1 + sum(
+        1 for h in cloud.site.histories(long_issue) for i in h.items if i[0] == "status"
+    )
 
 
 def test_worklogs_updated_then_listed(cloud, cloud_http):
@@ -81,7 +93,9 @@ def test_worklogs_updated_then_listed(cloud, cloud_http):
         page = cloud_http.get(url).json()
         ids += [v["worklogId"] for v in page["values"]]
         url = None if page["lastPage"] else page["nextPage"]
-    expected = sorted(w.id for r in site.issues for w in site.worklogs(r) if since_ms / 1000 < w.updated <= site.now_epoch - 60)
+    expected = sorted(
+        w.id for r in site.issues for w in site.worklogs(r) if since_ms / 1000 < w.updated <= site.now_epoch - 60
+    )
     assert sorted(ids) == expected and expected
     listed = cloud_http.post(f"{cloud.url}/rest/api/3/worklog/list", json={"ids": ids}).json()
     assert sorted(int(w["id"]) for w in listed) == expected

@@ -22,7 +22,10 @@ def fresh_cloud():
 
 
 def _code(running, verifier: str, state: str = "state-123", **extra) -> dict:
-    redirected = complete_consent(running.authorize_url(state=state, code_challenge=pkce_challenge(verifier), **extra), ca_pem_path=running.ca_pem_path)
+    redirected = complete_consent(
+        running.authorize_url(state=state, code_challenge=pkce_challenge(verifier), **extra),
+        ca_pem_path=running.ca_pem_path,
+    )
     return {k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(redirected).query).items()}
 
 
@@ -77,7 +80,12 @@ def test_replayed_code_fails_and_revokes_what_it_issued(fresh_cloud):
     replay = _exchange(fresh_cloud, query["code"], verifier)
     assert replay.status_code == 403 and replay.json()["error"] == "invalid_grant"
     access = first.json()["access_token"]
-    assert http(fresh_cloud).get(f"{fresh_cloud.api_url}/rest/api/3/myself", headers={"Authorization": f"Bearer {access}"}).status_code == 401
+    assert (
+        http(fresh_cloud)
+        .get(f"{fresh_cloud.api_url}/rest/api/3/myself", headers={"Authorization": f"Bearer {access}"})
+        .status_code
+        == 401
+    )
 
 
 def test_refresh_rotates_and_reuse_revokes_the_family(fresh_cloud):
@@ -102,10 +110,21 @@ def test_no_refresh_token_without_offline_access(fresh_cloud):
 
 def test_accessible_resources_and_gateway_calls_with_the_jira_library(fresh_cloud):
     tokens = oauth_tokens(fresh_cloud)
-    resources = http(fresh_cloud).get(f"{fresh_cloud.auth_url}/oauth/token/accessible-resources", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    resources = (
+        http(fresh_cloud)
+        .get(
+            f"{fresh_cloud.auth_url}/oauth/token/accessible-resources",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+        .json()
+    )
     assert resources[0]["id"] == fresh_cloud.cloud_id and "read:jira-work" in resources[0]["scopes"]
     api_url = f"{fresh_cloud.url}/ex/jira/{resources[0]['id']}"
-    client = JIRA(server=api_url, token_auth=tokens["access_token"], options={"rest_api_version": "3", "verify": fresh_cloud.ca_pem_path})
+    client = JIRA(
+        server=api_url,
+        token_auth=tokens["access_token"],
+        options={"rest_api_version": "3", "verify": fresh_cloud.ca_pem_path},
+    )
     assert client.deploymentType == "Cloud"
     issues = client.enhanced_search_issues("project = ALPHA", maxResults=0, fields=["status"])
     assert len(issues) == len(fresh_cloud.site.issues_in_projects("ALPHA"))
@@ -126,17 +145,26 @@ def test_expired_access_token_gets_401(fresh_cloud):
 
 
 def test_scopes_are_enforced_and_can_be_widened_for_tests():
-    with start_jira_sandbox(JiraSite(seed=5, issues=20), granted_scopes="read:jira-work write:jira-work offline_access") as running:
+    with start_jira_sandbox(
+        JiraSite(seed=5, issues=20), granted_scopes="read:jira-work write:jira-work offline_access"
+    ) as running:
         tokens = oauth_tokens(running, scope="read:jira-work offline_access")
         assert set(tokens["scope"].split()) == {"read:jira-work", "write:jira-work", "offline_access"}
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
         board = http(running).get(f"{running.api_url}/rest/agile/1.0/board", headers=headers)
         assert board.status_code == 401 and board.json()["message"] == "Unauthorized; scope does not match"
         with pytest.raises(JIRAError) as raised:
-            JIRA(server=running.api_url, token_auth=tokens["access_token"], options={"rest_api_version": "3", "verify": running.ca_pem_path}).myself()
+            JIRA(
+                server=running.api_url,
+                token_auth=tokens["access_token"],
+                options={"rest_api_version": "3", "verify": running.ca_pem_path},
+            ).myself()
         assert raised.value.status_code == 401
 
 
 def test_site_url_refuses_bad_basic_auth_and_bearer(cloud):
     assert http(cloud, (cloud.email, "wrong")).get(f"{cloud.url}/rest/api/3/field").status_code == 401
-    assert http(cloud).get(f"{cloud.url}/rest/api/3/field", headers={"Authorization": "Bearer anything"}).status_code == 401
+    assert (
+        http(cloud).get(f"{cloud.url}/rest/api/3/field", headers={"Authorization": "Bearer anything"}).status_code
+        == 401
+    )

@@ -28,7 +28,9 @@ SPECS = Path(__file__).with_name("specs")  # Atlassian's documents, Apache 2.0 (
 JIRA_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
 CONFIG = Config(
     spec_validator_cls=None,  # the published documents themselves fail strict spec validation (enum defaults)
-    extra_format_validators={"date-time": lambda value: not isinstance(value, str) or bool(JIRA_TIMESTAMP.match(value))},
+    extra_format_validators={
+        "date-time": lambda value: not isinstance(value, str) or bool(JIRA_TIMESTAMP.match(value))
+    },
 )
 
 
@@ -50,9 +52,24 @@ def _validate(openapi: OpenAPI, response) -> None:
 
 
 PLATFORM_CALLS = [
-    ("GET", "/rest/api/3/search/jql", {"params": {"jql": "project = ALPHA", "fields": "summary,status,created,updated,resolutiondate,customfield_10016,customfield_10020,customfield_10001,parent,components,priority,issuetype,project", "expand": "changelog,names,schema", "maxResults": 20}}),
+    (
+        "GET",
+        "/rest/api/3/search/jql",
+        {
+            "params": {
+                "jql": "project = ALPHA",
+                "fields": "summary,status,created,updated,resolutiondate,customfield_10016,customfield_10020,customfield_10001,parent,components,priority,issuetype,project",
+                "expand": "changelog,names,schema",
+                "maxResults": 20,
+            }
+        },
+    ),
     ("POST", "/rest/api/3/search/jql", {"json": {"jql": "project = OPS", "fields": ["*all"], "maxResults": 5}}),
-    ("POST", "/rest/api/3/search/jql", {"json": {"jql": "project = ALPHA", "fields": ["created", "worklog"], "maxResults": 50}}),
+    (
+        "POST",
+        "/rest/api/3/search/jql",
+        {"json": {"jql": "project = ALPHA", "fields": ["created", "worklog"], "maxResults": 50}},
+    ),
     ("GET", "/rest/api/3/search/jql", {"params": {"jql": "project = NOPE"}}),  # the 400 ErrorCollection
     ("POST", "/rest/api/3/search/approximate-count", {"json": {"jql": "project = BETA"}}),
     ("GET", "/rest/api/3/field", {}),
@@ -65,7 +82,11 @@ PLATFORM_CALLS = [
     ("GET", "/rest/api/3/myself", {}),
     ("GET", "/rest/api/3/issue/ALPHA-5", {"params": {"expand": "changelog"}}),
     ("GET", "/rest/api/3/issue/ALPHA-5/changelog", {"params": {"maxResults": 3}}),
-    ("POST", "/rest/api/3/changelog/bulkfetch", {"json": {"issueIdsOrKeys": ["ALPHA-5", "BETA-7", "OPS-3"], "maxResults": 10}}),
+    (
+        "POST",
+        "/rest/api/3/changelog/bulkfetch",
+        {"json": {"issueIdsOrKeys": ["ALPHA-5", "BETA-7", "OPS-3"], "maxResults": 10}},
+    ),
     ("GET", "/rest/api/3/worklog/updated", {"params": {"since": 0}}),
     ("GET", "/rest/api/3/issue/ALPHA-5/worklog", {}),
 ]
@@ -77,7 +98,10 @@ def test_platform_responses_match_the_published_schema(cloud, cloud_http, specs,
 
 
 def test_worklog_list_matches_the_published_schema(cloud, cloud_http, specs):
-    ids = [v["worklogId"] for v in cloud_http.get(f"{cloud.url}/rest/api/3/worklog/updated", params={"since": 0}).json()["values"][:50]]
+    ids = [
+        v["worklogId"]
+        for v in cloud_http.get(f"{cloud.url}/rest/api/3/worklog/updated", params={"since": 0}).json()["values"][:50]
+    ]
     response = cloud_http.post(f"{cloud.url}/rest/api/3/worklog/list", json={"ids": ids})
     assert len(response.json()) == len(ids)
     _validate(specs[0], response)
@@ -111,13 +135,22 @@ def test_sprints_and_sprint_issues_match_the_component_schemas(cloud, cloud_http
         "values": {"type": "array", "items": {"$ref": "#/components/schemas/SprintBean"}}}}  # fmt: skip
     _component_validator(agile_spec, sprint_page).validate(page)
     busiest = max(page["values"], key=lambda s: sum(1 for r in cloud.site.issues if s["id"] in r.sprints))
-    issues = cloud_http.get(f"{cloud.url}/rest/agile/1.0/sprint/{busiest['id']}/issue", params={"fields": "status,created,customfield_10020", "expand": "changelog"}).json()
+    issues = cloud_http.get(
+        f"{cloud.url}/rest/agile/1.0/sprint/{busiest['id']}/issue",
+        params={"fields": "status,created,customfield_10020", "expand": "changelog"},
+    ).json()
     assert issues["issues"]
     _component_validator(agile_spec, {"$ref": "#/components/schemas/SearchResults"}).validate(issues)
     # The epic endpoint documents only an example: our values carry exactly its keys.
-    example = json.loads(agile_spec["paths"]["/rest/agile/1.0/board/{boardId}/epic"]["get"]["responses"]["200"]["content"]["application/json"]["example"])
+    example = json.loads(
+        agile_spec["paths"]["/rest/agile/1.0/board/{boardId}/epic"]["get"]["responses"]["200"]["content"][
+            "application/json"
+        ]["example"]
+    )
     epics = cloud_http.get(f"{cloud.url}/rest/agile/1.0/board/1/epic").json()
-    assert set(epics) == set(example) and {k for v in epics["values"] for k in v} == {k for v in example["values"] for k in v} | {"key"}
+    assert set(epics) == set(example) and {k for v in epics["values"] for k in v} == {
+        k for v in example["values"] for k in v
+    } | {"key"}
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
@@ -135,11 +168,16 @@ def test_worklogs_embedded_in_search_match_page_of_worklogs_and_the_worklog_endp
         api = "3" if flavour == "cloud" else "2"
         if flavour == "cloud":
             session = http(running, (running.email, running.api_token))
-            search = lambda fields: session.post(f"{running.url}/rest/api/3/search/jql", json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100})  # noqa: E731
+            search = lambda fields: session.post(
+                f"{running.url}/rest/api/3/search/jql",
+                json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100},
+            )  # noqa: E731
         else:
             session = http(running)
             session.headers["Authorization"] = f"Bearer {running.personal_access_token}"
-            search = lambda fields: session.post(f"{running.url}/rest/api/2/search", json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100})  # noqa: E731
+            search = lambda fields: session.post(
+                f"{running.url}/rest/api/2/search", json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100}
+            )  # noqa: E731
         response = search(["created", "worklog"])
         if flavour == "cloud":
             platform["servers"] = [{"url": running.url}]

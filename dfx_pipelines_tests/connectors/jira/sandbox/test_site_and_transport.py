@@ -39,7 +39,9 @@ def test_site_has_the_variety_the_metrics_need(shared_site):
     assert any(b < a for a, b in software) and any(b - a >= 2 for a, b in software)  # backward moves, skipped stages
     assert {s.state for s in site.sprints} == {"closed", "active", "future"}
     sprint_sides = [i for hs in histories.values() for h in hs for i in h.items if i[0] == catalog.SPRINT_FIELD]
-    assert any("," in (i[3] or "") for i in sprint_sides) and any(i[1] and not i[3] for i in sprint_sides)  # carried over, removed
+    assert any("," in (i[3] or "") for i in sprint_sides) and any(
+        i[1] and not i[3] for i in sprint_sides
+    )  # carried over, removed
     assert any(i[0] == catalog.STORY_POINTS_FIELD and i[2] for hs in histories.values() for h in hs for i in h.items)
     assert any(len(hs) > 40 for hs in histories.values())
     assert any(r.parent >= 0 and site.issues[r.parent].type == 0 for r in site.issues)  # stories under epics
@@ -73,7 +75,9 @@ def test_mutations_record_changelog_like_jira():
 
 
 def test_jql_parser_handles_quotes_escapes_and_precedence():
-    query = parse('project = "AL\\"PHA" OR status = \'In Progress\' AND NOT key in (A-1, "B-2") ORDER BY created DESC, key')
+    query = parse(
+        'project = "AL\\"PHA" OR status = \'In Progress\' AND NOT key in (A-1, "B-2") ORDER BY created DESC, key'
+    )
     assert query.where.operator == "or"
     first = query.where.operands[0]
     assert isinstance(first, Clause) and first.values[0].text == 'AL"PHA'
@@ -87,9 +91,18 @@ def test_jira_library_trusts_the_sandbox_ca_only_when_told(cloud, monkeypatch):
     # The trap: with REQUESTS_CA_BUNDLE set, plain requests ignores Session.verify.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
     with pytest.raises(requests.exceptions.SSLError):
-        JIRA(server=cloud.url, basic_auth=(cloud.email, cloud.api_token), options={"rest_api_version": "3"}, max_retries=0)
+        JIRA(
+            server=cloud.url,
+            basic_auth=(cloud.email, cloud.api_token),
+            options={"rest_api_version": "3"},
+            max_retries=0,
+        )
     # ResilientSession passes `verify` on every request, so options["verify"] wins over REQUESTS_CA_BUNDLE.
-    client = JIRA(server=cloud.url, basic_auth=(cloud.email, cloud.api_token), options={"rest_api_version": "3", "verify": cloud.ca_pem_path})
+    client = JIRA(
+        server=cloud.url,
+        basic_auth=(cloud.email, cloud.api_token),
+        options={"rest_api_version": "3", "verify": cloud.ca_pem_path},
+    )
     assert client.server_info()["deploymentType"] == "Cloud"
 
 
@@ -101,7 +114,9 @@ def test_429_carries_retry_after_and_the_jira_library_retries(cloud, cloud_jira,
     cloud.faults.inject("rate_limit", count=1, retry_after=1, path_prefix="/rest/api/3/status")
     started = time.monotonic()
     assert len(cloud_jira.statuses()) == len(catalog.STATUSES)
-    assert time.monotonic() - started >= 0.9  # it honoured Retry-After (the library waits 2 x Retry-After x jitter[0.5, 1])
+    assert (
+        time.monotonic() - started >= 0.9
+    )  # it honoured Retry-After (the library waits 2 x Retry-After x jitter[0.5, 1])
 
 
 def test_injected_token_expiry_is_a_jira_401(datacenter, dc_jira):
@@ -116,7 +131,10 @@ def test_injected_token_expiry_is_a_jira_401(datacenter, dc_jira):
 def test_datacenter_shapes_differ_where_jira_does(datacenter, dc_http):
     site = datacenter.site
     story = next(r for r in site.issues if r.parent >= 0 and site.issues[r.parent].type == 0 and r.sprints)
-    issue = dc_http.get(f"{datacenter.url}/rest/api/2/issue/{site.key_of(story)}", params={"fields": "parent,customfield_10014,customfield_10020,description"}).json()
+    issue = dc_http.get(
+        f"{datacenter.url}/rest/api/2/issue/{site.key_of(story)}",
+        params={"fields": "parent,customfield_10014,customfield_10020,description"},
+    ).json()
     fields = issue["fields"]
     assert fields["parent"] is None and fields["customfield_10014"] == site.key_of(site.issues[story.parent])
     assert fields["customfield_10020"][0].startswith("com.atlassian.greenhopper.service.sprint.Sprint@")

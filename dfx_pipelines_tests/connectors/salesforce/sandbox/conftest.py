@@ -61,7 +61,9 @@ def shared_sf(shared_sandbox: RunningSalesforceSandbox) -> Salesforce:
 def make_sandbox(sandbox_ca, started_sandboxes) -> Callable[..., RunningSalesforceSandbox]:
     """A fresh small sandbox per test, for tests that write, move the clock or spend the API limit."""
 
-    def make(opportunities: int = 200, seed: int = 3, org_options: dict | None = None, **app_options) -> RunningSalesforceSandbox:
+    def make(
+        opportunities: int = 200, seed: int = 3, org_options: dict | None = None, **app_options
+    ) -> RunningSalesforceSandbox:
         org = SalesforceOrg(seed=seed, opportunities=opportunities, now=FIXED_NOW, **(org_options or {}))
         sandbox = start_salesforce_sandbox(org, ca=sandbox_ca, **app_options)
         started_sandboxes.append(sandbox)

@@ -18,7 +18,9 @@ def opportunities(shared_sandbox):
 
 
 def test_group_by_stage_with_aliases_and_exprn(shared_sf, opportunities):
-    result = shared_sf.query("SELECT StageName, SUM(Amount) total, COUNT(Id), MAX(Amount) FROM Opportunity GROUP BY StageName")
+    result = shared_sf.query(
+        "SELECT StageName, SUM(Amount) total, COUNT(Id), MAX(Amount) FROM Opportunity GROUP BY StageName"
+    )
     expected: dict[str, list] = defaultdict(lambda: [0.0, 0, None])
     for row in opportunities:
         bucket = expected[row["stage"]]
@@ -51,7 +53,9 @@ def test_aggregate_without_group_by_is_one_row(shared_sf, opportunities):
 
 
 def test_empty_aggregate_still_returns_a_row(shared_sf):
-    [row] = shared_sf.query("SELECT SUM(Amount) total, COUNT(Id) n FROM Opportunity WHERE Name = 'no such deal'")["records"]
+    [row] = shared_sf.query("SELECT SUM(Amount) total, COUNT(Id) n FROM Opportunity WHERE Name = 'no such deal'")[
+        "records"
+    ]
     assert row["total"] is None and row["n"] == 0
 
 
@@ -81,18 +85,24 @@ def test_day_only_groups_datetimes(shared_sf, shared_sandbox):
     assert len(records) == 3
     for record in records:
         date.fromisoformat(record["day"])
-    unaliased = shared_sf.query("SELECT DAY_ONLY(CreatedDate), COUNT(Id) n FROM Case GROUP BY DAY_ONLY(CreatedDate)")["records"]
+    unaliased = shared_sf.query("SELECT DAY_ONLY(CreatedDate), COUNT(Id) n FROM Case GROUP BY DAY_ONLY(CreatedDate)")[
+        "records"
+    ]
     assert all(set(r) == {"attributes", "expr0", "n"} for r in unaliased)  # the date function is expr0
     assert sum(r["n"] for r in unaliased) == shared_sandbox.org.count("Case")
 
 
 def test_count_only_returns_total_size_and_no_records(shared_sf, shared_sandbox):
     result = shared_sf.query("SELECT COUNT() FROM Lead WHERE IsConverted = true")
-    expected = shared_sandbox.org.run_sql('SELECT COUNT(*) FROM "Lead" WHERE "IsConverted" = 1 AND "IsDeleted" = 0')[0][0]
+    expected = shared_sandbox.org.run_sql('SELECT COUNT(*) FROM "Lead" WHERE "IsConverted" = 1 AND "IsDeleted" = 0')[0][
+        0
+    ]
     assert result == {"totalSize": expected, "done": True, "records": []}
 
 
 def test_group_by_relationship_field(shared_sf, shared_sandbox):
-    records = shared_sf.query("SELECT Account.Industry, COUNT(Id) FROM Opportunity GROUP BY Account.Industry")["records"]
+    records = shared_sf.query("SELECT Account.Industry, COUNT(Id) FROM Opportunity GROUP BY Account.Industry")[
+        "records"
+    ]
     assert all(set(r) == {"attributes", "Industry", "expr0"} for r in records)
     assert sum(r["expr0"] for r in records) == shared_sandbox.org.count("Opportunity")

@@ -76,7 +76,10 @@ def test_generated_deletes_are_in_the_log(make_sandbox):
     sandbox.org.advance(timedelta(minutes=2))  # past the replication lag
     sf = client(sandbox, sandbox.app.issue_tokens()["access_token"])
     deleted = sf.Opportunity.deleted(FIXED_NOW - timedelta(days=29), sandbox.org.now)["deletedRecords"]
-    soft = {r["Id"] for r in sf.query_all("SELECT Id FROM Opportunity WHERE IsDeleted = true", include_deleted=True)["records"]}
+    soft = {
+        r["Id"]
+        for r in sf.query_all("SELECT Id FROM Opportunity WHERE IsDeleted = true", include_deleted=True)["records"]
+    }
     assert deleted and {r["id"] for r in deleted} == soft
 
 

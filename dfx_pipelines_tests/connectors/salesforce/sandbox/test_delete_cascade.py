@@ -27,10 +27,10 @@ def account_with(org: SalesforceOrg, *, cases: bool) -> str:
     """A live account with live contacts and opportunities, and with or without live cases."""
     condition = "EXISTS" if cases else "NOT EXISTS"
     rows = org.run_sql(
-        f'SELECT a.Id FROM Account a WHERE a.IsDeleted = 0 '
+        f"SELECT a.Id FROM Account a WHERE a.IsDeleted = 0 "
         f'AND {condition} (SELECT 1 FROM "Case" c WHERE c.AccountId = a.Id AND c.IsDeleted = 0) '
-        'AND EXISTS (SELECT 1 FROM Opportunity o WHERE o.AccountId = a.Id AND o.IsDeleted = 0) '
-        'AND EXISTS (SELECT 1 FROM Contact c WHERE c.AccountId = a.Id AND c.IsDeleted = 0) ORDER BY a.Id LIMIT 1'
+        "AND EXISTS (SELECT 1 FROM Opportunity o WHERE o.AccountId = a.Id AND o.IsDeleted = 0) "
+        "AND EXISTS (SELECT 1 FROM Contact c WHERE c.AccountId = a.Id AND c.IsDeleted = 0) ORDER BY a.Id LIMIT 1"
     )
     assert rows, f"the seeded org has no account {'with' if cases else 'without'} cases"
     return rows[0][0]
@@ -64,10 +64,23 @@ def test_deleting_an_account_through_rest_takes_its_contacts_and_opportunities_t
     account = account_with(org, cases=False)
     contacts = ids(org, "SELECT Id FROM Contact WHERE AccountId = ? AND IsDeleted = 0", account)
     opportunities = ids(org, "SELECT Id FROM Opportunity WHERE AccountId = ? AND IsDeleted = 0", account)
-    history = ids(org, "SELECT Id FROM OpportunityHistory WHERE IsDeleted = 0 AND OpportunityId IN (SELECT Id FROM Opportunity WHERE AccountId = ?)", account)
-    tasks = ids(org, "SELECT Id FROM Task WHERE IsDeleted = 0 AND (WhatId = ? OR WhatId IN (SELECT Id FROM Opportunity WHERE AccountId = ?) "
-                "OR WhoId IN (SELECT Id FROM Contact WHERE AccountId = ?))", account, account, account)
-    earlier = {obj: ids(org, f"SELECT Id FROM {obj} WHERE AccountId = ? AND IsDeleted = 1", account) for obj in ("Opportunity", "Contact")}
+    history = ids(
+        org,
+        "SELECT Id FROM OpportunityHistory WHERE IsDeleted = 0 AND OpportunityId IN (SELECT Id FROM Opportunity WHERE AccountId = ?)",
+        account,
+    )
+    tasks = ids(
+        org,
+        "SELECT Id FROM Task WHERE IsDeleted = 0 AND (WhatId = ? OR WhatId IN (SELECT Id FROM Opportunity WHERE AccountId = ?) "
+        "OR WhoId IN (SELECT Id FROM Contact WHERE AccountId = ?))",
+        account,
+        account,
+        account,
+    )
+    earlier = {
+        obj: ids(org, f"SELECT Id FROM {obj} WHERE AccountId = ? AND IsDeleted = 1", account)
+        for obj in ("Opportunity", "Contact")
+    }
     child = org.create("Account", {"Name": "Subsidiary Ltd", "ParentId": account})
     assert contacts and opportunities and history
 
@@ -77,7 +90,9 @@ def test_deleting_an_account_through_rest_takes_its_contacts_and_opportunities_t
     # query no longer sees them; queryAll does, with IsDeleted = true.
     assert not sf.query(f"SELECT Id FROM Opportunity WHERE AccountId = '{account}'")["records"]
     for obj, live in (("Opportunity", opportunities), ("Contact", contacts)):
-        gone = sf.query_all(f"SELECT Id, IsDeleted FROM {obj} WHERE AccountId = '{account}'", include_deleted=True)["records"]
+        gone = sf.query_all(f"SELECT Id, IsDeleted FROM {obj} WHERE AccountId = '{account}'", include_deleted=True)[
+            "records"
+        ]
         assert all(r["IsDeleted"] for r in gone)
         assert {r["Id"] for r in gone} == live | earlier[obj]  # the ones deleted before are there too
 
@@ -99,7 +114,9 @@ def test_an_account_with_cases_is_not_deleted_and_nothing_changes(sandbox, sf):
     org = sandbox.org
     account = account_with(org, cases=True)
     name = org.get("Account", account)["Name"]
-    numbers = sorted(r[0] for r in org.run_sql('SELECT CaseNumber FROM "Case" WHERE AccountId = ? AND IsDeleted = 0', (account,)))
+    numbers = sorted(
+        r[0] for r in org.run_sql('SELECT CaseNumber FROM "Case" WHERE AccountId = ? AND IsDeleted = 0', (account,))
+    )
     before = org.run_sql('SELECT COUNT(*) FROM "_deleted_log"'), [org.count(obj.name) for obj in STORED_OBJECTS]
 
     with pytest.raises(SalesforceMalformedRequest) as raised:  # what simple-salesforce raises for HTTP 400
@@ -107,12 +124,19 @@ def test_an_account_with_cases_is_not_deleted_and_nothing_changes(sandbox, sf):
 
     assert raised.value.status == 400
     (error,) = raised.value.content
-    assert set(error) == {"errorCode", "message", "fields"} and error["errorCode"] == "DELETE_FAILED" and error["fields"] == []
+    assert (
+        set(error) == {"errorCode", "message", "fields"}
+        and error["errorCode"] == "DELETE_FAILED"
+        and error["fields"] == []
+    )
     assert error["message"].startswith(
         f"Your attempt to delete {name} could not be completed because it is associated with the following cases.: "
     )
     assert error["message"].rsplit(".: ", 1)[1].split(", ") == numbers
-    assert (org.run_sql('SELECT COUNT(*) FROM "_deleted_log"'), [org.count(obj.name) for obj in STORED_OBJECTS]) == before
+    assert (
+        org.run_sql('SELECT COUNT(*) FROM "_deleted_log"'),
+        [org.count(obj.name) for obj in STORED_OBJECTS],
+    ) == before
     assert org.get("Account", account) is not None
     audit = sandbox.app.write_audit[-1]
     assert (audit.method, audit.record_id, audit.outcome, audit.status) == ("DELETE", account, "DELETE_FAILED", 400)
@@ -126,7 +150,9 @@ def test_a_case_reached_through_a_contact_also_blocks_the_account(sandbox, sf):
     number = org.get("Case", case)["CaseNumber"]
     with pytest.raises(SalesforceMalformedRequest) as raised:
         sf.Account.delete(account)
-    assert raised.value.content[0]["errorCode"] == "DELETE_FAILED" and raised.value.content[0]["message"].endswith(f".: {number}")
+    assert raised.value.content[0]["errorCode"] == "DELETE_FAILED" and raised.value.content[0]["message"].endswith(
+        f".: {number}"
+    )
     with pytest.raises(SalesforceMalformedRequest) as raised:
         sf.Contact.delete(contact)
     assert raised.value.content[0]["errorCode"] == "DELETE_FAILED"
@@ -142,7 +168,9 @@ def test_a_lookup_to_a_deleted_record_is_refused(sandbox, sf):
     sf.Account.delete(account)
     with pytest.raises(SalesforceMalformedRequest) as raised:
         sf.Contact.create({"LastName": "Late", "AccountId": account})
-    assert raised.value.content == [{"message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED", "fields": ["AccountId"]}]
+    assert raised.value.content == [
+        {"message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED", "fields": ["AccountId"]}
+    ]
     live = org.random_id("Opportunity", __import__("random").Random(2))
     with pytest.raises(SalesforceMalformedRequest) as raised:
         sf.Opportunity.update(live, {"AccountId": account})
@@ -157,14 +185,19 @@ def test_the_seeded_org_leaves_no_live_record_pointing_at_a_deleted_one(make_san
     org = make_sandbox(opportunities=3000).org
     deleted_opportunities = ids(org, "SELECT Id FROM Opportunity WHERE IsDeleted = 1")
     assert deleted_opportunities  # the seed deletes some, and their history went with them
-    assert not ids(org, "SELECT Id FROM OpportunityHistory WHERE IsDeleted = 0 AND OpportunityId IN (SELECT Id FROM Opportunity WHERE IsDeleted = 1)")
+    assert not ids(
+        org,
+        "SELECT Id FROM OpportunityHistory WHERE IsDeleted = 0 AND OpportunityId IN (SELECT Id FROM Opportunity WHERE IsDeleted = 1)",
+    )
     assert dangling_references(org) == []
     # Every seeded delete, cascaded ones included, is in the delete log exactly once, at or after creation.
     for obj in STORED_OBJECTS:
         soft = ids(org, f'SELECT Id FROM "{obj.name}" WHERE IsDeleted = 1')
         logged = org.run_sql('SELECT id FROM "_deleted_log" WHERE object = ?', (obj.name,))
         assert sorted(row[0] for row in logged) == sorted(soft), obj.name
-    assert not org.run_sql('SELECT 1 FROM "_deleted_log" l JOIN Task t ON t.Id = l.id WHERE l.deleted_date < t.CreatedDate')
+    assert not org.run_sql(
+        'SELECT 1 FROM "_deleted_log" l JOIN Task t ON t.Id = l.id WHERE l.deleted_date < t.CreatedDate'
+    )
 
 
 def test_random_activity_cascades_and_reports_what_it_deleted(make_sandbox):
@@ -184,13 +217,28 @@ def test_random_activity_cascades_and_reports_what_it_deleted(make_sandbox):
     direct = set(summary.deleted.get("Account", []))
     cascaded = set(summary.deleted.get("Opportunity", [])) | set(summary.deleted.get("Contact", []))
     assert direct, "the generator deleted no account: pick another seed"
-    theirs = ids(org, "SELECT Id FROM Opportunity WHERE AccountId IN ({})".format(",".join("?" * len(direct))), *direct) - already
+    theirs = (
+        ids(org, "SELECT Id FROM Opportunity WHERE AccountId IN ({})".format(",".join("?" * len(direct))), *direct)
+        - already
+    )
     assert theirs and theirs <= cascaded
-    for obj in ("Account", "Contact", "Opportunity", "Case", "Task", "Event", "Lead", "OpportunityHistory", "CampaignMember"):
+    for obj in (
+        "Account",
+        "Contact",
+        "Opportunity",
+        "Case",
+        "Task",
+        "Event",
+        "Lead",
+        "OpportunityHistory",
+        "CampaignMember",
+    ):
         assert deleted_endpoint(sf, obj, start) == set(summary.deleted.get(obj, [])), obj
         if obj in MUTABLE_OBJECTS:  # (history rows are written by opportunity updates, not by the summary)
             changed = set(summary.created.get(obj, [])) | set(summary.updated.get(obj, []))
-            assert set(getattr(sf, obj).updated(start, org.now)["ids"]) == changed - set(summary.deleted.get(obj, [])), obj
+            assert set(getattr(sf, obj).updated(start, org.now)["ids"]) == changed - set(
+                summary.deleted.get(obj, [])
+            ), obj
     assert dangling_references(org) == []
 
 
@@ -200,5 +248,9 @@ def test_describe_says_which_children_cascade_and_which_restrict(sf):
     assert relationships[("Opportunity", "AccountId")]["cascadeDelete"] is True
     assert relationships[("Case", "AccountId")]["restrictedDelete"] is True
     assert relationships[("Case", "AccountId")]["cascadeDelete"] is False
-    assert relationships[("Account", "ParentId")]["cascadeDelete"] is relationships[("Account", "ParentId")]["restrictedDelete"] is False
+    assert (
+        relationships[("Account", "ParentId")]["cascadeDelete"]
+        is relationships[("Account", "ParentId")]["restrictedDelete"]
+        is False
+    )
     assert OBJECTS["Case"].field("AccountId").on_delete == RESTRICT

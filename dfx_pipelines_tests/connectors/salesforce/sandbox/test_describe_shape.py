@@ -34,7 +34,13 @@ FIELD = {
     "searchPrefilterable": "boolean", "soapType": "string", "sortable": "?boolean", "type": "string", "unique": "boolean",
     "updateable": "boolean", "writeRequiresMasterRead": "?boolean",
 }  # fmt: skip
-PICKLIST_ENTRY = {"active": "boolean", "defaultValue": "boolean", "label": "?string", "validFor": "?string", "value": "string"}
+PICKLIST_ENTRY = {
+    "active": "boolean",
+    "defaultValue": "boolean",
+    "label": "?string",
+    "validFor": "?string",
+    "value": "string",
+}
 CHILD_RELATIONSHIP = {
     "cascadeDelete": "boolean", "childSObject": "string", "deprecatedAndHidden": "boolean", "field": "string",
     "junctionIdListNames": "?list", "junctionReferenceTo": "?list", "relationshipName": "?string",
@@ -105,14 +111,21 @@ def test_the_documented_field_shape_has_the_key_a_client_crashed_on():
 
 def test_every_describe_has_every_documented_key_with_its_type(shared_sf):
     describe_global = shared_sf.describe()
-    assert type_errors(describe_global, {"encoding": "?string", "maxBatchSize": "number", "sobjects": "list"}, "describeGlobal") == []
+    assert (
+        type_errors(
+            describe_global, {"encoding": "?string", "maxBatchSize": "number", "sobjects": "list"}, "describeGlobal"
+        )
+        == []
+    )
     errors: list[str] = []
     for entry in describe_global["sobjects"]:
         errors += type_errors(entry, rest_shape(GLOBAL_SOBJECT, REST_GLOBAL_ADDS), f"sobjects[{entry['name']}]")
         describe = getattr(shared_sf, entry["name"]).describe()
         errors += type_errors(describe, rest_shape(SOBJECT, REST_SOBJECT_ADDS), entry["name"])
         for relationship in describe["childRelationships"]:
-            errors += type_errors(relationship, CHILD_RELATIONSHIP, f"{entry['name']}.childRelationships[{relationship['childSObject']}]")
+            errors += type_errors(
+                relationship, CHILD_RELATIONSHIP, f"{entry['name']}.childRelationships[{relationship['childSObject']}]"
+            )
         for field in describe["fields"]:
             where = f"{entry['name']}.{field['name']}"
             errors += type_errors(field, rest_shape(FIELD), where)

@@ -35,8 +35,19 @@ def test_case_safe_id_checksum():
 
 
 def test_ids_carry_their_object_key_prefix(shared_sandbox):
-    prefixes = {"Opportunity": "006", "Account": "001", "Contact": "003", "Lead": "00Q", "Task": "00T", "Event": "00U",
-                "Case": "500", "Campaign": "701", "CampaignMember": "00v", "User": "005", "Deal_Review__c": "a05"}
+    prefixes = {
+        "Opportunity": "006",
+        "Account": "001",
+        "Contact": "003",
+        "Lead": "00Q",
+        "Task": "00T",
+        "Event": "00U",
+        "Case": "500",
+        "Campaign": "701",
+        "CampaignMember": "00v",
+        "User": "005",
+        "Deal_Review__c": "a05",
+    }
     for obj, prefix in prefixes.items():
         ids = [row[0] for row in shared_sandbox.org.run_sql(f'SELECT "Id" FROM "{obj}" LIMIT 50')]
         assert ids and all(len(i) == 18 and i.startswith(prefix) and to_18(i[:15]) == i for i in ids), obj
@@ -85,9 +96,20 @@ def test_converted_leads_point_at_real_records(shared_sandbox):
 
 def test_cases_milestones_and_campaign_members_are_consistent(shared_sandbox):
     org = shared_sandbox.org
-    assert org.run_sql('SELECT COUNT(*) FROM "Case" WHERE ("Status" = \'Closed\') != "IsClosed" OR ("ClosedDate" IS NULL) = "IsClosed"')[0][0] == 0
-    assert org.run_sql('SELECT COUNT(*) FROM "CaseMilestone" WHERE ("CompletionDate" IS NOT NULL) != "IsCompleted"')[0][0] == 0
-    assert org.run_sql('SELECT COUNT(*) FROM "CampaignMember" WHERE ("Status" = \'Responded\') != "HasResponded"')[0][0] == 0
+    assert (
+        org.run_sql(
+            'SELECT COUNT(*) FROM "Case" WHERE ("Status" = \'Closed\') != "IsClosed" OR ("ClosedDate" IS NULL) = "IsClosed"'
+        )[0][0]
+        == 0
+    )
+    assert (
+        org.run_sql('SELECT COUNT(*) FROM "CaseMilestone" WHERE ("CompletionDate" IS NOT NULL) != "IsCompleted"')[0][0]
+        == 0
+    )
+    assert (
+        org.run_sql('SELECT COUNT(*) FROM "CampaignMember" WHERE ("Status" = \'Responded\') != "HasResponded"')[0][0]
+        == 0
+    )
     assert org.run_sql('SELECT COUNT(DISTINCT "IsViolated") FROM "CaseMilestone"')[0][0] == 2
 
 

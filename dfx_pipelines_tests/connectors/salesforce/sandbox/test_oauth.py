@@ -24,7 +24,12 @@ def _authorize(sandbox, verifier: str, state: str = "st-1", **options):
 
 
 def _exchange(sandbox, code: str, verifier: str | None, redirect_uri: str = DEFAULT_REDIRECT_URI):
-    form = {"grant_type": "authorization_code", "code": code, "client_id": "dfx-sandbox-client", "redirect_uri": redirect_uri}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": "dfx-sandbox-client",
+        "redirect_uri": redirect_uri,
+    }
     if verifier is not None:
         form["code_verifier"] = verifier
     return sandbox.session().post(f"{sandbox.url}/services/oauth2/token", data=form)
@@ -37,7 +42,16 @@ def test_pkce_flow_issues_tokens_that_work_with_simple_salesforce(sandbox):
     response = _exchange(sandbox, redirect["code"], verifier)
     assert response.status_code == 200
     tokens = response.json()
-    assert set(tokens) == {"access_token", "refresh_token", "instance_url", "id", "issued_at", "signature", "scope", "token_type"}
+    assert set(tokens) == {
+        "access_token",
+        "refresh_token",
+        "instance_url",
+        "id",
+        "issued_at",
+        "signature",
+        "scope",
+        "token_type",
+    }
     assert tokens["token_type"] == "Bearer"
     assert tokens["instance_url"] == sandbox.url
     assert tokens["scope"] == "api refresh_token cdp_query_api"
@@ -99,7 +113,9 @@ def test_authorize_requires_s256_challenge(sandbox, method):
 
 
 def test_unknown_client_is_an_error_page_not_a_redirect(sandbox):
-    url = sandbox.authorize_url(state="st", code_challenge=pkce_challenge("v" * 43)).replace("dfx-sandbox-client", "other")
+    url = sandbox.authorize_url(state="st", code_challenge=pkce_challenge("v" * 43)).replace(
+        "dfx-sandbox-client", "other"
+    )
     response = sandbox.session().get(url, allow_redirects=False)
     assert response.status_code == 400 and "Location" not in response.headers
 
@@ -108,7 +124,11 @@ def test_refresh_returns_new_access_token_without_refresh_token(sandbox):
     tokens = sandbox.login()
     response = sandbox.session().post(
         f"{sandbox.url}/services/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": "dfx-sandbox-client"},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": "dfx-sandbox-client",
+        },
     )
     assert response.status_code == 200
     refreshed = response.json()
@@ -127,7 +147,11 @@ def test_revoking_refresh_token_revokes_its_access_tokens(sandbox):
     assert raised.value.content[0]["errorCode"] == "INVALID_SESSION_ID"
     refresh = sandbox.session().post(
         f"{sandbox.url}/services/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": "dfx-sandbox-client"},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": "dfx-sandbox-client",
+        },
     )
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
 

@@ -43,7 +43,10 @@ def test_records_have_salesforce_shapes_and_nested_relationships(shared_sf):
         "FROM Opportunity WHERE CampaignId = null LIMIT 5"
     )
     record = result["records"][0]
-    assert record["attributes"] == {"type": "Opportunity", "url": f"/services/data/v59.0/sobjects/Opportunity/{record['Id']}"}
+    assert record["attributes"] == {
+        "type": "Opportunity",
+        "url": f"/services/data/v59.0/sobjects/Opportunity/{record['Id']}",
+    }
     assert len(record["Id"]) == 18 and record["Id"].startswith("006")
     assert record["Campaign"] is None
     assert record["Account"]["attributes"]["type"] == "Account"
@@ -54,13 +57,17 @@ def test_records_have_salesforce_shapes_and_nested_relationships(shared_sf):
 
 
 def test_relationship_values_match_the_store(shared_sandbox, shared_sf):
-    record = shared_sf.query("SELECT Id, AccountId, Account.Name FROM Opportunity WHERE AccountId != null LIMIT 1")["records"][0]
+    record = shared_sf.query("SELECT Id, AccountId, Account.Name FROM Opportunity WHERE AccountId != null LIMIT 1")[
+        "records"
+    ][0]
     name = shared_sandbox.org.run_sql('SELECT "Name" FROM "Account" WHERE "Id" = ?', (record["AccountId"],))[0][0]
     assert record["Account"]["Name"] == name
 
 
 def test_custom_relationship_and_fields(shared_sf):
-    record = shared_sf.query("SELECT Name, Opportunity__r.Name, Opportunity__r.Region__c, Score__c FROM Deal_Review__c LIMIT 1")["records"][0]
+    record = shared_sf.query(
+        "SELECT Name, Opportunity__r.Name, Opportunity__r.Region__c, Score__c FROM Deal_Review__c LIMIT 1"
+    )["records"][0]
     assert record["Opportunity__r"]["Region__c"] in {"AMER", "EMEA", "APAC", "LATAM"}
     assert isinstance(record["Score__c"], float)
 
@@ -69,6 +76,7 @@ def test_where_operators_match_python(shared_sandbox, shared_sf):
     rows = shared_sandbox.org.run_sql(
         'SELECT "Id", "StageName", "Amount", "LeadSource", "Name" FROM "Opportunity" WHERE "IsDeleted" = 0'
     )
+
     def count(soql: str) -> int:
         return shared_sf.query(soql.replace("SELECT Id", "SELECT COUNT()"))["totalSize"]
 
@@ -78,10 +86,12 @@ def test_where_operators_match_python(shared_sandbox, shared_sf):
     # SOQL's != and NOT IN keep nulls, unlike SQL.
     assert count("SELECT Id FROM Opportunity WHERE LeadSource NOT IN ('Web')") == sum(r[3] != "Web" for r in rows)
     assert count("SELECT Id FROM Opportunity WHERE Amount != 100") == sum(r[2] != 100 for r in rows)
-    assert count("SELECT Id FROM Opportunity WHERE (Amount > 50000 OR Amount = null) AND NOT StageName = 'Prospecting'") == sum(
-        (r[2] is None or r[2] > 50000) and r[1] != "Prospecting" for r in rows
+    assert count(
+        "SELECT Id FROM Opportunity WHERE (Amount > 50000 OR Amount = null) AND NOT StageName = 'Prospecting'"
+    ) == sum((r[2] is None or r[2] > 50000) and r[1] != "Prospecting" for r in rows)
+    assert count("SELECT Id FROM Opportunity WHERE Name LIKE '%renewal'") == sum(
+        r[4].lower().endswith("renewal") for r in rows
     )
-    assert count("SELECT Id FROM Opportunity WHERE Name LIKE '%renewal'") == sum(r[4].lower().endswith("renewal") for r in rows)
     assert count("SELECT Id FROM Opportunity WHERE stagename = 'closed won'") == sum(r[1] == "Closed Won" for r in rows)
 
 
@@ -90,11 +100,15 @@ def test_escaped_strings_via_format_soql(make_sandbox):
     from .conftest import client
 
     sf = client(sandbox, sandbox.app.issue_tokens()["access_token"])
-    tricky = "O'Brien \\ 50% \"quoted\"\nline"
+    tricky = 'O\'Brien \\ 50% "quoted"\nline'
     sandbox.org.create("Account", {"Name": tricky})
     assert sf.query(format_soql("SELECT Id FROM Account WHERE Name = {}", tricky))["totalSize"] == 1
-    assert sf.query(format_soql("SELECT Id FROM Account WHERE Name LIKE '{:like}%'", "O'Brien \\ 50%"))["totalSize"] == 1
-    assert sf.query(format_soql("SELECT Id FROM Account WHERE Name LIKE '{:like}%'", "O'Brien \\ 5_%"))["totalSize"] == 0
+    assert (
+        sf.query(format_soql("SELECT Id FROM Account WHERE Name LIKE '{:like}%'", "O'Brien \\ 50%"))["totalSize"] == 1
+    )
+    assert (
+        sf.query(format_soql("SELECT Id FROM Account WHERE Name LIKE '{:like}%'", "O'Brien \\ 5_%"))["totalSize"] == 0
+    )
 
 
 def test_date_literals_against_fixed_now(shared_sandbox, shared_sf):
@@ -143,7 +157,9 @@ def test_query_excludes_and_query_all_includes_deleted_rows(make_sandbox):
 
 
 def test_order_by_with_nulls_and_offset(shared_sandbox, shared_sf):
-    records = shared_sf.query("SELECT Id, Amount FROM Opportunity ORDER BY Amount DESC NULLS LAST, Id LIMIT 10 OFFSET 5")["records"]
+    records = shared_sf.query(
+        "SELECT Id, Amount FROM Opportunity ORDER BY Amount DESC NULLS LAST, Id LIMIT 10 OFFSET 5"
+    )["records"]
     amounts = [r["Amount"] for r in records]
     expected = shared_sandbox.org.run_sql(
         'SELECT "Amount" FROM "Opportunity" WHERE "IsDeleted" = 0 ORDER BY "Amount" DESC NULLS LAST, "Id" LIMIT 10 OFFSET 5'
@@ -161,7 +177,11 @@ def test_order_by_with_nulls_and_offset(shared_sandbox, shared_sf):
         ("SELECT Id FROM Foo", "INVALID_TYPE", "sObject type 'Foo' is not supported"),
         ("SELECT Id FROM Opportunity WHERE Amount = '5'", "INVALID_FIELD", "must be of type double"),
         ("SELECT Id FROM Opportunity WHERE CreatedDate > 2024-01-01", "INVALID_FIELD", "must be of type dateTime"),
-        ("SELECT Id FROM Opportunity WHERE Amount > 1 AND Amount < 5 OR IsWon = true", "MALFORMED_QUERY", "unexpected token"),
+        (
+            "SELECT Id FROM Opportunity WHERE Amount > 1 AND Amount < 5 OR IsWon = true",
+            "MALFORMED_QUERY",
+            "unexpected token",
+        ),
         ("SELECT Id, (SELECT Id FROM OpportunityLineItems) FROM Opportunity", "MALFORMED_QUERY", "sub-queries"),
         ("SELECT Foo__r.Name FROM Opportunity", "INVALID_FIELD", "Didn't understand relationship 'Foo__r'"),
         ("SELECT SUM(Name) FROM Opportunity", "INVALID_FIELD", "does not support aggregate operator SUM"),
@@ -201,4 +221,9 @@ def test_unsupported_api_version_is_not_found(shared_sandbox, shared_sf):
     with pytest.raises(SalesforceResourceNotFound) as raised:
         old.query("SELECT Id FROM Account LIMIT 1")
     assert raised.value.content[0]["errorCode"] == "NOT_FOUND"
-    assert client(shared_sandbox, shared_sf.session_id, version="62.0").query("SELECT Id FROM Account LIMIT 1")["totalSize"] == 1
+    assert (
+        client(shared_sandbox, shared_sf.session_id, version="62.0").query("SELECT Id FROM Account LIMIT 1")[
+            "totalSize"
+        ]
+        == 1
+    )

@@ -35,15 +35,18 @@ def test_values_are_parameters_not_sql(shared_sandbox):
     assert hostile in result.plan.params
 
 
-@pytest.mark.parametrize("soql", [
-    'SELECT Id FROM Account WHERE Name = "double"',
-    "SELECT Id FROM Account; DROP TABLE Account",
-    'SELECT "Id" FROM Account',
-    "SELECT Id FROM Account WHERE Name IN (SELECT Name FROM Contact)",
-    "SELECT Id FROM Account LIMIT",
-    "SELECT FROM Account",
-    "",
-])
+@pytest.mark.parametrize(
+    "soql",
+    [
+        'SELECT Id FROM Account WHERE Name = "double"',
+        "SELECT Id FROM Account; DROP TABLE Account",
+        'SELECT "Id" FROM Account',
+        "SELECT Id FROM Account WHERE Name IN (SELECT Name FROM Contact)",
+        "SELECT Id FROM Account LIMIT",
+        "SELECT FROM Account",
+        "",
+    ],
+)
 def test_garbage_is_malformed_not_a_crash(shared_sandbox, soql):
     with pytest.raises(SalesforceApiError) as raised:
         execute(shared_sandbox.org, soql)
@@ -52,5 +55,7 @@ def test_garbage_is_malformed_not_a_crash(shared_sandbox, soql):
 
 
 def test_case_insensitive_names_answer_canonical_spelling(shared_sandbox):
-    [record] = execute(shared_sandbox.org, "select id, account.name from opportunity where accountid != null limit 1").all_records()
+    [record] = execute(
+        shared_sandbox.org, "select id, account.name from opportunity where accountid != null limit 1"
+    ).all_records()
     assert set(record) == {"attributes", "Id", "Account"} and "Name" in record["Account"]

@@ -10,7 +10,9 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceMalformedReq
 
 
 def _some_open_opportunity(sf) -> dict:
-    return sf.query("SELECT Id, LastModifiedDate, StageName FROM Opportunity WHERE IsClosed = false LIMIT 1")["records"][0]
+    return sf.query("SELECT Id, LastModifiedDate, StageName FROM Opportunity WHERE IsClosed = false LIMIT 1")[
+        "records"
+    ][0]
 
 
 def test_patch_updateable_field(sandbox, sf):
@@ -22,7 +24,11 @@ def test_patch_updateable_field(sandbox, sf):
     assert after["LastModifiedDate"] > record["LastModifiedDate"]
     [audit] = sandbox.app.write_audit
     assert (audit.object, audit.record_id, audit.fields, audit.outcome, audit.status) == (
-        "Opportunity", record["Id"], {"Forecast_Score__c": 77.5}, "updated", 204,
+        "Opportunity",
+        record["Id"],
+        {"Forecast_Score__c": 77.5},
+        "updated",
+        204,
     )
 
 
@@ -53,15 +59,24 @@ def test_if_unmodified_since(sandbox, sf):
     assert raised.value.status == 412
     assert sandbox.app.write_audit[-1].status == 412
     fresh = email.utils.format_datetime(org.now, usegmt=True)
-    assert sf.Opportunity.update(record["Id"], {"Forecast_Score__c": 2.0}, headers={"If-Unmodified-Since": fresh}) == 204
+    assert (
+        sf.Opportunity.update(record["Id"], {"Forecast_Score__c": 2.0}, headers={"If-Unmodified-Since": fresh}) == 204
+    )
 
 
 def test_stage_change_keeps_derived_fields_consistent(sandbox, sf):
     record = _some_open_opportunity(sf)
     sf.Opportunity.update(record["Id"], {"StageName": "Closed Won"})
     after = sf.Opportunity.get(record["Id"])
-    assert (after["IsClosed"], after["IsWon"], after["Probability"], after["ForecastCategoryName"]) == (True, True, 100.0, "Closed")
-    history = sf.query(f"SELECT StageName FROM OpportunityHistory WHERE OpportunityId = '{record['Id']}' ORDER BY CreatedDate DESC, Id DESC LIMIT 1")
+    assert (after["IsClosed"], after["IsWon"], after["Probability"], after["ForecastCategoryName"]) == (
+        True,
+        True,
+        100.0,
+        "Closed",
+    )
+    history = sf.query(
+        f"SELECT StageName FROM OpportunityHistory WHERE OpportunityId = '{record['Id']}' ORDER BY CreatedDate DESC, Id DESC LIMIT 1"
+    )
     assert history["records"][0]["StageName"] == "Closed Won"
 
 
