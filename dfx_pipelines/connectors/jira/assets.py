@@ -12,6 +12,7 @@ from dfx_pipelines.connectors.jira.compute import METRICS, JiraMetric
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
+from dfx_pipelines.platform.freshness import METRIC_FRESHNESS
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
 from dfx_pipelines.platform.partitions import (
@@ -108,13 +109,15 @@ def materialize_metric(
     jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
     for index, partition in enumerate(partitions):
         rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
-        written += services.metric_store.write(
+        stored = services.metric_store.write(
             connection, metric.name, partition.key, rows, usage if index == 0 else shared
         ).rows_written
-        # Each partition's materialization shows its own rows; what was read is shown where the store
-        # counts it (the first partition of a range), the others name that partition.
+        written += stored
+        # Each partition's materialization shows its own rows (the count the store now holds for it);
+        # what was read is shown where the store counts it (the first partition of a range), the others
+        # name that partition.
         own: dict = {
-            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "dagster/row_count": dg.MetadataValue.int(stored),
             "result": dg.MetadataValue.md(markdown_table(rows)),
         }
         if index == 0:
@@ -153,6 +156,7 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         "explicit fields only, never descriptions, comments or attachments.",
         tags={"dfx/api": KIND},
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
+        freshness_policy=METRIC_FRESHNESS,
     )
     def _metric_asset(
         context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource

@@ -7,7 +7,7 @@ the same transaction, which change-data capture reads to find the day a record l
 """
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -24,6 +24,7 @@ from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, Sales
 from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
+from dfx_pipelines.platform.freshness import METRIC_FRESHNESS
 from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
 from dfx_pipelines.platform.partitions import (
     CONNECTOR_EXECUTOR,
@@ -38,6 +39,7 @@ KIND = "salesforce"
 GROUP = "salesforce"
 SNAPSHOT_PARTITIONS = connection_partitions(KIND)
 DAILY_PARTITIONS = connection_daily_partitions(KIND)
+SELECTION_CHECK = "fields_selected"  # the warning check of a metric the connection's selection cannot feed
 
 
 def asset_key(metric: SalesMetric | str) -> dg.AssetKey:
@@ -102,10 +104,35 @@ def _record_buckets(
     return record_buckets(client.stream(query.soql), metric.period_fields, min(days), max(days))
 
 
+def selection_check(
+    metric: SalesMetric, connection: Connection, partitions: list, missing: list[str], reason: str = ""
+) -> dg.AssetCheckResult:
+    """The metric's fields-selected check: passes when the selection holds every field the metric needs;
+    otherwise a warning naming the missing fields (the metric was not computed for these partitions)."""
+    metadata: dict[str, Any] = {
+        "connection": connection.id,
+        "object": metric.object_name,
+        "missing_fields": dg.MetadataValue.json(missing),
+    }
+    if missing:
+        first, last = partitions[0].key, partitions[-1].key
+        metadata["partitions_not_computed"] = first if first == last else f"{first}..{last}"
+        metadata["reason"] = reason
+    return dg.AssetCheckResult(
+        check_name=SELECTION_CHECK,
+        asset_key=asset_key(metric),
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
+
+
 def materialize_metric(
     metric: SalesMetric, context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource
-) -> dg.MaterializeResult:
-    """One metric for the run's partitions (the body of every metric asset of this connector)."""
+) -> dg.MaterializeResult | dg.AssetCheckResult:
+    """One metric for the run's partitions (the body of every metric asset of this connector): its
+    materialization with the fields-selected check passed, or only that check failed (a warning) when
+    the connection does not select the fields the metric needs."""
     services = platform.get()
     partitions = run_partitions(context)
     connection_ids = {partition.connection_id for partition in partitions}
@@ -113,11 +140,14 @@ def materialize_metric(
         raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
     # Refuses a revoked or removed connection here, before any token is read or request sent.
     connection = platform.active_connection(connection_ids.pop(), KIND)
+    selection = Selection(connection.selection.objects)
     try:
-        metric.fields.check(Selection(connection.selection.objects))
+        metric.fields.check(selection)
     except SelectionError as exc:
+        # Not computed, so not materialized (no partition looks computed, no row count is claimed): the
+        # warning check says why, naming the fields the customer would have to select.
         context.log.warning(f"{metric.name} not computed for {connection.id}: {exc}")
-        return dg.MaterializeResult(metadata={"status": "not selected", "reason": str(exc)})
+        return selection_check(metric, connection, partitions, metric.fields.missing(selection), str(exc))
     client = salesforce.client(services, connection)
     written = 0
     for chunk in _chunks(partitions, BUCKET_CHUNK_DAYS if metric.cadence is Cadence.DAILY else 1):
@@ -161,7 +191,9 @@ def materialize_metric(
             written += summary.rows_written
             # In a range run Dagster records one materialization per partition; this metadata is that
             # partition's own (its rows, reads and query), so per-partition plots and pages are true.
-            context.add_asset_metadata(partition_metadata(query, rows, provenance), partition_key=partition.key)
+            context.add_asset_metadata(
+                partition_metadata(query, summary.rows_written, rows, provenance), partition_key=partition.key
+            )
     context.log.info(
         f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls"
     )
@@ -170,17 +202,19 @@ def materialize_metric(
             "connection": connection.id,
             "token_refreshes": client.stats.refreshes,
             **org_usage_metadata(client.api_usage()),
-        }
+        },
+        check_results=[selection_check(metric, connection, partitions, [])],
     )
 
 
-def partition_metadata(query: Any, rows: list, provenance: Provenance) -> dict[str, Any]:
+def partition_metadata(query: Any, rows_written: int, rows: list, provenance: Provenance) -> dict[str, Any]:
     """What one partition's materialization shows: numbers a person plots, then the query and result.
 
+    `dagster/row_count` is the metric rows the store holds for the partition after this write.
     `rows_returned` counts the rows the API returned: aggregate groups for a pushed-down query, source
     records only when records were streamed (then also reported as `source_records`)."""
     metadata: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(len(rows)),
+        "dagster/row_count": dg.MetadataValue.int(rows_written),
         "rows_returned": dg.MetadataValue.int(provenance.records_read or 0),
         "api_calls": dg.MetadataValue.int(provenance.api_calls or 0),
         "bytes_read": dg.MetadataValue.int(provenance.bytes_read or 0),
@@ -217,13 +251,23 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         description=f"{metric.description}\n\nReads {metric.object_name} fields {', '.join(sorted(metric.required_fields))}; {metric.strategy.value}.",
         tags={"dfx/api": KIND},
         metadata={"family": metric.family, "cadence": metric.cadence.value, "strategy": metric.strategy.value},
+        freshness_policy=METRIC_FRESHNESS,
+        output_required=False,  # a metric whose fields are not selected is not computed: only its check reports
+        check_specs=[
+            dg.AssetCheckSpec(
+                SELECTION_CHECK,
+                asset=asset_key(metric),
+                description=f"Warns when the connection's selection lacks the {metric.object_name} fields "
+                f"{metric.name} needs, so it was not computed (the missing fields are in the metadata).",
+            )
+        ],
     )
     def _metric_asset(
         context: dg.AssetExecutionContext, platform: PlatformResource, salesforce: SalesforceResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         # Whatever escapes is stored without secret text; a permanent error is not retried as a new run.
         with step_errors(context):
-            return materialize_metric(metric, context, platform, salesforce)
+            yield materialize_metric(metric, context, platform, salesforce)
 
     return _metric_asset
 
