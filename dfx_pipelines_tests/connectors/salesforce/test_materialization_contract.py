@@ -4,7 +4,7 @@ that reports a metric stale after 36 hours, and a metric whose fields the connec
 not materialized but reported by a warning check naming the missing fields."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
@@ -28,7 +28,7 @@ SNAPSHOT = [m.name for m in SALES_METRICS.values() if m.cadence is Cadence.SNAPS
 
 def test_every_materialization_carries_the_row_count_the_store_holds(
     platform, sf_connection, materialize, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     # One day on its own, then a three-day range as one run (per-partition metadata), then the snapshots.
     assert materialize(DAILY, partition_key=f"sf-acme|{DAY}").success
     assert materialize(DAILY, tags=range_tags("sf-acme", DAY - timedelta(days=3), DAY - timedelta(days=1))).success
@@ -48,33 +48,33 @@ def _freshness(instance: dg.DagsterInstance, key: dg.AssetKey, at: datetime) -> 
 
     node = defs.resolve_asset_graph().get(key)
     with freeze_time(at):
-        asyncio.run(FreshnessDaemon()._evaluate_asset(LoadingContextForTest(instance), node))  # noqa: SLF001
+        asyncio.run(FreshnessDaemon()._evaluate_asset(LoadingContextForTest(instance), node))
     return instance.get_freshness_state_records([key])[key].freshness_state
 
 
 def test_a_metric_older_than_36_hours_is_stale_and_a_newer_one_is_not(
     sf_connection, materialize, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     key = asset_key("open_pipeline_by_stage")
     never = asset_key("campaign_sourced_pipeline")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert _freshness(dagster_instance, key, now) is FreshnessState.UNKNOWN  # never computed: no verdict
 
     assert materialize(["open_pipeline_by_stage"], partition_key="sf-acme").success
     computed = dagster_instance.get_latest_materialization_event(key).timestamp
-    at = datetime.fromtimestamp(computed, timezone.utc)
+    at = datetime.fromtimestamp(computed, UTC)
     assert _freshness(dagster_instance, key, at + timedelta(hours=1)) is FreshnessState.PASS
     assert _freshness(dagster_instance, key, at + timedelta(hours=35)) is FreshnessState.PASS
     assert _freshness(dagster_instance, key, at + METRIC_STALE_AFTER + timedelta(minutes=1)) is FreshnessState.FAIL
     # A new nightly run makes it fresh again; a metric never computed stays without a verdict.
     assert materialize(["open_pipeline_by_stage"], partition_key="sf-acme").success
-    assert _freshness(dagster_instance, key, datetime.now(timezone.utc)) is FreshnessState.PASS
+    assert _freshness(dagster_instance, key, datetime.now(UTC)) is FreshnessState.PASS
     assert _freshness(dagster_instance, never, now + timedelta(days=3)) is FreshnessState.UNKNOWN
 
 
 def test_a_metric_whose_fields_are_not_selected_warns_naming_them_and_is_not_materialized(
     platform, workspace, sf_sandbox, sf_resource, materialize, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     # Opportunity without Amount (win_rate needs it) and no Lead at all (lead_conversion reads Lead).
     narrow = {"Opportunity": ["StageName", "IsClosed", "IsWon", "CloseDate", "CreatedDate"]}
     connect(platform, sf_sandbox, sf_resource, config={"selection": {"objects": narrow}, "write_back": []})
