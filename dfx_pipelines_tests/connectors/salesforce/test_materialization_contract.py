@@ -79,8 +79,13 @@ def test_a_metric_whose_fields_are_not_selected_warns_naming_them_and_is_not_mat
     narrow = {"Opportunity": ["StageName", "IsClosed", "IsWon", "CloseDate", "CreatedDate"]}
     connect(platform, sf_sandbox, sf_resource, config={"selection": {"objects": narrow}, "write_back": []})
 
+    mark = len(sf_sandbox.server.requests)
     result = materialize(["win_rate", "lead_conversion", "sales_cycle_length"], partition_key=f"sf-acme|{DAY}")
     assert result.success  # a warning, not a failed run
+    # Only sales_cycle_length queried, and nothing unselected was asked for.
+    soql = [r.arg("q") for r in sf_sandbox.server.requests[mark:] if r.arg("q")]
+    assert soql and all("FROM Opportunity" in q for q in soql), soql
+    assert not any("Amount" in q or "Lead" in q for q in soql), soql
 
     evaluations = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     assert {e.check_name for e in evaluations.values()} == {SELECTION_CHECK}
