@@ -144,3 +144,36 @@ def test_each_filter_names_the_connection_exactly(tmp_path) -> None:  # noqa: AN
             ("dagster/asset_partition_range_end", f"{GONE}|{DAY}"),
             ("dagster/partition", f"{GONE}|{DAY}"),
         }
+
+
+def test_only_the_adapter_reaches_into_private_dagster_modules() -> None:
+    """Deletion, tick history and compaction use Dagster's private modules only through
+    `lifecycle/dagster_private.py`, whose every function names the public API it stands in for."""
+    import ast
+    from pathlib import Path
+
+    import dfx_pipelines.lifecycle as lifecycle
+
+    folder = Path(lifecycle.__file__).parent
+    private = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = [
+            name
+            for node in ast.walk(tree)
+            for name in (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+        ]
+        private[path.name] = sorted(n for n in names if n.startswith("dagster._"))
+    assert private["dagster_private.py"]  # the check sees the imports it looks for
+    assert {name for name, found in private.items() if found} - {"notifications.py"} == {"dagster_private.py"}
+    adapter = ast.parse((folder / "dagster_private.py").read_text())
+    for function in (node for node in adapter.body if isinstance(node, ast.FunctionDef)):
+        if not function.name.startswith("_") and function.name != "check_tick_storage":
+            doc = " ".join((ast.get_docstring(function) or "").split())
+            assert "Missing public API" in doc and "1.13.27" in doc, function.name
