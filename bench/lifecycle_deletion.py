@@ -241,7 +241,7 @@ OTHER_CONNECTIONS = 1000
 _TEMPLATE = "sf-template"
 
 
-def _delete_runs_before(instance: Any, connection_id: str) -> int:
+def _delete_runs_before(instance: Any, connection_id: str, *_: Any) -> int:
     """The runs step as it was before the run filters (deletion.py at cd0f75e), kept to measure it."""
     from dfx_pipelines.lifecycle.deletion import erase_run, run_is_for
 
@@ -444,8 +444,77 @@ def scaling() -> None:
             )
 
 
+def _nodes(plan: dict[str, Any]) -> list[str]:
+    name = plan["Node Type"] + (f" on {plan['Index Name']}" if "Index Name" in plan else "")
+    return [name, *(node for child in plan.get("Plans", []) for node in _nodes(child))]
+
+
+def _scanned(plan: dict[str, Any]) -> int:
+    """Rows a plan's scan nodes read (returned, times loops, plus those their filter removed)."""
+    rows = 0
+    if "Scan" in plan["Node Type"]:
+        rows += (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+    return rows + sum(_scanned(child) for child in plan.get("Plans", []))
+
+
+def explain() -> None:
+    """The SQL Dagster runs for the current path's lookups (captured as sent), under EXPLAIN ANALYZE, with
+    the largest BENCH_OTHER_RUNS other runs and BENCH_OWN_RUNS runs of the connection in run storage: the
+    rows each reads, against the old path's full pass over `runs`."""
+    import dagster as dg
+
+    from dfx_pipelines.lifecycle import deletion
+
+    others = max(OTHER_RUNS)
+    with _postgres_database() as url, tempfile.TemporaryDirectory() as folder:
+        if not url:
+            return
+        storage = {"storage": {"postgres": {"postgres_url": sa_url_for_dagster(url)}}}
+        with dg.instance_for_test(temp_dir=folder, overrides=storage) as instance:
+            for n in range(OWN_RUNS):
+                tags = {"dfx/connection": "sf-gone", "dagster/partition/connection": "sf-gone"}
+                instance.add_run(dg.DagsterRun(job_name="daily_sync", run_id=str(uuid.uuid4()), tags=tags))
+            _seed_other_runs(instance, url, others)
+            captured: list[tuple[str, Any]] = []
+
+            def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+                captured.append((statement, parameters))
+
+            sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
+            try:
+                first_day = date.today() - timedelta(days=365)  # a connection a year old
+                filters = deletion.connection_run_filters(instance, "sf-gone", first_day)
+                for runs_filter in filters:
+                    instance.get_run_records(filters=runs_filter, limit=500)
+            finally:
+                sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
+            engine = sa.create_engine(url)
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                print(f"\nexplain: the current path's lookups with {others:,d} other runs ({OWN_RUNS} of its own)")
+                for statement, parameters in [*captured, ("SELECT runs.run_body FROM runs ORDER BY runs.id DESC", {})]:
+                    if "run_tags" not in statement and "ORDER BY runs.id DESC" not in statement:
+                        continue
+                    cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+                    result = cursor.fetchone()[0][0]
+                    label = " ".join(statement.split())[:70] + " ..."
+                    if not parameters:
+                        label = "old path: every run, in id order (what its 500-run pages read in all)"
+                    print(
+                        f"  {_scanned(result['Plan']):>8,d} rows scanned  {result['Execution Time']:8.2f} ms  "
+                        f"{label} {dict(list(dict(parameters).items())[:3]) if parameters else ''}"
+                    )
+                    print(f"      plan: {', '.join(_nodes(result['Plan']))}")
+            finally:
+                raw.close()
+                engine.dispose()
+
+
 def main(parts: list[str] | None = None) -> None:
-    parts = parts or ["year", "scaling"]
+    parts = parts or ["year", "scaling", "explain"]
+    if "explain" in parts:
+        explain()
     if "scaling" in parts:
         print(f"\nscaling: deleting a connection with {OWN_RUNS} runs among other connections' runs (PostgreSQL)")
         scaling()

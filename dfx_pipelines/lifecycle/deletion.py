@@ -20,7 +20,7 @@ audit keeps counts: neither holds data.
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -28,6 +28,7 @@ import dagster as dg
 from dfx_pipelines.lifecycle import audit, dagster_private
 from dfx_pipelines.lifecycle.compaction import compact_dagster_storage, compact_metric_db
 from dfx_pipelines.lifecycle.tick_history import erase_connection_from_sensor_state, erase_connection_from_ticks
+from dfx_pipelines.platform.partitions import HISTORY_WINDOW_DAYS, daily_start
 from dfx_pipelines.platform.plugins import ConnectorPlugin
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, utcnow
 from dfx_pipelines.platform.services import Platform
@@ -70,33 +71,47 @@ def run_is_for(tags: dict[str, str], connection_id: str) -> bool:
     return any(tags.get(tag, "").startswith(prefix) for tag in (*_RANGE_TAGS, "dagster/partition"))
 
 
-def connection_run_filters(instance: dg.DagsterInstance, connection_id: str) -> list[dg.RunsFilter]:
-    """Dagster run filters that, together, select exactly the runs `run_is_for` the connection, each an
-    exact match on an indexed run tag (`run_tags (key, value)`), so finding a connection's runs reads
-    its runs only, however many runs other connections have:
+def connection_run_filters(instance: dg.DagsterInstance, connection_id: str, first_day: date) -> list[dg.RunsFilter]:
+    """Dagster run filters that, together, select the runs `run_is_for` the connection. Each is an exact
+    match on an indexed run tag (`run_tags (key, value)`), so finding a connection's runs reads its runs
+    only, however many runs other connections have:
     - `dfx/connection`: every run our code requests (schedules, sensors, `dfx demo`, CLI; a retry copies
-      its parent's tags);
+      its parent's tags; a write-back run tags itself);
     - `dagster/partition` and `dagster/partition/connection`: runs launched from the UI or by a Dagster
-      backfill, which carry Dagster's partition tags only (connection-only assets, and the connection
-      dimension of daily assets);
-    - a range run's `connection|day` start or end (a single-run backfill launched from the UI), and a
-      `dagster/partition` of `connection|day` without its dimension tags: their values are first listed
-      by prefix (`get_run_tags(value_prefix=...)`, the tag index), then matched exactly."""
+      backfill, which carry Dagster's partition tags only (the key of connection-only assets, the
+      connection dimension of daily assets);
+    - a single-run backfill launched from the UI carries only its range, `connection|day` ..
+      `connection|day` (and a run may carry a `dagster/partition` of `connection|day`): these are matched
+      on every day from `first_day` to tomorrow (the daily partitions' last day), a list of exact values
+      whose length is the connection's lifetime in days, not the number of runs. (Dagster's
+      `get_run_tags(value_prefix=...)` would find the values by prefix, but its `LIKE` is not an index
+      range on PostgreSQL: it read every range-tagged run's tags, measured in bench/lifecycle_deletion.py.)"""
     filters = [dg.RunsFilter(tags={tag: connection_id}) for tag in (CONNECTION_TAG, *_PARTITION_TAGS)]
-    prefix = f"{connection_id}|"
-    for tag, values in instance.get_run_tags(tag_keys=[*_RANGE_TAGS, "dagster/partition"], value_prefix=prefix):
-        mine = sorted(value for value in values if value.startswith(prefix))  # the prefix is a LIKE pattern
-        for start in range(0, len(mine), _PAGE):
-            filters.append(dg.RunsFilter(tags={tag: mine[start : start + _PAGE]}))
+    last_day = date.today() + timedelta(days=1)
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    values = [f"{connection_id}|{day.isoformat()}" for day in days]
+    for tag in (*_RANGE_TAGS, "dagster/partition"):
+        for start in range(0, len(values), _PAGE):
+            filters.append(dg.RunsFilter(tags={tag: values[start : start + _PAGE]}))
     return filters
 
 
-def _delete_runs(instance: dg.DagsterInstance, connection_id: str) -> int:
+def first_possible_day(connection: Connection) -> date:
+    """The earliest day a run of the connection can name: the daily partitions begin HISTORY_WINDOW_DAYS
+    before the day the code location loads (never before the connection existed), or on the pinned
+    DFX_DAILY_START."""
+    return min(
+        connection.created_at.date() - timedelta(days=HISTORY_WINDOW_DAYS),
+        date.fromisoformat(daily_start()),
+    )
+
+
+def _delete_runs(instance: dg.DagsterInstance, connection_id: str, first_day: date) -> int:
     """Erase every run of the connection; returns how many. Each filter's first page is read again
     until it is empty (the runs read are erased, so no cursor is needed: a cursor naming an erased run
     would end the paging early)."""
     erased: set[str] = set()
-    for runs_filter in connection_run_filters(instance, connection_id):
+    for runs_filter in connection_run_filters(instance, connection_id, first_day):
         while records := instance.get_run_records(filters=runs_filter, limit=_PAGE):
             for record in records:
                 run = record.dagster_run
@@ -195,7 +210,7 @@ def delete_connection_data(
         extra = getattr(plugin, "delete_cached_data", None)
         if callable(extra):
             report.connector_data_deleted = dict(extra(platform, connection))
-        report.runs_deleted = _delete_runs(instance, connection.id)
+        report.runs_deleted = _delete_runs(instance, connection.id, first_possible_day(connection))
         report.partition_events_wiped = _wipe_partition_events(instance, connection.kind, connection.id)
         partitions_name = f"{connection.kind}_connections"
         if instance.has_dynamic_partition(partitions_name, connection.id):

@@ -9,6 +9,7 @@ without its dimension tags. Each kind exists for the deleted connection and for 
 whose id begins with the deleted one's (sf-acme-2 is not sf-acme)."""
 
 import uuid
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -19,6 +20,7 @@ from dfx_pipelines.lifecycle.deletion import run_is_for
 
 GONE, OTHERS = "sf-acme", ("sf-beta", "sf-acme-2")
 DAY = "2026-11-15"
+FIRST_DAY = date(2026, 10, 1)  # the earliest day the connection's runs may name (its partitions' first day)
 
 connections = dg.DynamicPartitionsDefinition(name="salesforce_connections")
 connection_days = dg.MultiPartitionsDefinition(
@@ -105,7 +107,7 @@ def test_deletes_every_kind_of_run_of_the_connection_and_reads_no_other(tmp_path
         assert all(run_is_for(instance.get_run_by_id(run_id).tags, GONE) for run_id in gone)
 
         reads = _RunStorageReads(monkeypatch, instance.run_storage)
-        assert deletion._delete_runs(instance, GONE) == 5
+        assert deletion._delete_runs(instance, GONE, FIRST_DAY) == 5
         reads.recording = False
 
         # Exactly the connection's runs are gone; the others' are all there.
@@ -117,33 +119,32 @@ def test_deletes_every_kind_of_run_of_the_connection_and_reads_no_other(tmp_path
             run.tags for run in reads.runs if not run_is_for(run.tags, GONE)
         ]
         assert {run.run_id for run in reads.runs} == gone
-        assert reads.tag_values and all(value.startswith(f"{GONE}|") for value in reads.tag_values)
+        assert reads.tag_values == []  # no listing of tag values either (it would read other runs' tags)
         # Done: a second deletion finds nothing.
-        assert deletion._delete_runs(instance, GONE) == 0
+        assert deletion._delete_runs(instance, GONE, FIRST_DAY) == 0
 
 
 def test_each_filter_names_the_connection_exactly(tmp_path) -> None:  # noqa: ANN001
-    """The filters are exact matches on the connection's tag values: no filter on a tag value that a
-    longer id or another connection could have."""
+    """The filters are exact matches on values that name the connection (its id, or `id|day` for every
+    day from the first one on): none on a value another connection, or a longer id, could have; and
+    the lookup reads no run or tag to build them."""
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        instance.add_dynamic_partitions(connections.name, [GONE, *OTHERS])
-        for slug in (GONE, *OTHERS):
-            _runs_of(instance, slug)
-        filters = deletion.connection_run_filters(instance, GONE)
+        filters = deletion.connection_run_filters(instance, GONE, FIRST_DAY)
         values = {
             (key, value)
             for runs_filter in filters
             for key, wanted in runs_filter.tags.items()
             for value in ([wanted] if isinstance(wanted, str) else wanted)
         }
-        assert values == {
+        assert {(key, value) for key, value in values if "|" not in value} == {
             ("dfx/connection", GONE),
             ("dagster/partition", GONE),
             ("dagster/partition/connection", GONE),
-            ("dagster/asset_partition_range_start", f"{GONE}|2026-11-01"),
-            ("dagster/asset_partition_range_end", f"{GONE}|{DAY}"),
-            ("dagster/partition", f"{GONE}|{DAY}"),
         }
+        days = {value for _, value in values if "|" in value}
+        assert all(value.split("|")[0] == GONE for value in days)
+        assert {(key, f"{GONE}|{day}") for key in deletion._RANGE_TAGS for day in ("2026-10-01", DAY)} <= values
+        assert (f"{GONE}|2026-09-30") not in days and f"{GONE}|{date.today().isoformat()}" in days
 
 
 def test_only_the_adapter_reaches_into_private_dagster_modules() -> None:
