@@ -24,7 +24,8 @@ separated) runs of 1,000 other connections sit in the same run storage; once thr
 once through the current one (Dagster's run filters on the connection's tags). Reported: the runs phase,
 the whole deletion with and without compaction (VACUUM FULL rewrites whole tables: it grows with their
 size whatever the deletion reads), run records read from run storage, and SQL statements run.
-`python -m bench.lifecycle_deletion scaling` runs only this part.
+`python -m bench.lifecycle_deletion scaling` runs only this part; `finding` times the search alone (no
+erasing), with the rows PostgreSQL's plans scan.
 """
 
 import os
@@ -457,64 +458,115 @@ def _scanned(plan: dict[str, Any]) -> int:
     return rows + sum(_scanned(child) for child in plan.get("Plans", []))
 
 
-def explain() -> None:
-    """The SQL Dagster runs for the current path's lookups (captured as sent), under EXPLAIN ANALYZE, with
-    the largest BENCH_OTHER_RUNS other runs and BENCH_OWN_RUNS runs of the connection in run storage: the
-    rows each reads, against the old path's full pass over `runs`."""
-    import dagster as dg
+def _find_before(instance: Any, connection_id: str) -> tuple[set[str], int]:
+    """The old path's search, without the erasing: every run record, page by page, its tags tested."""
+    from dfx_pipelines.lifecycle.deletion import run_is_for
 
+    found, read, cursor = set(), 0, None
+    while records := instance.get_run_records(limit=500, cursor=cursor):
+        read += len(records)
+        found |= {r.dagster_run.run_id for r in records if run_is_for(r.dagster_run.tags, connection_id)}
+        cursor = records[-1].dagster_run.run_id
+    return found, read
+
+
+def _find_after(instance: Any, connection_id: str, first_day: date) -> tuple[set[str], int]:
     from dfx_pipelines.lifecycle import deletion
 
-    others = max(OTHER_RUNS)
+    found, read = set(), 0
+    for runs_filter in deletion.connection_run_filters(instance, connection_id, first_day):
+        records = instance.get_run_records(filters=runs_filter, limit=500)
+        read += len(records)
+        found |= {r.dagster_run.run_id for r in records}
+    return found, read
+
+
+def finding() -> None:
+    """Finding the connection's runs alone (no erasing, so the figure is not drowned by the per-run
+    erase), old path versus current, as other connections' runs are added (0, 10,000, 100,000): seconds
+    (best of BENCH_REPEAT), run records read, and for the current path the rows PostgreSQL's plans scan
+    (each statement Dagster sent, captured, under EXPLAIN ANALYZE). The connection, a year old, has
+    BENCH_OWN_RUNS runs: half ours (`dfx/connection`), a quarter launched from the UI (`dagster/partition`),
+    a quarter single-run backfills (range tags only)."""
+    import dagster as dg
+
+    from dfx_pipelines.platform.partitions import range_tags
+
+    repeat = int(os.environ.get("BENCH_REPEAT", "3"))
+    first_day = date.today() - timedelta(days=365)
+    print(f"\nfinding the runs of a connection with {OWN_RUNS} runs (PostgreSQL; best of {repeat})")
+    print(f"  {'other runs':>10s}  {'path':6s}  {'seconds':>8s}  {'records read':>12s}  {'rows scanned':>12s}  found")
     with _postgres_database() as url, tempfile.TemporaryDirectory() as folder:
         if not url:
             return
         storage = {"storage": {"postgres": {"postgres_url": sa_url_for_dagster(url)}}}
         with dg.instance_for_test(temp_dir=folder, overrides=storage) as instance:
             for n in range(OWN_RUNS):
-                tags = {"dfx/connection": "sf-gone", "dagster/partition/connection": "sf-gone"}
+                day = date.today() - timedelta(days=n)
+                tags = (
+                    {"dfx/connection": "sf-gone"}
+                    if n % 2 == 0
+                    else {"dagster/partition": "sf-gone"}
+                    if n % 4 == 1
+                    else range_tags("sf-gone", day - timedelta(days=30), day)
+                )
                 instance.add_run(dg.DagsterRun(job_name="daily_sync", run_id=str(uuid.uuid4()), tags=tags))
-            _seed_other_runs(instance, url, others)
-            captured: list[tuple[str, Any]] = []
-
-            def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-                captured.append((statement, parameters))
-
-            sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
-            try:
-                first_day = date.today() - timedelta(days=365)  # a connection a year old
-                filters = deletion.connection_run_filters(instance, "sf-gone", first_day)
-                for runs_filter in filters:
-                    instance.get_run_records(filters=runs_filter, limit=500)
-            finally:
-                sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
-            engine = sa.create_engine(url)
-            raw = engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                print(f"\nexplain: the current path's lookups with {others:,d} other runs ({OWN_RUNS} of its own)")
-                for statement, parameters in [*captured, ("SELECT runs.run_body FROM runs ORDER BY runs.id DESC", {})]:
-                    if "run_tags" not in statement and "ORDER BY runs.id DESC" not in statement:
-                        continue
-                    cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-                    result = cursor.fetchone()[0][0]
-                    label = " ".join(statement.split())[:70] + " ..."
-                    if not parameters:
-                        label = "old path: every run, in id order (what its 500-run pages read in all)"
+            seeded = 0
+            for others in sorted(OTHER_RUNS):
+                if others > seeded:
+                    _seed_other_runs(instance, url, others - seeded)
+                    seeded = others
+                for path in ("before", "after"):
+                    best = float("inf")
+                    for _ in range(1 if path == "before" and others >= 100_000 else repeat):
+                        began = time.perf_counter()
+                        found, read = (
+                            _find_before(instance, "sf-gone")
+                            if path == "before"
+                            else _find_after(instance, "sf-gone", first_day)
+                        )
+                        best = min(best, time.perf_counter() - began)
+                    scanned = _rows_scanned(instance, url, first_day) if path == "after" else read
                     print(
-                        f"  {_scanned(result['Plan']):>8,d} rows scanned  {result['Execution Time']:8.2f} ms  "
-                        f"{label} {dict(list(dict(parameters).items())[:3]) if parameters else ''}"
+                        f"  {others:>10,d}  {path:6s}  {best:8.3f}  {read:>12,d}  {scanned:>12,d}  {len(found)}",
+                        flush=True,
                     )
-                    print(f"      plan: {', '.join(_nodes(result['Plan']))}")
-            finally:
-                raw.close()
-                engine.dispose()
+
+
+def _rows_scanned(instance: Any, url: str, first_day: date) -> int:
+    """Rows the plans of the current path's statements scan, as PostgreSQL's EXPLAIN ANALYZE counts them."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        captured.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
+    try:
+        _find_after(instance, "sf-gone", first_day)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
+    engine = sa.create_engine(url)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        total = 0
+        for statement, parameters in captured:
+            if statement.lstrip().upper().startswith("SELECT") and "run_tags" in statement:  # not the catalog
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+                plan = cursor.fetchone()[0][0]["Plan"]
+                total += _scanned(plan)
+                if os.environ.get("BENCH_PLANS"):
+                    print(f"      {_scanned(plan):>8,d} {', '.join(_nodes(plan))} {str(parameters)[:120]}")
+        return total
+    finally:
+        raw.close()
+        engine.dispose()
 
 
 def main(parts: list[str] | None = None) -> None:
-    parts = parts or ["year", "scaling", "explain"]
-    if "explain" in parts:
-        explain()
+    parts = parts or ["year", "scaling", "finding"]
+    if "finding" in parts:
+        finding()
     if "scaling" in parts:
         print(f"\nscaling: deleting a connection with {OWN_RUNS} runs among other connections' runs (PostgreSQL)")
         scaling()
