@@ -260,10 +260,12 @@ def _delete_runs_before(instance: Any, connection_id: str, *_: Any) -> int:
 
 def _seed_other_runs(instance: Any, dagster_url: str, count: int) -> float:
     """`count` runs of OTHER_CONNECTIONS other Salesforce connections, half snapshot runs (partition
-    `slug`) and half daily range runs (`slug|day` .. `slug|day`), as our schedules request them. Two
+    `slug`) and half daily range runs (`slug|day` .. `slug|day`), as our schedules request them, each on
+    a night of its own (its range starts on another day: tag values are nearly unique, as in production,
+    where each night's range starts a day later). Two
     template runs are written through the run storage's own `add_run` (rows in `runs` and `run_tags`
-    exactly as Dagster writes them), then copied in SQL with a fresh run id and another connection's slug
-    substituted in every column and tag (the run body stays a valid serialized run: only string values
+    exactly as Dagster writes them), then copied in SQL with a fresh run id, another connection's slug
+    and another first day substituted in every column and tag (the run body stays a valid serialized run: only string values
     inside it change). One `add_run` per run would take ~3 ms x 100,000 on this machine; the copies are
     the same rows, indexed the same way. ANALYZE afterwards, as autovacuum would."""
     import dagster as dg
@@ -272,10 +274,11 @@ def _seed_other_runs(instance: Any, dagster_url: str, count: int) -> float:
 
     began = time.perf_counter()
     day = date.today()
+    first = day - timedelta(days=89)
     common = {"dfx/connection": _TEMPLATE, "dfx/api": "salesforce"}
     templates = {
         "snapshot": {**common, "dfx/sync": "nightly", "dagster/partition": _TEMPLATE},
-        "daily": {**common, "dfx/sync": "nightly", **range_tags(_TEMPLATE, day - timedelta(days=89), day)},
+        "daily": {**common, "dfx/sync": "nightly", **range_tags(_TEMPLATE, first, day)},
     }
     ids = {}
     for name, tags in templates.items():
@@ -290,25 +293,34 @@ def _seed_other_runs(instance: Any, dagster_url: str, count: int) -> float:
         db.execute(
             sa.text(
                 "CREATE TEMP TABLE seed AS SELECT gen_random_uuid()::text AS run_id, "
-                "'sf-other-' || (n % :others) AS slug, CASE WHEN n % 2 = 0 THEN :snap ELSE :daily END AS tmpl_id "
+                "'sf-other-' || (n % :others) AS slug, CASE WHEN n % 2 = 0 THEN :snap ELSE :daily END AS tmpl_id, "
+                "to_char(CAST(:first AS date) - (n / :others), 'YYYY-MM-DD') AS first_day "
                 "FROM generate_series(1, :count) AS n"
             ),
-            {"others": OTHER_CONNECTIONS, "snap": ids["snapshot"], "daily": ids["daily"], "count": count},
+            {
+                "others": OTHER_CONNECTIONS,
+                "snap": ids["snapshot"],
+                "daily": ids["daily"],
+                "count": count,
+                "first": first.isoformat(),
+            },
         )
         db.execute(
             sa.text(
                 f"INSERT INTO runs (run_id, run_body, {', '.join(columns)}) "
-                f"SELECT g.run_id, REPLACE(REPLACE(t.run_body, t.run_id, g.run_id), :tmpl, g.slug), {copied} "
+                f"SELECT g.run_id, REPLACE(REPLACE(REPLACE(t.run_body, t.run_id, g.run_id), :tmpl, g.slug), :first, g.first_day), "
+                f"{copied} "
                 "FROM seed g JOIN runs t ON t.run_id = g.tmpl_id ORDER BY random()"
             ),
-            {"tmpl": _TEMPLATE},
+            {"tmpl": _TEMPLATE, "first": first.isoformat()},
         )
         db.execute(
             sa.text(
-                "INSERT INTO run_tags (run_id, key, value) SELECT g.run_id, t.key, REPLACE(t.value, :tmpl, g.slug) "
+                "INSERT INTO run_tags (run_id, key, value) "
+                "SELECT g.run_id, t.key, REPLACE(REPLACE(t.value, :tmpl, g.slug), :first, g.first_day) "
                 "FROM seed g JOIN run_tags t ON t.run_id = g.tmpl_id"
             ),
-            {"tmpl": _TEMPLATE},
+            {"tmpl": _TEMPLATE, "first": first.isoformat()},
         )
         for name in ids.values():  # the templates go: only the copies remain
             db.execute(sa.text("DELETE FROM run_tags WHERE run_id = :id"), {"id": name})
