@@ -28,7 +28,7 @@ import dagster as dg
 from dfx_pipelines.lifecycle import audit, dagster_private
 from dfx_pipelines.lifecycle.compaction import compact_dagster_storage, compact_metric_db
 from dfx_pipelines.lifecycle.tick_history import erase_connection_from_sensor_state, erase_connection_from_ticks
-from dfx_pipelines.platform.partitions import HISTORY_WINDOW_DAYS, daily_start
+from dfx_pipelines.platform.partitions import DAILY_START, HISTORY_WINDOW_DAYS
 from dfx_pipelines.platform.plugins import ConnectorPlugin
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, utcnow
 from dfx_pipelines.platform.services import Platform
@@ -102,12 +102,11 @@ def connection_run_filters(instance: dg.DagsterInstance, connection_id: str, fir
 
 def first_possible_day(connection: Connection) -> date:
     """The earliest day a run of the connection can name: the daily partitions begin HISTORY_WINDOW_DAYS
-    before the day the code location loads (never before the connection existed), or on the pinned
-    DFX_DAILY_START."""
-    return min(
-        connection.created_at.date() - timedelta(days=HISTORY_WINDOW_DAYS),
-        date.fromisoformat(daily_start()),
-    )
+    before the day the code location loaded (which was after the connection existed), or on the day
+    DFX_DAILY_START pins (`DAILY_START`, as this code location loaded it). A pin moved later since runs
+    were made would hide their earlier days: those runs are still erased by the events they recorded
+    (`_wipe_partition_events`)."""
+    return min(connection.created_at.date() - timedelta(days=HISTORY_WINDOW_DAYS), date.fromisoformat(DAILY_START))
 
 
 def _delete_runs(instance: dg.DagsterInstance, connection_id: str, first_day: date) -> int:
