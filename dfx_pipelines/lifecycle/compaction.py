@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 from typing import Iterable
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from sqlalchemy.pool import NullPool
+
+from dfx_pipelines.lifecycle import dagster_private
 
 # The tables of Dagster's storage a connection's deletion deletes from or updates, per storage.
 DAGSTER_TABLES = {
@@ -73,18 +72,11 @@ def compact_metric_db(engine: sa.Engine, table_names: Iterable[str]) -> list[str
 def compact_dagster_storage(instance: dg.DagsterInstance) -> list[str]:
     """Dagster's storage after a deletion: its SQLite files rewritten, or its PostgreSQL tables."""
     done: list[str] = []
-    sqlite_paths = []
-    if isinstance(instance.event_log_storage, SqliteEventLogStorage):
-        sqlite_paths.append(Path(instance.event_log_storage.path_for_shard(INDEX_SHARD_NAME)))
     for attribute, table_names in DAGSTER_TABLES.items():
-        storage = getattr(instance, attribute)
-        sqlite_url = getattr(storage, "_conn_string", "")
-        if isinstance(sqlite_url, str) and sqlite_url.startswith("sqlite:///"):
-            sqlite_paths.append(Path(sqlite_url.removeprefix("sqlite:///")))
-        postgres_url = getattr(storage, "postgres_url", None)
-        if postgres_url:
-            done += vacuum_postgres(postgres_url, table_names)
-    for path in dict.fromkeys(sqlite_paths):
+        url = dagster_private.postgres_url(instance, attribute)
+        if url:
+            done += vacuum_postgres(url, table_names)
+    for path in dagster_private.sqlite_files(instance, DAGSTER_TABLES):
         if path.exists():
             with closing(sqlite3.connect(path, isolation_level=None)) as db:
                 db.execute("VACUUM")

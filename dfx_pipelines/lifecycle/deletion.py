@@ -20,26 +20,15 @@ audit keeps counts: neither holds data.
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
-from dagster._core.events import DagsterEventType
-from dagster._core.instance.utils import RUNLESS_RUN_ID
-from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import (
-    AssetCheckExecutionsTable,
-    AssetEventTagsTable,
-    AssetKeyTable,
-    SqlEventLogStorageTable,
-)
-from dagster._serdes import serialize_value
 
-from dfx_pipelines.lifecycle import audit
+from dfx_pipelines.lifecycle import audit, dagster_private
 from dfx_pipelines.lifecycle.compaction import compact_dagster_storage, compact_metric_db
 from dfx_pipelines.lifecycle.tick_history import erase_connection_from_sensor_state, erase_connection_from_ticks
+from dfx_pipelines.platform.partitions import DAILY_START, HISTORY_WINDOW_DAYS
 from dfx_pipelines.platform.plugins import ConnectorPlugin
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, utcnow
 from dfx_pipelines.platform.services import Platform
@@ -47,8 +36,15 @@ from dfx_pipelines.platform.services import Platform
 log = logging.getLogger(__name__)
 
 DELETION_DEADLINE = timedelta(days=30)  # the promise (P10, P17, P22, P27): cached data gone within 30 days
+CONNECTION_TAG = "dfx/connection"
 _PARTITION_TAGS = ("dagster/partition", "dagster/partition/connection")
 _RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+_PAGE = 500
+# A month of `connection|day` values per filter: PostgreSQL's planner estimates the rows of a longer list
+# high enough to join by scanning every run (measured with a year's list, 367 values: a hash join over
+# `runs`); with a month it probes the tag index and the matching runs only.
+_DAYS_PER_FILTER = 31
+RUNLESS_RUN_ID = dagster_private.RUNLESS_RUN_ID
 
 
 @dataclass
@@ -71,7 +67,7 @@ class DeletionReport:
 
 def run_is_for(tags: dict[str, str], connection_id: str) -> bool:
     """Whether a run's tags say it ran for this connection (ours, or Dagster's partition tags)."""
-    if tags.get("dfx/connection") == connection_id:
+    if tags.get(CONNECTION_TAG) == connection_id:
         return True
     if any(tags.get(tag) == connection_id for tag in _PARTITION_TAGS):
         return True
@@ -79,42 +75,64 @@ def run_is_for(tags: dict[str, str], connection_id: str) -> bool:
     return any(tags.get(tag, "").startswith(prefix) for tag in (*_RANGE_TAGS, "dagster/partition"))
 
 
-def _delete_runs(instance: dg.DagsterInstance, connection_id: str) -> int:
-    deleted, cursor = 0, None
-    while True:
-        records = instance.get_run_records(limit=500, cursor=cursor)
-        if not records:
-            return deleted
-        for record in records:
-            if run_is_for(record.dagster_run.tags, connection_id):
-                erase_run(instance, record.dagster_run.run_id)
-                deleted += 1
-        cursor = records[-1].dagster_run.run_id
+def connection_run_filters(instance: dg.DagsterInstance, connection_id: str, first_day: date) -> list[dg.RunsFilter]:
+    """Dagster run filters that, together, select the runs `run_is_for` the connection. Each is an exact
+    match on an indexed run tag (`run_tags (key, value)`), so finding a connection's runs reads its runs
+    only, however many runs other connections have:
+    - `dfx/connection`: every run our code requests (schedules, sensors, `dfx demo`, CLI; a retry copies
+      its parent's tags; a write-back run tags itself);
+    - `dagster/partition` and `dagster/partition/connection`: runs launched from the UI or by a Dagster
+      backfill, which carry Dagster's partition tags only (the key of connection-only assets, the
+      connection dimension of daily assets);
+    - a single-run backfill launched from the UI carries only its range, `connection|day` ..
+      `connection|day` (and a run may carry a `dagster/partition` of `connection|day`): these are matched
+      on every day from `first_day` to tomorrow (the daily partitions' last day), a list of exact values
+      whose length is the connection's lifetime in days, not the number of runs. (Dagster's
+      `get_run_tags(value_prefix=...)` would find the values by prefix, but its `LIKE` is not an index
+      range on PostgreSQL: it read every range-tagged run's tags, measured in bench/lifecycle_deletion.py.)"""
+    filters = [dg.RunsFilter(tags={tag: connection_id}) for tag in (CONNECTION_TAG, *_PARTITION_TAGS)]
+    last_day = date.today() + timedelta(days=1)
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    values = [f"{connection_id}|{day.isoformat()}" for day in days]
+    for tag in (*_RANGE_TAGS, "dagster/partition"):
+        for start in range(0, len(values), _DAYS_PER_FILTER):
+            filters.append(dg.RunsFilter(tags={tag: values[start : start + _DAYS_PER_FILTER]}))
+    return filters
+
+
+def first_possible_day(connection: Connection) -> date:
+    """The earliest day a run of the connection can name: the daily partitions begin HISTORY_WINDOW_DAYS
+    before the day the code location loaded (which was after the connection existed), or on the day
+    DFX_DAILY_START pins (`DAILY_START`, as this code location loaded it). A pin moved later since runs
+    were made would hide their earlier days: those runs are still erased by the events they recorded
+    (`_wipe_partition_events`)."""
+    return min(connection.created_at.date() - timedelta(days=HISTORY_WINDOW_DAYS), date.fromisoformat(DAILY_START))
+
+
+def _delete_runs(instance: dg.DagsterInstance, connection_id: str, first_day: date) -> int:
+    """Erase every run of the connection; returns how many. Each filter's first page is read again
+    until it is empty (the runs read are erased, so no cursor is needed: a cursor naming an erased run
+    would end the paging early)."""
+    erased: set[str] = set()
+    for runs_filter in connection_run_filters(instance, connection_id, first_day):
+        while records := instance.get_run_records(filters=runs_filter, limit=_PAGE):
+            for record in records:
+                run = record.dagster_run
+                if run.run_id in erased:
+                    raise DeletionIncomplete(f"run {run.run_id} of {connection_id} is still there after its deletion")
+                if not run_is_for(run.tags, connection_id):  # a filter selecting more than it should
+                    raise DeletionIncomplete(f"run {run.run_id} was selected for {connection_id} but is not its")
+                erase_run(instance, run.run_id)
+                erased.add(run.run_id)
+    return len(erased)
 
 
 def erase_run(instance: dg.DagsterInstance, run_id: str) -> None:
     """A run and everything Dagster keeps of it (also used by the retention job)."""
     instance.delete_run(run_id)  # the run, its tags and its event log
-    _delete_check_executions(instance, run_id)  # asset-check results (with their metadata) are kept apart
+    dagster_private.delete_check_executions(instance, run_id)  # asset-check results are kept apart
     _delete_compute_logs(instance, run_id)  # so are captured stdout/stderr
-    _delete_run_shard(instance, run_id)
-
-
-def _delete_run_shard(instance: dg.DagsterInstance, run_id: str) -> None:
-    """On SQLite each run's events have a file of their own, emptied but left behind by `delete_run`
-    (its free pages could still hold them): remove it."""
-    storage = instance.event_log_storage
-    if isinstance(storage, SqliteEventLogStorage):
-        shard = storage.path_for_shard(run_id)
-        for path in (shard, f"{shard}-wal", f"{shard}-shm"):
-            Path(path).unlink(missing_ok=True)
-
-
-def _delete_check_executions(instance: dg.DagsterInstance, run_id: str) -> None:
-    storage = instance.event_log_storage
-    if isinstance(storage, SqlEventLogStorage) and storage.has_table(AssetCheckExecutionsTable.name):
-        with storage.index_connection() as db:
-            db.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
+    dagster_private.delete_run_shard(instance, run_id)  # and, on SQLite, the run's own events file
 
 
 def _delete_compute_logs(instance: dg.DagsterInstance, run_id: str) -> None:
@@ -128,65 +146,22 @@ class DeletionIncomplete(RuntimeError):
     """Something derived from the connection could not be erased: the deletion is not done."""
 
 
-def _of_connection(connection_id: str) -> sa.ColumnElement[bool]:
-    partition = SqlEventLogStorageTable.c.partition
-    return sa.or_(partition == connection_id, partition.startswith(f"{connection_id}|", autoescape=True))
-
-
-_ASSET_EVENT_TYPES = (DagsterEventType.ASSET_MATERIALIZATION.value, DagsterEventType.ASSET_OBSERVATION.value)
-
-
 def _partition_events(instance: dg.DagsterInstance, key: dg.AssetKey, connection_id: str) -> list[str]:
     """The run id ("" when runless) of every materialization and observation of this connection's
-    partitions still in the event log, from the SQL storage's asset/partition index. Every event
-    storage Dagster ships (SQLite, PostgreSQL, MySQL, in-memory) is a SQL one; another cannot prove it."""
-    storage = instance.event_log_storage
-    if not isinstance(storage, SqlEventLogStorage):
-        raise DeletionIncomplete(f"cannot search {type(storage).__name__} for events of {connection_id}")
-    events = SqlEventLogStorageTable
-    query = sa.select(events.c.run_id).where(
-        events.c.asset_key == key.to_string(),
-        events.c.dagster_event_type.in_(_ASSET_EVENT_TYPES),
-        _of_connection(connection_id),
-    )
-    with storage.index_connection() as db:
-        return [row[0] or RUNLESS_RUN_ID for row in db.execute(query)]
-
-
-def _delete_runless_events(storage: SqlEventLogStorage, key: dg.AssetKey, connection_id: str) -> None:
-    """Events reported outside any run (`report_runless_asset_event`) belong to no run that could be
-    deleted, and Dagster's SQL storages do not implement `wipe_asset_partitions`: delete their rows (and
-    their tags) from the event log tables directly. Runless events live in the index and in the
-    runless "run" shard on SQLite, in one table on PostgreSQL/MySQL."""
-    events = SqlEventLogStorageTable
-    mine = sa.and_(
-        events.c.run_id == RUNLESS_RUN_ID, events.c.asset_key == key.to_string(), _of_connection(connection_id)
-    )
-    with storage.index_connection() as db:
-        ids = [row[0] for row in db.execute(sa.select(events.c.id).where(mine))]
-        if ids:
-            db.execute(AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(ids)))
-        db.execute(events.delete().where(mine))
-    with storage.run_connection(RUNLESS_RUN_ID) as db:  # the same database except on SQLite
-        db.execute(events.delete().where(mine))
+    partitions still in the event log. A storage that cannot be searched cannot prove the deletion."""
+    try:
+        return dagster_private.partition_event_run_ids(instance, key, connection_id)
+    except dagster_private.StorageUnsupported as exc:
+        raise DeletionIncomplete(str(exc)) from exc
 
 
 def _refresh_asset_summary(instance: dg.DagsterInstance, key: dg.AssetKey) -> None:
     """Dagster keeps, per asset key, a copy of its latest materialization (with its metadata) and a
     cache of materialized partitions; neither goes with the events. Point the copy at the latest
     remaining materialization (or nothing) and drop the cache, which Dagster rebuilds from the events."""
+    latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1).records
+    dagster_private.set_latest_materialization(instance, key, latest[0] if latest else None)
     storage = instance.event_log_storage
-    if isinstance(storage, SqlEventLogStorage):
-        latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1).records
-        with storage.index_connection() as db:
-            db.execute(
-                AssetKeyTable.update()
-                .where(AssetKeyTable.c.asset_key == key.to_string())
-                .values(
-                    last_materialization=serialize_value(latest[0]) if latest else None,
-                    last_run_id=latest[0].run_id if latest else None,
-                )
-            )
     if storage.can_read_asset_status_cache():
         storage.wipe_asset_cached_status(key)
 
@@ -202,7 +177,7 @@ def _wipe_partition_events(instance: dg.DagsterInstance, kind: str, connection_i
             for run_id in set(events) - {RUNLESS_RUN_ID}:
                 erase_run(instance, run_id)
             if RUNLESS_RUN_ID in events:
-                _delete_runless_events(instance.event_log_storage, key, connection_id)
+                dagster_private.delete_runless_partition_events(instance, key, connection_id)
             left = _partition_events(instance, key, connection_id)
             if left:
                 raise DeletionIncomplete(
@@ -238,7 +213,7 @@ def delete_connection_data(
         extra = getattr(plugin, "delete_cached_data", None)
         if callable(extra):
             report.connector_data_deleted = dict(extra(platform, connection))
-        report.runs_deleted = _delete_runs(instance, connection.id)
+        report.runs_deleted = _delete_runs(instance, connection.id, first_possible_day(connection))
         report.partition_events_wiped = _wipe_partition_events(instance, connection.kind, connection.id)
         partitions_name = f"{connection.kind}_connections"
         if instance.has_dynamic_partition(partitions_name, connection.id):

@@ -21,33 +21,23 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
-from dagster._core.scheduler.instigation import (
+
+from dfx_pipelines.lifecycle import dagster_private
+from dfx_pipelines.lifecycle.dagster_private import (
     DynamicPartitionsRequestResult,
     InstigatorTick,
     SensorInstigatorData,
+    SerializableErrorInfo,
+    StorageUnsupported,
     TickData,
 )
-from dagster._core.storage.schedules import SqlScheduleStorage
-from dagster._core.storage.schedules.schema import JobTickTable
-from dagster._serdes import deserialize_value, serialize_value
-from dagster._time import datetime_from_timestamp
-from dagster._utils.error import SerializableErrorInfo
 
 log = logging.getLogger(__name__)
 
 ERASED = "(erased with a deleted connection)"
 
 
-class TickStorageUnsupported(RuntimeError):
-    """The instance's schedule storage is not a SQL one: its ticks cannot be searched."""
-
-
-def _storage(instance: dg.DagsterInstance) -> SqlScheduleStorage:
-    storage = instance.schedule_storage
-    if not isinstance(storage, SqlScheduleStorage):  # every storage Dagster ships (SQLite, PostgreSQL, MySQL) is
-        raise TickStorageUnsupported(f"cannot search {type(storage).__name__} for ticks")
-    return storage
+TickStorageUnsupported = StorageUnsupported  # the schedule storage is not a SQL one: ticks cannot be searched
 
 
 class _Mentions:
@@ -58,7 +48,7 @@ class _Mentions:
         self._pattern = re.compile(rf"(?<![a-z0-9-]){re.escape(connection_id)}(?![a-z0-9-])")
 
     def __call__(self, value: Any) -> bool:
-        text = value if isinstance(value, str) else serialize_value(value)
+        text = value if isinstance(value, str) else dg.serialize_value(value)
         return bool(self._pattern.search(text))
 
 
@@ -137,18 +127,13 @@ def _delete_tick_log(instance: dg.DagsterInstance, log_key: Any) -> None:
 
 def erase_connection_from_ticks(instance: dg.DagsterInstance, connection_id: str) -> int:
     """Scrub (or delete) every tick naming the connection; returns how many ticks changed."""
-    storage, mentions = _storage(instance), _Mentions(connection_id)
-    ticks, body = JobTickTable, JobTickTable.c.tick_body
+    dagster_private.check_tick_storage(instance)
+    mentions = _Mentions(connection_id)
     changed, after_id = 0, -1
     while True:
         # Candidates by a substring search in the database, page by page in id order; `mentions` then
         # decides precisely (a tick of sf-acme-2 contains "sf-acme" but does not name it).
-        query = sa.select(ticks.c.id, body).where(body.contains(connection_id, autoescape=True), ticks.c.id > after_id)
-        with storage.connect() as db:
-            rows = [
-                (row[0], deserialize_value(row[1], TickData))
-                for row in db.execute(query.order_by(ticks.c.id).limit(200))
-            ]
+        rows = dagster_private.ticks_containing(instance, connection_id, after_id, limit=200)
         if not rows:
             return changed
         after_id = rows[-1][0]
@@ -159,24 +144,23 @@ def erase_connection_from_ticks(instance: dg.DagsterInstance, connection_id: str
             scrubbed = scrub_tick(data, mentions, run_ids - existing)
             _delete_tick_log(instance, data.log_key)
             if mentions(scrubbed):  # something we do not know how to take apart: the whole tick goes
-                with storage.connect() as db:
-                    db.execute(ticks.delete().where(ticks.c.id == tick_id))
+                dagster_private.delete_tick(instance, tick_id)
             else:
-                storage.update_tick(InstigatorTick(tick_id, scrubbed))
+                instance.update_tick(InstigatorTick(tick_id, scrubbed))
             changed += 1
 
 
 def erase_connection_from_sensor_state(instance: dg.DagsterInstance, connection_id: str) -> int:
     """Drop the connection from every sensor's live cursor and last run key (the change sensors drop a
     removed connection's cursor at their next tick, but a stopped sensor has none)."""
-    storage, mentions = _storage(instance), _Mentions(connection_id)
-    changed = 0
-    for state in storage.all_instigator_state():
+    dagster_private.check_tick_storage(instance)
+    mentions, changed = _Mentions(connection_id), 0
+    for state in instance.all_instigator_state():
         data = state.instigator_data
         if not isinstance(data, SensorInstigatorData) or not mentions(data):
             continue
         last_run_key = None if data.last_run_key and mentions(data.last_run_key) else data.last_run_key
-        storage.update_instigator_state(
+        instance.update_instigator_state(
             state.with_data(data._replace(cursor=_scrub_cursor(data.cursor, mentions), last_run_key=last_run_key))
         )
         changed += 1
@@ -185,9 +169,4 @@ def erase_connection_from_sensor_state(instance: dg.DagsterInstance, connection_
 
 def purge_ticks(instance: dg.DagsterInstance, before: datetime, dry_run: bool) -> int:
     """Every tick (any sensor or schedule, any status) older than `before`; returns how many."""
-    storage, ticks = _storage(instance), JobTickTable
-    old = ticks.c.timestamp < datetime_from_timestamp(before.timestamp())  # as Dagster writes and compares them
-    with storage.connect() as db:
-        if dry_run:
-            return db.execute(sa.select(sa.func.count()).select_from(ticks).where(old)).scalar_one()
-        return db.execute(ticks.delete().where(old)).rowcount
+    return dagster_private.purge_ticks_before(instance, before, dry_run)

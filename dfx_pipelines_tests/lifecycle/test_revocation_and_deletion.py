@@ -278,12 +278,12 @@ def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, 
 def test_events_that_cannot_be_erased_fail_the_deletion_loudly(
     platform, workspace, sf_sandbox, sf_resource, monkeypatch
 ) -> None:  # noqa: ANN001
-    from dfx_pipelines.lifecycle import deletion
+    from dfx_pipelines.lifecycle import dagster_private, deletion
 
     connect(platform, sf_sandbox, sf_resource)
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
     monkeypatch.setattr(
-        deletion, "_delete_runless_events", lambda storage, key, connection_id: None
+        dagster_private, "delete_runless_partition_events", lambda instance, key, connection_id: None
     )  # a storage that cannot
     with dg.instance_for_test() as instance:
         instance.report_runless_asset_event(

@@ -121,6 +121,11 @@ def write_designated_fields(
     context: dg.OpExecutionContext, config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource
 ) -> dg.Output[list[dict]]:
     with step_errors(context):
+        # Launched from the launchpad, the run names its connection in its config only: tag it as every
+        # other run of the connection is, so the connection's deletion finds it (its output lists record
+        # ids and values) through the tag. Before the active check: a refused run names it too.
+        connection = platform.get().registry.get(config.connection_id)
+        context.instance.add_run_tags(context.run_id, {"dfx/connection": connection.id})
         return _write_designated_fields(config, platform, salesforce)
 
 

@@ -135,6 +135,10 @@ def test_dry_run_reports_and_sends_no_write(env: Env) -> None:
     before = len(env.requests)
     result = env.run_job(dry_run=True)
     outcomes = result.output_for_node("write_designated_fields")
+    # Launched with its connection in the config only, the run is tagged with it: the connection's
+    # deletion finds it through Dagster's run filter on the tag (its output lists record ids and values).
+    tagged = env.instance.get_run_ids(dg.RunsFilter(tags={"dfx/connection": "sf-acme"}))
+    assert result.run_id in tagged
     assert {o["record_id"] for o in outcomes} == set(env.amounts())
     assert {(o["sobject"], o["field"], o["outcome"]) for o in outcomes} == {
         ("Campaign", "Sourced_Pipeline__c", "would-write")
