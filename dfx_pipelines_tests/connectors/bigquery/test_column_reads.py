@@ -17,7 +17,7 @@ from dfx_pipelines.connectors.bigquery.sql_check import (
     read_columns,
     table_refs,
 )
-from dfx_pipelines.platform.registry import Selection
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection as Selection
 
 P = "dfx-demo-project"
 CUSTOMERS, ORDERS = TableRef(P, "shop", "customers"), TableRef(P, "shop", "orders")

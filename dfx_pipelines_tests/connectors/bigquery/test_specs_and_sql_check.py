@@ -25,7 +25,7 @@ from dfx_pipelines.connectors.bigquery.sql_check import (
     table_refs,
 )
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError
-from dfx_pipelines.platform.registry import Selection
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection as Selection
 
 P = "dfx-demo-project"
 ORDERS = TableRef(P, "shop", "orders")
