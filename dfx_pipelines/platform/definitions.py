@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, partition_changes
 from dfx_pipelines.platform import catalogue
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, partition_changes
 from dfx_pipelines.platform.resources import PlatformResource
 
 

@@ -22,10 +22,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError
 from dfx_pipelines.platform.metric_rows import MetricRow
-from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform.registry import Connection
 
 MEASURES = ("SUM", "COUNT", "COUNT_DISTINCT", "AVG")

@@ -17,9 +17,9 @@ from sqlglot.errors import SqlglotError
 
 from dfx_pipelines.connectors.bigquery.column_reads import UnresolvedExpression, resolve_column_reads
 from dfx_pipelines.connectors.bigquery.gate import QueryRefused
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import IdentifierError
-from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 
 MAX_SQL_CHARS = 100_000
 DIALECT = "bigquery"

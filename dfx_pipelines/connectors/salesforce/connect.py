@@ -14,9 +14,9 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from dfx_pipelines.connectors.salesforce import oauth
+from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection
 from dfx_pipelines.platform.errors import ConfigError, DfxError
 from dfx_pipelines.platform.http import translate_errors
-from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection
 from dfx_pipelines.platform.registry import Connection, parse_connection
 from dfx_pipelines.platform.secret_input import accept_optional_secret
 from dfx_pipelines.platform.services import Platform
