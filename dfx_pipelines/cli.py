@@ -135,7 +135,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 # ------------------------------------------------------------------ demo and local development
 
 
-def _start_demo(scale: int | None) -> tuple[Any, list[tuple[Any, Any, Any]]]:
+def _start_demo(scale: int | None, kinds: tuple[str, ...] = ()) -> tuple[Any, list[tuple[Any, Any, Any]]]:
     from dfx_pipelines.connectors import plugins
     from dfx_pipelines.platform.registry import Workspace
     from dfx_pipelines.platform.sandbox import SandboxCA
@@ -149,9 +149,16 @@ def _start_demo(scale: int | None) -> tuple[Any, list[tuple[Any, Any, Any]]]:
     platform.registry.upsert_workspace(
         Workspace(id=DEMO_WORKSPACE, name="Demo workspace", owner_email="owner@demo.dataflow-xpert.test")
     )
+    registered = plugins()
+    unknown = sorted(set(kinds) - {connector.kind for connector in registered})
+    if unknown:
+        known = ", ".join(connector.kind for connector in registered)
+        raise click.UsageError(f"--connector {', '.join(unknown)}: not a registered connector ({known})")
     ca = SandboxCA(settings.sandbox_dir)
     started = []
-    for connector in plugins():
+    for connector in registered:
+        if kinds and connector.kind not in kinds:
+            continue
         sandbox = connector.start_sandbox(ca, scale=scale)
         connection = connector.connect_demo(platform, sandbox, DEMO_WORKSPACE)
         click.echo(
@@ -172,7 +179,13 @@ def _start_demo(scale: int | None) -> tuple[Any, list[tuple[Any, Any, Any]]]:
     show_default=True,
     help="Daily metrics for this many recent days.",
 )
-def demo(scale: int | None, days: int) -> None:
+@click.option(
+    "--connector",
+    "kinds",
+    multiple=True,
+    help="Only this connector kind (repeatable); default: every registered connector.",
+)
+def demo(scale: int | None, days: int, kinds: tuple[str, ...]) -> None:
     """Start the sandboxes, connect the demo workspace and run every connector's sync job once."""
     import dagster as dg
 
@@ -180,7 +193,7 @@ def demo(scale: int | None, days: int) -> None:
     from dfx_pipelines.platform import catalogue
     from dfx_pipelines.platform.partitions import sync_partitions
 
-    platform, started = _start_demo(scale)
+    platform, started = _start_demo(scale, kinds)
     failures = 0
     try:
         with dg.DagsterInstance.get() as instance:

@@ -92,8 +92,8 @@ def connect(
     from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
     from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
     from dfx_pipelines.connectors.salesforce.oauth import validate_salesforce_url
-    from dfx_pipelines.platform.endpoints import is_loopback_url
     from dfx_pipelines.platform.consent import code_receiver
+    from dfx_pipelines.platform.endpoints import is_loopback_url
     from dfx_pipelines.platform.partitions import sync_partitions
     from dfx_pipelines.platform.services import get_platform
 
