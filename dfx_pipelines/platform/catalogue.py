@@ -35,8 +35,9 @@ _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 def module_paths(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The built-in plugin modules, then those `DFX_CONNECTOR_MODULES` adds (duplicates once)."""
     builtin = tuple(importlib.import_module(BUILTIN_LIST).PLUGIN_MODULES)
+    environ = os.environ if environ is None else environ
     extra = []
-    for entry in (environ if environ is not None else os.environ).get(MODULES_VARIABLE, "").split(","):
+    for entry in environ.get(MODULES_VARIABLE, "").split(","):
         if not entry.strip():
             continue
         if not _MODULE.fullmatch(entry.strip()):
