@@ -184,3 +184,39 @@ def test_a_connector_registered_by_its_module_path_alone_appears_everywhere(tmp_
     assert code == 0 and "deleted tw-demo" in output, output
     assert seen["cached_after"] == 0 and seen["status_after"] == "deleted"
     assert not seen["partition_after"] and seen["runs_after"] == 0
+
+
+def test_a_selection_stored_under_the_shared_model_still_loads() -> None:
+    """Rows written when every kind shared one selection model hold the other kinds' fields, empty: they
+    load as the kind's own model and are stored back without them; a non-empty foreign field is refused."""
+    from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection
+    from dfx_pipelines.platform.errors import ConfigError
+    from dfx_pipelines.platform.registry import parse_connection
+
+    stored = {"objects": {"Opportunity": ["Amount"]}, "projects": [], "boards": [], "datasets": {}}
+    config = {"id": "sf-acme", "workspace_id": "acme", "kind": "salesforce", "display_name": "S"}
+    connection = parse_connection({**config, "selection": stored})
+    assert isinstance(connection.selection, SalesforceSelection)
+    assert connection.config_json()["selection"] == {"objects": {"Opportunity": ["Amount"]}}
+    with pytest.raises(ConfigError, match="selection.projects"):
+        parse_connection({**config, "selection": {**stored, "projects": ["ABC"]}})
+
+
+def test_validating_a_connection_loads_no_dagster(tmp_path: Path) -> None:
+    """Plugin modules are cheap to import: the registry loads them to validate, pure code stays pure."""
+    script = (
+        "import sys; from dfx_pipelines.platform.registry import parse_connection; "
+        "parse_connection({'id': 'jira-a', 'workspace_id': 'acme', 'kind': 'jira', 'display_name': 'J', "
+        "'selection': {'projects': ['ABC']}}); "
+        "print(sorted(m for m in ('dagster', 'simple_salesforce', 'google.cloud.bigquery', 'jira') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_environment(tmp_path, None),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
