@@ -1,13 +1,16 @@
 """One folder per connector; each may import `dfx_pipelines.platform`, never another connector.
 
-`PLUGIN_MODULES` lists every connector; each module exposes `PLUGIN` (a `platform.plugins.ConnectorPlugin`).
-Loaded on demand so importing this package stays cheap.
+A connector is registered by one line: its plugin module's path in `PLUGIN_MODULES` (the module exposes
+`PLUGIN`, a `platform.plugins.ConnectorPlugin`). A connector outside this repository is registered by
+`DFX_CONNECTOR_MODULES` instead. Everything else — the root Definitions, the registry's selection and
+write-back rules, the CLI, the demo, the lifecycle — asks `platform.catalogue`, which reads this list.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from dfx_pipelines.platform import catalogue
 
 if TYPE_CHECKING:
     from dfx_pipelines.platform.plugins import ConnectorPlugin
@@ -19,12 +22,10 @@ PLUGIN_MODULES: tuple[str, ...] = (
 )
 
 
-def plugins() -> list["ConnectorPlugin"]:
-    return [importlib.import_module(module).PLUGIN for module in PLUGIN_MODULES]
+def plugins() -> list[ConnectorPlugin]:
+    """Every registered connector: the built-in ones, then those `DFX_CONNECTOR_MODULES` adds."""
+    return catalogue.plugins()
 
 
-def plugin(kind: str) -> "ConnectorPlugin":
-    for candidate in plugins():
-        if candidate.kind == kind:
-            return candidate
-    raise KeyError(f"no connector plugin for kind {kind!r}")
+def plugin(kind: str) -> ConnectorPlugin:
+    return catalogue.plugin(kind)

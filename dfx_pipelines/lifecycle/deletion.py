@@ -210,12 +210,10 @@ def delete_connection_data(
         receipt = platform.vault.destroy_connection(connection.workspace_id, connection.id)
         report.data_key_id, report.secrets_deleted = receipt.data_key_id, receipt.secrets_deleted
         report.metric_values_deleted = platform.metric_store.delete_connection(connection.id)
-        extra = getattr(plugin, "delete_cached_data", None)
-        if callable(extra):
-            report.connector_data_deleted = dict(extra(platform, connection))
+        report.connector_data_deleted = dict(plugin.delete_cached_data(platform, connection))
         report.runs_deleted = _delete_runs(instance, connection.id, first_possible_day(connection))
         report.partition_events_wiped = _wipe_partition_events(instance, connection.kind, connection.id)
-        partitions_name = f"{connection.kind}_connections"
+        partitions_name = plugin.partitions_name
         if instance.has_dynamic_partition(partitions_name, connection.id):
             instance.delete_dynamic_partition(partitions_name, connection.id)
             report.partition_removed = True

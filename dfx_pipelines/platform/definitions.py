@@ -1,12 +1,12 @@
 """Dagster definitions every connector shares: the platform resource and the sensor that keeps each
-kind's dynamic "connection" partitions in step with the registry."""
+registered kind's dynamic "connection" partitions (its plugin's `partitions_name`) in step with the registry."""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from dfx_pipelines.platform import catalogue
 from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, partition_changes
-from dfx_pipelines.platform.registry import KIND_RULES
 from dfx_pipelines.platform.resources import PlatformResource
 
 
@@ -20,7 +20,7 @@ def connection_partitions_sensor(context: dg.SensorEvaluationContext, platform: 
     registry = platform.get().registry
     requests = []
     summary = []
-    for kind in sorted(KIND_RULES):
+    for kind in catalogue.kinds():
         change = partition_changes(context.instance, registry, kind)
         requests.extend(change.requests())
         if change.added or change.removed:

@@ -173,6 +173,13 @@ VARIABLES: tuple[Variable, ...] = (
         "first day of the daily partitions (YYYY-MM-DD); the same in every process",
     ),
     Variable(
+        "DFX_CONNECTOR_MODULES",
+        ALL,
+        "none (the built-in connectors)",
+        "no",
+        "comma-separated plugin module paths of connectors outside this package (`platform/catalogue.py`); the same in every process",
+    ),
+    Variable(
         "DFX_ACCESS_LOG_DIR",
         "run workers",
         "none (rule reported as not configured)",

@@ -1,17 +1,32 @@
-"""The small interface every connector implements so the CLI, the demo and the privacy lifecycle can
-work with any connector kind without knowing its details. A new connector adds one module path to
-`dfx_pipelines.connectors.PLUGIN_MODULES`; nothing here changes."""
+"""The interface every connector implements, so the platform, the CLI, the demo and the privacy lifecycle
+work with any connector kind without knowing its details. A connector registers by its plugin module's
+path alone (`dfx_pipelines.connectors.PLUGIN_MODULES`, or `DFX_CONNECTOR_MODULES` out of tree: see
+`platform.catalogue`); nothing here or elsewhere in the platform changes.
+
+`ConnectorPlugin` is a base class, not a protocol found out with `getattr`: what every connector must
+provide is abstract, and each optional capability has an explicit default here (no CLI commands, no
+connect command for its sandbox, no data kept outside the metric store, no field mapper, no write-back).
+
+A plugin module stays cheap to import: it imports its selection model and this module, and builds its
+Dagster definitions, sandbox and clients only inside the methods that need them.
+"""
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import dagster as dg
+from dfx_pipelines.platform.registry import Connection, SelectionBase, WriteBackDesignation
 
-from dfx_pipelines.platform.registry import Connection
-from dfx_pipelines.platform.sandbox import SandboxCA, SandboxServer
-from dfx_pipelines.platform.services import Platform
+if TYPE_CHECKING:
+    import click
+    import dagster as dg
+
+    from dfx_pipelines.platform.sandbox import SandboxCA, SandboxServer
+    from dfx_pipelines.platform.services import Platform
 
 
 @dataclass
@@ -57,30 +72,71 @@ class RevocationResult:
     detail: str
 
 
-class ConnectorPlugin(Protocol):
-    kind: str
-    secret_kinds: tuple[str, ...]
+class ConnectorPlugin(abc.ABC):
+    """One connector kind. Subclasses set `kind`, `secret_kinds` and `selection_model`, implement the
+    abstract methods, and override a capability's default only when the connector has it."""
 
+    kind: ClassVar[str]  # lower-case; names its partitions, asset key prefix and `dfx` commands
+    secret_kinds: ClassVar[tuple[str, ...]] = ()  # what the vault may hold for one of its connections
+    # The customer's selection for this kind: its fields, their shapes and the identifier rules
+    # (`SelectionBase.check`). Stored as the connection's `selection` JSON.
+    selection_model: ClassVar[type[SelectionBase]] = SelectionBase
+
+    # ------------------------------------------------------------------ required
+
+    @abc.abstractmethod
     def definitions(self) -> dg.Definitions:
-        """Assets, checks, jobs, schedules and sensors of this connector."""
-        ...
+        """Assets, checks, jobs, schedules and sensors of this connector (merged into the root Definitions)."""
 
+    @abc.abstractmethod
     def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
         """Start this connector's sandbox servers on loopback (demo-sized unless `scale` says more)."""
-        ...
 
+    @abc.abstractmethod
     def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
         """Connect (or reconnect) the demo connection to a running sandbox, as a user would."""
-        ...
 
+    @abc.abstractmethod
     def demo_runs(self, connection: Connection, days: int) -> list[DemoRun]:
         """The runs `dfx demo` launches for this connector's demo connection (daily metrics: last `days`)."""
-        ...
 
-    # Optional: `cli_commands(self) -> list[click.Command]` adds connector-specific `dfx` subcommands.
-    # Optional: `connect_command(self, sandbox, *, workspace_id, folder) -> ConnectCommand` says how a
-    # user connects to a sandbox started by `start_sandbox` (files it needs go under `folder`, mode 0600).
-
+    @abc.abstractmethod
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
         """Invalidate the connection's credentials at the provider, where it offers that."""
-        ...
+
+    # ------------------------------------------------------------------ optional, with their defaults
+
+    @property
+    def partitions_name(self) -> str:
+        """The dynamic partitions (one key per connection) its assets use; kept in step with the
+        registry by the platform and deleted with a connection."""
+        from dfx_pipelines.platform.partitions import connection_partitions_name
+
+        return connection_partitions_name(self.kind)
+
+    def validate_source_field(self, value: str) -> str:
+        """A field-mapper source (`FieldMapping.source`) checked by the kind's identifier rules.
+        Default: the kind has no field mapper, so any mapping is refused."""
+        raise ValueError(f"{self.kind} connections have no field mapper (source {value!r})")
+
+    def validate_write_back(
+        self, designations: Sequence[WriteBackDesignation], selection: SelectionBase, endpoint: Mapping[str, Any]
+    ) -> None:
+        """Check the fields the customer allowed us to write to. Default: write-back is not supported."""
+        if designations:
+            raise ValueError(f"write-back is not supported for {self.kind} connections")
+
+    def cli_commands(self) -> list[click.Command]:
+        """Connector-specific `dfx` subcommands. A group with a `connect` command also becomes
+        `dfx connect <kind>`."""
+        return []
+
+    def connect_command(self, sandbox: RunningSandbox, *, workspace_id: str, folder: Path) -> ConnectCommand | None:
+        """How a user connects to a sandbox started by `start_sandbox` (files it needs go under `folder`,
+        mode 0600); `dfx sandbox serve` prints it. None: no hand-typed connect for this kind."""
+        return None
+
+    def delete_cached_data(self, platform: Platform, connection: Connection) -> dict[str, int]:
+        """Delete what this connector keeps outside the metric store and the vault (deleted by the
+        lifecycle): table name -> rows deleted. Default: it keeps nothing else."""
+        return {}

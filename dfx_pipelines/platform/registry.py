@@ -1,8 +1,9 @@
 """Workspaces and their connections: what a customer connected, what they selected, how fields map.
 
 Every identifier that will reach SOQL, SQL or JQL is validated here, once, by the connector kind's
-strict patterns (`platform.identifiers`); connectors then take names only from a validated
-`Connection`. A connection's id is a slug that doubles as its Dagster dynamic partition key.
+strict patterns (`platform.identifiers`), which its plugin declares (selection model, field-mapper
+sources, write-back: found through `platform.catalogue`); connectors then take names only from a
+validated `Connection`. A connection's id is a slug that doubles as its Dagster dynamic partition key.
 
 Adding a connection writes the registry row and the vault secrets together or not at all.
 """
@@ -12,12 +13,21 @@ from __future__ import annotations
 import enum
 import unicodedata
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from dfx_pipelines.platform import identifiers, tables
+from dfx_pipelines.platform import catalogue, identifiers, tables
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError, UnknownConnectionError
 from dfx_pipelines.platform.vault import SecretRef, Vault
 
@@ -34,52 +44,6 @@ class ConnectionStatus(str, enum.Enum):
     REVOKED = "revoked"  # credentials destroyed; cached data kept until deletion
     REMOVED = "removed"  # the customer removed it; cached data is deleted within the grace period
     DELETED = "deleted"  # everything cached from it is gone; the row stays as a tombstone for the audit
-
-
-# -------------------------------------------------------------- per-kind identifier rules
-
-
-def _salesforce_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
-    for obj, fields in selection.objects.items():
-        identifiers.salesforce_name(obj)
-        for field in fields:
-            identifiers.salesforce_field_path(field)
-
-
-def _jira_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
-    for key in selection.projects:  # Cloud keys are shorter than Data Center's: the limit follows the flavour
-        identifiers.jira_project_key(key, flavour=endpoint.get("flavour"))
-    for board in selection.boards:
-        identifiers.jira_board_id(board)
-
-
-def _bigquery_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
-    for dataset, tables_ in selection.datasets.items():
-        identifiers.bigquery_dataset(dataset)
-        for table in tables_:
-            identifiers.bigquery_table(table)
-    for qualified, columns in selection.objects.items():
-        dataset, _, table = qualified.partition(".")
-        identifiers.bigquery_dataset(dataset)
-        identifiers.bigquery_table(table)
-        for column in columns:
-            identifiers.bigquery_column(column)
-
-
-def _salesforce_source_field(value: str) -> str:
-    return identifiers.salesforce_field_path(value)
-
-
-def _bigquery_source_field(value: str) -> str:
-    return identifiers.bigquery_column(value)
-
-
-# kind → (selection validator, field-mapper source validator). A new connector kind adds one line here.
-KIND_RULES: dict[str, tuple[Callable[["Selection", Mapping[str, Any]], None], Callable[[str], Any]]] = {
-    "salesforce": (_salesforce_selection, _salesforce_source_field),
-    "jira": (_jira_selection, identifiers.jira_field_id),
-    "bigquery": (_bigquery_selection, _bigquery_source_field),
-}
 
 
 # -------------------------------------------------------------- models
@@ -102,25 +66,45 @@ def _display_text(value: str) -> str:
     return value
 
 
-class Selection(_Model):
+_LEGACY_FIELDS = ("objects", "projects", "boards", "datasets")  # the one selection model all kinds once shared
+
+
+class SelectionBase(_Model):
     """What the customer chose to share. Only what is listed here is ever read.
 
-    Salesforce: `objects` = object → fields. Jira: `projects` and `boards`. BigQuery: `datasets` =
-    dataset → tables, and optionally `objects` = "dataset.table" → columns to narrow further.
+    Each connector kind defines its own selection model (its plugin's `selection_model`: Salesforce's
+    `objects`, Jira's `projects` and `boards`, BigQuery's `datasets` and `objects`); a `Connection` holds
+    the model of its kind, stored as its `selection` JSON.
     """
 
-    objects: dict[str, list[str]] = Field(default_factory=dict)
-    projects: list[str] = Field(default_factory=list)
-    boards: list[int] = Field(default_factory=list)
-    datasets: dict[str, list[str]] = Field(default_factory=dict)
+    if TYPE_CHECKING:  # a connection's selection is its kind's model: connectors read their own fields
 
-    @field_validator("objects", "datasets")
+        def __getattr__(self, name: str) -> Any: ...
+
+    @model_validator(mode="before")
     @classmethod
-    def _no_duplicates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for key, items in value.items():
-            if len(set(items)) != len(items):
-                raise ValueError(f"{key}: duplicate entries in {items}")
-        return value
+    def _legacy_empty_fields(cls, data: Any) -> Any:
+        # Rows stored before each kind had its own model hold every kind's fields, the others' empty
+        # (`"projects": []` in a Salesforce selection): those are dropped; a non-empty one stays an error.
+        if isinstance(data, Mapping):
+            return {
+                key: value
+                for key, value in data.items()
+                if key in cls.model_fields or key not in _LEGACY_FIELDS or value not in ([], {})
+            }
+        return data
+
+    def check(self, endpoint: Mapping[str, Any]) -> None:
+        """Validate every identifier that will reach a query by the kind's strict patterns (some
+        depend on the endpoint, e.g. Jira's flavour). Raises ValueError or IdentifierError."""
+
+
+def unique_entries(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    """For a selection's `name -> list` fields: each list lists an entry once."""
+    for key, items in value.items():
+        if len(set(items)) != len(items):
+            raise ValueError(f"{key}: duplicate entries in {items}")
+    return value
 
 
 class FieldMapping(_Model):
@@ -137,19 +121,16 @@ class FieldMapping(_Model):
 
 
 class WriteBackDesignation(_Model):
-    """A source field the customer allowed us to write one metric's value to (Salesforce only today).
-    Each metric row whose `record_dimension` holds a record Id of `object` writes its value there."""
+    """A source field the customer allowed us to write one metric's value to: each metric row whose
+    `record_dimension` holds a record id of `object` writes its value there. Whether a kind supports
+    write-back, and the names its `object` and `field` may take, are its plugin's rules
+    (`ConnectorPlugin.validate_write_back`)."""
 
     object: str
     field: str
     metric: str
     measure: str
     record_dimension: str = "record_id"
-
-    @field_validator("object", "field")
-    @classmethod
-    def _sf_name(cls, value: str) -> str:
-        return identifiers.salesforce_name(value)
 
     @field_validator("metric", "measure", "record_dimension")
     @classmethod
@@ -198,7 +179,8 @@ class Connection(_Model):
     workspace_id: str
     kind: str
     display_name: str = Field(min_length=1, max_length=200)
-    selection: Selection = Field(default_factory=Selection)
+    # The kind's own model (validated by `_selection_of_kind`); SerializeAsAny: dumps keep its fields.
+    selection: SerializeAsAny[SelectionBase] = Field(default_factory=dict, validate_default=True)
     field_mapper: list[FieldMapping] = Field(default_factory=list)
     write_back: list[WriteBackDesignation] = Field(default_factory=list)
     settings: ConnectionSettings = Field(default_factory=ConnectionSettings)
@@ -228,24 +210,30 @@ class Connection(_Model):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in KIND_RULES:
-            raise ValueError(f"unknown connector kind {value!r}; known kinds: {', '.join(sorted(KIND_RULES))}")
+        if catalogue.find(value) is None:
+            raise ValueError(f"unknown connector kind {value!r}; known kinds: {', '.join(catalogue.kinds())}")
         return value
+
+    @field_validator("selection", mode="before")
+    @classmethod
+    def _selection_of_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind was refused: that is the error to report
+            return SelectionBase()
+        model = catalogue.plugin(kind).selection_model
+        return value if isinstance(value, model) else model.model_validate(value)
 
     @model_validator(mode="after")
     def _identifiers(self) -> "Connection":
-        validate_selection, validate_source = KIND_RULES[self.kind]
-        validate_selection(self.selection, self.endpoint)
+        # The kind's rules, from its plugin: the selection's identifiers, the field mapper's sources, write-back.
+        plugin = catalogue.plugin(self.kind)
+        self.selection.check(self.endpoint)
         targets = [mapping.target for mapping in self.field_mapper]
         if len(set(targets)) != len(targets):
             raise ValueError(f"field mapper maps the same target twice: {targets}")
         for mapping in self.field_mapper:
-            validate_source(mapping.source)
-        if self.write_back and self.kind != "salesforce":
-            raise ValueError(f"write-back is not supported for {self.kind} connections")
-        for designation in self.write_back:
-            if designation.field not in self.selection.objects.get(designation.object, []):
-                raise ValueError(f"write-back field {designation.object}.{designation.field} is not in the selection")
+            plugin.validate_source_field(mapping.source)
+        plugin.validate_write_back(self.write_back, self.selection, self.endpoint)
         return self
 
     @property

@@ -1,6 +1,6 @@
 """The sandbox harness: loopback HTTPS servers that play a SaaS API, with a local CA and fault injection.
 
-A sandbox is a `SandboxApp` (a plain object with `handle(request) -> Response`) served by a
+A sandbox is a `SandboxApp` (a subclass answering `handle(request) -> Response`) served by a
 `SandboxServer` on 127.0.0.1 with a free port and a certificate from a `SandboxCA` generated locally
 (trustme). Clients trust that CA in sandbox mode only (see `platform.http`). Faults are injected per
 server, in front of the app, so every sandbox gets the same menu: 429 with Retry-After, 5xx, slow
@@ -14,6 +14,7 @@ Nothing here knows about any particular SaaS; connector sandboxes live in their 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import json
@@ -29,7 +30,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping
 
 import trustme
 
@@ -109,14 +110,27 @@ class Response:
         return cls(status, b"", {"Location": location})
 
 
-class SandboxApp(Protocol):
-    """What a sandbox implements. `unauthorized` is what the API answers for an expired token."""
+class SandboxApp(abc.ABC):
+    """What a sandbox implements: `handle` answers a request, `unauthorized` is what the API answers for
+    an expired token. The optional hooks have their defaults here (not found out with `getattr`)."""
 
     name: str
 
+    @abc.abstractmethod
     def handle(self, request: Request) -> Response: ...
 
+    @abc.abstractmethod
     def unauthorized(self, request: Request) -> Response: ...
+
+    def rate_limited(self, request: Request, retry_after: float) -> Response:
+        """What the `rate_limit` fault answers. Default: a generic 429 with Retry-After."""
+        return Response.json(
+            {"message": "rate limit exceeded"}, status=429, headers={"Retry-After": f"{retry_after:g}"}
+        )
+
+    def response_headers(self) -> Mapping[str, str]:
+        """Headers the API adds to every answer. Default: none."""
+        return {}
 
 
 # ---------------------------------------------------------------- fault injection
@@ -467,20 +481,11 @@ class SandboxServer:
 
     def extra_headers(self) -> Mapping[str, str]:
         headers = dict(self._extra_headers() if self._extra_headers else {})
-        app_headers = getattr(self.app, "response_headers", None)
-        if callable(app_headers):
-            headers.update(app_headers())
+        headers.update(self.app.response_headers())
         return headers
 
     def app_rate_limited(self, request: Request, retry_after: float) -> Response:
-        custom = getattr(self.app, "rate_limited", None)
-        if callable(custom):
-            return custom(request, retry_after)
-        return Response.json(
-            {"message": "rate limit exceeded"},
-            status=429,
-            headers={"Retry-After": f"{retry_after:g}"},
-        )
+        return self.app.rate_limited(request, retry_after)
 
     def start(self) -> "SandboxServer":
         self._thread = threading.Thread(
@@ -508,7 +513,7 @@ class SandboxServer:
 # ---------------------------------------------------------------- the trivial server that proves the harness
 
 
-class EchoApp:
+class EchoApp(SandboxApp):
     """A trivial API: `GET /v1/ping` needs `Bearer <token>` and answers `{"pong": true}`;
     `GET /v1/items?page=N` pages through `item_count` items, 10 a page, with `next` links."""
 

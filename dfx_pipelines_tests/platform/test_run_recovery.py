@@ -30,7 +30,8 @@ from dfx_pipelines.platform.instance import (
     write_embedded_instance,
 )
 from dfx_pipelines.platform.partitions import sync_partitions
-from dfx_pipelines.platform.registry import KIND_RULES, Workspace
+from dfx_pipelines.platform import catalogue
+from dfx_pipelines.platform.registry import Workspace
 from dfx_pipelines.platform.sandbox import SandboxCA
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,7 +211,7 @@ def test_a_killed_run_worker_fails_its_run_and_the_retry_stores_the_same_values(
     try:
         PLUGIN.connect_demo(platform, sandbox, "demo")
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            sync_partitions(instance, platform.registry, sorted(KIND_RULES))
+            sync_partitions(instance, platform.registry, catalogue.kinds())
             clean_run = defs.resolve_job_def(JOB).execute_in_process(
                 instance=instance, partition_key=CONNECTION, tags=TAGS
             )

@@ -15,9 +15,10 @@ from typing import Any
 
 from dfx_pipelines.connectors.bigquery.credentials import build_client, check_api_endpoint, parse_service_account_key
 from dfx_pipelines.connectors.bigquery.metrics import TableInfo, parse_specs, spec_problems
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform.errors import AuthError, ConfigError, ConnectorError
 from dfx_pipelines.platform.redaction import redact
-from dfx_pipelines.platform.registry import Connection, Selection, parse_connection
+from dfx_pipelines.platform.registry import Connection, parse_connection
 from dfx_pipelines.platform.services import Platform
 
 KIND = "bigquery"
@@ -50,7 +51,7 @@ def _tags(schema_field: Any) -> list[str]:
 def describe_selection(
     client: Any,
     project: str,
-    selection: Selection,
+    selection: BigQuerySelection,
     *,
     timeout: float | None = None,
     deadline: float | None = None,
@@ -156,10 +157,9 @@ def connect_bigquery(
         sandbox_ca=sandbox_ca,
     )
     try:
+        import requests
         from google.api_core import exceptions
         from google.auth import exceptions as auth_exceptions
-
-        import requests
 
         try:
             problems, infos, discovered = describe_selection(

@@ -22,10 +22,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError
 from dfx_pipelines.platform.metric_rows import MetricRow
-from dfx_pipelines.platform.registry import Connection, Selection
+from dfx_pipelines.platform.registry import Connection
 
 MEASURES = ("SUM", "COUNT", "COUNT_DISTINCT", "AVG")
 PERIOD_ALIAS, VALUE_ALIAS = "dfx_period", "dfx_value"
@@ -145,7 +146,7 @@ class TableInfo:
 
 
 def spec_problems(
-    spec: MetricSpec, selection: Selection, tables: Mapping[str, TableInfo], granted_tags: Iterable[str] = ()
+    spec: MetricSpec, selection: BigQuerySelection, tables: Mapping[str, TableInfo], granted_tags: Iterable[str] = ()
 ) -> list[str]:
     """Everything wrong with one spec against the selection and the table's schema."""
     if spec.table_name not in selection.datasets.get(spec.dataset, []):

@@ -1,22 +1,28 @@
 """BigQuery as a `ConnectorPlugin`: its definitions, its sandbox and demo connection, its `dfx bigquery`
-commands, and what revocation means for a service-account key."""
+commands, its selection and field-mapper rules, and what revocation means for a service-account key.
+
+Cheap to import (the registry loads it to validate a connection): Dagster, the client and the sandbox
+are imported inside the methods that use them."""
+
+from __future__ import annotations
 
 import json
 import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-import dagster as dg
-
-from dfx_pipelines.connectors.bigquery.assets import bigquery_metrics_job
-from dfx_pipelines.connectors.bigquery.definitions import bigquery_definitions
-from dfx_pipelines.platform.partitions import range_tags
-from dfx_pipelines.platform.plugins import ConnectCommand, DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
+from dfx_pipelines.platform import identifiers
+from dfx_pipelines.platform.plugins import ConnectCommand, ConnectorPlugin, DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
-from dfx_pipelines.platform.sandbox import SandboxCA
-from dfx_pipelines.platform.services import Platform
+
+if TYPE_CHECKING:
+    import click
+    import dagster as dg
+
+    from dfx_pipelines.platform.sandbox import SandboxCA
+    from dfx_pipelines.platform.services import Platform
 
 DEMO_CONNECTION = "bq-demo"
 DEMO_SELECTION = {"shop": ["orders", "web_events"]}
@@ -88,12 +94,18 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-class BigQueryPlugin:
+class BigQueryPlugin(ConnectorPlugin):
     kind = "bigquery"
     secret_kinds = ("service_account_key",)
+    selection_model = BigQuerySelection
 
     def definitions(self) -> dg.Definitions:
+        from dfx_pipelines.connectors.bigquery.definitions import bigquery_definitions
+
         return bigquery_definitions()
+
+    def validate_source_field(self, value: str) -> str:
+        return identifiers.bigquery_column(value)
 
     def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
         from dfx_pipelines.connectors.bigquery.sandbox.app import BigQuerySandbox
@@ -143,6 +155,9 @@ class BigQueryPlugin:
         )  # fmt: skip
 
     def demo_runs(self, connection: Connection, days: int = 30) -> list[DemoRun]:
+        from dfx_pipelines.connectors.bigquery.assets import bigquery_metrics_job
+        from dfx_pipelines.platform.partitions import range_tags
+
         last = demo_last_day()
         first = last - timedelta(days=days - 1)
         return [

@@ -17,9 +17,9 @@ from sqlglot.errors import SqlglotError
 
 from dfx_pipelines.connectors.bigquery.column_reads import UnresolvedExpression, resolve_column_reads
 from dfx_pipelines.connectors.bigquery.gate import QueryRefused
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import IdentifierError
-from dfx_pipelines.platform.registry import Selection
 
 MAX_SQL_CHARS = 100_000
 DIALECT = "bigquery"
@@ -95,11 +95,11 @@ def table_refs(tree: exp.Expression, default_project: str) -> list[TableRef]:
     return sorted(found)
 
 
-def is_selected(ref: TableRef, selection: Selection, project: str) -> bool:
+def is_selected(ref: TableRef, selection: BigQuerySelection, project: str) -> bool:
     return ref.project == project and ref.table in selection.datasets.get(ref.dataset, [])
 
 
-def check_tables(refs: Iterable[TableRef], selection: Selection, project: str, source: str) -> None:
+def check_tables(refs: Iterable[TableRef], selection: BigQuerySelection, project: str, source: str) -> None:
     """Every table must be in the connection's selection (and in the connection's own project)."""
     outside = [str(ref) for ref in refs if not is_selected(ref, selection, project)]
     if outside:
@@ -145,7 +145,7 @@ def referenced_columns(
 
 def check_columns(
     columns: Mapping[TableRef, set[str]],
-    selection: Selection,
+    selection: BigQuerySelection,
     tagged: Mapping[TableRef, Mapping[str, tuple[str, ...]]],
     granted_tags: Iterable[str],
     evidence: Mapping[tuple[TableRef, str], str] | None = None,

@@ -1,19 +1,27 @@
 """Jira as a `ConnectorPlugin`: its definitions, a demo-sized Cloud sandbox connected through OAuth 3LO
-(consent given programmatically), the demo runs, and what revocation means for Atlassian 3LO."""
+(consent given programmatically), the demo runs, its selection and field-mapper rules, and what
+revocation means for Atlassian 3LO.
+
+Cheap to import (the registry loads it to validate a connection): Dagster, the client and the sandbox
+are imported inside the methods that use them."""
+
+from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
-import dagster as dg
-
-from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
-from dfx_pipelines.connectors.jira.definitions import jira_definitions, jira_resource
-from dfx_pipelines.platform.partitions import range_tags
-from dfx_pipelines.platform.plugins import ConnectCommand, DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.connectors.jira.selection import JiraSelection
+from dfx_pipelines.platform import identifiers
+from dfx_pipelines.platform.plugins import ConnectCommand, ConnectorPlugin, DemoRun, RevocationResult, RunningSandbox
 from dfx_pipelines.platform.registry import Connection
-from dfx_pipelines.platform.sandbox import SandboxCA
-from dfx_pipelines.platform.services import Platform
+
+if TYPE_CHECKING:
+    import click
+    import dagster as dg
+
+    from dfx_pipelines.platform.sandbox import SandboxCA
+    from dfx_pipelines.platform.services import Platform
 
 DEMO_CONNECTION = "jira-demo"
 DEMO_DAYS = 30
@@ -24,12 +32,18 @@ DEMO_FIELD_MAPPER = [
 ]
 
 
-class JiraPlugin:
+class JiraPlugin(ConnectorPlugin):
     kind = "jira"
     secret_kinds = ("oauth_access_token", "oauth_refresh_token", "api_token", "basic_auth")
+    selection_model = JiraSelection
 
     def definitions(self) -> dg.Definitions:
+        from dfx_pipelines.connectors.jira.definitions import jira_definitions
+
         return jira_definitions()
+
+    def validate_source_field(self, value: str) -> str:
+        return identifiers.jira_field_id(value)
 
     def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None, flavour: str = "cloud") -> RunningSandbox:
         from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
@@ -41,6 +55,8 @@ class JiraPlugin:
         return RunningSandbox(kind=self.kind, servers=[running.server], state={"sandbox": running})
 
     def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
+        from dfx_pipelines.connectors.jira.connect import connect_jira_cloud
+        from dfx_pipelines.connectors.jira.definitions import jira_resource
         from dfx_pipelines.connectors.jira.sandbox.server import DEFAULT_REDIRECT_URI, complete_consent
 
         running = sandbox.state["sandbox"]
@@ -101,6 +117,8 @@ class JiraPlugin:
         )
 
     def demo_runs(self, connection: Connection, days: int = DEMO_DAYS) -> list[DemoRun]:
+        from dfx_pipelines.platform.partitions import range_tags
+
         today = date.today()
         first = today - timedelta(days=days - 1)
         return [

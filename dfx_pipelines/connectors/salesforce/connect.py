@@ -14,9 +14,10 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from dfx_pipelines.connectors.salesforce import oauth
+from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection
 from dfx_pipelines.platform.errors import ConfigError, DfxError
 from dfx_pipelines.platform.http import translate_errors
-from dfx_pipelines.platform.registry import Connection, Selection, parse_connection
+from dfx_pipelines.platform.registry import Connection, parse_connection
 from dfx_pipelines.platform.secret_input import accept_optional_secret
 from dfx_pipelines.platform.services import Platform
 
@@ -25,7 +26,7 @@ CodeReceiver = Callable[[str], str]
 
 
 def describe_selection_problems(
-    describe_global: dict[str, Any], describe: Callable[[str], dict[str, Any]], selection: Selection
+    describe_global: dict[str, Any], describe: Callable[[str], dict[str, Any]], selection: SalesforceSelection
 ) -> list[str]:
     """Every problem with a selection, checked against the org's own describe metadata."""
     objects = {item["name"]: item for item in describe_global.get("sobjects", [])}

@@ -1,19 +1,28 @@
-"""Salesforce as a `ConnectorPlugin`: its definitions, its sandbox for the demo, and provider revocation."""
+"""Salesforce as a `ConnectorPlugin`: its selection and write-back rules, its definitions, its sandbox for
+the demo, its `dfx salesforce connect` (also `dfx connect salesforce`), and provider revocation.
 
+Cheap to import (the registry loads it to validate a connection): Dagster, the client and the sandbox
+are imported inside the methods that use them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import dagster as dg
-
-from dfx_pipelines.connectors.salesforce import oauth
-from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
-from dfx_pipelines.connectors.salesforce.definitions import salesforce_definitions, salesforce_resource
+from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection
+from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import SecretNotFoundError
-from dfx_pipelines.platform.partitions import range_tags
-from dfx_pipelines.platform.plugins import ConnectCommand, DemoRun, RevocationResult, RunningSandbox
-from dfx_pipelines.platform.registry import Connection
-from dfx_pipelines.platform.sandbox import SandboxCA
-from dfx_pipelines.platform.services import Platform
+from dfx_pipelines.platform.plugins import ConnectCommand, ConnectorPlugin, DemoRun, RevocationResult, RunningSandbox
+from dfx_pipelines.platform.registry import Connection, SelectionBase, WriteBackDesignation
+
+if TYPE_CHECKING:
+    import click
+    import dagster as dg
+
+    from dfx_pipelines.platform.sandbox import SandboxCA
+    from dfx_pipelines.platform.services import Platform
 
 DEMO_CONNECTION = "sf-demo"
 DEMO_DAYS = 30
@@ -50,12 +59,34 @@ DEMO_WRITE_BACK = [
 ]
 
 
-class SalesforcePlugin:
+class SalesforcePlugin(ConnectorPlugin):
     kind = "salesforce"
     secret_kinds = ("oauth_access_token", "oauth_refresh_token")
+    selection_model = SalesforceSelection
 
     def definitions(self) -> dg.Definitions:
+        from dfx_pipelines.connectors.salesforce.definitions import salesforce_definitions
+
         return salesforce_definitions()
+
+    def validate_source_field(self, value: str) -> str:
+        return identifiers.salesforce_field_path(value)
+
+    def validate_write_back(
+        self, designations: Sequence[WriteBackDesignation], selection: SelectionBase, endpoint: Mapping[str, Any]
+    ) -> None:
+        """A designated field is a Salesforce name the customer also selected (its value is read back)."""
+        assert isinstance(selection, SalesforceSelection)
+        for designation in designations:
+            identifiers.salesforce_name(designation.object)
+            identifiers.salesforce_name(designation.field)
+            if designation.field not in selection.objects.get(designation.object, []):
+                raise ValueError(f"write-back field {designation.object}.{designation.field} is not in the selection")
+
+    def cli_commands(self) -> list[click.Command]:
+        from dfx_pipelines.connectors.salesforce.cli import salesforce
+
+        return [salesforce]
 
     def start_sandbox(self, ca: SandboxCA, *, scale: int | None = None) -> RunningSandbox:
         from dfx_pipelines.connectors.salesforce.sandbox import SalesforceOrg, start_salesforce_sandbox
@@ -64,6 +95,8 @@ class SalesforcePlugin:
         return RunningSandbox(kind=self.kind, servers=[running.server], state={"sandbox": running})
 
     def connect_demo(self, platform: Platform, sandbox: RunningSandbox, workspace_id: str) -> Connection:
+        from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
+        from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
         from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 
         running = sandbox.state["sandbox"]
@@ -98,6 +131,8 @@ class SalesforcePlugin:
         )  # fmt: skip
 
     def demo_runs(self, connection: Connection, days: int = DEMO_DAYS) -> list[DemoRun]:
+        from dfx_pipelines.platform.partitions import range_tags
+
         today = date.today()
         first = today - timedelta(days=days - 1)
         return [
@@ -109,6 +144,9 @@ class SalesforcePlugin:
         ]
 
     def revoke_at_provider(self, platform: Platform, connection: Connection) -> RevocationResult:
+        from dfx_pipelines.connectors.salesforce import oauth
+        from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
+
         try:
             token = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()
         except SecretNotFoundError:

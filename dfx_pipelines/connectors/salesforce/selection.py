@@ -1,5 +1,7 @@
 """The customer's Salesforce selection (object API name → selected field API names) and what each metric
 needs from it, so a query is only ever built over objects and fields the customer chose.
+`SalesforceSelection` is the stored model the registry validates (the plugin's `selection_model`);
+`Selection` is the immutable, case-insensitive view queries are built from.
 
 Pure: no I/O, no client library. Every name is checked again with `dfx_pipelines.platform.identifiers`
 (defence in depth: the selection was validated upstream, but a name only reaches SOQL through here).
@@ -10,13 +12,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.identifiers import salesforce_field_path, salesforce_name
+from dfx_pipelines.platform.registry import SelectionBase, unique_entries
 
 # Every object has Id, and COUNT(Id) returns a number, never an Id value, so aggregate queries may count
 # it without the customer selecting it. Streamed queries never select it (they do not need it).
 IMPLICIT_FIELDS = frozenset({"Id"})
+
+
+class SalesforceSelection(SelectionBase):
+    """A Salesforce connection's selection as stored: `objects` = object API name -> field API names."""
+
+    objects: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("objects")
+    @classmethod
+    def _no_duplicates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return unique_entries(value)
+
+    def check(self, endpoint: Mapping[str, Any]) -> None:
+        for obj, fields in self.objects.items():
+            salesforce_name(obj)
+            for field in fields:
+                salesforce_field_path(field)
 
 
 class SelectionError(ConfigError):

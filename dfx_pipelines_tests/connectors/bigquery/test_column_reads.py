@@ -9,6 +9,7 @@ import sqlglot
 
 from dfx_pipelines.connectors.bigquery.column_reads import UnresolvedExpression, resolve_column_reads
 from dfx_pipelines.connectors.bigquery.gate import QueryRefused
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection as Selection
 from dfx_pipelines.connectors.bigquery.sql_check import (
     TableRef,
     check_columns,
@@ -17,7 +18,6 @@ from dfx_pipelines.connectors.bigquery.sql_check import (
     read_columns,
     table_refs,
 )
-from dfx_pipelines.platform.registry import Selection
 
 P = "dfx-demo-project"
 CUSTOMERS, ORDERS = TableRef(P, "shop", "customers"), TableRef(P, "shop", "orders")

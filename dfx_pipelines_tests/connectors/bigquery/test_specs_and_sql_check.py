@@ -16,6 +16,7 @@ from dfx_pipelines.connectors.bigquery.metrics import (
     spec_problems,
     to_metric_rows,
 )
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection as Selection
 from dfx_pipelines.connectors.bigquery.sql_check import (
     TableRef,
     check_columns,
@@ -25,7 +26,6 @@ from dfx_pipelines.connectors.bigquery.sql_check import (
     table_refs,
 )
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError
-from dfx_pipelines.platform.registry import Selection
 
 P = "dfx-demo-project"
 ORDERS = TableRef(P, "shop", "orders")

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from dfx_pipelines.platform.sandbox import Request, Response
+from dfx_pipelines.platform.sandbox import Request, Response, SandboxApp
 
 from . import errors
 from .auth import TokenIssuer
@@ -42,7 +42,7 @@ def _int_arg(request: Request, name: str) -> int | None:
         raise errors.invalid(f"Invalid value for {name}: {value}") from None
 
 
-class BigQuerySandbox:
+class BigQuerySandbox(SandboxApp):
     """A local BigQuery over the demo warehouse (or a given catalog and frames keyed `dataset.table`)."""
 
     name = "bigquery"

@@ -25,7 +25,7 @@ from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
 from dfx_pipelines.connectors.jira.sandbox.oauth import AtlassianOAuth
 from dfx_pipelines.connectors.jira.sandbox.records import from_epoch
 from dfx_pipelines.connectors.jira.sandbox.render import RenderContext, avatar_urls
-from dfx_pipelines.platform.sandbox import Request, Response
+from dfx_pipelines.platform.sandbox import Request, Response, SandboxApp
 
 ROUTES: list[Route] = routes_search.ROUTES + routes_platform.ROUTES + routes_agile.ROUTES + sla.ROUTES
 FLAVOURS = ("cloud", "datacenter")
@@ -48,7 +48,7 @@ def cloud_id_for(seed: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://dfx-sandbox.atlassian.net/{seed}"))
 
 
-class JiraSandbox:
+class JiraSandbox(SandboxApp):
     """Jira over HTTP for one `JiraSite`.
 
     `embedded_changelog_limit`: histories an embedded changelog (search, sprint issues) holds at most;

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from dfx_pipelines.platform.sandbox import Request, Response
+from dfx_pipelines.platform.sandbox import Request, Response, SandboxApp
 
 from .errors import SalesforceApiError, invalid_session, not_found
 from .ids import BASE62
@@ -69,7 +69,7 @@ class ApiUsage:
         return f"api-usage={self.used}/{self.limit}"
 
 
-class SalesforceSandbox:
+class SalesforceSandbox(SandboxApp):
     """A SandboxApp serving one `SalesforceOrg`.
 
     Endpoints: /services/oauth2/{authorize,token,revoke}; under /services/data/v59.0..v62.0: /, /limits,
