@@ -69,6 +69,29 @@ def _isolated_dagster_thread_state() -> Iterator[None]:
             logger.removeHandler(handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _alembic_scripts_read_once() -> Iterator[None]:
+    """Alembic reads and executes every migration file each time it is asked for a script directory, and
+    Dagster asks twice for every SQLite database it opens, including the event-log shard of every run
+    (~90 files each time: most of a run's storage cost). The migration files do not change during a test
+    session, so each directory is read once per process; what is run against each database (the revision
+    check, `upgrade`, `stamp`) is unchanged."""
+    from alembic.script import ScriptDirectory
+
+    real = ScriptDirectory.from_config.__func__
+    loaded: dict[tuple, ScriptDirectory] = {}
+
+    def from_config(cls, config):  # noqa: ANN001, ANN202
+        key = (cls, config.get_main_option("script_location"), config.get_main_option("version_locations"))
+        if key not in loaded:
+            loaded[key] = real(cls, config)
+        return loaded[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ScriptDirectory, "from_config", classmethod(from_config))
+        yield
+
+
 @pytest.fixture(scope="session")
 def _migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty metric database at the migrations' heads, made once per session (per xdist worker) by the
