@@ -18,8 +18,10 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(VENV)/bin/dfx dev
 
+# Four workers on two cores: most of a test's time is waiting (sandboxes, subprocesses, PostgreSQL).
+# A module stays on one worker (--dist loadfile), so its module-scoped sandboxes start once.
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 4 --dist loadfile
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench
