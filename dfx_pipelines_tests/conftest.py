@@ -26,6 +26,16 @@ from dfx_pipelines.platform.settings import Settings  # noqa: E402
 PG_ADMIN_URL = os.environ.get("DFX_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`make test`, `--dist loadgroup`) tests spread one by one over the workers, except that
+    a module's tests sharing a module- or class-scoped fixture (a running sandbox, the Dagster UI's
+    webserver and daemon) stay on one worker, so that fixture starts once rather than once per worker."""
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope in ("module", "class") for fixturedefs in defs.values() for d in fixturedefs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's DFX_* / DAGSTER_HOME, and none writes outside its temp folder."""
