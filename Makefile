@@ -18,8 +18,11 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(VENV)/bin/dfx dev
 
+# Four workers on two cores: most of a test's time is waiting (sandboxes, subprocesses, PostgreSQL).
+# Tests spread one by one; a module's tests that share a module-scoped sandbox stay on one worker
+# (--dist loadgroup with the groups the root conftest.py marks).
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 4 --dist loadgroup
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench
