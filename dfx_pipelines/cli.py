@@ -370,9 +370,8 @@ def workspace_close(workspace_id: str, actor: str) -> None:
 
 
 def _parse_selection(specs: tuple[str, ...], selection_file: str | None) -> dict[str, list[str]]:
-    from dfx_pipelines.platform.errors import ConfigError
-
     from dfx_pipelines.platform.cli_input import read_json_file
+    from dfx_pipelines.platform.errors import ConfigError
 
     objects: dict[str, list[str]] = {}
     if selection_file:
@@ -452,8 +451,8 @@ def connect_salesforce_command(
     from dfx_pipelines.connectors.salesforce.connect import connect_salesforce
     from dfx_pipelines.connectors.salesforce.definitions import salesforce_resource
     from dfx_pipelines.connectors.salesforce.oauth import validate_salesforce_url
-    from dfx_pipelines.platform.endpoints import is_loopback_url
     from dfx_pipelines.platform.consent import code_receiver
+    from dfx_pipelines.platform.endpoints import is_loopback_url
     from dfx_pipelines.platform.errors import ConfigError
     from dfx_pipelines.platform.partitions import sync_partitions
     from dfx_pipelines.platform.services import get_platform
@@ -603,7 +602,7 @@ def _print_metrics(rows: list[dict[str, Any]], *, as_json: bool, limit: int | No
         dims = ",".join(f"{k}={v}" for k, v in row["dimensions"].items())
         value = "" if row["value"] is None else f"{row['value']:.4g}"
         click.echo(
-            f"{row['connection_id']:16s} {row['metric']:26s} {str(row['period'] or ''):10s} {row['measure']:22s} {dims[:30]:30s} {value}"
+            f"{row['connection_id']:16s} {row['metric']:26s} {row['period'] or ''!s:10s} {row['measure']:22s} {dims[:30]:30s} {value}"
         )
     if len(shown) < len(rows):
         click.echo(f"... {len(rows) - len(shown)} more rows (dfx metrics show)")
@@ -686,7 +685,7 @@ def _add_connector_commands() -> None:
     from dfx_pipelines.connectors import plugins
 
     for connector in plugins():
-        for command in getattr(connector, "cli_commands", lambda: [])():
+        for command in getattr(connector, "cli_commands", list)():
             main.add_command(command)
             # `dfx connect <kind>` too, the one place a data engineer looks for how to connect a source.
             if isinstance(command, click.Group) and "connect" in command.commands:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -17,10 +17,10 @@ import sqlalchemy as sa
 # the production window (the webserver test) start their processes without it.
 os.environ["DFX_DAILY_START"] = "2024-01-01"
 
-from dfx_pipelines.platform.db import dispose_engine  # noqa: E402
-from dfx_pipelines.platform.registry import Workspace  # noqa: E402
-from dfx_pipelines.platform.services import Platform  # noqa: E402
-from dfx_pipelines.platform.settings import Settings  # noqa: E402
+from dfx_pipelines.platform.db import dispose_engine
+from dfx_pipelines.platform.registry import Workspace
+from dfx_pipelines.platform.services import Platform
+from dfx_pipelines.platform.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("DFX_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
@@ -80,7 +80,7 @@ def vendor_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     real, looked_up = socket.getaddrinfo, []
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def getaddrinfo(host, port, *args, **kwargs):
         looked_up.append(host)
         if host in ("localhost", "127.0.0.1", "::1"):
             return real(host, port, *args, **kwargs)

@@ -19,11 +19,11 @@ PLUGIN_MODULES: tuple[str, ...] = (
 )
 
 
-def plugins() -> list["ConnectorPlugin"]:
+def plugins() -> list[ConnectorPlugin]:
     return [importlib.import_module(module).PLUGIN for module in PLUGIN_MODULES]
 
 
-def plugin(kind: str) -> "ConnectorPlugin":
+def plugin(kind: str) -> ConnectorPlugin:
     for candidate in plugins():
         if candidate.kind == kind:
             return candidate

@@ -23,7 +23,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
@@ -150,7 +151,7 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
 
 
@@ -181,7 +182,7 @@ def install_redaction() -> None:
         _installed = True
     for handler in logging.getLogger().handlers:
         if not isinstance(handler.formatter, RedactingFormatter):
-            fmt = handler.formatter._fmt if handler.formatter else None  # noqa: SLF001
+            fmt = handler.formatter._fmt if handler.formatter else None
             handler.setFormatter(RedactingFormatter(fmt))
 
 

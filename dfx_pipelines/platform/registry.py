@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,7 +24,7 @@ from dfx_pipelines.platform.vault import SecretRef, Vault
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 TOMBSTONE_NAME = "(deleted)"  # a deleted connection's display name: the customer's own name for it is gone
@@ -39,21 +40,21 @@ class ConnectionStatus(str, enum.Enum):
 # -------------------------------------------------------------- per-kind identifier rules
 
 
-def _salesforce_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
+def _salesforce_selection(selection: Selection, endpoint: Mapping[str, Any]) -> None:
     for obj, fields in selection.objects.items():
         identifiers.salesforce_name(obj)
         for field in fields:
             identifiers.salesforce_field_path(field)
 
 
-def _jira_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
+def _jira_selection(selection: Selection, endpoint: Mapping[str, Any]) -> None:
     for key in selection.projects:  # Cloud keys are shorter than Data Center's: the limit follows the flavour
         identifiers.jira_project_key(key, flavour=endpoint.get("flavour"))
     for board in selection.boards:
         identifiers.jira_board_id(board)
 
 
-def _bigquery_selection(selection: "Selection", endpoint: Mapping[str, Any]) -> None:
+def _bigquery_selection(selection: Selection, endpoint: Mapping[str, Any]) -> None:
     for dataset, tables_ in selection.datasets.items():
         identifiers.bigquery_dataset(dataset)
         for table in tables_:
@@ -75,7 +76,7 @@ def _bigquery_source_field(value: str) -> str:
 
 
 # kind → (selection validator, field-mapper source validator). A new connector kind adds one line here.
-KIND_RULES: dict[str, tuple[Callable[["Selection", Mapping[str, Any]], None], Callable[[str], Any]]] = {
+KIND_RULES: dict[str, tuple[Callable[[Selection, Mapping[str, Any]], None], Callable[[str], Any]]] = {
     "salesforce": (_salesforce_selection, _salesforce_source_field),
     "jira": (_jira_selection, identifiers.jira_field_id),
     "bigquery": (_bigquery_selection, _bigquery_source_field),
@@ -233,7 +234,7 @@ class Connection(_Model):
         return value
 
     @model_validator(mode="after")
-    def _identifiers(self) -> "Connection":
+    def _identifiers(self) -> Connection:
         validate_selection, validate_source = KIND_RULES[self.kind]
         validate_selection(self.selection, self.endpoint)
         targets = [mapping.target for mapping in self.field_mapper]
@@ -282,7 +283,7 @@ def parse_connection(data: Mapping[str, Any]) -> Connection:
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

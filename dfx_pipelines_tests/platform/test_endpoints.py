@@ -47,7 +47,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real = socket.getaddrinfo
     looked_up: list[str] = []
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def getaddrinfo(host, port, *args, **kwargs):
         looked_up.append(host)
         if host == "localhost":
             return real(host, port, *args, **kwargs)

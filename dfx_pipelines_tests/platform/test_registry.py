@@ -165,7 +165,7 @@ def test_database_failure_destroys_the_stored_secrets(
     connection = parse_connection(salesforce())
     real_put = platform.vault.put
 
-    def put_then_lose_the_database(ref, value):  # noqa: ANN001, ANN202
+    def put_then_lose_the_database(ref, value):
         real_put(ref, value)
         raise RuntimeError("database went away")  # the pending INSERT is rolled back
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -167,7 +167,7 @@ def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(
     `https://127.0.0.1:1@evil.example` share that prefix: the CA must follow the parsed host, not the text."""
     verify_by_url: dict[str, object] = {}
 
-    def network_edge(self, request, **kwargs):  # noqa: ANN001, ANN003
+    def network_edge(self, request, **kwargs):
         verify_by_url[request.url] = kwargs.get("verify")
         raise requests.ConnectionError("nothing is sent in this test")
 
@@ -194,7 +194,7 @@ class CountingApp(EchoApp):
 
     handled = 0
 
-    def handle(self, request):  # noqa: ANN001, ANN201
+    def handle(self, request):
         CountingApp.handled += 1
         return super().handle(request)
 

@@ -215,7 +215,7 @@ class FakeSecretManager:
             raise gexc.NotFound("no secret")
         self.secrets[request["parent"]].append(bytes(request["payload"]["data"]))
 
-    def access_secret_version(self, request: dict):  # noqa: ANN201
+    def access_secret_version(self, request: dict):
         self.calls.append("access_secret_version")
         name = request["name"].removesuffix("/versions/latest")
         if not self.secrets.get(name):
@@ -234,7 +234,7 @@ class FakeSecretManager:
         if self.secrets.pop(request["name"], None) is None:
             raise gexc.NotFound("no secret")
 
-    def list_secrets(self, request: dict):  # noqa: ANN201
+    def list_secrets(self, request: dict):
         needle = request["filter"].removeprefix("name:")
 
         class Secret:

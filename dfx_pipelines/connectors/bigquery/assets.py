@@ -13,8 +13,9 @@ missing until the approval's run (launched by `bigquery_approvals_sensor`) mater
 """
 
 import warnings
+from collections.abc import Iterator
 from datetime import date
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -25,9 +26,9 @@ from dfx_pipelines.connectors.bigquery.resource import AwaitingApproval, BigQuer
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END  # noqa: F401 - re-exported
 from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START  # noqa: F401 - re-exported
-from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "bigquery"

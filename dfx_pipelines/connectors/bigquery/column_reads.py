@@ -21,8 +21,8 @@ name) is what the checker does not understand, and is refused.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError

@@ -156,10 +156,9 @@ def connect_bigquery(
         sandbox_ca=sandbox_ca,
     )
     try:
+        import requests
         from google.api_core import exceptions
         from google.auth import exceptions as auth_exceptions
-
-        import requests
 
         try:
             problems, infos, discovered = describe_selection(

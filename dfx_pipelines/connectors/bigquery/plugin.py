@@ -3,7 +3,7 @@ commands, and what revocation means for a service-account key."""
 
 import json
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ GENERATED_LAST_DAY = date(2024, 12, 31)
 
 
 def demo_last_day() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def ending_on(frames: dict[str, Any], last_day: date) -> dict[str, Any]:

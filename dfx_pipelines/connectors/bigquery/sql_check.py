@@ -8,8 +8,8 @@ This is the parsed-SQL half of the table check; the dry run's `referencedTables`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import sqlglot
 from sqlglot import exp

@@ -20,9 +20,10 @@ issue with more than were embedded costs a `GET /issue/{id}/worklog` of its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import requests
 

@@ -14,7 +14,8 @@ A grant we do not keep is simply dropped: Atlassian offers 3LO apps no revoke en
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import requests
 

@@ -7,7 +7,8 @@ at a browser, a pasted redirect URL, or (sandbox and tests) the sandbox's progra
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import requests
 from simple_salesforce import Salesforce

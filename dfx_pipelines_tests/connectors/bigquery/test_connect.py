@@ -41,12 +41,12 @@ def files_containing(root: Path, needles: list[str], since: float) -> list[Path]
     return found
 
 
-def assert_nothing_stored(platform, slug: str = "bq-acme") -> None:  # noqa: ANN001
+def assert_nothing_stored(platform, slug: str = "bq-acme") -> None:
     assert platform.registry.find(slug) is None
     assert platform.vault.data_key_id("acme", slug) is None
 
 
-def test_connect_encrypts_the_key_into_the_vault_and_nowhere_else(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_connect_encrypts_the_key_into_the_vault_and_nowhere_else(platform, workspace, bq_sandbox) -> None:
     started = time.time() - 1
     connection = connect(platform, bq_sandbox)
     assert (
@@ -96,7 +96,7 @@ def test_connect_encrypts_the_key_into_the_vault_and_nowhere_else(platform, work
 )
 def test_anything_but_a_service_account_key_is_refused_clearly(
     platform, workspace, bq_sandbox, mutate, message
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     with pytest.raises((ConfigError, UnsafeDestinationError), match=message) as refused:
         connect(platform, bq_sandbox, key=mutate(bq_sandbox.service_account_key))
@@ -105,14 +105,14 @@ def test_anything_but_a_service_account_key_is_refused_clearly(
     assert_nothing_stored(platform)
 
 
-def test_a_key_the_provider_does_not_know_is_an_auth_error(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_a_key_the_provider_does_not_know_is_an_auth_error(platform, workspace, bq_sandbox) -> None:
     unknown = bq_sandbox.new_service_account_key("stranger", register=False)
     with pytest.raises(AuthError, match="key was refused"):
         connect(platform, bq_sandbox, key=json.dumps(unknown))
     assert_nothing_stored(platform)
 
 
-def test_the_selection_is_checked_against_the_metadata(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_the_selection_is_checked_against_the_metadata(platform, workspace, bq_sandbox) -> None:
     selection = {
         "datasets": {"shop": ["orders", "refunds"], "marketing": ["campaigns"]},
         "objects": {"shop.orders": ["amount", "discount"]},
@@ -145,7 +145,7 @@ def test_the_selection_is_checked_against_the_metadata(platform, workspace, bq_s
 )
 def test_identifiers_with_backticks_or_semicolons_are_refused_before_any_request(
     platform, workspace, bq_sandbox, overrides
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     with pytest.raises((IdentifierError, ConfigError), match=r"invalid BigQuery|must match"):
         connect(platform, bq_sandbox, **overrides)
@@ -153,7 +153,7 @@ def test_identifiers_with_backticks_or_semicolons_are_refused_before_any_request
     assert_nothing_stored(platform)
 
 
-def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, workspace, bq_sandbox) -> None:
     selection = {"datasets": {"shop": ["orders", "customers"]}}
     email = {
         "name": "customers_by_email",
@@ -181,7 +181,7 @@ def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, works
     assert granted.discovered["tables"]["shop.customers"]["policy_tagged"] == {"email": [PII_TAG]}
 
 
-def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sandbox) -> None:
     first = connect(platform, bq_sandbox)
     rotated = bq_sandbox.new_service_account_key("rotated")
     with pytest.raises(ConfigError, match="already exists"):
@@ -194,7 +194,7 @@ def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sand
     )
 
 
-def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns) -> None:  # noqa: ANN001
+def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns) -> None:
     settings = Settings.from_env(
         {
             "DFX_HOME": str(tmp_path / "prod"),
@@ -220,7 +220,7 @@ def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sand
         )
 
 
-def test_dfx_bigquery_connect_list_approve_reject(platform, workspace, bq_sandbox, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_dfx_bigquery_connect_list_approve_reject(platform, workspace, bq_sandbox, tmp_path, monkeypatch) -> None:
     from dfx_pipelines.cli import main
 
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))

@@ -44,7 +44,7 @@ PII = f"projects/{P}/locations/us/taxonomies/1/policyTags/pii"
 SELECTION = Selection(datasets={"shop": ["orders", "customers"]})
 
 
-def spec(**changes) -> MetricSpec:  # noqa: ANN003
+def spec(**changes) -> MetricSpec:
     return MetricSpec.model_validate(
         {
             "name": "revenue",

@@ -11,7 +11,7 @@ from dfx_pipelines.platform.registry import Workspace
 from .conftest import connect_cloud, connect_datacenter, make_sandbox, sandbox_paths
 
 
-def assert_nothing_stored(platform, slug: str = "jira-acme") -> None:  # noqa: ANN001
+def assert_nothing_stored(platform, slug: str = "jira-acme") -> None:
     assert platform.registry.find(slug) is None
     assert platform.vault.data_key_id("acme", slug) is None
 
@@ -177,7 +177,7 @@ def test_a_project_hidden_from_the_account_is_refused(platform, workspace: Works
         assert_nothing_stored(platform)
 
 
-def test_the_plugin_connects_the_demo_through_oauth(platform, workspace: Workspace, tmp_path) -> None:  # noqa: ANN001
+def test_the_plugin_connects_the_demo_through_oauth(platform, workspace: Workspace, tmp_path) -> None:
     from dfx_pipelines.connectors import plugin
     from dfx_pipelines.platform.sandbox import SandboxCA
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy
 import pandas
@@ -352,7 +352,7 @@ STAGE_OF_STATUS = {"Backlog": 0, "Selected": 1, "In Progress": 2, "Review": 3, "
 
 def random_issue(rng: random.Random, n: int) -> tuple[dict, list[tuple[datetime, str]]]:
     """A random issue JSON and its true (UTC moment, status) sequence, starting at creation."""
-    moment = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 60 * 24 * 30))
+    moment = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 60 * 24 * 30))
     sequence = [(moment, rng.choice(RANDOM_STATUSES))]
     for _ in range(rng.randint(0, 9)):
         moment += timedelta(minutes=rng.randint(1, 60 * 24 * 4))

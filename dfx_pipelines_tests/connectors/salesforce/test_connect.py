@@ -6,7 +6,6 @@ import urllib.parse
 import pytest
 
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
-
 from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 from dfx_pipelines.platform.errors import AuthError, ConfigError, IdentifierError, UnsafeDestinationError
 from dfx_pipelines.platform.registry import Workspace
@@ -14,11 +13,11 @@ from dfx_pipelines.platform.registry import Workspace
 from .conftest import connect, make_sandbox
 
 
-def paths(sandbox) -> list[str]:  # noqa: ANN001
+def paths(sandbox) -> list[str]:
     return [request.path for request in sandbox.server.requests]
 
 
-def assert_nothing_stored(platform, slug: str = "sf-acme") -> None:  # noqa: ANN001
+def assert_nothing_stored(platform, slug: str = "sf-acme") -> None:
     assert platform.registry.find(slug) is None
     assert platform.vault.data_key_id("acme", slug) is None
 

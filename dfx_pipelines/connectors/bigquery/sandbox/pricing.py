@@ -19,8 +19,9 @@ import datetime as dt
 import logging
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError

@@ -3,8 +3,9 @@ resolve `project.dataset.table` references against the catalog, and rewrite them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import sqlglot
 from sqlglot import exp

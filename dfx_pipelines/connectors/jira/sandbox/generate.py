@@ -12,7 +12,7 @@ import random
 import threading
 from array import array
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.mutations import SiteMutations
@@ -28,7 +28,7 @@ from dfx_pipelines.connectors.jira.sandbox.records import (
     from_epoch,
 )
 
-DEFAULT_NOW = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)  # fixed, so a seed alone fixes the data
+DEFAULT_NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)  # fixed, so a seed alone fixes the data
 WINDOW_DAYS = 365
 SPRINT_DAYS = 14
 FUTURE_SPRINTS = 2

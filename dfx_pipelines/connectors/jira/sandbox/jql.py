@@ -41,13 +41,13 @@ class Clause:
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class BoolOp:
     operator: str  # "and" | "or"
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
 Node = Union[Clause, Not, BoolOp]

@@ -7,7 +7,8 @@ status move into done also sets the resolution; out of done clears it) and bumps
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.plan import points_item, resolution_item, status_item
@@ -30,7 +31,7 @@ class SiteMutations:
     """Mixed into `JiraSite`."""
 
     def update_issue(
-        self: "JiraSite",
+        self: JiraSite,
         key: str,
         *,
         status: str | None = None,
@@ -64,7 +65,7 @@ class SiteMutations:
             return record
 
     def create_issue(
-        self: "JiraSite",
+        self: JiraSite,
         project: str,
         *,
         issuetype: str = "Story",
@@ -111,7 +112,7 @@ class SiteMutations:
             return record
 
     def add_worklog(
-        self: "JiraSite", key: str, seconds: int, *, started: float | None = None, author: int = 0
+        self: JiraSite, key: str, seconds: int, *, started: float | None = None, author: int = 0
     ) -> WorklogRecord:
         with self.lock:
             record = self._require(key)
@@ -138,19 +139,19 @@ class SiteMutations:
 
     # ------------------------------------------------------------ helpers
 
-    def _require(self: "JiraSite", key: str) -> IssueRecord:
+    def _require(self: JiraSite, key: str) -> IssueRecord:
         record = self.find(key)
         if record is None:
             raise KeyError(f"no issue {key!r}")
         return record
 
-    def _sprint_change(self: "JiraSite", old: tuple[int, ...], new: tuple[int, ...]) -> ChangeItem:
+    def _sprint_change(self: JiraSite, old: tuple[int, ...], new: tuple[int, ...]) -> ChangeItem:
         def names(ids: tuple[int, ...]) -> str:
             return ", ".join(sprint.name for sprint_id in ids if (sprint := self.sprint(sprint_id)) is not None)
 
         return (catalog.SPRINT_FIELD, ", ".join(map(str, old)), names(old), ", ".join(map(str, new)), names(new))
 
-    def _append_history(self: "JiraSite", record: IssueRecord, items: tuple[ChangeItem, ...], author: int) -> None:
+    def _append_history(self: JiraSite, record: IssueRecord, items: tuple[ChangeItem, ...], author: int) -> None:
         history = History(self.now_epoch, author, items)
         if len(self.histories(record)) >= 9_999:
             raise ValueError("the sandbox keeps at most 9,999 histories per issue")

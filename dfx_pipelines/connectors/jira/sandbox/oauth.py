@@ -25,8 +25,8 @@ import re
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from dfx_pipelines.platform.sandbox import Request, Response
 

@@ -12,8 +12,8 @@ from dfx_pipelines.connectors.jira.sandbox.issues import (
     parse_fields_param,
     resolve_fields,
 )
-from dfx_pipelines.connectors.jira.sandbox.jql_eval import Compiler
 from dfx_pipelines.connectors.jira.sandbox.jql import parse
+from dfx_pipelines.connectors.jira.sandbox.jql_eval import Compiler
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError
 from dfx_pipelines.connectors.jira.sandbox.records import SprintRecord, jira_time
 from dfx_pipelines.platform.sandbox import Response
@@ -38,7 +38,7 @@ def _board(call: Call) -> tuple[int, catalog.ProjectSpec]:
             if index in call.app.hidden_project_indexes:
                 raise ApiError(403, f"You don't have permission to view board {board_id}.")
             return index, project
-    raise ApiError(404, f"Board does not exist or you do not have permission to see it.")
+    raise ApiError(404, "Board does not exist or you do not have permission to see it.")
 
 
 def board_json(call: Call, project: catalog.ProjectSpec) -> dict[str, Any]:

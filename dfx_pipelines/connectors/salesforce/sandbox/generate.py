@@ -12,13 +12,14 @@ milestone's TargetDate may lie in the future.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .ids import make_ids
-from .schema import LEAD_SOURCES, INDUSTRIES, MILESTONE_TYPES, OBJECTS, OPPORTUNITY_STAGES, OPPORTUNITY_TYPES, REGIONS
+from .schema import INDUSTRIES, LEAD_SOURCES, MILESTONE_TYPES, OBJECTS, OPPORTUNITY_STAGES, OPPORTUNITY_TYPES, REGIONS
 
 DAY = 86_400
 HISTORY_SPAN = 730 * DAY
@@ -67,7 +68,7 @@ class OrgSizes:
     contacts_per_account: int = 2
 
     @classmethod
-    def for_opportunities(cls, opportunities: int) -> "OrgSizes":
+    def for_opportunities(cls, opportunities: int) -> OrgSizes:
         n = max(1, opportunities)
         return cls(
             opportunities=n,

@@ -12,9 +12,10 @@ import queue
 import random
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .cascade import DeletePlan, indexed_references, plan_delete
 from .clock import SandboxClock
@@ -318,7 +319,7 @@ class SalesforceOrg:
             self._check_references(objdef, values)
             if if_unmodified_since is not None:
                 modified = load_datetime(row.get("LastModifiedDate") or row["SystemModstamp"])
-                if modified > if_unmodified_since.astimezone(timezone.utc).replace(microsecond=0):
+                if modified > if_unmodified_since.astimezone(UTC).replace(microsecond=0):
                     raise SalesforceApiError(
                         412, "PRECONDITION_FAILED", "The record was modified after the If-Unmodified-Since date"
                     )
@@ -524,8 +525,8 @@ class SalesforceOrg:
 
 def _floor_minute(value: datetime) -> datetime:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(second=0, microsecond=0)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _api_datetime(value: datetime) -> str:

@@ -60,12 +60,12 @@ class Comparison:
 @dataclass(frozen=True)
 class BoolOp:
     op: str  # AND or OR
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
 
 
 @dataclass(frozen=True)
 class Not:
-    item: "Condition"
+    item: Condition
 
 
 Condition = Union[Comparison, BoolOp, Not]

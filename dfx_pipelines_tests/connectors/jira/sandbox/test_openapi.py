@@ -171,13 +171,13 @@ def test_worklogs_embedded_in_search_match_page_of_worklogs_and_the_worklog_endp
             search = lambda fields: session.post(
                 f"{running.url}/rest/api/3/search/jql",
                 json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100},
-            )  # noqa: E731
+            )
         else:
             session = http(running)
             session.headers["Authorization"] = f"Bearer {running.personal_access_token}"
             search = lambda fields: session.post(
                 f"{running.url}/rest/api/2/search", json={"jql": "project = ALPHA", "fields": fields, "maxResults": 100}
-            )  # noqa: E731
+            )
         response = search(["created", "worklog"])
         if flavour == "cloud":
             platform["servers"] = [{"url": running.url}]
