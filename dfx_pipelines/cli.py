@@ -108,7 +108,7 @@ class _CliGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the CLI's error contract: every failure is one line and an exit code
             code, line = describe_failure(exc)
             if ctx.params.get("verbose"):
                 import traceback

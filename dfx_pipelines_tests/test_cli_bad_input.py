@@ -285,6 +285,7 @@ def run_dfx(args: list[str], env: dict[str, str], timeout: float) -> tuple[subpr
         env={**os.environ, **env},
         capture_output=True,
         text=True,
+        check=False,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )

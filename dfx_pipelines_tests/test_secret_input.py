@@ -105,12 +105,12 @@ def test_jira_token_connect_refuses_a_token_with_a_newline(platform, workspace, 
 def test_client_secrets_with_a_newline_are_refused_before_any_request(platform, workspace) -> None:
     session = NoNetwork()
     never = lambda url: pytest.fail("the consent step must not start")  # noqa: E731
-    with pytest.raises(ConfigError, match="Salesforce client secret.*control character"):
+    with pytest.raises(ConfigError, match=r"Salesforce client secret.*control character"):
         connect_salesforce(
             platform, session, config={"id": "sf-nl", "workspace_id": "acme", "display_name": "S", "selection": {"objects": {"Opportunity": ["Amount"]}}},
             login_url="https://127.0.0.1:9", client_id="c", client_secret="secret\nsecond-line", redirect_uri="https://localhost/cb", receive_code=never,
         )  # fmt: skip
-    with pytest.raises(ConfigError, match="Jira client secret.*control character"):
+    with pytest.raises(ConfigError, match=r"Jira client secret.*control character"):
         connect_jira_cloud(
             platform, config={"id": "jira-nl", "workspace_id": "acme", "display_name": "J", "selection": {"projects": ["ALPHA"]}},
             session=session, token_session=session, client_id="c", client_secret="secret\nsecond-line", redirect_uri="https://localhost/cb",
@@ -179,7 +179,7 @@ def service_account_key(**overrides: str) -> str:
 )
 def test_a_service_account_key_with_a_control_character_is_refused(overrides: dict[str, str]) -> None:
     assert parse_service_account_key(service_account_key(), sandbox_allowed=True)["client_id"] == "1234567890"
-    with pytest.raises(ConfigError, match="control character|not a PEM private key"):
+    with pytest.raises(ConfigError, match=r"control character|not a PEM private key"):
         parse_service_account_key(service_account_key(**overrides), sandbox_allowed=True)
 
 

@@ -30,8 +30,9 @@ class AppTable(dg.Config):
     key_column: str
     clock_column: str  # the timestamp that starts the retention clock (e.g. contract end for accounts)
     email_column: str | None = None  # where a data subject's email is; None: not searched by requests
-    anonymise_columns: list[str] = []  # set to NULL when the rule (or an erasure) anonymises
-    rectifiable_columns: list[str] = []  # what a rectification request may change
+    # (pydantic copies a mutable default per instance: RUF012 does not apply to dg.Config fields)
+    anonymise_columns: list[str] = []  # noqa: RUF012 - set to NULL when the rule (or an erasure) anonymises
+    rectifiable_columns: list[str] = []  # noqa: RUF012 - what a rectification request may change
 
     def checked(self) -> "AppTable":
         """This table with every name validated; raises `IdentifierError` naming the bad one."""

@@ -294,8 +294,10 @@ def compose(
         [
             "Hello,",
             "",
-            f'A data sync for your connection "{connection.display_name}" ({connection.id}, {connection.kind}) in workspace '
-            f'"{workspace_name}" failed.',
+            (
+                f'A data sync for your connection "{connection.display_name}" ({connection.id}, {connection.kind}) in workspace '
+                f'"{workspace_name}" failed.'
+            ),
             "",
             f"What failed: {what}",
             *([f"Partition: {partition}"] if partition else []),
@@ -303,9 +305,11 @@ def compose(
             "Error: " + ("; ".join(dict.fromkeys(summaries)) or "the run failed before any step ran"),
             f"Run id: {run.run_id}",
             "",
-            "If this was a passing problem at the provider, the next scheduled sync catches up on its own. If it keeps "
-            "failing, check the connection in DataFlow-Xpert (reconnect it if its access was revoked) or contact "
-            "support quoting the run id.",
+            (
+                "If this was a passing problem at the provider, the next scheduled sync catches up on its own. If it keeps "
+                "failing, check the connection in DataFlow-Xpert (reconnect it if its access was revoked) or contact "
+                "support quoting the run id."
+            ),
             "",
             "DataFlow-Xpert",
         ]

@@ -171,7 +171,7 @@ def install_redaction() -> None:
             record = previous_factory(*args, **kwargs)
             try:
                 message = record.getMessage()
-            except Exception:  # a malformed %-format: keep logging's own behaviour
+            except Exception:  # noqa: BLE001 - a malformed %-format: keep logging's own behaviour
                 return record
             redacted = redact(message)
             if redacted != message or record.args:
@@ -210,5 +210,5 @@ def redacted_exceptions() -> Iterator[None]:
         if masked == text:
             raise
         raise type(exc)(masked) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised, redacted, as a DfxError
         raise DfxError(f"{type(exc).__name__}: {redact(str(exc))}") from None

@@ -506,7 +506,7 @@ class Vault:
             for workspace_id, connection_id, name, original, data_key_id, key in planned:
                 rewritten.append((name, original))
                 self.backend.write(name, self._wrap(workspace_id, connection_id, data_key_id, key))
-            for workspace_id, connection_id, _name, _original, data_key_id, key in planned:
+            for workspace_id, connection_id, _name, _original, _data_key_id, key in planned:
                 record = self._load_data_key_record(workspace_id, connection_id)
                 if (
                     record is None

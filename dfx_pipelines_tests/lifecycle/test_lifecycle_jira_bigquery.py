@@ -101,7 +101,7 @@ def assert_audit_story(platform: Platform, connection_id: str, data_key_id: str)
     return entries[-1]["details"]
 
 
-def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jira_cloud, tmp_path: Path) -> None:  # noqa: F811
+def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jira_cloud, tmp_path: Path) -> None:
     acme = connect_cloud(platform, jira_cloud)
     beta = connect_cloud(platform, jira_cloud, config={"id": "jira-beta", "display_name": "Beta Jira"})
     credentials = secrets_of(platform, acme.id)
@@ -163,7 +163,7 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
     )
 
 
-def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace, bq_sandbox, tmp_path: Path) -> None:  # noqa: F811
+def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace, bq_sandbox, tmp_path: Path) -> None:
     acme = connect_bigquery(platform, bq_sandbox)
     beta = connect_bigquery(platform, bq_sandbox, config={"id": "bq-beta", "display_name": "Beta BigQuery"})
     credentials = secrets_of(platform, acme.id)

@@ -173,12 +173,12 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
     assert len(inbox.messages) == 2 and len(posts) == 2
     by_recipient = {tuple(rcpt): msg for rcpt, msg in inbox.messages}
     acme, beta = by_recipient[("owner@acme.test",)], by_recipient[("boss@beta.test",)]
-    for message, connection, name, asset, run_id in (
-        (acme, "sf-acme", "Acme Salesforce", "salesforce/open_pipeline_by_stage", tagged),
-        (beta, "sf-beta", "Beta Salesforce", "salesforce/win_rate", partitioned),
+    for message, to, connection, name, asset, run_id in (
+        (acme, "owner@acme.test", "sf-acme", "Acme Salesforce", "salesforce/open_pipeline_by_stage", tagged),
+        (beta, "boss@beta.test", "sf-beta", "Beta Salesforce", "salesforce/win_rate", partitioned),
     ):
         body = message.get_content()
-        assert message["To"] == message["To"] and message["From"] == "alerts@dataflow-xpert.test"
+        assert message["To"] == to and message["From"] == "alerts@dataflow-xpert.test"
         assert connection in message["Subject"] and name in message["Subject"]
         assert name in body and connection in body and asset in body and run_id in body
         assert "[REDACTED]" in body and CANARY not in message.as_string()
@@ -195,6 +195,7 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
 
     with owners.engine.connect() as db:
         sent = {r.run_id: r for r in db.execute(sa.select(tables.sent_notifications))}
+    assert not {unrelated, lifecycle, retried} & set(sent)  # no owner, a lifecycle run, a run to be retried
     assert set(sent) == {tagged, partitioned} and {r.status for r in sent.values()} == {"sent"}
     assert {r.channels for r in sent.values()} == {"email+slack"}
 
@@ -292,7 +293,7 @@ def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, mo
         sent_per_tick, cursor = [], None
         for _ in range(3):
             before = len(inbox.messages)
-            said, cursor = tick(instance, resources, cursor)
+            _, cursor = tick(instance, resources, cursor)
             sent_per_tick.append(len(inbox.messages) - before)
     assert sent_per_tick == [
         notifications.DELIVERY_BATCH,

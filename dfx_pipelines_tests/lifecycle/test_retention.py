@@ -373,7 +373,7 @@ def test_credentials_still_held_for_a_removed_connection_fail_the_run(
     assert platform.vault.has(connection.secret_ref("oauth_refresh_token"))  # reported, not destroyed here
 
 
-def test_sensor_ticks_older_than_90_days_are_purged(platform, app_db, pg_database, dagster_instance) -> None:  # noqa: F811
+def test_sensor_ticks_older_than_90_days_are_purged(platform, app_db, pg_database, dagster_instance) -> None:
     """Tick history (run ids, run keys, cursors of every sensor, any status) is kept 90 days like run logs."""
     from dfx_pipelines_tests.lifecycle.test_deletion_traces import _tick
 

@@ -133,7 +133,7 @@ def test_a_jira_cloud_connection_applies_the_cloud_key_limit() -> None:
         "selection": {"projects": ["ABCDEFGHIJK"]},
     }
     assert parse_connection({**jira, "endpoint": {"flavour": "datacenter"}}).selection.projects == ["ABCDEFGHIJK"]
-    with pytest.raises(IdentifierError, match="at most|longer than the 10"):
+    with pytest.raises(IdentifierError, match=r"at most|longer than the 10"):
         parse_connection({**jira, "endpoint": {"flavour": "cloud"}})
 
 

@@ -59,7 +59,7 @@ def test_ciphertext_moved_to_another_connection_or_kind_fails(vault: Vault, tmp_
     root = tmp_path / "vault/secrets/acme"
     # Same kind, other connection: its data key differs, and the associated data names the connection.
     (root / "sf-other/oauth_refresh_token.json").write_bytes((root / "sf-acme/oauth_refresh_token.json").read_bytes())
-    with pytest.raises(VaultError, match="another data key|failed authentication"):
+    with pytest.raises(VaultError, match=r"another data key|failed authentication"):
         vault.get(ref("sf-other"))
     # Same connection, other kind: same data key, but the associated data names the kind.
     (root / "sf-acme/oauth_access_token.json").write_bytes((root / "sf-acme/oauth_refresh_token.json").read_bytes())

@@ -231,7 +231,8 @@ class SalesforceClient:
                 raise ConnectorError(
                     "Salesforce answered a nextRecordsUrl that is not a query-locator path on the instance: refused"
                 )
-            page = self._call("query page", lambda: self._sf.query_more(next_url, identifier_is_url=True))
+            # `self._sf` is read at each attempt (a refresh replaces it); the url is this iteration's
+            page = self._call("query page", lambda url=next_url: self._sf.query_more(url, identifier_is_url=True))
 
     def aggregate(self, soql: str) -> list[dict[str, Any]]:
         return list(self.stream(soql))

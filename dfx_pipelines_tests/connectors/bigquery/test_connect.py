@@ -162,7 +162,7 @@ def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, works
         "column": "email",
         "time_column": "signed_up_on",
     }
-    with pytest.raises(ConfigError, match="shop.customers.email carries a policy tag"):
+    with pytest.raises(ConfigError, match=r"shop.customers.email carries a policy tag"):
         connect(platform, bq_sandbox, config={"selection": selection}, endpoint={"metric_specs": [email]})
     with pytest.raises(ConfigError, match="time column created_at is TIMESTAMP"):
         connect(
@@ -204,7 +204,7 @@ def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sand
     )
     platform = Platform(settings)
     key = json.dumps(bq_sandbox.service_account_key)
-    with pytest.raises(UnsafeDestinationError, match="token_uri points at 127.0.0.1"):
+    with pytest.raises(UnsafeDestinationError, match=r"token_uri points at 127.0.0.1"):
         connect_bigquery(platform, config={"id": "bq-x", "workspace_id": "acme", "display_name": "x"}, key=key)
     google_key = json.dumps({**bq_sandbox.service_account_key, "token_uri": "https://oauth2.googleapis.com/token"})
     with pytest.raises(UnsafeDestinationError, match="only for the local sandbox"):

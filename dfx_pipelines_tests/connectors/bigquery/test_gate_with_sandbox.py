@@ -245,7 +245,7 @@ def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, b
         "SELECT COUNT(DISTINCT email) AS n FROM shop.customers",
         "SELECT c.country FROM shop.customers c JOIN shop.orders o USING (customer_id) WHERE c.email LIKE '%@example.com'",
     ):
-        with pytest.raises(QueryRefused, match="customers.email carries a policy tag"):
+        with pytest.raises(QueryRefused, match=r"customers.email carries a policy tag"):
             gated.run_gated(sql, asset="a", partition="p")
     assert watch.jobs == []  # only metadata was read (tables.get), no dry run, no job
     gated.run_gated("SELECT country, COUNT(*) AS n FROM shop.customers GROUP BY country", asset="a", partition="p")

@@ -208,7 +208,7 @@ def test_tables_named_in_sql_are_qualified_and_checked_against_the_selection() -
     )
     assert table_refs(tree, P) == [CUSTOMERS, ORDERS]  # the CTE is not a table
     check_tables(table_refs(tree, P), SELECTION, P, "the query")
-    with pytest.raises(QueryRefused, match="finance.invoices"):
+    with pytest.raises(QueryRefused, match=r"finance.invoices"):
         check_tables(table_refs(parse_select("SELECT amount FROM finance.invoices"), P), SELECTION, P, "the query")
     with pytest.raises(QueryRefused, match="other-project"):
         check_tables(

@@ -5,6 +5,7 @@ reducers. Each follows the rule its metric documents (jira-agile-metrics replay,
 import math
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime
+from typing import Any
 
 from dfx_pipelines.connectors.jira.sandbox import catalog, sla
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
@@ -166,9 +167,10 @@ def _at(timeline: list, moment: float):
 
 def velocity(site: JiraSite, board_id: int) -> dict[str, tuple[float, float]]:
     """Per started sprint of the board: (committed points at start, completed points within the sprint)."""
-    sprint_ids = lambda item, side: frozenset(
-        s.strip() for s in str(item[1 if side == "from" else 3] or "").split(",") if s.strip()
-    )
+
+    def sprint_ids(item: Any, side: str) -> frozenset[str]:
+        return frozenset(s.strip() for s in str(item[1 if side == "from" else 3] or "").split(",") if s.strip())
+
     points = lambda item, side: float(item[2 if side == "from" else 4]) if item[2 if side == "from" else 4] else None  # noqa: E731
     done_ids = {s.id for s in catalog.STATUSES if s.category is catalog.CATEGORY_DONE}
     result = {}
@@ -196,7 +198,8 @@ def velocity(site: JiraSite, board_id: int) -> dict[str, tuple[float, float]]:
                 committed += _at(estimate, start) or 0.0
             if record.created <= end and str(sprint.id) in _at(in_sprint, end):
                 flips = sorted({at for at, _ in status[1:]} | {at for at, _ in resolved[1:]})
-                is_done = lambda t: _at(status, t) in done_ids or _at(resolved, t)  # noqa: E731
+                # used within this iteration only: the loop variables it reads are the current ones
+                is_done = lambda t: _at(status, t) in done_ids or _at(resolved, t)  # noqa: E731, B023
                 if is_done(end):
                     became = max(
                         [t for t in flips if t <= end and is_done(t) and not is_done(t - 0.0005)] or [record.created]

@@ -1,5 +1,7 @@
 """`dfx jira connect` (and `dfx connect jira`) against the sandbox: the CLI path a data engineer uses."""
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -18,7 +20,7 @@ def _trust_sandbox_ca(platform, sandbox, monkeypatch) -> None:
     """The resource trusts the sandbox CA from the embedded default's sandbox folder."""
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
     platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
-    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(open(sandbox.ca_pem_path, "rb").read())
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(sandbox.ca_pem_path).read_bytes())
     monkeypatch.setenv("DAGSTER_HOME", str(platform.settings.home / "dagster_home"))
     (platform.settings.home / "dagster_home").mkdir(parents=True, exist_ok=True)
 

@@ -3,6 +3,7 @@ histories, plus a randomized comparison against a differently written replay."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -364,7 +365,7 @@ def random_issue(rng: random.Random, n: int) -> tuple[dict, list[tuple[datetime,
         text = local.strftime("%Y-%m-%dT%H:%M:%S.000%z")
         return text.replace("+0000", "Z") if rng.random() < 0.2 else text
 
-    moves = [(jira_text(at), old, new) for (_, old), (at, new) in zip(sequence, sequence[1:])]
+    moves = [(jira_text(at), old, new) for (_, old), (at, new) in itertools.pairwise(sequence)]
     rng.shuffle(moves)  # the replay must sort by time itself
     return issue_json(
         f"R-{n}", jira_text(sequence[0][0]), moves, current=sequence[-1][1], issue_type=rng.choice(["Story", "Bug"])

@@ -409,7 +409,7 @@ def test_run_keys_are_stable_for_a_tick_and_new_for_new_changes(env: Env) -> Non
     assert {str(r.partition_key) for r in later.run_requests if r.job_name == salesforce_daily_job.name} == {
         f"sf-acme|{changes.won_day}"
     }
-    assert not set(r.run_key for r in later.run_requests) & set(keys)
+    assert not {r.run_key for r in later.run_requests} & set(keys)
 
 
 # ------------------------------------------------------------------------------------------- resyncs

@@ -14,7 +14,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import pytest
@@ -202,7 +202,7 @@ class Mutator:
             self.org.purge(table, record)
         return record
 
-    CHANGES: list[Callable[["Mutator"], str | None]] = [
+    CHANGES: ClassVar[list[Callable[["Mutator"], str | None]]] = [
         move_close_date,
         close_deal,
         reopen_deal,

@@ -1,6 +1,7 @@
 """`dfx connect salesforce` against the sandbox: the CLI path a data engineer uses."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -12,7 +13,7 @@ def test_connect_through_the_cli(platform, workspace, sf_sandbox, monkeypatch) -
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
     # The resource trusts the sandbox CA from the embedded default's sandbox folder.
     platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
-    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(open(sf_sandbox.ca_pem_path, "rb").read())
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(sf_sandbox.ca_pem_path).read_bytes())
     monkeypatch.setenv("DAGSTER_HOME", str(platform.settings.home / "dagster_home"))
     (platform.settings.home / "dagster_home").mkdir(parents=True, exist_ok=True)
     args = [

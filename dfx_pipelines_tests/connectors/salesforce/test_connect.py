@@ -2,6 +2,7 @@
 against describe, and nothing half-written (or any request sent) when something is wrong."""
 
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_connect_stores_tokens_only_in_the_vault(platform, workspace: Workspace,
     refresh = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()
     assert sf_sandbox.app.oauth.access_grant(access) is not None
     database = platform.settings.metrics_db_url.removeprefix("sqlite:///")
-    raw = open(database, "rb").read()
+    raw = Path(database).read_bytes()
     assert access.encode() not in raw and refresh.encode() not in raw
     # The PKCE exchange really happened: the authorize call carried an S256 challenge, the token call a verifier.
     authorize = next(r for r in sf_sandbox.server.requests if r.path == "/services/oauth2/authorize")

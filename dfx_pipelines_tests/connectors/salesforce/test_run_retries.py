@@ -156,7 +156,8 @@ def test_every_connector_step_classifies_its_errors() -> None:
             if not isinstance(node, ast.FunctionDef):
                 continue
             decorators = [ast.unparse(d) for d in node.decorator_list]
-            if any(d.startswith(("dg.asset", "dg.op", "dg.multi_asset")) for d in decorators):
-                if "step_errors(context)" not in ast.unparse(node):
-                    missing.append(f"{path.relative_to(ROOT)}:{node.name}")
+            if any(d.startswith(("dg.asset", "dg.op", "dg.multi_asset")) for d in decorators) and (
+                "step_errors(context)" not in ast.unparse(node)
+            ):
+                missing.append(f"{path.relative_to(ROOT)}:{node.name}")
     assert missing == []

@@ -15,7 +15,6 @@ Evaluation against the site lives in `jql_eval`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError, Token, tokenize
 
@@ -50,7 +49,7 @@ class BoolOp:
     operands: tuple[Node, ...]
 
 
-Node = Union[Clause, Not, BoolOp]
+Node = Clause | Not | BoolOp
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,6 @@ class Compiler:
     # ------------------------------------------------------------ equality fields: getter -> set of keys
 
     def equality_field(self, field: str) -> tuple[Callable[[IssueRecord], set], Callable[[Value, str], set]]:
-        site = self.site
         if field == "project":
             return (lambda r: {r.project}), self.resolve_project
         if field == "key":

@@ -238,12 +238,12 @@ class OrgGenerator:
         managers = self.ids("User", np.minimum(index // 8, n - 1))
         columns.update(
             Username=[
-                f"{f.lower()}.{l.lower().replace(chr(39), '')}{i}@dfx-sandbox.example"
-                for i, f, l in zip(index, first, last)
+                f"{f.lower()}.{surname.lower().replace(chr(39), '')}{i}@dfx-sandbox.example"
+                for i, f, surname in zip(index, first, last)
             ],
             FirstName=first,
             LastName=last,
-            Name=[f"{f} {l}" for f, l in zip(first, last)],
+            Name=[f"{f} {surname}" for f, surname in zip(first, last)],
             Email=[f"{f.lower()}.{i}@dfx-sandbox.example" for i, f in zip(index, first)],
             Title=pick(rng, ("Account Executive", "Sales Manager", "SDR", "Support Engineer", "VP Sales"), n),
             Department=pick(rng, ("Sales", "Support", "Marketing"), n, (6, 3, 1)),
@@ -318,7 +318,7 @@ class OrgGenerator:
                 AccountId=self.ids("Account", account),
                 FirstName=first,
                 LastName=last,
-                Name=[f"{f} {l}" for f, l in zip(first, last)],
+                Name=[f"{f} {surname}" for f, surname in zip(first, last)],
                 Email=[f"{f.lower()}.{i}@customer.example" for i, f in zip(index, first)],
                 Title=pick(rng, ("CEO", "CFO", "VP Operations", "IT Manager", "Procurement Lead", "Engineer"), m),
                 Department=pick(rng, ("Finance", "IT", "Operations", "Executive"), m),
@@ -526,7 +526,7 @@ class OrgGenerator:
             columns.update(
                 FirstName=first,
                 LastName=last,
-                Name=[f"{f} {l}" for f, l in zip(first, last)],
+                Name=[f"{f} {surname}" for f, surname in zip(first, last)],
                 Company=[
                     self.account_names[a] if c else company for a, c, company in zip(account, converted, companies)
                 ],

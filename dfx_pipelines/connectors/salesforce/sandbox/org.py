@@ -124,7 +124,7 @@ class SalesforceOrg:
             try:
                 generator.run()
                 batches.put(("", None))
-            except BaseException as exc:  # handed to the inserting thread, which raises it
+            except BaseException as exc:  # noqa: BLE001 - handed to the inserting thread, which raises it
                 batches.put(("", exc))
 
         worker = threading.Thread(target=produce, name="salesforce-sandbox-generate", daemon=True)
