@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,18 @@ class _CliGroup(click.Group):
     """Every command's failure is one line on stderr and a status: 2 for bad input, 1 for an operation
     that failed. No traceback unless -v (and then still redacted); no secret or OAuth state either way."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.ClickException as exc:  # usage errors too: one line, not click's three
             hint = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx else ""
             click.echo(f"error: {exc.format_message()}{hint}", err=True)
@@ -310,7 +318,10 @@ def _print_connect_commands(settings: Settings, running: list[Any]) -> None:
     click.echo(f"\nConnect by hand (same DFX_HOME={settings.home}, another terminal):")
     click.echo(f"  dfx workspace create {SANDBOX_WORKSPACE} --name 'Sandbox workspace' --owner-email you@example.test")
     for item in running:
-        command = plugin(item.kind).connect_command(item, workspace_id=SANDBOX_WORKSPACE, folder=settings.sandbox_dir)
+        connect_command = getattr(plugin(item.kind), "connect_command", None)  # optional in the plugin protocol
+        if connect_command is None:
+            continue
+        command = connect_command(item, workspace_id=SANDBOX_WORKSPACE, folder=settings.sandbox_dir)
         click.echo(f"  {command.shell()}")
     sys.stdout.flush()
 

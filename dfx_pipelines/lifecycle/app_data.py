@@ -143,4 +143,6 @@ def dispose_app_engines() -> None:
 
 def email_matches(table: AppTable, clause: sa.TableClause, email: str) -> sa.ColumnElement[bool]:
     """Case-insensitive match of the subject's email (addresses are compared lower-cased)."""
+    if table.email_column is None:
+        raise ConfigError(f"application table {table.table} has no email column to search")
     return sa.func.lower(clause.c[table.email_column]) == email.strip().lower()

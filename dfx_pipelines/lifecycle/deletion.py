@@ -19,6 +19,7 @@ audit keeps counts: neither holds data.
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
-from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
+from dagster._core.storage.event_log import EventLogStorage, SqlEventLogStorage, SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
     AssetEventTagsTable,
@@ -69,7 +70,7 @@ class DeletionReport:
         return {key: value for key, value in self.__dict__.items() if key != "connection_id"}
 
 
-def run_is_for(tags: dict[str, str], connection_id: str) -> bool:
+def run_is_for(tags: Mapping[str, str], connection_id: str) -> bool:
     """Whether a run's tags say it ran for this connection (ours, or Dagster's partition tags)."""
     if tags.get("dfx/connection") == connection_id:
         return True
@@ -153,11 +154,13 @@ def _partition_events(instance: dg.DagsterInstance, key: dg.AssetKey, connection
         return [row[0] or RUNLESS_RUN_ID for row in db.execute(query)]
 
 
-def _delete_runless_events(storage: SqlEventLogStorage, key: dg.AssetKey, connection_id: str) -> None:
+def _delete_runless_events(storage: EventLogStorage, key: dg.AssetKey, connection_id: str) -> None:
     """Events reported outside any run (`report_runless_asset_event`) belong to no run that could be
     deleted, and Dagster's SQL storages do not implement `wipe_asset_partitions`: delete their rows (and
     their tags) from the event log tables directly. Runless events live in the index and in the
     runless "run" shard on SQLite, in one table on PostgreSQL/MySQL."""
+    if not isinstance(storage, SqlEventLogStorage):
+        raise DeletionIncomplete(f"cannot delete runless events of {connection_id} from {type(storage).__name__}")
     events = SqlEventLogStorageTable
     mine = sa.and_(
         events.c.run_id == RUNLESS_RUN_ID, events.c.asset_key == key.to_string(), _of_connection(connection_id)

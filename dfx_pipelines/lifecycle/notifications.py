@@ -406,7 +406,8 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> tuple[list, s
         for r in instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.STEP_FAILURE).records
     ]
     runs = instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.RUN_FAILURE).records
-    return [e for e in steps if e is not None], (runs[-1].event_log_entry.dagster_event.message or "") if runs else ""
+    run_failure = runs[-1].event_log_entry.dagster_event if runs else None
+    return [e for e in steps if e is not None], (run_failure.message or "") if run_failure is not None else ""
 
 
 def _message_for(platform: Platform, instance: dg.DagsterInstance, run_id: str) -> tuple[EmailMessage | None, str]:

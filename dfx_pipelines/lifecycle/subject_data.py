@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from dfx_pipelines.lifecycle.app_data import AppTable, email_matches
 from dfx_pipelines.lifecycle.retention import product_rules
 from dfx_pipelines.platform import tables
+from dfx_pipelines.platform.db import inserted_id
 from dfx_pipelines.platform.errors import ConfigError, DfxError
 from dfx_pipelines.platform.identifiers import sql_identifier
 from dfx_pipelines.platform.registry import Connection, utcnow
@@ -95,17 +96,19 @@ def record_request(
         raise ConfigError(f"unknown law {law!r}; one of {', '.join(DUE_DAYS)}")
     received_at = received_at or utcnow()
     with engine.begin() as db:
-        request_id = db.execute(
-            tables.subject_requests.insert().values(
-                kind=kind,
-                law=law,
-                subject_email=normalise_email(subject_email),
-                received_at=received_at,
-                due_at=received_at + timedelta(days=DUE_DAYS[law]),
-                status="received",
-                request=request or {},
+        request_id = inserted_id(
+            db.execute(
+                tables.subject_requests.insert().values(
+                    kind=kind,
+                    law=law,
+                    subject_email=normalise_email(subject_email),
+                    received_at=received_at,
+                    due_at=received_at + timedelta(days=DUE_DAYS[law]),
+                    status="received",
+                    request=request or {},
+                )
             )
-        ).inserted_primary_key[0]
+        )
     return get_request(engine, request_id)
 
 

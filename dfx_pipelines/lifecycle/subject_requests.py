@@ -103,7 +103,7 @@ def _request_job(name: str, kinds: tuple[str, ...], description: str) -> dg.JobD
         context.log.info(
             f"subject request {answered.id} ({answered.kind}, {answered.law.upper()}) answered by {config.actor}"
         )
-        summary = {"request_id": answered.id, "kind": answered.kind, "status": answered.status}
+        summary: dict[str, Any] = {"request_id": answered.id, "kind": answered.kind, "status": answered.status}
         return dg.Output(summary, metadata={**summary, **response_counts(answered.response or {})})
 
     @dg.job(name=f"subject_{name}_job", tags=REQUEST_TAGS, description=description)

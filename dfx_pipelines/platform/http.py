@@ -132,7 +132,7 @@ class PolicyRetry(Retry):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.policy.max_backoff:
                 # The server asks for longer than we are willing to hold a run: hand its answer back.
-                raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {retry_after:.0f}s is beyond the cap"))  # type: ignore[arg-type]
+                raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {retry_after:.0f}s is beyond the cap"))
         try:
             new = super().increment(method, url, response, error, _pool, _stacktrace)
         except MaxRetryError:

@@ -42,8 +42,12 @@ DAILY_START = daily_start()
 CONNECTOR_EXECUTOR = dg.in_process_executor
 
 
+def connection_partitions_name(kind: str) -> str:
+    return f"{kind}_connections"
+
+
 def connection_partitions(kind: str) -> dg.DynamicPartitionsDefinition:
-    return dg.DynamicPartitionsDefinition(name=f"{kind}_connections")
+    return dg.DynamicPartitionsDefinition(name=connection_partitions_name(kind))
 
 
 def daily_partitions(start_date: str = DAILY_START) -> dg.DailyPartitionsDefinition:
@@ -73,7 +77,7 @@ class PartitionChanges:
     removed: tuple[str, ...]
 
     def requests(self) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
-        name = connection_partitions(self.kind).name
+        name = connection_partitions_name(self.kind)
         requests: list = []
         if self.added:
             requests.append(dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=list(self.added)))
@@ -85,7 +89,7 @@ class PartitionChanges:
 
 
 def partition_changes(instance: dg.DagsterInstance, registry: Registry, kind: str) -> PartitionChanges:
-    name = connection_partitions(kind).name
+    name = connection_partitions_name(kind)
     wanted = set(registry.partition_keys(kind))
     existing = set(instance.get_dynamic_partitions(name))
     return PartitionChanges(kind, tuple(sorted(wanted - existing)), tuple(sorted(existing - wanted)))
@@ -96,7 +100,7 @@ def sync_partitions(instance: dg.DagsterInstance, registry: Registry, kinds: lis
     changes = []
     for kind in kinds:
         change = partition_changes(instance, registry, kind)
-        name = connection_partitions(kind).name
+        name = connection_partitions_name(kind)
         if change.added:
             instance.add_dynamic_partitions(name, list(change.added))
         for key in change.removed:

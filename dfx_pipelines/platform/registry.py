@@ -9,6 +9,7 @@ Adding a connection writes the registry row and the vault secrets together or no
 
 from __future__ import annotations
 
+import builtins
 import enum
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -331,7 +332,7 @@ class Registry:
     # -- connections
 
     @staticmethod
-    def _from_row(row: Mapping[str, Any]) -> Connection:
+    def _from_row(row: Mapping[Any, Any]) -> Connection:
         return Connection.model_validate(
             {
                 **row["config"],
@@ -441,7 +442,7 @@ class Registry:
         with self.engine.connect() as db:
             return [self._from_row(row) for row in db.execute(query).mappings()]
 
-    def partition_keys(self, kind: str) -> list[str]:
+    def partition_keys(self, kind: str) -> builtins.list[str]:  # `list` is the method above, in this class
         """Connections that still hold cached data, and so still have a partition."""
         live = (ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED, ConnectionStatus.REMOVED)
         return [c.id for c in self.list(kind=kind, statuses=live)]

@@ -8,6 +8,7 @@ production passes it as `EnvVar("DFX_METRICS_DB_URL")`.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -35,7 +36,7 @@ class PlatformResource(dg.ConfigurableResource):
     def get(self) -> Platform:
         if self._platform is None:
             settings = Settings.from_env()
-            overrides = {}
+            overrides: dict[str, Any] = {}
             home, metrics_db_url = resolved(self.home), resolved(self.metrics_db_url)  # EnvVars too, outside a run
             if home:
                 from pathlib import Path

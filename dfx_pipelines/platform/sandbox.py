@@ -50,7 +50,7 @@ class Headers(dict):
         for key, value in (items or {}).items():
             self[key.lower()] = value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:

@@ -10,7 +10,11 @@ from typing import Any
 import dagster as dg
 
 from dfx_pipelines.platform.errors import DfxError
-from dfx_pipelines.platform.partitions import connection_partitions, history_range, range_tags
+from dfx_pipelines.platform.partitions import (
+    connection_partitions_name,
+    history_range,
+    range_tags,
+)
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.restrictions import restricted_workspace_ids
@@ -44,7 +48,7 @@ def schedulable_connections(
     instance: dg.DagsterInstance, services: Platform, kind: str
 ) -> tuple[list[Connection], list[str]]:
     """The active connections of a kind a schedule may run now, and a note for each it may not."""
-    known = set(instance.get_dynamic_partitions(connection_partitions(kind).name))
+    known = set(instance.get_dynamic_partitions(connection_partitions_name(kind)))
     restricted = restricted_workspace_ids(services.engine)
     ready, notes = [], []
     for connection in services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE]):
@@ -116,7 +120,7 @@ def poll_active_connections(
     requests: list[dg.RunRequest] = []
     notes = []
     active = services.registry.list(kind=kind, statuses=[ConnectionStatus.ACTIVE])
-    known_partitions = set(context.instance.get_dynamic_partitions(connection_partitions(kind).name))
+    known_partitions = set(context.instance.get_dynamic_partitions(connection_partitions_name(kind)))
     restricted = restricted_workspace_ids(services.engine)
     for connection in active:
         if connection.id not in known_partitions:

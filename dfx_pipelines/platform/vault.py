@@ -362,7 +362,7 @@ class Vault:
 
     def _unwrap(self, workspace_id: str, connection_id: str, record: dict[str, Any]) -> bytes:
         master_id = record.get("kid")
-        master = self.keyring.keys.get(master_id)
+        master = self.keyring.keys.get(master_id) if isinstance(master_id, str) else None
         if master is None:
             raise VaultError(
                 f"data key of {workspace_id}/{connection_id} is wrapped by master key {master_id!r}, "

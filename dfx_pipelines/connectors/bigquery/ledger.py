@@ -78,7 +78,7 @@ class ApprovalRecord:
     used_by_run: str | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ApprovalRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> ApprovalRecord:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["status"] = ApprovalStatus(values["status"])
         for name in ("created_at", "expires_at", "decided_at", "used_at"):
@@ -253,7 +253,7 @@ class BudgetStore:
             self._close(db, row, why="its lease lapsed (the run died or stalled)")
         return len(lapsed)
 
-    def _close(self, db: sa.Connection, row: Mapping[str, Any], *, why: str) -> None:
+    def _close(self, db: sa.Connection, row: Mapping[Any, Any], *, why: str) -> None:
         if row["in_flight_bytes"]:
             # Sent, never settled: the bill is unknown but capped by maximum_bytes_billed; count the cap.
             self._add_to_ledger(
@@ -514,8 +514,9 @@ class BudgetStore:
             )
             if existing is not None:
                 return ApprovalRecord.from_row(existing)
+            approval_id = "bqa-" + secrets.token_hex(6)
             values = {
-                "id": "bqa-" + secrets.token_hex(6),
+                "id": approval_id,
                 "connection_id": connection_id,
                 "fingerprint": fingerprint,
                 # Metric SQL carries identifiers and @parameters only; anything else is redacted and cut.
@@ -534,7 +535,7 @@ class BudgetStore:
                 "expires_at": now + ttl,
             }
             db.execute(approvals.insert().values(**values))
-        return self.get(values["id"])
+        return self.get(approval_id)
 
     def _decide(self, approval_id: str, status: ApprovalStatus, decided_by: str) -> ApprovalRecord:
         now = self.clock()

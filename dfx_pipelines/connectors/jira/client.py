@@ -277,7 +277,8 @@ class JiraClient:
         )
 
     def board_sprints(self, board_id: int) -> list[dict[str, Any]]:
-        sprints, start = [], 0
+        sprints: list[dict[str, Any]] = []
+        start = 0
         while True:
             page = self.get(
                 f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/sprint",

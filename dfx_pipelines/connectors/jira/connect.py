@@ -71,7 +71,7 @@ def discover(client: JiraClient, draft: Connection) -> dict[str, Any]:
             "type": str(board.get("type") or ""),
             "name": str(board.get("name") or ""),
         }
-    fields = {
+    fields: dict[str, dict[str, Any]] = {
         str(f["id"]): {
             "name": str(f.get("name") or ""),
             "schema": {

@@ -3,6 +3,7 @@
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import dagster as dg
@@ -17,7 +18,7 @@ from dfx_pipelines.platform.services import Platform
 
 DEMO_CONNECTION = "jira-demo"
 DEMO_DAYS = 30
-DEMO_SELECTION = {"projects": ["ALPHA", "BETA", "OPS"], "boards": [1, 2]}
+DEMO_SELECTION: dict[str, list[Any]] = {"projects": ["ALPHA", "BETA", "OPS"], "boards": [1, 2]}
 DEMO_FIELD_MAPPER = [
     {"target": "story_points", "source": "customfield_10016", "label": "Story point estimate"},
     {"target": "team", "source": "customfield_10001", "label": "Team"},

@@ -441,8 +441,10 @@ def metrics_table_markdown(rows: Sequence[MetricRow], max_rows: int = 50) -> str
 
 # --- registry -------------------------------------------------------------------------------------------
 
-Builder = Callable[[SelectionLike, "date | None"], SoqlQuery]
-Reducer = Callable[[Iterable[Record], "date | None"], list[MetricRow]]
+# The second argument is the partition's day for daily metrics and None for snapshots: each builder and
+# reducer takes the one its cadence gives, so the alias cannot be narrower than Any there.
+Builder = Callable[[SelectionLike, Any], SoqlQuery]
+Reducer = Callable[[Iterable[Record], Any], list[MetricRow]]
 
 
 @dataclass(frozen=True)

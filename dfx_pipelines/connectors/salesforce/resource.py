@@ -11,6 +11,7 @@ Errors come out as project errors with no token text.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -212,7 +213,7 @@ class SalesforceClient:
         return self._sobject_call(f"describe {sobject}", sobject, lambda sftype: sftype.describe())
 
     def describe_global(self) -> dict[str, Any]:
-        return self._call("describe global", self._sf.describe)
+        return self._call("describe global", lambda: self._sf.describe() or {})
 
     def stream(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
         """Records of a query, page by page (bounded memory); every page goes through `_call`."""
@@ -231,8 +232,11 @@ class SalesforceClient:
                 raise ConnectorError(
                     "Salesforce answered a nextRecordsUrl that is not a query-locator path on the instance: refused"
                 )
-            # `self._sf` is read at each attempt (a refresh replaces it); the url is this iteration's
-            page = self._call("query page", lambda url=next_url: self._sf.query_more(url, identifier_is_url=True))
+            page = self._call("query page", functools.partial(self._query_more, next_url))
+
+    def _query_more(self, next_url: str) -> dict[str, Any]:
+        # `self._sf` is read at each attempt: a session refresh replaces it
+        return self._sf.query_more(next_url, identifier_is_url=True)
 
     def aggregate(self, soql: str) -> list[dict[str, Any]]:
         return list(self.stream(soql))

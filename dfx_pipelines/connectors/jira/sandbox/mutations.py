@@ -28,9 +28,10 @@ def _status(value: str) -> catalog.Status:
 
 
 class SiteMutations:
-    """Mixed into `JiraSite`."""
+    """Mixed into `JiraSite`. Its methods declare `self: JiraSite` (the class they run on); mypy accepts
+    only supertypes there, hence the `type: ignore[misc]` on each."""
 
-    def update_issue(
+    def update_issue(  # type: ignore[misc]
         self: JiraSite,
         key: str,
         *,
@@ -64,7 +65,7 @@ class SiteMutations:
                 self._append_history(record, tuple(items), author)
             return record
 
-    def create_issue(
+    def create_issue(  # type: ignore[misc]
         self: JiraSite,
         project: str,
         *,
@@ -111,8 +112,13 @@ class SiteMutations:
             self.version += 1
             return record
 
-    def add_worklog(
-        self: JiraSite, key: str, seconds: int, *, started: float | None = None, author: int = 0
+    def add_worklog(  # type: ignore[misc]
+        self: JiraSite,
+        key: str,
+        seconds: int,
+        *,
+        started: float | None = None,
+        author: int = 0,
     ) -> WorklogRecord:
         with self.lock:
             record = self._require(key)
@@ -139,19 +145,19 @@ class SiteMutations:
 
     # ------------------------------------------------------------ helpers
 
-    def _require(self: JiraSite, key: str) -> IssueRecord:
+    def _require(self: JiraSite, key: str) -> IssueRecord:  # type: ignore[misc]
         record = self.find(key)
         if record is None:
             raise KeyError(f"no issue {key!r}")
         return record
 
-    def _sprint_change(self: JiraSite, old: tuple[int, ...], new: tuple[int, ...]) -> ChangeItem:
+    def _sprint_change(self: JiraSite, old: tuple[int, ...], new: tuple[int, ...]) -> ChangeItem:  # type: ignore[misc]
         def names(ids: tuple[int, ...]) -> str:
             return ", ".join(sprint.name for sprint_id in ids if (sprint := self.sprint(sprint_id)) is not None)
 
         return (catalog.SPRINT_FIELD, ", ".join(map(str, old)), names(old), ", ".join(map(str, new)), names(new))
 
-    def _append_history(self: JiraSite, record: IssueRecord, items: tuple[ChangeItem, ...], author: int) -> None:
+    def _append_history(self: JiraSite, record: IssueRecord, items: tuple[ChangeItem, ...], author: int) -> None:  # type: ignore[misc]
         history = History(self.now_epoch, author, items)
         if len(self.histories(record)) >= 9_999:
             raise ValueError("the sandbox keeps at most 9,999 histories per issue")

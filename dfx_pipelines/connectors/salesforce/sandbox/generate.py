@@ -186,7 +186,7 @@ class OrgGenerator:
         owner: bool = True,
         deletable: bool = False,
     ) -> dict[str, list[Any]]:
-        n = index.shape[0]
+        n: int = index.shape[0]
         modified = np.maximum(modified, created)
         deleted = np.zeros(n, dtype=bool)
         if deletable:

@@ -110,9 +110,9 @@ class SalesforceOrg:
         self._db.execute('CREATE INDEX "ix_history_opportunity" ON "OpportunityHistory" ("OpportunityId")')
         self._db.execute('CREATE INDEX "ix_deleted_log" ON "_deleted_log" (object, deleted_date)')
         # A delete finds the records that point at the deleted one (cascade, restrict, clear) by these.
-        for obj, field_name in indexed_references():
-            if (obj, field_name) != ("OpportunityHistory", "OpportunityId"):
-                self._db.execute(f'CREATE INDEX "ix_{obj}_{field_name}" ON "{obj}" ("{field_name}")')
+        for obj_name, field_name in indexed_references():
+            if (obj_name, field_name) != ("OpportunityHistory", "OpportunityId"):
+                self._db.execute(f'CREATE INDEX "ix_{obj_name}_{field_name}" ON "{obj_name}" ("{field_name}")')
 
     def _generate(self, seed: int, now_seconds: int) -> OrgGenerator:
         """Generate on a worker thread while this one inserts: SQLite releases the GIL while it writes, so

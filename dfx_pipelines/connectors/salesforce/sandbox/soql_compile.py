@@ -105,7 +105,8 @@ class Compiler:
             alias_names.add(self.query.object_alias.lower())
         if len(path) > 1 and path[0].lower() in alias_names and self.obj.relationship(path[0]) is None:
             path = path[1:]
-        current, table_alias, chain = self.obj, "t0", ()
+        current, table_alias = self.obj, "t0"
+        chain: tuple[str, ...] = ()
         names: list[str] = []
         for part in path[:-1]:
             relation = current.relationship(part)
