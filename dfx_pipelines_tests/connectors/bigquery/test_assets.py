@@ -212,7 +212,8 @@ def test_no_key_material_anywhere_during_a_run_and_no_credentials_variable(
     places = [Path(tempfile.gettempdir()), platform.settings.home]
     leaks = []
     for root in places:
-        for path in root.rglob("*"):
+        # os.walk, not rglob: other test sessions delete their temp folders while this one walks /tmp
+        for path in (Path(folder, name) for folder, _, names in os.walk(root) for name in names):
             try:
                 if path.is_file() and path.stat().st_mtime >= started and path.stat().st_size < 50_000_000:
                     text = path.read_bytes().decode("utf-8", "ignore").replace("\\n", "\n")

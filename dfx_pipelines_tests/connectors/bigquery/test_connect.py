@@ -28,7 +28,8 @@ def key_lines(key: dict) -> list[str]:
 
 def files_containing(root: Path, needles: list[str], since: float) -> list[Path]:
     found = []
-    for path in root.rglob("*"):
+    # os.walk, not rglob: other test sessions delete their temp folders while this one walks /tmp
+    for path in (Path(folder, name) for folder, _, names in os.walk(root) for name in names):
         try:
             if not path.is_file() or path.stat().st_mtime < since or path.stat().st_size > 50_000_000:
                 continue
