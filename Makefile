@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
-.PHONY: install demo dev test bench
+.PHONY: install demo dev lint test bench
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -17,6 +17,12 @@ demo: $(STAMP)
 
 dev: $(STAMP)
 	$(VENV)/bin/dfx dev
+
+# Formatter, linter and type checker, as configured in pyproject.toml; CI runs this before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy dfx_pipelines
 
 # Four workers on two cores: most of a test's time is waiting (sandboxes, subprocesses, PostgreSQL).
 # Tests spread one by one; a module's tests that share a module-scoped sandbox stay on one worker

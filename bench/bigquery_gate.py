@@ -22,7 +22,7 @@ DAY = date(2024, 6, 1)
 MIB, TIB = 2**20, 2**40
 
 
-def _requests(running) -> int:  # noqa: ANN001
+def _requests(running) -> int:
     return len(running.server.requests)
 
 

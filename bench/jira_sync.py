@@ -24,7 +24,7 @@ import time
 import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,7 @@ def main() -> None:
     from dfx_pipelines.platform.settings import Settings
 
     begun = time.perf_counter()
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     last = now.date()
     days = [last - timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
     figures: dict[str, MetricFigures] = {}

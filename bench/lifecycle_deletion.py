@@ -33,10 +33,11 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 

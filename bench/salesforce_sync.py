@@ -26,7 +26,7 @@ import tracemalloc
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,7 @@ def main() -> None:
     from dfx_pipelines.platform.settings import Settings
 
     begun = time.perf_counter()
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     last = now.date()
     first = last - timedelta(days=DAYS - 1)
     days = [first + timedelta(days=n) for n in range(DAYS)]

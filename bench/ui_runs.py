@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,8 @@ def _run(url: str, job: str, tags: dict[str, str]) -> dict[str, float]:
 
 
 def main() -> None:
+    import dagster as dg
+
     from dfx_pipelines.cli import DEMO_WORKSPACE, embedded_dagster_home
     from dfx_pipelines.connectors import plugin
     from dfx_pipelines.platform.partitions import sync_partitions
@@ -93,8 +95,6 @@ def main() -> None:
     from dfx_pipelines.platform.sandbox import SandboxCA
     from dfx_pipelines.platform.services import Platform
     from dfx_pipelines.platform.settings import Settings
-
-    import dagster as dg
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -163,7 +163,7 @@ def main() -> None:
                     start_new_session=True,
                 )
             )
-            today = datetime.now(timezone.utc).date()
+            today = datetime.now(UTC).date()
             first = today - timedelta(days=DAYS - 1)
             tags = {
                 "dfx/connection": connection.id,

@@ -486,7 +486,7 @@ def _print_metrics(rows: list[dict[str, Any]], *, as_json: bool, limit: int | No
         dims = ",".join(f"{k}={v}" for k, v in row["dimensions"].items())
         value = "" if row["value"] is None else f"{row['value']:.4g}"
         click.echo(
-            f"{row['connection_id']:16s} {row['metric']:26s} {str(row['period'] or ''):10s} {row['measure']:22s} {dims[:30]:30s} {value}"
+            f"{row['connection_id']:16s} {row['metric']:26s} {row['period'] or ''!s:10s} {row['measure']:22s} {dims[:30]:30s} {value}"
         )
     if len(shown) < len(rows):
         click.echo(f"... {len(rows) - len(shown)} more rows (dfx metrics show)")

@@ -7,8 +7,8 @@ import contextlib
 import dataclasses
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,10 +18,10 @@ import sqlalchemy as sa
 # the production window (the webserver test) start their processes without it.
 os.environ["DFX_DAILY_START"] = "2024-01-01"
 
-from dfx_pipelines.platform.db import dispose_engine  # noqa: E402
-from dfx_pipelines.platform.registry import Workspace  # noqa: E402
-from dfx_pipelines.platform.services import Platform  # noqa: E402
-from dfx_pipelines.platform.settings import Settings  # noqa: E402
+from dfx_pipelines.platform.db import dispose_engine
+from dfx_pipelines.platform.registry import Workspace
+from dfx_pipelines.platform.services import Platform
+from dfx_pipelines.platform.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("DFX_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
@@ -91,7 +91,7 @@ def _alembic_scripts_read_once() -> Iterator[None]:
     real = ScriptDirectory.from_config.__func__
     loaded: dict[tuple, ScriptDirectory] = {}
 
-    def from_config(cls, config):  # noqa: ANN001, ANN202
+    def from_config(cls, config):
         key = (cls, config.get_main_option("script_location"), config.get_main_option("version_locations"))
         if key not in loaded:
             loaded[key] = real(cls, config)
@@ -170,7 +170,7 @@ def _premigrated_dagster_storage(monkeypatch: pytest.MonkeyPatch, tmp_path_facto
         return _dagster_template[0]
 
     @contextlib.contextmanager
-    def instance_for_test(overrides=None, set_dagster_home=True, temp_dir=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def instance_for_test(overrides=None, set_dagster_home=True, temp_dir=None, **kwargs):
         with contextlib.ExitStack() as stack:
             if not any(key in (overrides or {}) for key in _DAGSTER_STORAGE_KEYS):
                 if not temp_dir:
@@ -199,7 +199,7 @@ def vendor_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     real, looked_up = socket.getaddrinfo, []
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def getaddrinfo(host, port, *args, **kwargs):
         looked_up.append(host)
         if host in ("localhost", "127.0.0.1", "::1"):
             return real(host, port, *args, **kwargs)

@@ -73,7 +73,7 @@ def test_bad_environment_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 2 and "DFX_MODE must be one of embedded, production" in result.output
 
 
-def test_sandbox_serve_prints_its_servers_and_ca(tmp_path) -> None:  # noqa: ANN001
+def test_sandbox_serve_prints_its_servers_and_ca(tmp_path) -> None:
     import os
     import subprocess
     import sys

@@ -12,10 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -285,6 +285,7 @@ def run_dfx(args: list[str], env: dict[str, str], timeout: float) -> tuple[subpr
         env={**os.environ, **env},
         capture_output=True,
         text=True,
+        check=False,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )

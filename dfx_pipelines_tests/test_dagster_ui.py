@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -203,7 +204,7 @@ def _wait_for(client: DagsterUI, run_ids: list[str], timeout: float = 600) -> di
 @pytest.fixture(scope="module")
 def launched(ui: tuple[DagsterUI, Any]) -> dict[str, Any]:
     client, _platform = ui
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     first = today - timedelta(days=HISTORY_WINDOW_DAYS - 1)
     connection_tag = {"dfx/connection": CONNECTION}
     daily = _launch(

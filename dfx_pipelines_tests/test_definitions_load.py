@@ -26,6 +26,7 @@ def test_validate_passes_with_no_environment(tmp_path: Path) -> None:
         env=clean_env(tmp_path),
         capture_output=True,
         text=True,
+        check=False,
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -42,6 +43,7 @@ def test_import_touches_no_file_and_no_database(tmp_path: Path) -> None:
         env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
+        check=False,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

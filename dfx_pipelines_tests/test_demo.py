@@ -18,6 +18,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
+        check=False,
         timeout=300,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
@@ -33,6 +34,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
+        check=True,
         timeout=120,
     )
     rows = json.loads(shown.stdout)
@@ -46,6 +48,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
+        check=False,
         timeout=300,
     )
     assert again.returncode == 0, again.stdout + again.stderr
@@ -56,6 +59,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
             env=env,
             capture_output=True,
             text=True,
+            check=True,
             timeout=120,
         ).stdout
     )

@@ -84,15 +84,16 @@ def variables_read_by_code() -> dict[str, set[str]]:
     unresolved: list[str] = []
     for path, tree in trees.items():
         constants = _constants(tree)
-        where = lambda node: f"{path.relative_to(ROOT)}:{node.lineno}"  # noqa: E731
 
-        def record(arg: ast.AST, node: ast.AST) -> None:
+        # the current iteration's module, bound now: `record` must not see a later one
+        def record(arg: ast.AST, node: ast.AST, constants: dict[str, str] = constants, path: Path = path) -> None:
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                found.setdefault(arg.value, set()).add(where(node))
+                found.setdefault(arg.value, set()).add(where)
             elif isinstance(arg, ast.Name) and arg.id in constants:
-                found.setdefault(constants[arg.id], set()).add(where(node))
+                found.setdefault(constants[arg.id], set()).add(where)
             else:
-                unresolved.append(where(node))
+                unresolved.append(where)
 
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and _reads_env(node):

@@ -47,7 +47,13 @@ def _serve(home: Path, *flags: str) -> tuple[subprocess.Popen, list[str]]:
 def _paste(home: Path, command: str) -> subprocess.CompletedProcess:
     """Exactly what a user does: paste the printed line into a shell."""
     return subprocess.run(
-        ["bash", "-c", command], env=_environment(home), capture_output=True, text=True, timeout=180, cwd=home
+        ["bash", "-c", command],
+        env=_environment(home),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+        cwd=home,
     )
 
 

@@ -61,7 +61,7 @@ class Answers(requests.Session):
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         response = requests.Response()
-        response.status_code, response._content, response.url = 200, json.dumps(self.payload).encode(), url  # noqa: SLF001
+        response.status_code, response._content, response.url = 200, json.dumps(self.payload).encode(), url
         response.headers["Content-Type"] = "application/json"
         return response
 
@@ -80,7 +80,7 @@ def test_accept_secret_refuses_every_control_character_without_quoting_the_secre
 
 
 @pytest.mark.parametrize("where", ["pat", "basic"])
-def test_jira_token_connect_refuses_a_token_with_a_newline(platform, workspace, where: str) -> None:  # noqa: ANN001
+def test_jira_token_connect_refuses_a_token_with_a_newline(platform, workspace, where: str) -> None:
     config = {"id": "jira-nl", "workspace_id": "acme", "display_name": "J", "selection": {"projects": ["ALPHA"]}}
     session = NoNetwork()
     credentials = (
@@ -102,15 +102,15 @@ def test_jira_token_connect_refuses_a_token_with_a_newline(platform, workspace, 
     assert session.sent == [] and platform.registry.find("jira-nl") is None
 
 
-def test_client_secrets_with_a_newline_are_refused_before_any_request(platform, workspace) -> None:  # noqa: ANN001
+def test_client_secrets_with_a_newline_are_refused_before_any_request(platform, workspace) -> None:
     session = NoNetwork()
     never = lambda url: pytest.fail("the consent step must not start")  # noqa: E731
-    with pytest.raises(ConfigError, match="Salesforce client secret.*control character"):
+    with pytest.raises(ConfigError, match=r"Salesforce client secret.*control character"):
         connect_salesforce(
             platform, session, config={"id": "sf-nl", "workspace_id": "acme", "display_name": "S", "selection": {"objects": {"Opportunity": ["Amount"]}}},
             login_url="https://127.0.0.1:9", client_id="c", client_secret="secret\nsecond-line", redirect_uri="https://localhost/cb", receive_code=never,
         )  # fmt: skip
-    with pytest.raises(ConfigError, match="Jira client secret.*control character"):
+    with pytest.raises(ConfigError, match=r"Jira client secret.*control character"):
         connect_jira_cloud(
             platform, config={"id": "jira-nl", "workspace_id": "acme", "display_name": "J", "selection": {"projects": ["ALPHA"]}},
             session=session, token_session=session, client_id="c", client_secret="secret\nsecond-line", redirect_uri="https://localhost/cb",
@@ -140,7 +140,7 @@ def test_token_responses_with_a_control_character_are_refused(key: str) -> None:
     }
     payload[key] = payload[key] + "\nsecond-line"
     with pytest.raises(DfxError, match="control character"):
-        sf_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh")  # noqa: SLF001
+        sf_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh")
     with pytest.raises(DfxError, match="control character"):
         jira_oauth._token_call(
             Answers(payload),
@@ -148,10 +148,10 @@ def test_token_responses_with_a_control_character_are_refused(key: str) -> None:
             {"grant_type": "refresh_token"},
             "token refresh",
             sandbox_allowed=True,
-        )  # noqa: SLF001
+        )
     payload[key] = payload[key].replace("\nsecond-line", "\u00e9")  # beyond RFC 6749's VSCHAR
     with pytest.raises(DfxError, match="printable ASCII"):
-        sf_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh")  # noqa: SLF001
+        sf_oauth._token_call(Answers(payload), "https://127.0.0.1:9", {"grant_type": "refresh_token"}, "token refresh")
 
 
 def service_account_key(**overrides: str) -> str:
@@ -179,7 +179,7 @@ def service_account_key(**overrides: str) -> str:
 )
 def test_a_service_account_key_with_a_control_character_is_refused(overrides: dict[str, str]) -> None:
     assert parse_service_account_key(service_account_key(), sandbox_allowed=True)["client_id"] == "1234567890"
-    with pytest.raises(ConfigError, match="control character|not a PEM private key"):
+    with pytest.raises(ConfigError, match=r"control character|not a PEM private key"):
         parse_service_account_key(service_account_key(**overrides), sandbox_allowed=True)
 
 
@@ -194,7 +194,7 @@ def test_a_master_key_with_a_control_character_is_refused_not_trimmed(suffix: st
         MasterKeyring.from_env_value(f"new:{value}{suffix},old:{value}")
 
 
-def test_the_vault_refuses_to_store_a_secret_with_a_control_character(platform, workspace) -> None:  # noqa: ANN001
+def test_the_vault_refuses_to_store_a_secret_with_a_control_character(platform, workspace) -> None:
     ref = SecretRef("acme", "sf-acme", "api_token")
     with pytest.raises(VaultError, match="control character"):
         platform.vault.put(ref, "token\nsecond-line")

@@ -11,7 +11,6 @@ The application database is never migrated from here; its schema belongs to the 
 
 import os
 import threading
-from typing import List, Optional
 
 import dagster as dg
 import sqlalchemy as sa
@@ -30,9 +29,10 @@ class AppTable(dg.Config):
     table: str
     key_column: str
     clock_column: str  # the timestamp that starts the retention clock (e.g. contract end for accounts)
-    email_column: Optional[str] = None  # where a data subject's email is; None: not searched by requests
-    anonymise_columns: List[str] = []  # set to NULL when the rule (or an erasure) anonymises
-    rectifiable_columns: List[str] = []  # what a rectification request may change
+    email_column: str | None = None  # where a data subject's email is; None: not searched by requests
+    # (pydantic copies a mutable default per instance: RUF012 does not apply to dg.Config fields)
+    anonymise_columns: list[str] = []  # noqa: RUF012 - set to NULL when the rule (or an erasure) anonymises
+    rectifiable_columns: list[str] = []  # noqa: RUF012 - what a rectification request may change
 
     def checked(self) -> "AppTable":
         """This table with every name validated; raises `IdentifierError` naming the bad one."""
@@ -104,10 +104,10 @@ class AppDatabaseResource(dg.ConfigurableResource):
     """Where the application tables are. `url` may carry a password: pass `EnvVar("DFX_APP_DB_URL")`, or
     leave it unset and the DFX_APP_DB_URL environment variable is read at run time."""
 
-    url: Optional[str] = None
-    tables: Optional[List[AppTable]] = None  # None: DEFAULT_APP_TABLES
+    url: str | None = None
+    tables: list[AppTable] | None = None  # None: DEFAULT_APP_TABLES
 
-    def resolved_url(self) -> Optional[str]:
+    def resolved_url(self) -> str | None:
         return resolved(self.url) or os.environ.get(APP_DB_URL_ENV) or None
 
     def checked_tables(self) -> list[AppTable]:
@@ -143,4 +143,6 @@ def dispose_app_engines() -> None:
 
 def email_matches(table: AppTable, clause: sa.TableClause, email: str) -> sa.ColumnElement[bool]:
     """Case-insensitive match of the subject's email (addresses are compared lower-cased)."""
+    if table.email_column is None:
+        raise ConfigError(f"application table {table.table} has no email column to search")
     return sa.func.lower(clause.c[table.email_column]) == email.strip().lower()

@@ -6,14 +6,13 @@ exported document or other personal data beyond the subject's email the operator
 """
 
 import json
-from typing import Optional
 
 import click
 
 from dfx_pipelines.lifecycle import subject_data
 
 
-def _platform():  # noqa: ANN202 - built lazily so `dfx --help` touches no database
+def _platform():
     from dfx_pipelines.platform.services import get_platform
 
     return get_platform()
@@ -29,7 +28,7 @@ def requests_group() -> None:
 @click.option("--law", type=click.Choice(sorted(subject_data.DUE_DAYS)), required=True)
 @click.option("--email", required=True, help="The data subject's email address.")
 @click.option("--corrections", default=None, help='Rectification only: JSON {"category": {"column": "value"}}.')
-def record(kind: str, law: str, email: str, corrections: Optional[str]) -> None:
+def record(kind: str, law: str, email: str, corrections: str | None) -> None:
     """Record a request as received; prints its id and due date."""
     details = {"corrections": json.loads(corrections)} if corrections else {}
     request = subject_data.record_request(_platform().engine, kind, law, email, request=details)

@@ -18,8 +18,8 @@ Neither statement may run inside a transaction: both use an autocommit connectio
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from contextlib import closing
-from typing import Iterable
 
 import dagster as dg
 import sqlalchemy as sa

@@ -28,12 +28,12 @@ import os
 import re
 import smtplib
 import ssl
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Iterator, Optional
 
 import dagster as dg
 import requests
@@ -66,15 +66,15 @@ class SmtpResource(dg.ConfigurableResource):
     """The SMTP relay. Unset fields fall back to DFX_SMTP_HOST, DFX_SMTP_PORT, DFX_SMTP_FROM,
     DFX_SMTP_USERNAME and DFX_SMTP_PASSWORD; give credentials only as `EnvVar`s."""
 
-    host: Optional[str] = None
-    port: Optional[int] = None  # unset: DFX_SMTP_PORT, else 587
-    sender: Optional[str] = None
+    host: str | None = None
+    port: int | None = None  # unset: DFX_SMTP_PORT, else 587
+    sender: str | None = None
     starttls: bool = True
-    username: Optional[str] = None
-    password: Optional[str] = None
+    username: str | None = None
+    password: str | None = None
     timeout_seconds: float = 15.0
 
-    def _value(self, field: str, env: str) -> Optional[str]:
+    def _value(self, field: str, env: str) -> str | None:
         value = resolved(getattr(self, field))  # an EnvVar read outside a run is its name, not its value
         return str(value) if value not in (None, "") else (os.environ.get(env) or None)
 
@@ -116,7 +116,7 @@ class SmtpResource(dg.ConfigurableResource):
             raise
         return smtp
 
-    def sender_address(self) -> Optional[str]:
+    def sender_address(self) -> str | None:
         return self._value("sender", "DFX_SMTP_FROM")
 
 
@@ -126,7 +126,7 @@ class _SmtpBatch:
 
     def __init__(self, resource: SmtpResource):
         self._resource = resource
-        self._smtp: Optional[smtplib.SMTP] = None
+        self._smtp: smtplib.SMTP | None = None
         self.unusable = False
 
     def send(self, message: EmailMessage) -> None:
@@ -189,15 +189,15 @@ class SlackWebhookResource(dg.ConfigurableResource):
     Only `https://hooks.slack.com/services/…` unless `allowed_hosts` (or DFX_SLACK_WEBHOOK_HOSTS,
     comma-separated) names another host, e.g. a company's outbound relay."""
 
-    url: Optional[str] = None  # unset: DFX_SLACK_WEBHOOK_URL; neither: no Slack message
-    allowed_hosts: Optional[str] = None  # unset: DFX_SLACK_WEBHOOK_HOSTS
+    url: str | None = None  # unset: DFX_SLACK_WEBHOOK_URL; neither: no Slack message
+    allowed_hosts: str | None = None  # unset: DFX_SLACK_WEBHOOK_HOSTS
     timeout_seconds: float = 10.0
 
     def _allowed_hosts(self) -> frozenset[str]:
         text = self.allowed_hosts if self.allowed_hosts is not None else os.environ.get("DFX_SLACK_WEBHOOK_HOSTS", "")
         return frozenset(host.lower() for host in text.split(",") if host)
 
-    def resolved_url(self) -> Optional[str]:
+    def resolved_url(self) -> str | None:
         url = resolved(self.url) or os.environ.get("DFX_SLACK_WEBHOOK_URL") or None
         register_secret(url)
         return url
@@ -215,7 +215,7 @@ class SlackWebhookResource(dg.ConfigurableResource):
 # ------------------------------------------------------------------------------ what to say
 
 
-def _slug(value: Optional[str]) -> Optional[str]:
+def _slug(value: str | None) -> str | None:
     if not value:
         return None
     try:
@@ -224,7 +224,7 @@ def _slug(value: Optional[str]) -> Optional[str]:
         return None
 
 
-def connection_for_run(tags: dict[str, str], registry: Registry) -> Optional[Connection]:
+def connection_for_run(tags: dict[str, str], registry: Registry) -> Connection | None:
     """The registered connection a run was for, from its tags; None for runs that are no connection's."""
     candidates = [tags.get("dfx/connection"), tags.get("dagster/partition/connection")]
     for tag in ("dagster/partition", "dagster/asset_partition_range_start"):
@@ -247,7 +247,7 @@ def safe_summary_text(text: str) -> str:
     return summary if len(summary) <= SUMMARY_LIMIT else summary[: SUMMARY_LIMIT - 1] + "…"
 
 
-def safe_summary(error) -> str:  # noqa: ANN001 - SerializableErrorInfo
+def safe_summary(error) -> str:
     """The failing code's own message: first line, redacted, truncated. No trace, no locals, no cause."""
     while error is not None and error.cls_name in _WRAPPERS and error.cause is not None:
         error = error.cause  # Dagster's wrapper says only "error occurred while executing op ..."
@@ -286,7 +286,7 @@ def compose(
     run: dg.DagsterRun,
     assets: list[str],
     summaries: list[str],
-    failed_at: Optional[datetime] = None,
+    failed_at: datetime | None = None,
 ) -> EmailMessage:
     partition = run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start") or ""
     what = ", ".join(dict.fromkeys(assets)) or run.job_name
@@ -294,8 +294,10 @@ def compose(
         [
             "Hello,",
             "",
-            f'A data sync for your connection "{connection.display_name}" ({connection.id}, {connection.kind}) in workspace '
-            f'"{workspace_name}" failed.',
+            (
+                f'A data sync for your connection "{connection.display_name}" ({connection.id}, {connection.kind}) in workspace '
+                f'"{workspace_name}" failed.'
+            ),
             "",
             f"What failed: {what}",
             *([f"Partition: {partition}"] if partition else []),
@@ -303,9 +305,11 @@ def compose(
             "Error: " + ("; ".join(dict.fromkeys(summaries)) or "the run failed before any step ran"),
             f"Run id: {run.run_id}",
             "",
-            "If this was a passing problem at the provider, the next scheduled sync catches up on its own. If it keeps "
-            "failing, check the connection in DataFlow-Xpert (reconnect it if its access was revoked) or contact "
-            "support quoting the run id.",
+            (
+                "If this was a passing problem at the provider, the next scheduled sync catches up on its own. If it keeps "
+                "failing, check the connection in DataFlow-Xpert (reconnect it if its access was revoked) or contact "
+                "support quoting the run id."
+            ),
             "",
             "DataFlow-Xpert",
         ]
@@ -345,7 +349,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def _why_not_notified(run: dg.DagsterRun, connection: Optional[Connection]) -> Optional[str]:
+def _why_not_notified(run: dg.DagsterRun, connection: Connection | None) -> str | None:
     if run.tags.get("dagster/will_retry") == "true":
         return "will be retried: only its last attempt notifies"
     if "dfx/lifecycle" in run.tags:  # our own revocation/deletion/retention runs are operators' business
@@ -357,7 +361,7 @@ def _why_not_notified(run: dg.DagsterRun, connection: Optional[Connection]) -> O
     return None
 
 
-def queue_run_failure(platform: Platform, run: dg.DagsterRun, now: Optional[datetime] = None) -> str:
+def queue_run_failure(platform: Platform, run: dg.DagsterRun, now: datetime | None = None) -> str:
     """Queue the failed run's notification (once per run); returns what happened."""
     connection = connection_for_run(dict(run.tags), platform.registry)
     reason = _why_not_notified(run, connection)
@@ -402,10 +406,11 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> tuple[list, s
         for r in instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.STEP_FAILURE).records
     ]
     runs = instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.RUN_FAILURE).records
-    return [e for e in steps if e is not None], (runs[-1].event_log_entry.dagster_event.message or "") if runs else ""
+    run_failure = runs[-1].event_log_entry.dagster_event if runs else None
+    return [e for e in steps if e is not None], (run_failure.message or "") if run_failure is not None else ""
 
 
-def _message_for(platform: Platform, instance: dg.DagsterInstance, run_id: str) -> tuple[Optional[EmailMessage], str]:
+def _message_for(platform: Platform, instance: dg.DagsterInstance, run_id: str) -> tuple[EmailMessage | None, str]:
     """The email for a queued run, or None and why it is no longer to be sent (run deleted, connection revoked)."""
     run = instance.get_run_by_id(run_id)
     if run is None:
@@ -422,7 +427,7 @@ def _message_for(platform: Platform, instance: dg.DagsterInstance, run_id: str) 
         summaries = [safe_summary_text(run_failure_message)]
     assets = failed_assets(instance, run, [e.step_key for e in step_failures if e.step_key])
     record = instance.get_run_record_by_id(run_id)
-    failed_at = datetime.fromtimestamp(record.end_time, tz=timezone.utc) if record and record.end_time else None
+    failed_at = datetime.fromtimestamp(record.end_time, tz=UTC) if record and record.end_time else None
     return compose(connection, workspace.name, workspace.owner_email, run, assets, summaries, failed_at), ""
 
 
@@ -464,8 +469,8 @@ def deliver_due(
     platform: Platform,
     instance: dg.DagsterInstance,
     smtp: SmtpResource,
-    slack: Optional[SlackWebhookResource] = None,
-    now: Optional[datetime] = None,
+    slack: SlackWebhookResource | None = None,
+    now: datetime | None = None,
     limit: int = DELIVERY_BATCH,
 ) -> DeliveryReport:
     """Send up to `limit` due notifications over one SMTP connection. A failure is recorded on its row
@@ -536,8 +541,8 @@ def deliver_due(
 
 
 def _failure_events(
-    instance: dg.DagsterInstance, cursor: Optional[int], now: datetime, limit: int
-) -> tuple[list, Optional[int]]:
+    instance: dg.DagsterInstance, cursor: int | None, now: datetime, limit: int
+) -> tuple[list, int | None]:
     """RUN_FAILURE events after the storage-id cursor (or, for a new cursor, of the last day), oldest first."""
     records_filter = dg.RunStatusChangeRecordsFilter(
         event_type=DagsterEventType.RUN_FAILURE,
@@ -552,11 +557,11 @@ def _failure_events(
 def evaluate_notifications(
     platform: Platform,
     instance: dg.DagsterInstance,
-    cursor: Optional[str],
+    cursor: str | None,
     smtp: SmtpResource,
-    slack: Optional[SlackWebhookResource] = None,
-    now: Optional[datetime] = None,
-) -> tuple[str, Optional[str], DeliveryReport]:
+    slack: SlackWebhookResource | None = None,
+    now: datetime | None = None,
+) -> tuple[str, str | None, DeliveryReport]:
     """One tick: queue the next batch of failed runs, then deliver what is due. Returns the tick's
     summary, the new cursor and the delivery report. Never raises for a delivery problem."""
     now = now or utcnow()

@@ -20,10 +20,11 @@ the period is over (billing records: 7 years) and says so in its response.
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import dagster as dg
 import sqlalchemy as sa
@@ -199,9 +200,7 @@ def _app_rule(rule: RetentionRule, engine: sa.Engine, cutoff: datetime, dry_run:
         if rule.action == "delete":
             out.acted = db.execute(table.delete().where(expired)).rowcount
         else:
-            out.acted = db.execute(
-                table.update().where(expired).values({c: None for c in rule.anonymise_columns})
-            ).rowcount
+            out.acted = db.execute(table.update().where(expired).values(dict.fromkeys(rule.anonymise_columns))).rowcount
 
 
 def _dagster_runs(instance: dg.DagsterInstance, cutoff: datetime, dry_run: bool, out: RuleOutcome) -> None:
@@ -237,7 +236,7 @@ def _old_files(root: Path, cutoff: datetime, dry_run: bool, out: RuleOutcome) ->
                 out.acted += 1
 
 
-def _compute_log_dir(instance: dg.DagsterInstance) -> Optional[Path]:
+def _compute_log_dir(instance: dg.DagsterInstance) -> Path | None:
     """The local compute-log directory; other managers (S3, GCS) expire logs by their bucket's lifecycle."""
     base = getattr(instance.compute_log_manager, "_base_dir", None)
     return Path(base) if base else None
@@ -293,11 +292,11 @@ def apply_rules(
     rules: Sequence[RetentionRule],
     *,
     platform: Platform,
-    instance: Optional[dg.DagsterInstance],
-    app_engine: Optional[sa.Engine],
-    access_log_dir: Optional[Path],
+    instance: dg.DagsterInstance | None,
+    app_engine: sa.Engine | None,
+    access_log_dir: Path | None,
     dry_run: bool = False,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
 ) -> list[RuleOutcome]:
     """Apply each rule once and say what it did. Rules whose store is not configured are reported as such."""
     now = now or utcnow()
@@ -363,7 +362,7 @@ def report_markdown(outcomes: Sequence[RuleOutcome], dry_run: bool) -> str:
 
 class RetentionConfig(dg.Config):
     dry_run: bool = False  # count what each rule would remove, change nothing
-    access_log_dir: Optional[str] = None  # unset: DFX_ACCESS_LOG_DIR; neither: that rule reports "not configured"
+    access_log_dir: str | None = None  # unset: DFX_ACCESS_LOG_DIR; neither: that rule reports "not configured"
 
 
 @dg.op(tags=LIFECYCLE_TAGS)

@@ -8,9 +8,9 @@ workspace (the customer's account) removes all of its connections at once.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from dfx_pipelines.lifecycle import audit
 from dfx_pipelines.platform.errors import DfxError

@@ -17,20 +17,22 @@ Personal data never goes into Dagster run config, tags, logs or metadata: runs c
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from dfx_pipelines.lifecycle.app_data import AppTable, email_matches
 from dfx_pipelines.lifecycle.retention import product_rules
 from dfx_pipelines.platform import tables
-from dfx_pipelines.platform.restrictions import restricted_workspace_ids  # noqa: F401 - re-exported
+from dfx_pipelines.platform.db import inserted_id
 from dfx_pipelines.platform.errors import ConfigError, DfxError
 from dfx_pipelines.platform.identifiers import sql_identifier
 from dfx_pipelines.platform.registry import Connection, utcnow
+from dfx_pipelines.platform.restrictions import restricted_workspace_ids
 from dfx_pipelines.platform.services import Platform
 
 KINDS = ("access", "erasure", "rectification", "restriction", "objection")
@@ -38,9 +40,9 @@ DUE_DAYS = {"gdpr": 30, "ccpa": 45}  # privacy policy section 9 (P33, P34)
 NEAR_DUE = timedelta(days=7)
 
 
-def _aware(value: Optional[datetime]) -> Optional[datetime]:
+def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -56,12 +58,12 @@ class SubjectRequest:
     subject_email: str
     received_at: datetime
     due_at: datetime
-    identity_verified_at: Optional[datetime]
-    identity_verified_by: Optional[str]
+    identity_verified_at: datetime | None
+    identity_verified_by: str | None
     status: str
-    completed_at: Optional[datetime]
+    completed_at: datetime | None
     request: dict
-    response: Optional[dict]
+    response: dict | None
 
     @classmethod
     def from_row(cls, row: Any) -> "SubjectRequest":
@@ -84,8 +86,8 @@ def record_request(
     law: str,
     subject_email: str,
     *,
-    received_at: Optional[datetime] = None,
-    request: Optional[dict] = None,
+    received_at: datetime | None = None,
+    request: dict | None = None,
 ) -> SubjectRequest:
     """Record a request as received; its due date follows from the law it is made under."""
     if kind not in KINDS:
@@ -94,17 +96,19 @@ def record_request(
         raise ConfigError(f"unknown law {law!r}; one of {', '.join(DUE_DAYS)}")
     received_at = received_at or utcnow()
     with engine.begin() as db:
-        request_id = db.execute(
-            tables.subject_requests.insert().values(
-                kind=kind,
-                law=law,
-                subject_email=normalise_email(subject_email),
-                received_at=received_at,
-                due_at=received_at + timedelta(days=DUE_DAYS[law]),
-                status="received",
-                request=request or {},
+        request_id = inserted_id(
+            db.execute(
+                tables.subject_requests.insert().values(
+                    kind=kind,
+                    law=law,
+                    subject_email=normalise_email(subject_email),
+                    received_at=received_at,
+                    due_at=received_at + timedelta(days=DUE_DAYS[law]),
+                    status="received",
+                    request=request or {},
+                )
             )
-        ).inserted_primary_key[0]
+        )
     return get_request(engine, request_id)
 
 
@@ -120,7 +124,7 @@ def get_request(engine: sa.Engine, request_id: int) -> SubjectRequest:
     return SubjectRequest.from_row(row)
 
 
-def verify_identity(engine: sa.Engine, request_id: int, by: str, at: Optional[datetime] = None) -> SubjectRequest:
+def verify_identity(engine: sa.Engine, request_id: int, by: str, at: datetime | None = None) -> SubjectRequest:
     """Record that the requester's identity was verified (and by whom): the step every action needs."""
     if not by or not by.strip():
         raise ConfigError("identity verification must say who verified it")
@@ -147,7 +151,7 @@ def open_requests(engine: sa.Engine) -> list[SubjectRequest]:
 
 
 def deadline_alerts(
-    engine: sa.Engine, now: Optional[datetime] = None, near: timedelta = NEAR_DUE
+    engine: sa.Engine, now: datetime | None = None, near: timedelta = NEAR_DUE
 ) -> tuple[list[SubjectRequest], list[SubjectRequest]]:
     """(overdue, due within `near`) among the requests not yet answered."""
     now = now or utcnow()
@@ -212,7 +216,7 @@ def _connection_counts(platform: Platform, connection_id: str) -> dict[str, int]
 
 
 def export_subject(
-    platform: Platform, app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str
+    platform: Platform, app_engine: sa.Engine | None, app_tables: Sequence[AppTable], email: str
 ) -> dict[str, Any]:
     """Everything held about the subject, as one JSON-ready document (portability, right to know)."""
     email = normalise_email(email)
@@ -284,10 +288,10 @@ def export_subject(
 
 def erase_subject(
     platform: Platform,
-    app_engine: Optional[sa.Engine],
+    app_engine: sa.Engine | None,
     app_tables: Sequence[AppTable],
     email: str,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Delete or anonymise the subject's rows in one transaction, keeping what a legal period still covers."""
     email, now = normalise_email(email), now or utcnow()
@@ -322,7 +326,7 @@ def erase_subject(
                     mine = sa.and_(mine, clause.c[table.clock_column] < cutoff)  # past the legal period: erase
                 if rule is not None and rule.action == "anonymise":
                     done = db.execute(
-                        clause.update().where(mine).values({c: None for c in table.anonymise_columns})
+                        clause.update().where(mine).values(dict.fromkeys(table.anonymise_columns))
                     ).rowcount
                     erased[table.category] = {
                         "action": "anonymised",
@@ -375,7 +379,7 @@ def _plus(value: Any, period: Any) -> Any:
 
 
 def rectify_subject(
-    app_engine: Optional[sa.Engine], app_tables: Sequence[AppTable], email: str, corrections: dict[str, dict[str, Any]]
+    app_engine: sa.Engine | None, app_tables: Sequence[AppTable], email: str, corrections: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """Apply `corrections` = {category: {column: new value}}; every column is checked before any change."""
     email = normalise_email(email)

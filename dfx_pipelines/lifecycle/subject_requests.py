@@ -13,7 +13,8 @@ tick history; each overdue request launches `subject_request_overdue_alert_job` 
 deployment has. Logic lives in `subject_data`.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -32,8 +33,8 @@ from dfx_pipelines.lifecycle.subject_data import (  # noqa: F401 - the public AP
     restricted_workspace_ids,
     verify_identity,
 )
-from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.registry import utcnow
+from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
 
 REQUEST_TAGS = {**LIFECYCLE_TAGS, "dfx/privacy": "subject-request"}
@@ -102,7 +103,7 @@ def _request_job(name: str, kinds: tuple[str, ...], description: str) -> dg.JobD
         context.log.info(
             f"subject request {answered.id} ({answered.kind}, {answered.law.upper()}) answered by {config.actor}"
         )
-        summary = {"request_id": answered.id, "kind": answered.kind, "status": answered.status}
+        summary: dict[str, Any] = {"request_id": answered.id, "kind": answered.kind, "status": answered.status}
         return dg.Output(summary, metadata={**summary, **response_counts(answered.response or {})})
 
     @dg.job(name=f"subject_{name}_job", tags=REQUEST_TAGS, description=description)

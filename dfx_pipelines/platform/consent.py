@@ -8,7 +8,8 @@ The redirect's query string carries the code: it is never logged or echoed.
 import http.server
 import threading
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -24,7 +25,7 @@ class LoopbackRedirectListener:
         listener = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if urllib.parse.urlsplit(self.path).path != "/callback":
                     self.send_response(404)
                     self.end_headers()

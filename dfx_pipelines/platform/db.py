@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -29,7 +30,7 @@ def _alembic_config(url: str) -> Config:
     return config
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -105,3 +106,11 @@ def dispose_engine(url: str) -> None:
         engine = _engines.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> Any:
+    """The primary key of the one row an INSERT added."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the INSERT reported no primary key")
+    return key[0]

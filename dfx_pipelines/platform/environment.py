@@ -14,9 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 # Who reads a variable. "code location" is every process that loads the definitions: dagster-daemon,
 # dagster-webserver, the code server they start and the run workers launched from it (sensors and

@@ -16,8 +16,8 @@ limits that outlast the clients' own backoff) leave the tag alone, so the run is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import dagster as dg
 

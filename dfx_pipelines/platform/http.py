@@ -26,8 +26,9 @@ import logging
 import random
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -64,7 +65,7 @@ class RetryPolicy:
         backoff = self.backoff_base * (2 ** (attempt - 1))
         return min(backoff * (0.5 + random.random() / 2), self.max_backoff)
 
-    def urllib3_retry(self, counter: "RetryingAdapter | None" = None) -> "PolicyRetry":
+    def urllib3_retry(self, counter: RetryingAdapter | None = None) -> PolicyRetry:
         retry = PolicyRetry(
             total=max(0, self.max_attempts - 1),
             other=0,  # TLS and other non-network errors: never retried
@@ -103,9 +104,9 @@ class PolicyRetry(Retry):
     """urllib3's `Retry` plus the few rules of `RetryPolicy` it has no option for (module docstring)."""
 
     policy: RetryPolicy = NO_RETRY
-    counter: "RetryingAdapter | None" = None
+    counter: RetryingAdapter | None = None
 
-    def new(self, **kw: Any) -> "PolicyRetry":
+    def new(self, **kw: Any) -> PolicyRetry:
         retry = super().new(**kw)
         retry.policy, retry.counter = self.policy, self.counter
         return retry
@@ -126,12 +127,12 @@ class PolicyRetry(Retry):
         error: Exception | None = None,
         _pool: Any = None,
         _stacktrace: Any = None,
-    ) -> "PolicyRetry":
+    ) -> PolicyRetry:
         if response is not None and error is None:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.policy.max_backoff:
                 # The server asks for longer than we are willing to hold a run: hand its answer back.
-                raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {retry_after:.0f}s is beyond the cap"))  # type: ignore[arg-type]
+                raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {retry_after:.0f}s is beyond the cap"))
         try:
             new = super().increment(method, url, response, error, _pool, _stacktrace)
         except MaxRetryError:

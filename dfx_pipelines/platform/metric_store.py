@@ -15,13 +15,15 @@ with the connection.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from dfx_pipelines.platform import tables
+from dfx_pipelines.platform.db import inserted_id
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection, utcnow
@@ -112,21 +114,23 @@ class MetricStore:
             if old_ids:
                 replaced = db.execute(vals.delete().where(vals.c.batch_id.in_(old_ids))).rowcount
                 db.execute(batches.delete().where(batches.c.id.in_(old_ids)))
-            batch_id = db.execute(
-                batches.insert().values(
-                    workspace_id=connection.workspace_id,
-                    connection_id=connection.id,
-                    metric=metric,
-                    partition_key=partition_key,
-                    run_id=provenance.run_id,
-                    computed_at=provenance.computed_at or utcnow(),
-                    source=provenance.source,
-                    api_calls=provenance.api_calls,
-                    records_read=provenance.records_read,
-                    bytes_read=provenance.bytes_read,
-                    row_count=len(values),
+            batch_id = inserted_id(
+                db.execute(
+                    batches.insert().values(
+                        workspace_id=connection.workspace_id,
+                        connection_id=connection.id,
+                        metric=metric,
+                        partition_key=partition_key,
+                        run_id=provenance.run_id,
+                        computed_at=provenance.computed_at or utcnow(),
+                        source=provenance.source,
+                        api_calls=provenance.api_calls,
+                        records_read=provenance.records_read,
+                        bytes_read=provenance.bytes_read,
+                        row_count=len(values),
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             if values:
                 db.execute(vals.insert(), [{**value, "batch_id": batch_id} for value in values])
             if bucket is not None:

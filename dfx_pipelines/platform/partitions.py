@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -30,7 +30,7 @@ def daily_start(today: date | None = None, environ: Mapping[str, str] = os.envir
             return date.fromisoformat(pinned).isoformat()
         except ValueError as exc:
             raise ValueError(f"DFX_DAILY_START must be a date YYYY-MM-DD, got {pinned!r}") from exc
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     return (today - timedelta(days=HISTORY_WINDOW_DAYS - 1)).isoformat()
 
 

@@ -62,7 +62,7 @@ def run_in_own_group(args: Sequence[str], *, cwd: Path | None = None) -> int:
     except _Interrupted:
         return 130
     finally:
-        for sig, handler in previous.items():
+        for sig in previous:
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         if process is not None:
             stop_group(process)

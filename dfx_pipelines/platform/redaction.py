@@ -23,7 +23,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
@@ -150,7 +151,7 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
 
 
@@ -170,7 +171,7 @@ def install_redaction() -> None:
             record = previous_factory(*args, **kwargs)
             try:
                 message = record.getMessage()
-            except Exception:  # a malformed %-format: keep logging's own behaviour
+            except Exception:  # noqa: BLE001 - a malformed %-format: keep logging's own behaviour
                 return record
             redacted = redact(message)
             if redacted != message or record.args:
@@ -181,7 +182,7 @@ def install_redaction() -> None:
         _installed = True
     for handler in logging.getLogger().handlers:
         if not isinstance(handler.formatter, RedactingFormatter):
-            fmt = handler.formatter._fmt if handler.formatter else None  # noqa: SLF001
+            fmt = handler.formatter._fmt if handler.formatter else None
             handler.setFormatter(RedactingFormatter(fmt))
 
 
@@ -209,5 +210,5 @@ def redacted_exceptions() -> Iterator[None]:
         if masked == text:
             raise
         raise type(exc)(masked) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised, redacted, as a DfxError
         raise DfxError(f"{type(exc).__name__}: {redact(str(exc))}") from None

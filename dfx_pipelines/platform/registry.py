@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import (
@@ -33,7 +34,7 @@ from dfx_pipelines.platform.vault import SecretRef, Vault
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 TOMBSTONE_NAME = "(deleted)"  # a deleted connection's display name: the customer's own name for it is gone
@@ -224,7 +225,7 @@ class Connection(_Model):
         return value if isinstance(value, model) else model.model_validate(value)
 
     @model_validator(mode="after")
-    def _identifiers(self) -> "Connection":
+    def _identifiers(self) -> Connection:
         # The kind's rules, from its plugin: the selection's identifiers, the field mapper's sources, write-back.
         plugin = catalogue.plugin(self.kind)
         self.selection.check(self.endpoint)
@@ -270,7 +271,7 @@ def parse_connection(data: Mapping[str, Any]) -> Connection:
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

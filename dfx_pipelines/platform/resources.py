@@ -8,7 +8,7 @@ production passes it as `EnvVar("DFX_METRICS_DB_URL")`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -25,10 +25,10 @@ from dfx_pipelines.platform.settings import Settings
 class PlatformResource(dg.ConfigurableResource):
     """Registry, metric store and vault. Fields left unset fall back to DFX_* environment variables."""
 
-    metrics_db_url: Optional[str] = None
-    home: Optional[str] = None
+    metrics_db_url: str | None = None
+    home: str | None = None
 
-    _platform: Optional[Platform] = PrivateAttr(default=None)
+    _platform: Platform | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         install_redaction()
@@ -36,7 +36,7 @@ class PlatformResource(dg.ConfigurableResource):
     def get(self) -> Platform:
         if self._platform is None:
             settings = Settings.from_env()
-            overrides = {}
+            overrides: dict[str, Any] = {}
             home, metrics_db_url = resolved(self.home), resolved(self.metrics_db_url)  # EnvVars too, outside a run
             if home:
                 from pathlib import Path

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import DefaultRunLauncher, Field
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
@@ -57,7 +58,7 @@ class LocalWorkerRunLauncher(DefaultRunLauncher):
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
-    ) -> "LocalWorkerRunLauncher":
+    ) -> LocalWorkerRunLauncher:
         return cls(inst_data=inst_data, **config_value)
 
     @property

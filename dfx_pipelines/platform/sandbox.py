@@ -27,10 +27,11 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import trustme
 
@@ -96,17 +97,17 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> "Response":
+    def json(cls, payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         merged = {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}
         return cls(status, json.dumps(payload, default=str).encode("utf-8"), merged)
 
     @classmethod
-    def text(cls, text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> "Response":
+    def text(cls, text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         merged = {"Content-Type": "text/plain;charset=UTF-8", **(headers or {})}
         return cls(status, text.encode("utf-8"), merged)
 
     @classmethod
-    def redirect(cls, location: str, status: int = 302) -> "Response":
+    def redirect(cls, location: str, status: int = 302) -> Response:
         return cls(status, b"", {"Location": location})
 
 
@@ -366,9 +367,9 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out as separate writes; with Nagle on, each response waits ~40 ms for the
     # client's delayed ACK. Real APIs don't stall like that, and it would dominate every benchmark.
     disable_nagle_algorithm = True
-    server: "_HTTPServer"
+    server: _HTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         # Access lines never include query strings or headers: they can carry tokens.
         log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], args[1] if len(args) > 1 else "")
 
@@ -410,7 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response if response is not None else self._handle(sandbox, request))
 
     @staticmethod
-    def _handle(sandbox: "SandboxServer", request: Request) -> Response:
+    def _handle(sandbox: SandboxServer, request: Request) -> Response:
         try:
             return sandbox.app.handle(request)
         except Exception:  # the sandbox answers like a server would: a 500, logged here
@@ -433,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    sandbox: "SandboxServer"
+    sandbox: SandboxServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # TLS handshakes refused by a client that does not trust us, and dropped connections, are
@@ -487,7 +488,7 @@ class SandboxServer:
     def app_rate_limited(self, request: Request, retry_after: float) -> Response:
         return self.app.rate_limited(request, retry_after)
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -503,7 +504,7 @@ class SandboxServer:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

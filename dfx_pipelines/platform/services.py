@@ -17,7 +17,13 @@ from dfx_pipelines.platform.db import get_engine
 from dfx_pipelines.platform.metric_store import MetricStore
 from dfx_pipelines.platform.registry import Registry
 from dfx_pipelines.platform.settings import Settings
-from dfx_pipelines.platform.vault import GoogleSecretManagerBackend, LocalFileBackend, MasterKeyring, Vault
+from dfx_pipelines.platform.vault import (
+    GoogleSecretManagerBackend,
+    LocalFileBackend,
+    MasterKeyring,
+    Vault,
+    VaultBackend,
+)
 
 
 def load_keyring(settings: Settings) -> MasterKeyring:
@@ -29,7 +35,7 @@ def load_keyring(settings: Settings) -> MasterKeyring:
 
 def build_vault(settings: Settings) -> Vault:
     if settings.vault_backend == "gcp-secret-manager":
-        backend = GoogleSecretManagerBackend(project_id=settings.gcp_project or "")
+        backend: VaultBackend = GoogleSecretManagerBackend(project_id=settings.gcp_project or "")
     else:
         backend = LocalFileBackend(settings.vault_dir)
     return Vault(backend, load_keyring(settings))

@@ -37,7 +37,7 @@ class Settings:
         return self.home / "sandbox"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("DFX_HOME") or Path.cwd() / ".dfx").absolute()
         mode = env.get("DFX_MODE", "embedded")

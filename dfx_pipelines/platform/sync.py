@@ -3,8 +3,9 @@ over the connection's daily history), the pair of nightly schedules built from t
 change sensor over a kind's active connections."""
 
 import json
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -71,7 +72,7 @@ def nightly_schedules(
         def requests(
             context: dg.ScheduleEvaluationContext, platform: PlatformResource
         ) -> list[dg.RunRequest] | dg.SkipReason:
-            today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
+            today = (context.scheduled_execution_time or datetime.now(UTC)).date()
             connections, notes = schedulable_connections(context.instance, platform.get(), kind)
             found = [
                 request

@@ -22,9 +22,10 @@ import logging
 import os
 import secrets as pysecrets
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -87,7 +88,7 @@ class MasterKeyring:
         return "mk-" + hashlib.sha256(b"dfx-master-key-id\0" + key).hexdigest()[:12]
 
     @classmethod
-    def from_env_value(cls, value: str) -> "MasterKeyring":
+    def from_env_value(cls, value: str) -> MasterKeyring:
         """`DFX_MASTER_KEY`: base64 of 32 bytes, or `id:base64,id:base64` with the active key first.
         A control character anywhere (a stray line break from a secrets file) is refused, not trimmed."""
         register_secret(value)
@@ -110,16 +111,16 @@ class MasterKeyring:
         return cls(keys=keys, active_id=next(iter(keys)))
 
     @classmethod
-    def generate(cls) -> "MasterKeyring":
+    def generate(cls) -> MasterKeyring:
         key = AESGCM.generate_key(bit_length=256)
         return cls(keys={cls.key_id_for(key): key}, active_id=cls.key_id_for(key))
 
-    def with_new_active_key(self) -> "MasterKeyring":
+    def with_new_active_key(self) -> MasterKeyring:
         key = AESGCM.generate_key(bit_length=256)
         key_id = self.key_id_for(key)
         return MasterKeyring(keys={key_id: key, **self.keys}, active_id=key_id)
 
-    def retiring_all_but_active(self) -> "MasterKeyring":
+    def retiring_all_but_active(self) -> MasterKeyring:
         return MasterKeyring(keys={self.active_id: self.active_key}, active_id=self.active_id)
 
     # -- a keyring file, for the embedded default only (production uses DFX_MASTER_KEY or a KMS)
@@ -129,7 +130,7 @@ class MasterKeyring:
         _atomic_write(path, json.dumps(payload).encode("utf-8"))
 
     @classmethod
-    def load(cls, path: Path) -> "MasterKeyring":
+    def load(cls, path: Path) -> MasterKeyring:
         try:
             payload = json.loads(path.read_text())
             return cls(keys={kid: _unb64(k) for kid, k in payload["keys"].items()}, active_id=payload["active"])
@@ -137,7 +138,7 @@ class MasterKeyring:
             raise VaultError(f"master key file {path} is unreadable or malformed ({type(exc).__name__})") from None
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "MasterKeyring":
+    def load_or_create(cls, path: Path) -> MasterKeyring:
         if path.exists():
             return cls.load(path)
         keyring = cls.generate()
@@ -361,7 +362,7 @@ class Vault:
 
     def _unwrap(self, workspace_id: str, connection_id: str, record: dict[str, Any]) -> bytes:
         master_id = record.get("kid")
-        master = self.keyring.keys.get(master_id)
+        master = self.keyring.keys.get(master_id) if isinstance(master_id, str) else None
         if master is None:
             raise VaultError(
                 f"data key of {workspace_id}/{connection_id} is wrapped by master key {master_id!r}, "
@@ -505,7 +506,7 @@ class Vault:
             for workspace_id, connection_id, name, original, data_key_id, key in planned:
                 rewritten.append((name, original))
                 self.backend.write(name, self._wrap(workspace_id, connection_id, data_key_id, key))
-            for workspace_id, connection_id, _name, _original, data_key_id, key in planned:
+            for workspace_id, connection_id, _name, _original, _data_key_id, key in planned:
                 record = self._load_data_key_record(workspace_id, connection_id)
                 if (
                     record is None

@@ -98,7 +98,7 @@ class _RunStorageReads:
         return read
 
 
-def test_deletes_every_kind_of_run_of_the_connection_and_reads_no_other(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_deletes_every_kind_of_run_of_the_connection_and_reads_no_other(tmp_path, monkeypatch) -> None:
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         instance.add_dynamic_partitions(connections.name, [GONE, *OTHERS])
         gone = _runs_of(instance, GONE)
@@ -124,7 +124,7 @@ def test_deletes_every_kind_of_run_of_the_connection_and_reads_no_other(tmp_path
         assert deletion._delete_runs(instance, GONE, FIRST_DAY) == 0
 
 
-def test_each_filter_names_the_connection_exactly(tmp_path) -> None:  # noqa: ANN001
+def test_each_filter_names_the_connection_exactly(tmp_path) -> None:
     """The filters are exact matches on values that name the connection (its id, or `id|day` for every
     day from the first one on): none on a value another connection, or a longer id, could have; and
     the lookup reads no run or tag to build them."""

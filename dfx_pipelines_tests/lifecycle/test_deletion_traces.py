@@ -30,11 +30,11 @@ from dagster._serdes import create_snapshot_id
 from dagster._utils.error import SerializableErrorInfo
 
 from dfx_pipelines.connectors.salesforce.plugin import PLUGIN as SALESFORCE
+from dfx_pipelines.connectors.salesforce.sandbox import SalesforceOrg, start_salesforce_sandbox
 from dfx_pipelines.lifecycle.deletion import delete_connection_data
 from dfx_pipelines.lifecycle.revocation import revoke_connection
 from dfx_pipelines.platform.registry import TOMBSTONE_NAME
 from dfx_pipelines_tests.conftest import PG_ADMIN_URL
-from dfx_pipelines.connectors.salesforce.sandbox import SalesforceOrg, start_salesforce_sandbox
 from dfx_pipelines_tests.connectors.salesforce.conftest import ORG_NOW, Materializer, connect, sf_resource, sf_sandbox  # noqa: F401 - fixtures
 from dfx_pipelines_tests.lifecycle.test_revocation_and_deletion import dagster_instance  # noqa: F401 - fixture
 
@@ -57,7 +57,7 @@ def _sensor_origin(name: str) -> RemoteInstigatorOrigin:
     )
 
 
-def _tick(name: str, **fields) -> TickData:  # noqa: ANN003
+def _tick(name: str, **fields) -> TickData:
     origin = _sensor_origin(name)
     defaults = {
         "status": TickStatus.SUCCESS,
@@ -154,7 +154,7 @@ def _tick_bodies(instance: dg.DagsterInstance) -> dict[int, str]:
 
 def test_deletion_erases_the_connection_from_sensor_history(
     platform, workspace, sf_sandbox, sf_resource, dagster_instance
-) -> None:  # noqa: ANN001, F811
+) -> None:
     instance = dagster_instance
     connect(platform, sf_sandbox, sf_resource)
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "display_name": "Beta"})
@@ -274,7 +274,7 @@ def pg_dagster() -> Iterator[tuple[dg.DagsterInstance, str]]:
 
 def test_deleted_rows_are_gone_from_postgres_table_files(
     pg_platform, sf_sandbox, sf_resource, pg_dagster, request
-) -> None:  # noqa: ANN001, F811
+) -> None:
     """Metric store and Dagster storage both on PostgreSQL, autovacuum or not: after deletion the
     connection's id is on no page of the tables deletion touched (Dagster's), and neither are its metric
     values nor what its tombstone dropped (name, instance URL) — while the other connection's are."""

@@ -28,9 +28,11 @@ from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.registry import ConnectionStatus
 from dfx_pipelines.platform.services import Platform
 from dfx_pipelines_tests.connectors.bigquery.conftest import Materializer as BigQueryMaterializer
-from dfx_pipelines_tests.connectors.bigquery.conftest import bq_sandbox  # noqa: F401 - fixture
+from dfx_pipelines_tests.connectors.bigquery.conftest import (
+    bq_sandbox,  # noqa: F401 - fixture
+    set_budget,
+)
 from dfx_pipelines_tests.connectors.bigquery.conftest import connect as connect_bigquery
-from dfx_pipelines_tests.connectors.bigquery.conftest import set_budget
 from dfx_pipelines_tests.connectors.jira.conftest import Materializer as JiraMaterializer
 from dfx_pipelines_tests.connectors.jira.conftest import connect_cloud, jira_cloud, range_tags, resource_for  # noqa: F401 - fixture
 
@@ -99,7 +101,7 @@ def assert_audit_story(platform: Platform, connection_id: str, data_key_id: str)
     return entries[-1]["details"]
 
 
-def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jira_cloud, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jira_cloud, tmp_path: Path) -> None:
     acme = connect_cloud(platform, jira_cloud)
     beta = connect_cloud(platform, jira_cloud, config={"id": "jira-beta", "display_name": "Beta Jira"})
     credentials = secrets_of(platform, acme.id)
@@ -161,7 +163,7 @@ def test_jira_connection_removed_and_deleted_end_to_end(platform, workspace, jir
     )
 
 
-def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace, bq_sandbox, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_bigquery_connection_removed_and_deleted_end_to_end(platform, workspace, bq_sandbox, tmp_path: Path) -> None:
     acme = connect_bigquery(platform, bq_sandbox)
     beta = connect_bigquery(platform, bq_sandbox, config={"id": "bq-beta", "display_name": "Beta BigQuery"})
     credentials = secrets_of(platform, acme.id)

@@ -9,12 +9,12 @@ import json
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import dagster as dg
 import pytest
@@ -48,7 +48,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], Message]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd's hook
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append(
             (
                 list(envelope.rcpt_tos),
@@ -72,13 +72,13 @@ def slack_server() -> Iterator[tuple[list[dict], str]]:
     posts: list[dict] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Hook)
@@ -110,7 +110,7 @@ def housekeeping() -> None:
 
 
 @pytest.fixture
-def owners(platform):  # noqa: ANN001, ANN201
+def owners(platform):
     registry = platform.registry
     registry.upsert_workspace(Workspace(id="acme", name="Acme Corp", owner_email="owner@acme.test"))
     registry.upsert_workspace(Workspace(id="beta", name="Beta Ltd", owner_email="boss@beta.test"))
@@ -133,18 +133,18 @@ def tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None = Non
     return result.skip_message or "", context.cursor
 
 
-def outbox(platform) -> dict:  # noqa: ANN001
+def outbox(platform) -> dict:
     with platform.engine.connect() as db:
         return {r.run_id: r for r in db.execute(sa.select(tables.sent_notifications))}
 
 
-def failed_run(instance: dg.DagsterInstance, assets: list, **kwargs) -> str:  # noqa: ANN003
+def failed_run(instance: dg.DagsterInstance, assets: list, **kwargs) -> str:
     result = dg.materialize(assets, instance=instance, raise_on_error=False, resources={}, **kwargs)
     assert not result.success
     return result.run_id
 
 
-def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_server, tmp_path: Path) -> None:
     inbox, port = smtp_server
     posts, hook_url = slack_server
     resources = {
@@ -173,12 +173,12 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
     assert len(inbox.messages) == 2 and len(posts) == 2
     by_recipient = {tuple(rcpt): msg for rcpt, msg in inbox.messages}
     acme, beta = by_recipient[("owner@acme.test",)], by_recipient[("boss@beta.test",)]
-    for message, connection, name, asset, run_id in (
-        (acme, "sf-acme", "Acme Salesforce", "salesforce/open_pipeline_by_stage", tagged),
-        (beta, "sf-beta", "Beta Salesforce", "salesforce/win_rate", partitioned),
+    for message, to, connection, name, asset, run_id in (
+        (acme, "owner@acme.test", "sf-acme", "Acme Salesforce", "salesforce/open_pipeline_by_stage", tagged),
+        (beta, "boss@beta.test", "sf-beta", "Beta Salesforce", "salesforce/win_rate", partitioned),
     ):
         body = message.get_content()
-        assert message["To"] == message["To"] and message["From"] == "alerts@dataflow-xpert.test"
+        assert message["To"] == to and message["From"] == "alerts@dataflow-xpert.test"
         assert connection in message["Subject"] and name in message["Subject"]
         assert name in body and connection in body and asset in body and run_id in body
         assert "[REDACTED]" in body and CANARY not in message.as_string()
@@ -195,11 +195,12 @@ def test_one_safe_email_per_failed_run_to_the_owner(owners, smtp_server, slack_s
 
     with owners.engine.connect() as db:
         sent = {r.run_id: r for r in db.execute(sa.select(tables.sent_notifications))}
+    assert not {unrelated, lifecycle, retried} & set(sent)  # no owner, a lifecycle run, a run to be retried
     assert set(sent) == {tagged, partitioned} and {r.status for r in sent.values()} == {"sent"}
     assert {r.channels for r in sent.values()} == {"email+slack"}
 
 
-def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server, tmp_path: Path) -> None:
     """A failed delivery is named by the tick, stays queued (never lost) and is retried at the first tick
     after its backoff (1 min, then 2, ...), exactly once."""
     inbox, port = smtp_server
@@ -248,7 +249,7 @@ def test_failed_send_is_retried_next_tick_without_duplicates(owners, smtp_server
 
 def test_without_smtp_the_failure_is_queued_and_sent_once_smtp_is_configured(
     owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
+) -> None:
     inbox, port = smtp_server
     home = tmp_path / "dh"
     home.mkdir()
@@ -266,7 +267,7 @@ def test_without_smtp_the_failure_is_queued_and_sent_once_smtp_is_configured(
     assert outbox(owners)[run_id].status == "sent"
 
 
-def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dagster's run-failure sensor handles one failed run per tick when its function returns a skip
     reason; 120 failures would take two hours. Ours queues them all and sends DELIVERY_BATCH per tick."""
     inbox, port = smtp_server
@@ -292,7 +293,7 @@ def test_a_backlog_is_drained_in_batches(owners, smtp_server, tmp_path: Path, mo
         sent_per_tick, cursor = [], None
         for _ in range(3):
             before = len(inbox.messages)
-            said, cursor = tick(instance, resources, cursor)
+            _, cursor = tick(instance, resources, cursor)
             sent_per_tick.append(len(inbox.messages) - before)
     assert sent_per_tick == [
         notifications.DELIVERY_BATCH,

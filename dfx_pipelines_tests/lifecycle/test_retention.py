@@ -17,10 +17,10 @@ from dagster._core.storage.runs.schema import RunsTable
 
 from dfx_pipelines.lifecycle.app_data import AppDatabaseResource, AppTable, dispose_app_engines
 from dfx_pipelines.lifecycle.retention import DEFAULT_RULES, Period, retention_job
+from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.errors import IdentifierError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
-from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.registry import Connection, ConnectionStatus, Workspace, utcnow
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines_tests.lifecycle.test_revocation_and_deletion import dagster_instance  # noqa: F401 - fixture
@@ -36,7 +36,7 @@ CREATE TABLE billing_records (id serial PRIMARY KEY, account_id int REFERENCES a
 
 
 @pytest.fixture
-def app_db(pg_database):  # noqa: ANN001, ANN201
+def app_db(pg_database):
     engine = sa.create_engine(pg_database["url"])
     with engine.begin() as db:
         db.exec_driver_sql(APP_SCHEMA)
@@ -129,7 +129,7 @@ def seed_app(engine: sa.Engine, now: datetime) -> dict[str, dict[str, list[int]]
     return expect
 
 
-def seed_metrics(platform, now: datetime) -> None:  # noqa: ANN001
+def seed_metrics(platform, now: datetime) -> None:
     registry = platform.registry
     registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="owner@acme.test"))
     registry.upsert_workspace(Workspace(id="closed-long", name="Gone Co", owner_email="o@gone.test"))
@@ -207,7 +207,7 @@ def app_ids(engine: sa.Engine, table: str) -> set[int]:
         return {r[0] for r in db.execute(sa.text(f"SELECT id FROM {table}"))}
 
 
-def run_retention(instance, pg_url: str, config: dict | None = None, tables=None, raise_on_error: bool = True):  # noqa: ANN001, ANN201
+def run_retention(instance, pg_url: str, config: dict | None = None, tables=None, raise_on_error: bool = True):
     return retention_job.execute_in_process(
         instance=instance,
         resources={"platform": PlatformResource(), "app_db": AppDatabaseResource(url=pg_url, tables=tables)},
@@ -233,7 +233,7 @@ def test_the_rules_table_is_the_products(tmp_path: Path) -> None:
     assert Period(years=1).cutoff(datetime(2028, 2, 29, 12)) == datetime(2027, 2, 28, 12)
 
 
-def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_database, tmp_path: Path) -> None:  # noqa: ANN001
+def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_database, tmp_path: Path) -> None:
     now = utcnow()
     expect = seed_app(app_db, now)
     seed_metrics(platform, now)
@@ -243,7 +243,7 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
         runs = [some_sync.execute_in_process(instance=instance).run_id for _ in range(3)]
         backdate_run(instance, runs[0], now - timedelta(days=91))
         backdate_run(instance, runs[1], now - timedelta(days=89))
-        compute_dir = Path(instance.compute_log_manager._base_dir)  # noqa: SLF001
+        compute_dir = Path(instance.compute_log_manager._base_dir)
         stale_compute, fresh_compute = (
             old_file(compute_dir / "orphan-run" / "compute_logs" / "x.out", 95),
             old_file(compute_dir / "kept-run" / "compute_logs" / "x.out", 1),
@@ -328,7 +328,7 @@ INJECTIONS = [
 
 def test_injected_identifiers_are_refused_before_anything_happens(
     platform, app_db, pg_database, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     now = utcnow()
     seed_app(app_db, now)
     before = {t: app_ids(app_db, t) for t in ("demo_requests", "accounts", "email_correspondence", "billing_records")}
@@ -357,7 +357,7 @@ def test_injected_identifiers_are_refused_before_anything_happens(
 
 def test_credentials_still_held_for_a_removed_connection_fail_the_run(
     platform, app_db, pg_database, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     platform.registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="owner@acme.test"))
     connection = platform.registry.add_connection(
         Connection(id="sf-leaky", workspace_id="acme", kind="salesforce", display_name="Leaky"),
@@ -373,7 +373,7 @@ def test_credentials_still_held_for_a_removed_connection_fail_the_run(
     assert platform.vault.has(connection.secret_ref("oauth_refresh_token"))  # reported, not destroyed here
 
 
-def test_sensor_ticks_older_than_90_days_are_purged(platform, app_db, pg_database, dagster_instance) -> None:  # noqa: ANN001, F811
+def test_sensor_ticks_older_than_90_days_are_purged(platform, app_db, pg_database, dagster_instance) -> None:
     """Tick history (run ids, run keys, cursors of every sensor, any status) is kept 90 days like run logs."""
     from dfx_pipelines_tests.lifecycle.test_deletion_traces import _tick
 

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
-from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
 import sqlalchemy as sa
 
 from dfx_pipelines.connectors.salesforce.plugin import PLUGIN as SALESFORCE
+from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
 from dfx_pipelines.connectors.salesforce.sandbox import SalesforceOrg, start_salesforce_sandbox
 from dfx_pipelines.lifecycle import audit
-from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion, overdue, run_is_for
 from dfx_pipelines.lifecycle.definitions import deletion_overdue_sensor
+from dfx_pipelines.lifecycle.deletion import delete_connection_data, due_for_deletion, overdue, run_is_for
 from dfx_pipelines.lifecycle.revocation import revoke_connection
 from dfx_pipelines.platform.errors import ConnectorError, UnknownConnectionError
 from dfx_pipelines.platform.registry import ConnectionStatus, parse_connection
@@ -32,7 +31,7 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 @pytest.fixture
-def two_orgs():  # noqa: ANN201
+def two_orgs():
     acme = start_salesforce_sandbox(SalesforceOrg(seed=7, opportunities=250, now=ORG_NOW))
     beta = start_salesforce_sandbox(SalesforceOrg(seed=99, opportunities=250, now=ORG_NOW), ca=acme.server.ca)
     yield acme, beta
@@ -40,7 +39,7 @@ def two_orgs():  # noqa: ANN201
     beta.stop()
 
 
-def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resource, tmp_path: Path) -> None:  # noqa: ANN001
+def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resource, tmp_path: Path) -> None:
     acme, beta = two_orgs
     resource = SalesforceResource(client_id=sf_resource.client_id, sandbox_ca_path=acme.ca_pem_path)
     # Revocation reaches the provider outside any run: it trusts the embedded default's sandbox CA file.
@@ -124,14 +123,14 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
 
 def test_interrupted_deletion_is_completed_by_the_next_attempt(
     platform, workspace, sf_sandbox, sf_resource, monkeypatch
-) -> None:  # noqa: ANN001
+) -> None:
     connect(platform, sf_sandbox, sf_resource)
     revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
     with dg.instance_for_test() as instance:
         materialize = Materializer(platform, sf_resource, instance)
         instance.add_dynamic_partitions("salesforce_connections", ["sf-acme"])
 
-        def crash(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+        def crash(*_args, **_kwargs):
             raise RuntimeError("power cut")
 
         monkeypatch.setattr("dfx_pipelines.lifecycle.deletion._delete_runs", crash)
@@ -145,7 +144,7 @@ def test_interrupted_deletion_is_completed_by_the_next_attempt(
     assert actions == ["remove", "deletion_started", "deletion_failed", "deletion_started", "deletion_completed"]
 
 
-def test_provider_unreachable_still_destroys_our_copy(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+def test_provider_unreachable_still_destroys_our_copy(platform, workspace, sf_sandbox, sf_resource) -> None:
     connect(platform, sf_sandbox, sf_resource)  # no sandbox CA in the settings folder: the provider call fails
     report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=False, actor="test")
     assert not report.provider_revoked and "local credentials destroyed anyway" in report.provider_detail
@@ -156,11 +155,11 @@ def test_provider_unreachable_still_destroys_our_copy(platform, workspace, sf_sa
 class _UnreachableProvider:
     """The network edge only: the provider's revocation endpoint cannot be reached."""
 
-    def revoke_at_provider(self, platform, connection):  # noqa: ANN001, ANN201
+    def revoke_at_provider(self, platform, connection):
         raise ConnectorError("revocation endpoint unreachable")
 
 
-def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, workspace, caplog) -> None:  # noqa: ANN001
+def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, workspace, caplog) -> None:
     """The provider cannot be reached and we hold no credential for the connection: the report and the
     warning must say that nothing was destroyed, not that credentials were "destroyed anyway"."""
     platform.registry.add_connection(
@@ -173,7 +172,7 @@ def test_the_report_says_nothing_was_destroyed_when_nothing_was_held(platform, w
     assert "destroyed anyway" not in caplog.text and "nothing was destroyed" in caplog.text
 
 
-def test_unknown_and_active_connections(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+def test_unknown_and_active_connections(platform, workspace, sf_sandbox, sf_resource) -> None:
     with pytest.raises(UnknownConnectionError, match="sf-ghost"):
         revoke_connection(platform, SALESFORCE, "sf-ghost", remove=False, actor="test")
     connect(platform, sf_sandbox, sf_resource)
@@ -181,7 +180,7 @@ def test_unknown_and_active_connections(platform, workspace, sf_sandbox, sf_reso
         delete_connection_data(platform, SALESFORCE, instance, "sf-acme", actor="test")
 
 
-def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_resource) -> None:
     from datetime import timedelta
 
     connect(platform, sf_sandbox, sf_resource)
@@ -205,7 +204,7 @@ def test_overdue_deletion_raises_the_alarm(platform, workspace, sf_sandbox, sf_r
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def dagster_instance(request: pytest.FixtureRequest):  # noqa: ANN201
+def dagster_instance(request: pytest.FixtureRequest):
     """A Dagster instance on SQLite (the embedded default) or on a fresh PostgreSQL database (production)."""
     if request.param == "sqlite":
         with dg.instance_for_test() as instance:
@@ -235,7 +234,7 @@ def _events_of(instance: dg.DagsterInstance, partition_prefix: str) -> list[str]
     return sorted(found)
 
 
-def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:  # noqa: ANN001
+def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, sf_resource, dagster_instance) -> None:
     """Events of the connection's partitions recorded by a run that names no connection, or by no run at
     all (runless materializations and observations), go too — and Dagster's per-asset copy of the latest
     materialization with them — while events of other connections (one whose id merely starts the same
@@ -277,7 +276,7 @@ def test_events_outside_tagged_runs_are_erased(platform, workspace, sf_sandbox, 
 
 def test_events_that_cannot_be_erased_fail_the_deletion_loudly(
     platform, workspace, sf_sandbox, sf_resource, monkeypatch
-) -> None:  # noqa: ANN001
+) -> None:
     from dfx_pipelines.lifecycle import dagster_private, deletion
 
     connect(platform, sf_sandbox, sf_resource)
@@ -295,7 +294,7 @@ def test_events_that_cannot_be_erased_fail_the_deletion_loudly(
     assert platform.registry.get("sf-acme").status is ConnectionStatus.REMOVED  # still due: the next run retries
 
 
-def test_closing_a_workspace_removes_every_connection_at_once(platform, workspace, sf_sandbox, sf_resource) -> None:  # noqa: ANN001
+def test_closing_a_workspace_removes_every_connection_at_once(platform, workspace, sf_sandbox, sf_resource) -> None:
     from dfx_pipelines.lifecycle.definitions import close_workspace_job
     from dfx_pipelines.platform.errors import ConfigError
     from dfx_pipelines.platform.registry import Workspace

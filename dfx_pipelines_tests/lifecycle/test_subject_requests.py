@@ -37,7 +37,7 @@ CANARY = "refresh-canary-dsr-9f8e7d6c5b4a"
 
 
 @pytest.fixture
-def world(pg_platform, pg_database):  # noqa: ANN001, ANN201
+def world(pg_platform, pg_database):
     """Alice and Bob in every application table; Alice owns a workspace with a connection, metrics and a credential."""
     with pg_platform.engine.begin() as db:
         db.execute(sa.text("TRUNCATE subject_restrictions, subject_requests, sent_notifications CASCADE"))
@@ -99,7 +99,7 @@ def world(pg_platform, pg_database):  # noqa: ANN001, ANN201
     dispose_app_engines()
 
 
-def run(job, pg_platform, pg_database, request_id: int):  # noqa: ANN001, ANN201
+def run(job, pg_platform, pg_database, request_id: int):
     op_name = job.graph.node_defs[0].name
     return job.execute_in_process(
         resources={
@@ -111,7 +111,7 @@ def run(job, pg_platform, pg_database, request_id: int):  # noqa: ANN001, ANN201
     )
 
 
-def verified(engine, kind: str, email: str, **kwargs):  # noqa: ANN001, ANN201
+def verified(engine, kind: str, email: str, **kwargs):
     request = record_request(engine, kind, "gdpr", email, **kwargs)
     return verify_identity(engine, request.id, by="support@dfx.test")
 
@@ -121,7 +121,7 @@ def app_rows(app: sa.Engine, table: str) -> list[dict]:
         return [dict(r) for r in db.execute(sa.text(f"SELECT * FROM {table} ORDER BY id")).mappings()]
 
 
-def test_due_dates_follow_the_law(pg_platform, world) -> None:  # noqa: ANN001
+def test_due_dates_follow_the_law(pg_platform, world) -> None:
     received = utcnow() - timedelta(days=2)
     gdpr = record_request(pg_platform.engine, "erasure", "gdpr", " Someone@Example.test ", received_at=received)
     ccpa = record_request(pg_platform.engine, "access", "ccpa", "someone@example.test", received_at=received)
@@ -135,7 +135,7 @@ def test_due_dates_follow_the_law(pg_platform, world) -> None:  # noqa: ANN001
         record_request(pg_platform.engine, "forget-me-maybe", "gdpr", "x@y.test")
 
 
-def test_unverified_request_is_refused_and_nothing_is_done(pg_platform, pg_database, world) -> None:  # noqa: ANN001
+def test_unverified_request_is_refused_and_nothing_is_done(pg_platform, pg_database, world) -> None:
     before = {t: app_rows(world, t) for t in ("accounts", "demo_requests", "billing_records", "email_correspondence")}
     request = record_request(pg_platform.engine, "erasure", "gdpr", "alice@wonder.test")
     result = run(subject_erasure_job, pg_platform, pg_database, request.id)
@@ -154,7 +154,7 @@ def test_unverified_request_is_refused_and_nothing_is_done(pg_platform, pg_datab
         verify_identity(pg_platform.engine, request.id, by=" ")
 
 
-def test_export_holds_the_subjects_data_and_nothing_else(pg_platform, pg_database, world) -> None:  # noqa: ANN001
+def test_export_holds_the_subjects_data_and_nothing_else(pg_platform, pg_database, world) -> None:
     request = verified(pg_platform.engine, "access", "ALICE@wonder.test")
     result = run(subject_access_job, pg_platform, pg_database, request.id)
     assert result.success
@@ -185,7 +185,7 @@ def test_export_holds_the_subjects_data_and_nothing_else(pg_platform, pg_databas
     assert meta["rows.billing_records"] == 2 and "alice" not in json.dumps(meta, default=str).lower()
 
 
-def test_erasure_keeps_billing_records_and_says_so(pg_platform, pg_database, world) -> None:  # noqa: ANN001
+def test_erasure_keeps_billing_records_and_says_so(pg_platform, pg_database, world) -> None:
     export = verified(pg_platform.engine, "access", "alice@wonder.test")
     assert run(subject_access_job, pg_platform, pg_database, export.id).success
     bob_before = {
@@ -227,7 +227,7 @@ def test_erasure_keeps_billing_records_and_says_so(pg_platform, pg_database, wor
     assert response["workspaces_owned"] == ["wonder"]
 
 
-def test_unknown_subject_gets_a_clear_answer(pg_platform, pg_database, world) -> None:  # noqa: ANN001
+def test_unknown_subject_gets_a_clear_answer(pg_platform, pg_database, world) -> None:
     before = {t: app_rows(world, t) for t in ("accounts", "demo_requests", "billing_records", "email_correspondence")}
     for job, kind in ((subject_erasure_job, "erasure"), (subject_access_job, "access")):
         request = verified(pg_platform.engine, kind, "nobody@nowhere.test")
@@ -242,7 +242,7 @@ def test_unknown_subject_gets_a_clear_answer(pg_platform, pg_database, world) ->
     )
 
 
-def test_rectification_and_restriction(pg_platform, pg_database, world) -> None:  # noqa: ANN001
+def test_rectification_and_restriction(pg_platform, pg_database, world) -> None:
     fix = verified(
         pg_platform.engine,
         "rectification",
@@ -288,7 +288,7 @@ def test_rectification_and_restriction(pg_platform, pg_database, world) -> None:
         check_actionable(get_request(pg_platform.engine, stop.id), ("restriction", "objection"))
 
 
-def test_sensor_flags_overdue_and_nearing_requests(pg_platform, pg_database, world, tmp_path) -> None:  # noqa: ANN001
+def test_sensor_flags_overdue_and_nearing_requests(pg_platform, pg_database, world, tmp_path) -> None:
     engine = pg_platform.engine
     overdue = record_request(engine, "erasure", "gdpr", "late@x.test", received_at=utcnow() - timedelta(days=31))
     nearing = record_request(engine, "access", "ccpa", "soon@x.test", received_at=utcnow() - timedelta(days=40))
@@ -321,7 +321,7 @@ def test_sensor_flags_overdue_and_nearing_requests(pg_platform, pg_database, wor
 
 def test_cli_records_verifies_lists_and_answers(
     pg_platform, pg_database, world, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
+) -> None:
     from click.testing import CliRunner
 
     from dfx_pipelines.lifecycle.cli import requests_group

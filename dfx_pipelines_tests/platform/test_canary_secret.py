@@ -10,8 +10,8 @@ import pytest
 
 from dfx_pipelines.platform.http import build_session, check_response, translate_errors
 from dfx_pipelines.platform.metric_rows import MetricRow
-from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.redaction import redacted_exceptions
 from dfx_pipelines.platform.registry import Workspace, parse_connection
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.sandbox import EchoApp, SandboxServer
@@ -67,7 +67,7 @@ def test_canary_secret_appears_nowhere(
                 response = session.get(
                     f"{server.url}/v1/missing?access_token={token}", headers={"Authorization": f"Bearer {token}"}
                 )
-                check_response(response, f"echo sync")
+                check_response(response, "echo sync")
 
         dagster_home.mkdir()
         with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:

@@ -47,7 +47,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real = socket.getaddrinfo
     looked_up: list[str] = []
 
-    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def getaddrinfo(host, port, *args, **kwargs):
         looked_up.append(host)
         if host == "localhost":
             return real(host, port, *args, **kwargs)
@@ -259,7 +259,7 @@ def test_the_sandbox_is_loopback_and_only_outside_production() -> None:
 )  # fmt: skip
 @pytest.mark.parametrize("sandbox_allowed", [True, False], ids=["sandbox", "production"])
 def test_allow_private_address_never_allows_metadata_link_local_or_unspecified(url: str, sandbox_allowed: bool) -> None:
-    with pytest.raises(UnsafeDestinationError, match="link-local|metadata|unspecified"):
+    with pytest.raises(UnsafeDestinationError, match=r"link-local|metadata|unspecified"):
         auth.check_datacenter_url(url, allow_private_address=True, sandbox_allowed=sandbox_allowed)
 
 

@@ -2,7 +2,8 @@
 is read outside a run (a CLI command, a helper), not its name: `EnvVar` is a `str` subclass whose text is
 the name, so an unresolved one passes every `isinstance(..., str)` check and is sent as the secret."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -34,24 +35,24 @@ READS: list[tuple[str, Callable[[], Any], Callable[[Any], Any]]] = [
         "SMTP_PASSWORD_VAR",
         lambda: SmtpResource(password=dg.EnvVar("SMTP_PASSWORD_VAR")),
         lambda r: r._value("password", "DFX_SMTP_PASSWORD"),
-    ),  # noqa: SLF001
+    ),
     (
         "SMTP_HOST_VAR",
         lambda: SmtpResource(host=dg.EnvVar("SMTP_HOST_VAR")),
         lambda r: r._value("host", "DFX_SMTP_HOST"),
-    ),  # noqa: SLF001
+    ),
     ("SLACK_URL_VAR", lambda: SlackWebhookResource(url=dg.EnvVar("SLACK_URL_VAR")), lambda r: r.resolved_url()),
     ("APP_DB_VAR", lambda: AppDatabaseResource(url=dg.EnvVar("APP_DB_VAR")), lambda r: r.resolved_url()),
 ]
 
 
 @pytest.mark.parametrize(("variable", "build", "read"), READS, ids=[f"{v}-{i}" for i, (v, _, _) in enumerate(READS)])
-def test_envvar_fields_read_outside_a_run_give_the_value(variable: str, build, read, monkeypatch) -> None:  # noqa: ANN001
+def test_envvar_fields_read_outside_a_run_give_the_value(variable: str, build, read, monkeypatch) -> None:
     monkeypatch.setenv(variable, VALUE)
     assert read(build()) == VALUE
 
 
-def test_the_client_id_variables_are_read_too(monkeypatch) -> None:  # noqa: ANN001
+def test_the_client_id_variables_are_read_too(monkeypatch) -> None:
     monkeypatch.setenv("SALESFORCE_CLIENT_ID", "sf-app-id")
     monkeypatch.setenv("JIRA_CLIENT_ID", "jira-app-id")
     assert (
@@ -60,14 +61,14 @@ def test_the_client_id_variables_are_read_too(monkeypatch) -> None:  # noqa: ANN
     )
 
 
-def test_platform_resource_resolves_its_database_url(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+def test_platform_resource_resolves_its_database_url(monkeypatch, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'metrics-from-variable.db'}"
     monkeypatch.setenv("METRICS_URL_VAR", url)
     platform = PlatformResource(home=str(tmp_path / "home"), metrics_db_url=dg.EnvVar("METRICS_URL_VAR")).get()
     assert platform.settings.metrics_db_url == url
 
 
-def test_resolved_leaves_plain_values_and_unset_variables_alone(monkeypatch) -> None:  # noqa: ANN001
+def test_resolved_leaves_plain_values_and_unset_variables_alone(monkeypatch) -> None:
     monkeypatch.delenv("UNSET_VAR_4711", raising=False)
     assert resolved("plain") == "plain" and resolved(None) is None and resolved(dg.EnvVar("UNSET_VAR_4711")) is None
     monkeypatch.setenv("PORT_VAR", "2525")

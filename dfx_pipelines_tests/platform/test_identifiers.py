@@ -113,7 +113,7 @@ def test_the_registry_refuses_rather_than_trims_a_selection() -> None:
 )
 def test_vendor_length_limits_are_enforced_with_the_limit_named(
     check, longest_valid: str, too_long: str, limit: str
-) -> None:  # noqa: ANN001
+) -> None:
     assert check(longest_valid) == longest_valid
     with pytest.raises(IdentifierError, match=limit):
         check(too_long)
@@ -133,7 +133,7 @@ def test_a_jira_cloud_connection_applies_the_cloud_key_limit() -> None:
         "selection": {"projects": ["ABCDEFGHIJK"]},
     }
     assert parse_connection({**jira, "endpoint": {"flavour": "datacenter"}}).selection.projects == ["ABCDEFGHIJK"]
-    with pytest.raises(IdentifierError, match="at most|longer than the 10"):
+    with pytest.raises(IdentifierError, match=r"at most|longer than the 10"):
         parse_connection({**jira, "endpoint": {"flavour": "cloud"}})
 
 

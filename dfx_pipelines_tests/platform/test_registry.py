@@ -165,12 +165,12 @@ def test_database_failure_destroys_the_stored_secrets(
     connection = parse_connection(salesforce())
     real_put = platform.vault.put
 
-    def put_then_lose_the_database(ref, value):  # noqa: ANN001, ANN202
+    def put_then_lose_the_database(ref, value):
         real_put(ref, value)
         raise RuntimeError("database went away")  # the pending INSERT is rolled back
 
     monkeypatch.setattr(platform.vault, "put", put_then_lose_the_database)
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="database went away"):
         platform.registry.add_connection(
             connection, vault=platform.vault, secrets={"oauth_refresh_token": "refresh-abc-123"}
         )

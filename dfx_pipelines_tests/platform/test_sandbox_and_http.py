@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -69,9 +69,11 @@ def test_server_speaks_tls_1_2_or_newer_only(server: SandboxServer) -> None:
 
     assert server.ca.server_context().minimum_version == ssl.TLSVersion.TLSv1_2
     context = ssl.create_default_context(cafile=server.ca_pem_path)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
 def test_rate_limit_retries_after_the_servers_delay(server: SandboxServer) -> None:
@@ -132,7 +134,7 @@ def test_faults_are_path_scoped_and_seeded() -> None:
     assert 0 < sum(fired) < 20
     assert faults.next_fault("/v1/ping") is None
     assert Faults.parse("rate_limit:count=3,retry_after=2").retry_after == 2
-    with pytest.raises(ConfigError, match="unknown kind .meteor."):
+    with pytest.raises(ConfigError, match=r"unknown kind .meteor."):
         Faults.parse("meteor:count=1")
 
 
@@ -167,7 +169,7 @@ def test_the_sandbox_ca_is_forced_only_for_a_parsed_loopback_host(
     `https://127.0.0.1:1@evil.example` share that prefix: the CA must follow the parsed host, not the text."""
     verify_by_url: dict[str, object] = {}
 
-    def network_edge(self, request, **kwargs):  # noqa: ANN001, ANN003
+    def network_edge(self, request, **kwargs):
         verify_by_url[request.url] = kwargs.get("verify")
         raise requests.ConnectionError("nothing is sent in this test")
 
@@ -194,7 +196,7 @@ class CountingApp(EchoApp):
 
     handled = 0
 
-    def handle(self, request):  # noqa: ANN001, ANN201
+    def handle(self, request):
         CountingApp.handled += 1
         return super().handle(request)
 
@@ -210,7 +212,7 @@ def test_a_drop_happens_before_or_after_the_server_acts(when: str, handled: int)
             )
     assert CountingApp.handled == handled
     assert Faults.parse("drop:when=after").when == "after"
-    with pytest.raises(ConfigError, match="before.*after"):
+    with pytest.raises(ConfigError, match=r"before.*after"):
         Faults.parse("drop:when=sometimes")
 
 

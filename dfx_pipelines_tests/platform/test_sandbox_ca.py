@@ -92,10 +92,10 @@ def test_two_sandbox_processes_in_one_folder_share_a_ca_their_clients_trust(tmp_
             process.wait(timeout=20)
 
 
-def _start_in(directory: str, barrier, results) -> None:  # noqa: ANN001 - multiprocessing proxies
+def _start_in(directory: str, barrier, results) -> None:
     barrier.wait()
     ca = SandboxCA(Path(directory))
-    results.put(ca._ca.cert_pem.bytes())  # noqa: SLF001 - which CA this starter signs with
+    results.put(ca._ca.cert_pem.bytes())
 
 
 def test_concurrent_starts_end_with_one_ca_that_all_trust(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_the_ca_key_is_private_and_reused(tmp_path: Path) -> None:
     before = (first.ca_pem_path.read_bytes(), key.read_bytes())
     second = SandboxCA(tmp_path)
     assert (second.ca_pem_path.read_bytes(), key.read_bytes()) == before
-    assert second._ca.cert_pem.bytes() == first._ca.cert_pem.bytes()  # noqa: SLF001
+    assert second._ca.cert_pem.bytes() == first._ca.cert_pem.bytes()
 
 
 def test_a_trusted_ca_whose_key_is_gone_stays_trusted(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_a_trusted_ca_whose_key_is_gone_stays_trusted(tmp_path: Path) -> None:
     assert len(trusted) == 2 and trusted[0] == x509.load_pem_x509_certificate(old.cert_pem.bytes())
     with SandboxServer(EchoApp(TOKEN), ca=ca) as server:
         assert ping(server.url, ca.ca_pem_path) == {"pong": True}
-    assert SandboxCA(tmp_path)._ca.cert_pem.bytes() == ca._ca.cert_pem.bytes()  # noqa: SLF001 - reused from now on
+    assert SandboxCA(tmp_path)._ca.cert_pem.bytes() == ca._ca.cert_pem.bytes()
 
 
 def test_a_client_still_refuses_a_ca_from_another_folder(tmp_path: Path) -> None:

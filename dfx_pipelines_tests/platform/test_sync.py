@@ -2,7 +2,7 @@
 does to the others, and which cursors survive a tick."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -12,8 +12,8 @@ from dfx_pipelines.connectors.salesforce.cdc import (
 )
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.registry import ConnectionStatus, Workspace, parse_connection
-from dfx_pipelines.platform.services import Platform
 from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines.platform.services import Platform
 from dfx_pipelines.platform.sync import poll_active_connections
 from dfx_pipelines_tests.platform.test_registry import salesforce
 
@@ -25,7 +25,7 @@ def test_polls_active_connections_with_a_partition_and_isolates_failures(platfor
     platform.registry.set_status("sf-gone", ConnectionStatus.REMOVED)
     polled: list[str] = []
 
-    def poll(connection, cursor):  # noqa: ANN001, ANN202
+    def poll(connection, cursor):
         polled.append(connection.id)
         if connection.id == "sf-broken":
             raise ConnectorError("Salesforce query: HTTP 503 after 5 attempts")
@@ -68,7 +68,7 @@ def test_a_restricted_workspace_is_neither_polled_nor_scheduled_but_keeps_its_cu
     _restrict(platform, "owner@acme.test")  # the owner asked for restriction: acme's data is not processed
     polled: list[str] = []
 
-    def poll(connection, cursor):  # noqa: ANN001, ANN202
+    def poll(connection, cursor):
         polled.append(connection.id)
         return [], (cursor or 0) + 1, None
 
@@ -93,6 +93,6 @@ def test_a_restricted_workspace_is_neither_polled_nor_scheduled_but_keeps_its_cu
             context = dg.build_schedule_context(
                 instance=instance,
                 resources=resources,
-                scheduled_execution_time=datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc),
+                scheduled_execution_time=datetime(2026, 11, 26, 2, 15, tzinfo=UTC),
             )
             assert [r.tags["dfx/connection"] for r in schedule(context)] == ["sf-beta"]

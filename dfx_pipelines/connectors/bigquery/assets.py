@@ -13,8 +13,9 @@ missing until the approval's run (launched by `bigquery_approvals_sensor`) mater
 """
 
 import warnings
+from collections.abc import Iterator
 from datetime import date
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -26,9 +27,9 @@ from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.freshness import METRIC_FRESHNESS
 from dfx_pipelines.platform.metric_store import Provenance
+from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END  # noqa: F401 - re-exported
 from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START  # noqa: F401 - re-exported
-from dfx_pipelines.platform.partitions import CONNECTOR_EXECUTOR, connection_daily_partitions, run_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
 KIND = "bigquery"
@@ -190,7 +191,7 @@ with warnings.catch_warnings():
             gated.close()
         written = 0
         rows_by_day: dict[date, list] = {day: [] for day in days}
-        written_by_day: dict[date, int] = {day: 0 for day in days}
+        written_by_day: dict[date, int] = dict.fromkeys(days, 0)
         for query, result in zip(queries, outcome.results):
             rows = to_metric_rows(query.spec, result.rows)
             per_day = by_day(rows)

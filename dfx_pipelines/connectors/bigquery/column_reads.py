@@ -21,8 +21,9 @@ name) is what the checker does not understand, and is refused.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -67,14 +68,14 @@ class ColumnReads:
     evidence: dict[tuple[TableKey, str], str] = field(default_factory=dict)
 
 
-def _nested(schemas: Mapping[TableKey, Schema]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
+def _nested(schemas: Mapping[TableKey, Schema]) -> dict[str, Any]:  # catalog -> db -> table -> column -> type
     nested: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
     for (catalog, db, table), columns in schemas.items():
         nested.setdefault(catalog, {}).setdefault(db, {})[table] = dict(columns)
     return nested
 
 
-def _excerpt(node: exp.Expression, dialect: str) -> str:
+def _excerpt(node: exp.Expr, dialect: str) -> str:
     """The projection or condition holding `node`, as SQL (the qualified form the check read)."""
     top = node
     while top.parent is not None and not isinstance(top.parent, _CLAUSES) and not isinstance(top, exp.Query):
@@ -98,10 +99,10 @@ class _Resolver:
 
     # ---------------------------------------------------------------- recording
 
-    def refuse(self, node: exp.Expression, reason: str) -> UnresolvedExpression:
+    def refuse(self, node: exp.Expr, reason: str) -> UnresolvedExpression:
         return UnresolvedExpression(_excerpt(node, self.dialect), reason)
 
-    def table_key(self, table: exp.Table, node: exp.Expression) -> TableKey:
+    def table_key(self, table: exp.Table, node: exp.Expr) -> TableKey:
         key = (table.catalog or self.default_catalog or "", table.db, table.name)
         if key in self.columns:
             return key
@@ -110,14 +111,14 @@ class _Resolver:
             raise self.refuse(node, f"no schema is known for table {'.'.join(p for p in key if p)}")
         return folded
 
-    def read(self, key: TableKey, column: str, node: exp.Expression) -> None:
+    def read(self, key: TableKey, column: str, node: exp.Expr) -> None:
         name = column.lower()
         if name not in self.columns[key]:
             raise self.refuse(node, f"{'.'.join(key[1:])} has no column {column!r}")
         self.reads.columns.setdefault(key, set()).add(name)
         self.reads.evidence.setdefault((key, name), _excerpt(node, self.dialect))
 
-    def read_row(self, scope: Scope, name: str, node: exp.Expression) -> None:
+    def read_row(self, scope: Scope, name: str, node: exp.Expr) -> None:
         """`name` used as a value: a stored table's every column, or a scope whose reads are counted."""
         source = _source(scope, name)
         if source is None:
@@ -164,7 +165,7 @@ class _Resolver:
                 raise self.refuse(node, f"{node.name!r} may name a column")
 
 
-def _source(scope: Scope | None, name: str) -> exp.Expression | Scope | None:
+def _source(scope: Scope | None, name: str) -> exp.Expr | Scope | None:
     """The source `name` refers to, from the innermost scope outwards (correlated references too)."""
     while scope is not None:
         if name in scope.sources:
@@ -176,8 +177,8 @@ def _source(scope: Scope | None, name: str) -> exp.Expression | Scope | None:
     return None
 
 
-def _visible_sources(scope: Scope | None) -> dict[str, exp.Expression | Scope]:
-    visible: dict[str, exp.Expression | Scope] = {}
+def _visible_sources(scope: Scope | None) -> dict[str, exp.Expr | Scope]:
+    visible: dict[str, exp.Expr | Scope] = {}
     while scope is not None:
         for alias, source in scope.sources.items():
             visible.setdefault(alias, source)
@@ -194,7 +195,7 @@ def _is_projection_alias(node: exp.Column) -> bool:
 
 
 def resolve_column_reads(
-    tree: exp.Expression,
+    tree: exp.Expr,
     schemas: Mapping[TableKey, Schema],
     *,
     dialect: str,
@@ -220,6 +221,7 @@ def resolve_column_reads(
     scopes = list(traverse_scope(qualified))
     resolver = _Resolver(schemas, dialect, default_catalog)
     owner: dict[int, Scope] = {}
+    scope: Scope | None
     for scope in scopes:  # innermost first: a node belongs to the first scope that walks it
         for node in scope.walk():
             owner.setdefault(id(node), scope)

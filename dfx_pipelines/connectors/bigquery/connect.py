@@ -106,13 +106,13 @@ def describe_selection(
                 "columns": columns,
                 "policy_tagged": tagged,
             }
-    for key, columns in sorted(selection.objects.items()):
+    for key, narrowed in sorted(selection.objects.items()):
         dataset, _, name = key.partition(".")
         if name not in selection.datasets.get(dataset, []):
             problems.append(f"columns are narrowed for {key}, which is not a selected table")
         elif key in infos:
             known = {c.lower() for c in infos[key].columns}
-            problems += [f"column {key}.{c} does not exist" for c in columns if c.lower() not in known]
+            problems += [f"column {key}.{c} does not exist" for c in narrowed if c.lower() not in known]
     return problems, infos, discovered
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.endpoints import HostPolicy, check_endpoint
@@ -164,7 +165,7 @@ def build_client(
     location: str | None,
     api_endpoint: str | None,
     sandbox_ca: str | None,
-) -> tuple["bigquery.Client", "requests.Session"]:
+) -> tuple[bigquery.Client, requests.Session]:
     """A BigQuery client on in-memory credentials, and the transport whose requests it counts.
 
     Retries: none in our transport (google-cloud-bigquery and google-auth retry API calls themselves)."""

@@ -15,10 +15,11 @@ import enum
 import hashlib
 import json
 import math
-from fractions import Fraction
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from fractions import Fraction
+from typing import Any
 
 import sqlglot
 from sqlglot.errors import SqlglotError
@@ -112,7 +113,7 @@ class Projection:
     cap_bytes: int  # maximum_bytes_billed for the job (for a batch: the sum of the jobs' caps)
     tables: int = 1
 
-    def __add__(self, other: "Projection") -> "Projection":
+    def __add__(self, other: Projection) -> Projection:
         return Projection(
             self.bytes_processed + other.bytes_processed,
             self.billed_bytes + other.billed_bytes,
@@ -146,7 +147,7 @@ def month_of(moment: datetime | date) -> str:
     if isinstance(moment, datetime):
         if moment.tzinfo is None:
             raise ValueError("a naive datetime has no month: pass an aware (UTC) one")
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return f"{moment.year:04d}-{moment.month:02d}"
 
 

@@ -24,9 +24,10 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,12 +45,12 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -77,7 +78,7 @@ class ApprovalRecord:
     used_by_run: str | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "ApprovalRecord":
+    def from_row(cls, row: Mapping[Any, Any]) -> ApprovalRecord:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["status"] = ApprovalStatus(values["status"])
         for name in ("created_at", "expires_at", "decided_at", "used_at"):
@@ -252,7 +253,7 @@ class BudgetStore:
             self._close(db, row, why="its lease lapsed (the run died or stalled)")
         return len(lapsed)
 
-    def _close(self, db: sa.Connection, row: Mapping[str, Any], *, why: str) -> None:
+    def _close(self, db: sa.Connection, row: Mapping[Any, Any], *, why: str) -> None:
         if row["in_flight_bytes"]:
             # Sent, never settled: the bill is unknown but capped by maximum_bytes_billed; count the cap.
             self._add_to_ledger(
@@ -337,7 +338,7 @@ class BudgetStore:
                     if not self.renew(reservation):
                         log.warning("BigQuery reservation %s lapsed while its run was alive", reservation.id)
                         return
-                except Exception:  # noqa: BLE001 - a database blip: try again next period
+                except Exception:
                     log.warning("could not renew BigQuery reservation %s", reservation.id, exc_info=True)
 
         renewer = threading.Thread(target=renew_until_stopped, name=f"renew-{reservation.id}", daemon=True)
@@ -513,8 +514,9 @@ class BudgetStore:
             )
             if existing is not None:
                 return ApprovalRecord.from_row(existing)
+            approval_id = "bqa-" + secrets.token_hex(6)
             values = {
-                "id": "bqa-" + secrets.token_hex(6),
+                "id": approval_id,
                 "connection_id": connection_id,
                 "fingerprint": fingerprint,
                 # Metric SQL carries identifiers and @parameters only; anything else is redacted and cut.
@@ -533,7 +535,7 @@ class BudgetStore:
                 "expires_at": now + ttl,
             }
             db.execute(approvals.insert().values(**values))
-        return self.get(values["id"])
+        return self.get(approval_id)
 
     def _decide(self, approval_id: str, status: ApprovalStatus, decided_by: str) -> ApprovalRecord:
         now = self.clock()

@@ -14,11 +14,12 @@ on `Connection` would be the cleaner home).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import date
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -90,7 +91,7 @@ class MetricSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _needs_column(self) -> "MetricSpec":
+    def _needs_column(self) -> MetricSpec:
         if self.column is None and self.measure != "COUNT":
             raise ValueError(f"{self.measure} needs a column")
         return self

@@ -22,11 +22,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from dagster_gcp import BigQueryResource as DagsterGcpBigQueryResource
 from pydantic import Field, field_validator
@@ -217,23 +218,23 @@ class GatedBigQuery:
     are `run_gated` and `run_gated_batch` (a test checks no other code in the connector calls `query`)."""
 
     __slots__ = (
-        "connection",
-        "store",
-        "margin",
-        "ttl",
-        "lease",
-        "clock",
-        "max_rows",
-        "_factory",
         "_client_and_session",
+        "_factory",
         "_metadata",
+        "clock",
+        "connection",
+        "lease",
+        "margin",
+        "max_rows",
+        "store",
+        "ttl",
     )
 
     def __init__(
         self,
         connection: Connection,
         store: BudgetStore,
-        client_factory: Callable[[], tuple["bigquery.Client", "requests.Session"]],
+        client_factory: Callable[[], tuple[bigquery.Client, requests.Session]],
         *,
         margin: float = gate.DEFAULT_CAP_MARGIN,
         ttl: timedelta = timedelta(days=7),
@@ -520,7 +521,7 @@ class BigQueryResource(DagsterGcpBigQueryResource):
 
     `project`/`location` are defaults for connections that do not name their own."""
 
-    sandbox_ca_path: Optional[str] = Field(
+    sandbox_ca_path: str | None = Field(
         default=None, description="Sandbox CA to trust on loopback (sandbox mode only); defaults to the embedded one."
     )
     cap_margin: float = Field(
@@ -545,7 +546,7 @@ class BigQueryResource(DagsterGcpBigQueryResource):
 
     @field_validator("gcp_credentials")
     @classmethod
-    def _no_key_in_config(cls, value: Optional[str]) -> Optional[str]:
+    def _no_key_in_config(cls, value: str | None) -> str | None:
         if value is not None:
             raise ValueError(
                 "gcp_credentials is refused: dagster-gcp would write the key to a temp file and set "
@@ -553,7 +554,7 @@ class BigQueryResource(DagsterGcpBigQueryResource):
             )
         return value
 
-    def get_client(self):  # type: ignore[override]  # noqa: ANN201
+    def get_client(self):
         """Refused: an ungated client would be a second path around the budget gate."""
         raise ConfigError("BigQueryResource.get_client() is disabled: use gated(platform, connection).run_gated(...)")
 
@@ -598,7 +599,7 @@ class BigQueryResource(DagsterGcpBigQueryResource):
                 key, project=project, location=location, api_endpoint=api_endpoint, sandbox_ca=self.sandbox_ca(platform)
             )
 
-        store = BudgetStore(platform.engine, clock or (lambda: datetime.now(timezone.utc)))
+        store = BudgetStore(platform.engine, clock or (lambda: datetime.now(UTC)))
         return GatedBigQuery(
             connection,
             store,

@@ -4,7 +4,7 @@ today, and at least yesterday and today, whose late rows change. Within budget i
 run stops before any billed query and queues an approval (`dfx bigquery approve`), as any run does.
 A new connection does not wait for the night: its first sync (the same run) is requested within a minute."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -25,7 +25,7 @@ def recompute_from(materialized: set[str], connection_id: str, first: date, last
     return max(first, min(day, last - timedelta(days=LATE_DAYS - 1)))
 
 
-def window_request(connection, materialized: set[str], today: date, reason: str) -> dg.RunRequest:  # noqa: ANN001
+def window_request(connection, materialized: set[str], today: date, reason: str) -> dg.RunRequest:
     first, last = history_range(connection.settings.history_days, today)
     start = recompute_from(materialized, connection.id, first, last)
     tags = {
@@ -54,7 +54,7 @@ def _materialized(instance: dg.DagsterInstance) -> set[str]:
 def bigquery_nightly_schedule(
     context: dg.ScheduleEvaluationContext, platform: PlatformResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    today = (context.scheduled_execution_time or datetime.now(timezone.utc)).date()
+    today = (context.scheduled_execution_time or datetime.now(UTC)).date()
     connections, notes = schedulable_connections(context.instance, platform.get(), KIND)
     materialized = _materialized(context.instance)
     requests = [window_request(connection, materialized, today, "nightly") for connection in connections]
@@ -71,7 +71,7 @@ def bigquery_nightly_schedule(
 def bigquery_first_sync_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource) -> dg.SensorResult:
     connections, notes = schedulable_connections(context.instance, platform.get(), KIND)
     materialized = _materialized(context.instance)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     new = [c for c in connections if not any(key.startswith(f"{c.id}|") for key in materialized)]
     # The run key makes it once per connection: the daemon never launches a run key twice.
     requests = [window_request(connection, materialized, today, "first-sync") for connection in new]

@@ -8,8 +8,8 @@ This is the parsed-SQL half of the table check; the dry run's `referencedTables`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import sqlglot
 from sqlglot import exp
@@ -66,11 +66,11 @@ def parse_select(sql: str) -> exp.Query:
     return statement
 
 
-def _cte_names(tree: exp.Expression) -> set[str]:
+def _cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 
-def table_refs(tree: exp.Expression, default_project: str) -> list[TableRef]:
+def table_refs(tree: exp.Expr, default_project: str) -> list[TableRef]:
     """Every stored table or view the query names, fully qualified; identifiers checked strictly."""
     ctes = _cte_names(tree)
     found: set[TableRef] = set()

@@ -10,7 +10,8 @@ arguments land in shell history and in `ps` output.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -225,7 +226,6 @@ def _connect_token(
     platform: Any, resource: Any, config: dict[str, Any], base_url: str, username: str | None, reauthorize: bool
 ) -> Any:
     from dfx_pipelines.connectors.jira.connect import connect_jira_token
-
     from dfx_pipelines.platform.endpoints import parse_url
 
     host = parse_url(base_url, what="--base-url").host  # parsed, never prefix-matched; checked in full by connect

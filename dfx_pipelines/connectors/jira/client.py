@@ -20,9 +20,10 @@ issue with more than were embedded costs a `GET /issue/{id}/worklog` of its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import requests
 
@@ -276,7 +277,8 @@ class JiraClient:
         )
 
     def board_sprints(self, board_id: int) -> list[dict[str, Any]]:
-        sprints, start = [], 0
+        sprints: list[dict[str, Any]] = []
+        start = 0
         while True:
             page = self.get(
                 f"/rest/agile/1.0/board/{identifiers.jira_board_id(board_id)}/sprint",

@@ -7,9 +7,10 @@ metrics a changed project can affect. Dagster-free, so tests and benchmarks can 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from dfx_pipelines.connectors.jira import metrics, query
 from dfx_pipelines.connectors.jira.client import JiraClient

@@ -14,7 +14,8 @@ A grant we do not keep is simply dropped: Atlassian offers 3LO apps no revoke en
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import requests
 
@@ -70,7 +71,7 @@ def discover(client: JiraClient, draft: Connection) -> dict[str, Any]:
             "type": str(board.get("type") or ""),
             "name": str(board.get("name") or ""),
         }
-    fields = {
+    fields: dict[str, dict[str, Any]] = {
         str(f["id"]): {
             "name": str(f.get("name") or ""),
             "schema": {

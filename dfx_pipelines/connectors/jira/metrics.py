@@ -85,4 +85,5 @@ __all__ = [
     "wip_rows",
     "workflow_from_board_configuration",
     "workflow_from_config",
+    "worklog_hours_rows",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from dfx_pipelines.platform.errors import DfxError
@@ -31,7 +31,7 @@ def parse_jira_timestamp(text: str) -> datetime:
     # A naive time would silently land on the wrong UTC day; Jira always sends an offset.
     if parsed.tzinfo is None:
         raise JiraDataError(f"Jira timestamp without a UTC offset: {text!r}")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def parse_optional_timestamp(text: str | None) -> datetime | None:
@@ -39,7 +39,7 @@ def parse_optional_timestamp(text: str | None) -> datetime | None:
 
 
 def utc_day(moment: datetime) -> date:
-    return moment.astimezone(timezone.utc).date()
+    return moment.astimezone(UTC).date()
 
 
 def days_in_range(first: date, last: date) -> Iterator[date]:

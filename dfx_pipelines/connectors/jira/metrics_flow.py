@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from dfx_pipelines.connectors.jira.metrics_common import (
     JsonObject,
@@ -107,7 +108,7 @@ class Workflow:
         return None
 
 
-def workflow_from_config(config: Mapping[str, object]) -> Workflow:
+def workflow_from_config(config: Mapping[str, Any]) -> Workflow:
     """From explicit config: `{"stages": [{"name": "In Progress", "statuses": ["In Progress", "Review"],
     "status_ids": ["3"]}, ...], "committed": "In Progress", "done": "Done"}` (`status_ids` optional)."""
     try:
@@ -117,7 +118,7 @@ def workflow_from_config(config: Mapping[str, object]) -> Workflow:
                 statuses=tuple(str(s) for s in stage.get("statuses", ())),
                 status_ids=tuple(str(s) for s in stage.get("status_ids", ())),
             )
-            for stage in config["stages"]  # type: ignore[union-attr]
+            for stage in config["stages"]
         )
         return Workflow(stages, str(config["committed"]), str(config["done"]))
     except (KeyError, TypeError, AttributeError) as exc:
@@ -276,7 +277,7 @@ def throughput_rows(records: Iterable[CycleTimeRecord], first_day: date, last_da
     completed = dict.fromkeys(days, 0)
     for record in records:
         if record.cycle_time_days is not None and record.done_date in completed:
-            completed[record.done_date] += 1  # type: ignore[index]
+            completed[record.done_date] += 1
     return [MetricRow("throughput", "completed_issues", float(completed[day]), period=day) for day in days]
 
 

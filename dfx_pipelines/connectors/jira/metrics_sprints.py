@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import cast
 
 from dfx_pipelines.connectors.jira.metrics_common import (
     JiraDataError,
@@ -109,7 +110,7 @@ def _sprint_ids(value: object) -> frozenset[str]:
     if isinstance(value, str):
         return frozenset(part.strip() for part in value.split(",") if part.strip())
     ids = set()
-    for sprint in value:  # type: ignore[union-attr]
+    for sprint in cast(Iterable[object], value):  # a list of sprint objects (Cloud) or strings (old DC)
         if isinstance(sprint, Mapping):
             ids.add(str(sprint["id"]))
         else:

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from dfx_pipelines.connectors.jira import auth
 from dfx_pipelines.platform.errors import AuthError
 from dfx_pipelines.platform.http import RetryPolicy, build_session, translate_errors
-from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redirect, new_state  # noqa: F401 - re-exported
+from dfx_pipelines.platform.oauth import PkcePair, challenge_for, code_from_redirect, new_state
 from dfx_pipelines.platform.secret_input import accept_secret
 
 AUDIENCE = "api.atlassian.com"
@@ -51,7 +51,7 @@ class AuthorizationRequest:
     @classmethod
     def start(
         cls, auth_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = auth.REQUIRED_SCOPES
-    ) -> "AuthorizationRequest":
+    ) -> AuthorizationRequest:
         return cls(
             auth_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate().verifier
         )

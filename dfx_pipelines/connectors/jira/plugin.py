@@ -7,7 +7,7 @@ are imported inside the methods that use them."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +50,7 @@ class JiraPlugin(ConnectorPlugin):
         from dfx_pipelines.connectors.jira.sandbox.server import start_jira_sandbox
 
         # The demo site's clock is now, so its last year of work lands in today's daily partitions.
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         running = start_jira_sandbox(JiraSite(seed=11, issues=scale or 1_000, now=now), flavour=flavour, ca=ca)
         return RunningSandbox(kind=self.kind, servers=[running.server], state={"sandbox": running})
 

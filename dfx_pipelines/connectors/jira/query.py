@@ -9,9 +9,9 @@ then requests it and reduces each embedded worklog on arrival, dropping its comm
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timezone
-from typing import Iterable
+from datetime import UTC, date, datetime, time
 
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError
@@ -46,8 +46,8 @@ def project_clause(keys: Iterable[str]) -> str:
 def date_literal(moment: datetime | date) -> str:
     """Jira's minute-precision date literal (UTC); a `date` means its midnight."""
     if not isinstance(moment, datetime):
-        moment = datetime.combine(moment, time(0), tzinfo=timezone.utc)
-    return quote(moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+        moment = datetime.combine(moment, time(0), tzinfo=UTC)
+    return quote(moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
 
 
 def issues_jql(projects: Iterable[str], *conditions: str, order_by: str = "created ASC") -> str:

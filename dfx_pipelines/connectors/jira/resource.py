@@ -17,8 +17,9 @@ import dataclasses
 import fcntl
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import dagster as dg
 import requests
@@ -141,8 +142,8 @@ class JiraResource(dg.ConfigurableResource):
     comes only from an environment variable (`EnvVar("JIRA_CLIENT_SECRET")`), never a literal."""
 
     client_id: str = SANDBOX_CLIENT_ID
-    client_secret: Optional[str] = None
-    sandbox_ca_path: Optional[str] = None  # defaults to the embedded default's sandbox CA, sandbox mode only
+    client_secret: str | None = None
+    sandbox_ca_path: str | None = None  # defaults to the embedded default's sandbox CA, sandbox mode only
     # Retry knobs for API calls (429, 5xx, dropped connections); the defaults are `API_RETRY`'s.
     retry_max_attempts: int = API_RETRY.max_attempts
     retry_backoff_seconds: float = API_RETRY.backoff_base

@@ -12,7 +12,7 @@ connections are never polled and their cursors are dropped. Each metric's days a
 
 import hashlib
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -38,7 +38,7 @@ def change_plan(connection: Connection) -> query.FieldPlan:
 
 
 def full_resync_requests(connection: Connection, today: date, reason: str) -> list[dg.RunRequest]:
-    today = min(today, datetime.now(timezone.utc).date())  # no daily partition beyond today
+    today = min(today, datetime.now(UTC).date())  # no daily partition beyond today
     return sync.full_resync_requests(
         connection, today, reason, snapshot_job=jira_snapshot_job, daily_job=jira_daily_job
     )
@@ -115,7 +115,7 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     if cursor is None:
         return full_resync_requests(connection, server_now.date(), "initial"), stamp
     since = datetime.fromisoformat(cursor) - timedelta(minutes=connection.settings.lookback_minutes)
-    last_day = min(server_now.date(), datetime.now(timezone.utc).date())  # no daily partition beyond today
+    last_day = min(server_now.date(), datetime.now(UTC).date())  # no daily partition beyond today
     changed = changed_issues(client, connection, since, last_day)
     if not changed:
         return [], stamp

@@ -10,7 +10,7 @@ seen for the first time triggers a full resync — never a silent miss.
 
 import re
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -25,8 +25,8 @@ from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetr
 from dfx_pipelines.connectors.salesforce.queries import Cadence, soql_literal
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
 from dfx_pipelines.connectors.salesforce.selection import Selection
-from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform import sync
+from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import MetricStore
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
@@ -37,11 +37,11 @@ _ID_CHUNK = 200  # ids per `Id IN (...)` query: keeps the URL well under Salesfo
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def metrics_of(connection: Connection, sobject: str) -> list[SalesMetric]:
@@ -167,7 +167,7 @@ def salesforce_cdc_sensor(
     context: dg.SensorEvaluationContext, platform: PlatformResource, salesforce: SalesforceResource
 ) -> dg.SensorResult:
     services = platform.get()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
 
     def poll(
         connection: Connection, cursor: dict[str, str] | None

@@ -7,7 +7,8 @@ at a browser, a pasted redirect URL, or (sandbox and tests) the sandbox's progra
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import requests
 from simple_salesforce import Salesforce
@@ -131,7 +132,7 @@ def connect_salesforce(
         try:
             with translate_errors("Salesforce describe"):
                 problems = describe_selection_problems(
-                    sf.describe(), lambda name: getattr(sf, name).describe(), connection.selection
+                    sf.describe() or {}, lambda name: getattr(sf, name).describe(), connection.selection
                 )
                 problems += writeback_problems(lambda name: getattr(sf, name).describe(), connection)
         except SalesforceError as exc:

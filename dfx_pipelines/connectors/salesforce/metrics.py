@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -65,8 +65,8 @@ def _utc_datetime(value: object) -> datetime | None:
         return None
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _date(value: object) -> date | None:
@@ -441,8 +441,10 @@ def metrics_table_markdown(rows: Sequence[MetricRow], max_rows: int = 50) -> str
 
 # --- registry -------------------------------------------------------------------------------------------
 
-Builder = Callable[[SelectionLike, "date | None"], SoqlQuery]
-Reducer = Callable[[Iterable[Record], "date | None"], list[MetricRow]]
+# The second argument is the partition's day for daily metrics and None for snapshots: each builder and
+# reducer takes the one its cadence gives, so the alias cannot be narrower than Any there.
+Builder = Callable[[SelectionLike, Any], SoqlQuery]
+Reducer = Callable[[Iterable[Record], Any], list[MetricRow]]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from pydantic import SecretStr
@@ -58,7 +58,7 @@ class AuthorizationRequest:
     @classmethod
     def start(
         cls, login_url: str, client_id: str, redirect_uri: str, scopes: frozenset[str] = REQUIRED_SCOPES
-    ) -> "AuthorizationRequest":
+    ) -> AuthorizationRequest:
         return cls(login_url.rstrip("/"), client_id, redirect_uri, frozenset(scopes), new_state(), PkcePair.generate())
 
     @property
@@ -134,7 +134,7 @@ def _token_set(payload: dict, *, refresh_token: str | None) -> TokenSet:
         refresh_token=SecretStr(refresh_token) if refresh_token else None,
         instance_url=instance_url,
         scopes=frozenset((payload.get("scope") or "").split()),
-        issued_at=datetime.fromtimestamp(issued_ms / 1000, timezone.utc) if issued_ms else datetime.now(timezone.utc),
+        issued_at=datetime.fromtimestamp(issued_ms / 1000, UTC) if issued_ms else datetime.now(UTC),
         identity_url=payload.get("id"),
     )
 

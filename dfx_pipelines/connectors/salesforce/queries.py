@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 
@@ -131,7 +131,7 @@ def soql_literal(value: object) -> str:
         if value.microsecond:
             # SOQL datetimes have whole seconds; truncating would move a `<` bound silently.
             raise ValueError(f"a SOQL datetime has whole seconds: {value!r}")
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -186,7 +186,7 @@ class _QueryText:
         return self.equals(date_field, day)
 
     def within_utc_day(self, datetime_field: str, day: date) -> str:
-        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        start = datetime.combine(day, time(0), tzinfo=UTC)
         end = start + timedelta(days=1)
         name = self.ref(datetime_field)
         return f"{name} >= {soql_literal(start)} AND {name} < {soql_literal(end)}"
@@ -304,8 +304,8 @@ def record_days_query(
         if period_field in DATE_PERIOD_FIELDS:
             conditions.append(f"({name} >= {soql_literal(first)} AND {name} <= {soql_literal(last)})")
         else:
-            start = datetime.combine(first, time(0), tzinfo=timezone.utc)
-            end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=timezone.utc)
+            start = datetime.combine(first, time(0), tzinfo=UTC)
+            end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
             conditions.append(f"({name} >= {soql_literal(start)} AND {name} < {soql_literal(end)})")
     if not conditions:
         raise ValueError(f"metric {spec.metric} has no period field")

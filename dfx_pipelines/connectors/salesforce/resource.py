@@ -11,12 +11,14 @@ Errors come out as project errors with no token text.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, TypeVar
 
 import dagster as dg
 import requests
@@ -211,7 +213,7 @@ class SalesforceClient:
         return self._sobject_call(f"describe {sobject}", sobject, lambda sftype: sftype.describe())
 
     def describe_global(self) -> dict[str, Any]:
-        return self._call("describe global", self._sf.describe)
+        return self._call("describe global", lambda: self._sf.describe() or {})
 
     def stream(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
         """Records of a query, page by page (bounded memory); every page goes through `_call`."""
@@ -230,7 +232,11 @@ class SalesforceClient:
                 raise ConnectorError(
                     "Salesforce answered a nextRecordsUrl that is not a query-locator path on the instance: refused"
                 )
-            page = self._call("query page", lambda: self._sf.query_more(next_url, identifier_is_url=True))
+            page = self._call("query page", functools.partial(self._query_more, next_url))
+
+    def _query_more(self, next_url: str) -> dict[str, Any]:
+        # `self._sf` is read at each attempt: a session refresh replaces it
+        return self._sf.query_more(next_url, identifier_is_url=True)
 
     def aggregate(self, soql: str) -> list[dict[str, Any]]:
         return list(self.stream(soql))
@@ -246,9 +252,7 @@ class SalesforceClient:
     ) -> int:
         headers = {}
         if if_unmodified_since is not None:
-            headers["If-Unmodified-Since"] = if_unmodified_since.astimezone(timezone.utc).strftime(
-                "%a, %d %b %Y %H:%M:%S GMT"
-            )
+            headers["If-Unmodified-Since"] = if_unmodified_since.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
         return self._sobject_call(
             f"update {sobject}", sobject, lambda sftype: sftype.update(record_id, fields, headers=headers)
         )
@@ -259,9 +263,9 @@ class SalesforceResource(dg.ConfigurableResource):
     one, comes from an environment variable (`EnvVar("SALESFORCE_CLIENT_SECRET")`), never a literal."""
 
     client_id: str = SANDBOX_CLIENT_ID
-    client_secret: Optional[str] = None
+    client_secret: str | None = None
     api_version: str = API_VERSION
-    sandbox_ca_path: Optional[str] = None  # defaults to the embedded default's sandbox CA, sandbox mode only
+    sandbox_ca_path: str | None = None  # defaults to the embedded default's sandbox CA, sandbox mode only
     # Retry knobs; the defaults are the platform's. Tests and benchmarks shorten the waits (a run under
     # injected faults should not sleep for minutes), operators may lengthen them for a busy org.
     retry_max_attempts: int = 5  # per request, for 429, 5xx and dropped connections (the shared session)

@@ -10,7 +10,7 @@ nothing.
 
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -75,7 +75,7 @@ def plan_writes(platform: Platform, connection: Connection) -> list[PlannedWrite
             key = (designation.object, record_id, designation.field)
             computed_at = row["computed_at"]
             if computed_at.tzinfo is None:  # SQLite drops the zone; the store only ever holds UTC
-                computed_at = computed_at.replace(tzinfo=timezone.utc)
+                computed_at = computed_at.replace(tzinfo=UTC)
             candidate = PlannedWrite(designation.object, record_id, designation.field, row["value"], computed_at)
             if key not in planned or candidate.computed_at >= planned[key].computed_at:
                 planned[key] = candidate

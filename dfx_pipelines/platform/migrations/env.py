@@ -11,7 +11,10 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic upgrade` from a shell: build an engine from the configured URL
     import sqlalchemy as sa
 
-    engine = sa.create_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no sqlalchemy.url configured")
+    engine = sa.create_engine(url)
     with engine.begin() as connection:
         context.configure(connection=connection, render_as_batch=True, version_table=VERSION_TABLE)
         with context.begin_transaction():

@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -41,20 +41,20 @@ KEY = f"bq-acme|{DAY}"
 QUERY_USD = 10 * MIB / TIB * 6.25  # each of the two spec queries bills the 10 MiB minimum here
 
 
-def stored(platform, metric: str) -> dict[tuple, float | None]:  # noqa: ANN001
+def stored(platform, metric: str) -> dict[tuple, float | None]:
     return {
         (r["period"], tuple(sorted(r["dimensions"].items()))): r["value"]
         for r in platform.metric_store.read(connection_id="bq-acme", metric=metric)
     }
 
 
-def expected_revenue(frames, day: date) -> dict[str, float]:  # noqa: ANN001
+def expected_revenue(frames, day: date) -> dict[str, float]:
     orders = frames["shop.orders"]
     today = orders[pd.to_datetime(orders["order_date"]) == pd.Timestamp(day)]
     return {status: float(sum(group["amount"])) for status, group in today.groupby("status")}
 
 
-def expected_sessions(frames, day: date) -> int:  # noqa: ANN001
+def expected_sessions(frames, day: date) -> int:
     events = frames["shop.web_events"]
     return int(events[pd.to_datetime(events["event_date"]) == pd.Timestamp(day)]["session_id"].nunique())
 
@@ -68,7 +68,7 @@ def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
 
 def test_a_day_within_budget_materializes_its_costs_and_values(
     platform, bq_connection, bq_sandbox, frames, materialize
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     result = materialize(partition_key=KEY)
     [materialization] = result.asset_materializations_for_node(NODE)
@@ -95,7 +95,7 @@ def test_a_day_within_budget_materializes_its_costs_and_values(
 
 def test_a_backfill_range_is_one_run_priced_as_a_whole(
     platform, bq_connection, bq_sandbox, frames, materialize
-) -> None:  # noqa: ANN001
+) -> None:
     first, last = date(2024, 3, 1), date(2024, 3, 7)
     watch = JobWatch(bq_sandbox)
     result = materialize(tags={RANGE_START: f"bq-acme|{first}", RANGE_END: f"bq-acme|{last}"})
@@ -116,7 +116,7 @@ def test_a_backfill_range_is_one_run_priced_as_a_whole(
 
 def test_over_budget_runs_nothing_until_approved_then_the_sensor_launches_it_once(
     platform, bq_connection, bq_sandbox, materialize, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     set_budget(platform, bq_connection, 1.5 * QUERY_USD)  # the two queries together need 2 × QUERY_USD
     watch = JobWatch(bq_sandbox)
     stopped = materialize(partition_key=KEY)
@@ -161,7 +161,7 @@ def test_over_budget_runs_nothing_until_approved_then_the_sensor_launches_it_onc
     assert "single-use" in duplicate.get_step_failure_events()[0].event_specific_data.error.to_string()
 
 
-def test_the_budget_check_warns_at_eighty_percent(platform, bq_connection, materialize) -> None:  # noqa: ANN001
+def test_the_budget_check_warns_at_eighty_percent(platform, bq_connection, materialize) -> None:
     set_budget(platform, bq_connection, 2 * QUERY_USD / 0.85)  # this run brings spend to 85% of the budget
     result = materialize(partition_key=KEY)
     evaluation = check_of(result)
@@ -170,7 +170,7 @@ def test_the_budget_check_warns_at_eighty_percent(platform, bq_connection, mater
     assert evaluation.metadata["budget_used_percent"].value == pytest.approx(85.0)
 
 
-def test_a_revoked_connection_fails_before_any_request(platform, bq_connection, bq_sandbox, materialize) -> None:  # noqa: ANN001
+def test_a_revoked_connection_fails_before_any_request(platform, bq_connection, bq_sandbox, materialize) -> None:
     platform.registry.set_status("bq-acme", ConnectionStatus.REVOKED)
     watch = JobWatch(bq_sandbox)
     result = materialize(partition_key=KEY, raise_on_error=False)
@@ -194,7 +194,7 @@ sys.addaudithook(_audit)  # audit hooks cannot be removed: this one only records
 
 def test_no_key_material_anywhere_during_a_run_and_no_credentials_variable(
     platform, bq_connection, bq_sandbox, materialize, dagster_instance, caplog, capfd
-) -> None:  # noqa: ANN001
+) -> None:
     global _recording
     caplog.set_level(logging.DEBUG)
     key = bq_sandbox.service_account_key
@@ -212,7 +212,8 @@ def test_no_key_material_anywhere_during_a_run_and_no_credentials_variable(
     places = [Path(tempfile.gettempdir()), platform.settings.home]
     leaks = []
     for root in places:
-        for path in root.rglob("*"):
+        # os.walk, not rglob: other test sessions delete their temp folders while this one walks /tmp
+        for path in (Path(folder, name) for folder, _, names in os.walk(root) for name in names):
             try:
                 if path.is_file() and path.stat().st_mtime >= started and path.stat().st_size < 50_000_000:
                     text = path.read_bytes().decode("utf-8", "ignore").replace("\\n", "\n")
@@ -227,7 +228,7 @@ def test_no_key_material_anywhere_during_a_run_and_no_credentials_variable(
     assert "dfx-connector@dfx-demo-project.iam.gserviceaccount.com" not in events  # not even the account's identity
 
 
-def test_there_is_no_second_path_around_the_gate(bq_resource) -> None:  # noqa: ANN001
+def test_there_is_no_second_path_around_the_gate(bq_resource) -> None:
     import re
 
     from dfx_pipelines.connectors.bigquery import resource as resource_module
@@ -287,7 +288,7 @@ def test_partition_labels_and_range_run_requests() -> None:
     assert request.run_key == "bqa-1" and request.tags["dfx/connection"] == "bq-acme"
 
 
-def test_plugin_definitions_and_revocation(platform, bq_connection) -> None:  # noqa: ANN001
+def test_plugin_definitions_and_revocation(platform, bq_connection) -> None:
     from dfx_pipelines.connectors.bigquery.plugin import PLUGIN
     from dfx_pipelines.platform.definitions import platform_definitions
 
@@ -302,14 +303,14 @@ def test_plugin_definitions_and_revocation(platform, bq_connection) -> None:  # 
     )
     assert [c.name for c in PLUGIN.cli_commands()] == ["bigquery"]
     [run] = PLUGIN.demo_runs(bq_connection, 3)
-    today = datetime.now(timezone.utc).date()  # the demo warehouse is moved to end today
+    today = datetime.now(UTC).date()  # the demo warehouse is moved to end today
     assert run.tags[RANGE_START] == f"bq-acme|{today - timedelta(days=2)}" and run.tags[RANGE_END] == f"bq-acme|{today}"
     assert gate.month_of(date(2024, 12, 31)) == "2024-12"
 
 
 def test_budget_figures_are_numbers_and_the_same_on_the_materialization_and_the_check(
     platform, bq_connection, materialize
-) -> None:  # noqa: ANN001
+) -> None:
     set_budget(platform, bq_connection, 2 * QUERY_USD / 0.85)
     result = materialize(partition_key=KEY)
     [materialization] = result.asset_materializations_for_node(NODE)
@@ -321,11 +322,11 @@ def test_budget_figures_are_numbers_and_the_same_on_the_materialization_and_the_
     assert "|---:|" in materialization.metadata["result"].value.splitlines()[1]  # values right-aligned
 
 
-def test_the_demo_warehouse_ends_today(tmp_path) -> None:  # noqa: ANN001
+def test_the_demo_warehouse_ends_today(tmp_path) -> None:
     from dfx_pipelines.connectors.bigquery.plugin import ending_on
     from dfx_pipelines.connectors.bigquery.sandbox.generate import generate_demo_frames
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     generated = generate_demo_frames(500, seed=7)
     moved = ending_on(generated, today)
     shift = pd.Timedelta(days=(today - date(2024, 12, 31)).days)  # the generator's year ends 2024-12-31

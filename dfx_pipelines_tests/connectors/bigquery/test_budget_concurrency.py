@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,7 @@ def bare_connection(platform: Platform, connection_id: str = "bq-race") -> str:
 
 
 @pytest.mark.parametrize("database", DATABASES)
-def test_runs_started_together_never_spend_past_the_budget(request, database, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_runs_started_together_never_spend_past_the_budget(request, database, bq_sandbox, bq_resource) -> None:
     platform = platform_on(request, database)
     connection = set_budget(
         platform, connect(platform, bq_sandbox), 2.5 * ONE_QUERY_USD
@@ -71,7 +71,7 @@ def test_runs_started_together_never_spend_past_the_budget(request, database, bq
     outcomes: list[str] = []
     watch = JobWatch(bq_sandbox)
 
-    def run(gated) -> None:  # noqa: ANN001
+    def run(gated) -> None:
         start.wait()
         try:
             gated.run_gated(query.sql, query.params, asset="a", partition="p")
@@ -93,7 +93,7 @@ def test_runs_started_together_never_spend_past_the_budget(request, database, bq
 
 
 @pytest.mark.parametrize("database", DATABASES)
-def test_processes_started_together_never_spend_past_the_budget(request, database, tmp_path) -> None:  # noqa: ANN001
+def test_processes_started_together_never_spend_past_the_budget(request, database, tmp_path) -> None:
     platform = platform_on(request, database)
     connection_id = bare_connection(platform)
     go = tmp_path / "go"
@@ -123,7 +123,7 @@ def test_processes_started_together_never_spend_past_the_budget(request, databas
 
 
 @pytest.mark.parametrize("database", DATABASES)
-def test_a_killed_runs_reservation_lapses_and_frees_the_budget(request, database) -> None:  # noqa: ANN001
+def test_a_killed_runs_reservation_lapses_and_frees_the_budget(request, database) -> None:
     platform = platform_on(request, database)
     connection_id = bare_connection(platform)
     budget, lease = 1.5 * ONE_QUERY_USD, 3.0  # room for one run; renewed every second (slack for a loaded machine)
@@ -156,10 +156,10 @@ def test_a_killed_runs_reservation_lapses_and_frees_the_budget(request, database
 
 
 @pytest.mark.parametrize("database", DATABASES)
-def test_a_lapsed_run_with_a_job_in_flight_is_charged_its_cap_exactly_once(request, database) -> None:  # noqa: ANN001
+def test_a_lapsed_run_with_a_job_in_flight_is_charged_its_cap_exactly_once(request, database) -> None:
     platform = platform_on(request, database)
     connection_id = bare_connection(platform)
-    clock = Clock(datetime(2026, 3, 10, 12, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 3, 10, 12, tzinfo=UTC))
     store = BudgetStore(platform.engine, clock)
     budget = 10 * ONE_QUERY_USD
     dead, _ = store.reserve(
@@ -185,7 +185,7 @@ def test_a_lapsed_run_with_a_job_in_flight_is_charged_its_cap_exactly_once(reque
 
 
 @pytest.mark.parametrize("database", DATABASES)
-def test_a_run_ends_by_returning_what_it_did_not_spend(request, database) -> None:  # noqa: ANN001
+def test_a_run_ends_by_returning_what_it_did_not_spend(request, database) -> None:
     platform = platform_on(request, database)
     connection_id = bare_connection(platform)
     store = BudgetStore(platform.engine)

@@ -168,8 +168,10 @@ HARMLESS = [
     ("SELECT AS STRUCT * EXCEPT (email) FROM shop.customers", {CUSTOMERS: set(EVERY - {"email"})}),
     ("WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r", {}),
     (
-        f"SELECT `order_date` AS `dfx_period`, `status` AS `status`, SUM(`amount`) AS `dfx_value` FROM `{P}.shop.orders` "
-        "WHERE `order_date` BETWEEN @first_day AND @last_day GROUP BY `order_date`, `status`",
+        (
+            f"SELECT `order_date` AS `dfx_period`, `status` AS `status`, SUM(`amount`) AS `dfx_value` FROM `{P}.shop.orders` "
+            "WHERE `order_date` BETWEEN @first_day AND @last_day GROUP BY `order_date`, `status`"
+        ),
         {ORDERS: {"order_date", "status", "amount"}},
     ),
 ]

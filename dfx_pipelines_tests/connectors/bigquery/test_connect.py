@@ -28,7 +28,8 @@ def key_lines(key: dict) -> list[str]:
 
 def files_containing(root: Path, needles: list[str], since: float) -> list[Path]:
     found = []
-    for path in root.rglob("*"):
+    # os.walk, not rglob: other test sessions delete their temp folders while this one walks /tmp
+    for path in (Path(folder, name) for folder, _, names in os.walk(root) for name in names):
         try:
             if not path.is_file() or path.stat().st_mtime < since or path.stat().st_size > 50_000_000:
                 continue
@@ -41,12 +42,12 @@ def files_containing(root: Path, needles: list[str], since: float) -> list[Path]
     return found
 
 
-def assert_nothing_stored(platform, slug: str = "bq-acme") -> None:  # noqa: ANN001
+def assert_nothing_stored(platform, slug: str = "bq-acme") -> None:
     assert platform.registry.find(slug) is None
     assert platform.vault.data_key_id("acme", slug) is None
 
 
-def test_connect_encrypts_the_key_into_the_vault_and_nowhere_else(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_connect_encrypts_the_key_into_the_vault_and_nowhere_else(platform, workspace, bq_sandbox) -> None:
     started = time.time() - 1
     connection = connect(platform, bq_sandbox)
     assert (
@@ -96,7 +97,7 @@ def test_connect_encrypts_the_key_into_the_vault_and_nowhere_else(platform, work
 )
 def test_anything_but_a_service_account_key_is_refused_clearly(
     platform, workspace, bq_sandbox, mutate, message
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     with pytest.raises((ConfigError, UnsafeDestinationError), match=message) as refused:
         connect(platform, bq_sandbox, key=mutate(bq_sandbox.service_account_key))
@@ -105,14 +106,14 @@ def test_anything_but_a_service_account_key_is_refused_clearly(
     assert_nothing_stored(platform)
 
 
-def test_a_key_the_provider_does_not_know_is_an_auth_error(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_a_key_the_provider_does_not_know_is_an_auth_error(platform, workspace, bq_sandbox) -> None:
     unknown = bq_sandbox.new_service_account_key("stranger", register=False)
     with pytest.raises(AuthError, match="key was refused"):
         connect(platform, bq_sandbox, key=json.dumps(unknown))
     assert_nothing_stored(platform)
 
 
-def test_the_selection_is_checked_against_the_metadata(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_the_selection_is_checked_against_the_metadata(platform, workspace, bq_sandbox) -> None:
     selection = {
         "datasets": {"shop": ["orders", "refunds"], "marketing": ["campaigns"]},
         "objects": {"shop.orders": ["amount", "discount"]},
@@ -145,7 +146,7 @@ def test_the_selection_is_checked_against_the_metadata(platform, workspace, bq_s
 )
 def test_identifiers_with_backticks_or_semicolons_are_refused_before_any_request(
     platform, workspace, bq_sandbox, overrides
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     with pytest.raises((IdentifierError, ConfigError), match=r"invalid BigQuery|must match"):
         connect(platform, bq_sandbox, **overrides)
@@ -153,7 +154,7 @@ def test_identifiers_with_backticks_or_semicolons_are_refused_before_any_request
     assert_nothing_stored(platform)
 
 
-def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, workspace, bq_sandbox) -> None:
     selection = {"datasets": {"shop": ["orders", "customers"]}}
     email = {
         "name": "customers_by_email",
@@ -162,7 +163,7 @@ def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, works
         "column": "email",
         "time_column": "signed_up_on",
     }
-    with pytest.raises(ConfigError, match="shop.customers.email carries a policy tag"):
+    with pytest.raises(ConfigError, match=r"shop.customers.email carries a policy tag"):
         connect(platform, bq_sandbox, config={"selection": selection}, endpoint={"metric_specs": [email]})
     with pytest.raises(ConfigError, match="time column created_at is TIMESTAMP"):
         connect(
@@ -181,7 +182,7 @@ def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, works
     assert granted.discovered["tables"]["shop.customers"]["policy_tagged"] == {"email": [PII_TAG]}
 
 
-def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sandbox) -> None:  # noqa: ANN001
+def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sandbox) -> None:
     first = connect(platform, bq_sandbox)
     rotated = bq_sandbox.new_service_account_key("rotated")
     with pytest.raises(ConfigError, match="already exists"):
@@ -194,7 +195,7 @@ def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sand
     )
 
 
-def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns) -> None:  # noqa: ANN001
+def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns) -> None:
     settings = Settings.from_env(
         {
             "DFX_HOME": str(tmp_path / "prod"),
@@ -204,7 +205,7 @@ def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sand
     )
     platform = Platform(settings)
     key = json.dumps(bq_sandbox.service_account_key)
-    with pytest.raises(UnsafeDestinationError, match="token_uri points at 127.0.0.1"):
+    with pytest.raises(UnsafeDestinationError, match=r"token_uri points at 127.0.0.1"):
         connect_bigquery(platform, config={"id": "bq-x", "workspace_id": "acme", "display_name": "x"}, key=key)
     google_key = json.dumps({**bq_sandbox.service_account_key, "token_uri": "https://oauth2.googleapis.com/token"})
     with pytest.raises(UnsafeDestinationError, match="only for the local sandbox"):
@@ -220,7 +221,7 @@ def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sand
         )
 
 
-def test_dfx_bigquery_connect_list_approve_reject(platform, workspace, bq_sandbox, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_dfx_bigquery_connect_list_approve_reject(platform, workspace, bq_sandbox, tmp_path, monkeypatch) -> None:
     from dfx_pipelines.cli import main
 
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))

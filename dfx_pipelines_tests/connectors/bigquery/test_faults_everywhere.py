@@ -25,7 +25,7 @@ def warehouse() -> Iterator:
         yield running
 
 
-def stored_values(platform) -> dict[tuple, float | None]:  # noqa: ANN001
+def stored_values(platform) -> dict[tuple, float | None]:
     return {
         (r["metric"], r["partition_key"], r["period"], r["measure"], tuple(sorted(r["dimensions"].items()))): r["value"]
         for r in platform.metric_store.read(connection_id="bq-acme")
@@ -34,7 +34,7 @@ def stored_values(platform) -> dict[tuple, float | None]:  # noqa: ANN001
 
 def test_the_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
     platform, workspace, warehouse, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     connect(platform, warehouse)
     materialize = Materializer(platform, BigQueryResource(sandbox_ca_path=warehouse.ca_pem_path), dagster_instance)
     assert materialize(tags=WEEK).success
@@ -53,7 +53,7 @@ def test_the_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
     received = warehouse.server.requests[mark:]
     token_calls = [r for r in received if r.path == "/token"]
     print(
-        f"\nBigQuery under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
+        f"\nBigQuery under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "
         f"retries {fired['rate_limit'] + fired['server_error'] + fired['drop']}, {len(token_calls)} token calls"
     )
     assert len(set(fired) & set(KINDS)) >= 3

@@ -4,7 +4,7 @@ No sandbox, no database: every number here is computed by hand from the document
 import itertools
 import math
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -12,7 +12,7 @@ from dfx_pipelines.connectors.bigquery import gate
 from dfx_pipelines.connectors.bigquery.gate import ApprovalInvalid, ApprovalState, ApprovalStatus
 
 MIB, TIB = 2**20, 2**40
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- bytes and money
@@ -133,7 +133,7 @@ def test_warning_at_eighty_percent() -> None:
 
 
 def test_month_is_the_utc_calendar_month() -> None:
-    assert gate.month_of(datetime(2026, 1, 31, 23, 30, tzinfo=timezone.utc)) == "2026-01"
+    assert gate.month_of(datetime(2026, 1, 31, 23, 30, tzinfo=UTC)) == "2026-01"
     # 00:30 on 1 Feb in UTC+02:00 is still January in UTC.
     assert gate.month_of(datetime(2026, 2, 1, 0, 30, tzinfo=timezone(timedelta(hours=2)))) == "2026-01"
     assert gate.month_of(date(2026, 12, 1)) == "2026-12"
@@ -180,7 +180,7 @@ def test_batch_fingerprint_is_ordered_and_single_is_itself() -> None:
 # ---------------------------------------------------------------- approvals
 
 
-def approval(status: ApprovalStatus = ApprovalStatus.APPROVED, **changes) -> ApprovalState:  # noqa: ANN003
+def approval(status: ApprovalStatus = ApprovalStatus.APPROVED, **changes) -> ApprovalState:
     values = {
         "id": "bqa-1",
         "connection_id": "bq-acme",
@@ -192,7 +192,7 @@ def approval(status: ApprovalStatus = ApprovalStatus.APPROVED, **changes) -> App
     return ApprovalState(**{**values, **changes})
 
 
-def use(state: ApprovalState, **changes) -> None:  # noqa: ANN003
+def use(state: ApprovalState, **changes) -> None:
     args = {"connection_id": "bq-acme", "fingerprint": "f" * 64, "projected_billed": 10 * MIB, "now": NOW, **changes}
     gate.check_usable(state, **args)
 

@@ -5,7 +5,7 @@ job log is the witness: it records every dry run and every executed job."""
 
 import json
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -40,11 +40,11 @@ class Clock:
         return self.now
 
 
-def revenue_query(connection, first: date = DAY, last: date = DAY):  # noqa: ANN001, ANN201
+def revenue_query(connection, first: date = DAY, last: date = DAY):
     return build_query(specs_of(connection)[0], connection.endpoint["project"], first, last)
 
 
-def run(gated, query, approval_id=None):  # noqa: ANN001, ANN201
+def run(gated, query, approval_id=None):
     return gated.run_gated(
         query.sql, query.params, asset="bigquery/metric_specs", partition=f"bq-acme|{DAY}", approval_id=approval_id
     )
@@ -52,7 +52,7 @@ def run(gated, query, approval_id=None):  # noqa: ANN001, ANN201
 
 def test_projection_equals_the_documented_arithmetic_over_hand_computed_sizes(
     platform, bq_connection, bq_sandbox, bq_resource, frames
-) -> None:  # noqa: ANN001
+) -> None:
     query = revenue_query(bq_connection, date(2024, 6, 1), date(2024, 6, 10))
     watch = JobWatch(bq_sandbox)
     outcome = run(bq_resource.gated(platform, bq_connection), query)
@@ -79,14 +79,14 @@ def test_projection_equals_the_documented_arithmetic_over_hand_computed_sizes(
 
 def test_within_budget_runs_once_and_records_the_real_bill_in_the_ledger(
     platform, bq_connection, bq_sandbox, bq_resource
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     outcome = run(bq_resource.gated(platform, bq_connection), revenue_query(bq_connection))
     [job] = watch.real_jobs
     assert job.bytes_billed == outcome.bytes_billed == 10 * MIB
     store = BudgetStore(platform.engine)
     [row] = store.ledger("bq-acme")
-    assert (row["month"], row["bytes_billed"], row["jobs"]) == (gate.month_of(datetime.now(timezone.utc)), 10 * MIB, 1)
+    assert (row["month"], row["bytes_billed"], row["jobs"]) == (gate.month_of(datetime.now(UTC)), 10 * MIB, 1)
     assert outcome.month_to_date_usd == pytest.approx(ONE_QUERY_USD)
     assert outcome.results[0].rows and {"dfx_period", "status", "dfx_value"} <= set(outcome.results[0].rows[0])
     assert outcome.gate_round_trips >= 2 and outcome.round_trips > outcome.gate_round_trips
@@ -94,7 +94,7 @@ def test_within_budget_runs_once_and_records_the_real_bill_in_the_ledger(
 
 def test_over_budget_runs_nothing_until_approved_then_exactly_once(
     platform, bq_connection, bq_sandbox, bq_resource
-) -> None:  # noqa: ANN001
+) -> None:
     set_budget(platform, bq_connection, ONE_QUERY_USD * 1.5)  # room for one small query, not two
     gated = bq_resource.gated(platform, platform.registry.get("bq-acme"))
     query = revenue_query(bq_connection)
@@ -126,7 +126,7 @@ def test_over_budget_runs_nothing_until_approved_then_exactly_once(
     assert store.ledger("bq-acme")[0]["jobs"] == 2
 
 
-def test_a_changed_query_needs_a_new_approval(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_a_changed_query_needs_a_new_approval(platform, bq_connection, bq_sandbox, bq_resource) -> None:
     set_budget(platform, bq_connection, ONE_QUERY_USD / 2)
     gated = bq_resource.gated(platform, platform.registry.get("bq-acme"))
     with pytest.raises(AwaitingApproval) as waiting:
@@ -151,9 +151,9 @@ def test_a_changed_query_needs_a_new_approval(platform, bq_connection, bq_sandbo
     assert len(watch.real_jobs) == 1
 
 
-def test_approvals_expire_and_rejected_ones_never_run(platform, bq_connection, bq_sandbox) -> None:  # noqa: ANN001
+def test_approvals_expire_and_rejected_ones_never_run(platform, bq_connection, bq_sandbox) -> None:
     set_budget(platform, bq_connection, ONE_QUERY_USD / 2)
-    clock = Clock(datetime.now(timezone.utc))
+    clock = Clock(datetime.now(UTC))
     resource = BigQueryResource(sandbox_ca_path=bq_sandbox.ca_pem_path, approval_ttl_hours=24)
     gated = resource.gated(platform, platform.registry.get("bq-acme"), clock=clock)
     store = BudgetStore(platform.engine, clock)
@@ -177,7 +177,7 @@ def test_approvals_expire_and_rejected_ones_never_run(platform, bq_connection, b
     assert watch.real_jobs == []
 
 
-def test_unselected_tables_are_refused_before_any_request(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_unselected_tables_are_refused_before_any_request(platform, bq_connection, bq_sandbox, bq_resource) -> None:
     gated = bq_resource.gated(platform, bq_connection)
     watch = JobWatch(bq_sandbox)
     for sql in (
@@ -198,7 +198,7 @@ def test_unselected_tables_are_refused_before_any_request(platform, bq_connectio
     assert watch.requests == [] and watch.jobs == []
 
 
-def test_a_view_over_unselected_tables_is_refused_by_both_layers(platform, workspace, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_a_view_over_unselected_tables_is_refused_by_both_layers(platform, workspace, bq_sandbox, bq_resource) -> None:
     # The view is selected, the table under it is not. The SQL names only the view; its definition
     # (read from the view's metadata) and the dry run's referencedTables both name shop.orders.
     connection = connect(
@@ -221,7 +221,7 @@ def test_a_view_over_unselected_tables_is_refused_by_both_layers(platform, works
 
         __slots__ = ()
 
-        def _check_columns(self, tree, refs, depth=0) -> None:  # noqa: ANN001
+        def _check_columns(self, tree, refs, depth=0) -> None:
             pass
 
     gated = bq_resource.gated(platform, connection)
@@ -234,7 +234,7 @@ def test_a_view_over_unselected_tables_is_refused_by_both_layers(platform, works
     assert len(watch.dry_runs) == 1 and watch.real_jobs == []
 
 
-def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, bq_sandbox, bq_resource) -> None:
     selection = {"datasets": {"shop": ["orders", "customers"]}}
     connection = connect(platform, bq_sandbox, config={"selection": selection}, endpoint={"metric_specs": []})
     gated = bq_resource.gated(platform, connection)
@@ -245,7 +245,7 @@ def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, b
         "SELECT COUNT(DISTINCT email) AS n FROM shop.customers",
         "SELECT c.country FROM shop.customers c JOIN shop.orders o USING (customer_id) WHERE c.email LIKE '%@example.com'",
     ):
-        with pytest.raises(QueryRefused, match="customers.email carries a policy tag"):
+        with pytest.raises(QueryRefused, match=r"customers.email carries a policy tag"):
             gated.run_gated(sql, asset="a", partition="p")
     assert watch.jobs == []  # only metadata was read (tables.get), no dry run, no job
     gated.run_gated("SELECT country, COUNT(*) AS n FROM shop.customers GROUP BY country", asset="a", partition="p")
@@ -273,7 +273,7 @@ def test_policy_tagged_columns_are_refused_unless_granted(platform, workspace, b
         "WITH x AS (SELECT c FROM shop.customers c) SELECT TO_JSON_STRING(x) AS j FROM x",
     ],
 )
-def test_a_whole_row_reference_cannot_read_a_tagged_column(platform, workspace, bq_sandbox, bq_resource, sql) -> None:  # noqa: ANN001
+def test_a_whole_row_reference_cannot_read_a_tagged_column(platform, workspace, bq_sandbox, bq_resource, sql) -> None:
     # The row of shop.customers holds email (policy-tagged): using the row as a value reads it.
     connection = connect(
         platform,
@@ -291,7 +291,7 @@ def test_a_whole_row_reference_cannot_read_a_tagged_column(platform, workspace, 
 
 def test_no_budget_or_a_zero_budget_runs_nothing_and_sends_nothing(
     platform, bq_connection, bq_sandbox, bq_resource
-) -> None:  # noqa: ANN001
+) -> None:
     watch = JobWatch(bq_sandbox)
     for budget in (None, 0, 0.0):
         connection = bq_connection.model_copy(deep=True)
@@ -303,7 +303,7 @@ def test_no_budget_or_a_zero_budget_runs_nothing_and_sends_nothing(
         ConnectionSettings(monthly_budget_usd=0)  # and a stored setting can never be zero
 
 
-def test_a_failed_dry_run_is_a_clear_error_and_nothing_runs(platform, bq_connection, bq_sandbox, bq_resource) -> None:  # noqa: ANN001
+def test_a_failed_dry_run_is_a_clear_error_and_nothing_runs(platform, bq_connection, bq_sandbox, bq_resource) -> None:
     watch = JobWatch(bq_sandbox)
     gated = bq_resource.gated(platform, bq_connection)
     with pytest.raises(QueryRefused, match="could not attribute"):  # unknown column: caught by our own column check
@@ -317,7 +317,7 @@ def test_a_failed_dry_run_is_a_clear_error_and_nothing_runs(platform, bq_connect
     assert watch.real_jobs == [] and watch.executed == []
 
 
-def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, workspace) -> None:  # noqa: ANN001
+def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, workspace) -> None:
     with start_sandbox() as sandbox:
         connection = connect(platform, sandbox)
         query = revenue_query(connection)
@@ -329,7 +329,7 @@ def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, works
             def __call__(self) -> datetime:
                 if stats.bytes[DAY]["amount"] < 20 * MIB:
                     stats.bytes[DAY]["amount"] += 20 * MIB
-                return datetime.now(timezone.utc)
+                return datetime.now(UTC)
 
         resource = BigQueryResource(sandbox_ca_path=sandbox.ca_pem_path)
         gated = resource.gated(platform, connection, clock=GrowingClock())
@@ -353,7 +353,7 @@ def test_a_cap_breach_fails_unbilled_is_reported_and_not_retried(platform, works
 
 def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(
     platform, bq_connection, bq_sandbox, bq_resource
-) -> None:  # noqa: ANN001
+) -> None:
     queries = [
         build_query(spec, bq_connection.endpoint["project"], date(2024, 3, 1), date(2024, 3, 31))
         for spec in specs_of(bq_connection)
@@ -379,7 +379,7 @@ def test_a_backfill_batch_is_priced_as_a_whole_before_anything_runs(
     assert [j.dry_run for j in watch.jobs] == [True, True]
 
 
-def test_a_query_returning_raw_rows_instead_of_an_aggregate_is_stopped(platform, bq_connection, bq_sandbox) -> None:  # noqa: ANN001
+def test_a_query_returning_raw_rows_instead_of_an_aggregate_is_stopped(platform, bq_connection, bq_sandbox) -> None:
     # Grouping by an id column turns a "metric" into a copy of the table (P13): refused after a bounded read.
     resource = BigQueryResource(sandbox_ca_path=bq_sandbox.ca_pem_path, max_result_rows=100)
     watch = JobWatch(bq_sandbox)
@@ -395,7 +395,7 @@ def test_a_query_returning_raw_rows_instead_of_an_aggregate_is_stopped(platform,
     )  # the bill is still recorded
 
 
-def test_removing_the_connection_deletes_its_approvals_and_ledger(platform, bq_connection, bq_resource) -> None:  # noqa: ANN001
+def test_removing_the_connection_deletes_its_approvals_and_ledger(platform, bq_connection, bq_resource) -> None:
     from dfx_pipelines.connectors.bigquery.plugin import PLUGIN
 
     gated = bq_resource.gated(platform, bq_connection)
@@ -413,7 +413,7 @@ def test_removing_the_connection_deletes_its_approvals_and_ledger(platform, bq_c
 
 def test_revoked_or_foreign_connections_fail_before_any_request(
     platform, bq_connection, bq_sandbox, bq_resource
-) -> None:  # noqa: ANN001
+) -> None:
     platform.registry.set_status("bq-acme", ConnectionStatus.REVOKED)
     watch = JobWatch(bq_sandbox)
     with pytest.raises(ConnectionInactiveError, match="revoked"):
@@ -423,7 +423,7 @@ def test_revoked_or_foreign_connections_fail_before_any_request(
 
 def test_a_key_the_provider_no_longer_accepts_is_an_auth_error(
     platform, bq_connection, bq_sandbox, bq_resource
-) -> None:  # noqa: ANN001
+) -> None:
     # The stored key is one the provider does not know (deleted in IAM): the token endpoint refuses it.
     unknown = bq_sandbox.new_service_account_key("deleted-account", register=False)
     platform.vault.put(bq_connection.secret_ref("service_account_key"), json.dumps(unknown))
@@ -433,7 +433,7 @@ def test_a_key_the_provider_no_longer_accepts_is_an_auth_error(
     assert {r.path for r in watch.requests} == {"/token"} and watch.jobs == []
 
 
-def test_ledger_and_approvals_on_postgresql(pg_platform) -> None:  # noqa: ANN001
+def test_ledger_and_approvals_on_postgresql(pg_platform) -> None:
     platform = pg_platform
     platform.registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="o@acme.test"))
     from dfx_pipelines.platform.registry import Connection

@@ -2,7 +2,7 @@
 history window not yet computed (the whole window on the first night), else yesterday and today; a
 tick with nothing to run says why."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -11,11 +11,11 @@ from dfx_pipelines.connectors.bigquery.schedules import bigquery_nightly_schedul
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 
-WHEN = datetime(2024, 12, 31, 2, 30, tzinfo=timezone.utc)
+WHEN = datetime(2024, 12, 31, 2, 30, tzinfo=UTC)
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
-def tick(instance: dg.DagsterInstance, platform):  # noqa: ANN001, ANN201
+def tick(instance: dg.DagsterInstance, platform):
     resources = {
         "platform": PlatformResource(home=str(platform.settings.home), metrics_db_url=platform.settings.metrics_db_url)
     }
@@ -26,7 +26,7 @@ def tick(instance: dg.DagsterInstance, platform):  # noqa: ANN001, ANN201
 
 def test_first_night_covers_the_window_then_only_what_is_missing_and_late(
     platform, workspace, bq_connection, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     assert tick(dagster_instance, platform).skip_message == "bq-acme: waiting for its partition"
     sync_partitions(dagster_instance, platform.registry, ["bigquery"])
     [first_night] = tick(dagster_instance, platform)
@@ -50,7 +50,7 @@ def test_when_everything_is_computed_only_yesterday_and_today_are_recomputed() -
 
 def test_a_new_connection_gets_its_first_sync_without_waiting_for_the_night(
     platform, workspace, bq_connection, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     from datetime import timedelta
 
     from dfx_pipelines.connectors.bigquery.schedules import bigquery_first_sync_sensor
@@ -61,7 +61,7 @@ def test_a_new_connection_gets_its_first_sync_without_waiting_for_the_night(
     sync_partitions(dagster_instance, platform.registry, ["bigquery"])
     with dg.build_sensor_context(instance=dagster_instance, resources=resources) as context:
         [request] = bigquery_first_sync_sensor(context).run_requests
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert request.run_key == "bq-acme:first-sync" and request.tags["dfx/sync"] == "first-sync"
     assert [request.tags[t] for t in RANGE] == [f"bq-acme|{today - timedelta(days=89)}", f"bq-acme|{today}"]
     dagster_instance.report_runless_asset_event(dg.AssetMaterialization(METRICS_KEY, partition=f"bq-acme|{today}"))

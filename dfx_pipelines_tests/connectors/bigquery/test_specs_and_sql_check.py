@@ -44,7 +44,7 @@ PII = f"projects/{P}/locations/us/taxonomies/1/policyTags/pii"
 SELECTION = Selection(datasets={"shop": ["orders", "customers"]})
 
 
-def spec(**changes) -> MetricSpec:  # noqa: ANN003
+def spec(**changes) -> MetricSpec:
     return MetricSpec.model_validate(
         {
             "name": "revenue",
@@ -208,7 +208,7 @@ def test_tables_named_in_sql_are_qualified_and_checked_against_the_selection() -
     )
     assert table_refs(tree, P) == [CUSTOMERS, ORDERS]  # the CTE is not a table
     check_tables(table_refs(tree, P), SELECTION, P, "the query")
-    with pytest.raises(QueryRefused, match="finance.invoices"):
+    with pytest.raises(QueryRefused, match=r"finance.invoices"):
         check_tables(table_refs(parse_select("SELECT amount FROM finance.invoices"), P), SELECTION, P, "the query")
     with pytest.raises(QueryRefused, match="other-project"):
         check_tables(

@@ -138,7 +138,7 @@ class Materializer:
 
 
 @pytest.fixture(scope="module")
-def dagster_instance(tmp_path_factory) -> Iterator[dg.DagsterInstance]:  # noqa: ANN001
+def dagster_instance(tmp_path_factory) -> Iterator[dg.DagsterInstance]:
     """One Dagster instance per test module: creating one (SQLite storage, migrations) takes seconds."""
     home = tmp_path_factory.mktemp("dagster_home")
     with dg.instance_for_test(temp_dir=str(home)) as instance:

@@ -4,7 +4,8 @@ reducers. Each follows the rule its metric documents (jira-agile-metrics replay,
 
 import math
 from collections import Counter, defaultdict
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import Any
 
 from dfx_pipelines.connectors.jira.sandbox import catalog, sla
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
@@ -14,14 +15,14 @@ COMMITTED, DONE = 2, 4  # In Progress, Done
 
 
 def day(seconds: float) -> date:
-    return datetime.fromtimestamp(seconds, timezone.utc).date()
+    return datetime.fromtimestamp(seconds, UTC).date()
 
 
-def key(site: JiraSite, record) -> str:  # noqa: ANN001
+def key(site: JiraSite, record) -> str:
     return site.key_of(record)
 
 
-def project_key(record) -> str:  # noqa: ANN001
+def project_key(record) -> str:
     return catalog.PROJECTS[record.project].key
 
 
@@ -32,7 +33,7 @@ def issues(site: JiraSite, *projects: str) -> list:
 NONE = "(none)"  # the connector's bucket for an issue without a value
 
 
-def epic_of(site: JiraSite, record) -> str:  # noqa: ANN001
+def epic_of(site: JiraSite, record) -> str:
     if record.parent < 0 or catalog.ISSUE_TYPES[record.type].subtask:
         return NONE
     parent = site.issues[record.parent]
@@ -55,7 +56,7 @@ def issue_counts(site: JiraSite, projects: tuple[str, ...]) -> Counter:
     return counts
 
 
-def status_moves(site: JiraSite, record, last: int | None = None) -> list[tuple[float, str]]:  # noqa: ANN001
+def status_moves(site: JiraSite, record, last: int | None = None) -> list[tuple[float, str]]:
     """(when, status id) from creation; `last` keeps only the newest N histories (a truncated changelog)."""
     histories = site.histories(record)
     if last is not None:
@@ -65,7 +66,7 @@ def status_moves(site: JiraSite, record, last: int | None = None) -> list[tuple[
     return [(record.created, str(initial))] + [(at, str(item[3])) for at, item in moves]
 
 
-def cycle_dates(site: JiraSite, record, last: int | None = None) -> tuple[date | None, date | None]:  # noqa: ANN001
+def cycle_dates(site: JiraSite, record, last: int | None = None) -> tuple[date | None, date | None]:
     """(committed date, done date) by first entry, backward moves clearing later stages, backfill."""
     dates: list[date | None] = [None] * len(STAGES)
     for at, status in status_moves(site, record, last):
@@ -149,14 +150,14 @@ def sla_tallies(site: JiraSite, project: str) -> dict[str, Counter]:
     return tallies
 
 
-def _timeline(site: JiraSite, record, field: str, initial, parse):  # noqa: ANN001, ANN202
+def _timeline(site: JiraSite, record, field: str, initial, parse):
     """[(when, value)] of one field from creation: the first change's `from` side, else the current value."""
     changes = [(h.at, item) for h in site.histories(record) for item in h.items if item[0] == field]
     start = parse(changes[0][1], "from") if changes else initial
     return [(record.created, start)] + [(at, parse(item, "to")) for at, item in changes]
 
 
-def _at(timeline: list, moment: float):  # noqa: ANN202
+def _at(timeline: list, moment: float):
     value = timeline[0][1]
     for at, new in timeline:
         if at <= moment:
@@ -166,9 +167,10 @@ def _at(timeline: list, moment: float):  # noqa: ANN202
 
 def velocity(site: JiraSite, board_id: int) -> dict[str, tuple[float, float]]:
     """Per started sprint of the board: (committed points at start, completed points within the sprint)."""
-    sprint_ids = lambda item, side: frozenset(
-        s.strip() for s in str(item[1 if side == "from" else 3] or "").split(",") if s.strip()
-    )  # noqa: E731
+
+    def sprint_ids(item: Any, side: str) -> frozenset[str]:
+        return frozenset(s.strip() for s in str(item[1 if side == "from" else 3] or "").split(",") if s.strip())
+
     points = lambda item, side: float(item[2 if side == "from" else 4]) if item[2 if side == "from" else 4] else None  # noqa: E731
     done_ids = {s.id for s in catalog.STATUSES if s.category is catalog.CATEGORY_DONE}
     result = {}
@@ -196,7 +198,8 @@ def velocity(site: JiraSite, board_id: int) -> dict[str, tuple[float, float]]:
                 committed += _at(estimate, start) or 0.0
             if record.created <= end and str(sprint.id) in _at(in_sprint, end):
                 flips = sorted({at for at, _ in status[1:]} | {at for at, _ in resolved[1:]})
-                is_done = lambda t: _at(status, t) in done_ids or _at(resolved, t)  # noqa: E731
+                # used within this iteration only: the loop variables it reads are the current ones
+                is_done = lambda t: _at(status, t) in done_ids or _at(resolved, t)  # noqa: E731, B023
                 if is_done(end):
                     became = max(
                         [t for t in flips if t <= end and is_done(t) and not is_done(t - 0.0005)] or [record.created]

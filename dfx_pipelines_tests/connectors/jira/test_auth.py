@@ -42,7 +42,7 @@ def test_a_rotated_away_refresh_token_fails_with_a_clear_error(platform, cloud_c
     jira_cloud.site.advance(timedelta(seconds=REUSE_LEEWAY + 1))  # past Atlassian's reuse leeway
     jira_cloud.faults.inject("expire_token", count=1, path_prefix="/ex/jira/")
     with pytest.raises(
-        AuthError, match="rotated away by another refresh or the grant was revoked.*authorized again"
+        AuthError, match=r"rotated away by another refresh or the grant was revoked.*authorized again"
     ) as error:
         resource_for(jira_cloud).client(platform, cloud_connection).fields()
     assert stale not in str(error.value)

@@ -1,5 +1,7 @@
 """`dfx jira connect` (and `dfx connect jira`) against the sandbox: the CLI path a data engineer uses."""
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -14,16 +16,16 @@ SELECTION_ARGS = [
 ]  # fmt: skip
 
 
-def _trust_sandbox_ca(platform, sandbox, monkeypatch) -> None:  # noqa: ANN001
+def _trust_sandbox_ca(platform, sandbox, monkeypatch) -> None:
     """The resource trusts the sandbox CA from the embedded default's sandbox folder."""
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
     platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
-    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(open(sandbox.ca_pem_path, "rb").read())
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(sandbox.ca_pem_path).read_bytes())
     monkeypatch.setenv("DAGSTER_HOME", str(platform.settings.home / "dagster_home"))
     (platform.settings.home / "dagster_home").mkdir(parents=True, exist_ok=True)
 
 
-def test_cloud_connect_through_the_cli(platform, workspace, jira_cloud, monkeypatch) -> None:  # noqa: ANN001
+def test_cloud_connect_through_the_cli(platform, workspace, jira_cloud, monkeypatch) -> None:
     _trust_sandbox_ca(platform, jira_cloud, monkeypatch)
     args = ["jira", "connect", "--workspace", "acme", "--id", "jira-cli", "--name", "CLI site", *SELECTION_ARGS,
             "--cloud", "--sandbox-url", jira_cloud.url, "--approve-sandbox"]  # fmt: skip
@@ -44,7 +46,7 @@ def test_cloud_connect_through_the_cli(platform, workspace, jira_cloud, monkeypa
     assert access not in result.output
 
 
-def test_datacenter_connect_takes_the_token_from_the_environment(platform, workspace, monkeypatch) -> None:  # noqa: ANN001
+def test_datacenter_connect_takes_the_token_from_the_environment(platform, workspace, monkeypatch) -> None:
     with make_sandbox("datacenter") as datacenter:
         _trust_sandbox_ca(platform, datacenter, monkeypatch)
         monkeypatch.setenv("JIRA_API_TOKEN", datacenter.personal_access_token)
@@ -85,7 +87,7 @@ def test_datacenter_connect_takes_the_token_from_the_environment(platform, works
         (["--base-url", "https://acme.atlassian.net"], "needs --username"),
     ],
 )
-def test_bad_input_is_one_clear_line(platform, workspace, extra, error) -> None:  # noqa: ANN001
+def test_bad_input_is_one_clear_line(platform, workspace, extra, error) -> None:
     result = CliRunner().invoke(
         main, ["jira", "connect", "--workspace", "acme", "--id", "jira-x", "--name", "x", "--project", "ALPHA", *extra]
     )
@@ -100,7 +102,7 @@ def test_bad_input_is_one_clear_line(platform, workspace, extra, error) -> None:
 )
 def test_a_token_with_a_control_character_is_refused_and_never_echoed(
     platform, workspace, monkeypatch, bad_token
-) -> None:  # noqa: ANN001
+) -> None:
     """A Jira token with a newline used to be accepted, and the text after the newline reached stderr
     (`Bearer [REDACTED]\\nsecond-line`). Now it is refused at input, before any request."""
     with make_sandbox("datacenter") as datacenter:
@@ -130,7 +132,7 @@ def test_a_token_with_a_control_character_is_refused_and_never_echoed(
         assert get_platform().registry.find("jira-dc-nl") is None
 
 
-def test_a_token_typed_at_the_prompt_with_a_control_character_is_refused(platform, workspace, monkeypatch) -> None:  # noqa: ANN001
+def test_a_token_typed_at_the_prompt_with_a_control_character_is_refused(platform, workspace, monkeypatch) -> None:
     monkeypatch.delenv("JIRA_API_TOKEN", raising=False)
     result = CliRunner().invoke(
         main,
@@ -154,7 +156,7 @@ def test_a_token_typed_at_the_prompt_with_a_control_character_is_refused(platfor
 
 
 @pytest.mark.parametrize("board", ["²", "1²", "١", "１", " 1", "1\n", "+1"])
-def test_unicode_digits_in_a_board_id_are_one_clear_line_not_a_traceback(platform, workspace, board) -> None:  # noqa: ANN001
+def test_unicode_digits_in_a_board_id_are_one_clear_line_not_a_traceback(platform, workspace, board) -> None:
     result = CliRunner().invoke(
         main,
         [

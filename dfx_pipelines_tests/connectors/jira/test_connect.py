@@ -2,6 +2,8 @@
 selection checked against the site, custom fields discovered, and nothing stored — and no request sent
 where none should go — when something is wrong."""
 
+from pathlib import Path
+
 import pytest
 
 from dfx_pipelines.connectors.jira.sandbox.server import READ_SCOPES
@@ -11,7 +13,7 @@ from dfx_pipelines.platform.registry import Workspace
 from .conftest import connect_cloud, connect_datacenter, make_sandbox, sandbox_paths
 
 
-def assert_nothing_stored(platform, slug: str = "jira-acme") -> None:  # noqa: ANN001
+def assert_nothing_stored(platform, slug: str = "jira-acme") -> None:
     assert platform.registry.find(slug) is None
     assert platform.vault.data_key_id("acme", slug) is None
 
@@ -34,7 +36,7 @@ def test_cloud_oauth_connect_keeps_tokens_only_in_the_vault_and_discovers_fields
     access = platform.vault.get(connection.secret_ref("oauth_access_token")).get_secret_value()
     refresh = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()
     assert jira_cloud.app.oauth.access_grant(access) is not None
-    raw = open(platform.settings.metrics_db_url.removeprefix("sqlite:///"), "rb").read()
+    raw = Path(platform.settings.metrics_db_url.removeprefix("sqlite:///")).read_bytes()
     assert access.encode() not in raw and refresh.encode() not in raw
     # The 3LO flow as Atlassian wants it: state + S256 challenge on authorize, the verifier on exchange.
     authorize = next(r for r in jira_cloud.requests if r.path == "/authorize")
@@ -172,12 +174,12 @@ def test_selection_and_field_mapper_are_checked_against_the_site(
 
 def test_a_project_hidden_from_the_account_is_refused(platform, workspace: Workspace) -> None:
     with make_sandbox(hidden_projects=("BETA",)) as sandbox:
-        with pytest.raises(ConfigError, match="project BETA is not visible.*board 2 is not visible"):
+        with pytest.raises(ConfigError, match=r"project BETA is not visible.*board 2 is not visible"):
             connect_cloud(platform, sandbox)
         assert_nothing_stored(platform)
 
 
-def test_the_plugin_connects_the_demo_through_oauth(platform, workspace: Workspace, tmp_path) -> None:  # noqa: ANN001
+def test_the_plugin_connects_the_demo_through_oauth(platform, workspace: Workspace, tmp_path) -> None:
     from dfx_pipelines.connectors import plugin
     from dfx_pipelines.platform.sandbox import SandboxCA
 

@@ -30,7 +30,7 @@ def site() -> Iterator[RunningJiraSandbox]:
     running.stop()
 
 
-def stored_values(platform, connection_id: str) -> dict[tuple, float | None]:  # noqa: ANN001
+def stored_values(platform, connection_id: str) -> dict[tuple, float | None]:
     return {
         (r["metric"], r["partition_key"], r["period"], r["measure"], tuple(sorted(r["dimensions"].items()))): r["value"]
         for r in platform.metric_store.read(connection_id=connection_id)
@@ -39,7 +39,7 @@ def stored_values(platform, connection_id: str) -> dict[tuple, float | None]:  #
 
 def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
     platform, workspace, site, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     connection = connect_cloud(platform, site)
     resource = JiraResource(
         client_id=site.app.oauth.client_id, client_secret=site.app.oauth.client_secret, sandbox_ca_path=site.ca_pem_path,
@@ -67,7 +67,7 @@ def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_value
     refreshes = len(token_calls) - failed_token_calls
     retries = fired["rate_limit"] + fired["server_error"] + fired["drop"]
     print(
-        f"\nJira under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
+        f"\nJira under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "
         f"retries {retries}, refreshes {refreshes} ({len(token_calls)} token calls)"
     )
     assert set(fired) == set(KINDS)

@@ -25,7 +25,7 @@ DAILY = [name for name, metric in METRICS.items() if metric.daily]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):  # noqa: ANN001, ANN201
+def world(tmp_path_factory):
     """One connection, every metric materialized once (snapshot + a 7-day range); tests read the store."""
     tmp = tmp_path_factory.mktemp("jira_values")
     sandbox = make_sandbox("cloud")
@@ -46,7 +46,7 @@ def world(tmp_path_factory):  # noqa: ANN001, ANN201
     dispose_engine(platform.settings.metrics_db_url)
 
 
-def test_issue_counts_by_every_dimension(world) -> None:  # noqa: ANN001
+def test_issue_counts_by_every_dimension(world) -> None:
     values = stored(world.platform, "jira-acme", "issue_count")
     want = expected.issue_counts(world.site, ("ALPHA", "BETA", "OPS"))
     assert want[()] > 200
@@ -67,7 +67,7 @@ def test_issue_counts_by_every_dimension(world) -> None:  # noqa: ANN001
     )
 
 
-def test_created_vs_resolved_per_day(world) -> None:  # noqa: ANN001
+def test_created_vs_resolved_per_day(world) -> None:
     values = stored(world.platform, "jira-acme", "created_vs_resolved")
     records = expected.issues(world.site, "ALPHA", "BETA", "OPS")
     for day in DAYS:
@@ -79,7 +79,7 @@ def test_created_vs_resolved_per_day(world) -> None:  # noqa: ANN001
     assert len(world.platform.metric_store.batches("jira-acme")) >= len(DAYS)  # one batch per daily partition
 
 
-def test_cycle_time_uses_the_full_changelog(world) -> None:  # noqa: ANN001
+def test_cycle_time_uses_the_full_changelog(world) -> None:
     site = world.site
     long_issues = [r for r in expected.issues(site, "ALPHA") if len(site.histories(r)) > 40]
     assert long_issues, "the site has an issue whose changelog search would truncate"
@@ -99,7 +99,7 @@ def test_cycle_time_uses_the_full_changelog(world) -> None:  # noqa: ANN001
     assert "committed: In Progress, done: Done" in metadata["board 1 stages"].value
 
 
-def test_throughput_and_wip_per_day_and_board(world) -> None:  # noqa: ANN001
+def test_throughput_and_wip_per_day_and_board(world) -> None:
     throughput, wip = stored(world.platform, "jira-acme", "throughput"), stored(world.platform, "jira-acme", "wip")
     for board, project in ((1, "ALPHA"), (2, "BETA")):
         done, in_progress = expected.throughput_and_wip(world.site, project, DAYS)
@@ -109,7 +109,7 @@ def test_throughput_and_wip_per_day_and_board(world) -> None:  # noqa: ANN001
         assert sum(in_progress.values()) > 0
 
 
-def test_worklog_hours_by_project_component_and_epic(world) -> None:  # noqa: ANN001
+def test_worklog_hours_by_project_component_and_epic(world) -> None:
     values = stored(world.platform, "jira-acme", "worklog_hours")
     want = expected.worklog_hours(world.site, ("ALPHA", "BETA", "OPS"), DAYS)
     assert want, "some work was logged in the range"
@@ -118,7 +118,7 @@ def test_worklog_hours_by_project_component_and_epic(world) -> None:  # noqa: AN
     }
 
 
-def test_sla_status_per_sla_name(world) -> None:  # noqa: ANN001
+def test_sla_status_per_sla_name(world) -> None:
     values = stored(world.platform, "jira-acme", "sla_status")
     want = expected.sla_tallies(world.site, "OPS")
     assert set(want) == {"Time to first response", "Time to resolution"}
@@ -129,7 +129,7 @@ def test_sla_status_per_sla_name(world) -> None:  # noqa: ANN001
         assert values[(None, "met_rate", dims)] == pytest.approx(tally["met"] / (tally["met"] + tally["breached"]))
 
 
-def test_sprint_velocity_committed_and_completed_points(world) -> None:  # noqa: ANN001
+def test_sprint_velocity_committed_and_completed_points(world) -> None:
     values = stored(world.platform, "jira-acme", "sprint_velocity")
     by_sprint = {dict(dims)["sprint_id"]: {} for (_, _, dims) in values}
     for (_, measure, dims), value in values.items():
@@ -142,7 +142,7 @@ def test_sprint_velocity_committed_and_completed_points(world) -> None:  # noqa:
     assert set(by_sprint) == set(want), "only board 1 is scrum: the kanban board has no sprints"
 
 
-def test_each_day_of_a_range_run_shows_its_own_rows(world) -> None:  # noqa: ANN001
+def test_each_day_of_a_range_run_shows_its_own_rows(world) -> None:
     batches = {
         b["partition_key"]: b
         for b in world.platform.metric_store.batches("jira-acme")

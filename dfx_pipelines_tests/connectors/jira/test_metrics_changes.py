@@ -1,7 +1,7 @@
 """Which days a change to one issue can move (`metrics_changes`), on hand-made histories: a reopened
 issue's old done day and every WIP day since, a resolution cleared, an issue created since."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from dfx_pipelines.connectors.jira.metrics_changes import flow_days_changed, resolved_days_changed
 from dfx_pipelines.connectors.jira.metrics_common import ChangeHistory
@@ -11,12 +11,12 @@ WORKFLOW = workflow_from_config({
     "stages": [{"name": "Backlog", "statuses": ["Backlog"]}, {"name": "In Progress", "statuses": ["In Progress"]}, {"name": "Done", "statuses": ["Done"]}],
     "committed": "In Progress", "done": "Done",
 })  # fmt: skip
-SINCE = datetime(2025, 6, 2, 9, 0, tzinfo=timezone.utc)
+SINCE = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
 TODAY = date(2025, 6, 2)
 
 
 def at(day: int, hour: int = 12) -> datetime:
-    return datetime(2025, 5 if day > 2 else 6, day, hour, tzinfo=timezone.utc)
+    return datetime(2025, 5 if day > 2 else 6, day, hour, tzinfo=UTC)
 
 
 def history(*changes: tuple[datetime, str]) -> IssueStatusHistory:
@@ -40,7 +40,7 @@ def test_nothing_moves_when_the_replayed_dates_are_the_same() -> None:
 
 def test_an_issue_created_since_moves_its_own_days() -> None:
     new = history((at(2, 9), "In Progress"), (at(2, 11), "Done"))
-    assert flow_days_changed(new, WORKFLOW, datetime(2025, 6, 2, 8, tzinfo=timezone.utc), TODAY) == {
+    assert flow_days_changed(new, WORKFLOW, datetime(2025, 6, 2, 8, tzinfo=UTC), TODAY) == {
         "throughput": {TODAY},
         "wip": set(),
     }

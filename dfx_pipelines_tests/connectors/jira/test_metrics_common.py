@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 import dfx_pipelines.connectors.jira.metrics as metrics
 from dfx_pipelines.connectors.jira.metrics import JiraDataError, Timeline, parse_jira_timestamp, utc_day
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@ histories, plus a randomized comparison against a differently written replay."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy
 import pandas
@@ -352,7 +353,7 @@ STAGE_OF_STATUS = {"Backlog": 0, "Selected": 1, "In Progress": 2, "Review": 3, "
 
 def random_issue(rng: random.Random, n: int) -> tuple[dict, list[tuple[datetime, str]]]:
     """A random issue JSON and its true (UTC moment, status) sequence, starting at creation."""
-    moment = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 60 * 24 * 30))
+    moment = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 60 * 24 * 30))
     sequence = [(moment, rng.choice(RANDOM_STATUSES))]
     for _ in range(rng.randint(0, 9)):
         moment += timedelta(minutes=rng.randint(1, 60 * 24 * 4))
@@ -364,7 +365,7 @@ def random_issue(rng: random.Random, n: int) -> tuple[dict, list[tuple[datetime,
         text = local.strftime("%Y-%m-%dT%H:%M:%S.000%z")
         return text.replace("+0000", "Z") if rng.random() < 0.2 else text
 
-    moves = [(jira_text(at), old, new) for (_, old), (at, new) in zip(sequence, sequence[1:])]
+    moves = [(jira_text(at), old, new) for (_, old), (at, new) in itertools.pairwise(sequence)]
     rng.shuffle(moves)  # the replay must sort by time itself
     return issue_json(
         f"R-{n}", jira_text(sequence[0][0]), moves, current=sequence[-1][1], issue_type=rng.choice(["Story", "Bug"])

@@ -22,7 +22,7 @@ SEEN: list[tuple[str, bytes]] = []  # (path, body) of every response the spying 
 class SpyingJiraResource(JiraResource):
     """The real resource, with a response hook that keeps every body the connector received."""
 
-    def session(self, platform):  # noqa: ANN001, ANN201
+    def session(self, platform):
         session = super().session(platform)
         session.hooks["response"].append(
             lambda response, **_: SEEN.append((requests.utils.urlparse(response.url).path, response.content))

@@ -2,7 +2,7 @@
 the connection, metrics and days a change in a selected project touches; a revoked connection is never
 polled again. And the nightly schedules request a full recompute per active connection."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -97,7 +97,7 @@ def test_nightly_schedules_recompute_every_active_connection(platform, workspace
     with make_sandbox("cloud") as cloud:
         connect_cloud(platform, cloud)
         sync_partitions(dagster_instance, platform.registry, ["jira"])
-        when = datetime.now(timezone.utc).replace(hour=2, minute=30)
+        when = datetime.now(UTC).replace(hour=2, minute=30)
         with dg.build_schedule_context(
             instance=dagster_instance, scheduled_execution_time=when, resources={"platform": PlatformResource()}
         ) as context:

@@ -9,7 +9,7 @@ the changes reach after that are compared once a run has stored them.
 """
 
 import random
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
@@ -76,7 +76,7 @@ class Mutator:
     def issue(self, *statuses: str, recent: bool = False) -> Any:
         """A random issue in one of these statuses; `recent`: whose status category changed within the
         window (reopening an issue done two years ago moves two years of WIP: right, but slow to run)."""
-        since = datetime.combine(self.first, time(0), tzinfo=timezone.utc).timestamp()
+        since = datetime.combine(self.first, time(0), tzinfo=UTC).timestamp()
         found = [
             r
             for r in self.site.issues_in_projects(*SOFTWARE)

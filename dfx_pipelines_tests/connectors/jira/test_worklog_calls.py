@@ -2,7 +2,7 @@
 total) and asks an issue for its own only when it has more — on Cloud and Data Center alike — with the same
 values as the independent computation, and worklog comments, which cross the wire either way, in no store."""
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ class SpyingJiraResource(JiraResource):
     """The real resource, keeping every response body the connector received (in `SEEN`: Dagster runs a
     copy of the resource it is given)."""
 
-    def session(self, platform):  # noqa: ANN001, ANN201
+    def session(self, platform):
         session = super().session(platform)
         session.hooks["response"].append(
             lambda response, **_: SEEN.append((requests.utils.urlparse(response.url).path, response.content))
@@ -39,7 +39,7 @@ class SpyingJiraResource(JiraResource):
         return session
 
 
-def log_work_until(site: JiraSite, record, count: int) -> None:  # noqa: ANN001
+def log_work_until(site: JiraSite, record, count: int) -> None:
     """Give `record` `count` worklogs in all, started 12 hours apart up to an hour ago: the last ones (those
     search leaves out) inside the metric's days, the first ones before them, so the day filter matters."""
     for n in range(len(site.worklogs(record)), count):
@@ -89,7 +89,7 @@ def test_only_an_issue_with_more_worklogs_than_search_embeds_costs_a_worklog_cal
         assert values == {(d, "hours", dims): pytest.approx(v) for (d, dims), v in want.items()}
 
         # Records read: every issue found, every worklog search embedded, and the busy issue's own call.
-        since_first = datetime.combine(FIRST, time(0), tzinfo=timezone.utc).timestamp()
+        since_first = datetime.combine(FIRST, time(0), tzinfo=UTC).timestamp()
         found = [r for r in expected.issues(site, *PROJECTS) if r.updated >= since_first]
         # What was read is shown on the range's first partition, where the metric store counts it.
         metadata = next(

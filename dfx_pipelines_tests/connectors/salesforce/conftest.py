@@ -2,7 +2,7 @@
 connection made through the real OAuth + PKCE flow, and a helper that materializes metric assets."""
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -23,7 +23,7 @@ from dfx_pipelines.platform.registry import Connection, Workspace
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
 
-ORG_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+ORG_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 REDIRECT_URI = "https://localhost/oauth/callback"
 
 

@@ -11,7 +11,7 @@ in the org's time.
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -19,7 +19,6 @@ import pytest
 
 from dfx_pipelines.connectors.salesforce.assets import METRIC_ASSETS, salesforce_daily_job, salesforce_snapshot_job
 from dfx_pipelines.connectors.salesforce.cdc import salesforce_cdc_sensor
-from dfx_pipelines.connectors.salesforce.plugin import DEMO_SELECTION
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
 from dfx_pipelines.connectors.salesforce.sandbox import (
     RunningSalesforceSandbox,
@@ -52,7 +51,7 @@ SNAPSHOT = {
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def epoch(moment: datetime) -> int:
@@ -62,12 +61,12 @@ def epoch(moment: datetime) -> int:
 def as_date(value: Any) -> date:
     """A stored date ('YYYY-MM-DD') or datetime (epoch seconds) as its UTC day."""
     if isinstance(value, int):
-        return datetime.fromtimestamp(value, timezone.utc).date()
+        return datetime.fromtimestamp(value, UTC).date()
     return date.fromisoformat(str(value)[:10])
 
 
 def wall_today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def names(keys: Any) -> set[str]:
@@ -143,7 +142,7 @@ def make_env(platform: Platform, workspace: Any, instance: dg.DagsterInstance) -
     started: list[RunningSalesforceSandbox] = []
 
     def make(**org_options: Any) -> Env:
-        org_now = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
+        org_now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
         sandbox = start_salesforce_sandbox(SalesforceOrg(seed=7, opportunities=300, now=org_now, **org_options))
         started.append(sandbox)
         resource = SalesforceResource(client_id=sandbox.app.oauth.client_id, sandbox_ca_path=sandbox.ca_pem_path)
@@ -248,7 +247,7 @@ def test_first_tick_requests_a_full_resync(env: Env) -> None:
     cursor = json.loads(result.cursor)
     assert set(cursor) == {"sf-acme"} and sorted(cursor["sf-acme"]) == POLLED
     for value in cursor["sf-acme"].values():
-        assert abs(datetime.fromisoformat(value) - datetime.now(timezone.utc)) < timedelta(minutes=1)
+        assert abs(datetime.fromisoformat(value) - datetime.now(UTC)) < timedelta(minutes=1)
     # Nothing to compare yet: the first tick asks the org nothing, the resync reads it all.
     assert env.requests_since(before) == []
     # As the daemon evaluates it, the requests resolve (a range run needs no single partition key).
@@ -370,18 +369,14 @@ def test_requested_runs_bring_the_metric_store_up_to_date(env: Env) -> None:
     assert value("win_rate", f"sf-acme|{won_day}", "won_amount") == pytest.approx(won_amount)
     assert value("sales_cycle_length", f"sf-acme|{won_day}", "count") == won_count
 
-    day_start = epoch(
-        datetime(changes.lead_day.year, changes.lead_day.month, changes.lead_day.day, tzinfo=timezone.utc)
-    )
+    day_start = epoch(datetime(changes.lead_day.year, changes.lead_day.month, changes.lead_day.day, tzinfo=UTC))
     lead_count = org.run_sql(
         "SELECT COUNT(*) FROM Lead WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?",
         (day_start, day_start + 86_400),
     )[0][0]
     assert value("lead_conversion", f"sf-acme|{changes.lead_day}", "lead_count") == lead_count == leads_before - 1
 
-    day_start = epoch(
-        datetime(changes.case_day.year, changes.case_day.month, changes.case_day.day, tzinfo=timezone.utc)
-    )
+    day_start = epoch(datetime(changes.case_day.year, changes.case_day.month, changes.case_day.day, tzinfo=UTC))
     cases = org.run_sql(
         'SELECT COUNT(*) FROM "Case" WHERE IsDeleted = 0 AND CreatedDate >= ? AND CreatedDate < ?',
         (day_start, day_start + 86_400),
@@ -414,7 +409,7 @@ def test_run_keys_are_stable_for_a_tick_and_new_for_new_changes(env: Env) -> Non
     assert {str(r.partition_key) for r in later.run_requests if r.job_name == salesforce_daily_job.name} == {
         f"sf-acme|{changes.won_day}"
     }
-    assert not set(r.run_key for r in later.run_requests) & set(keys)
+    assert not {r.run_key for r in later.run_requests} & set(keys)
 
 
 # ------------------------------------------------------------------------------------------- resyncs
@@ -422,13 +417,13 @@ def test_run_keys_are_stable_for_a_tick_and_new_for_new_changes(env: Env) -> Non
 
 def test_a_cursor_beyond_the_30_day_reach_resyncs_in_full(env: Env) -> None:
     before = len(env.sandbox.server.requests)
-    stale = {"sf-acme": {obj: iso(datetime.now(timezone.utc) - timedelta(days=31)) for obj in POLLED}}
+    stale = {"sf-acme": {obj: iso(datetime.now(UTC) - timedelta(days=31)) for obj in POLLED}}
     result = env.tick(stale)
     assert len(result.run_requests) == 2 and {r.tags["dfx/sync"] for r in result.run_requests} == {"gap"}
     assert {r.job_name for r in result.run_requests} == {salesforce_snapshot_job.name, salesforce_daily_job.name}
     cursor = json.loads(result.cursor)["sf-acme"]
     assert sorted(cursor) == POLLED and all(
-        datetime.now(timezone.utc) - datetime.fromisoformat(v) < timedelta(minutes=1) for v in cursor.values()
+        datetime.now(UTC) - datetime.fromisoformat(v) < timedelta(minutes=1) for v in cursor.values()
     )
     assert env.requests_since(before) == []  # a window Salesforce cannot answer is not even asked
 
@@ -445,7 +440,7 @@ def test_invalid_replication_date_resyncs_in_full(make_env: Callable[..., Env]) 
         "invalid-replication-date"
     }
     assert all(
-        datetime.now(timezone.utc) - datetime.fromisoformat(v) < timedelta(minutes=1)
+        datetime.now(UTC) - datetime.fromisoformat(v) < timedelta(minutes=1)
         for v in json.loads(result.cursor)["sf-acme"].values()
     )
     assert result.skip_reason is None
@@ -492,7 +487,7 @@ def test_the_day_a_record_left_is_requested_from_the_record_bucket_index(env: En
     their current values cannot name the day they were counted on; the index the runs stored can."""
     org = env.org
     materialize = Materializer(env.platform, env.resource, env.instance)
-    today_start = epoch(datetime.combine(org.now.date(), datetime.min.time(), timezone.utc))
+    today_start = epoch(datetime.combine(org.now.date(), datetime.min.time(), UTC))
     case_id, closed_at = org.run_sql(
         'SELECT Id, ClosedDate FROM "Case" WHERE IsDeleted = 0 AND IsClosed = 1 AND ClosedDate < ? ORDER BY ClosedDate DESC LIMIT 1',
         (today_start,),

@@ -8,7 +8,7 @@ The sensor reads the wall clock, so the org is frozen two days behind it (as in 
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -34,7 +34,7 @@ POLLED = ["CampaignMember", "Case", "CaseMilestone", "Event", "Lead", "Opportuni
 
 @pytest.fixture
 def sandbox() -> Iterator[RunningSalesforceSandbox]:
-    org_now = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
+    org_now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
     running = start_salesforce_sandbox(SalesforceOrg(seed=7, opportunities=300, now=org_now))
     yield running
     running.stop()
@@ -69,7 +69,7 @@ def test_an_account_deleted_through_rest_reaches_the_metrics_and_they_match_a_fr
     org.advance(timedelta(minutes=2))  # past the records the generator stamped at the org's creation
 
     # An account whose closed deals sit on a few past days (each has a daily partition): few runs to make.
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     account, days = min(
         (
             (

@@ -13,8 +13,8 @@ stored and compared; runs the sensor requests outside it (a reopened case's crea
 import json
 import random
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, ClassVar
 
 import dagster as dg
 import pytest
@@ -49,11 +49,11 @@ OPEN_STAGES = [stage[0] for stage in OPPORTUNITY_STAGES if not stage[3]]
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def epoch(day: date) -> int:
-    return int(datetime.combine(day, time(0), tzinfo=timezone.utc).timestamp())
+    return int(datetime.combine(day, time(0), tzinfo=UTC).timestamp())
 
 
 class Mutator:
@@ -202,7 +202,7 @@ class Mutator:
             self.org.purge(table, record)
         return record
 
-    CHANGES: list[Callable[["Mutator"], str | None]] = [
+    CHANGES: ClassVar[list[Callable[["Mutator"], str | None]]] = [
         move_close_date,
         close_deal,
         reopen_deal,
@@ -223,7 +223,7 @@ class Mutator:
 
 @pytest.fixture
 def sandbox() -> Iterator[RunningSalesforceSandbox]:
-    org_now = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
+    org_now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
     running = start_salesforce_sandbox(SalesforceOrg(seed=11, opportunities=300, now=org_now))
     yield running
     running.stop()
@@ -286,7 +286,7 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(
         # The store before any change: every daily metric over the window (one range run), every snapshot.
         start_day = org.now.date()
         first, last = start_day - timedelta(days=WINDOW_DAYS - 3), start_day + timedelta(days=2)
-        assert last <= datetime.now(timezone.utc).date()
+        assert last <= datetime.now(UTC).date()
         assert materialize(
             DAILY_METRICS, tags={RANGE_START_TAG: f"sf-acme|{first}", RANGE_END_TAG: f"sf-acme|{last}"}
         ).success

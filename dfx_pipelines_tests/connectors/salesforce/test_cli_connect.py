@@ -1,6 +1,7 @@
 """`dfx connect salesforce` against the sandbox: the CLI path a data engineer uses."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -8,11 +9,11 @@ from dfx_pipelines.cli import main
 from dfx_pipelines.platform.services import get_platform
 
 
-def test_connect_through_the_cli(platform, workspace, sf_sandbox, monkeypatch) -> None:  # noqa: ANN001
+def test_connect_through_the_cli(platform, workspace, sf_sandbox, monkeypatch) -> None:
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
     # The resource trusts the sandbox CA from the embedded default's sandbox folder.
     platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
-    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(open(sf_sandbox.ca_pem_path, "rb").read())
+    (platform.settings.sandbox_dir / "sandbox-ca.pem").write_bytes(Path(sf_sandbox.ca_pem_path).read_bytes())
     monkeypatch.setenv("DAGSTER_HOME", str(platform.settings.home / "dagster_home"))
     (platform.settings.home / "dagster_home").mkdir(parents=True, exist_ok=True)
     args = [
@@ -52,7 +53,7 @@ def test_connect_through_the_cli(platform, workspace, sf_sandbox, monkeypatch) -
     assert [c["id"] for c in listed] == ["sf-cli"]
 
 
-def test_bad_selection_spec_is_one_clear_line(platform, workspace) -> None:  # noqa: ANN001
+def test_bad_selection_spec_is_one_clear_line(platform, workspace) -> None:
     result = CliRunner().invoke(
         main,
         [
@@ -74,7 +75,7 @@ def test_bad_selection_spec_is_one_clear_line(platform, workspace) -> None:  # n
     assert result.exit_code == 2 and "expected Object:Field1,Field2" in result.output
 
 
-def test_sandbox_consent_is_refused_for_a_real_login_host(platform, workspace) -> None:  # noqa: ANN001
+def test_sandbox_consent_is_refused_for_a_real_login_host(platform, workspace) -> None:
     result = CliRunner().invoke(
         main,
         [

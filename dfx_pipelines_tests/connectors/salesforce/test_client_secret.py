@@ -23,12 +23,12 @@ from dfx_pipelines.platform.registry import ConnectionStatus
 from .conftest import Materializer, make_sandbox
 
 
-def _token_calls(sandbox) -> list[dict[str, str]]:  # noqa: ANN001
+def _token_calls(sandbox) -> list[dict[str, str]]:
     return [r.form() for r in sandbox.server.requests if r.path == "/services/oauth2/token"]
 
 
 @pytest.fixture
-def confidential_sandbox():  # noqa: ANN201
+def confidential_sandbox():
     running = make_sandbox(client_secret="cs-" + secrets.token_urlsafe(24))
     yield running
     running.stop()
@@ -39,7 +39,7 @@ def test_cli_connects_with_the_secret_from_the_environment_and_a_run_refreshes_w
     workspace,
     confidential_sandbox,
     monkeypatch,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     sandbox, secret = confidential_sandbox, confidential_sandbox.app.oauth.client_secret
     monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", secret)
@@ -84,7 +84,7 @@ def test_cli_connects_with_the_secret_from_the_environment_and_a_run_refreshes_w
 
 def test_a_wrong_name_for_the_secret_fails_the_connect_clearly(
     platform, workspace, confidential_sandbox, monkeypatch
-) -> None:  # noqa: ANN001
+) -> None:
     monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", "not-the-secret")
     monkeypatch.setenv("DFX_HOME", str(platform.settings.home))
     platform.settings.sandbox_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def test_a_wrong_name_for_the_secret_fails_the_connect_clearly(
     assert platform.registry.find("sf-wrong") is None
 
 
-def _exchange(sandbox, client_secret: str | None):  # noqa: ANN001, ANN202
+def _exchange(sandbox, client_secret: str | None):
     verifier = secrets.token_urlsafe(48)
     url = sandbox.authorize_url(state="s", code_challenge=pkce_challenge(verifier))
     code = parse_redirect(complete_authorization(sandbox.session(), url))["code"]
@@ -126,7 +126,7 @@ def _exchange(sandbox, client_secret: str | None):  # noqa: ANN001, ANN202
     return sandbox.session().post(f"{sandbox.url}/services/oauth2/token", data=form)
 
 
-def test_the_sandbox_checks_client_secrets_as_salesforce_does(confidential_sandbox) -> None:  # noqa: ANN001
+def test_the_sandbox_checks_client_secrets_as_salesforce_does(confidential_sandbox) -> None:
     secret = confidential_sandbox.app.oauth.client_secret
     for presented in (None, "SALESFORCE_CLIENT_SECRET", secret + "x"):
         refused = _exchange(confidential_sandbox, presented)

@@ -2,11 +2,11 @@
 against describe, and nothing half-written (or any request sent) when something is wrong."""
 
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
-
 from dfx_pipelines.connectors.salesforce.sandbox import complete_authorization
 from dfx_pipelines.platform.errors import AuthError, ConfigError, IdentifierError, UnsafeDestinationError
 from dfx_pipelines.platform.registry import Workspace
@@ -14,11 +14,11 @@ from dfx_pipelines.platform.registry import Workspace
 from .conftest import connect, make_sandbox
 
 
-def paths(sandbox) -> list[str]:  # noqa: ANN001
+def paths(sandbox) -> list[str]:
     return [request.path for request in sandbox.server.requests]
 
 
-def assert_nothing_stored(platform, slug: str = "sf-acme") -> None:  # noqa: ANN001
+def assert_nothing_stored(platform, slug: str = "sf-acme") -> None:
     assert platform.registry.find(slug) is None
     assert platform.vault.data_key_id("acme", slug) is None
 
@@ -33,7 +33,7 @@ def test_connect_stores_tokens_only_in_the_vault(platform, workspace: Workspace,
     refresh = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()
     assert sf_sandbox.app.oauth.access_grant(access) is not None
     database = platform.settings.metrics_db_url.removeprefix("sqlite:///")
-    raw = open(database, "rb").read()
+    raw = Path(database).read_bytes()
     assert access.encode() not in raw and refresh.encode() not in raw
     # The PKCE exchange really happened: the authorize call carried an S256 challenge, the token call a verifier.
     authorize = next(r for r in sf_sandbox.server.requests if r.path == "/services/oauth2/authorize")

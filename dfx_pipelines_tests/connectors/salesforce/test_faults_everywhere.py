@@ -35,7 +35,7 @@ def org() -> Iterator[RunningSalesforceSandbox]:
     running.stop()
 
 
-def stored_values(platform) -> dict[tuple, float | None]:  # noqa: ANN001
+def stored_values(platform) -> dict[tuple, float | None]:
     return {
         (r["metric"], r["partition_key"], r["period"], r["measure"], tuple(sorted(r["dimensions"].items()))): r["value"]
         for r in platform.metric_store.read(connection_id="sf-acme")
@@ -44,7 +44,7 @@ def stored_values(platform) -> dict[tuple, float | None]:  # noqa: ANN001
 
 def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_values(
     platform, workspace, org, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     from .conftest import connect
 
     resource = SalesforceResource(
@@ -73,7 +73,7 @@ def test_every_job_under_ten_percent_faults_of_every_kind_stores_the_clean_value
     refreshes = len(token_calls) - failed_token_calls  # token POSTs that got their answer
     retries = fired["rate_limit"] + fired["server_error"] + fired["drop"]  # each failed attempt was retried
     print(
-        f"\nSalesforce under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "  # noqa: T201
+        f"\nSalesforce under {RATE:.0%} faults of each kind: {len(received)} requests, faults {dict(fired)}, "
         f"retries {retries}, refreshes {refreshes} ({len(token_calls)} token calls)"
     )
     assert set(fired) == set(KINDS)

@@ -2,7 +2,7 @@
 computation straight over the sandbox org's own tables (SQL, not SOQL, not the reducers)."""
 
 import statistics
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -13,7 +13,7 @@ DAY_SECONDS = 86_400
 FIRST_DAY, LAST_DAY = (ORG_NOW - timedelta(days=29)).date(), ORG_NOW.date()
 
 
-def stored(platform, metric: str) -> dict[tuple, float | None]:  # noqa: ANN001
+def stored(platform, metric: str) -> dict[tuple, float | None]:
     """(period, measure, dims) -> value for one metric of the connection."""
     return {
         (row["period"], row["measure"], tuple(sorted(row["dimensions"].items()))): row["value"]
@@ -22,7 +22,7 @@ def stored(platform, metric: str) -> dict[tuple, float | None]:  # noqa: ANN001
 
 
 def day_bounds(day: date) -> tuple[int, int]:
-    start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
     return start, start + DAY_SECONDS
 
 
@@ -38,7 +38,7 @@ def range_tags() -> dict[str, str]:
     }
 
 
-def test_open_pipeline_by_stage(platform, sf_connection, sf_sandbox, materialize) -> None:  # noqa: ANN001
+def test_open_pipeline_by_stage(platform, sf_connection, sf_sandbox, materialize) -> None:
     result = materialize(["open_pipeline_by_stage"], partition_key="sf-acme")
     expected = sf_sandbox.org.run_sql(
         "SELECT StageName, COUNT(*), SUM(COALESCE(Amount, 0)), SUM(COALESCE(Amount, 0) * Probability / 100.0) "
@@ -60,7 +60,7 @@ def test_open_pipeline_by_stage(platform, sf_connection, sf_sandbox, materialize
 
 def test_win_rate_over_a_month_in_one_backfill_run(
     platform, sf_connection, sf_sandbox, materialize, range_tags
-) -> None:  # noqa: ANN001
+) -> None:
     result = materialize(["win_rate"], tags=range_tags)
     assert result.success
     values = stored(platform, "win_rate")
@@ -103,7 +103,7 @@ def test_win_rate_over_a_month_in_one_backfill_run(
         assert periods <= {day.isoformat()}
 
 
-def test_lead_conversion_and_case_volume(platform, sf_connection, sf_sandbox, materialize, range_tags) -> None:  # noqa: ANN001
+def test_lead_conversion_and_case_volume(platform, sf_connection, sf_sandbox, materialize, range_tags) -> None:
     assert materialize(["lead_conversion", "case_volume"], tags=range_tags).success
     leads, cases = stored(platform, "lead_conversion"), stored(platform, "case_volume")
     for day in days():
@@ -122,7 +122,7 @@ def test_lead_conversion_and_case_volume(platform, sf_connection, sf_sandbox, ma
 
 def test_sales_cycle_length_is_streamed_and_reduced(
     platform, sf_connection, sf_sandbox, materialize, range_tags
-) -> None:  # noqa: ANN001
+) -> None:
     assert materialize(["sales_cycle_length"], tags=range_tags).success
     values = stored(platform, "sales_cycle_length")
     seen = 0
@@ -131,7 +131,7 @@ def test_sales_cycle_length_is_streamed_and_reduced(
             "SELECT CreatedDate FROM Opportunity WHERE IsWon = 1 AND IsDeleted = 0 AND CloseDate = ?",
             (day.isoformat(),),
         )
-        lengths = [(day - datetime.fromtimestamp(ts, timezone.utc).date()).days for (ts,) in created]
+        lengths = [(day - datetime.fromtimestamp(ts, UTC).date()).days for (ts,) in created]
         assert values[(day, "count", ())] == len(lengths)
         if lengths:
             seen += 1
@@ -140,7 +140,7 @@ def test_sales_cycle_length_is_streamed_and_reduced(
     assert seen >= 3
 
 
-def test_rerun_replaces_the_partition(platform, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_rerun_replaces_the_partition(platform, sf_connection, materialize) -> None:
     materialize(["open_pipeline_by_stage"], partition_key="sf-acme")
     first = len(platform.metric_store.read(connection_id="sf-acme"))
     materialize(["open_pipeline_by_stage"], partition_key="sf-acme")
@@ -148,7 +148,7 @@ def test_rerun_replaces_the_partition(platform, sf_connection, materialize) -> N
     assert len(platform.metric_store.batches("sf-acme")) == 1
 
 
-def test_daily_partition_key_by_itself(platform, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_daily_partition_key_by_itself(platform, sf_connection, materialize) -> None:
     day = LAST_DAY - timedelta(days=3)
     key = dg.MultiPartitionKey({"connection": "sf-acme", "date": day.isoformat()})
     assert materialize(["win_rate"], partition_key=key).success

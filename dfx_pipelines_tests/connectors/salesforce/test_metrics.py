@@ -14,7 +14,7 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from dfx_pipelines.platform.metric_rows import MetricRow
 DAYS = [date(2024, 3, 1) + timedelta(days=offset) for offset in range(5)]
 QUIET_DAY = date(2024, 3, 9)  # nothing happens on it
 PERIODS = [*DAYS, QUIET_DAY]
-UTC = timezone.utc
+UTC = UTC
 
 FULL_SELECTION = {
     "Opportunity": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from simple_salesforce import format_soql
@@ -213,7 +213,7 @@ def test_aliases_in_the_soql_are_the_shared_constants():
 # --- periods --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [None, datetime(2024, 1, 31, tzinfo=timezone.utc), "2024-01-31", 20240131])
+@pytest.mark.parametrize("bad", [None, datetime(2024, 1, 31, tzinfo=UTC), "2024-01-31", 20240131])
 def test_daily_builders_refuse_anything_but_a_date(bad):
     with pytest.raises(ValueError, match="win_rate is daily"):
         queries.win_rate_query(FULL_SELECTION, bad)
@@ -409,7 +409,7 @@ def test_soql_literal_matches_simple_salesforce_on_random_strings():
 @pytest.mark.parametrize(
     "moment",
     [
-        datetime(2024, 1, 31, 0, 0, 0, tzinfo=timezone.utc),
+        datetime(2024, 1, 31, 0, 0, 0, tzinfo=UTC),
         datetime(2024, 1, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5))),
         datetime(2024, 2, 29, 12, 30, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
     ],
@@ -430,7 +430,7 @@ def test_soql_literal_refuses_what_it_cannot_render_exactly():
     with pytest.raises(ValueError, match="time zone"):
         soql_literal(datetime(2024, 1, 31))  # naive: simple_salesforce would read it in local time
     with pytest.raises(ValueError, match="whole seconds"):
-        soql_literal(datetime(2024, 1, 31, 0, 0, 0, 500, tzinfo=timezone.utc))
+        soql_literal(datetime(2024, 1, 31, 0, 0, 0, 500, tzinfo=UTC))
     for not_a_number in (float("nan"), float("inf"), float("-inf")):
         with pytest.raises(ValueError):
             soql_literal(not_a_number)

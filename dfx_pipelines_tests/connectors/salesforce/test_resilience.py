@@ -12,14 +12,14 @@ import pytest
 import trustme
 
 from dfx_pipelines.connectors.salesforce.cdc import poll_connection
-from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END
-from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START
 from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS
 from dfx_pipelines.connectors.salesforce.plugin import DEMO_SELECTION
 from dfx_pipelines.connectors.salesforce.queries import Cadence
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
 from dfx_pipelines.connectors.salesforce.sandbox import RunningSalesforceSandbox
 from dfx_pipelines.platform.errors import ConnectorError
+from dfx_pipelines.platform.partitions import RANGE_END_TAG as RANGE_END
+from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START
 from dfx_pipelines.platform.registry import ConnectionStatus
 from dfx_pipelines.platform.sandbox import Faults
 
@@ -67,11 +67,11 @@ def sf_resource(sf_sandbox: RunningSalesforceSandbox) -> SalesforceResource:
 # ---------------------------------------------------------------- helpers
 
 
-def since(sandbox: RunningSalesforceSandbox, mark: int) -> list:  # noqa: ANN401
+def since(sandbox: RunningSalesforceSandbox, mark: int) -> list:
     return sandbox.server.requests[mark:]
 
 
-def stored_rows(platform) -> set[tuple]:  # noqa: ANN001
+def stored_rows(platform) -> set[tuple]:
     """Every metric value of the connection, without provenance: (metric, partition, period, measure, dims, value)."""
     return {
         (r["metric"], r["partition_key"], r["period"], r["measure"], tuple(sorted(r["dimensions"].items())), r["value"])
@@ -151,7 +151,7 @@ def sent_soql(requests: list) -> list[str]:
 # ---------------------------------------------------------------- 1. same metrics under faults
 
 
-def test_faults_do_not_change_the_metrics(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_faults_do_not_change_the_metrics(platform, sf_sandbox, sf_connection, materialize) -> None:
     # Without ExpectedRevenue the open pipeline streams (and pages) every open deal: faults then also hit
     # nextRecordsUrl continuations, not just single-page aggregates.
     sf_connection.selection.objects["Opportunity"].remove("ExpectedRevenue")
@@ -191,7 +191,7 @@ def test_faults_do_not_change_the_metrics(platform, sf_sandbox, sf_connection, m
     assert len(token_calls) == refreshes and all(form["grant_type"] == "refresh_token" for form in token_calls)
 
 
-def test_faults_that_outlast_the_retries_fail_the_run_clearly(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_faults_that_outlast_the_retries_fail_the_run_clearly(platform, sf_sandbox, sf_connection, materialize) -> None:
     sf_sandbox.server.faults.inject("server_error", count=None, status=503, path_prefix=DATA)
     mark = len(sf_sandbox.server.requests)
     result = materialize(["win_rate"], partition_key=PARTITION, raise_on_error=False)
@@ -208,7 +208,7 @@ def test_faults_that_outlast_the_retries_fail_the_run_clearly(platform, sf_sandb
 @pytest.mark.parametrize("how", ["revoked by the org", "clock past the TTL"])
 def test_expired_access_token_is_refreshed_and_stored(
     platform, sf_sandbox, sf_connection, materialize, how: str
-) -> None:  # noqa: ANN001
+) -> None:
     vault_ref = sf_connection.secret_ref("oauth_access_token")
     old_token = platform.vault.get(vault_ref).get_secret_value()
     assert sf_sandbox.app.oauth.access_grant(old_token) is not None
@@ -236,7 +236,7 @@ def test_expired_access_token_is_refreshed_and_stored(
     assert all(metadata(result, m)["dagster/row_count"] > 0 for m in ("win_rate", "lead_conversion"))
 
 
-def test_a_revoked_refresh_token_fails_with_an_auth_error(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_a_revoked_refresh_token_fails_with_an_auth_error(platform, sf_sandbox, sf_connection, materialize) -> None:
     refresh = platform.vault.get(sf_connection.secret_ref("oauth_refresh_token")).get_secret_value()
     assert (
         sf_sandbox.session().post(f"{sf_sandbox.url}/services/oauth2/revoke", data={"token": refresh}).status_code
@@ -251,7 +251,7 @@ def test_a_revoked_refresh_token_fails_with_an_auth_error(platform, sf_sandbox, 
 # ---------------------------------------------------------------- 3. the API budget
 
 
-def test_api_budget_stops_the_run_after_the_first_response(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_api_budget_stops_the_run_after_the_first_response(platform, sf_sandbox, sf_connection, materialize) -> None:
     limit = sf_sandbox.app.usage.limit
     share = sf_connection.settings.api_limit_share
     sf_sandbox.app.set_api_usage(int(share * limit))  # the next call brings usage to the share
@@ -269,7 +269,7 @@ def test_api_budget_stops_the_run_after_the_first_response(platform, sf_sandbox,
     assert sf_sandbox.app.usage.used == used
 
 
-def test_api_budget_also_guards_change_polling(platform, sf_sandbox, sf_connection, sf_resource) -> None:  # noqa: ANN001
+def test_api_budget_also_guards_change_polling(platform, sf_sandbox, sf_connection, sf_resource) -> None:
     """The CDC sensor's calls (`updated`/`deleted`) report usage like queries do, so a poll stops too."""
     from dfx_pipelines.connectors.salesforce.resource import ApiBudgetExhausted
 
@@ -287,7 +287,7 @@ def test_api_budget_also_guards_change_polling(platform, sf_sandbox, sf_connecti
 
 def test_request_limit_exceeded_is_retried_a_bounded_number_of_times(
     platform, sf_sandbox, sf_connection, materialize
-) -> None:  # noqa: ANN001
+) -> None:
     sf_sandbox.app.set_api_usage(sf_sandbox.app.usage.limit)  # the org's daily limit is fully spent: 403s
     mark = len(sf_sandbox.server.requests)
 
@@ -304,7 +304,7 @@ def test_request_limit_exceeded_is_retried_a_bounded_number_of_times(
 # ---------------------------------------------------------------- 4. revoked connection
 
 
-def test_revoked_connection_fails_before_any_request(platform, sf_sandbox, sf_connection, materialize) -> None:  # noqa: ANN001
+def test_revoked_connection_fails_before_any_request(platform, sf_sandbox, sf_connection, materialize) -> None:
     platform.registry.set_status(sf_connection.id, ConnectionStatus.REVOKED)
     mark = len(sf_sandbox.server.requests)
 
@@ -334,7 +334,7 @@ def test_soql_field_parser() -> None:
     ) == ("CaseMilestone", {"MilestoneType.Name", "CompletionDate"})
 
 
-def test_unselected_fields_never_cross_the_wire(platform, workspace, sf_sandbox, sf_resource, materialize) -> None:  # noqa: ANN001
+def test_unselected_fields_never_cross_the_wire(platform, workspace, sf_sandbox, sf_resource, materialize) -> None:
     narrow = {
         "Opportunity": ["StageName", "Probability", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId"]
     }
@@ -365,7 +365,7 @@ def test_unselected_fields_never_cross_the_wire(platform, workspace, sf_sandbox,
 
 def test_full_demo_selection_sends_only_selected_fields(
     platform, sf_sandbox, sf_connection, sf_resource, materialize
-) -> None:  # noqa: ANN001
+) -> None:
     daily = [m.name for m in SALES_METRICS.values() if m.cadence is Cadence.DAILY]
     snapshot = [m.name for m in SALES_METRICS.values() if m.cadence is Cadence.SNAPSHOT]
     mark = len(sf_sandbox.server.requests)
@@ -410,7 +410,7 @@ def test_no_verify_false_anywhere() -> None:
 
 def test_an_untrusted_certificate_is_refused(
     platform, sf_sandbox, sf_connection, dagster_instance, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     other = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
     untrusting = SalesforceResource(
@@ -451,17 +451,17 @@ def test_an_untrusted_certificate_is_refused(
 )
 def test_a_next_records_url_off_the_instance_is_refused(
     platform, sf_sandbox, sf_connection, sf_resource, monkeypatch, hostile
-) -> None:  # noqa: ANN001
+) -> None:
     """simple-salesforce appends nextRecordsUrl to `https://<instance>`: a page pointing anywhere but a
     query locator on the instance would carry the session token to another host. The server (the network
     edge) is made to answer that; the client refuses before any further request."""
     client = sf_resource.client(platform, sf_connection)
-    client._sf.headers["Sforce-Query-Options"] = "batchSize=200"  # noqa: SLF001 - several pages from a small org
+    client._sf.headers["Sforce-Query-Options"] = "batchSize=200"
     ids = [record["Id"] for record in client.stream("SELECT Id FROM Opportunity")]
     assert len(ids) > 200 and len(set(ids)) == len(ids)  # several pages: real locators are followed
-    honest_page = sf_sandbox.app._page  # noqa: SLF001
+    honest_page = sf_sandbox.app._page
 
-    def hostile_page(cursor, locator, offset):  # noqa: ANN001, ANN202
+    def hostile_page(cursor, locator, offset):
         payload = honest_page(cursor, locator, offset)
         payload["done"], payload["nextRecordsUrl"] = False, hostile
         return payload

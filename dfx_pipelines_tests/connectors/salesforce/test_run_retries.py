@@ -77,7 +77,7 @@ def _run(
 
 def test_a_revoked_credential_fails_once_and_notifies(
     platform, workspace, sf_sandbox, sf_resource, production_retries
-) -> None:  # noqa: ANN001
+) -> None:
     connection = connect(platform, sf_sandbox, sf_resource)
     refresh = platform.vault.get(connection.secret_ref("oauth_refresh_token")).get_secret_value()
     assert (
@@ -96,7 +96,7 @@ def test_a_revoked_credential_fails_once_and_notifies(
 @pytest.mark.parametrize("spent", ["the connection's share", "the org's daily limit"])
 def test_an_exhausted_api_budget_fails_once(
     platform, workspace, sf_sandbox, sf_resource, production_retries, spent: str
-) -> None:  # noqa: ANN001
+) -> None:
     connection = connect(platform, sf_sandbox, sf_resource)
     limit = sf_sandbox.app.usage.limit
     sf_sandbox.app.set_api_usage(
@@ -109,7 +109,7 @@ def test_an_exhausted_api_budget_fails_once(
     assert run.tags["dagster/will_retry"] == "false" and should_retry(run, production_retries) is False
 
 
-def test_a_missing_permission_fails_once(platform, workspace, sf_sandbox, sf_resource, production_retries) -> None:  # noqa: ANN001
+def test_a_missing_permission_fails_once(platform, workspace, sf_sandbox, sf_resource, production_retries) -> None:
     connect(platform, sf_sandbox, sf_resource)
     sf_sandbox.server.faults.inject("server_error", count=None, status=403, path_prefix=DATA)
     try:
@@ -119,7 +119,7 @@ def test_a_missing_permission_fails_once(platform, workspace, sf_sandbox, sf_res
     assert run.tags["dagster/will_retry"] == "false" and should_retry(run, production_retries) is False
 
 
-def test_a_transient_failure_is_still_retried(platform, workspace, sf_sandbox, sf_resource, production_retries) -> None:  # noqa: ANN001
+def test_a_transient_failure_is_still_retried(platform, workspace, sf_sandbox, sf_resource, production_retries) -> None:
     connect(platform, sf_sandbox, sf_resource)
     sf_sandbox.server.faults.inject("server_error", count=None, status=503, path_prefix=DATA)
     try:
@@ -156,7 +156,8 @@ def test_every_connector_step_classifies_its_errors() -> None:
             if not isinstance(node, ast.FunctionDef):
                 continue
             decorators = [ast.unparse(d) for d in node.decorator_list]
-            if any(d.startswith(("dg.asset", "dg.op", "dg.multi_asset")) for d in decorators):
-                if "step_errors(context)" not in ast.unparse(node):
-                    missing.append(f"{path.relative_to(ROOT)}:{node.name}")
+            if any(d.startswith(("dg.asset", "dg.op", "dg.multi_asset")) for d in decorators) and (
+                "step_errors(context)" not in ast.unparse(node)
+            ):
+                missing.append(f"{path.relative_to(ROOT)}:{node.name}")
     assert missing == []

@@ -1,7 +1,7 @@
 """The nightly schedules recompute every active connection in full: one snapshot run and one run over
 its whole daily history, never for revoked connections or ones without a partition yet."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -16,7 +16,7 @@ from dfx_pipelines.platform.resources import PlatformResource
 from .conftest import connect
 
 
-def evaluate(schedule, instance, platform, when):  # noqa: ANN001, ANN201
+def evaluate(schedule, instance, platform, when):
     context = dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=when,
@@ -31,13 +31,13 @@ def evaluate(schedule, instance, platform, when):  # noqa: ANN001, ANN201
 
 def test_nightly_runs_cover_each_active_connection(
     platform, workspace, sf_sandbox, sf_resource, dagster_instance
-) -> None:  # noqa: ANN001
+) -> None:
     connect(platform, sf_sandbox, sf_resource)
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-beta", "display_name": "Beta"})
     connect(platform, sf_sandbox, sf_resource, config={"id": "sf-gone", "display_name": "Gone"})
     sync_partitions(dagster_instance, platform.registry, ["salesforce"])
     platform.registry.set_status("sf-gone", ConnectionStatus.REVOKED)
-    when = datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 26, 2, 15, tzinfo=UTC)
 
     snapshot = evaluate(salesforce_nightly_snapshot_schedule, dagster_instance, platform, when)
     assert sorted(r.partition_key for r in snapshot) == ["sf-acme", "sf-beta"]
@@ -59,8 +59,8 @@ def test_nightly_runs_cover_each_active_connection(
 
 def test_a_nightly_tick_that_launches_nothing_says_why(
     platform, workspace, sf_sandbox, sf_resource, dagster_instance
-) -> None:  # noqa: ANN001
-    when = datetime(2026, 11, 26, 2, 15, tzinfo=timezone.utc)
+) -> None:
+    when = datetime(2026, 11, 26, 2, 15, tzinfo=UTC)
     context = dg.build_schedule_context(
         instance=dagster_instance,
         scheduled_execution_time=when,

@@ -15,7 +15,7 @@ TOKEN_PATH = "/services/oauth2/token"
     pytest.param({"kind": "server_error", "status": 500}, id="500 from the token endpoint"),
     pytest.param({"kind": "rate_limit", "retry_after": 0}, id="429 from the token endpoint"),
 ])  # fmt: skip
-def test_a_refresh_that_fails_in_transit_is_retried(platform, sf_sandbox, sf_connection, fault) -> None:  # noqa: ANN001
+def test_a_refresh_that_fails_in_transit_is_retried(platform, sf_sandbox, sf_connection, fault) -> None:
     access_ref = sf_connection.secret_ref("oauth_access_token")
     old_access = platform.vault.get(access_ref).get_secret_value()
     sf_sandbox.app.oauth.expire_all_access_tokens()
@@ -39,7 +39,7 @@ def test_a_refresh_that_fails_in_transit_is_retried(platform, sf_sandbox, sf_con
 
 def test_a_token_expiring_again_right_after_a_refresh_is_refreshed_again_but_not_forever(
     platform, sf_sandbox, sf_connection
-) -> None:  # noqa: ANN001
+) -> None:
     from dfx_pipelines.connectors.salesforce.resource import MAX_REFRESHES_PER_CALL
     from dfx_pipelines.platform.errors import AuthError
 

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -108,7 +108,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def env(platform: Platform, workspace: Any, instance: dg.DagsterInstance) -> Iterator[Env]:
     # The org's clock starts at the wall clock's: If-Unmodified-Since compares our computation time
     # with the records' LastModifiedDate.
-    sandbox = start_salesforce_sandbox(SalesforceOrg(seed=7, opportunities=300, now=datetime.now(timezone.utc)))
+    sandbox = start_salesforce_sandbox(SalesforceOrg(seed=7, opportunities=300, now=datetime.now(UTC)))
     try:
         resource = SalesforceResource(client_id=sandbox.app.oauth.client_id, sandbox_ca_path=sandbox.ca_pem_path)
         connection = connect(platform, sandbox, resource)
@@ -169,11 +169,11 @@ def test_real_run_writes_only_the_designated_field_of_the_named_campaigns(env: E
     result = env.run_job(dry_run=False)
     outcomes = result.output_for_node("write_designated_fields")
     amounts = env.amounts()
-    assert {o["record_id"]: o["outcome"] for o in outcomes} == {campaign: "written" for campaign in amounts}
+    assert {o["record_id"]: o["outcome"] for o in outcomes} == dict.fromkeys(amounts, "written")
 
     sent = patches(env.requests[before:])
     assert len(sent) == len(amounts)
-    computed_at = batch["computed_at"].replace(tzinfo=timezone.utc)  # stored in UTC
+    computed_at = batch["computed_at"].replace(tzinfo=UTC)  # stored in UTC
     for request in sent:
         match = CAMPAIGN_PATCH.match(request.path)
         assert match and match.group(1) in amounts
@@ -204,7 +204,7 @@ def test_an_undesignated_field_is_refused_before_any_request(env: Env) -> None:
     for sobject, field in [("Campaign", "Name"), ("Opportunity", "Amount"), ("Account", "Sourced_Pipeline__c")]:
         record = env.sandbox.org.run_sql(f'SELECT "Id" FROM "{sobject}" ORDER BY "Id" LIMIT 1')[0][0]
         # The forbidden write comes last, after writes that are allowed: still nothing may be sent.
-        writes = [*planned, PlannedWrite(sobject, record, field, 1.0, datetime.now(timezone.utc))]
+        writes = [*planned, PlannedWrite(sobject, record, field, 1.0, datetime.now(UTC))]
         before = len(env.requests)
         for dry_run in (True, False):
             with pytest.raises(WriteRefused, match=f"{sobject}.{field} is not a designated write-back field"):
@@ -248,7 +248,7 @@ def test_a_designated_field_describe_says_is_not_updateable_is_refused(env: Env)
         write_back(
             client,
             connection,
-            [PlannedWrite("Opportunity", opportunity, "Weighted_Amount__c", 1.0, datetime.now(timezone.utc))],
+            [PlannedWrite("Opportunity", opportunity, "Weighted_Amount__c", 1.0, datetime.now(UTC))],
             dry_run=False,
         )
     # And through the job, whose plan now holds writes for both designations.
@@ -318,11 +318,11 @@ def test_a_campaign_edited_while_the_metric_was_computed_is_not_overwritten(
     changed = sorted(env.amounts())[0]
     store_result = MetricStore.write
 
-    def edited_before_the_result_is_stored(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def edited_before_the_result_is_stored(self, *args, **kwargs):
         # A person saves the campaign after our query started and before its result is stored. Whole
         # seconds apart: HTTP dates and the org's timestamps carry no fractions.
         time.sleep(2.1)
-        org.advance(max(datetime.now(timezone.utc) - timedelta(seconds=1) - org.now, timedelta(0)))
+        org.advance(max(datetime.now(UTC) - timedelta(seconds=1) - org.now, timedelta(0)))
         org.update("Campaign", changed, {"Status": "Completed"})
         return store_result(self, *args, **kwargs)
 

@@ -18,7 +18,7 @@ class Column:
     mode: str = "NULLABLE"
     description: str = ""
     policy_tags: tuple[str, ...] = ()
-    fields: tuple["Column", ...] = ()  # for RECORD columns
+    fields: tuple[Column, ...] = ()  # for RECORD columns
 
     def api_repr(self) -> dict[str, Any]:
         resource: dict[str, Any] = {"name": self.name, "type": self.type, "mode": self.mode}

@@ -6,14 +6,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
 from .catalog import Column
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 SCALAR_TYPES = {
     "tinyint": "INTEGER",
@@ -66,7 +67,7 @@ def schema_fields(columns: list[tuple[str, Any]]) -> list[Column]:
 
 def _micros(value: dt.datetime) -> int:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return (value - EPOCH) // dt.timedelta(microseconds=1)
 
 

@@ -8,8 +8,8 @@ and a test that only ever saw ASCII could not tell the two apart. Some values ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ EMAIL_NAMES = np.array(["alex", "maría", "jürgen", "chloé", "sam", "zoë"], d
 def row_counts(rows: int | Mapping[str, int]) -> dict[str, int]:
     """Rows per table (`dataset.table`). An int sizes every fact table; customers get a twentieth of it."""
     if isinstance(rows, int):
-        base = {name: rows for name in FACT_TABLES}
+        base = dict.fromkeys(FACT_TABLES, rows)
         base["shop.customers"] = max(50, rows // 20)
         return base
     counts = row_counts(int(rows.get("default", 1000)))

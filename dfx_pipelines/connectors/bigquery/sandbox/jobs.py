@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from . import errors
 from .catalog import Column

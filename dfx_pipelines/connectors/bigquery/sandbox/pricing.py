@@ -19,8 +19,9 @@ import datetime as dt
 import logging
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -78,8 +79,8 @@ class Price:
 
 
 def _expand(
-    tree: exp.Expression, catalog: Catalog, context: QueryContext, bases: dict[int, Table], depth: int = 0
-) -> exp.Expression:
+    tree: exp.Expr, catalog: Catalog, context: QueryContext, bases: dict[int, Table], depth: int = 0
+) -> exp.Expr:
     """Inline views as subqueries and spell base tables out in full, remembering each base node."""
     if depth > MAX_VIEW_DEPTH:
         raise ValueError("views nested too deeply")
@@ -130,7 +131,7 @@ def _schema(tables: list[Table]) -> dict[str, Any]:
 # ---------------------------------------------------------------- partition pruning
 
 
-def _date_literal(node: exp.Expression) -> dt.date | None:
+def _date_literal(node: exp.Expr) -> dt.date | None:
     if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE):
         node = node.this
     if isinstance(node, exp.Literal) and node.is_string and len(node.this) == 10:
@@ -151,9 +152,7 @@ COMPARISONS: dict[type, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], b
 }
 
 
-def _partition_predicate(
-    term: exp.Expression, is_partition: Callable[[exp.Expression], bool]
-) -> Callable[[dt.date], bool] | None:
+def _partition_predicate(term: exp.Expr, is_partition: Callable[[exp.Expr], bool]) -> Callable[[dt.date], bool] | None:
     """A test on the partition date for one WHERE conjunct, or None if it does not prune."""
     if type(term) in COMPARISONS:
         forward, backward = COMPARISONS[type(term)]
@@ -186,7 +185,7 @@ def _surviving_partitions(
         return None
     field = table.partition_field.lower()
 
-    def is_partition(node: exp.Expression) -> bool:
+    def is_partition(node: exp.Expr) -> bool:
         return isinstance(node, exp.Column) and node.name.lower() == field and node.table == alias
 
     condition = where.this
@@ -200,7 +199,7 @@ def _surviving_partitions(
 # ---------------------------------------------------------------- the price
 
 
-def _owner(scope: Scope, alias: str) -> Scope | None:
+def _owner(scope: Scope | None, alias: str) -> Scope | None:
     while scope is not None and alias not in scope.sources:
         scope = scope.parent
     return scope
@@ -233,16 +232,16 @@ def price_query(tree: exp.Query, catalog: Catalog, warehouse: Warehouse, context
         for scope in scopes:
             for column in scope.columns:
                 owner = _owner(scope, column.table)
-                source = owner.sources.get(column.table) if owner else None
-                if isinstance(source, exp.Table) and id(source) in instances:
-                    instances[id(source)][1].add(column.name.lower())
+                read = owner.sources.get(column.table) if owner else None
+                if isinstance(read, exp.Table) and id(read) in instances:
+                    instances[id(read)][1].add(column.name.lower())
             # A table or its alias used as a value (`TO_JSON_STRING(c)`, `SELECT c`, `c.*` inside an
             # expression) is the whole row: every column of the table is scanned.
             for alias in _row_aliases(scope):
                 owner = _owner(scope, alias)
-                source = owner.sources.get(alias) if owner else None
-                if isinstance(source, exp.Table) and id(source) in instances:
-                    instances[id(source)][1].update(c.name.lower() for c in instances[id(source)][0].columns)
+                read = owner.sources.get(alias) if owner else None
+                if isinstance(read, exp.Table) and id(read) in instances:
+                    instances[id(read)][1].update(c.name.lower() for c in instances[id(read)][0].columns)
         for table, columns, partitions in instances.values():
             reads.setdefault(id(table), []).append((columns, partitions))
     except (SqlglotError, ValueError, KeyError) as exc:
@@ -266,5 +265,5 @@ def _scan(
     processed = sum(stats.bytes.get(key, {}).get(column, 0) for key, column in pairs)
     all_columns = frozenset(c for cols, _ in instance_reads for c in cols)
     parts = [p for _, p in instance_reads]
-    partitions = None if any(p is None for p in parts) else frozenset().union(*parts)
+    partitions = None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
     return TableScan(table, all_columns, partitions, processed, billed_bytes(processed))

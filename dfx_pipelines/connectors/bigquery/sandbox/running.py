@@ -3,8 +3,9 @@ google-cloud-bigquery client to it with TLS verification on (the recommended wir
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dfx_pipelines.platform.http import NO_RETRY, build_session
 from dfx_pipelines.platform.sandbox import SandboxCA, SandboxServer
@@ -42,7 +43,7 @@ class RunningBigQuerySandbox:
         return self.app.project
 
     @property
-    def jobs(self) -> "JobLog":
+    def jobs(self) -> JobLog:
         """Every query job the sandbox saw (dry runs included): SQL, bytes, bill, state, error reason."""
         return self.app.jobs
 
@@ -61,7 +62,7 @@ class RunningBigQuerySandbox:
         self.server.stop()
         self.app.close()
 
-    def __enter__(self) -> "RunningBigQuerySandbox":
+    def __enter__(self) -> RunningBigQuerySandbox:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -87,7 +88,7 @@ def start_bigquery_sandbox(
     return running
 
 
-def authorized_session(credentials: "Credentials", sandbox_ca: str) -> "AuthorizedSession":
+def authorized_session(credentials: Credentials, sandbox_ca: str) -> AuthorizedSession:
     """An AuthorizedSession whose API calls *and* token refreshes trust the sandbox CA, on loopback only.
 
     The adapters come from `platform.http.build_session`, which forces `verify=<sandbox CA>` per request:
@@ -108,7 +109,7 @@ def make_client(
     *,
     key: Mapping[str, str] | None = None,
     project: str | None = None,
-) -> "bigquery.Client":
+) -> bigquery.Client:
     """The real client against the sandbox: in-memory service-account credentials (never a key file or
     GOOGLE_APPLICATION_CREDENTIALS), `api_endpoint` at the sandbox, TLS verified against its CA."""
     from google.cloud import bigquery

@@ -3,8 +3,9 @@ resolve `project.dataset.table` references against the catalog, and rewrite them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -47,7 +48,7 @@ def parse_query(sql: str) -> exp.Query:
     return statement
 
 
-def _statement_kind(statement: exp.Expression) -> str:
+def _statement_kind(statement: exp.Expr) -> str:
     if isinstance(statement, exp.Command):
         return str(statement.this).upper()
     if isinstance(statement, (exp.Create, exp.Drop)):
@@ -59,7 +60,7 @@ def _statement_kind(statement: exp.Expression) -> str:
 # ---------------------------------------------------------------- query parameters
 
 
-def _scalar_literal(type_name: str, value: Any) -> exp.Expression:
+def _scalar_literal(type_name: str, value: Any) -> exp.Expr:
     if value is None:
         return exp.cast(exp.Null(), type_name, dialect="bigquery")
     if type_name in ("INT64", "INTEGER", "FLOAT64", "FLOAT"):
@@ -73,7 +74,7 @@ def _scalar_literal(type_name: str, value: Any) -> exp.Expression:
     raise errors.invalid(f"Query parameter type {type_name} is not supported by this sandbox")
 
 
-def parameter_literal(parameter: dict[str, Any]) -> exp.Expression:
+def parameter_literal(parameter: dict[str, Any]) -> exp.Expr:
     """A REST `QueryParameter` (scalar or array of scalars) as a constant expression."""
     type_info = parameter.get("parameterType") or {}
     value_info = parameter.get("parameterValue") or {}
@@ -100,19 +101,19 @@ def bind_parameters(tree: exp.Query, parameters: list[dict[str, Any]] | None) ->
         raise errors.invalid_query(
             f"Query has {len(placeholders)} positional parameters but {len(positional)} were given"
         )
-    for node, parameter in zip(placeholders, positional):
-        node.replace(parameter_literal(parameter))
+    for placeholder, parameter in zip(placeholders, positional):
+        placeholder.replace(parameter_literal(parameter))
     return tree
 
 
 # ---------------------------------------------------------------- table references
 
 
-def _cte_names(tree: exp.Expression) -> set[str]:
+def _cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 
-def table_nodes(tree: exp.Expression) -> Iterable[exp.Table]:
+def table_nodes(tree: exp.Expr) -> Iterable[exp.Table]:
     """Every `FROM`/`JOIN` reference to a stored table or view (not CTEs, not UNNEST or functions)."""
     ctes = _cte_names(tree)
     for node in tree.find_all(exp.Table):
@@ -136,7 +137,7 @@ def resolve(node: exp.Table, catalog: Catalog, context: QueryContext) -> Table:
     return table
 
 
-def resolve_all(tree: exp.Expression, catalog: Catalog, context: QueryContext) -> list[tuple[exp.Table, Table]]:
+def resolve_all(tree: exp.Expr, catalog: Catalog, context: QueryContext) -> list[tuple[exp.Table, Table]]:
     return [(node, resolve(node, catalog, context)) for node in table_nodes(tree)]
 
 
@@ -158,14 +159,14 @@ def _name_anonymous_columns(tree: exp.Query) -> None:
         counter += 1
 
 
-def _widen_numeric_casts(tree: exp.Expression) -> None:
+def _widen_numeric_casts(tree: exp.Expr) -> None:
     """GoogleSQL NUMERIC is DECIMAL(38, 9); DuckDB's bare DECIMAL would be (18, 3)."""
     for node in list(tree.find_all(exp.DataType)):
         if node.this in (exp.DataType.Type.DECIMAL, exp.DataType.Type.BIGDECIMAL) and not node.expressions:
             node.replace(exp.DataType.build("DECIMAL(38, 9)", dialect="duckdb"))
 
 
-def _float_literals(tree: exp.Expression) -> None:
+def _float_literals(tree: exp.Expr) -> None:
     """`1.5` is FLOAT64 in GoogleSQL but DECIMAL in DuckDB."""
     for node in list(tree.find_all(exp.Literal)):
         if not node.is_string and any(mark in node.this for mark in ".eE"):

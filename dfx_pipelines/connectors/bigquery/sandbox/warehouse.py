@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import duckdb
 import pandas as pd

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from dfx_pipelines.connectors.jira.sandbox.render import RenderContext
 from dfx_pipelines.platform.sandbox import Request, Response
@@ -31,7 +32,7 @@ class ApiError(Exception):
 class Call:
     """One API request being served: the request, the route's path parameters, how to render."""
 
-    app: "JiraSandbox"
+    app: JiraSandbox
     request: Request
     params: dict[str, str]
     ctx: RenderContext
@@ -74,7 +75,7 @@ class Call:
             raise ApiError(400, f"The '{name}' parameter must be at least {minimum}.")
         return value
 
-    def issue(self, key_or_id: str) -> "IssueRecord":
+    def issue(self, key_or_id: str) -> IssueRecord:
         record = self.site.find(key_or_id)
         if record is None or not self.app.visible(record):
             raise ApiError(404, "Issue does not exist or you do not have permission to see it.")

@@ -73,7 +73,7 @@ class JiraSandbox(SandboxApp):
         api_tokens: dict[str, str] | None = None,
         personal_access_tokens: tuple[str, ...] = (DEFAULT_PAT,),
         passwords: dict[str, str] | None = None,
-        embedded_changelog_limit: int | None | str = "default",
+        embedded_changelog_limit: int | str | None = "default",
         hidden_projects: tuple[str, ...] = (),
         live_nulls: bool = False,
         require_project_in_jql: bool = False,

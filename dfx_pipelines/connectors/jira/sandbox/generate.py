@@ -12,7 +12,7 @@ import random
 import threading
 from array import array
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.mutations import SiteMutations
@@ -28,7 +28,7 @@ from dfx_pipelines.connectors.jira.sandbox.records import (
     from_epoch,
 )
 
-DEFAULT_NOW = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)  # fixed, so a seed alone fixes the data
+DEFAULT_NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)  # fixed, so a seed alone fixes the data
 WINDOW_DAYS = 365
 SPRINT_DAYS = 14
 FUTURE_SPRINTS = 2
@@ -139,7 +139,8 @@ class JiraSite(SiteMutations):
             return catalog.SERVICE_REQUEST
         if key_num <= 2:
             return catalog.EPIC  # every software project starts with epics to hang stories on
-        types, weights = zip(*TYPE_WEIGHTS_SOFTWARE)
+        types = [issue_type for issue_type, _ in TYPE_WEIGHTS_SOFTWARE]
+        weights = [weight for _, weight in TYPE_WEIGHTS_SOFTWARE]
         return rng.choices(types, weights)[0]
 
     def _generate_issues(self, rng: random.Random, count: int) -> None:
@@ -260,8 +261,8 @@ class JiraSite(SiteMutations):
         project_index = next((i for i, p in enumerate(catalog.PROJECTS) if p.key == project_key), None)
         if project_index is None or not number.isdigit():
             return None
-        num = self._key_index.get((project_index, int(number)))
-        return None if num is None else self.issues[num]
+        index = self._key_index.get((project_index, int(number)))
+        return None if index is None else self.issues[index]
 
     def histories(self, record: IssueRecord) -> list[History]:
         """The issue's whole changelog, oldest first."""

@@ -6,7 +6,8 @@ unknown ids are ignored, as Jira ignores them. Requested fields without a value 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.records import IssueRecord, jira_time

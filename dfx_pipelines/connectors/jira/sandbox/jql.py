@@ -15,7 +15,6 @@ Evaluation against the site lives in `jql_eval`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError, Token, tokenize
 
@@ -41,16 +40,16 @@ class Clause:
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class BoolOp:
     operator: str  # "and" | "or"
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
 
 
-Node = Union[Clause, Not, BoolOp]
+Node = Clause | Not | BoolOp
 
 
 @dataclass(frozen=True)

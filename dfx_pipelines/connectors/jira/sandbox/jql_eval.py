@@ -10,12 +10,12 @@ Without ORDER BY results come newest first (created DESC, then id DESC).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
-from dfx_pipelines.connectors.jira.sandbox.jql import BoolOp, Clause, Not, Node, Query, SortKey, Value, parse
+from dfx_pipelines.connectors.jira.sandbox.jql import BoolOp, Clause, Node, Not, Query, SortKey, Value, parse
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError
 from dfx_pipelines.connectors.jira.sandbox.records import IssueRecord
 
@@ -91,7 +91,6 @@ class Compiler:
     # ------------------------------------------------------------ equality fields: getter -> set of keys
 
     def equality_field(self, field: str) -> tuple[Callable[[IssueRecord], set], Callable[[Value, str], set]]:
-        site = self.site
         if field == "project":
             return (lambda r: {r.project}), self.resolve_project
         if field == "key":
@@ -216,7 +215,7 @@ class Compiler:
             if name == "now":
                 return now
             if name in ("startofday", "endofday"):
-                day = datetime.fromtimestamp(now, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+                day = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
                 offset = self.relative_seconds(value.arguments[0], field) if value.arguments else 0.0
                 moment = day.timestamp() + offset
                 return moment + (86400 - 0.001 if name == "endofday" else 0)
@@ -226,7 +225,7 @@ class Compiler:
             return int(text) / 1000.0  # Jira reads a bare number as epoch milliseconds
         for pattern in _DATE_FORMATS:
             try:
-                return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc).timestamp()
+                return datetime.strptime(text, pattern).replace(tzinfo=UTC).timestamp()
             except ValueError:
                 continue
         return now + self.relative_seconds(text, field)

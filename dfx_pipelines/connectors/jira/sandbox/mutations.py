@@ -7,7 +7,8 @@ status move into done also sets the resolution; out of done clears it) and bumps
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.plan import points_item, resolution_item, status_item
@@ -27,10 +28,11 @@ def _status(value: str) -> catalog.Status:
 
 
 class SiteMutations:
-    """Mixed into `JiraSite`."""
+    """Mixed into `JiraSite`. Its methods declare `self: JiraSite` (the class they run on); mypy accepts
+    only supertypes there, hence the `type: ignore[misc]` on each."""
 
-    def update_issue(
-        self: "JiraSite",
+    def update_issue(  # type: ignore[misc]
+        self: JiraSite,
         key: str,
         *,
         status: str | None = None,
@@ -63,8 +65,8 @@ class SiteMutations:
                 self._append_history(record, tuple(items), author)
             return record
 
-    def create_issue(
-        self: "JiraSite",
+    def create_issue(  # type: ignore[misc]
+        self: JiraSite,
         project: str,
         *,
         issuetype: str = "Story",
@@ -110,8 +112,13 @@ class SiteMutations:
             self.version += 1
             return record
 
-    def add_worklog(
-        self: "JiraSite", key: str, seconds: int, *, started: float | None = None, author: int = 0
+    def add_worklog(  # type: ignore[misc]
+        self: JiraSite,
+        key: str,
+        seconds: int,
+        *,
+        started: float | None = None,
+        author: int = 0,
     ) -> WorklogRecord:
         with self.lock:
             record = self._require(key)
@@ -138,19 +145,19 @@ class SiteMutations:
 
     # ------------------------------------------------------------ helpers
 
-    def _require(self: "JiraSite", key: str) -> IssueRecord:
+    def _require(self: JiraSite, key: str) -> IssueRecord:  # type: ignore[misc]
         record = self.find(key)
         if record is None:
             raise KeyError(f"no issue {key!r}")
         return record
 
-    def _sprint_change(self: "JiraSite", old: tuple[int, ...], new: tuple[int, ...]) -> ChangeItem:
+    def _sprint_change(self: JiraSite, old: tuple[int, ...], new: tuple[int, ...]) -> ChangeItem:  # type: ignore[misc]
         def names(ids: tuple[int, ...]) -> str:
             return ", ".join(sprint.name for sprint_id in ids if (sprint := self.sprint(sprint_id)) is not None)
 
         return (catalog.SPRINT_FIELD, ", ".join(map(str, old)), names(old), ", ".join(map(str, new)), names(new))
 
-    def _append_history(self: "JiraSite", record: IssueRecord, items: tuple[ChangeItem, ...], author: int) -> None:
+    def _append_history(self: JiraSite, record: IssueRecord, items: tuple[ChangeItem, ...], author: int) -> None:  # type: ignore[misc]
         history = History(self.now_epoch, author, items)
         if len(self.histories(record)) >= 9_999:
             raise ValueError("the sandbox keeps at most 9,999 histories per issue")

@@ -25,8 +25,8 @@ import re
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from dfx_pipelines.platform.sandbox import Request, Response
 
@@ -236,7 +236,7 @@ class AtlassianOAuth:
         token = body.get("refresh_token", "")
         family_id = self._refresh_owner.get(token)
         family = self._families.get(family_id) if family_id else None
-        if family is None or family.revoked:
+        if family_id is None or family is None or family.revoked:
             return _token_error("invalid_grant", "Unknown or invalid refresh token.")
         reused_within_leeway = token == family.previous_refresh and self.clock() - family.rotated_at <= REUSE_LEEWAY
         if token != family.current_refresh and not reused_within_leeway:

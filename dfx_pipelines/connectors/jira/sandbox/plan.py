@@ -150,9 +150,9 @@ def _sprint_scope(
             state = target
         return state == done_index
 
-    started = [s for s in sprints if s.start is not None]
-    upcoming = [s for s in started if s.start > selected_at]
-    running = [s for s in started if s.start <= selected_at and (s.complete is None or s.complete > selected_at)]
+    started = [(s.start, s) for s in sprints if s.start is not None]
+    upcoming = [s for start, s in started if start > selected_at]
+    running = [s for start, s in started if start <= selected_at and (s.complete is None or s.complete > selected_at)]
     if rng.random() < 0.7 and upcoming:
         sprint = upcoming[0]  # planned before the sprint starts: committed scope
     elif running:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # A change item as Jira's ChangeDetails: (fieldId, from, fromString, to, toString); None = Jira's null.
 ChangeItem = tuple[str, "str | None", "str | None", "str | None", "str | None"]
@@ -55,10 +55,30 @@ class IssueRecord:
     the issue's seed (`plan.plan_issue`); only mutations made afterwards are kept, in `extra_*`."""
 
     __slots__ = (
-        "num", "project", "key_num", "type", "created", "parent", "components", "priority", "assignee",
-        "reporter", "team", "tier", "labels", "generated",
-        "status_id", "resolution", "resolved", "points", "sprints", "updated", "status_changed",
-        "planned_histories", "extra_histories", "extra_worklogs",
+        "assignee",
+        "components",
+        "created",
+        "extra_histories",
+        "extra_worklogs",
+        "generated",
+        "key_num",
+        "labels",
+        "num",
+        "parent",
+        "planned_histories",
+        "points",
+        "priority",
+        "project",
+        "reporter",
+        "resolution",
+        "resolved",
+        "sprints",
+        "status_changed",
+        "status_id",
+        "team",
+        "tier",
+        "type",
+        "updated",
     )  # fmt: skip
 
     def __init__(self, **values: object):
@@ -115,7 +135,7 @@ def epoch(moment: datetime) -> float:
 
 
 def from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def jira_time(seconds: float | None) -> str | None:

@@ -12,8 +12,8 @@ from dfx_pipelines.connectors.jira.sandbox.issues import (
     parse_fields_param,
     resolve_fields,
 )
-from dfx_pipelines.connectors.jira.sandbox.jql_eval import Compiler
 from dfx_pipelines.connectors.jira.sandbox.jql import parse
+from dfx_pipelines.connectors.jira.sandbox.jql_eval import Compiler
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError
 from dfx_pipelines.connectors.jira.sandbox.records import SprintRecord, jira_time
 from dfx_pipelines.platform.sandbox import Response
@@ -31,18 +31,25 @@ def _boards(call: Call) -> list[tuple[int, catalog.ProjectSpec]]:
     return [(i, p) for i, p in enumerate(catalog.PROJECTS) if p.board is not None]
 
 
+def _board_spec(project: catalog.ProjectSpec) -> tuple[int, str, str]:
+    """(board id, name, type) of a project `_boards` listed (only projects with a board)."""
+    if project.board is None:
+        raise ApiError(404, "Board does not exist or you do not have permission to see it.")
+    return project.board
+
+
 def _board(call: Call) -> tuple[int, catalog.ProjectSpec]:
     board_id = call.params["board"]
     for index, project in _boards(call):
-        if str(project.board[0]) == board_id:
+        if str(_board_spec(project)[0]) == board_id:
             if index in call.app.hidden_project_indexes:
                 raise ApiError(403, f"You don't have permission to view board {board_id}.")
             return index, project
-    raise ApiError(404, f"Board does not exist or you do not have permission to see it.")
+    raise ApiError(404, "Board does not exist or you do not have permission to see it.")
 
 
 def board_json(call: Call, project: catalog.ProjectSpec) -> dict[str, Any]:
-    board_id, name, board_type = project.board
+    board_id, name, board_type = _board_spec(project)
     return {
         "id": board_id,
         "self": f"{_agile(call)}/board/{board_id}",
@@ -65,9 +72,9 @@ def boards(call: Call) -> Response:
             continue
         if wanted_project and wanted_project.upper() not in (project.key, project.id):
             continue
-        if wanted_type and project.board[2] not in wanted_type.split(","):
+        if wanted_type and _board_spec(project)[2] not in wanted_type.split(","):
             continue
-        if wanted_name and wanted_name.lower() not in project.board[1].lower():
+        if wanted_name and wanted_name.lower() not in _board_spec(project)[1].lower():
             continue
         chosen.append(board_json(call, project))
     start_at, max_results = (
@@ -83,7 +90,7 @@ def board(call: Call) -> Response:
 
 def board_configuration(call: Call) -> Response:
     _, project = _board(call)
-    board_id, name, board_type = project.board
+    board_id, name, board_type = _board_spec(project)
     columns = [
         {
             "name": column,
@@ -133,7 +140,7 @@ def sprint_json(call: Call, sprint: SprintRecord) -> dict[str, Any]:
 
 def board_sprints(call: Call) -> Response:
     _, project = _board(call)
-    if project.board[2] != "scrum":
+    if _board_spec(project)[2] != "scrum":
         raise ApiError(400, "The board does not support sprints")
     states = {s.strip().lower() for s in (call.arg("state") or "").split(",") if s.strip()}
     unknown = states - set(STATE_ORDER)
@@ -141,7 +148,9 @@ def board_sprints(call: Call) -> Response:
         raise ApiError(
             400, f"The sprint state '{sorted(unknown)[0]}' is not valid. Valid states are: future, active, closed."
         )
-    chosen = [s for s in call.site.sprints if s.board_id == project.board[0] and (not states or s.state in states)]
+    chosen = [
+        s for s in call.site.sprints if s.board_id == _board_spec(project)[0] and (not states or s.state in states)
+    ]
     chosen.sort(key=lambda s: (STATE_ORDER[s.state], s.id))
     start_at, max_results = (
         call.int_arg("startAt", 0),

@@ -13,8 +13,8 @@ from typing import Any
 
 from dfx_pipelines.connectors.jira.sandbox.api import ApiError, Call, route
 from dfx_pipelines.connectors.jira.sandbox.issues import (
-    NAVIGABLE_FIELD_IDS,
     ALL_FIELD_IDS,
+    NAVIGABLE_FIELD_IDS,
     field_names,
     field_schema,
     issue_json,

@@ -89,7 +89,7 @@ class RunningJiraSandbox:
     def stop(self) -> None:
         self.server.stop()
 
-    def __enter__(self) -> "RunningJiraSandbox":
+    def __enter__(self) -> RunningJiraSandbox:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -11,9 +11,10 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from dfx_pipelines.platform.sandbox import Request, Response, SandboxApp
 
@@ -113,7 +114,7 @@ class SalesforceSandbox(SandboxApp):
 
     # ------------------------------------------------------------ configuration
 
-    def bind(self, base_url: str) -> "SalesforceSandbox":
+    def bind(self, base_url: str) -> SalesforceSandbox:
         """Set instance_url to the running server's URL (e.g. `https://127.0.0.1:54321`)."""
         self.instance_url = base_url.rstrip("/")
         return self

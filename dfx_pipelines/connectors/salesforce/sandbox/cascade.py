@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 from .errors import SalesforceApiError
 from .schema import CASCADE, CLEAR, OBJECTS, RESTRICT, STORED_OBJECTS, FieldDef, ObjectDef
@@ -31,7 +31,7 @@ class DeletePlan:
         return {record_id for ids in self.deleted.values() for record_id in ids}
 
 
-@lru_cache(maxsize=None)
+@cache
 def referencing(parent: str) -> tuple[tuple[ObjectDef, FieldDef], ...]:
     """The stored objects' reference fields that can point at `parent`, with a rule that acts on delete."""
     return tuple(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class SandboxClock:
@@ -25,7 +25,7 @@ class SandboxClock:
 
     def now(self) -> datetime:
         with self._lock:
-            base = self._fixed if self._fixed is not None else datetime.now(timezone.utc)
+            base = self._fixed if self._fixed is not None else datetime.now(UTC)
             return _utc_seconds(base + self._offset)
 
     def advance(self, delta: timedelta) -> datetime:
@@ -38,5 +38,5 @@ class SandboxClock:
 
 def _utc_seconds(value: datetime) -> datetime:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)

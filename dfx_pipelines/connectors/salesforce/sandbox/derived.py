@@ -46,9 +46,9 @@ def _opportunity(row: dict[str, Any], changed: set[str]) -> dict[str, Any]:
         extra.update(IsClosed=int(is_closed), IsWon=int(is_won), ForecastCategoryName=forecast)
         if "Probability" not in changed:
             extra["Probability"] = float(probability)
-    probability = extra.get("Probability", row.get("Probability"))
+    percent = extra.get("Probability", row.get("Probability"))
     amount = row.get("Amount")
-    expected = None if amount is None or probability is None else round(amount * probability / 100.0, 2)
+    expected = None if amount is None or percent is None else round(amount * percent / 100.0, 2)
     extra["ExpectedRevenue"] = expected
     extra["Weighted_Amount__c"] = expected
     if "CloseDate" in changed and row.get("CloseDate"):

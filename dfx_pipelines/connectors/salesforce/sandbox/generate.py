@@ -12,13 +12,14 @@ milestone's TargetDate may lie in the future.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .ids import make_ids
-from .schema import LEAD_SOURCES, INDUSTRIES, MILESTONE_TYPES, OBJECTS, OPPORTUNITY_STAGES, OPPORTUNITY_TYPES, REGIONS
+from .schema import INDUSTRIES, LEAD_SOURCES, MILESTONE_TYPES, OBJECTS, OPPORTUNITY_STAGES, OPPORTUNITY_TYPES, REGIONS
 
 DAY = 86_400
 HISTORY_SPAN = 730 * DAY
@@ -67,7 +68,7 @@ class OrgSizes:
     contacts_per_account: int = 2
 
     @classmethod
-    def for_opportunities(cls, opportunities: int) -> "OrgSizes":
+    def for_opportunities(cls, opportunities: int) -> OrgSizes:
         n = max(1, opportunities)
         return cls(
             opportunities=n,
@@ -185,7 +186,7 @@ class OrgGenerator:
         owner: bool = True,
         deletable: bool = False,
     ) -> dict[str, list[Any]]:
-        n = index.shape[0]
+        n: int = index.shape[0]
         modified = np.maximum(modified, created)
         deleted = np.zeros(n, dtype=bool)
         if deletable:
@@ -237,12 +238,12 @@ class OrgGenerator:
         managers = self.ids("User", np.minimum(index // 8, n - 1))
         columns.update(
             Username=[
-                f"{f.lower()}.{l.lower().replace(chr(39), '')}{i}@dfx-sandbox.example"
-                for i, f, l in zip(index, first, last)
+                f"{f.lower()}.{surname.lower().replace(chr(39), '')}{i}@dfx-sandbox.example"
+                for i, f, surname in zip(index, first, last)
             ],
             FirstName=first,
             LastName=last,
-            Name=[f"{f} {l}" for f, l in zip(first, last)],
+            Name=[f"{f} {surname}" for f, surname in zip(first, last)],
             Email=[f"{f.lower()}.{i}@dfx-sandbox.example" for i, f in zip(index, first)],
             Title=pick(rng, ("Account Executive", "Sales Manager", "SDR", "Support Engineer", "VP Sales"), n),
             Department=pick(rng, ("Sales", "Support", "Marketing"), n, (6, 3, 1)),
@@ -317,7 +318,7 @@ class OrgGenerator:
                 AccountId=self.ids("Account", account),
                 FirstName=first,
                 LastName=last,
-                Name=[f"{f} {l}" for f, l in zip(first, last)],
+                Name=[f"{f} {surname}" for f, surname in zip(first, last)],
                 Email=[f"{f.lower()}.{i}@customer.example" for i, f in zip(index, first)],
                 Title=pick(rng, ("CEO", "CFO", "VP Operations", "IT Manager", "Procurement Lead", "Engineer"), m),
                 Department=pick(rng, ("Finance", "IT", "Operations", "Executive"), m),
@@ -525,7 +526,7 @@ class OrgGenerator:
             columns.update(
                 FirstName=first,
                 LastName=last,
-                Name=[f"{f} {l}" for f, l in zip(first, last)],
+                Name=[f"{f} {surname}" for f, surname in zip(first, last)],
                 Company=[
                     self.account_names[a] if c else company for a, c, company in zip(account, converted, companies)
                 ],

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import SalesforceApiError
 from .schema import LEAD_SOURCES, OPPORTUNITY_STAGES, REGIONS
@@ -18,7 +19,7 @@ _WEIGHTS = (5, 1, 1, 2, 2, 2, 1, 1)
 _OPEN_STAGES = [s[0] for s in OPPORTUNITY_STAGES if not s[3]]
 
 
-def random_change(org: "SalesforceOrg", rng: random.Random) -> tuple[str, str, str, "DeletePlan | None"]:
+def random_change(org: SalesforceOrg, rng: random.Random) -> tuple[str, str, str, DeletePlan | None]:
     """One random create, update or delete; returns (kind, object, id, the delete's cascade or None).
 
     A delete the org refuses (an Account or Contact that still has Cases: DELETE_FAILED) becomes an
@@ -40,11 +41,11 @@ def random_change(org: "SalesforceOrg", rng: random.Random) -> tuple[str, str, s
     return "updated", obj, record_id, None
 
 
-def _today_plus(org: "SalesforceOrg", days: int) -> str:
+def _today_plus(org: SalesforceOrg, days: int) -> str:
     return (org.now + timedelta(days=days)).date().isoformat()
 
 
-def _new_fields(org: "SalesforceOrg", obj: str, rng: random.Random) -> dict[str, Any]:
+def _new_fields(org: SalesforceOrg, obj: str, rng: random.Random) -> dict[str, Any]:
     account = org.random_id("Account", rng)
     contact = org.random_id("Contact", rng)
     builders: dict[str, Callable[[], dict[str, Any]]] = {
@@ -92,7 +93,7 @@ def _new_fields(org: "SalesforceOrg", obj: str, rng: random.Random) -> dict[str,
     return builders[obj]()
 
 
-def _changed_fields(org: "SalesforceOrg", obj: str, record_id: str, rng: random.Random) -> dict[str, Any]:
+def _changed_fields(org: SalesforceOrg, obj: str, record_id: str, rng: random.Random) -> dict[str, Any]:
     if obj == "Opportunity":
         row = org.get(obj, record_id) or {}
         if row.get("IsClosed"):

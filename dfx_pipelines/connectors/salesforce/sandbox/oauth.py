@@ -19,9 +19,10 @@ import re
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from dfx_pipelines.platform.sandbox import Request, Response
 

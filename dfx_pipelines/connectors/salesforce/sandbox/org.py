@@ -12,9 +12,10 @@ import queue
 import random
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .cascade import DeletePlan, indexed_references, plan_delete
 from .clock import SandboxClock
@@ -109,9 +110,9 @@ class SalesforceOrg:
         self._db.execute('CREATE INDEX "ix_history_opportunity" ON "OpportunityHistory" ("OpportunityId")')
         self._db.execute('CREATE INDEX "ix_deleted_log" ON "_deleted_log" (object, deleted_date)')
         # A delete finds the records that point at the deleted one (cascade, restrict, clear) by these.
-        for obj, field_name in indexed_references():
-            if (obj, field_name) != ("OpportunityHistory", "OpportunityId"):
-                self._db.execute(f'CREATE INDEX "ix_{obj}_{field_name}" ON "{obj}" ("{field_name}")')
+        for obj_name, field_name in indexed_references():
+            if (obj_name, field_name) != ("OpportunityHistory", "OpportunityId"):
+                self._db.execute(f'CREATE INDEX "ix_{obj_name}_{field_name}" ON "{obj_name}" ("{field_name}")')
 
     def _generate(self, seed: int, now_seconds: int) -> OrgGenerator:
         """Generate on a worker thread while this one inserts: SQLite releases the GIL while it writes, so
@@ -123,7 +124,7 @@ class SalesforceOrg:
             try:
                 generator.run()
                 batches.put(("", None))
-            except BaseException as exc:  # handed to the inserting thread, which raises it
+            except BaseException as exc:  # noqa: BLE001 - handed to the inserting thread, which raises it
                 batches.put(("", exc))
 
         worker = threading.Thread(target=produce, name="salesforce-sandbox-generate", daemon=True)
@@ -318,7 +319,7 @@ class SalesforceOrg:
             self._check_references(objdef, values)
             if if_unmodified_since is not None:
                 modified = load_datetime(row.get("LastModifiedDate") or row["SystemModstamp"])
-                if modified > if_unmodified_since.astimezone(timezone.utc).replace(microsecond=0):
+                if modified > if_unmodified_since.astimezone(UTC).replace(microsecond=0):
                     raise SalesforceApiError(
                         412, "PRECONDITION_FAILED", "The record was modified after the If-Unmodified-Since date"
                     )
@@ -524,8 +525,8 @@ class SalesforceOrg:
 
 def _floor_minute(value: datetime) -> datetime:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(second=0, microsecond=0)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _api_datetime(value: datetime) -> str:

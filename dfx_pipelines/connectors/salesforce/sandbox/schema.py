@@ -382,7 +382,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _ref("ManagerId", "User", "Manager", "Manager ID", on_delete=KEEP),
         ),
         deletable=False,
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Account",
         "Account",
@@ -404,7 +404,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _ref("ParentId", "Account", "Parent", "Parent Account ID"),
             _f("Description", "textarea", length=32000),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Contact",
         "Contact",
@@ -423,7 +423,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _pick("LeadSource", LEAD_SOURCES, "Lead Source"),
             _f("MailingCountry", "string", "Mailing Country", length=80),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Lead",
         "Lead",
@@ -470,7 +470,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
                 on_delete=KEEP,
             ),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Campaign",
         "Campaign",
@@ -491,7 +491,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             # A custom field a customer designates for write-back of the sourced-pipeline metric.
             _f("Sourced_Pipeline__c", "currency", "Sourced Pipeline"),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "CampaignMember",
         "Campaign Member",
@@ -508,7 +508,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _readonly("HasResponded", "boolean", "Responded", nillable=False),
             _readonly("FirstRespondedDate", "date", "First Responded Date"),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Opportunity",
         "Opportunity",
@@ -541,7 +541,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
                 "Weighted_Amount__c", "currency", "Weighted Amount", calculated=True, formula="Amount * Probability"
             ),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "OpportunityHistory",
         "Opportunity History",
@@ -568,7 +568,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         updateable=False,
         createable=False,
         deletable=False,
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Case",
         "Case",
@@ -594,7 +594,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _f("IsEscalated", "boolean", "Escalated", nillable=False),
             _f("Description", "textarea", length=32000),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "MilestoneType",
         "Milestone",
@@ -605,7 +605,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _f("Name", "string", length=80, nillable=False, name_field=True),
             _f("Description", "textarea", length=255),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "CaseMilestone",
         "Case Milestone",
@@ -639,7 +639,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _readonly("ElapsedTimeInMins", "int", "Elapsed Time (Mins)"),
         ),
         createable=False,
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Task",
         "Task",
@@ -671,7 +671,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _f("CallDurationInSeconds", "int", "Call Duration"),
             _f("Description", "textarea", length=32000),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Event",
         "Event",
@@ -699,7 +699,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
                 on_delete=CASCADE,
             ),
         ),
-    ),  # fmt: skip
+    ),
     ObjectDef(
         "Deal_Review__c",
         "Deal Review",
@@ -716,7 +716,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
             _f("Approved__c", "boolean", "Approved", nillable=False),
             _f("Notes__c", "textarea", "Notes", length=32768),
         ),
-    ),  # fmt: skip
+    ),
     # A change-event entity: listed and describable, but neither queryable nor replicateable, like the real one.
     ObjectDef(
         "OpportunityChangeEvent",
@@ -735,7 +735,7 @@ _OBJECTS: tuple[ObjectDef, ...] = (
         updateable=False,
         createable=False,
         deletable=False,
-    ),  # fmt: skip
+    ),
 )
 
 OBJECTS: dict[str, ObjectDef] = {obj.name: obj for obj in _OBJECTS}

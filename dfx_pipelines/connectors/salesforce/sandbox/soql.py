@@ -23,7 +23,7 @@ DEFAULT_API_VERSION = "59.0"
 class QueryResult:
     """The result of one query: `total_size` rows, read with `page(start, size)`."""
 
-    def __init__(self, org: "SalesforceOrg", plan: Plan, version: str):
+    def __init__(self, org: SalesforceOrg, plan: Plan, version: str):
         self.org = org
         self.plan = plan
         self.version = version
@@ -97,7 +97,7 @@ class QueryResult:
 
 
 def execute(
-    org: "SalesforceOrg", text: str, *, include_deleted: bool = False, version: str = DEFAULT_API_VERSION
+    org: SalesforceOrg, text: str, *, include_deleted: bool = False, version: str = DEFAULT_API_VERSION
 ) -> QueryResult:
     """Parse, check and run `text`; raises `SalesforceApiError` exactly where Salesforce would answer 400."""
     query = parse(text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 DATE_FUNCTIONS = frozenset({
@@ -37,7 +37,7 @@ class FuncCall:
         return f"{self.name}({self.arg.key if self.arg else ''})"
 
 
-Expr = Union[FieldRef, FuncCall]
+Expr = FieldRef | FuncCall
 
 
 @dataclass(frozen=True)
@@ -60,15 +60,15 @@ class Comparison:
 @dataclass(frozen=True)
 class BoolOp:
     op: str  # AND or OR
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
 
 
 @dataclass(frozen=True)
 class Not:
-    item: "Condition"
+    item: Condition
 
 
-Condition = Union[Comparison, BoolOp, Not]
+Condition = Comparison | BoolOp | Not
 
 
 @dataclass(frozen=True)

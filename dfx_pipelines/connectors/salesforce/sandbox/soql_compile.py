@@ -6,9 +6,10 @@ canonical spelling, double-quoted); every value is a `?` parameter. Relationship
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
-from typing import Any, Callable
+from datetime import UTC, date, datetime, time
+from typing import Any
 
 from .ids import to_18
 from .schema import NUMERIC_TYPES, OBJECTS, TEXT_TYPES, FieldDef, ObjectDef, find_object
@@ -104,7 +105,8 @@ class Compiler:
             alias_names.add(self.query.object_alias.lower())
         if len(path) > 1 and path[0].lower() in alias_names and self.obj.relationship(path[0]) is None:
             path = path[1:]
-        current, table_alias, chain = self.obj, "t0", ()
+        current, table_alias = self.obj, "t0"
+        chain: tuple[str, ...] = ()
         names: list[str] = []
         for part in path[:-1]:
             relation = current.relationship(part)
@@ -295,7 +297,7 @@ class Compiler:
         low: Any
         high: Any
         if left.type == "datetime":  # stored as epoch seconds; the org's day starts at 00:00 UTC
-            low, high = (store_datetime(datetime.combine(day, time(), timezone.utc)) for day in (start, end))
+            low, high = (store_datetime(datetime.combine(day, time(), UTC)) for day in (start, end))
         else:
             low, high = start.isoformat(), end.isoformat()
         column = left.sql
@@ -368,7 +370,7 @@ class Compiler:
             collate = " COLLATE NOCASE" if typed.type in TEXT_TYPES and typed.type not in ("id", "reference") else ""
             nulls = "LAST" if item.nulls_last else "FIRST"  # Salesforce sorts nulls first unless told otherwise
             parts.append(f"{typed.sql}{collate} {'DESC' if item.descending else 'ASC'} NULLS {nulls}")
-        return parts and " ORDER BY " + ", ".join(parts) or ""
+        return (parts and " ORDER BY " + ", ".join(parts)) or ""
 
     def compile(self) -> Plan:
         query = self.query

@@ -7,7 +7,7 @@ epoch (UTC, whole seconds — compact, and comparison is time order). Answered: 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .errors import SalesforceApiError
@@ -20,17 +20,17 @@ _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def store_datetime(value: datetime) -> int:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return int(value.timestamp())
 
 
 def load_datetime(stored: int) -> datetime:
-    return datetime.fromtimestamp(int(stored), timezone.utc)
+    return datetime.fromtimestamp(int(stored), UTC)
 
 
 def api_datetime(value: datetime) -> str:
     """Salesforce's JSON datetime: `2024-01-31T12:00:00.000+0000`."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def parse_datetime_text(text: str, *, assume_utc: bool = True) -> datetime | None:
@@ -48,11 +48,11 @@ def parse_datetime_text(text: str, *, assume_utc: bool = True) -> datetime | Non
     if zone in (None, "Z"):
         if zone is None and not assume_utc:
             return None
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     sign = 1 if zone[0] == "+" else -1
     digits = zone[1:].replace(":", "")
     offset_minutes = sign * (int(digits[:2]) * 60 + int(digits[2:]))
-    return (value - timedelta(minutes=offset_minutes)).replace(tzinfo=timezone.utc)
+    return (value - timedelta(minutes=offset_minutes)).replace(tzinfo=UTC)
 
 
 def json_value(field_type: str, stored: Any) -> Any:

@@ -4,7 +4,7 @@ independently, and a hand computation of BigQuery's logical bytes to check the s
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import pandas as pd
 import pytest

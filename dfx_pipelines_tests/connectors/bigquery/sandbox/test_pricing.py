@@ -142,7 +142,7 @@ def test_dry_runs_execute_nothing(client, sandbox: RunningBigQuerySandbox) -> No
     rows = client.query_and_wait("SELECT * FROM shop.orders", job_config=bigquery.QueryJobConfig(dry_run=True))
     assert list(rows) == [] and rows.total_bytes_processed > 0
     assert len(sandbox.app.warehouse.executed) == executed_before
-    logged = [j for j in sandbox.app.jobs if j.job_id == insert_job.job_id][0]
+    logged = next(j for j in sandbox.app.jobs if j.job_id == insert_job.job_id)
     assert (logged.dry_run, logged.executed, logged.bytes_billed, logged.state) == (True, False, 0, "DONE")
     assert logged.bytes_processed == insert_job.total_bytes_processed > 0
     assert sandbox.app.jobs[-1].dry_run and not sandbox.app.jobs[-1].executed  # the query_and_wait one
@@ -160,7 +160,7 @@ def test_executed_job_bills_ceil_mib_above_the_minimum(client, frames, schemas, 
     assert len(list(job.result())) == 5
     assert job.total_bytes_processed == expected
     assert job.total_bytes_billed == -(-expected // MIB) * MIB == billed([expected])
-    assert [j for j in sandbox.app.jobs if j.job_id == job.job_id][0].executed
+    assert next(j for j in sandbox.app.jobs if j.job_id == job.job_id).executed
 
 
 def test_maximum_bytes_billed_below_the_bill_fails_unbilled_with_no_rows(client, sandbox) -> None:
@@ -176,7 +176,7 @@ def test_maximum_bytes_billed_below_the_bill_fails_unbilled_with_no_rows(client,
         client.query_and_wait(sql, job_config=bigquery.QueryJobConfig(maximum_bytes_billed=1))
     assert fast_path.value.errors[0]["reason"] == "bytesBilledLimitExceeded"
     assert len(sandbox.app.warehouse.executed) == executed_before  # never ran
-    failed = [j for j in sandbox.app.jobs if j.job_id == job.job_id][0]
+    failed = next(j for j in sandbox.app.jobs if j.job_id == job.job_id)
     assert (failed.error_reason, failed.executed, failed.bytes_billed, failed.rows) == (
         "bytesBilledLimitExceeded",
         False,

@@ -13,7 +13,6 @@ from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
 from dfx_pipelines.connectors.jira.sandbox.jql import Clause, parse
 from dfx_pipelines.connectors.jira.sandbox.jql_lexer import JqlError
-from dfx_pipelines.connectors.jira.sandbox.server import start_jira_sandbox
 from dfx_pipelines_tests.connectors.jira.sandbox.conftest import http
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from simple_salesforce import Salesforce
@@ -15,7 +15,7 @@ from dfx_pipelines.platform.http import NO_RETRY, build_session
 from dfx_pipelines.platform.sandbox import SandboxCA
 
 # A Sunday in mid-June, so THIS_WEEK, THIS_MONTH and THIS_QUARTER are easy to reason about.
-FIXED_NOW = datetime(2025, 6, 15, 12, 30, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2025, 6, 15, 12, 30, 0, tzinfo=UTC)
 
 
 def client(sandbox: RunningSalesforceSandbox, access_token: str, version: str = "59.0") -> Salesforce:

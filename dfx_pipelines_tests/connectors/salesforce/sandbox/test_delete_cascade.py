@@ -53,7 +53,7 @@ def dangling_references(org: SalesforceOrg) -> list[tuple[str, str, str, str]]:
     return found
 
 
-def deleted_endpoint(sf, obj: str, start) -> set[str]:  # noqa: ANN001 - simple_salesforce.Salesforce
+def deleted_endpoint(sf, obj: str, start) -> set[str]:
     return {r["id"] for r in getattr(sf, obj).deleted(start, start + timedelta(days=1))["deletedRecords"]}
 
 
