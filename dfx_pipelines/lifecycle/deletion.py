@@ -19,6 +19,7 @@ audit keeps counts: neither holds data.
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -65,7 +66,7 @@ class DeletionReport:
         return {key: value for key, value in self.__dict__.items() if key != "connection_id"}
 
 
-def run_is_for(tags: dict[str, str], connection_id: str) -> bool:
+def run_is_for(tags: Mapping[str, str], connection_id: str) -> bool:
     """Whether a run's tags say it ran for this connection (ours, or Dagster's partition tags)."""
     if tags.get(CONNECTION_TAG) == connection_id:
         return True

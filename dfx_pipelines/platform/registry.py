@@ -10,11 +10,12 @@ Adding a connection writes the registry row and the vault secrets together or no
 
 from __future__ import annotations
 
+import builtins
 import enum
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import (
@@ -70,6 +71,9 @@ def _display_text(value: str) -> str:
 _LEGACY_FIELDS = ("objects", "projects", "boards", "datasets")  # the one selection model all kinds once shared
 
 
+_S = TypeVar("_S", bound="SelectionBase")
+
+
 class SelectionBase(_Model):
     """What the customer chose to share. Only what is listed here is ever read.
 
@@ -94,6 +98,13 @@ class SelectionBase(_Model):
                 if key in cls.model_fields or key not in _LEGACY_FIELDS or value not in ([], {})
             }
         return data
+
+    def narrowed(self, model: type[_S]) -> _S:
+        """This selection as its kind's model, for a connector that needs the exact type (the type
+        checker sees `Connection.selection` as the base); a selection of another kind is a bug."""
+        if not isinstance(self, model):
+            raise TypeError(f"expected a {model.__name__}, got a {type(self).__name__}")
+        return self
 
     def check(self, endpoint: Mapping[str, Any]) -> None:
         """Validate every identifier that will reach a query by the kind's strict patterns (some
@@ -319,7 +330,7 @@ class Registry:
     # -- connections
 
     @staticmethod
-    def _from_row(row: Mapping[str, Any]) -> Connection:
+    def _from_row(row: Mapping[Any, Any]) -> Connection:
         return Connection.model_validate(
             {
                 **row["config"],
@@ -418,7 +429,7 @@ class Registry:
         kind: str | None = None,
         workspace_id: str | None = None,
         statuses: Iterable[ConnectionStatus] | None = None,
-    ) -> list[Connection]:
+    ) -> builtins.list[Connection]:
         query = sa.select(tables.connections).order_by(tables.connections.c.id)
         if kind is not None:
             query = query.where(tables.connections.c.kind == kind)
@@ -429,7 +440,7 @@ class Registry:
         with self.engine.connect() as db:
             return [self._from_row(row) for row in db.execute(query).mappings()]
 
-    def partition_keys(self, kind: str) -> list[str]:
+    def partition_keys(self, kind: str) -> builtins.list[str]:
         """Connections that still hold cached data, and so still have a partition."""
         live = (ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED, ConnectionStatus.REMOVED)
         return [c.id for c in self.list(kind=kind, statuses=live)]

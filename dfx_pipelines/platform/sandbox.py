@@ -51,7 +51,7 @@ class Headers(dict):
         for key, value in (items or {}).items():
             self[key.lower()] = value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
@@ -439,7 +439,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # TLS handshakes refused by a client that does not trust us, and dropped connections, are
         # expected in tests; keep them out of stderr.
-        log.debug("sandbox connection error from %s", client_address, exc_info=True)
+        log.debug("sandbox connection error from %s", client_address, exc_info=True)  # noqa: LOG014 - socketserver calls this inside its except block
 
 
 class SandboxServer:

@@ -198,7 +198,7 @@ def test_a_selection_stored_under_the_shared_model_still_loads() -> None:
     connection = parse_connection({**config, "selection": stored})
     assert isinstance(connection.selection, SalesforceSelection)
     assert connection.config_json()["selection"] == {"objects": {"Opportunity": ["Amount"]}}
-    with pytest.raises(ConfigError, match="selection.projects"):
+    with pytest.raises(ConfigError, match=r"selection\.projects"):
         parse_connection({**config, "selection": {**stored, "projects": ["ABC"]}})
 
 

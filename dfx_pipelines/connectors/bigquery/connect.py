@@ -165,7 +165,7 @@ def connect_bigquery(
             problems, infos, discovered = describe_selection(
                 client,
                 endpoint["project"],
-                connection.selection,
+                connection.selection.narrowed(BigQuerySelection),
                 timeout=CALL_TIMEOUT_S,
                 deadline=CALL_DEADLINE_S,
             )
@@ -179,7 +179,7 @@ def connect_bigquery(
         except exceptions.GoogleAPICallError as exc:
             raise ConnectorError(f"reading BigQuery metadata failed: {redact(str(exc))[:300]}") from None
         for spec in specs:
-            problems += spec_problems(spec, connection.selection, infos, granted)
+            problems += spec_problems(spec, connection.selection.narrowed(BigQuerySelection), infos, granted)
         if problems:
             raise ConfigError("the selection does not match this BigQuery project: " + "; ".join(problems))
     finally:

@@ -48,6 +48,7 @@ from dfx_pipelines.connectors.bigquery.ledger import (
     Reservation,
     default_owner,
 )
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.connectors.bigquery.sql_check import (
     TableRef,
     check_columns,
@@ -301,7 +302,7 @@ class GatedBigQuery:
         columns, evidence = read_columns(tree, {ref: meta.columns for ref, meta in metas.items()}, self.project)
         check_columns(
             columns,
-            self.connection.selection,
+            self.connection.selection.narrowed(BigQuerySelection),
             {ref: meta.tagged for ref, meta in metas.items()},
             self.connection.endpoint.get("granted_policy_tags", []),
             evidence,
@@ -310,14 +311,16 @@ class GatedBigQuery:
             if meta.view_query:  # a view reading a tagged column must not launder it
                 inner = parse_select(meta.view_query)
                 inner_refs = table_refs(inner, ref.project)
-                check_tables(inner_refs, self.connection.selection, self.project, f"view {ref.key}")
+                check_tables(
+                    inner_refs, self.connection.selection.narrowed(BigQuerySelection), self.project, f"view {ref.key}"
+                )
                 self._check_columns(inner, inner_refs, depth + 1)
 
     def _inspect(self, query: GatedQuery) -> _Inspected:
         """Everything that needs no request: SELECT only, tables named, parameters typed."""
         tree = parse_select(query.sql)
         refs = table_refs(tree, self.project)
-        check_tables(refs, self.connection.selection, self.project, "the query")
+        check_tables(refs, self.connection.selection.narrowed(BigQuerySelection), self.project, "the query")
         for name, value in query.params.items():
             _query_parameter(name, value)
         return _Inspected(query, gate.fingerprint(query.sql, query.params), tree, refs)
@@ -342,7 +345,12 @@ class GatedBigQuery:
         except exceptions.GoogleAPICallError as exc:
             raise DryRunFailed(f"dry run failed, nothing was run: {_api_error_text(exc)}") from None
         referenced = [TableRef(t.project, t.dataset_id, t.table_id) for t in job.referenced_tables or []]
-        check_tables(referenced, self.connection.selection, self.project, "the dry run's referencedTables")
+        check_tables(
+            referenced,
+            self.connection.selection.narrowed(BigQuerySelection),
+            self.project,
+            "the dry run's referencedTables",
+        )
         processed = int(job.total_bytes_processed or 0)
         return gate.project(processed, max(len(referenced), 1), self.connection.settings.price_per_tib_usd, self.margin)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dfx_pipelines.connectors.jira.selection import JiraSelection
 from dfx_pipelines.platform import identifiers
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 DEMO_CONNECTION = "jira-demo"
 DEMO_DAYS = 30
-DEMO_SELECTION = {"projects": ["ALPHA", "BETA", "OPS"], "boards": [1, 2]}
+DEMO_SELECTION: dict[str, list[Any]] = {"projects": ["ALPHA", "BETA", "OPS"], "boards": [1, 2]}
 DEMO_FIELD_MAPPER = [
     {"target": "story_points", "source": "customfield_10016", "label": "Story point estimate"},
     {"target": "team", "source": "customfield_10001", "label": "Team"},

@@ -132,7 +132,9 @@ def connect_salesforce(
         try:
             with translate_errors("Salesforce describe"):
                 problems = describe_selection_problems(
-                    sf.describe() or {}, lambda name: getattr(sf, name).describe(), connection.selection
+                    sf.describe() or {},
+                    lambda name: getattr(sf, name).describe(),
+                    connection.selection.narrowed(SalesforceSelection),
                 )
                 problems += writeback_problems(lambda name: getattr(sf, name).describe(), connection)
         except SalesforceError as exc:
