@@ -86,12 +86,13 @@ def _alembic_scripts_read_once() -> Iterator[None]:
     (~90 files each time: most of a run's storage cost). The migration files do not change during a test
     session, so each directory is read once per process; what is run against each database (the revision
     check, `upgrade`, `stamp`) is unchanged."""
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     real = ScriptDirectory.from_config.__func__
     loaded: dict[tuple, ScriptDirectory] = {}
 
-    def from_config(cls, config):
+    def from_config(cls: type[ScriptDirectory], config: Config) -> ScriptDirectory:
         key = (cls, config.get_main_option("script_location"), config.get_main_option("version_locations"))
         if key not in loaded:
             loaded[key] = real(cls, config)
@@ -170,7 +171,9 @@ def _premigrated_dagster_storage(monkeypatch: pytest.MonkeyPatch, tmp_path_facto
         return _dagster_template[0]
 
     @contextlib.contextmanager
-    def instance_for_test(overrides=None, set_dagster_home=True, temp_dir=None, **kwargs):
+    def instance_for_test(
+        overrides: dict | None = None, set_dagster_home: bool = True, temp_dir: str | None = None, **kwargs: bool
+    ) -> Iterator[dg.DagsterInstance]:
         with contextlib.ExitStack() as stack:
             if not any(key in (overrides or {}) for key in _DAGSTER_STORAGE_KEYS):
                 if not temp_dir:
