@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from dfx_pipelines.connectors.jira.compute import METRICS
 from dfx_pipelines.connectors.jira.sandbox.generate import JiraSite
@@ -24,6 +25,10 @@ from dfx_pipelines.platform.services import Platform
 from .conftest import Materializer, connect_cloud, make_sandbox, range_tags, resource_for
 
 SEED = 20261202
+# A long, bounded property run (every batch re-reads the sandbox and recomputes every metric); the suite's
+# 300 s limit is there to catch hangs, and on two loaded cores under xdist this test alone can take longer.
+pytestmark = pytest.mark.timeout(900)
+
 BATCHES = 4  # random change batches, each followed by one sensor tick and its runs
 CHANGES_PER_BATCH = 6
 WINDOW_DAYS = 20

@@ -38,6 +38,10 @@ from dfx_pipelines.platform.services import Platform
 from .conftest import Materializer, connect
 
 SEED = 20261201
+# A long, bounded property run (every batch re-reads the sandbox and recomputes every metric); the suite's
+# 300 s limit is there to catch hangs, and on two loaded cores under xdist this test alone can take longer.
+pytestmark = pytest.mark.timeout(900)
+
 BATCHES = 5  # random change batches, each followed by one sensor tick and its runs
 CHANGES_PER_BATCH = 8
 WINDOW_DAYS = 12
