@@ -68,9 +68,12 @@ class Period:
 
 @dataclass(frozen=True)
 class PipelineStore:
-    """One of the pipeline's own stores: dagster_runs, dagster_ticks, compute_logs, access_logs, metric_cache, vault."""
+    """One of the pipeline's own stores: dagster_runs, dagster_ticks, compute_logs, access_logs, metric_cache,
+    vault, and sent_notifications (the sync-error emails the pipeline itself sent: email correspondence)."""
 
-    name: Literal["dagster_runs", "dagster_ticks", "compute_logs", "access_logs", "metric_cache", "vault"]
+    name: Literal[
+        "dagster_runs", "dagster_ticks", "compute_logs", "access_logs", "metric_cache", "vault", "sent_notifications"
+    ]
 
     def __str__(self) -> str:
         return self.name
@@ -128,6 +131,11 @@ PIPELINE_RULES: tuple[RetentionRule, ...] = (
         "dagster_compute_logs", PipelineStore("compute_logs"), "file modified time", Period(days=90), promise="P28"
     ),
     RetentionRule("sensor_tick_history", PipelineStore("dagster_ticks"), "tick time", Period(days=90), promise="P28"),
+    # The pipeline's own email correspondence (sync-error notices, P35): each row names its recipient, so
+    # it is kept as long as the policy keeps correspondence, not for ever.
+    RetentionRule(
+        "notifications_sent", PipelineStore("sent_notifications"), "sent (queued) at", Period(years=3), promise="P29"
+    ),
     RetentionRule(
         "cached_metric_results",
         PipelineStore("metric_cache"),
@@ -272,6 +280,15 @@ def _metric_cache(platform: Platform, cutoff: datetime, dry_run: bool, out: Rule
     out.note = f"{len(ids)} connection(s)" + (f": {', '.join(ids)}" if ids else "")
 
 
+def _sent_notifications(platform: Platform, cutoff: datetime, dry_run: bool, out: RuleOutcome) -> None:
+    n = tables.sent_notifications
+    expired = n.c.at < cutoff
+    with platform.engine.begin() as db:
+        out.matched = db.execute(sa.select(sa.func.count()).select_from(n).where(expired)).scalar_one()
+        if out.matched and not dry_run:
+            out.acted = db.execute(n.delete().where(expired)).rowcount
+
+
 def _vault(platform: Platform, out: RuleOutcome) -> None:
     gone = (ConnectionStatus.REVOKED, ConnectionStatus.REMOVED, ConnectionStatus.DELETED)
     held = []
@@ -338,6 +355,8 @@ def apply_rules(
                 _old_files(access_log_dir, cutoff, dry_run, out)
         elif location.name == "metric_cache":
             _metric_cache(platform, cutoff, dry_run, out)
+        elif location.name == "sent_notifications":
+            _sent_notifications(platform, cutoff, dry_run, out)
         elif location.name == "vault":
             _vault(platform, out)
         outcomes.append(out)

@@ -269,7 +269,9 @@ def export_subject(
         document["notifications_sent"] = [
             {k: _jsonable(v) for k, v in r.items()}
             for r in db.execute(
-                sa.select(n.c.run_id, n.c.connection_id, n.c.channels, n.c.at).where(n.c.recipient == email)
+                sa.select(n.c.run_id, n.c.connection_id, n.c.channels, n.c.at).where(
+                    sa.func.lower(n.c.recipient) == email
+                )
             ).mappings()
         ]
         s = tables.subject_requests
@@ -336,8 +338,11 @@ def erase_subject(
                 else:
                     done = db.execute(clause.delete().where(mine)).rowcount
                     erased[table.category] = {"action": "deleted", "rows": done}
-    s = tables.subject_requests
+    s, n = tables.subject_requests, tables.sent_notifications
     with platform.engine.begin() as db:  # earlier exports held a copy of their data: it goes too
+        # The sync-error notices we sent them name their address: our own correspondence, no legal hold.
+        sent = db.execute(n.delete().where(sa.func.lower(n.c.recipient) == email)).rowcount
+        erased["notifications_sent"] = {"action": "deleted", "rows": sent}
         exports = db.execute(
             s.update()
             .where(s.c.subject_email == email, s.c.kind == "access", s.c.response.is_not(None))

@@ -129,6 +129,20 @@ def seed_app(engine: sa.Engine, now: datetime) -> dict[str, dict[str, list[int]]
     return expect
 
 
+def seed_notifications(platform, now: datetime) -> dict[str, str]:
+    """Two sync-error notices the pipeline sent the owner: one just past the 3 years, one inside them."""
+    sent = {"gone": now - timedelta(days=3 * 366 + 1), "kept": now - timedelta(days=3 * 365 - 2)}
+    with platform.engine.begin() as db:
+        for which, at in sent.items():
+            db.execute(
+                tables.sent_notifications.insert().values(
+                    run_id=f"run-{which}", connection_id="sf-active", recipient="owner@acme.test",
+                    channels="email", status="sent", at=at, attempts=1,
+                )
+            )  # fmt: skip
+    return {which: f"run-{which}" for which in sent}
+
+
 def seed_metrics(platform, now: datetime) -> None:
     registry = platform.registry
     registry.upsert_workspace(Workspace(id="acme", name="Acme", owner_email="owner@acme.test"))
@@ -223,6 +237,7 @@ def test_the_rules_table_is_the_products(tmp_path: Path) -> None:
         "dagster_run_logs": ("90 days", "delete", False),
         "dagster_compute_logs": ("90 days", "delete", False),
         "sensor_tick_history": ("90 days", "delete", False),
+        "notifications_sent": ("3 years", "delete", False),
         "cached_metric_results": ("30 days", "delete", False),
         "integration_credentials": ("0 days", "verify", False),
         "demo_requests": ("3 years", "delete", False),
@@ -237,6 +252,7 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
     now = utcnow()
     expect = seed_app(app_db, now)
     seed_metrics(platform, now)
+    notices = seed_notifications(platform, now)
     access_logs = tmp_path / "access_logs"
     stale_log, fresh_log = old_file(access_logs / "2025" / "access.log.1", 91), old_file(access_logs / "access.log", 89)
     with dg.instance_for_test(temp_dir=home(tmp_path, "dagster_home")) as instance:
@@ -257,6 +273,7 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
             "dagster_run_logs": 1,
             "dagster_compute_logs": 1,
             "sensor_tick_history": 0,
+            "notifications_sent": 1,
             "cached_metric_results": 6,
             "integration_credentials": 0,
             "demo_requests": 1,
@@ -276,6 +293,7 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
             "dagster_run_logs": 1,
             "dagster_compute_logs": 1,
             "sensor_tick_history": 0,
+            "notifications_sent": 1,
             "cached_metric_results": 6,
             "integration_credentials": 0,
             "demo_requests": 1,
@@ -306,6 +324,11 @@ def test_retention_job_removes_exactly_the_expired_rows(platform, app_db, pg_dat
     ended = accounts[expect["accounts"]["gone"][0]]
     assert (ended.name, ended.email, ended.phone, ended.plan) == (None, None, None, "pro")
     assert all(accounts[i].email for i in expect["accounts"]["kept"])
+
+    # Our own notices: the one sent more than 3 years ago went, the recent one stayed.
+    with platform.engine.connect() as db:
+        left = {r[0] for r in db.execute(sa.select(tables.sent_notifications.c.run_id))}
+    assert left == {notices["kept"]}
 
     # Metrics: removed ≥ 30 days or workspace closed ≥ 30 days ago went; the rest stayed.
     with_data = set(platform.metric_store.connections_with_data())

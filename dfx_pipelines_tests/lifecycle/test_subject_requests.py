@@ -26,6 +26,7 @@ from dfx_pipelines.lifecycle.subject_requests import (
     subject_restriction_job,
     verify_identity,
 )
+from dfx_pipelines.platform import tables
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.metric_store import Provenance
@@ -225,6 +226,35 @@ def test_erasure_keeps_billing_records_and_says_so(pg_platform, pg_database, wor
         t: [r for r in app_rows(world, t) if "bob" in json.dumps(r, default=str).lower()] for t in bob_before
     } == bob_before
     assert response["workspaces_owned"] == ["wonder"]
+
+
+def test_erasure_deletes_the_notices_we_sent_them_and_no_one_elses(pg_platform, pg_database, world) -> None:
+    """The sync-error notices the pipeline emailed a workspace owner name their address: the export lists
+    them (whatever the case of the stored address) and erasure deletes them, leaving another owner's."""
+    n = tables.sent_notifications
+    with pg_platform.engine.begin() as db:
+        for run_id, connection_id, recipient in (
+            ("run-a1", "sf-wonder", "alice@wonder.test"),
+            ("run-a2", "sf-wonder", "Alice@Wonder.test"),
+            ("run-b1", "sf-builders", "bob@build.test"),
+        ):
+            db.execute(
+                n.insert().values(
+                    run_id=run_id, connection_id=connection_id, recipient=recipient,
+                    channels="email", status="sent", at=utcnow(), attempts=1,
+                )
+            )  # fmt: skip
+    export = verified(pg_platform.engine, "access", "alice@wonder.test")
+    assert run(subject_access_job, pg_platform, pg_database, export.id).success
+    document = get_request(pg_platform.engine, export.id).response["document"]
+    assert sorted(r["run_id"] for r in document["notifications_sent"]) == ["run-a1", "run-a2"]
+
+    request = verified(pg_platform.engine, "erasure", "alice@wonder.test")
+    assert run(subject_erasure_job, pg_platform, pg_database, request.id).success
+    response = get_request(pg_platform.engine, request.id).response
+    assert response["erased"]["notifications_sent"] == {"action": "deleted", "rows": 2}
+    with pg_platform.engine.connect() as db:
+        assert [r.run_id for r in db.execute(sa.select(n.c.run_id, n.c.recipient))] == ["run-b1"]
 
 
 def test_unknown_subject_gets_a_clear_answer(pg_platform, pg_database, world) -> None:
