@@ -7,8 +7,7 @@ production passes it as `EnvVar("DFX_METRICS_DB_URL")`.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+import os
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -35,16 +34,16 @@ class PlatformResource(dg.ConfigurableResource):
 
     def get(self) -> Platform:
         if self._platform is None:
-            settings = Settings.from_env()
-            overrides: dict[str, Any] = {}
+            # The configured fields stand in for their environment variables *before* anything is derived
+            # from them: a resource given only `home` keeps its metric database, vault and master key in
+            # that home, not in the one DFX_HOME names (an explicit DFX_VAULT_DIR still wins, as always).
+            environ = dict(os.environ)
             home, metrics_db_url = resolved(self.home), resolved(self.metrics_db_url)  # EnvVars too, outside a run
             if home:
-                from pathlib import Path
-
-                overrides["home"] = Path(home)
+                environ["DFX_HOME"] = str(home)
             if metrics_db_url:
-                overrides["metrics_db_url"] = metrics_db_url
-            self._platform = get_platform(dataclasses.replace(settings, **overrides) if overrides else settings)
+                environ["DFX_METRICS_DB_URL"] = str(metrics_db_url)
+            self._platform = get_platform(Settings.from_env(environ))
         return self._platform
 
     def active_connection(self, connection_id: str, kind: str) -> Connection:

@@ -73,3 +73,25 @@ def test_resolved_leaves_plain_values_and_unset_variables_alone(monkeypatch) -> 
     assert resolved("plain") == "plain" and resolved(None) is None and resolved(dg.EnvVar("UNSET_VAR_4711")) is None
     monkeypatch.setenv("PORT_VAR", "2525")
     assert resolved(dg.EnvVar.int("PORT_VAR")) == 2525
+
+
+@pytest.mark.parametrize("unset_db_url", [True, False])
+def test_a_resources_home_holds_its_database_vault_and_key_not_dfx_homes(monkeypatch, tmp_path, unset_db_url) -> None:
+    """`PlatformResource(home=B)` with DFX_HOME=A in the environment: everything derived from the home
+    (metric database, vault, master key) is under B, so one resource never reads another folder's vault."""
+    env_home, own_home = tmp_path / "env-home", tmp_path / "own-home"
+    monkeypatch.setenv("DFX_HOME", str(env_home))
+    monkeypatch.delenv("DFX_VAULT_DIR", raising=False)
+    if unset_db_url:
+        monkeypatch.delenv("DFX_METRICS_DB_URL", raising=False)
+    else:
+        monkeypatch.setenv("DFX_METRICS_DB_URL", f"sqlite:///{env_home / 'elsewhere.db'}")
+    settings = PlatformResource(home=str(own_home)).get().settings
+    assert settings.home == own_home
+    assert settings.vault_dir == own_home / "vault" and settings.master_key_file == own_home / "master.key"
+    # An explicit database URL (variable or field) is still honoured; otherwise the home's own.
+    expected_db = f"sqlite:///{own_home / 'metrics.db'}" if unset_db_url else f"sqlite:///{env_home / 'elsewhere.db'}"
+    assert settings.metrics_db_url == expected_db
+    assert PlatformResource(home=str(own_home), metrics_db_url="sqlite:///x.db").get().settings.metrics_db_url == (
+        "sqlite:///x.db"
+    )
