@@ -21,7 +21,14 @@ import dagster as dg
 
 from dfx_pipelines.connectors.bigquery import gate
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
-from dfx_pipelines.connectors.bigquery.metrics import build_query, by_day, results_markdown, specs_of, to_metric_rows
+from dfx_pipelines.connectors.bigquery.metrics import (
+    build_query,
+    by_day,
+    results_markdown,
+    specs_of,
+    time_type_of,
+    to_metric_rows,
+)
 from dfx_pipelines.connectors.bigquery.resource import AwaitingApproval, BigQueryResource, GatedQuery
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
@@ -159,7 +166,11 @@ with warnings.catch_warnings():
             return
         first, last = days[0], days[-1]
         label = partition_label(connection.id, first, last)
-        queries = [build_query(spec, connection.endpoint["project"], first, last) for spec in specs]
+        # One GROUP BY day query per spec for the whole range: O(specs) queries, whatever the number of days.
+        queries = [
+            build_query(spec, connection.endpoint["project"], first, last, time_type_of(connection, spec))
+            for spec in specs
+        ]
         gated = bigquery.gated(services, connection)
         try:
             outcome = gated.run_gated_batch(

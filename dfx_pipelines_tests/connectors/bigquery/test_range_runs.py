@@ -7,12 +7,14 @@ row bound holding for the range query as a whole (refused clearly, nothing store
 from datetime import date, timedelta
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from dfx_pipelines.connectors.bigquery import gate
 from dfx_pipelines.connectors.bigquery.assets import APPROVAL_TAG, RANGE_END, RANGE_START, partition_label
 from dfx_pipelines.connectors.bigquery.gate import ApprovalStatus
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
+from dfx_pipelines.connectors.bigquery.metrics import MetricSpec, build_query, specs_of, time_type_of, to_metric_rows
 from dfx_pipelines.connectors.bigquery.resource import BigQueryResource
 from dfx_pipelines.connectors.bigquery.sensors import bigquery_approvals_sensor
 from dfx_pipelines.platform.resources import PlatformResource
@@ -167,3 +169,48 @@ def test_the_row_bound_holds_for_the_range_query_and_is_refused_clearly(
     # What ran was billed and is in the ledger: the refusal does not make the budget forget spend.
     assert BudgetStore(platform.engine).month_to_date_bytes("bq-acme") == sum(j.bytes_billed for j in watch.real_jobs)
     assert materialize(partition_key=f"bq-acme|{first}").success  # one day stays within the bound
+
+
+def test_a_timestamp_spec_over_a_range_equals_its_per_day_queries_and_pandas(
+    platform, bq_connection, bq_resource, bq_sandbox, frames
+):
+    """A TIMESTAMP time column is grouped by its UTC date: the range query through the gate returns,
+    day by day, what one query per day returns, and what pandas computes from the same rows."""
+    spec = MetricSpec.model_validate(
+        {
+            "name": "orders_by_status",
+            "table": "shop.orders",
+            "measure": "COUNT",
+            "group_by": ["status"],
+            "time_column": "created_at",
+        }
+    )
+    # The asset reads the column's type from what connect discovered.
+    assert time_type_of(bq_connection, spec) == "TIMESTAMP"
+    assert [time_type_of(bq_connection, s) for s in specs_of(bq_connection)] == ["DATE", "DATE"]
+    first, last = date(2024, 5, 1), date(2024, 5, 10)
+    project = bq_connection.endpoint["project"]
+    gated = bq_resource.gated(platform, bq_connection)
+    try:
+
+        def rows(a: date, b: date) -> list:
+            query = build_query(spec, project, a, b, time_type_of(bq_connection, spec))
+            outcome = gated.run_gated(query.sql, query.params, asset="bigquery/metric_specs", partition="test")
+            return to_metric_rows(spec, outcome.results[0].rows)
+
+        watch = JobWatch(bq_sandbox)
+        ranged = rows(first, last)
+        assert len(watch.real_jobs) == 1
+        per_day = [
+            row
+            for n in range((last - first).days + 1)
+            for row in rows(first + timedelta(days=n), first + timedelta(days=n))
+        ]
+    finally:
+        gated.close()
+    assert ranged == per_day and ranged
+    orders = frames["shop.orders"]
+    utc_day = pd.to_datetime(orders["created_at"], utc=True).dt.date
+    kept = orders[(utc_day >= first) & (utc_day <= last)]
+    expected = kept.groupby([utc_day[kept.index], "status"]).size().to_dict()
+    assert {(r.period, r.dimensions[0][1]): r.value for r in ranged} == {k: float(v) for k, v in expected.items()}
