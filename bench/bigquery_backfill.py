@@ -23,7 +23,6 @@ os.environ.setdefault("DFX_DAILY_START", "2024-01-01")  # the sandbox's data liv
 DAYS = int(os.environ.get("BENCH_DAYS", "365"))
 ROWS = {"default": 2_000, "shop.web_events": int(os.environ.get("BENCH_ROWS", "200000"))}
 FIRST = date(2024, 1, 1)
-MIB = 2**20
 SPEC = {
     "name": "sessions",
     "table": "shop.web_events",
