@@ -8,6 +8,7 @@ BENCHMARKS = {
     "load_time": "bench.load_time",
     "salesforce_sync": "bench.salesforce_sync",
     "bigquery_gate": "bench.bigquery_gate",
+    "bigquery_backfill": "bench.bigquery_backfill",
     "jira_sync": "bench.jira_sync",
     "ui_runs": "bench.ui_runs",
 }

@@ -21,7 +21,14 @@ import dagster as dg
 
 from dfx_pipelines.connectors.bigquery import gate
 from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
-from dfx_pipelines.connectors.bigquery.metrics import build_query, by_day, results_markdown, specs_of, to_metric_rows
+from dfx_pipelines.connectors.bigquery.metrics import (
+    build_query,
+    by_day,
+    results_markdown,
+    specs_of,
+    time_type_of,
+    to_metric_rows,
+)
 from dfx_pipelines.connectors.bigquery.resource import AwaitingApproval, BigQueryResource, GatedQuery
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
@@ -159,11 +166,15 @@ with warnings.catch_warnings():
             return
         first, last = days[0], days[-1]
         label = partition_label(connection.id, first, last)
-        queries = [build_query(spec, connection.endpoint["project"], first, last) for spec in specs]
+        # One GROUP BY day query per spec for the whole range: O(specs) queries, whatever the number of days.
+        queries = [
+            build_query(spec, connection.endpoint["project"], first, last, time_type_of(connection, spec))
+            for spec in specs
+        ]
         gated = bigquery.gated(services, connection)
         try:
             outcome = gated.run_gated_batch(
-                [GatedQuery(q.sql, q.params, label=q.spec.name) for q in queries],
+                [GatedQuery(q.sql, q.params, label=q.spec.name, days=len(days)) for q in queries],
                 asset=METRICS_KEY.to_user_string(),
                 partition=label,
                 approval_id=context.run.tags.get(APPROVAL_TAG),
@@ -192,16 +203,25 @@ with warnings.catch_warnings():
         written = 0
         rows_by_day: dict[date, list] = {day: [] for day in days}
         written_by_day: dict[date, int] = dict.fromkeys(days, 0)
-        for query, result in zip(queries, outcome.results):
+        for index, (query, result) in enumerate(zip(queries, outcome.results)):
             rows = to_metric_rows(query.spec, result.rows)
             per_day = by_day(rows)
             for day in days:  # every day gets a batch, empty days too: a rerun replaces stale values
+                # One query covers the whole range: its bytes (and, on the first spec, the run's round
+                # trips) are charged to the range's first day, so summing batches gives the true totals.
+                charged = day == first
                 provenance = Provenance(
                     context.run.run_id,
-                    query.sql + f"\n-- @first_day = {first}, @last_day = {last}; job {result.job_id}",
-                    api_calls=outcome.round_trips,
-                    records_read=len(result.rows),
-                    bytes_read=result.bytes_processed,
+                    query.sql
+                    + f"\n-- @first_day = {first}, @last_day = {last}; job {result.job_id}"
+                    + (
+                        ""
+                        if first == last
+                        else f"\n-- one query for {len(days)} days: bytes and calls charged to {first}"
+                    ),
+                    api_calls=(outcome.round_trips if index == 0 else 0) if charged else 0,
+                    records_read=len(per_day.get(day, [])),
+                    bytes_read=result.bytes_processed if charged else 0,
                 )
                 stored = services.metric_store.write(
                     connection, query.spec.name, f"{connection.id}|{day.isoformat()}", per_day.get(day, []), provenance
@@ -209,13 +229,23 @@ with warnings.catch_warnings():
                 written += stored
                 written_by_day[day] += stored
                 rows_by_day[day] += per_day.get(day, [])
-        # Each day's materialization shows that day's rows (over every spec, as the store now holds them);
-        # the range's queries and costs (priced as a whole) are the same on every day of the run.
+        billed = outcome.bytes_billed
+        # Each day's materialization shows that day's rows (over every spec, as the store now holds them)
+        # and what it was charged: the range's queries run once, their bill is charged to its first day
+        # (0 on the others), so per-partition sums equal the ledger. The run's totals are on the result.
         for day, day_rows in rows_by_day.items():
+            charged = day == first
             context.add_asset_metadata(
                 {
                     "dagster/row_count": dg.MetadataValue.int(written_by_day[day]),
                     "result": dg.MetadataValue.md(results_markdown(day_rows)),
+                    "range": f"{first.isoformat()}..{last.isoformat()}",
+                    "range_queries": dg.MetadataValue.text(", ".join(r.job_id for r in outcome.results)),
+                    "bytes_billed_charged": dg.MetadataValue.int(billed if charged else 0),
+                    "cost_usd_charged": dg.MetadataValue.float(
+                        round(gate.cost_usd(billed, price), 8) if charged else 0.0
+                    ),
+                    "charged_to": f"{connection.id}|{first.isoformat()}",
                 },
                 partition_key=f"{connection.id}|{day.isoformat()}",
             )
@@ -228,8 +258,10 @@ with warnings.catch_warnings():
                 "projected_billed_bytes": dg.MetadataValue.int(outcome.projection.billed_bytes),
                 "projected_cost_usd": dg.MetadataValue.float(round(outcome.projection.cost_usd, 8)),
                 "maximum_bytes_billed": dg.MetadataValue.int(outcome.projection.cap_bytes),
-                "bytes_billed": dg.MetadataValue.int(outcome.bytes_billed),
-                "cost_usd": dg.MetadataValue.float(round(gate.cost_usd(outcome.bytes_billed, price), 8)),
+                "queries": len(outcome.results),  # one per spec, whatever the number of days
+                "dry_runs": outcome.dry_runs,  # priced as a whole: one dry run per query
+                "bytes_billed": dg.MetadataValue.int(billed),
+                "cost_usd": dg.MetadataValue.float(round(gate.cost_usd(billed, price), 8)),
                 **budget_metadata(outcome.month_to_date_usd, budget),
                 "approval_id": outcome.approval_id or "none (within budget)",
                 "bigquery_jobs": dg.MetadataValue.text(", ".join(r.job_id for r in outcome.results)),

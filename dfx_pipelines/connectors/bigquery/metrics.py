@@ -1,11 +1,13 @@
 """Customer-defined BigQuery metrics: a spec (an allowlisted aggregate of one column of a selected
-table, optional group-by columns, a DATE time column) turned into GoogleSQL, and the rows it returns
-turned into `MetricRow`s. Pure: no Dagster, no client.
+table, optional group-by columns, a DATE or TIMESTAMP time column) turned into GoogleSQL, and the rows
+it returns turned into `MetricRow`s. Pure: no Dagster, no client.
 
 Identifiers are never escaped into SQL: each must match its strict pattern (`platform.identifiers`,
 so a backtick or a semicolon is refused), and is then backtick-quoted. The time filter is a BETWEEN on
 the time column with DATE parameters, so BigQuery prunes partitions when that column is the table's
-partitioning column (connect checks it is, or says the query will scan every partition).
+partitioning column (connect checks it is, or says the query will scan every partition). A TIMESTAMP
+column's day is `DATE(ts)` (UTC) in the SELECT, the filter and the GROUP BY; that pruning on such an
+expression matches BigQuery's is not verified here (the sandbox prices DATE partitioning only).
 
 Specs live in `connection.endpoint["metric_specs"]` for now (non-secret configuration; a typed field
 on `Connection` would be the cleaner home).
@@ -34,6 +36,7 @@ PERIOD_ALIAS, VALUE_ALIAS = "dfx_period", "dfx_value"
 MAX_GROUP_BY = 4
 FIRST_DAY, LAST_DAY = "first_day", "last_day"  # the query parameters of the time filter
 NUMERIC_TYPES = {"INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC"}
+TIME_TYPES = ("DATE", "TIMESTAMP")  # the day of a TIMESTAMP is its UTC date
 
 
 class MetricSpec(BaseModel):
@@ -170,8 +173,10 @@ def spec_problems(
                 f"metric {spec.name}: column {spec.table}.{column} carries a policy tag this connection was not granted"
             )
     time_type = known.get(spec.time_column.lower())
-    if time_type is not None and time_type != "DATE":
-        problems.append(f"metric {spec.name}: time column {spec.time_column} is {time_type}; a DATE column is required")
+    if time_type is not None and time_type not in TIME_TYPES:
+        problems.append(
+            f"metric {spec.name}: time column {spec.time_column} is {time_type}; a DATE or TIMESTAMP column is required"
+        )
     if info.partition_field is not None and spec.time_column.lower() != info.partition_field.lower():
         problems.append(
             f"metric {spec.name}: time column {spec.time_column} is not {spec.table}'s partitioning column "
@@ -212,16 +217,34 @@ class MetricQuery:
     params: dict[str, date]
 
 
-def build_query(spec: MetricSpec, project: str, first: date, last: date) -> MetricQuery:
-    """One query for a day or a whole range of days, grouped by day: priced and gated as one."""
+def time_type_of(connection: Connection, spec: MetricSpec) -> str:
+    """The type of a spec's time column as connect discovered it (DATE when unknown, as before)."""
+    table = (connection.discovered.get("tables") or {}).get(spec.table) or {}
+    columns = {name.lower(): kind for name, kind in (table.get("columns") or {}).items()}
+    return columns.get(spec.time_column.lower(), "DATE")
+
+
+def day_expression(spec: MetricSpec, time_type: str = "DATE") -> str:
+    """The spec's day: a DATE column itself, a TIMESTAMP column's date in UTC (`DATE(ts)`: BigQuery's
+    default zone is UTC). Written so the same text reads the same in PostgreSQL and Snowflake."""
+    if time_type not in TIME_TYPES:
+        raise ConfigError(f"metric {spec.name}: time column type {time_type} is not one of {', '.join(TIME_TYPES)}")
+    column = _quote(spec.time_column)
+    return column if time_type == "DATE" else f"DATE({column})"
+
+
+def build_query(spec: MetricSpec, project: str, first: date, last: date, time_type: str = "DATE") -> MetricQuery:
+    """One aggregate SELECT for a day or a whole range of days, grouped by day (and the spec's group-by
+    columns): priced and gated as one, its rows split per day by the caller. The days are parameters
+    (`@first_day`, `@last_day`), never spliced into the text."""
     if last < first:
         raise ConfigError(f"empty day range {first} .. {last}")
     identifiers.bigquery_project(project)
-    time = _quote(spec.time_column)
+    day = day_expression(spec, time_type)
     groups = [_quote(c) for c in spec.group_by]
     select = ", ".join(
         [
-            f"{time} AS {_quote(PERIOD_ALIAS)}",
+            f"{day} AS {_quote(PERIOD_ALIAS)}",
             *(f"{g} AS {g}" for g in groups),
             f"{_aggregate(spec)} AS {_quote(VALUE_ALIAS)}",
         ]
@@ -229,8 +252,8 @@ def build_query(spec: MetricSpec, project: str, first: date, last: date) -> Metr
     sql = (
         f"SELECT {select}\n"
         f"FROM `{project}.{spec.dataset}.{spec.table_name}`\n"
-        f"WHERE {time} BETWEEN @{FIRST_DAY} AND @{LAST_DAY}\n"
-        f"GROUP BY {', '.join([time, *groups])}"
+        f"WHERE {day} BETWEEN @{FIRST_DAY} AND @{LAST_DAY}\n"
+        f"GROUP BY {', '.join([day, *groups])}"
     )
     return MetricQuery(spec, sql, {FIRST_DAY: first, LAST_DAY: last})
 

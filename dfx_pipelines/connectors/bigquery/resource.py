@@ -92,11 +92,13 @@ class AwaitingApproval(GateError):
 
 @dataclass(frozen=True)
 class GatedQuery:
-    """One SELECT and its named parameters (`@name`), with a label for metadata."""
+    """One SELECT and its named parameters (`@name`), with a label for metadata. `days`: how many days
+    the query's result covers (a range query groups by day), for the row bound's message."""
 
     sql: str
     params: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    days: int = 1
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class GateOutcome:
     round_trips: int  # HTTP requests this batch sent (token, metadata, dry runs, jobs, result pages)
     gate_round_trips: int  # of which before the first real job: the gate's own overhead
     gate_seconds: float
+    dry_runs: int = 0  # one per query: a range is priced by one dry run per query, not one per day
 
     @property
     def bytes_billed(self) -> int:
@@ -393,6 +396,16 @@ class GatedBigQuery:
         settle(billed)
         if len(rows) > self.max_rows:
             # P13: a metric is an aggregate. A spec grouped by an id column would copy raw rows out.
+            # The bound is per query, so a range query (one row per day and group) is held to the same
+            # number of rows as one day: a range that exceeds it is refused (billed, nothing stored),
+            # never silently truncated or split into more billed queries behind the budget's back.
+            if item.query.days > 1:
+                raise GateError(
+                    f"BigQuery job {job_id} ({item.query.label or 'query'}) over a range of {item.query.days} days "
+                    f"returned more than {self.max_rows} rows (the bound holds for the whole range query, one row "
+                    "per day and group). Nothing was stored; backfill a shorter range, or group by fewer, "
+                    "lower-cardinality columns."
+                )
             raise GateError(
                 f"BigQuery job {job_id} returned more than {self.max_rows} rows; a metric query must aggregate "
                 "(group by fewer, lower-cardinality columns). Nothing was stored."
@@ -520,6 +533,7 @@ class GatedBigQuery:
             self.round_trips - trips_before,
             gate_trips,
             gate_seconds,
+            len(projections),
         )
 
 

@@ -165,12 +165,21 @@ def test_metric_specs_are_checked_against_schema_and_policy_tags(platform, works
     }
     with pytest.raises(ConfigError, match=r"shop.customers.email carries a policy tag"):
         connect(platform, bq_sandbox, config={"selection": selection}, endpoint={"metric_specs": [email]})
-    with pytest.raises(ConfigError, match="time column created_at is TIMESTAMP"):
+    # A TIMESTAMP time column is a day (its UTC date), but on a table partitioned by another column
+    # every day would scan the whole table; a STRING column is no day at all.
+    with pytest.raises(ConfigError, match=r"time column created_at is not shop\.orders's partitioning column"):
         connect(
             platform,
             bq_sandbox,
             config={"selection": selection},
             endpoint={"metric_specs": [{**SPECS[0], "time_column": "created_at"}]},
+        )
+    with pytest.raises(ConfigError, match="time column status is STRING; a DATE or TIMESTAMP column is required"):
+        connect(
+            platform,
+            bq_sandbox,
+            config={"selection": selection},
+            endpoint={"metric_specs": [{**SPECS[0], "time_column": "status"}]},
         )
     assert_nothing_stored(platform)
     granted = connect(

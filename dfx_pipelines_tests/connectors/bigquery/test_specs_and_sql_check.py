@@ -72,6 +72,20 @@ def test_spec_becomes_quoted_sql_with_a_pruning_date_filter() -> None:
     assert query.params == {"first_day": date(2024, 6, 1), "last_day": date(2024, 6, 30)}
 
 
+def test_a_timestamp_time_column_is_grouped_by_its_utc_date_and_the_days_stay_parameters() -> None:
+    query = build_query(spec(time_column="created_at"), P, date(2024, 6, 1), date(2024, 6, 30), "TIMESTAMP")
+    assert query.sql == (
+        "SELECT DATE(`created_at`) AS `dfx_period`, `status` AS `status`, SUM(`amount`) AS `dfx_value`\n"
+        f"FROM `{P}.shop.orders`\n"
+        "WHERE DATE(`created_at`) BETWEEN @first_day AND @last_day\n"
+        "GROUP BY DATE(`created_at`), `status`"
+    )
+    assert "2024" not in query.sql and query.params == {"first_day": date(2024, 6, 1), "last_day": date(2024, 6, 30)}
+    parse_select(query.sql)  # still one SELECT for the gate's check
+    with pytest.raises(ConfigError, match="not one of DATE, TIMESTAMP"):
+        build_query(spec(time_column="status"), P, date(2024, 6, 1), date(2024, 6, 1), "STRING")
+
+
 @pytest.mark.parametrize(
     ("measure", "column", "expression"),
     [
@@ -142,7 +156,13 @@ def test_spec_problems_against_schema_selection_and_tags() -> None:
     }
     assert spec_problems(spec(), SELECTION, tables) == []
     assert "does not exist" in spec_problems(spec(column="discount"), SELECTION, tables)[0]
-    assert "a DATE column is required" in " ".join(spec_problems(spec(time_column="created_at"), SELECTION, tables))
+    # A TIMESTAMP time column is accepted (its UTC date is the day), but still must be the partitioning column.
+    assert "DATE or TIMESTAMP column is required" not in " ".join(
+        spec_problems(spec(time_column="created_at"), SELECTION, tables)
+    )
+    assert "a DATE or TIMESTAMP column is required" in " ".join(
+        spec_problems(spec(time_column="status"), SELECTION, tables)
+    )
     assert "not shop.orders's partitioning column" in " ".join(
         spec_problems(spec(time_column="created_at"), SELECTION, tables)
     )
@@ -159,6 +179,8 @@ def test_spec_problems_against_schema_selection_and_tags() -> None:
     )
     assert "policy tag" in " ".join(spec_problems(tagged, SELECTION, tables))
     assert spec_problems(tagged, SELECTION, tables, granted_tags=[PII]) == []
+    unpartitioned = {"shop.orders": TableInfo({"amount": "NUMERIC", "status": "STRING", "created_at": "TIMESTAMP"})}
+    assert spec_problems(spec(time_column="created_at"), SELECTION, unpartitioned) == []
 
 
 def test_result_rows_become_metric_rows_per_day_and_group() -> None:
