@@ -6,8 +6,9 @@ Identifiers are never escaped into SQL: each must match its strict pattern (`pla
 so a backtick or a semicolon is refused), and is then backtick-quoted. The time filter is a BETWEEN on
 the time column with DATE parameters, so BigQuery prunes partitions when that column is the table's
 partitioning column (connect checks it is, or says the query will scan every partition). A TIMESTAMP
-column's day is `DATE(ts)` (UTC) in the SELECT, the filter and the GROUP BY; that pruning on such an
-expression matches BigQuery's is not verified here (the sandbox prices DATE partitioning only).
+column's day is `DATE(ts)` (UTC) in the SELECT and the GROUP BY, and its filter is on the column itself
+(`ts >= TIMESTAMP(@first_day) AND ts < TIMESTAMP(DATE_ADD(@last_day, INTERVAL 1 DAY))`), the form BigQuery
+documents pruning for (the sandbox prices DATE partitioning only).
 
 Specs live in `connection.endpoint["metric_specs"]` for now (non-secret configuration; a typed field
 on `Connection` would be the cleaner home).
@@ -233,6 +234,15 @@ def day_expression(spec: MetricSpec, time_type: str = "DATE") -> str:
     return column if time_type == "DATE" else f"DATE({column})"
 
 
+def day_filter(spec: MetricSpec, time_type: str = "DATE") -> str:
+    """The range filter, on the column itself: BigQuery documents pruning for a filter on the partitioning
+    column, so a TIMESTAMP's range is a half-open interval of instants, not a test of `DATE(ts)`."""
+    column = _quote(spec.time_column)
+    if day_expression(spec, time_type) == column:
+        return f"{column} BETWEEN @{FIRST_DAY} AND @{LAST_DAY}"
+    return f"{column} >= TIMESTAMP(@{FIRST_DAY}) AND {column} < TIMESTAMP(DATE_ADD(@{LAST_DAY}, INTERVAL 1 DAY))"
+
+
 def build_query(spec: MetricSpec, project: str, first: date, last: date, time_type: str = "DATE") -> MetricQuery:
     """One aggregate SELECT for a day or a whole range of days, grouped by day (and the spec's group-by
     columns): priced and gated as one, its rows split per day by the caller. The days are parameters
@@ -252,7 +262,7 @@ def build_query(spec: MetricSpec, project: str, first: date, last: date, time_ty
     sql = (
         f"SELECT {select}\n"
         f"FROM `{project}.{spec.dataset}.{spec.table_name}`\n"
-        f"WHERE {day} BETWEEN @{FIRST_DAY} AND @{LAST_DAY}\n"
+        f"WHERE {day_filter(spec, time_type)}\n"
         f"GROUP BY {', '.join([day, *groups])}"
     )
     return MetricQuery(spec, sql, {FIRST_DAY: first, LAST_DAY: last})

@@ -77,7 +77,8 @@ def test_a_timestamp_time_column_is_grouped_by_its_utc_date_and_the_days_stay_pa
     assert query.sql == (
         "SELECT DATE(`created_at`) AS `dfx_period`, `status` AS `status`, SUM(`amount`) AS `dfx_value`\n"
         f"FROM `{P}.shop.orders`\n"
-        "WHERE DATE(`created_at`) BETWEEN @first_day AND @last_day\n"
+        # Filtered on the column itself (what BigQuery prunes on), half-open over the last day.
+        "WHERE `created_at` >= TIMESTAMP(@first_day) AND `created_at` < TIMESTAMP(DATE_ADD(@last_day, INTERVAL 1 DAY))\n"
         "GROUP BY DATE(`created_at`), `status`"
     )
     assert "2024" not in query.sql and query.params == {"first_day": date(2024, 6, 1), "last_day": date(2024, 6, 30)}
