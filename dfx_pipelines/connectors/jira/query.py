@@ -65,6 +65,14 @@ def created_or_resolved_between(first: date, end_exclusive: date) -> str:
     return f"created >= {a} AND created < {b} OR resolved >= {a} AND resolved < {b}"
 
 
+def status_not_in(status_ids: Iterable[str]) -> str:
+    """`status not in ("1", ...)` by status id (ids come from the board configuration; digits only)."""
+    checked = sorted({str(status_id) for status_id in status_ids})
+    if not checked or not all(status_id.isascii() and status_id.isdigit() for status_id in checked):
+        raise ConfigError(f"status ids must be non-empty digit strings, got {checked}")
+    return f"status not in ({', '.join(quote(status_id) for status_id in checked)})"
+
+
 def created_before(end_exclusive: date) -> str:
     return f"created < {date_literal(end_exclusive)}"
 
