@@ -2,8 +2,9 @@
 
 The connector's real metrics path (`compute.METRICS`, as the metric assets run it minus Dagster), over the
 demo selection (projects ALPHA, BETA, OPS; boards 1 scrum and 2 kanban; story points and team mapped):
-every metric, one client each, the daily ones over the last `BENCH_DAYS` days in one pass (as a
-single-run backfill does), the snapshots once, each partition written to the metric store.
+every asset, one client each (throughput and WIP are one multi-asset: one client, one pass over each
+board's changelogs, one row `throughput + wip`), the daily ones over the last `BENCH_DAYS` days in one pass
+(as a single-run backfill does), the snapshots once, each partition written to the metric store.
 
 Figures, per metric and in total: wall time (tracemalloc off), client-side peak memory (tracemalloc peak
 of a second, identical pass; `BENCH_TRACE=0` skips it), API calls, records and bytes read
