@@ -336,8 +336,8 @@ class FlowTallies:
                 self.by_type[record.issue_type].append(record.cycle_time_days)
             if record.done_date in self.completed:
                 self.completed[record.done_date] += 1
-        if "wip" in self.names:
-            _add_wip(self.delta, record, self.first_day, self.last_day)  # type: ignore[arg-type]
+        if "wip" in self.names and self.first_day is not None and self.last_day is not None:
+            _add_wip(self.delta, record, self.first_day, self.last_day)
 
     def rows(self) -> dict[str, list[MetricRow]]:
         found: dict[str, list[MetricRow]] = {}
