@@ -11,6 +11,7 @@ import pytest
 
 from dfx_pipelines.connectors.jira import compute, metrics, query
 from dfx_pipelines.connectors.jira.client import JiraClient
+from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection, Workspace
 
@@ -198,3 +199,10 @@ def test_a_range_run_costs_the_searches_of_one_day_and_equals_day_by_day_runs(
                 if b["metric"] == name and b["run_id"] == ranged_run.run_id
             }
             assert written == {f"{connection.id}|{day}" for day in days}, name
+
+
+@pytest.mark.parametrize("hostile", ['10003") OR project in ("SECRET', "10003 OR 1=1", "١٠٠٠٣", "", "-1"])
+def test_status_ids_in_jql_are_ascii_digits_or_refused(hostile: str) -> None:
+    assert query.status_not_in(["10004", "10003", "9"]) == "status not in (9, 10003, 10004)"
+    with pytest.raises(ConfigError):
+        query.status_not_in(["10003", hostile])
