@@ -32,6 +32,7 @@ from typing import Any
 ISSUES = int(os.environ.get("BENCH_ISSUES", "200000"))
 DAYS = int(os.environ.get("BENCH_DAYS", "30"))
 TRACE = os.environ.get("BENCH_TRACE", "1") != "0"
+REDUCERS = os.environ.get("BENCH_REDUCERS", "1") != "0"  # `0` skips the third pass (issues/s columns show -)
 MIB = 1024 * 1024
 
 
@@ -277,8 +278,9 @@ def main() -> None:
                     traced_total = tracemalloc.get_traced_memory()[1]
                 finally:
                     tracemalloc.stop()
-            print("recording each metric's answers, then timing the reducers on them ...", flush=True)
-            reducers(platform, resource, connection, days, figures)
+            if REDUCERS:
+                print("recording each metric's answers, then timing the reducers on them ...", flush=True)
+                reducers(platform, resource, connection, days, figures)
         finally:
             sandbox.stop()
             dispose_engine(settings.metrics_db_url)
