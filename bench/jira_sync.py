@@ -2,8 +2,9 @@
 
 The connector's real metrics path (`compute.METRICS`, as the metric assets run it minus Dagster), over the
 demo selection (projects ALPHA, BETA, OPS; boards 1 scrum and 2 kanban; story points and team mapped):
-every metric, one client each, the daily ones over the last `BENCH_DAYS` days in one pass (as a
-single-run backfill does), the snapshots once, each partition written to the metric store.
+every asset, one client each (throughput and WIP are one multi-asset: one client, one pass over each
+board's changelogs, one row `throughput + wip`), the daily ones over the last `BENCH_DAYS` days in one pass
+(as a single-run backfill does), the snapshots once, each partition written to the metric store.
 
 Figures, per metric and in total: wall time (tracemalloc off), client-side peak memory (tracemalloc peak
 of a second, identical pass; `BENCH_TRACE=0` skips it), API calls, records and bytes read
@@ -31,6 +32,7 @@ from typing import Any
 ISSUES = int(os.environ.get("BENCH_ISSUES", "200000"))
 DAYS = int(os.environ.get("BENCH_DAYS", "30"))
 TRACE = os.environ.get("BENCH_TRACE", "1") != "0"
+REDUCERS = os.environ.get("BENCH_REDUCERS", "1") != "0"  # `0` skips the third pass (issues/s columns show -)
 MIB = 1024 * 1024
 
 
@@ -156,46 +158,72 @@ def _write(platform: Any, connection: Any, metric: Any, rows: list, days: list[d
     return len(days)
 
 
+def groups() -> list[tuple[Any, ...]]:
+    """The metrics as the assets compute them: each alone, except throughput and WIP, which one multi-asset
+    computes in one pass (`compute.flow_metrics`) whenever a run selects both, as the daily job does."""
+    from dfx_pipelines.connectors.jira.assets import FLOW_DAILY
+    from dfx_pipelines.connectors.jira.compute import METRICS
+
+    found: list[tuple[Any, ...]] = []
+    for metric in METRICS.values():
+        if metric.name in FLOW_DAILY:
+            if metric.name == FLOW_DAILY[0]:
+                found.append(tuple(METRICS[name] for name in FLOW_DAILY))
+        else:
+            found.append((metric,))
+    return found
+
+
+def compute_group(group: tuple[Any, ...], client: Any, connection: Any, days: list[date]) -> dict[str, Any]:
+    from dfx_pipelines.connectors.jira.compute import flow_metrics
+
+    first, last = (days[0], days[-1]) if group[0].daily else (None, None)
+    if len(group) > 1:
+        return flow_metrics(client, connection, first, last, [m.name for m in group])
+    return {group[0].name: group[0].compute(client, connection, first, last)}
+
+
 def sync(
     platform: Any, resource: Any, connection: Any, days: list[date], figures: dict[str, MetricFigures], *, traced: bool
 ) -> None:
-    """Every metric once, with a fresh client each (a run per metric, as Dagster runs the assets)."""
-    from dfx_pipelines.connectors.jira.compute import METRICS
-
-    for metric in METRICS.values():
-        row = figures.setdefault(metric.name, MetricFigures(metric.name))
+    """Every metric once, with a fresh client per asset (a run per asset, as Dagster runs them; throughput
+    and WIP are one multi-asset and share one client and one pass)."""
+    for group in groups():
+        label = " + ".join(m.name for m in group)
+        row = figures.setdefault(label, MetricFigures(label))
         if traced:
             tracemalloc.reset_peak()
         started = time.perf_counter()
         client = resource.client(platform, connection)
-        first, last = (days[0], days[-1]) if metric.daily else (None, None)
-        result = metric.compute(client, connection, first, last)
-        partitions = _write(platform, connection, metric, result.rows, days, "bench-traced" if traced else "bench")
+        results = compute_group(group, client, connection, days)
+        partitions = rows = 0
+        for metric in group:
+            result = results[metric.name]
+            partitions += _write(platform, connection, metric, result.rows, days, "bench-traced" if traced else "bench")
+            rows += len(result.rows)
         if traced:
             row.peak_bytes = tracemalloc.get_traced_memory()[1]
             continue
         row.seconds = time.perf_counter() - started
-        row.partitions, row.rows = partitions, len(result.rows)
+        row.partitions, row.rows = partitions, rows
         row.calls, row.records, row.bytes = client.api_calls, client.records_read, client.bytes_read
-        print(f"  {metric.name}: {row.seconds:.1f}s, {row.calls:,} calls", flush=True)
+        print(f"  {label}: {row.seconds:.1f}s, {row.calls:,} calls", flush=True)
 
 
 def reducers(
     platform: Any, resource: Any, connection: Any, days: list[date], figures: dict[str, MetricFigures]
 ) -> None:
-    """Per metric: record the client's answers, then time the metric computed from the recording alone."""
-    from dfx_pipelines.connectors.jira.compute import METRICS
-
-    for metric in METRICS.values():
-        first, last = (days[0], days[-1]) if metric.daily else (None, None)
+    """Per asset: record the client's answers, then time the metrics computed from the recording alone."""
+    for group in groups():
+        label = " + ".join(m.name for m in group)
         recording = Recording(resource.client(platform, connection))
-        recorded = metric.compute(recording, connection, first, last)  # type: ignore[arg-type]
+        recorded = compute_group(group, recording, connection, days)
         started = time.perf_counter()
-        replayed = metric.compute(Replay(recording.answers), connection, first, last)  # type: ignore[arg-type]
+        replayed = compute_group(group, Replay(recording.answers), connection, days)
         seconds = time.perf_counter() - started
-        if replayed.rows != recorded.rows:
-            print(f"  warning: {metric.name} replayed to different rows than it computed", flush=True)
-        figures[metric.name].issues, figures[metric.name].reducer_seconds = recording.issues_given(), seconds
+        if any(replayed[name].rows != recorded[name].rows for name in recorded):
+            print(f"  warning: {label} replayed to different rows than it computed", flush=True)
+        figures[label].issues, figures[label].reducer_seconds = recording.issues_given(), seconds
         del recording, recorded, replayed
 
 
@@ -250,8 +278,9 @@ def main() -> None:
                     traced_total = tracemalloc.get_traced_memory()[1]
                 finally:
                     tracemalloc.stop()
-            print("recording each metric's answers, then timing the reducers on them ...", flush=True)
-            reducers(platform, resource, connection, days, figures)
+            if REDUCERS:
+                print("recording each metric's answers, then timing the reducers on them ...", flush=True)
+                reducers(platform, resource, connection, days, figures)
         finally:
             sandbox.stop()
             dispose_engine(settings.metrics_db_url)

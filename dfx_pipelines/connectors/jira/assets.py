@@ -5,10 +5,11 @@ each partition. Metadata shows what was read (API calls, records, bytes, JQL) an
 """
 
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 
-from dfx_pipelines.connectors.jira.compute import METRICS, JiraMetric
+from dfx_pipelines.connectors.jira.compute import FLOW, METRICS, JiraMetric, flow_metrics
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
@@ -77,10 +78,14 @@ def markdown_table(rows: list[MetricRow]) -> str:
     return "\n".join(lines)
 
 
-def materialize_metric(
-    metric: JiraMetric, context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource
-) -> dg.MaterializeResult:
-    """One metric for the run's partitions (the body of every metric asset of this connector)."""
+def materialize_metrics(
+    metrics: list[JiraMetric],
+    context: dg.AssetExecutionContext,
+    platform: PlatformResource,
+    jira: JiraResource,
+) -> Iterator[dg.MaterializeResult]:
+    """One or more metrics for the run's partitions, read with one client: each metric alone computes
+    itself; the flow metrics selected together come from one pass (`compute.flow_metrics`)."""
     partitions = run_partitions(context)
     connection_ids = {partition.connection_id for partition in partitions}
     if len(connection_ids) != 1:
@@ -90,8 +95,20 @@ def materialize_metric(
     services = platform.get()
     client = jira.client(services, connection)
     days = sorted(p.day for p in partitions if p.day is not None)
-    result = metric.compute(client, connection, days[0] if days else None, days[-1] if days else None)
+    first, last = (days[0], days[-1]) if days else (None, None)
+    names = [metric.name for metric in metrics]
+    if len(metrics) > 1 and set(names) <= set(FLOW):
+        results = flow_metrics(client, connection, first, last, names)
+    elif len(metrics) == 1:
+        results = {metrics[0].name: metrics[0].compute(client, connection, first, last)}
+    else:
+        raise ConnectorError(f"metrics {names} do not share a pass; select them as separate assets")
     source = " ; ".join(client.queries)[:4000] or "(no query)"
+    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
+    # What was read is recorded once, on the first partition of the first metric, so sums over batches
+    # stay true; every other batch (another day of a range, or the other metric of one pass) says where
+    # the reading was counted.
+    counted_on = f"{metrics[0].name} {partitions[0].key}"
     usage = Provenance(
         context.run.run_id,
         source,
@@ -99,48 +116,66 @@ def materialize_metric(
         records_read=client.records_read,
         bytes_read=client.bytes_read,
     )
-    # One pass read every day of a range: its usage is recorded once, on the first partition, so sums
-    # over batches stay true; the others say where the reading was counted.
     shared = Provenance(
         context.run.run_id,
-        f"{source} (read once for {partitions[0].key} .. {partitions[-1].key}; usage on the first)"[:4000],
+        f"{source} (read once for {', '.join(names)} {partitions[0].key} .. {partitions[-1].key}; usage on {counted_on})"[
+            :4000
+        ],
     )
-    written = 0
-    jql = "\n".join(dict.fromkeys(client.queries)) or "(none)"
-    for index, partition in enumerate(partitions):
-        rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
-        stored = services.metric_store.write(
-            connection, metric.name, partition.key, rows, usage if index == 0 else shared
-        ).rows_written
-        written += stored
-        # Each partition's materialization shows its own rows (the count the store now holds for it);
-        # what was read is shown where the store counts it (the first partition of a range), the others
-        # name that partition.
-        own: dict = {
-            "dagster/row_count": dg.MetadataValue.int(stored),
-            "result": dg.MetadataValue.md(markdown_table(rows)),
-        }
-        if index == 0:
-            own.update(
-                {
-                    "api_calls": dg.MetadataValue.int(client.api_calls),
-                    "records_read": dg.MetadataValue.int(client.records_read),
-                    "bytes_read": dg.MetadataValue.int(client.bytes_read),
-                    "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
-                }
-            )
-        else:
-            own["read_counted_on"] = dg.MetadataValue.text(partitions[0].key)
-        context.add_asset_metadata(own, partition_key=partition.key)
-    context.log.info(
-        f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, {client.api_calls} API calls"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "connection": connection.id,
-            "token_refreshes": client.refreshes,
-            **{key: str(value) for key, value in result.notes.items()},
-        }
+    for number, metric in enumerate(metrics):
+        result = results[metric.name]
+        written = 0
+        for index, partition in enumerate(partitions):
+            counted = number == 0 and index == 0
+            rows = [row for row in result.rows if row.period == partition.day] if metric.daily else result.rows
+            stored = services.metric_store.write(
+                connection, metric.name, partition.key, rows, usage if counted else shared
+            ).rows_written
+            written += stored
+            # Each partition's materialization shows its own rows (the count the store now holds for it);
+            # what was read is shown where the store counts it, the others name that place.
+            own: dict = {
+                "dagster/row_count": dg.MetadataValue.int(stored),
+                "result": dg.MetadataValue.md(markdown_table(rows)),
+            }
+            if counted:
+                own.update(
+                    {
+                        "api_calls": dg.MetadataValue.int(client.api_calls),
+                        "records_read": dg.MetadataValue.int(client.records_read),
+                        "bytes_read": dg.MetadataValue.int(client.bytes_read),
+                        "jql": dg.MetadataValue.md(f"```\n{jql}\n```"),
+                    }
+                )
+            else:
+                own["read_counted_on"] = dg.MetadataValue.text(counted_on if number else partitions[0].key)
+            context.add_asset_metadata(own, asset_key=asset_key(metric), partition_key=partition.key)
+        context.log.info(
+            f"{metric.name}: {len(partitions)} partition(s) of {connection.id}, {written} rows, "
+            f"{client.api_calls} API calls" + (f" (one pass for {', '.join(names)})" if len(names) > 1 else "")
+        )
+        yield dg.MaterializeResult(
+            asset_key=asset_key(metric),
+            metadata={
+                "connection": connection.id,
+                "token_refreshes": client.refreshes,
+                **{key: str(value) for key, value in result.notes.items()},
+            },
+        )
+
+
+def materialize_metric(
+    metric: JiraMetric, context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource
+) -> dg.MaterializeResult:
+    """One metric for the run's partitions (the body of every single-metric asset of this connector)."""
+    [result] = materialize_metrics([metric], context, platform, jira)
+    return result
+
+
+def _description(metric: JiraMetric) -> str:
+    return (
+        f"{metric.description}\n\nReads {SCOPE_READS[metric.scope][1]}; "
+        "explicit fields only, never descriptions, comments or attachments."
     )
 
 
@@ -152,8 +187,7 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         deps=[source_key(SCOPE_READS[metric.scope][0])],
         partitions_def=DAILY_PARTITIONS if metric.daily else SNAPSHOT_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run() if metric.daily else None,
-        description=f"{metric.description}\n\nReads {SCOPE_READS[metric.scope][1]}; "
-        "explicit fields only, never descriptions, comments or attachments.",
+        description=_description(metric),
         tags={"dfx/api": KIND},
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
         freshness_policy=METRIC_FRESHNESS,
@@ -168,10 +202,59 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
     return _metric_asset
 
 
+# Throughput and WIP are one multi-asset: both replay each board's status changelogs into the same
+# per-issue dates, so a run materializing both (the daily job, every sensor range that touches both) pages
+# each board's issues and changelogs ONCE and feeds both reducers from each reduced record. Each spec keeps
+# its own key, partitions, description, metadata and freshness, so the UI and the snapshot still show two
+# assets, and `can_subset` lets either run alone (one pass, for that metric only).
+# cycle_time_days computes through the same one-pass function but stays its own asset: it is a snapshot
+# (connection-partitioned, multi-run backfills) while these are daily (connection x day, single-run
+# backfills); Dagster runs only assets of one partitions definition together, so no run could hold all
+# three, and one multi-asset carries one backfill policy, which would make a snapshot backfill over
+# several connections one run (refused: one run covers one connection).
+FLOW_DAILY = ("throughput", "wip")
+
+
+def build_flow_daily_asset(metrics: list[JiraMetric]) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(
+            asset_key(metric),
+            group_name=GROUP,
+            kinds={"jira"},
+            deps=[source_key(SCOPE_READS[metric.scope][0])],
+            partitions_def=DAILY_PARTITIONS,
+            description=_description(metric),
+            tags={"dfx/api": KIND},
+            metadata={"cadence": "daily", "reads": metric.scope, "computed_with": ", ".join(FLOW_DAILY)},
+            freshness_policy=METRIC_FRESHNESS,
+        )
+        for metric in metrics
+    ]
+
+    @dg.multi_asset(
+        name=f"{KIND}__flow_daily",
+        specs=specs,
+        can_subset=True,
+        partitions_def=DAILY_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        op_tags={"dfx/api": KIND},
+        description="Throughput and WIP per board from one pass over each board's status changelogs.",
+    )
+    def _flow_daily(
+        context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource
+    ) -> Iterator[dg.MaterializeResult]:
+        selected = [metric for metric in metrics if asset_key(metric) in context.selected_asset_keys]
+        with step_errors(context):
+            yield from materialize_metrics(selected, context, platform, jira)
+
+    return _flow_daily
+
+
 with warnings.catch_warnings():
     # The single-run backfill policy is marked beta; it is what lets one run cover a connection's days.
     warnings.simplefilter("ignore", dg.BetaWarning)
-    METRIC_ASSETS = [build_metric_asset(metric) for metric in METRICS.values()]
+    METRIC_ASSETS = [build_metric_asset(metric) for metric in METRICS.values() if metric.name not in FLOW_DAILY]
+    METRIC_ASSETS.append(build_flow_daily_asset([METRICS[name] for name in FLOW_DAILY]))
 SNAPSHOT_ASSET_KEYS = [asset_key(m) for m in METRICS.values() if not m.daily]
 DAILY_ASSET_KEYS = [asset_key(m) for m in METRICS.values() if m.daily]
 

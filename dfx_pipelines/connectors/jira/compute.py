@@ -173,52 +173,73 @@ def board_workflow(client: JiraClient, board_id: int) -> metrics.Workflow:
     return metrics.workflow_from_board_configuration(configuration, committed, done)
 
 
-def _flow_records(
-    client: JiraClient, connection: Connection, board_id: int, project: str, *conditions: str
-) -> tuple[metrics.Workflow, Iterator[metrics.CycleTimeRecord]]:
-    """The board's workflow (read now) and its issues' cycle-time records, streamed: each page is
-    replayed as it arrives and only the reducer's tallies are held, whatever the number of issues."""
-    workflow = board_workflow(client, board_id)
-    jql = query.issues_jql([project], *conditions)
-    histories = (
-        metrics.issue_status_history(issue, histories=full)
-        for issue, full in _issues(client, jql, query.flow_plan(connection))
-    )
-    return workflow, metrics.cycle_times(histories, workflow)
+FLOW = ("cycle_time_days", "throughput", "wip")
 
 
 def _stages(workflow: metrics.Workflow) -> str:
     return " → ".join(workflow.stage_names) + f" (committed: {workflow.committed_stage}, done: {workflow.done_stage})"
 
 
-def cycle_time(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
-    rows, notes = [], {}
+def _flow_conditions(workflow: metrics.Workflow, names: set[str], first: date | None, last: date | None) -> list[str]:
+    """The one JQL condition a board's pass needs for `names` (none when cycle time, which reads every
+    issue, is among them). Throughput and WIP over `first..last` need every issue except those whose
+    current status is in the done stage or later and that were not updated since `first`: such an issue's
+    last status change (into that stage) was before `first`, so its replayed done date is before `first`
+    too (entering a stage clears every later one; skipped stages take the next date), and it neither
+    completes on a day of the range nor is in progress at the end of one. Issues created after `last`
+    enter no stage by then; reading them changes nothing, so no `created <` clause is needed."""
+    if "cycle_time_days" in names:
+        return []
+    assert first is not None and last is not None
+    done_ids = sorted({s for stage in workflow.stages[workflow.done_index :] for s in stage.status_ids})
+    if "wip" not in names or not done_ids:  # throughput alone: a done day in the range is a change then
+        return [query.updated_since(first)] if "wip" not in names else []
+    return [f"{query.status_not_in(done_ids)} OR {query.updated_since(first)}"]
+
+
+def flow_metrics(
+    client: JiraClient, connection: Connection, first: date | None, last: date | None, names: Iterable[str] = FLOW
+) -> dict[str, Result]:
+    """Cycle time, throughput and WIP (any subset of `FLOW`) from ONE pass per selected board: its
+    workflow is read, its issues searched once with their status changelogs (Cloud: one bulkfetch per
+    page, filtered to `status`), and each issue's history is reduced on arrival to a `CycleTimeRecord`
+    (a few dates, no changelog JSON) that feeds every requested reducer at once; only the reducers'
+    tallies outlive the page. Nothing is written anywhere. Values equal computing each metric alone."""
+    wanted = [name for name in FLOW if name in set(names)]
+    if not wanted:
+        raise ValueError(f"no flow metric among {sorted(set(names))}; known: {', '.join(FLOW)}")
+    if ("throughput" in wanted or "wip" in wanted) and (first is None or last is None):
+        raise ValueError("throughput and WIP need a day range")
+    rows: dict[str, list[MetricRow]] = {name: [] for name in wanted}
+    notes: dict[str, dict[str, Any]] = {name: {} for name in wanted}
+    # Issue type only groups cycle time; project is the board's own (the JQL names it): neither is
+    # requested when not needed, which keeps every search page smaller.
+    fields = ["created", "status"] + (["issuetype"] if "cycle_time_days" in wanted else [])
+    plan = query.FieldPlan(tuple(query.safe_fields(connection, fields)), ("status",))
     for board_id, project in boards_of(connection):
-        workflow, records = _flow_records(client, connection, board_id, project)
-        rows += _with_board(metrics.cycle_time_rows(records), board_id)
-        notes[f"board {board_id} stages"] = _stages(workflow)
-    return Result(rows, notes)
+        workflow = board_workflow(client, board_id)
+        jql = query.issues_jql([project], *_flow_conditions(workflow, set(wanted), first, last))
+        tallies = metrics.FlowTallies(first, last, wanted)
+        for issue, full in _issues(client, jql, plan):
+            issue.setdefault("fields", {}).setdefault("project", {"key": project})
+            tallies.add(metrics.cycle_time_record(metrics.issue_status_history(issue, histories=full), workflow))
+        for name, board_rows in tallies.rows().items():
+            rows[name] += _with_board(board_rows, board_id)
+        if "cycle_time_days" in wanted:
+            notes["cycle_time_days"][f"board {board_id} stages"] = _stages(workflow)
+    return {name: Result(rows[name], notes[name]) for name in wanted}
+
+
+def cycle_time(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    return flow_metrics(client, connection, first, last, ["cycle_time_days"])["cycle_time_days"]
 
 
 def throughput(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
-    assert first is not None and last is not None
-    rows = []
-    for board_id, project in boards_of(connection):
-        # A done date on or after `first` needs a status change then, which updates the issue.
-        _, records = _flow_records(client, connection, board_id, project, query.updated_since(first))
-        rows += _with_board(metrics.throughput_rows(records, first, last), board_id)
-    return Result(rows, {})
+    return flow_metrics(client, connection, first, last, ["throughput"])["throughput"]
 
 
 def wip(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
-    assert first is not None and last is not None
-    rows = []
-    for board_id, project in boards_of(connection):
-        _, records = _flow_records(
-            client, connection, board_id, project, query.created_before(last + timedelta(days=1))
-        )
-        rows += _with_board(metrics.wip_rows(records, first, last), board_id)
-    return Result(rows, {})
+    return flow_metrics(client, connection, first, last, ["wip"])["wip"]
 
 
 # ---------------------------------------------------------------- sprints

@@ -25,6 +25,7 @@ from dfx_pipelines.connectors.jira.metrics_counts import (
 )
 from dfx_pipelines.connectors.jira.metrics_flow import (
     CycleTimeRecord,
+    FlowTallies,
     IssueStatusHistory,
     Stage,
     StatusChange,
@@ -53,6 +54,7 @@ from dfx_pipelines.connectors.jira.metrics_sprints import (
 __all__ = [
     "BUILT_IN_DIMENSIONS",
     "CycleTimeRecord",
+    "FlowTallies",
     "IssueAttributes",
     "IssueStatusHistory",
     "JiraDataError",

@@ -65,6 +65,16 @@ def created_or_resolved_between(first: date, end_exclusive: date) -> str:
     return f"created >= {a} AND created < {b} OR resolved >= {a} AND resolved < {b}"
 
 
+def status_not_in(status_ids: Iterable[str]) -> str:
+    """`status not in (10003, ...)` by status id (from the board configuration, so a renamed status still
+    matches). Ids are unquoted, as JQL takes ids (a quoted value is looked up as a name first), and so
+    must be ASCII digits only: anything else is refused, never sent."""
+    checked = sorted({str(status_id) for status_id in status_ids}, key=lambda text: (len(text), text))
+    if not checked or not all(status_id.isascii() and status_id.isdigit() for status_id in checked):
+        raise ConfigError(f"status ids must be non-empty digit strings, got {checked}")
+    return f"status not in ({', '.join(checked)})"
+
+
 def created_before(end_exclusive: date) -> str:
     return f"created < {date_literal(end_exclusive)}"
 

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from dfx_pipelines.connectors.jira import compute, metrics, metrics_changes, query
-from dfx_pipelines.connectors.jira.assets import KIND, asset_key, jira_daily_job, jira_snapshot_job
+from dfx_pipelines.connectors.jira.assets import FLOW_DAILY, KIND, asset_key, jira_daily_job, jira_snapshot_job
 from dfx_pipelines.connectors.jira.client import JiraClient
 from dfx_pipelines.connectors.jira.compute import METRICS, projects_of
 from dfx_pipelines.connectors.jira.resource import JiraResource
@@ -144,6 +144,13 @@ def poll_connection(client: JiraClient, connection: Connection, cursor: str | No
     # One run per day range: a Jira metric reads a range in one pass, so each metric's days from the
     # earliest to the latest cost no more calls than the days alone (the days between are recomputed
     # to the same values), and a reopened issue's WIP span is one run, not one per day.
+    # Throughput and WIP are one multi-asset computed in one pass over each board's changelogs: give both
+    # the union of their days, so one run (one pass) recomputes them rather than one run each.
+    flow = [name for name in FLOW_DAILY if name in metric_days]
+    if len(flow) > 1:
+        union = set().union(*(metric_days[name] for name in flow))
+        for name in flow:
+            metric_days[name] = union
     spans: dict[tuple[date, date], set[str]] = defaultdict(set)
     for name, days in metric_days.items():
         spans[(min(days), max(days))].add(name)

@@ -119,8 +119,11 @@ class Materializer:
         raise_on_error: bool = True,
     ) -> dg.ExecuteInProcessResult:
         sync_partitions(self.instance, self.platform.registry, ["jira"])
-        selected = [a for a in METRIC_ASSETS if a.key.path[-1] in metrics]
-        assert len(selected) == len(metrics), f"unknown metrics in {metrics}"
+        # A multi-asset (throughput + WIP) holds several metrics: take the definitions that hold any
+        # requested metric and select exactly the requested keys.
+        keys = [dg.AssetKey(["jira", metric]) for metric in metrics]
+        selected = [a for a in METRIC_ASSETS if set(a.keys) & set(keys)]
+        assert {k for a in selected for k in a.keys} >= set(keys), f"unknown metrics in {metrics}"
         resources = {
             "platform": PlatformResource(
                 home=str(self.platform.settings.home), metrics_db_url=self.platform.settings.metrics_db_url
@@ -129,6 +132,7 @@ class Materializer:
         }
         return dg.materialize(
             selected,
+            selection=keys,
             partition_key=partition_key,
             instance=self.instance,
             tags=tags,

@@ -14,6 +14,7 @@ import pytest
 
 from dfx_pipelines.connectors.jira.metrics import (
     CycleTimeRecord,
+    FlowTallies,
     JiraDataError,
     Workflow,
     cycle_time_rows,
@@ -415,3 +416,30 @@ def test_random_histories_match_an_independent_replay() -> None:
         )
         assert wip[offset] == in_progress, day
         assert throughput[offset] == completions[day], day
+
+
+@pytest.mark.parametrize(
+    "names", [("cycle_time_days", "throughput", "wip"), ("throughput", "wip"), ("cycle_time_days",), ("wip",)]
+)
+def test_flow_tallies_fed_once_equal_each_reducer_over_the_records(names: tuple[str, ...]) -> None:
+    """The one-pass reducer (each record added once, then dropped) gives the rows of each metric's own
+    reducer over the same records, for any subset and ranges inside, around and after the records."""
+    rng = random.Random(7)
+    records = list(
+        cycle_times((issue_status_history(issue) for issue, _ in (random_issue(rng, n) for n in range(300))), WORKFLOW)
+    )
+    for first, last in (
+        (d(1), date(2024, 3, 15)),
+        (d(20), d(20)),
+        (date(2023, 12, 1), date(2024, 1, 10)),
+        (date(2025, 1, 1), date(2025, 1, 3)),
+    ):
+        tallies = FlowTallies(first, last, names)
+        for record in records:
+            tallies.add(record)
+        alone = {
+            "cycle_time_days": cycle_time_rows(records),
+            "throughput": throughput_rows(records, first, last),
+            "wip": wip_rows(records, first, last),
+        }
+        assert tallies.rows() == {name: alone[name] for name in names}, (first, last)
