@@ -3,6 +3,10 @@ connection's selected objects and requests runs only for the metrics and partiti
 (the days a changed record is on now, and the days the record-bucket index says it was counted on
 before); and the nightly schedule that recomputes every connection in full.
 
+Touched days become runs per metric in clusters (`day_clusters`, CLUSTER_GAP_DAYS): one range run per
+cluster of nearby days (one query set per metric for all its days, see `assets.compute_metric_days`),
+a one-partition run for a lone day, the snapshot metrics once per tick.
+
 The cursor is `{connection: {object: latestDateCovered}}`; the next window starts where Salesforce says
 the last one ended. A gap beyond the API's 30-day reach, `INVALID_REPLICATION_DATE`, or a connection
 seen for the first time triggers a full resync — never a silent miss.
@@ -33,12 +37,14 @@ from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.resources import PlatformResource
 
 REPLICATION_REACH = timedelta(days=30)
-# Touched days closer than this are recomputed by one range run (the days between them too). A range
-# query costs the same calls whatever its length; what an extra day costs is its streamed records and
-# its record-bucket ids (at 1,000,000 opportunities ~1,400 a day) and the rewrite of its batches, while
-# every extra run costs a Dagster run (seconds of launch) plus 3 queries per metric. A week of extra days
-# is well under one run's cost.
-CLUSTER_GAP_DAYS = 7
+# Touched days with at most this many untouched days between them are recomputed by one range run (the
+# days between too). A range's value query costs the same calls whatever its length, but each day it
+# spans also costs its records: the run reads every record of its days twice for the record-bucket index
+# (and once more for a streamed metric), ~1,400 Opportunity ids a day at 1,000,000 opportunities, so about
+# 1.4 calls of 2,000 records per metric per day. A separate run costs ~3 calls per metric (values, index
+# before and after) plus a Dagster run launch (seconds). At that scale the break-even is 2-4 days; smaller
+# orgs would merge more, but 3 keeps the largest orgs from paying for days nothing touched.
+CLUSTER_GAP_DAYS = 3
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _ID_CHUNK = 200  # ids per `Id IN (...)` query: keeps the URL well under Salesforce's limit
 
@@ -147,8 +153,8 @@ def poll_connection(
         for asset in assets:
             days_of[asset].append(day)
     runs: dict[tuple[date, date], set[dg.AssetKey]] = defaultdict(set)
-    for asset, days in days_of.items():
-        for cluster in day_clusters(days, CLUSTER_GAP_DAYS):
+    for asset, touched in days_of.items():
+        for cluster in day_clusters(touched, CLUSTER_GAP_DAYS):
             runs[cluster].add(asset)
     for (first, last), assets in sorted(runs.items()):
         if first == last:
