@@ -340,6 +340,7 @@ def main() -> None:
             polled_at = datetime.fromisoformat(sandbox.ask("advance", 300))
 
             runs: list[int] = []
+            poll_calls: list[int] = []  # the poll's own calls (updated/deleted per object, the changed records' days)
 
             def cdc() -> Tally:
                 client = resource.client(platform, connection)
@@ -361,6 +362,7 @@ def main() -> None:
                     for asset in sorted(request.asset_selection or [], key=str):
                         work.append((SALES_METRICS[asset.path[-1]], run_days))
                 runs.append(len(requests))
+                poll_calls.append(client.api_calls)
                 tally = _compute(platform, resource, connection, work, "bench-cdc")
                 tally.add_client(client)
                 return tally
@@ -395,7 +397,7 @@ def main() -> None:
         f"{cdc_figures.tally.bytes / max(full.tally.bytes, 1):.2f}x bytes, {cdc_figures.seconds / max(full.seconds, 1e-9):.2f}x time; "
         f"changes: "
         + ", ".join(f"{sum(by_object.values())} {kind}" for kind, by_object in changes.items())
-        + f"; {runs[0] if runs else 0} runs requested"
+        + f"; {runs[0] if runs else 0} runs requested; the poll itself {poll_calls[0] if poll_calls else 0} calls"
     )
     for other in results[4:]:
         print(
