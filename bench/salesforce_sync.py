@@ -1,13 +1,18 @@
 """What a Salesforce sync costs the client for a large org (1,000,000 opportunities by default), in one run.
 
-Phases, each with its own `SalesforceClient`s, as the metric assets would run them (minus Dagster):
+Phases, each with its own `SalesforceClient`s, as the metric assets would run them (minus Dagster and the
+record-bucket index):
 - full sync, aggregate push-down (the connector's real path): every sales metric, the daily ones for each
-  of the last `BENCH_DAYS` days, the snapshots once, written to the metric store;
+  of the last `BENCH_DAYS` days, the snapshots once, written to the metric store; again for each length
+  in `BENCH_FULL_DAYS` (default "30,365") that differs. Where the code has range queries
+  (`assets.compute_metric_days`) the daily metrics run as the assets do, one range per chunk of
+  `BUCKET_CHUNK_DAYS`; otherwise one query per day (the code before issue 19);
 - the Opportunity metrics alone (win_rate, sales_cycle_length daily; open_pipeline_by_stage,
   campaign_sourced_pipeline), push-down, against the same figures computed by pulling every
   opportunity's needed fields (`SELECT <fields> FROM Opportunity`, the snapshots need them all) and
   reducing in Python;
-- a CDC sync after `org.mutate(100)`: one `poll_connection` and only the partitions it asks for.
+- a CDC sync after `org.mutate(100)`: one `poll_connection` and only the partitions it asks for (one
+  partition, or a range run's days, computed as above).
 
 Figures: wall time (tracemalloc off), client-side peak memory (tracemalloc peak of a second, identical
 pass), API calls, records and bytes read (`SalesforceClient.api_calls` / `.bytes_read`). Printed, never
@@ -32,6 +37,7 @@ from typing import Any
 
 OPPORTUNITIES = int(os.environ.get("BENCH_OPPORTUNITIES", "1000000"))
 DAYS = int(os.environ.get("BENCH_DAYS", "30"))
+FULL_DAYS = [int(n) for n in os.environ.get("BENCH_FULL_DAYS", "30,365").split(",") if n.strip()]
 CHANGES = int(os.environ.get("BENCH_CHANGES", "100"))
 OPPORTUNITY_METRICS = ("win_rate", "sales_cycle_length", "open_pipeline_by_stage", "campaign_sourced_pipeline")
 PULL_FIELDS = ("StageName", "Amount", "Probability", "IsClosed", "IsWon", "CloseDate", "CreatedDate", "CampaignId")
@@ -137,19 +143,37 @@ def measure(label: str, phase: Callable[[], Tally]) -> Figures:
 def _compute(
     platform: Any, resource: Any, connection: Any, work: Iterable[tuple[Any, list[date | None]]], run_id: str
 ) -> Tally:
-    """What the metric assets do per run: one client per metric, compute each partition, write it."""
-    from dfx_pipelines.connectors.salesforce.assets import compute_metric
+    """What the metric assets do per run: one client per metric, compute each partition (several days
+    at once where the code has range queries), write it."""
+    from dfx_pipelines.connectors.salesforce import assets
     from dfx_pipelines.platform.metric_store import Provenance
 
+    ranged = getattr(assets, "compute_metric_days", None)
     tally = Tally()
     for metric, days in work:
         client = resource.client(platform, connection)
-        for day in days:
-            query, rows = compute_metric(client, metric, connection, day)
-            key = f"{connection.id}|{day}" if day else connection.id
-            platform.metric_store.write(connection, metric.name, key, rows, Provenance(run_id, query.soql))
-            tally.rows += rows
-            tally.partitions += 1
+        if ranged is not None and len(days) > 1 and None not in days:
+            from dfx_pipelines.connectors.salesforce.queries import Days
+            from dfx_pipelines.connectors.salesforce.selection import Selection
+
+            ordered = sorted(days)
+            for start in range(0, len(ordered), assets.BUCKET_CHUNK_DAYS):
+                chunk = ordered[start : start + assets.BUCKET_CHUNK_DAYS]
+                queries_run, by_day = ranged(client, metric, Selection(connection.selection.objects), Days(chunk))
+                soql = "\n".join(q.soql for q in queries_run)
+                for day in chunk:
+                    rows = by_day[day]
+                    key = f"{connection.id}|{day}"
+                    platform.metric_store.write(connection, metric.name, key, rows, Provenance(run_id, soql))
+                    tally.rows += rows
+                    tally.partitions += 1
+        else:
+            for day in days:
+                query, rows = assets.compute_metric(client, metric, connection, day)
+                key = f"{connection.id}|{day}" if day else connection.id
+                platform.metric_store.write(connection, metric.name, key, rows, Provenance(run_id, query.soql))
+                tally.rows += rows
+                tally.partitions += 1
         tally.add_client(client)
     return tally
 
@@ -282,6 +306,18 @@ def main() -> None:
                 return tally
 
             print("measuring (each phase runs twice: timed, then under tracemalloc) ...", flush=True)
+            extra = []
+            for length in FULL_DAYS:
+                if length == DAYS:
+                    continue
+                span = [last - timedelta(days=n) for n in range(length)][::-1]
+                work = [(mt, list(span)) for mt in daily] + [(mt, [None]) for mt in snapshot]
+                extra.append(
+                    measure(
+                        f"full sync, push-down ({len(work)} metrics, {length} days)",
+                        lambda work=work: _compute(platform, resource, connection, work, "bench-full"),
+                    )
+                )
             results = [
                 measure(
                     f"full sync, push-down ({len(everything)} metrics, {DAYS} days)",
@@ -303,32 +339,36 @@ def main() -> None:
             changes = sandbox.ask("mutate", CHANGES)
             polled_at = datetime.fromisoformat(sandbox.ask("advance", 300))
 
+            runs: list[int] = []
+            poll_calls: list[int] = []  # the poll's own calls (updated/deleted per object, the changed records' days)
+
             def cdc() -> Tally:
                 client = resource.client(platform, connection)
                 requests, _, resync = poll_connection(client, connection, cursor, polled_at, platform.metric_store)
                 if resync:
                     raise RuntimeError(f"the poll asked for a full resync ({resync}); the benchmark expects a CDC sync")
-                work: dict[str, list] = defaultdict(list)
+                # Per run, per metric: its partitions (a range run: its days), computed as that run would.
+                work: list[tuple[Any, list]] = []
                 for request in requests:
                     key = request.partition_key
-                    day = (
-                        date.fromisoformat(key.keys_by_dimension["date"])
-                        if isinstance(key, dg.MultiPartitionKey)
-                        else None
-                    )
-                    for asset in request.asset_selection or []:
-                        work[asset.path[-1]].append(day)
-                tally = _compute(
-                    platform,
-                    resource,
-                    connection,
-                    [(SALES_METRICS[name], ds) for name, ds in sorted(work.items())],
-                    "bench-cdc",
-                )
+                    if isinstance(key, dg.MultiPartitionKey):
+                        run_days: list = [date.fromisoformat(key.keys_by_dimension["date"])]
+                    elif key is None and "dagster/asset_partition_range_start" in request.tags:
+                        first_day = date.fromisoformat(request.tags["dagster/asset_partition_range_start"][-10:])
+                        last_day = date.fromisoformat(request.tags["dagster/asset_partition_range_end"][-10:])
+                        run_days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+                    else:
+                        run_days = [None]
+                    for asset in sorted(request.asset_selection or [], key=str):
+                        work.append((SALES_METRICS[asset.path[-1]], run_days))
+                runs.append(len(requests))
+                poll_calls.append(client.api_calls)
+                tally = _compute(platform, resource, connection, work, "bench-cdc")
                 tally.add_client(client)
                 return tally
 
             results.append(measure(f"CDC sync after {CHANGES} changes (1 poll + touched partitions)", cdc))
+            results.extend(extra)
         finally:
             sandbox.stop()
             dispose_engine(settings.metrics_db_url)
@@ -345,7 +385,7 @@ def main() -> None:
         print(
             f"{f.label:58s} {t.partitions:10,d} {t.calls:9,d} {t.records:10,d} {t.bytes / MIB:9.2f} {f.seconds:7.2f} {f.peak_bytes / MIB:8.2f}"
         )
-    full, push, pulled, cdc_figures = results
+    full, push, pulled, cdc_figures = results[:4]
     print()
     print(
         f"pull-every-record vs push-down (Opportunity metrics): {pulled.tally.calls / max(push.tally.calls, 1):.1f}x calls, "
@@ -355,8 +395,15 @@ def main() -> None:
     print(
         f"CDC vs full sync: {cdc_figures.tally.calls / max(full.tally.calls, 1):.2f}x calls, "
         f"{cdc_figures.tally.bytes / max(full.tally.bytes, 1):.2f}x bytes, {cdc_figures.seconds / max(full.seconds, 1e-9):.2f}x time; "
-        f"changes: " + ", ".join(f"{sum(by_object.values())} {kind}" for kind, by_object in changes.items())
+        f"changes: "
+        + ", ".join(f"{sum(by_object.values())} {kind}" for kind, by_object in changes.items())
+        + f"; {runs[0] if runs else 0} runs requested; the poll itself {poll_calls[0] if poll_calls else 0} calls"
     )
+    for other in results[4:]:
+        print(
+            f"CDC vs {other.label}: {cdc_figures.tally.calls / max(other.tally.calls, 1):.3f}x calls, "
+            f"{cdc_figures.seconds / max(other.seconds, 1e-9):.3f}x time"
+        )
     print(f"whole benchmark: {time.perf_counter() - begun:.0f}s")
 
 

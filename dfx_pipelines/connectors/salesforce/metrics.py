@@ -19,8 +19,9 @@ Conventions every reducer follows (definitions as in Fivetran's dbt_salesforce):
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import MappingProxyType
@@ -30,6 +31,7 @@ from dfx_pipelines.connectors.salesforce import queries
 from dfx_pipelines.connectors.salesforce.queries import (
     AggregateAlias,
     Cadence,
+    Days,
     SelectionLike,
     SoqlQuery,
     Strategy,
@@ -406,6 +408,62 @@ def reduce_case_resolution_time(records: Iterable[Record], period: date) -> list
     return _distribution_rows("case_resolution_time", "hours", distribution, total_hours, 60.0, period)
 
 
+# --- ranges: one query's rows, split per day ------------------------------------------------------------
+
+
+def _row_day(query: SoqlQuery, row: Record) -> date | None:
+    assert query.day_key is not None and query.day_field is not None
+    value = row.get(query.day_key)
+    # An aggregate row's day is a date (a date field's value, or DAY_ONLY's); a streamed record's is
+    # its period field's value, placed on its UTC day.
+    return _date(value) if query.aggregate else record_day(query.day_field, value)
+
+
+def reduce_days(
+    reduce: Reducer, results: Iterable[tuple[SoqlQuery, Iterable[Record]]], days: Days
+) -> Iterator[tuple[date, list[MetricRow]]]:
+    """(day, rows) for EVERY day of `days`, in order, from the results of a metric's range queries, each
+    day reduced by the metric's own per-day reducer, so values equal a per-day computation (an empty
+    day gets its zero/total rows, as a one-day query with no result would).
+
+    Aggregate results (at most a few thousand groups) are split by their day key; the metric's queries'
+    rows for one day are reduced together (case_milestone_sla: completed and open groups). A streamed
+    result must be the metric's only query and come ordered by its period field: it is split lazily, so
+    memory stays what the reducer holds for one day. A row on a day outside `days`, or a stream out of
+    order, is an error rather than a silently wrong value."""
+    results = list(results)
+    wanted = set(days)
+    if all(query.aggregate for query, _ in results):
+        by_day: dict[date, list[Record]] = defaultdict(list)
+        for query, rows in results:
+            for row in rows:
+                day = _row_day(query, row)
+                if day not in wanted:
+                    raise ValueError(f"{query.metric}: a row on {day}, outside the days asked for")
+                by_day[day].append(row)
+        for day in days:
+            yield day, reduce(by_day.pop(day, []), day)
+        return
+    if len(results) != 1:
+        raise ValueError("a streamed range is one query")
+    query, records = results[0]
+    remaining = iter(days)
+    upcoming: date | None = next(remaining, None)
+    for day, group in itertools.groupby(records, key=lambda record: _row_day(query, record)):
+        if day not in wanted:
+            raise ValueError(f"{query.metric}: a record on {day}, outside the days asked for")
+        while upcoming is not None and upcoming < day:  # days without records
+            yield upcoming, reduce([], upcoming)
+            upcoming = next(remaining, None)
+        if upcoming != day:
+            raise ValueError(f"{query.metric}: records are not ordered by {query.day_field} (again {day})")
+        yield day, reduce(group, day)
+        upcoming = next(remaining, None)
+    while upcoming is not None:
+        yield upcoming, reduce([], upcoming)
+        upcoming = next(remaining, None)
+
+
 # --- rendering ------------------------------------------------------------------------------------------
 
 
@@ -474,6 +532,16 @@ class SalesMetric:
         """The fields that place a record on a day (a milestone: its completion day, or its target day
         while open); none for snapshots."""
         return tuple(self.period_field.split("/")) if self.period_field else ()
+
+    def build_days(self, selection: SelectionLike, days: Days) -> list[SoqlQuery]:
+        """The queries that answer this daily metric for every day of `days` at once."""
+        if self.cadence is not Cadence.DAILY:
+            raise ValueError(f"{self.name} is a snapshot: it has no days")
+        return queries.range_queries(self.build, selection, days)
+
+    def reduce_days(self, results: Iterable[tuple[SoqlQuery, Iterable[Record]]], days: Days) -> dict[date, list]:
+        """Every day's metric rows from the range queries' results (see `reduce_days`)."""
+        return dict(reduce_days(self.reduce, results, days))
 
 
 def _metric(

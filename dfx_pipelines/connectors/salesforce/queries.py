@@ -11,12 +11,18 @@ Rules kept here:
 - Values reach SOQL only through `soql_literal`.
 - Daily partitions are UTC days: `CloseDate = 2024-01-31` on date fields, and
   `CreatedDate >= 2024-01-31T00:00:00Z AND CreatedDate < 2024-02-01T00:00:00Z` on datetime fields.
+- A daily builder also takes a set of days (`Days`): then the query covers all of them at once (an OR of
+  contiguous intervals) and says per row which day it belongs to: an aggregate query groups by the day
+  too (a date field by itself, a datetime field by `DAY_ONLY(field) periodDay`, which Salesforce computes
+  in UTC, our days' zone), a streamed query selects its period field and is ordered by it, so the
+  reducer can split the stream day by day without holding more than one day. `SoqlQuery.day_key` names
+  the key a row carries its day under.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -48,8 +54,9 @@ class AggregateAlias:
     AMOUNT_COUNT = "amountCount"  # COUNT(Amount): records whose Amount is not null
     EXPECTED_REVENUE_SUM = "expectedRevenueSum"  # SUM(ExpectedRevenue): Σ Amount × Probability / 100
     MILESTONE_TYPE_NAME = "milestoneTypeName"  # MilestoneType.Name
+    PERIOD_DAY = "periodDay"  # DAY_ONLY(<datetime period field>) of a range query: the row's UTC day
 
-    ALL = (RECORD_COUNT, AMOUNT_SUM, AMOUNT_COUNT, EXPECTED_REVENUE_SUM, MILESTONE_TYPE_NAME)
+    ALL = (RECORD_COUNT, AMOUNT_SUM, AMOUNT_COUNT, EXPECTED_REVENUE_SUM, MILESTONE_TYPE_NAME, PERIOD_DAY)
 
 
 # Aliases obey the API-name rules too (and none is a SOQL keyword): checked once, at import.
@@ -76,6 +83,72 @@ class Strategy(str, Enum):
     ADAPTIVE = "adaptive"  # pushdown when the selection allows it, else streamed: SoqlQuery.aggregate says which
 
 
+class Days:
+    """A non-empty set of UTC days, sorted: what a range query covers. Pure value; its SOQL form is an OR
+    of its contiguous intervals, so a run of 365 consecutive days is one condition."""
+
+    __slots__ = ("days",)
+
+    def __init__(self, days: Iterable[date]):
+        found = set()
+        for day in days:
+            if not isinstance(day, date) or isinstance(day, datetime):
+                raise ValueError(f"Days holds dates, not {day!r}")
+            found.add(day)
+        if not found:
+            raise ValueError("Days needs at least one day")
+        self.days: tuple[date, ...] = tuple(sorted(found))
+
+    @classmethod
+    def between(cls, first: date, last: date) -> Days:
+        if last < first:
+            raise ValueError(f"no days in {first}..{last}")
+        return cls(first + timedelta(days=n) for n in range((last - first).days + 1))
+
+    def __iter__(self) -> Iterator[date]:
+        return iter(self.days)
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def __contains__(self, day: object) -> bool:
+        return day in set(self.days)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Days) and other.days == self.days
+
+    def __hash__(self) -> int:
+        return hash(self.days)
+
+    def __repr__(self) -> str:
+        return f"Days({', '.join(f'{a}..{b}' if a != b else str(a) for a, b in self.intervals())})"
+
+    @property
+    def first(self) -> date:
+        return self.days[0]
+
+    @property
+    def last(self) -> date:
+        return self.days[-1]
+
+    def intervals(self) -> list[tuple[date, date]]:
+        """The maximal runs of consecutive days, in order."""
+        runs: list[tuple[date, date]] = []
+        for day in self.days:
+            if runs and (day - runs[-1][1]).days == 1:
+                runs[-1] = (runs[-1][0], day)
+            else:
+                runs.append((day, day))
+        return runs
+
+    def halves(self) -> tuple[Days, Days]:
+        """The earlier and the later half (by count of days); for re-running a query that overflowed."""
+        if len(self.days) < 2:
+            raise ValueError("a single day cannot be halved")
+        middle = len(self.days) // 2
+        return Days(self.days[:middle]), Days(self.days[middle:])
+
+
 @dataclass(frozen=True)
 class SoqlQuery:
     """One query to run for one metric and period, plus what it touches (for audit and tests)."""
@@ -86,6 +159,9 @@ class SoqlQuery:
     aggregate: bool
     fields_read: tuple[str, ...]  # every field referenced anywhere in the query, sorted
     period: date | None
+    days: Days | None = None  # a range query's days (period is None then)
+    day_key: str | None = None  # the row key carrying a range query's day (a date field or PERIOD_DAY)
+    day_field: str | None = None  # the period field that day comes from
 
 
 # --- values ---------------------------------------------------------------------------------------------
@@ -155,8 +231,11 @@ class _QueryText:
     select: list[str] = field(default_factory=list)
     where: list[str] = field(default_factory=list)
     group_by: list[str] = field(default_factory=list)
+    order_by: list[str] = field(default_factory=list)
     fields: set[str] = field(default_factory=set)
     aggregates: bool = False
+    day_key: str | None = None
+    day_field: str | None = None
 
     def ref(self, field_path: str) -> str:
         self.fields.add(salesforce_field_path(field_path))
@@ -191,16 +270,54 @@ class _QueryText:
         name = self.ref(datetime_field)
         return f"{name} >= {soql_literal(start)} AND {name} < {soql_literal(end)}"
 
+    def in_days(self, period_field: str, days: Days) -> str:
+        """The field falls on one of the days (UTC): an OR of the days' contiguous intervals."""
+        name = self.ref(period_field)
+        parts = []
+        for first, last in days.intervals():
+            if period_field in DATE_PERIOD_FIELDS:
+                if first == last:
+                    parts.append(f"{name} = {soql_literal(first)}")
+                else:
+                    parts.append(f"({name} >= {soql_literal(first)} AND {name} <= {soql_literal(last)})")
+            else:
+                start = datetime.combine(first, time(0), tzinfo=UTC)
+                end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
+                parts.append(f"({name} >= {soql_literal(start)} AND {name} < {soql_literal(end)})")
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+    def group_by_day(self, period_field: str) -> None:
+        """Aggregate rows per day of the period field: a date field groups by itself (rows keyed by its
+        name), a datetime field by its UTC day, DAY_ONLY(field), keyed by the PERIOD_DAY alias."""
+        if period_field in DATE_PERIOD_FIELDS:
+            self.group(period_field)
+            self.day_key = period_field
+        else:
+            name = self.ref(period_field)
+            self.group_by.append(f"DAY_ONLY({name})")
+            self.select.append(f"DAY_ONLY({name}) {salesforce_name(AggregateAlias.PERIOD_DAY)}")
+            self.day_key = AggregateAlias.PERIOD_DAY
+        self.day_field = period_field
+
+    def order_by_day(self, period_field: str) -> None:
+        """A streamed range query: records come ordered by their period field, so by day."""
+        if period_field not in self.select:
+            self.pick(period_field)
+        self.order_by.append(self.ref(period_field))
+        self.day_key = self.day_field = period_field
+
     def text(self) -> str:
         soql = f"SELECT {', '.join(self.select)} FROM {salesforce_name(self.object_name)}"
         if self.where:
             soql += " WHERE " + " AND ".join(self.where)
         if self.group_by:
             soql += " GROUP BY " + ", ".join(self.group_by)
+        if self.order_by:
+            soql += " ORDER BY " + ", ".join(self.order_by)
         return soql
 
 
-def _finish(spec: MetricFields, selection: Selection, query: _QueryText, period: date | None) -> SoqlQuery:
+def _finish(spec: MetricFields, selection: Selection, query: _QueryText, period: date | Days | None) -> SoqlQuery:
     # Last guard: the text must not reference anything the customer did not select, whatever the
     # builder above did (a mismatch here is a bug in this module, reported as a selection failure).
     stray = sorted(
@@ -214,14 +331,32 @@ def _finish(spec: MetricFields, selection: Selection, query: _QueryText, period:
         soql=query.text(),
         aggregate=query.aggregates,
         fields_read=tuple(sorted(query.fields)),
-        period=period,
+        period=None if isinstance(period, Days) else period,
+        days=period if isinstance(period, Days) else None,
+        day_key=query.day_key,
+        day_field=query.day_field,
     )
 
 
-def _daily(spec: MetricFields, period: object) -> date:
+def _daily(spec: MetricFields, period: object) -> date | Days:
+    if isinstance(period, Days):
+        return period
     if not isinstance(period, date) or isinstance(period, datetime):
-        raise ValueError(f"metric {spec.metric} is daily: its period must be a date, not {period!r}")
+        raise ValueError(f"metric {spec.metric} is daily: its period must be a date or Days, not {period!r}")
     return period
+
+
+def _on(query: _QueryText, period_field: str, day: date | Days) -> str:
+    """The period condition for one day (today's text) or for a set of days (grouped/ordered by day)."""
+    if isinstance(day, Days):
+        if query.aggregates or query.group_by:
+            query.group_by_day(period_field)
+        else:
+            query.order_by_day(period_field)
+        return query.in_days(period_field, day)
+    if period_field in DATE_PERIOD_FIELDS:
+        return query.on_day(period_field, day)
+    return query.within_utc_day(period_field, day)
 
 
 def _snapshot(spec: MetricFields, period: object) -> None:
@@ -338,7 +473,7 @@ def open_pipeline_by_stage_query(selection: SelectionLike, period: None = None) 
     return _finish(spec, selection, query, period)
 
 
-def win_rate_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def win_rate_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Closed opportunities of the day, won vs lost. COUNT(Amount) next to SUM(Amount) gives the mean won
     deal over non-null Amounts (what AVG(Amount) returns) in a form that still adds up across rows."""
     spec = WIN_RATE_FIELDS
@@ -349,11 +484,11 @@ def win_rate_query(selection: SelectionLike, period: date) -> SoqlQuery:
     query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
     query.aggregate("SUM", "Amount", _A.AMOUNT_SUM)
     query.aggregate("COUNT", "Amount", _A.AMOUNT_COUNT)
-    query.where += [query.equals("IsClosed", True), query.on_day("CloseDate", day)]
+    query.where += [query.equals("IsClosed", True), _on(query, "CloseDate", day)]
     return _finish(spec, selection, query, day)
 
 
-def sales_cycle_length_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def sales_cycle_length_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Won opportunities closed that day, streamed: a median needs every duration, and SOQL cannot
     subtract dates. Only the two dates are read (not even Id)."""
     spec = SALES_CYCLE_LENGTH_FIELDS
@@ -362,11 +497,11 @@ def sales_cycle_length_query(selection: SelectionLike, period: date) -> SoqlQuer
     query = _QueryText(spec.object_name)
     query.pick("CreatedDate")
     query.pick("CloseDate")
-    query.where += [query.equals("IsWon", True), query.on_day("CloseDate", day)]
+    query.where += [query.equals("IsWon", True), _on(query, "CloseDate", day)]
     return _finish(spec, selection, query, day)
 
 
-def lead_conversion_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def lead_conversion_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Leads created that (UTC) day, converted or not: a cohort, so the rate can still rise later."""
     spec = LEAD_CONVERSION_FIELDS
     day = _daily(spec, period)
@@ -374,11 +509,11 @@ def lead_conversion_query(selection: SelectionLike, period: date) -> SoqlQuery:
     query = _QueryText(spec.object_name)
     query.group("IsConverted")
     query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
-    query.where.append(query.within_utc_day("CreatedDate", day))
+    query.where.append(_on(query, "CreatedDate", day))
     return _finish(spec, selection, query, day)
 
 
-def lead_time_to_convert_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def lead_time_to_convert_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Converted leads of the same creation-day cohort, streamed for the days-to-convert distribution."""
     spec = LEAD_TIME_TO_CONVERT_FIELDS
     day = _daily(spec, period)
@@ -386,11 +521,11 @@ def lead_time_to_convert_query(selection: SelectionLike, period: date) -> SoqlQu
     query = _QueryText(spec.object_name)
     query.pick("CreatedDate")
     query.pick("ConvertedDate")
-    query.where += [query.equals("IsConverted", True), query.within_utc_day("CreatedDate", day)]
+    query.where += [query.equals("IsConverted", True), _on(query, "CreatedDate", day)]
     return _finish(spec, selection, query, day)
 
 
-def case_volume_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def case_volume_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Cases created that (UTC) day by status and priority."""
     spec = CASE_VOLUME_FIELDS
     day = _daily(spec, period)
@@ -399,11 +534,11 @@ def case_volume_query(selection: SelectionLike, period: date) -> SoqlQuery:
     query.group("Status")
     query.group("Priority")
     query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
-    query.where.append(query.within_utc_day("CreatedDate", day))
+    query.where.append(_on(query, "CreatedDate", day))
     return _finish(spec, selection, query, day)
 
 
-def case_resolution_time_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def case_resolution_time_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Cases closed that (UTC) day, streamed for the hours-to-close distribution."""
     spec = CASE_RESOLUTION_TIME_FIELDS
     day = _daily(spec, period)
@@ -411,11 +546,11 @@ def case_resolution_time_query(selection: SelectionLike, period: date) -> SoqlQu
     query = _QueryText(spec.object_name)
     query.pick("CreatedDate")
     query.pick("ClosedDate")
-    query.where.append(query.within_utc_day("ClosedDate", day))
+    query.where.append(_on(query, "ClosedDate", day))
     return _finish(spec, selection, query, day)
 
 
-def case_milestone_sla_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def case_milestone_sla_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Milestones whose outcome was decided that (UTC) day: completed ones on their CompletionDate, open
     ones on their TargetDate (the moment an open milestone becomes violated). Grouped by IsCompleted as
     well so open-but-not-yet-due milestones are reported as pending instead of as met. When an open
@@ -429,10 +564,43 @@ def case_milestone_sla_query(selection: SelectionLike, period: date) -> SoqlQuer
     for _dimension, field_path in spec.chosen_dimensions(selection):
         query.group(field_path)
     query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    if isinstance(day, Days):
+        raise ValueError("case_milestone_sla over several days is two queries: case_milestone_sla_range_queries")
     completed = f"({query.equals('IsCompleted', True)} AND {query.within_utc_day('CompletionDate', day)})"
     still_open = f"({query.equals('IsCompleted', False)} AND {query.within_utc_day('TargetDate', day)})"
     query.where.append(f"({completed} OR {still_open})")
     return _finish(spec, selection, query, day)
+
+
+def case_milestone_sla_range_queries(selection: SelectionLike, days: Days) -> list[SoqlQuery]:
+    """case_milestone_sla over a set of days: a milestone's day comes from one of two fields (completed:
+    CompletionDate; open: TargetDate), and a group has one day, so two aggregate queries, each grouped by
+    its own field's UTC day. Per day their rows are exactly the one-day query's groups."""
+    spec = CASE_MILESTONE_SLA_FIELDS
+    if not isinstance(days, Days):
+        raise ValueError(f"case_milestone_sla range queries take Days, not {days!r}")
+    selection = spec.check(selection)
+    built = []
+    for completed, period_field in ((True, "CompletionDate"), (False, "TargetDate")):
+        query = _QueryText(spec.object_name)
+        query.group("IsCompleted")
+        query.group("IsViolated")
+        for _dimension, field_path in spec.chosen_dimensions(selection):
+            query.group(field_path)
+        query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+        query.where.append(query.equals("IsCompleted", completed))
+        query.where.append(_on(query, period_field, days))
+        built.append(_finish(spec, selection, query, days))
+    return built
+
+
+def range_queries(
+    builder: Callable[[SelectionLike, date | Days], SoqlQuery], selection: SelectionLike, days: Days
+) -> list[SoqlQuery]:
+    """The queries that answer a daily metric for every day of `days` (one, except case_milestone_sla)."""
+    if builder is case_milestone_sla_query:
+        return case_milestone_sla_range_queries(selection, days)
+    return [builder(selection, days)]
 
 
 def campaign_responses_query(selection: SelectionLike, period: None = None) -> SoqlQuery:
@@ -460,7 +628,7 @@ def campaign_sourced_pipeline_query(selection: SelectionLike, period: None = Non
     return _finish(spec, selection, query, period)
 
 
-def _activity_counts_query(spec: MetricFields, selection: SelectionLike, period: date) -> SoqlQuery:
+def _activity_counts_query(spec: MetricFields, selection: SelectionLike, period: date | Days) -> SoqlQuery:
     day = _daily(spec, period)
     selection = spec.check(selection)
     query = _QueryText(spec.object_name)
@@ -468,15 +636,15 @@ def _activity_counts_query(spec: MetricFields, selection: SelectionLike, period:
     for _dimension, field_path in spec.chosen_dimensions(selection):
         query.group(field_path)
     query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
-    query.where.append(query.on_day("ActivityDate", day))
+    query.where.append(_on(query, "ActivityDate", day))
     return _finish(spec, selection, query, day)
 
 
-def task_activity_counts_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def task_activity_counts_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Tasks due (ActivityDate) that day, by Type and TaskSubtype when those are selected."""
     return _activity_counts_query(TASK_ACTIVITY_COUNTS_FIELDS, selection, period)
 
 
-def event_activity_counts_query(selection: SelectionLike, period: date) -> SoqlQuery:
+def event_activity_counts_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Events on (ActivityDate) that day, by Type when selected."""
     return _activity_counts_query(EVENT_ACTIVITY_COUNTS_FIELDS, selection, period)

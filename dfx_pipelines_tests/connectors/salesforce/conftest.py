@@ -2,7 +2,7 @@
 connection made through the real OAuth + PKCE flow, and a helper that materializes metric assets."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -126,3 +126,29 @@ def materialize(
     platform: Platform, sf_resource: SalesforceResource, dagster_instance: dg.DagsterInstance
 ) -> Materializer:
     return Materializer(platform, sf_resource, dagster_instance)
+
+
+def requested_days(requests: list[dg.RunRequest]) -> dict[str, set[str]]:
+    """Every daily partition the daily runs request ("sf-acme|day"), one-day runs and range runs alike,
+    with the metrics requested for it."""
+    found: dict[str, set[str]] = {}
+    for request in requests:
+        if request.job_name != "salesforce_daily_job":
+            continue
+        if request.partition_key is not None:
+            keys = [str(request.partition_key)]
+        else:
+            connection, _, first = request.tags["dagster/asset_partition_range_start"].partition("|")
+            last = date.fromisoformat(request.tags["dagster/asset_partition_range_end"].partition("|")[2])
+            day, keys = date.fromisoformat(first), []
+            while day <= last:
+                keys.append(f"{connection}|{day}")
+                day += timedelta(days=1)
+        for key in keys:
+            found.setdefault(key, set()).update({key.path[-1] for key in request.asset_selection or []})
+    return found
+
+
+def request_partition(request: dg.RunRequest) -> str | None:
+    """The partition key to materialize a run request with: None for a range run (its tags say the range)."""
+    return None if request.partition_key is None else str(request.partition_key)

@@ -35,7 +35,7 @@ from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.sandbox import Faults
 from dfx_pipelines.platform.services import Platform
 
-from .conftest import Materializer, connect
+from .conftest import Materializer, connect, request_partition
 
 SEED = 20261201
 # A long, bounded property run (every batch re-reads the sandbox and recomputes every metric); the suite's
@@ -318,7 +318,7 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(
             assert all(r.tags["dfx/sync"] == "cdc" for r in result.run_requests), "a CDC tick, not a full resync"
             for request in result.run_requests:
                 names = sorted(key.path[-1] for key in request.asset_selection or [])
-                assert materialize(names, partition_key=str(request.partition_key), tags=request.tags).success
+                assert materialize(names, partition_key=request_partition(request), tags=request.tags).success
                 runs += 1
             cursor = json.loads(result.cursor)
             faults.clear()
