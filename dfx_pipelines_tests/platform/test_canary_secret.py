@@ -55,7 +55,7 @@ def test_canary_secret_appears_nowhere(
                 "pings",
                 "echo-acme",
                 [MetricRow("pings", "count", 1.0)],
-                Provenance(context.run_id, "GET /v1/ping"),
+                Provenance(context.run.run_id, "GET /v1/ping"),
             )
             session = build_session(sandbox_ca=server.ca_pem_path)
             if failure == "dropped_connection":
