@@ -5,14 +5,14 @@ when mapped, `sla_status` reads them from ONE paged search with exactly those fi
 The sandbox serves both from one source of truth (`sandbox.sla.sla_values`)."""
 
 import pytest
+
 from dfx_pipelines.connectors.jira import compute, query
 from dfx_pipelines.connectors.jira.sandbox import catalog
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.registry import Workspace
-
-from . import expected
 from dfx_pipelines_tests.connectors.jira.sandbox.conftest import http
 
+from . import expected
 from .conftest import FIELD_MAPPER, connect_cloud, connect_datacenter, make_sandbox, resource_for, sandbox_paths
 
 SLA_FIELDS = [catalog.FIRST_RESPONSE_SLA_FIELD, catalog.RESOLUTION_SLA_FIELD]
