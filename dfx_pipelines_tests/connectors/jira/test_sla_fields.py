@@ -13,7 +13,16 @@ from dfx_pipelines.platform.registry import Workspace
 from dfx_pipelines_tests.connectors.jira.sandbox.conftest import http
 
 from . import expected
-from .conftest import FIELD_MAPPER, connect_cloud, connect_datacenter, make_sandbox, resource_for, sandbox_paths
+from .conftest import (
+    FIELD_MAPPER,
+    Materializer,
+    connect_cloud,
+    connect_datacenter,
+    make_sandbox,
+    resource_for,
+    sandbox_paths,
+    stored,
+)
 
 SLA_FIELDS = [catalog.FIRST_RESPONSE_SLA_FIELD, catalog.RESOLUTION_SLA_FIELD]
 SLA_MAPPER = [
@@ -118,3 +127,19 @@ def test_sandbox_search_serves_sla_fields_as_the_request_endpoint_does(flavour: 
             assert [{k: v for k, v in e.items() if k != "slaDisplayFormat"} for e in embedded] == served
         assert all(i["fields"][f] is None for i in search("project = ALPHA", SLA_FIELDS) for f in SLA_FIELDS)
         assert not any(f in i["fields"] for i in search("project = OPS", ["created"]) for f in SLA_FIELDS)
+
+
+def test_the_asset_says_where_its_slas_came_from_and_stores_equal_values(
+    platform, workspace: Workspace, jira_cloud, dagster_instance
+) -> None:
+    """Materialized with real Dagster: the `sla_source` metadata names the path, and the stored rows of a
+    connection mapping the SLA fields equal those of one that does not."""
+    per_request = connect_cloud(platform, jira_cloud, config={"id": "jira-per-request"})
+    mapped = connect_cloud(platform, jira_cloud, config={"id": "jira-sla", "field_mapper": FIELD_MAPPER + SLA_MAPPER})
+    materialize = Materializer(platform, resource_for(jira_cloud), dagster_instance)
+    for connection, source in ((per_request, "per-request"), (mapped, "search-fields")):
+        result = materialize(["sla_status"], partition_key=connection.id)
+        (event,) = result.get_asset_materialization_events()
+        assert event.materialization.metadata["sla_source"].value == source
+    assert stored(platform, "jira-sla", "sla_status") == stored(platform, "jira-per-request", "sla_status")
+    assert len(stored(platform, "jira-sla", "sla_status")) == 10
