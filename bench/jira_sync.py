@@ -1,7 +1,8 @@
 """What a Jira sync costs the client for a large site (200,000 issues by default), in one run.
 
 The connector's real metrics path (`compute.METRICS`, as the metric assets run it minus Dagster), over the
-demo selection (projects ALPHA, BETA, OPS; boards 1 scrum and 2 kanban; story points and team mapped):
+demo selection (projects ALPHA, BETA, OPS; boards 1 scrum and 2 kanban; story points, team and both
+Service Management SLA fields mapped, so `sla_status` reads SLAs from one paged search):
 every asset, one client each (throughput and WIP are one multi-asset: one client, one pass over each
 board's changelogs, one row `throughput + wip`), the daily ones over the last `BENCH_DAYS` days in one pass
 (as a single-run backfill does), the snapshots once, each partition written to the metric store.

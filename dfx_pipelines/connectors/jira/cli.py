@@ -73,7 +73,11 @@ def jira() -> None:
     help="Board id for flow and sprint metrics (repeatable); must belong to a selected project.",
 )
 @click.option(
-    "--map", "maps", multiple=True, help="target=customfield_id (repeatable), e.g. story_points=customfield_10016."
+    "--map",
+    "maps",
+    multiple=True,
+    help="target=customfield_id (repeatable), e.g. story_points=customfield_10016; an SLA field "
+    "(sd-sla-field) maps under an sla_ target, e.g. sla_time_to_resolution=customfield_10041.",
 )
 @click.option("--cloud", is_flag=True, help="Jira Cloud through OAuth 2.0 (3LO): authorize in a browser.")
 @click.option(

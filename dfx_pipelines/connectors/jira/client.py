@@ -319,16 +319,18 @@ class JiraClient:
         payload = self.get(f"/rest/servicedeskapi/request/{identifiers.jira_issue_id(issue_id)}/sla", "request SLA")
         values = payload.get("values") or []
         self.records_read += len(values)
-        return [
-            {
-                "name": value.get("name"),
-                "completedCycles": [{"breached": bool(c.get("breached"))} for c in value.get("completedCycles") or ()],
-                "ongoingCycle": {"breached": bool(value["ongoingCycle"].get("breached"))}
-                if value.get("ongoingCycle")
-                else None,
-            }
-            for value in values
-        ]
+        return [reduced_sla(value) for value in values]
+
+
+def reduced_sla(value: dict[str, Any]) -> dict[str, Any]:
+    """What `sla_status_rows` reads of one SLA (an entry of `/request/{key}/sla`, or the value of an
+    `sd-sla-field` custom field in search, which has the same shape): its name and each cycle's breach."""
+    ongoing = value.get("ongoingCycle")
+    return {
+        "name": value.get("name"),
+        "completedCycles": [{"breached": bool(c.get("breached"))} for c in value.get("completedCycles") or ()],
+        "ongoingCycle": {"breached": bool(ongoing.get("breached"))} if ongoing else None,
+    }
 
 
 def _reduced_worklog(worklog: dict[str, Any], issue_id: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ sites) with a token. Either way, all or nothing:
 3. the selected projects and boards must exist and be visible (and each board must belong to a selected
    project, so a board never widens what is read);
 4. custom fields are discovered (`/field` → id, name, schema into `connection.discovered`) and the field
-   mapper may map only discovered custom fields;
+   mapper may map only discovered custom fields (an `sla_...` target only, and always, a Service
+   Management SLA field, `com.atlassian.servicedesk:sd-sla-field`);
 5. the connection row and its secrets are written together (`Registry.add_connection`).
 A grant we do not keep is simply dropped: Atlassian offers 3LO apps no revoke endpoint.
 """
@@ -21,7 +22,13 @@ import requests
 
 from dfx_pipelines.connectors.jira import auth, oauth
 from dfx_pipelines.connectors.jira.client import JiraClient, StaticCredentials
-from dfx_pipelines.connectors.jira.query import EPIC_LINK_PLUGIN, SPRINT_PLUGIN, STORY_POINTS_TARGET
+from dfx_pipelines.connectors.jira.query import (
+    EPIC_LINK_PLUGIN,
+    SLA_PLUGIN,
+    SPRINT_PLUGIN,
+    STORY_POINTS_TARGET,
+    is_sla_target,
+)
 from dfx_pipelines.connectors.jira.resource import basic_header, checked_base
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
 from dfx_pipelines.platform.registry import Connection, parse_connection
@@ -89,6 +96,12 @@ def discover(client: JiraClient, draft: Connection) -> dict[str, Any]:
         elif mapping.target == STORY_POINTS_TARGET and (fields[mapping.source]["schema"].get("type") != "number"):
             problems.append(
                 f"story points must map a number field; {mapping.source} is {fields[mapping.source]['schema'].get('type')}"
+            )
+        elif is_sla_target(mapping.target) != (fields[mapping.source]["schema"].get("custom") == SLA_PLUGIN):
+            problems.append(
+                f"field mapper {mapping.target} → {mapping.source}: an SLA target (sla_...) must map, and only it may "
+                f"map, a Service Management SLA field ({SLA_PLUGIN}); {mapping.source} is "
+                f"{fields[mapping.source]['schema'].get('custom') or fields[mapping.source]['schema'].get('type')}"
             )
     if problems:
         raise ConfigError("the selection does not match this Jira site: " + "; ".join(problems))

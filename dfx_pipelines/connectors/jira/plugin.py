@@ -29,6 +29,9 @@ DEMO_SELECTION: dict[str, list[Any]] = {"projects": ["ALPHA", "BETA", "OPS"], "b
 DEMO_FIELD_MAPPER = [
     {"target": "story_points", "source": "customfield_10016", "label": "Story point estimate"},
     {"target": "team", "source": "customfield_10001", "label": "Team"},
+    # Service Management SLAs as fields: sla_status reads them from search, not one call per request.
+    {"target": "sla_time_to_first_response", "source": "customfield_10040", "label": "Time to first response"},
+    {"target": "sla_time_to_resolution", "source": "customfield_10041", "label": "Time to resolution"},
 ]
 
 

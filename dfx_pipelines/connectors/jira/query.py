@@ -27,6 +27,11 @@ NEVER = frozenset({"description", "comment", "attachment", "worklog", "environme
 SPRINT_PLUGIN = "com.pyxis.greenhopper.jira:gh-sprint"
 EPIC_LINK_PLUGIN = "com.pyxis.greenhopper.jira:gh-epic-link"
 STORY_POINTS_TARGET = "story_points"
+# Jira Service Management SLAs are custom fields of this type. A field-mapper target starting with
+# `SLA_TARGET_PREFIX` (e.g. `sla_time_to_resolution`) maps one; `sla_status` then reads the mapped SLA
+# fields from search instead of one SLA call per request.
+SLA_PLUGIN = "com.atlassian.servicedesk:sd-sla-field"
+SLA_TARGET_PREFIX = "sla_"
 
 
 def quote(value: str) -> str:
@@ -94,9 +99,27 @@ def field_name(connection: Connection, field_id: str) -> str | None:
     return ((connection.discovered.get("fields") or {}).get(field_id) or {}).get("name")
 
 
+def is_sla_target(target: str) -> bool:
+    return target.startswith(SLA_TARGET_PREFIX)
+
+
 def dimension_fields(connection: Connection) -> dict[str, str]:
-    """Mapped custom fields used as count dimensions: every mapping except story points."""
-    return {m.target: m.source for m in connection.field_mapper if m.target != STORY_POINTS_TARGET}
+    """Mapped custom fields used as count dimensions: every mapping except story points and SLAs."""
+    return {
+        m.target: m.source
+        for m in connection.field_mapper
+        if m.target != STORY_POINTS_TARGET and not is_sla_target(m.target)
+    }
+
+
+def sla_fields(connection: Connection) -> list[str]:
+    """The SLA custom fields the customer mapped (discovered ones of type `SLA_PLUGIN` only), sorted."""
+    discovered = connection.discovered.get("fields") or {}
+    return sorted({
+        m.source
+        for m in connection.field_mapper
+        if is_sla_target(m.target) and ((discovered.get(m.source) or {}).get("schema") or {}).get("custom") == SLA_PLUGIN
+    })  # fmt: skip
 
 
 def safe_fields(connection: Connection, requested: Iterable[str]) -> list[str]:
@@ -151,6 +174,11 @@ def velocity_plan(connection: Connection, story_points: str, sprint: str) -> Fie
     fields = safe_fields(connection, ["created", "status", "resolution", sprint, story_points])
     names = tuple(name for name in (field_name(connection, sprint), field_name(connection, story_points)) if name)
     return FieldPlan(tuple(fields), ("status", "resolution", sprint, story_points), names)
+
+
+def sla_plan(connection: Connection) -> FieldPlan:
+    """Exactly the mapped SLA fields: `sla_status` reads nothing else of an issue."""
+    return FieldPlan(tuple(safe_fields(connection, sla_fields(connection))))
 
 
 def key_plan(connection: Connection) -> FieldPlan:

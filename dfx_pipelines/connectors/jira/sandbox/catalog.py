@@ -175,6 +175,11 @@ TEAM_FIELD = "customfield_10001"
 SPRINT_FIELD = "customfield_10020"
 EPIC_LINK_FIELD = "customfield_10014"
 CUSTOMER_TIER_FIELD = "customfield_10030"
+# Jira Service Management keeps each SLA in a custom field of this type; search returns its value (the
+# same SLA object `/rest/servicedeskapi/request/{key}/sla` lists) when the field is named in `fields`.
+SLA_PLUGIN = "com.atlassian.servicedesk:sd-sla-field"
+FIRST_RESPONSE_SLA_FIELD = "customfield_10040"
+RESOLUTION_SLA_FIELD = "customfield_10041"
 
 FIELDS = (
     FieldSpec("summary", "Summary", "string", system="summary", clause_names=("summary",)),
@@ -259,6 +264,20 @@ FIELDS = (
         "option",
         custom="com.atlassian.jira.plugin.system.customfieldtypes:select",
         clause_names=("cf[10030]", "Customer Tier"),
+    ),
+    FieldSpec(
+        FIRST_RESPONSE_SLA_FIELD,
+        "Time to first response",
+        "sd-servicelevelagreement",
+        custom=SLA_PLUGIN,
+        clause_names=("cf[10040]", "Time to first response"),
+    ),
+    FieldSpec(
+        RESOLUTION_SLA_FIELD,
+        "Time to resolution",
+        "sd-servicelevelagreement",
+        custom=SLA_PLUGIN,
+        clause_names=("cf[10041]", "Time to resolution"),
     ),
 )
 FIELD_BY_ID = {spec.id: spec for spec in FIELDS}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dfx_pipelines.connectors.jira.sandbox import catalog
+from dfx_pipelines.connectors.jira.sandbox import catalog, sla
 from dfx_pipelines.connectors.jira.sandbox.records import IssueRecord, jira_time
 from dfx_pipelines.connectors.jira.sandbox.render import (
     ISSUE_EXPAND,
@@ -160,6 +160,8 @@ def field_value(ctx: RenderContext, record: IssueRecord, field_id: str) -> Any:
             return None
         option_id, value = catalog.CUSTOMER_TIERS[record.tier]
         return {"self": f"{ctx.rest}/customFieldOption/{option_id}", "value": value, "id": option_id}
+    if field_id in sla.SLA_FIELDS:
+        return sla.sla_field_value(site, record, ctx.base_url, field_id)
     raise KeyError(field_id)
 
 

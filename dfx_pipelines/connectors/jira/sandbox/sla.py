@@ -3,6 +3,10 @@
 "Time to first response" runs from creation until the request first leaves Waiting for support.
 "Time to resolution" runs from creation (and again from each reopening) until Resolved, paused while
 Waiting for customer. Calendars are 24/7. Shapes follow `/rest/servicedeskapi/request/{key}/sla`.
+
+`sla_values` is the one source of truth: the per-request endpoint lists it, and search returns each SLA
+as the value of its `sd-sla-field` custom field (`catalog.FIRST_RESPONSE_SLA_FIELD`, `RESOLUTION_SLA_FIELD`)
+when that field is named in `fields`, as Jira Service Management does.
 """
 
 from __future__ import annotations
@@ -41,11 +45,11 @@ def _duration(seconds: float) -> dict[str, Any]:
     return {"millis": int(round(seconds * 1000)), "friendly": ("-" if seconds < 0 else "") + text}
 
 
-def _status_timeline(call: Call, record) -> list[tuple[float, str]]:
+def _status_timeline(site, record) -> list[tuple[float, str]]:
     """(when, status id entered), starting with the status at creation."""
     initial = catalog.SERVICE_WORKFLOW[0].id
     timeline = [(record.created, initial)]
-    for history in call.site.histories(record):
+    for history in site.histories(record):
         for field_id, old, _, new, _ in history.items:
             if field_id == "status":
                 if len(timeline) == 1 and old:
@@ -104,21 +108,22 @@ def resolution(timeline: list[tuple[float, str]], now: float) -> tuple[list[dict
     return completed, _cycle(start, None, RESOLUTION_GOAL, elapsed, paused, now)
 
 
-def request_sla(call: Call) -> Response:
-    record = call.site.find(call.params["key"])
-    if record is None or not call.app.visible(record) or catalog.PROJECTS[record.project].type_key != "service_desk":
-        return Response.json({
-            "errorMessage": "Request does not exist or you do not have permission to see it.",
-            "i18nErrorMessage": {"i18nKey": "sd.request.error.not.found", "parameters": []},
-        }, status=404)  # fmt: skip
-    timeline = _status_timeline(call, record)
-    now = call.site.now_epoch
-    base = f"{call.ctx.base_url}/rest/servicedeskapi/request/{record.id}/sla"
+SLAS = (("1", "Time to first response", first_response), ("2", "Time to resolution", resolution))
+SLA_FIELDS = {catalog.FIRST_RESPONSE_SLA_FIELD: "1", catalog.RESOLUTION_SLA_FIELD: "2"}
+
+
+def is_service_request(record) -> bool:
+    return catalog.PROJECTS[record.project].type_key == "service_desk"
+
+
+def sla_values(site, record, base_url: str) -> list[dict[str, Any]]:
+    """The request's SLAs as `/rest/servicedeskapi/request/{key}/sla` lists them (its `values`)."""
+    timeline = _status_timeline(site, record)
+    now = site.now_epoch
+    base = f"{base_url}/rest/servicedeskapi/request/{record.id}/sla"
     values = []
-    for sla_id, name, (completed, ongoing) in (
-        ("1", "Time to first response", first_response(timeline, now)),
-        ("2", "Time to resolution", resolution(timeline, now)),
-    ):
+    for sla_id, name, replay in SLAS:
+        completed, ongoing = replay(timeline, now)
         value: dict[str, Any] = {
             "id": sla_id,
             "name": name,
@@ -128,6 +133,28 @@ def request_sla(call: Call) -> Response:
         if ongoing is not None:
             value["ongoingCycle"] = ongoing
         values.append(value)
+    return values
+
+
+def sla_field_value(site, record, base_url: str, field_id: str) -> dict[str, Any] | None:
+    """Search's value of an SLA custom field: the same SLA object plus Jira's `slaDisplayFormat`; null
+    on an issue outside a service desk."""
+    if not is_service_request(record):
+        return None
+    wanted = SLA_FIELDS[field_id]
+    value = next(v for v in sla_values(site, record, base_url) if v["id"] == wanted)
+    return {**value, "slaDisplayFormat": "NEW_SLA_FORMAT"}
+
+
+def request_sla(call: Call) -> Response:
+    record = call.site.find(call.params["key"])
+    if record is None or not call.app.visible(record) or not is_service_request(record):
+        return Response.json({
+            "errorMessage": "Request does not exist or you do not have permission to see it.",
+            "i18nErrorMessage": {"i18nKey": "sd.request.error.not.found", "parameters": []},
+        }, status=404)  # fmt: skip
+    values = sla_values(call.site, record, call.ctx.base_url)
+    base = f"{call.ctx.base_url}/rest/servicedeskapi/request/{record.id}/sla"
     return Response.json(
         {
             "size": len(values),

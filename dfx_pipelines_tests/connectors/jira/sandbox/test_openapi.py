@@ -71,6 +71,11 @@ PLATFORM_CALLS = [
         "/rest/api/3/search/jql",
         {"json": {"jql": "project = ALPHA", "fields": ["created", "worklog"], "maxResults": 50}},
     ),
+    (  # Service Management SLA fields (sd-sla-field) as search returns them
+        "POST",
+        "/rest/api/3/search/jql",
+        {"json": {"jql": "project = OPS", "fields": ["customfield_10040", "customfield_10041"], "maxResults": 50}},
+    ),
     ("GET", "/rest/api/3/search/jql", {"params": {"jql": "project = NOPE"}}),  # the 400 ErrorCollection
     ("POST", "/rest/api/3/search/approximate-count", {"json": {"jql": "project = BETA"}}),
     ("GET", "/rest/api/3/field", {}),
