@@ -16,37 +16,25 @@ import os
 import tempfile
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
 os.environ.setdefault("DFX_DAILY_START", "2024-01-01")  # the sandbox's data lives in 2024; read at import
 
 DAYS = int(os.environ.get("BENCH_DAYS", "365"))
 ROWS = {"default": 2_000, "shop.web_events": int(os.environ.get("BENCH_ROWS", "200000"))}
 FIRST = date(2024, 1, 1)
-SPEC = {
-    "name": "sessions",
-    "table": "shop.web_events",
-    "measure": "COUNT_DISTINCT",
-    "column": "session_id",
-    "group_by": ["event_type"],
-    "time_column": "event_date",
-}
 
 
 def main() -> None:
     import dagster as dg
 
+    from bench.bigquery_connection import SESSIONS_SPEC, bench_connection
     from dfx_pipelines.connectors.bigquery.assets import RANGE_END, RANGE_START, bigquery_metric_specs
-    from dfx_pipelines.connectors.bigquery.connect import connect_bigquery
     from dfx_pipelines.connectors.bigquery.ledger import BudgetStore
     from dfx_pipelines.connectors.bigquery.resource import BigQueryResource
     from dfx_pipelines.connectors.bigquery.sandbox.running import start_bigquery_sandbox
     from dfx_pipelines.platform.db import dispose_engine
     from dfx_pipelines.platform.partitions import sync_partitions
-    from dfx_pipelines.platform.registry import Workspace
     from dfx_pipelines.platform.resources import PlatformResource
-    from dfx_pipelines.platform.services import Platform
-    from dfx_pipelines.platform.settings import Settings
 
     last = FIRST + timedelta(days=DAYS - 1)
     figures = {}
@@ -54,25 +42,7 @@ def main() -> None:
     with start_bigquery_sandbox(rows=ROWS, seed=7) as running:
         for mode in ("per-day runs", "one range run"):
             with tempfile.TemporaryDirectory() as home, dg.instance_for_test() as instance:
-                # The run's PlatformResource reads DFX_HOME (vault, master key) from the environment.
-                os.environ["DFX_HOME"] = str(Path(home) / "dfx")
-                platform = Platform(Settings.from_env())
-                platform.registry.upsert_workspace(
-                    Workspace(id="bench", name="Bench", owner_email="bench@example.test")
-                )
-                connection = connect_bigquery(
-                    platform,
-                    config={
-                        "id": "bq-bench",
-                        "workspace_id": "bench",
-                        "display_name": "bench",
-                        "selection": {"datasets": {"shop": ["web_events"]}},
-                        "settings": {"monthly_budget_usd": 1000.0},
-                        "endpoint": {"api_endpoint": running.url, "metric_specs": [SPEC]},
-                    },
-                    key=json.dumps(running.service_account_key),
-                    sandbox_ca=running.ca_pem_path,
-                )
+                platform, connection = bench_connection(home, running, [SESSIONS_SPEC])
                 sync_partitions(instance, platform.registry, ["bigquery"])
                 resources = {
                     "platform": PlatformResource(

@@ -8,13 +8,11 @@ ledger update). Reported: HTTP round trips and milliseconds per query, median, f
 partition filter against the same aggregate filtered on a non-partition column (no pruning).
 """
 
-import json
 import os
 import statistics
 import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 ROWS = {"default": 20_000, "shop.web_events": 1_000_000}
@@ -29,40 +27,15 @@ def _requests(running) -> int:
 def main() -> None:
     from google.cloud import bigquery
 
+    from bench.bigquery_connection import SESSIONS_SPEC, bench_connection
     from dfx_pipelines.connectors.bigquery import gate
-    from dfx_pipelines.connectors.bigquery.connect import connect_bigquery
     from dfx_pipelines.connectors.bigquery.metrics import build_query, specs_of
     from dfx_pipelines.connectors.bigquery.resource import BigQueryResource
     from dfx_pipelines.connectors.bigquery.sandbox.running import make_client, start_bigquery_sandbox
     from dfx_pipelines.platform.db import dispose_engine
-    from dfx_pipelines.platform.registry import Workspace
-    from dfx_pipelines.platform.services import Platform
-    from dfx_pipelines.platform.settings import Settings
 
-    spec = {
-        "name": "sessions",
-        "table": "shop.web_events",
-        "measure": "COUNT_DISTINCT",
-        "column": "session_id",
-        "group_by": ["event_type"],
-        "time_column": "event_date",
-    }
     with tempfile.TemporaryDirectory() as home, start_bigquery_sandbox(rows=ROWS, seed=7) as running:
-        platform = Platform(Settings.from_env({"DFX_HOME": str(Path(home) / "dfx")}))
-        platform.registry.upsert_workspace(Workspace(id="bench", name="Bench", owner_email="bench@example.test"))
-        connection = connect_bigquery(
-            platform,
-            config={
-                "id": "bq-bench",
-                "workspace_id": "bench",
-                "display_name": "bench",
-                "selection": {"datasets": {"shop": ["web_events"]}},
-                "settings": {"monthly_budget_usd": 1000.0},
-                "endpoint": {"api_endpoint": running.url, "metric_specs": [spec]},
-            },
-            key=json.dumps(running.service_account_key),
-            sandbox_ca=running.ca_pem_path,
-        )
+        platform, connection = bench_connection(home, running, [SESSIONS_SPEC])
         query = build_query(specs_of(connection)[0], connection.endpoint["project"], DAY, DAY)
         parameters = [bigquery.ScalarQueryParameter(k, "DATE", v) for k, v in query.params.items()]
 

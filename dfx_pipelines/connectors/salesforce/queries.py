@@ -550,6 +550,17 @@ def case_resolution_time_query(selection: SelectionLike, period: date | Days) ->
     return _finish(spec, selection, query, day)
 
 
+def _milestone_outcome_counts(spec: MetricFields, selection: Selection) -> _QueryText:
+    """The milestone query's shape, one day or a range: counts per outcome (and milestone type when selected)."""
+    query = _QueryText(spec.object_name)
+    query.group("IsCompleted")
+    query.group("IsViolated")
+    for _dimension, field_path in spec.chosen_dimensions(selection):
+        query.group(field_path)
+    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    return query
+
+
 def case_milestone_sla_query(selection: SelectionLike, period: date | Days) -> SoqlQuery:
     """Milestones whose outcome was decided that (UTC) day: completed ones on their CompletionDate, open
     ones on their TargetDate (the moment an open milestone becomes violated). Grouped by IsCompleted as
@@ -558,12 +569,7 @@ def case_milestone_sla_query(selection: SelectionLike, period: date | Days) -> S
     spec = CASE_MILESTONE_SLA_FIELDS
     day = _daily(spec, period)
     selection = spec.check(selection)
-    query = _QueryText(spec.object_name)
-    query.group("IsCompleted")
-    query.group("IsViolated")
-    for _dimension, field_path in spec.chosen_dimensions(selection):
-        query.group(field_path)
-    query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+    query = _milestone_outcome_counts(spec, selection)
     if isinstance(day, Days):
         raise ValueError("case_milestone_sla over several days is two queries: case_milestone_sla_range_queries")
     completed = f"({query.equals('IsCompleted', True)} AND {query.within_utc_day('CompletionDate', day)})"
@@ -582,12 +588,7 @@ def case_milestone_sla_range_queries(selection: SelectionLike, days: Days) -> li
     selection = spec.check(selection)
     built = []
     for completed, period_field in ((True, "CompletionDate"), (False, "TargetDate")):
-        query = _QueryText(spec.object_name)
-        query.group("IsCompleted")
-        query.group("IsViolated")
-        for _dimension, field_path in spec.chosen_dimensions(selection):
-            query.group(field_path)
-        query.aggregate("COUNT", "Id", _A.RECORD_COUNT)
+        query = _milestone_outcome_counts(spec, selection)
         query.where.append(query.equals("IsCompleted", completed))
         query.where.append(_on(query, period_field, days))
         built.append(_finish(spec, selection, query, days))
