@@ -205,7 +205,8 @@ def _has_daily_partition(day: date, now: datetime) -> bool:
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls each active Salesforce connection for changed and deleted records and requests runs "
-    "for exactly the metrics and days they touch; a gap or INVALID_REPLICATION_DATE triggers a full resync.",
+    "for the metrics and days they touch (touched days at most 2 days apart share one range run); a gap or "
+    "INVALID_REPLICATION_DATE triggers a full resync.",
     jobs=[salesforce_snapshot_job, salesforce_daily_job],
 )
 def salesforce_cdc_sensor(
