@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,35 @@ def test_the_values_environment_starts_production_on_postgres_with_the_key_from_
     assert keyring.active_id == MasterKeyring.key_id_for(base64.b64decode(MASTER_KEY))
     assert not platform.settings.master_key_file.exists(), "production never generates a key file"
     assert not (tmp_path / "dfx").exists() or not any((tmp_path / "dfx").rglob("*.key"))
+
+
+def test_the_code_location_loads_in_production_with_the_values_environment_and_writes_nothing(
+    secrets: dict[str, str], tmp_path: Path
+) -> None:
+    """What the code server of the image does first, with nothing but the pod's environment (and this
+    checkout on the path): Dagster loads the definitions module the chart's codeServerArgs name."""
+    values = chart.load_values()
+    home = tmp_path / "dfx"
+    env = {
+        **pod_environment(values, secrets, home),
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        "PYTHONPATH": str(chart.REPO),
+        "HOME": str(tmp_path),
+    }
+    module = chart.deployment(values)["codeServerArgs"][1]
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", module],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
+    assert not home.exists(), "loading the code location wrote local state (a key file, a SQLite database)"
+    assert MASTER_KEY not in result.stdout + result.stderr
 
 
 def test_dfx_doctor_with_the_values_environment_reports_only_what_the_chart_itself_provides(

@@ -6,6 +6,7 @@ rules. No helm binary here: chart.py says what is transcribed from the chart and
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,24 @@ def test_monitoring_retries_concurrency_and_logging_are_dagster_yamls(values: di
     # Logging through the redacting formatter, telemetry off.
     assert rendered["python_logs"] == production["python_logs"]
     assert rendered["telemetry"] == production["telemetry"]
+
+
+def test_the_deploy_readme_creates_every_secret_the_values_reference_and_installs_the_matching_chart(
+    values: dict[str, Any],
+) -> None:
+    readme = (chart.REPO / "deploy" / "README.md").read_text()
+    wanted = {(values["global"]["postgresqlSecretName"], chart.POSTGRES_PASSWORD_KEY)}
+    wanted |= {
+        (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in chart.deployment(values)["env"]
+        if "valueFrom" in e
+    }
+    for name, key in wanted:
+        assert f"create secret generic {name}" in readme, name
+        assert key in readme, key
+    dagster_pin = next(
+        d
+        for d in tomllib.loads((chart.REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        if d.startswith("dagster==")
+    )
+    assert f"--version {dagster_pin.split('==')[1]}" in readme
