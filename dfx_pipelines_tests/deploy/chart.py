@@ -4,12 +4,14 @@ it renders into its ConfigMap and the container context a user-code deployment h
 
 No helm binary or cluster exists here, so this is a transcription, not the chart: the key names come from
 the chart's values schema models (helm/dagster/schema in dagster-io/dagster: DagsterHelmValues, Daemon,
-RunLauncher/K8sRunLauncherConfig, UserDeployment, Concurrency, PostgreSQL, Global, PythonLogs), and the
-rendering from its templates (configmap-instance.yaml, the `dagsterYaml.*` helpers, deployment-user.yaml),
-read for the chart version matching dagster 1.13.27. Where the schema allows any mapping but the template
-renders only some keys (runMonitoring), only the rendered keys are listed: a key the chart would silently
-drop is refused like a misspelt one. The rest (Dagster's instance schema, the K8sRunLauncher's config and
-its Job construction) is checked against the installed dagster and dagster-k8s themselves."""
+RunLauncher/K8sRunLauncherConfig, UserDeployment, Concurrency, PostgreSQL, Global), and the rendering from
+its templates (configmap-instance.yaml, the `dagsterYaml.*` helpers, deployment-user.yaml). They were read
+in the newest versions a code index held (the chart line with top-level `concurrency`, `runK8sConfig` and
+`runRetries.retryOnAssetOrOpFailure`); the repository itself was too large to fetch, so the 1.13.27 tag
+was not checked out. Where the schema allows any mapping but the template renders only some keys
+(runMonitoring), only the rendered keys are listed: a key the chart would silently drop is refused like a
+misspelt one. The rest (Dagster's instance schema, the K8sRunLauncher's config, its Job construction) is
+checked against the installed dagster and dagster-k8s themselves."""
 
 from __future__ import annotations
 
@@ -258,21 +260,32 @@ def render_instance(values: dict[str, Any], *, release: str = "dagster", namespa
         **({"kubeconfig_file": launcher["kubeconfigFile"]} if launcher.get("kubeconfigFile") else {}),
         "job_namespace": launcher.get("jobNamespace") or namespace,
         "image_pull_policy": launcher["imagePullPolicy"],
+        **({"image_pull_secrets": values["imagePullSecrets"]} if values.get("imagePullSecrets") else {}),
         "service_account_name": f"{release}-dagster",
-        "dagster_home": {"env": "DAGSTER_HOME"},
-        "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
-        "postgres_password_secret": {"env": "DAGSTER_K8S_PG_PASSWORD_SECRET"},
-        "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}]
-        + [c["name"] for c in launcher.get("envConfigMaps") or [] if "name" in c],
+        "dagster_home": values.get("global", {}).get("dagsterHome") or DAGSTER_HOME,
+        "instance_config_map": f"{release}-instance",
+        "postgres_password_secret": values["global"]["postgresqlSecretName"],
     }
-    if launcher.get("envSecrets"):
-        launcher_config["env_secrets"] = [s["name"] for s in launcher["envSecrets"] if "name" in s]
-    if launcher.get("envVars"):
-        launcher_config["env_vars"] = list(launcher["envVars"])
+    listed = {"envConfigMaps": "env_config_maps", "envSecrets": "env_secrets"}
+    for key, rendered_key in listed.items():
+        if launcher.get(key):
+            launcher_config[rendered_key] = [item["name"] for item in launcher[key] if "name" in item]
+    verbatim = {
+        "envVars": "env_vars",
+        "volumeMounts": "volume_mounts",
+        "volumes": "volumes",
+        "labels": "labels",
+        "resources": "resources",
+        "schedulerName": "scheduler_name",
+        "securityContext": "security_context",
+    }
+    for key, rendered_key in verbatim.items():
+        if launcher.get(key):
+            launcher_config[rendered_key] = launcher[key]
     if launcher.get("failPodOnRunFailure"):
         launcher_config["fail_pod_on_run_failure"] = True
     if launcher.get("runK8sConfig"):
-        launcher_config["run_k8s_config"] = _snake_keys(launcher["runK8sConfig"])
+        launcher_config["run_k8s_config"] = {snake(k): v for k, v in launcher["runK8sConfig"].items() if v}
 
     daemon = values["dagsterDaemon"]
     rendered: dict[str, Any] = {
@@ -297,11 +310,9 @@ def render_instance(values: dict[str, Any], *, release: str = "dagster", namespa
     if daemon["enabled"] and daemon["runCoordinator"]["enabled"]:
         assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
         queued = daemon["runCoordinator"]["config"].get("queuedRunCoordinator") or {}
-        rendered["run_coordinator"] = {
-            "module": "dagster.core.run_coordinator",
-            "class": "QueuedRunCoordinator",
-            "config": {snake(k): v for k, v in queued.items() if v is not None},
-        }
+        rendered["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}
+        if any(v is not None for v in queued.values()):  # the template writes no config block for none
+            rendered["run_coordinator"]["config"] = {snake(k): v for k, v in queued.items() if v is not None}
     if values.get("pythonLogs"):
         logs = values["pythonLogs"]
         rendered["python_logs"] = {snake(k): v for k, v in logs.items() if v}

@@ -73,9 +73,6 @@ def launch(values: dict[str, Any], home: Path, pg: dict[str, str], monkeypatch: 
 
     # What the chart gives the daemon's pod, and — worst case — every secret of the code location too.
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_K8S_INSTANCE_CONFIG_MAP", "dagster-instance")
-    monkeypatch.setenv("DAGSTER_K8S_PG_PASSWORD_SECRET", values["global"]["postgresqlSecretName"])
-    monkeypatch.setenv("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP", "dagster-pipeline-env")
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", f"{CANARY}-DAGSTER_PG_PASSWORD")  # trust auth ignores it
     for name in secret_refs(values):
         monkeypatch.setenv(name, f"{CANARY}-{name}")
