@@ -264,7 +264,18 @@ CASES = [
         ["connections", "list"],
         2,
         "DFX_MASTER_KEY",
-        {"DFX_MODE": "production", "DFX_MASTER_KEY": MASTER_KEY_CANARY},
+        {
+            "DFX_MODE": "production",
+            "DFX_MASTER_KEY": MASTER_KEY_CANARY,
+            "DFX_METRICS_DB_URL": f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:5432/test",
+        },
+    ),
+    Case(
+        "production with the embedded SQLite metric database",
+        ["connections", "list"],
+        2,
+        "DFX_METRICS_DB_URL",
+        {"DFX_MODE": "production", "DFX_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
     ),
     Case(
         "malformed master key, even for a command that opens no vault",

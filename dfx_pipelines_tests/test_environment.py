@@ -17,6 +17,8 @@ from click.testing import CliRunner
 
 from dfx_pipelines.cli import main
 from dfx_pipelines.platform import environment
+from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dfx_pipelines"
@@ -173,6 +175,18 @@ PRODUCTION = {
     "SALESFORCE_CLIENT_ID": "3MVG9", "SALESFORCE_CLIENT_SECRET": "sf-secret", "JIRA_CLIENT_ID": "jira-app", "JIRA_CLIENT_SECRET": "jira-secret",
     "DFX_SMTP_HOST": "smtp.example.com", "DFX_SMTP_FROM": "alerts@example.com", "DFX_APP_DB_URL": "postgresql+psycopg2://app@db/app",
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("url", [None, "", "  ", "sqlite:////srv/dfx/metrics.db", "duckdb:///m.db"])
+def test_production_never_falls_back_to_the_embedded_metric_database(url: str | None) -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "DFX_METRICS_DB_URL"}
+    if url is not None:
+        env["DFX_METRICS_DB_URL"] = url
+    with pytest.raises(ConfigError, match=r"DFX_METRICS_DB_URL.*SQLite default is refused"):
+        Settings.from_env(env)
+    assert Settings.from_env(PRODUCTION).metrics_db_url == PRODUCTION["DFX_METRICS_DB_URL"]
+    embedded = {k: v for k, v in PRODUCTION.items() if k not in ("DFX_MODE", "DFX_METRICS_DB_URL")}
+    assert Settings.from_env(embedded).metrics_db_url.startswith("sqlite:///")  # the demo keeps its default
 
 
 @pytest.fixture

@@ -102,6 +102,7 @@ def test_serve_refuses_production(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("DFX_MODE", "production")
     monkeypatch.setenv("DFX_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
     monkeypatch.setenv("DFX_HOME", str(tmp_path / "prod"))
+    monkeypatch.setenv("DFX_METRICS_DB_URL", "postgresql+psycopg2://dfx@127.0.0.1:1/dfx")  # never reached
     result = CliRunner().invoke(main, ["sandbox", "serve"])
     assert result.exit_code == 2 and "refused in DFX_MODE=production" in result.output
     assert not (tmp_path / "prod" / "sandbox").exists()  # nothing started, no CA written

@@ -71,7 +71,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "DFX_METRICS_DB_URL",
         ALL,
-        "SQLite in `$DFX_HOME/metrics.db`",
+        "SQLite in `$DFX_HOME/metrics.db` (embedded only: production refuses to start without it)",
         "yes",
         "the metric database, e.g. `postgresql+psycopg2://dfx@db/dfx` (migrated on first use)",
     ),

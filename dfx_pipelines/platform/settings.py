@@ -50,10 +50,18 @@ class Settings:
             raise ConfigError("DFX_VAULT_BACKEND=gcp-secret-manager needs DFX_VAULT_GCP_PROJECT")
         if mode == "production" and not env.get("DFX_MASTER_KEY"):
             raise ConfigError("DFX_MODE=production needs DFX_MASTER_KEY (no generated key file in production)")
+        metrics_db_url = env.get("DFX_METRICS_DB_URL", "").strip()
+        if mode == "production" and not metrics_db_url.startswith("postgresql"):
+            # The embedded default is a SQLite file beside the vault: in a container it would vanish with the
+            # pod and every aggregate with it, and two workers would each write their own.
+            raise ConfigError(
+                "DFX_MODE=production needs DFX_METRICS_DB_URL naming the PostgreSQL metric database "
+                "(postgresql+psycopg2://…); the embedded SQLite default is refused in production"
+            )
         return cls(
             home=home,
             mode=mode,
-            metrics_db_url=env.get("DFX_METRICS_DB_URL") or f"sqlite:///{home / 'metrics.db'}",
+            metrics_db_url=metrics_db_url or f"sqlite:///{home / 'metrics.db'}",
             vault_backend=backend,
             vault_dir=Path(env.get("DFX_VAULT_DIR") or home / "vault").absolute(),
             master_key_file=home / "master.key",

@@ -204,12 +204,13 @@ def test_reconnect_replaces_the_key_only_when_asked(platform, workspace, bq_sand
     )
 
 
-def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns) -> None:
+def test_production_refuses_the_sandbox_endpoint_and_token_uri(tmp_path, bq_sandbox, vendor_dns, pg_database) -> None:
     settings = Settings.from_env(
         {
             "DFX_HOME": str(tmp_path / "prod"),
             "DFX_MODE": "production",
             "DFX_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "DFX_METRICS_DB_URL": pg_database["url"],
         }
     )
     platform = Platform(settings)
