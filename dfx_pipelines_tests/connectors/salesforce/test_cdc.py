@@ -30,7 +30,7 @@ from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
 
-from .conftest import Materializer, connect, request_partition, requested_days
+from .conftest import Materializer, connect, request_partition, requested_days, subrequests_of
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # Objects of DEMO_SELECTION that some sales metric reads (Campaign is only written back to).
@@ -126,6 +126,11 @@ class Env:
         return {connection_id: {obj: iso(moment) for obj in POLLED}}
 
     def requests_since(self, before: int) -> list:
+        """What the org was asked since `before`: a composite call's subrequests count as what they ask."""
+        return subrequests_of(self.sandbox.server.requests[before:])
+
+    def calls_since(self, before: int) -> list:
+        """HTTP requests (API calls) since `before`: a composite call is one."""
         return self.sandbox.server.requests[before:]
 
 
@@ -309,6 +314,11 @@ def test_changes_request_only_the_metrics_and_days_they_touch(env: Env) -> None:
     assert updated == set(POLLED)
     assert {r.arg("start")[:16] for r in asked if r.path.endswith(("/updated/", "/deleted/"))} == {iso(start)[:16]}
     assert any("/queryAll" in r.path and "FROM Lead" in (r.arg("q") or "") for r in asked)
+    # ... in two API calls whatever the number of objects: one composite for every object's updated and
+    # deleted windows, one for the changed records' days (three objects changed: three queries).
+    calls = env.calls_since(before)
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in calls] == [("POST", "composite")] * 2
+    assert len(asked) == 2 * len(POLLED) + 3
 
     # The cursor moves to what Salesforce says it covered.
     cursor = json.loads(result.cursor)
