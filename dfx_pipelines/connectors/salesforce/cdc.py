@@ -1,5 +1,6 @@
 """Change-data-capture for Salesforce: a sensor that polls `updated`/`deleted` for each active
-connection's selected objects and requests runs only for the metrics and partitions the changes touch
+connection's selected objects (all of them in one composite call: one API call per tick, not two per
+object, and the changed records' days in as few more) and requests runs only for the metrics and partitions the changes touch
 (the days a changed record is on now, and the days the record-bucket index says it was counted on
 before); and the nightly schedule that recomputes every connection in full.
 

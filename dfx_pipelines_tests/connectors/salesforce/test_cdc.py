@@ -335,6 +335,31 @@ def test_changes_request_only_the_metrics_and_days_they_touch(env: Env) -> None:
     assert json.loads(quiet.cursor) == cursor
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_poll_whose_composite_calls_fail_on_the_wire_asks_again_and_requests_the_same_runs(
+    make_env: Callable[..., Env], when: str
+) -> None:
+    # The poll's composite calls carry only GETs, so a dropped connection (before Salesforce acted, or
+    # after: only the answer lost) or a 502 is sent again, although a POST in general is not.
+    env = make_env()
+    start = env.org.now
+    change_the_org(env.org)
+    env.org.advance(timedelta(minutes=5))
+    results = []
+    for faulty in (True, False):  # the same window twice: a poll only reads, so both must agree
+        if faulty:
+            faults = env.sandbox.server.faults
+            faults.inject("drop", count=1, when=when, path_prefix="/services/data/v59.0/composite")
+            faults.inject("server_error", count=1, status=502, path_prefix="/services/data/v59.0/composite")
+        before = len(env.sandbox.server.requests)
+        result = env.tick(env.org_cursor(start))
+        calls = [r.path for r in env.calls_since(before)]
+        results.append((sorted(str(r.partition_key) for r in result.run_requests), result.cursor, calls))
+    (runs, cursor, calls), (clean_runs, clean_cursor, clean_calls) = results
+    assert runs == clean_runs and runs and json.loads(cursor) == json.loads(clean_cursor)
+    assert len(calls) == len(clean_calls) + 2  # the two failed attempts, each sent once more
+
+
 def test_requested_runs_bring_the_metric_store_up_to_date(env: Env) -> None:
     org, store = env.org, env.platform.metric_store
     materialize = Materializer(env.platform, env.resource, env.instance)

@@ -317,7 +317,7 @@ class SalesforceSandbox(SandboxApp):
             raise SalesforceApiError(
                 400, "INVALID_INPUT", "A subrequest may not set Accept, Authorization or Content-Type"
             )
-        if not isinstance(url, str) or "@{" in url:
+        if not isinstance(url, str) or "@{" in urllib.parse.unquote(url):
             raise SalesforceApiError(400, "INVALID_INPUT", f"Unsupported subrequest url for {reference}")
         split = urllib.parse.urlsplit(url)
         match = _DATA_PATH.match(urllib.parse.unquote(split.path))
