@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,33 @@ API_VERSION = "59.0"
 MAX_REFRESHES_PER_CALL = 3
 NEXT_RECORDS_PATH = re.compile(r"/services/data/v[0-9]{1,3}\.[0-9]/(?:query|queryAll)/[A-Za-z0-9]{15,18}-[0-9]{1,9}")
 SANDBOX_CLIENT_ID = "dfx-sandbox-client"
+# `/composite`: up to 25 subrequests, at most 5 of them queries, and the whole series counts as one API
+# call toward the org's daily limit (REST API Developer Guide, "Composite"); `/composite/batch` counts
+# each subrequest, so it would save round trips but not the limit.
+COMPOSITE_MAX_SUBREQUESTS, COMPOSITE_MAX_QUERIES = 25, 5
+
+
+@dataclass(frozen=True)
+class SubResult:
+    """One composite subrequest's answer."""
+
+    status: int
+    body: Any
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _sub_error_text(body: Any) -> str:
+    """A subrequest's error as Salesforce states it (codes and messages, redacted), never the raw body."""
+    errors = body if isinstance(body, list) else [body]
+    parts = [
+        f"{error.get('errorCode', 'ERROR')}: {error.get('message', '')}".strip()
+        for error in errors
+        if isinstance(error, dict)
+    ]
+    return redact("; ".join(parts) or "no error detail")
 
 
 class ApiBudgetExhausted(ConnectorError):
@@ -219,6 +247,10 @@ class SalesforceClient:
         """Records of a query, page by page (bounded memory); every page goes through `_call`."""
         self.stats.queries.append(soql)
         page = self._call("query", lambda: self._sf.query(soql, include_deleted=include_deleted))
+        yield from self._pages(page)
+
+    def _pages(self, page: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """A query's records from its first page on, following nextRecordsUrl (checked) page by page."""
         while True:
             records = page.get("records", [])
             self.stats.records_read += len(records)
@@ -240,6 +272,85 @@ class SalesforceClient:
 
     def aggregate(self, soql: str) -> list[dict[str, Any]]:
         return list(self.stream(soql))
+
+    def composite(self, what: str, subrequests: list[tuple[str, str]]) -> dict[str, SubResult]:
+        """GET subrequests — (reference id, resource path under /services/data/vXX.X/) — as one `/composite`
+        call, by reference id. The caller keeps within the limits (25 subrequests, 5 queries); a failed
+        subrequest is its own answer (allOrNone false), for the caller to raise."""
+        if not subrequests or len(subrequests) > COMPOSITE_MAX_SUBREQUESTS:
+            raise ValueError(f"a composite call takes 1 to {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+        body = {
+            "allOrNone": False,
+            "compositeRequest": [
+                {"method": "GET", "url": f"/services/data/v{self.api_version}/{path}", "referenceId": reference}
+                for reference, path in subrequests
+            ],
+        }
+        answer = self._call(what, lambda: self._post_read_only("composite", body))
+        results = answer.get("compositeResponse") if isinstance(answer, dict) else None
+        by_reference: dict[str, SubResult] = {}
+        for result in results if isinstance(results, list) else []:
+            if not isinstance(result, dict) or not isinstance(result.get("httpStatusCode"), int):
+                break
+            by_reference[str(result.get("referenceId"))] = SubResult(result["httpStatusCode"], result.get("body"))
+        if set(by_reference) != {reference for reference, _ in subrequests}:
+            raise ConnectorError(f"Salesforce {what}: the composite response does not answer each subrequest once")
+        return by_reference
+
+    def _post_read_only(self, path: str, body: dict[str, Any]) -> Any:
+        # A composite of GETs changes nothing, but the shared session retries only idempotent methods:
+        # sent through the session that retries every method (as the refresh POST is), a dropped
+        # connection or a 5xx is retried like the GETs it carries.
+        session = self._sf.session
+        self._sf.session = self.token_session
+        try:
+            return self._sf.restful(path, method="POST", json=body)
+        finally:
+            self._sf.session = session
+
+    def replication_windows(
+        self, starts: dict[str, datetime], end: datetime
+    ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """Per object, its `updated` and `deleted` answers for [start, end): the same replication resources
+        the one-object calls read, for all objects in one composite call per 12 objects."""
+        subrequests: list[tuple[str, str]] = []
+        wanted: dict[str, tuple[str, str]] = {}
+        for number, (sobject, start) in enumerate(sorted(starts.items())):
+            window = urllib.parse.urlencode({"start": _iso_utc(start), "end": _iso_utc(end)})
+            wanted[sobject] = (f"updated{number}", f"deleted{number}")
+            subrequests += [
+                (f"updated{number}", f"sobjects/{sobject}/updated/?{window}"),
+                (f"deleted{number}", f"sobjects/{sobject}/deleted/?{window}"),
+            ]
+        answers: dict[str, SubResult] = {}
+        step = COMPOSITE_MAX_SUBREQUESTS - COMPOSITE_MAX_SUBREQUESTS % 2  # an object's two stay together
+        for first in range(0, len(subrequests), step):
+            answers |= self.composite("updated/deleted", subrequests[first : first + step])
+        windows = {}
+        for sobject, (updated_ref, deleted_ref) in wanted.items():
+            for action, reference in (("updated", updated_ref), ("deleted", deleted_ref)):
+                answer = answers[reference]
+                if answer.status >= 300 or not isinstance(answer.body, dict):
+                    raise ConnectorError(f"Salesforce {action} {sobject} failed: {_sub_error_text(answer.body)}")
+            windows[sobject] = (answers[updated_ref].body, answers[deleted_ref].body)
+        return windows
+
+    def stream_many(self, soqls: list[str], *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """The records of several queries, their first pages five to a composite call (later pages, if any,
+        one call each as in `stream`)."""
+        endpoint = "queryAll" if include_deleted else "query"
+        for first in range(0, len(soqls), COMPOSITE_MAX_QUERIES):
+            chunk = soqls[first : first + COMPOSITE_MAX_QUERIES]
+            self.stats.queries.extend(chunk)
+            answers = self.composite(
+                endpoint,
+                [(f"q{n}", f"{endpoint}/?{urllib.parse.urlencode({'q': soql})}") for n, soql in enumerate(chunk)],
+            )
+            for n in range(len(chunk)):
+                answer = answers[f"q{n}"]
+                if answer.status >= 300 or not isinstance(answer.body, dict):
+                    raise ConnectorError(f"Salesforce {endpoint} failed: {_sub_error_text(answer.body)}")
+                yield from self._pages(answer.body)
 
     def updated(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
         return self._sobject_call(f"updated {sobject}", sobject, lambda sftype: sftype.updated(start, end))

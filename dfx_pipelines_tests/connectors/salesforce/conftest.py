@@ -1,6 +1,8 @@
 """Fixtures for the Salesforce connector: a running sandbox org, the resource that trusts its CA, a
 connection made through the real OAuth + PKCE flow, and a helper that materializes metric assets."""
 
+import json
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from dfx_pipelines.connectors.salesforce.sandbox import (
 from dfx_pipelines.platform.partitions import sync_partitions
 from dfx_pipelines.platform.registry import Connection, Workspace
 from dfx_pipelines.platform.resources import PlatformResource
+from dfx_pipelines.platform.sandbox import Request
 from dfx_pipelines.platform.services import Platform
 
 ORG_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -152,3 +155,24 @@ def requested_days(requests: list[dg.RunRequest]) -> dict[str, set[str]]:
 def request_partition(request: dg.RunRequest) -> str | None:
     """The partition key to materialize a run request with: None for a range run (its tags say the range)."""
     return None if request.partition_key is None else str(request.partition_key)
+
+
+def subrequests_of(requests: list) -> list:
+    """Requests as the org acts on them: a `/composite` call stands for its subrequests (each inheriting
+    the call's headers, as Salesforce does); other requests are themselves."""
+    out = []
+    for request in requests:
+        if request.method == "POST" and request.path.endswith("/composite"):
+            for sub in json.loads(request.body)["compositeRequest"]:
+                split = urllib.parse.urlsplit(sub["url"])
+                out.append(
+                    Request(
+                        method=sub["method"],
+                        path=urllib.parse.unquote(split.path),
+                        query=urllib.parse.parse_qs(split.query),
+                        headers=request.headers,  # a subrequest is sent with its call's token
+                    )
+                )
+        else:
+            out.append(request)
+    return out

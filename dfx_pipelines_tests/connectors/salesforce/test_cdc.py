@@ -30,7 +30,7 @@ from dfx_pipelines.platform.registry import Connection, ConnectionStatus
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.services import Platform
 
-from .conftest import Materializer, connect, request_partition, requested_days
+from .conftest import Materializer, connect, request_partition, requested_days, subrequests_of
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # Objects of DEMO_SELECTION that some sales metric reads (Campaign is only written back to).
@@ -126,6 +126,11 @@ class Env:
         return {connection_id: {obj: iso(moment) for obj in POLLED}}
 
     def requests_since(self, before: int) -> list:
+        """What the org was asked since `before`: a composite call's subrequests count as what they ask."""
+        return subrequests_of(self.sandbox.server.requests[before:])
+
+    def calls_since(self, before: int) -> list:
+        """HTTP requests (API calls) since `before`: a composite call is one."""
         return self.sandbox.server.requests[before:]
 
 
@@ -309,6 +314,11 @@ def test_changes_request_only_the_metrics_and_days_they_touch(env: Env) -> None:
     assert updated == set(POLLED)
     assert {r.arg("start")[:16] for r in asked if r.path.endswith(("/updated/", "/deleted/"))} == {iso(start)[:16]}
     assert any("/queryAll" in r.path and "FROM Lead" in (r.arg("q") or "") for r in asked)
+    # ... in two API calls whatever the number of objects: one composite for every object's updated and
+    # deleted windows, one for the changed records' days (three objects changed: three queries).
+    calls = env.calls_since(before)
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in calls] == [("POST", "composite")] * 2
+    assert len(asked) == 2 * len(POLLED) + 3
 
     # The cursor moves to what Salesforce says it covered.
     cursor = json.loads(result.cursor)
@@ -323,6 +333,31 @@ def test_changes_request_only_the_metrics_and_days_they_touch(env: Env) -> None:
     quiet = env.tick(cursor)
     assert quiet.run_requests == [] and quiet.skip_reason.skip_message == "no changes"
     assert json.loads(quiet.cursor) == cursor
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_poll_whose_composite_calls_fail_on_the_wire_asks_again_and_requests_the_same_runs(
+    make_env: Callable[..., Env], when: str
+) -> None:
+    # The poll's composite calls carry only GETs, so a dropped connection (before Salesforce acted, or
+    # after: only the answer lost) or a 502 is sent again, although a POST in general is not.
+    env = make_env()
+    start = env.org.now
+    change_the_org(env.org)
+    env.org.advance(timedelta(minutes=5))
+    results = []
+    for faulty in (True, False):  # the same window twice: a poll only reads, so both must agree
+        if faulty:
+            faults = env.sandbox.server.faults
+            faults.inject("drop", count=1, when=when, path_prefix="/services/data/v59.0/composite")
+            faults.inject("server_error", count=1, status=502, path_prefix="/services/data/v59.0/composite")
+        before = len(env.sandbox.server.requests)
+        result = env.tick(env.org_cursor(start))
+        calls = [r.path for r in env.calls_since(before)]
+        results.append((sorted(str(r.partition_key) for r in result.run_requests), result.cursor, calls))
+    (runs, cursor, calls), (clean_runs, clean_cursor, clean_calls) = results
+    assert runs == clean_runs and runs and json.loads(cursor) == json.loads(clean_cursor)
+    assert len(calls) == len(clean_calls) + 2  # the two failed attempts, each sent once more
 
 
 def test_requested_runs_bring_the_metric_store_up_to_date(env: Env) -> None:

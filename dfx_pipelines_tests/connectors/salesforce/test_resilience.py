@@ -23,7 +23,7 @@ from dfx_pipelines.platform.partitions import RANGE_START_TAG as RANGE_START
 from dfx_pipelines.platform.registry import ConnectionStatus
 from dfx_pipelines.platform.sandbox import Faults
 
-from .conftest import ORG_NOW, Materializer, connect, make_sandbox
+from .conftest import ORG_NOW, Materializer, connect, make_sandbox, subrequests_of
 
 DAY = ORG_NOW.date() - timedelta(days=1)
 PARTITION = f"sf-acme|{DAY}"
@@ -145,7 +145,7 @@ def soql_fields(soql: str) -> tuple[str, set[str]]:
 
 
 def sent_soql(requests: list) -> list[str]:
-    return [r.arg("q") for r in requests if re.search(r"/query(All)?/?$", r.path) and r.arg("q")]
+    return [r.arg("q") for r in subrequests_of(requests) if re.search(r"/query(All)?/?$", r.path) and r.arg("q")]
 
 
 # ---------------------------------------------------------------- 1. same metrics under faults
@@ -270,12 +270,15 @@ def test_api_budget_stops_the_run_after_the_first_response(platform, sf_sandbox,
 
 
 def test_api_budget_also_guards_change_polling(platform, sf_sandbox, sf_connection, sf_resource) -> None:
-    """The CDC sensor's calls (`updated`/`deleted`) report usage like queries do, so a poll stops too."""
+    """The CDC sensor's calls (the composite of `updated`/`deleted` windows) report usage like queries do,
+    so a poll stops too: its next call (the changed records' days) is never sent."""
     from dfx_pipelines.connectors.salesforce.resource import ApiBudgetExhausted
 
     limit = sf_sandbox.app.usage.limit
     used = int(sf_connection.settings.api_limit_share * limit)
     sf_sandbox.app.set_api_usage(used)
+    sf_sandbox.org.mutate(10, seed=5)  # changes in the window, so the poll has a second call to make
+    sf_sandbox.org.advance(timedelta(minutes=5))
     now = sf_sandbox.org.now
     cursor = {obj: (now - timedelta(hours=1)).isoformat() for obj in sf_connection.selection.objects}
     client = sf_resource.client(platform, sf_connection)

@@ -7,16 +7,18 @@ server listens (`start_salesforce_sandbox` does); until then it is read from the
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import secrets
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from dfx_pipelines.platform.sandbox import Request, Response, SandboxApp
+from dfx_pipelines.platform.sandbox import Headers, Request, Response, SandboxApp
 
 from .errors import SalesforceApiError, invalid_session, not_found
 from .ids import BASE62
@@ -33,6 +35,14 @@ LOCATOR_TTL = timedelta(minutes=15)  # Salesforce closes an idle query cursor af
 MAX_OPEN_LOCATORS = 200
 _DATA_PATH = re.compile(r"^/services/data/v(\d+\.\d)(/.*)?$")
 _BATCH_SIZE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
+# Composite (`/composite`): the whole series is one API call; at most 25 subrequests, of which at most 5
+# query/queryAll (or sObject collection) operations; a reference id starts with a letter and holds
+# letters, digits and underscores; Accept, Authorization and Content-Type are inherited, never set per
+# subrequest (REST API Developer Guide, "Composite" and "Composite Request Body").
+COMPOSITE_MAX_SUBREQUESTS, COMPOSITE_MAX_QUERIES = 25, 5
+_REFERENCE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_INHERITED_HEADERS = frozenset({"accept", "authorization", "content-type"})
+_COMPOSITE_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 
 
 @dataclass
@@ -208,11 +218,21 @@ class SalesforceSandbox(SandboxApp):
 
     def _rest(self, request: Request, version: str, rest: str) -> Response:
         self._authenticate_and_count(request)
+        if rest == "composite":
+            self._allow(request.method, "POST")
+            return self._composite(request, version)
+        return self._resource(request, version, rest)
+
+    def _resource(self, request: Request, version: str, rest: str) -> Response:
+        """One REST resource, already authenticated and counted (a request's own, or a composite's subrequest)."""
         parts = [part for part in rest.split("/") if part] if rest else []
         method = request.method
         if not parts:
             return self._json(
-                {name: f"/services/data/v{version}/{name}" for name in ("sobjects", "query", "queryAll", "limits")}
+                {
+                    name: f"/services/data/v{version}/{name}"
+                    for name in ("sobjects", "query", "queryAll", "limits", "composite")
+                }
             )
         head = parts[0]
         if head == "limits" and len(parts) == 1:
@@ -227,6 +247,103 @@ class SalesforceSandbox(SandboxApp):
         if head == "sobjects":
             return self._sobjects(request, version, parts[1:])
         raise not_found()
+
+    # ------------------------------------------------------------ composite
+
+    def _composite(self, request: Request, version: str) -> Response:
+        """`POST /composite`: subrequests run in order as one API call; each answers in its own entry.
+
+        A malformed series is refused as a whole (400, nothing runs). With `allOrNone`, the first failed
+        subrequest stops the rest (PROCESSING_HALTED); reads have nothing to roll back. The `@{ref.field}`
+        references between subrequests are not supported by this sandbox (refused, never ignored)."""
+        body = self._body(request)
+        subrequests = body.get("compositeRequest")
+        all_or_none = body.get("allOrNone", False)
+        if not isinstance(subrequests, list) or not subrequests:
+            raise SalesforceApiError(400, "JSON_PARSER_ERROR", "compositeRequest is required and must be a list")
+        if not isinstance(all_or_none, bool):
+            raise SalesforceApiError(400, "JSON_PARSER_ERROR", "allOrNone must be a boolean")
+        if len(subrequests) > COMPOSITE_MAX_SUBREQUESTS:
+            raise SalesforceApiError(
+                400,
+                "LIMIT_EXCEEDED",
+                f"Composite request has {len(subrequests)} subrequests; the limit is {COMPOSITE_MAX_SUBREQUESTS}",
+            )
+        parsed = [self._composite_subrequest(sub, version) for sub in subrequests]
+        references = [reference for reference, *_ in parsed]
+        if len(set(references)) != len(references):
+            raise SalesforceApiError(400, "INVALID_INPUT", "Duplicate referenceId in the composite request")
+        queries = sum(1 for _, sub, _, rest in parsed if rest.split("/", 1)[0] in ("query", "queryAll"))
+        if queries > COMPOSITE_MAX_QUERIES:
+            raise SalesforceApiError(
+                400,
+                "LIMIT_EXCEEDED",
+                f"Composite request has {queries} query operations; the limit is {COMPOSITE_MAX_QUERIES}",
+            )
+        results: list[dict[str, Any]] = []
+        halted = False
+        for reference, sub, sub_version, rest in parsed:
+            if halted:
+                error = SalesforceApiError(
+                    400, "PROCESSING_HALTED", "The transaction was rolled back since another operation failed"
+                )
+                results.append(self._sub_result(reference, error.status, error.body()))
+                continue
+            try:
+                response = self._resource(sub, sub_version, rest)
+            except SalesforceApiError as error:
+                results.append(self._sub_result(reference, error.status, error.body()))
+                halted = all_or_none
+                continue
+            payload = json.loads(response.body) if response.body else None
+            results.append(self._sub_result(reference, response.status, payload))
+            halted = all_or_none and response.status >= 400
+        return self._json({"compositeResponse": results})
+
+    def _composite_subrequest(self, sub: Any, version: str) -> tuple[str, Request, str, str]:
+        if not isinstance(sub, dict):
+            raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Each composite subrequest must be a JSON object")
+        method, url, reference = sub.get("method"), sub.get("url"), sub.get("referenceId")
+        if method not in _COMPOSITE_METHODS:
+            raise SalesforceApiError(
+                400,
+                "INVALID_INPUT",
+                f"Invalid method {method!r}: one of {', '.join(_COMPOSITE_METHODS)} (case-sensitive)",
+            )
+        if not isinstance(reference, str) or not _REFERENCE_ID.match(reference):
+            raise SalesforceApiError(400, "INVALID_INPUT", f"Invalid referenceId {reference!r}")
+        headers = sub.get("httpHeaders") or {}
+        if not isinstance(headers, dict) or _INHERITED_HEADERS & {str(k).lower() for k in headers}:
+            raise SalesforceApiError(
+                400, "INVALID_INPUT", "A subrequest may not set Accept, Authorization or Content-Type"
+            )
+        if not isinstance(url, str) or "@{" in urllib.parse.unquote(url):
+            raise SalesforceApiError(400, "INVALID_INPUT", f"Unsupported subrequest url for {reference}")
+        split = urllib.parse.urlsplit(url)
+        match = _DATA_PATH.match(urllib.parse.unquote(split.path))
+        if split.scheme or split.netloc or match is None:
+            raise SalesforceApiError(400, "INVALID_INPUT", f"The url of {reference} is not a /services/data path")
+        sub_version = match.group(1)
+        if sub_version not in SUPPORTED_VERSIONS or float(sub_version) > float(version):
+            raise SalesforceApiError(
+                400, "INVALID_INPUT", f"The url of {reference} names API {sub_version}, above the request's {version}"
+            )
+        rest = (match.group(2) or "/").strip("/")
+        if rest.split("/", 1)[0] not in ("sobjects", "query", "queryAll"):
+            raise SalesforceApiError(400, "INVALID_INPUT", f"The resource of {reference} is not supported in composite")
+        body = sub.get("body")
+        request = Request(
+            method=method,
+            path=urllib.parse.unquote(split.path),
+            query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
+            headers=Headers({str(k): str(v) for k, v in headers.items()}),
+            body=json.dumps(body).encode("utf-8") if body is not None else b"",
+            raw_path=url,
+        )
+        return reference, request, sub_version, rest
+
+    def _sub_result(self, reference: str, status: int, body: Any) -> dict[str, Any]:
+        return {"body": body, "httpHeaders": {}, "httpStatusCode": status, "referenceId": reference}
 
     @staticmethod
     def _allow(method: str, *allowed: str) -> None:
