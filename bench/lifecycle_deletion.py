@@ -102,6 +102,18 @@ class _Phases:
             self._undo.pop()()
 
 
+def _sync_day(instance: Any, daily_sync: Any, connection_id: str, partition: str) -> None:
+    """One day's run of the bench's sync job for a connection, tagged as the connector's runs are."""
+    daily_sync.execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {"sync_day": {"config": {"partition": partition}}},
+            "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+        },
+        tags={"dfx/connection": connection_id, "dagster/partition/connection": connection_id},
+    )
+
+
 def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None = None) -> dict[str, Any]:
     import dagster as dg
 
@@ -172,14 +184,7 @@ def _measure(root: Path, metrics_db_url: str | None, dagster_pg_url: str | None 
         began = time.perf_counter()
         for day in days:
             key = f"{connection.id}|{day.isoformat()}"
-            daily_sync.execute_in_process(
-                instance=instance,
-                run_config={
-                    "ops": {"sync_day": {"config": {"partition": key}}},
-                    "loggers": {"console": {"config": {"log_level": "ERROR"}}},
-                },
-                tags={"dfx/connection": connection.id, "dagster/partition/connection": connection.id},
-            )
+            _sync_day(instance, daily_sync, connection.id, key)
         figures["setup_runs_s"] = time.perf_counter() - began
         figures["values"] = len(platform.metric_store.read(connection_id=connection.id))
         figures["runs_before"] = len(instance.get_run_records())
@@ -396,14 +401,7 @@ def _measure_scaling(root: Path, dagster_url: str, others: int, path: str) -> di
         # The removed connection's runs first (the oldest), then everyone else's.
         for n in range(OWN_RUNS):
             key = f"{connection.id}|{(date.today() - timedelta(days=n)).isoformat()}"
-            daily_sync.execute_in_process(
-                instance=instance,
-                run_config={
-                    "ops": {"sync_day": {"config": {"partition": key}}},
-                    "loggers": {"console": {"config": {"log_level": "ERROR"}}},
-                },
-                tags={"dfx/connection": connection.id, "dagster/partition/connection": connection.id},
-            )
+            _sync_day(instance, daily_sync, connection.id, key)
         figures["seed_s"] = _seed_other_runs(instance, dagster_url, others) if others else 0.0
         figures["runs_before"] = instance.get_runs_count()
         platform.registry.set_status(connection.id, ConnectionStatus.REMOVED)
