@@ -10,8 +10,8 @@ then requests it and reduces each embedded worklog on arrival, dropping its comm
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError
@@ -63,6 +63,14 @@ def issues_jql(projects: Iterable[str], *conditions: str, order_by: str = "creat
 
 def updated_since(moment: datetime | date) -> str:
     return f"updated >= {date_literal(moment)}"
+
+
+def worklog_started_between(first: date, last: date) -> str:
+    """Issues with a worklog started on a day of `first..last` (JQL `worklogDate`: the worklogs' started
+    dates), widened by a day on each side: Jira reads a date literal in the searching user's time zone,
+    and a widened window still holds every worklog started on those UTC days. The caller keeps only the
+    worklogs started on the range's days, so the extra day changes no value."""
+    return f"worklogDate >= {date_literal(first - timedelta(days=1))} AND worklogDate < {date_literal(last + timedelta(days=2))}"
 
 
 def created_or_resolved_between(first: date, end_exclusive: date) -> str:
@@ -152,7 +160,9 @@ class FieldPlan:
 
 
 def count_plan(connection: Connection) -> FieldPlan:
-    fields = ["created", "resolutiondate", "issuetype", "project", "status", "priority", "components", "parent"]
+    """`issue_count`'s dimensions. Not `project`: the metric searches one project at a time and knows it;
+    not `resolutiondate`: a count of issues now does not read it."""
+    fields = ["created", "issuetype", "status", "priority", "components", "parent"]
     epic_link = custom_field(connection, EPIC_LINK_PLUGIN)
     if epic_link:
         fields.append(epic_link)
@@ -160,10 +170,21 @@ def count_plan(connection: Connection) -> FieldPlan:
     return FieldPlan(tuple(safe_fields(connection, fields)))
 
 
+def dates_plan(connection: Connection) -> FieldPlan:
+    """`created_vs_resolved` reads an issue's created and resolved times and nothing else."""
+    return FieldPlan(tuple(safe_fields(connection, ["created", "resolutiondate"])))
+
+
 def worklog_plan(connection: Connection) -> FieldPlan:
-    """`count_plan` with the issues' worklogs embedded: search carries an issue's first worklogs, which
-    spares most issues a worklog call of their own."""
-    return replace(count_plan(connection), worklogs=True)
+    """What `worklog_hours` groups by (components; epic: `parent` and the Epic Link field; the project is
+    the one each search names) with the issues' worklogs embedded: search carries an issue's first
+    worklogs, which spares most issues a worklog call of their own. Type, status, priority and mapped
+    dimensions are not read, so not asked for (each is a few hundred bytes of JSON per issue)."""
+    fields = ["created", "components", "parent"]
+    epic_link = custom_field(connection, EPIC_LINK_PLUGIN)
+    if epic_link:
+        fields.append(epic_link)
+    return FieldPlan(tuple(safe_fields(connection, fields)), worklogs=True)
 
 
 def flow_plan(connection: Connection) -> FieldPlan:

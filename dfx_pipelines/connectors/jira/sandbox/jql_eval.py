@@ -2,7 +2,10 @@
 resolved (and refused) the way Jira does, dates accept Jira's absolute and relative formats.
 
 Supported fields: project, key/issuekey/id, issuetype/type, status, statusCategory, sprint, parent,
-priority, component, resolution, created/createdDate, updated/updatedDate, resolved/resolutiondate.
+priority, component, resolution, created/createdDate, updated/updatedDate, resolved/resolutiondate, and
+worklogDate (the started times of an issue's worklogs: a clause matches when any worklog matches it, as
+Jira's index holds one date per worklog; each clause is matched on its own, so `worklogDate >= a AND
+worklogDate < b` may match through two different worklogs, as in Jira).
 Functions: openSprints(), closedSprints(), futureSprints(), now(), startOfDay([offset]).
 Without ORDER BY results come newest first (created DESC, then id DESC).
 """
@@ -26,7 +29,7 @@ FIELD_ALIASES = {
     "status": "status", "statuscategory": "statusCategory", "sprint": "sprint", "parent": "parent",
     "priority": "priority", "component": "component", "resolution": "resolution",
     "created": "created", "createddate": "created", "updated": "updated", "updateddate": "updated",
-    "resolved": "resolved", "resolutiondate": "resolved",
+    "resolved": "resolved", "resolutiondate": "resolved", "worklogdate": "worklogDate",
 }  # fmt: skip
 DATE_FIELDS = {"created": "created", "updated": "updated", "resolved": "resolved"}
 EMPTY = object()  # `field = EMPTY`, `resolution = Unresolved`: matches issues without a value
@@ -67,6 +70,8 @@ class Compiler:
         operator = clause.operator
         if field in DATE_FIELDS:
             return self.date_clause(field, clause)
+        if field == "worklogDate":
+            return self.worklog_date_clause(clause)
         if operator not in EQUALITY_OPERATORS:
             raise JqlError(f"The operator '{operator}' is not supported by the '{clause.field}' field.")
         getter, resolver = self.equality_field(field)
@@ -207,6 +212,26 @@ class Compiler:
             return actual is not None and compare(actual)
 
         return predicate
+
+    def worklog_date_clause(self, clause: Clause) -> Predicate:
+        """`worklogDate`: multi-valued, one started time per worklog; EMPTY means no worklog at all."""
+        operator = clause.operator
+        site = self.site
+
+        def started(record: IssueRecord) -> list[float]:
+            return [worklog.started for worklog in site.worklogs(record)]
+
+        if operator in ("is", "is not"):
+            empty = operator == "is"
+            return lambda record: (not started(record)) == empty
+        if operator not in ("=", "<", ">", "<=", ">="):
+            raise JqlError(f"The operator '{operator}' is not supported by the '{clause.field}' field.")
+        moment = self.date_value(clause.values[0], clause.field)
+        compare = {
+            "=": lambda a: a == moment, "<": lambda a: a < moment, ">": lambda a: a > moment,
+            "<=": lambda a: a <= moment, ">=": lambda a: a >= moment,
+        }[operator]  # fmt: skip
+        return lambda record: any(compare(moment_started) for moment_started in started(record))
 
     def date_value(self, value: Value, field: str) -> float:
         now = self.site.now_epoch
