@@ -7,6 +7,7 @@ metrics a changed project can affect. Dagster-free, so tests and benchmarks can 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 from dfx_pipelines.connectors.jira import metrics, query
 from dfx_pipelines.connectors.jira.client import IssuePage, JiraClient, reduced_sla
+from dfx_pipelines.connectors.jira.metrics_counts import NO_VALUE
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection
@@ -96,7 +98,60 @@ def _with_board(rows: list[MetricRow], board_id: int) -> list[MetricRow]:
 
 
 def issue_count(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
-    return Result(metrics.issue_count_rows(_attributes(client, connection)), {})
+    """Issues now, per dimension value. The dimensions whose values Jira lists (issue type, status
+    category, component) are counted by JQL, one id-only count per value (`JiraClient.count`: ~20
+    bytes an issue); the others (priority, epic, mapped fields) and the total and per-project counts
+    come from one search per project that asks for only those fields. Each issue has exactly one type
+    and one status category, so each of those dimensions' counts must add up to the total; if either
+    does not (an issue changed between the searches, or has a type the issue-type list does not show),
+    every dimension is read from the issues instead (`counted_by: issue fields`)."""
+    projects = sorted(set(connection.selection.projects))
+    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    total, counts = 0, Counter[tuple[str, str]]()
+    for page in _pages_by_project(client, projects, query.open_count_plan(connection)):
+        for issue in page.issues:
+            total += 1
+            counts[("project", str(issue["fields"]["project"]["key"]))] += 1
+            for name, values in metrics.open_dimension_values(
+                issue, dimension_fields=dims, epic_link_field_id=epic_link
+            ):
+                counts.update((name, value) for value in values)
+    counted = _jql_counts(client, projects, total)
+    if counted is None:
+        rows = metrics.issue_count_rows(_attributes(client, connection))
+        return Result(rows, {"counted_by": "issue fields (the JQL counts did not add up)"})
+    counts.update(counted)
+    return Result(metrics.issue_count_rows_of(total, counts), {"counted_by": "JQL counts and issue fields"})
+
+
+def _jql_counts(client: JiraClient, projects: list[str], total: int) -> Counter[tuple[str, str]] | None:
+    """Issues per issue type (by name: several types may share one), status category (by key) and
+    component (by name, per project; none: `NO_VALUE`), each counted by JQL. None when the types' or
+    the categories' counts do not add up to `total`."""
+    counts = Counter[tuple[str, str]]()
+    types: dict[str, set[str]] = {}
+    for issue_type in client.issue_types():
+        types.setdefault(str(issue_type.get("name") or ""), set()).add(str(issue_type["id"]))
+    categories: dict[str, set[str]] = {}
+    for status in client.statuses():
+        category = status.get("statusCategory") or {}
+        categories.setdefault(str(category.get("key") or ""), set()).add(str(category["id"]))
+    for dimension, field, values in (
+        ("issue_type", "issuetype", types),
+        ("status_category", "statusCategory", categories),
+    ):
+        found = 0
+        for value, ids in sorted(values.items()):
+            count = client.count(query.issues_jql(projects, query.ids_in(field, ids)))
+            counts[(dimension, value)] += count
+            found += count
+        if found != total:
+            return None
+    for project in projects:
+        for name in sorted({str(c["name"]) for c in client.components(project)}):
+            counts[("component", name)] += client.count(query.issues_jql([project], query.component_is(name)))
+    counts[("component", NO_VALUE)] += client.count(query.issues_jql(projects, query.component_is(None)))
+    return counts
 
 
 def created_vs_resolved(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
@@ -237,11 +292,13 @@ def _flow_conditions(workflow: metrics.Workflow, names: set[str], first: date | 
       time); an issue in an unmapped status is read (its last mapped change may be into done);
     - throughput and WIP never count an issue currently before the committed stage (no committed date),
       and over `first..last` they need no issue whose current status is in the done stage or later and
-      that was not updated since `first`: its last status change (into that stage) was before `first`,
-      so its replayed done date is before `first` too, and it neither completes on a day of the range nor
-      is in progress at the end of one (throughput alone: a done day in the range is a change then).
-      Issues created after `last` enter no stage by then; reading them changes nothing, so no `created <`
-      clause is needed."""
+      whose status has not changed since `first` nor was it created since (`status CHANGED AFTER`, not
+      `updated`: edits, comments and worklogs move no stage date): its last status change (into that
+      stage), or its creation in it, was before `first`, so its replayed done date is before `first`
+      too, and it neither completes on a day of the range nor is in progress at the end of one
+      (throughput alone: a done day in the range is a change, or a creation, then). Issues created
+      after `last` enter no stage by then; reading them changes nothing, so no `created <` clause is
+      needed."""
     wanted: list[str | None] = []  # one condition per metric; None: every issue
     before_committed = _status_ids(workflow.stages[: workflow.committed_index])
     if "cycle_time_days" in names:
@@ -251,9 +308,9 @@ def _flow_conditions(workflow: metrics.Workflow, names: set[str], first: date | 
         assert first is not None and last is not None
         done_ids = _status_ids(workflow.stages[workflow.done_index :])
         if "wip" not in names:
-            daily = query.updated_since(first)
+            daily = query.status_changed_since(first)
         else:
-            daily = f"{query.status_not_in(done_ids)} OR {query.updated_since(first)}" if done_ids else ""
+            daily = f"{query.status_not_in(done_ids)} OR {query.status_changed_since(first)}" if done_ids else ""
         started = query.status_not_in(before_committed) if before_committed else ""
         wanted.append(" AND ".join(f"({c})" for c in (started, daily) if c) or None)
     if any(condition is None for condition in wanted):
