@@ -4,7 +4,7 @@ The connector's real metrics path (`compute.METRICS`, as the metric assets run i
 demo selection (projects ALPHA, BETA, OPS; boards 1 scrum and 2 kanban; story points, team and both
 Service Management SLA fields mapped, so `sla_status` reads SLAs from one paged search):
 every asset, one client each (throughput and WIP are one multi-asset: one client, one pass over each
-board's changelogs, one row `throughput + wip`), the daily ones over the last `BENCH_DAYS` days in one pass
+board's changelogs, one row `throughput + wip`; cycle time and sprint velocity likewise, one row), the daily ones over the last `BENCH_DAYS` days in one pass
 (as a single-run backfill does), the snapshots once, each partition written to the metric store.
 
 Figures, per metric and in total: wall time (tracemalloc off), client-side peak memory (tracemalloc peak
@@ -80,7 +80,15 @@ class SandboxProcess:
 # ---------------------------------------------------------------- recording and replaying a client
 
 GENERATORS = ("search", "issue_worklogs")
-RECORDED = GENERATORS + ("request_slas", "statuses", "board_configuration", "board_sprints")
+RECORDED = GENERATORS + (
+    "request_slas",
+    "statuses",
+    "board_configuration",
+    "board_sprints",
+    "count",
+    "issue_types",
+    "components",
+)
 
 
 class Recording:
@@ -113,6 +121,7 @@ class Replay:
 
     def __init__(self, answers: dict[tuple[str, str], Any]):
         self._answers = answers
+        self.records_read = 0  # counted by some metrics as they read (SLA values from search)
 
     def __getattr__(self, name: str) -> Any:
         if name not in RECORDED:
@@ -161,26 +170,32 @@ def _write(platform: Any, connection: Any, metric: Any, rows: list, days: list[d
 
 def groups() -> list[tuple[Any, ...]]:
     """The metrics as the assets compute them: each alone, except throughput and WIP, which one multi-asset
-    computes in one pass (`compute.flow_metrics`) whenever a run selects both, as the daily job does."""
+    computes in one pass (`compute.flow_metrics`) whenever a run selects both, as the daily job does, and
+    cycle time and sprint velocity, another multi-asset (`compute.board_snapshots`), as the snapshot job
+    runs them."""
     from dfx_pipelines.connectors.jira.assets import FLOW_DAILY
-    from dfx_pipelines.connectors.jira.compute import METRICS
+    from dfx_pipelines.connectors.jira.compute import BOARD_SNAPSHOTS, METRICS
 
     found: list[tuple[Any, ...]] = []
     for metric in METRICS.values():
-        if metric.name in FLOW_DAILY:
-            if metric.name == FLOW_DAILY[0]:
-                found.append(tuple(METRICS[name] for name in FLOW_DAILY))
+        for shared in (FLOW_DAILY, BOARD_SNAPSHOTS):
+            if metric.name in shared:
+                if metric.name == shared[0]:
+                    found.append(tuple(METRICS[name] for name in shared))
+                break
         else:
             found.append((metric,))
     return found
 
 
 def compute_group(group: tuple[Any, ...], client: Any, connection: Any, days: list[date]) -> dict[str, Any]:
-    from dfx_pipelines.connectors.jira.compute import flow_metrics
+    from dfx_pipelines.connectors.jira.compute import board_snapshots, flow_metrics
 
     first, last = (days[0], days[-1]) if group[0].daily else (None, None)
-    if len(group) > 1:
+    if len(group) > 1 and group[0].daily:
         return flow_metrics(client, connection, first, last, [m.name for m in group])
+    if len(group) > 1:
+        return board_snapshots(client, connection, [m.name for m in group])
     return {group[0].name: group[0].compute(client, connection, first, last)}
 
 
@@ -300,7 +315,8 @@ def main() -> None:
         f"Jira Cloud sync, {ISSUES:,}-issue site, {selection}, daily metrics over {DAYS} days "
         f"(site generated in {sandbox.generation_seconds:.0f}s, not measured)"
     )
-    header = (f"{'metric':20s} {'partitions':>10s} {'rows':>6s} {'API calls':>9s} {'records':>9s} {'MiB read':>9s} "
+    width = max(20, *(len(r.name) for r in rows))
+    header = (f"{'metric':{width}s} {'partitions':>10s} {'rows':>6s} {'API calls':>9s} {'records':>9s} {'MiB read':>9s} "
               f"{'wall s':>7s} {'peak MiB':>8s} {'issues in':>9s} {'reduce s':>8s} {'issues/s':>9s}")  # fmt: skip
     print(header)
     print("-" * len(header))
@@ -309,7 +325,7 @@ def main() -> None:
             print("-" * len(header))
         peak = f"{r.peak_bytes / MIB:8.1f}" if TRACE else f"{'-':>8s}"
         rate = f"{r.issues / r.reducer_seconds:9,.0f}" if r.issues and r.reducer_seconds else f"{'-':>9s}"
-        print(f"{r.name:20s} {r.partitions:10,d} {r.rows:6,d} {r.calls:9,d} {r.records:9,d} {r.bytes / MIB:9.2f} "
+        print(f"{r.name:{width}s} {r.partitions:10,d} {r.rows:6,d} {r.calls:9,d} {r.records:9,d} {r.bytes / MIB:9.2f} "
               f"{r.seconds:7.2f} {peak} {r.issues:9,d} {r.reducer_seconds:8.2f} {rate}")  # fmt: skip
     print()
     print(

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from dfx_pipelines.connectors.jira.compute import FLOW, METRICS, JiraMetric, flow_metrics
+from dfx_pipelines.connectors.jira.compute import (
+    BOARD_SNAPSHOTS,
+    FLOW,
+    METRICS,
+    JiraMetric,
+    board_snapshots,
+    flow_metrics,
+)
 from dfx_pipelines.connectors.jira.resource import JiraResource
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
@@ -85,7 +92,8 @@ def materialize_metrics(
     jira: JiraResource,
 ) -> Iterator[dg.MaterializeResult]:
     """One or more metrics for the run's partitions, read with one client: each metric alone computes
-    itself; the flow metrics selected together come from one pass (`compute.flow_metrics`)."""
+    itself; the flow metrics selected together come from one pass (`compute.flow_metrics`), and so do
+    cycle time and sprint velocity (`compute.board_snapshots`)."""
     partitions = run_partitions(context)
     connection_ids = {partition.connection_id for partition in partitions}
     if len(connection_ids) != 1:
@@ -99,6 +107,8 @@ def materialize_metrics(
     names = [metric.name for metric in metrics]
     if len(metrics) > 1 and set(names) <= set(FLOW):
         results = flow_metrics(client, connection, first, last, names)
+    elif len(metrics) > 1 and set(names) <= set(BOARD_SNAPSHOTS):
+        results = board_snapshots(client, connection, names)
     elif len(metrics) == 1:
         results = {metrics[0].name: metrics[0].compute(client, connection, first, last)}
     else:
@@ -207,7 +217,7 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
 # each board's issues and changelogs ONCE and feeds both reducers from each reduced record. Each spec keeps
 # its own key, partitions, description, metadata and freshness, so the UI and the snapshot still show two
 # assets, and `can_subset` lets either run alone (one pass, for that metric only).
-# cycle_time_days computes through the same one-pass function but stays its own asset: it is a snapshot
+# cycle_time_days computes through the same one-pass function but is not among them: it is a snapshot
 # (connection-partitioned, multi-run backfills) while these are daily (connection x day, single-run
 # backfills); Dagster runs only assets of one partitions definition together, so no run could hold all
 # three, and one multi-asset carries one backfill policy, which would make a snapshot backfill over
@@ -250,11 +260,56 @@ def build_flow_daily_asset(metrics: list[JiraMetric]) -> dg.AssetsDefinition:
     return _flow_daily
 
 
+# Cycle time and sprint velocity are one multi-asset too: both are snapshots of a board's issues
+# replayed from their changelogs, and a scrum board's project would otherwise be searched and its status
+# changelogs fetched twice per snapshot run (the larger part of a full sync's bytes). Both are
+# connection-partitioned with multi-run backfills, like every other snapshot, so one multi-asset holds
+# them; each keeps its own key, description, metadata and freshness, and `can_subset` lets either run
+# alone (then it reads only what it needs).
+def build_board_snapshot_asset(metrics: list[JiraMetric]) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(
+            asset_key(metric),
+            group_name=GROUP,
+            kinds={"jira"},
+            deps=[source_key(SCOPE_READS[metric.scope][0])],
+            partitions_def=SNAPSHOT_PARTITIONS,
+            description=_description(metric),
+            tags={"dfx/api": KIND},
+            metadata={"cadence": "snapshot", "reads": metric.scope, "computed_with": ", ".join(BOARD_SNAPSHOTS)},
+            freshness_policy=METRIC_FRESHNESS,
+        )
+        for metric in metrics
+    ]
+
+    @dg.multi_asset(
+        name=f"{KIND}__board_snapshots",
+        specs=specs,
+        can_subset=True,
+        partitions_def=SNAPSHOT_PARTITIONS,
+        op_tags={"dfx/api": KIND},
+        description="Cycle time and sprint velocity per board from one pass over each board's issues and changelogs.",
+    )
+    def _board_snapshots(
+        context: dg.AssetExecutionContext, platform: PlatformResource, jira: JiraResource
+    ) -> Iterator[dg.MaterializeResult]:
+        selected = [metric for metric in metrics if asset_key(metric) in context.selected_asset_keys]
+        with step_errors(context):
+            yield from materialize_metrics(selected, context, platform, jira)
+
+    return _board_snapshots
+
+
 with warnings.catch_warnings():
     # The single-run backfill policy is marked beta; it is what lets one run cover a connection's days.
     warnings.simplefilter("ignore", dg.BetaWarning)
-    METRIC_ASSETS = [build_metric_asset(metric) for metric in METRICS.values() if metric.name not in FLOW_DAILY]
+    METRIC_ASSETS = [
+        build_metric_asset(metric)
+        for metric in METRICS.values()
+        if metric.name not in FLOW_DAILY and metric.name not in BOARD_SNAPSHOTS
+    ]
     METRIC_ASSETS.append(build_flow_daily_asset([METRICS[name] for name in FLOW_DAILY]))
+    METRIC_ASSETS.append(build_board_snapshot_asset([METRICS[name] for name in BOARD_SNAPSHOTS]))
 SNAPSHOT_ASSET_KEYS = [asset_key(m) for m in METRICS.values() if not m.daily]
 DAILY_ASSET_KEYS = [asset_key(m) for m in METRICS.values() if m.daily]
 

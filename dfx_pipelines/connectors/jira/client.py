@@ -36,6 +36,7 @@ from dfx_pipelines.platform.http import api_calls, bytes_received, check_respons
 log = logging.getLogger(__name__)
 
 SEARCH_PAGE = 100  # Cloud's cap when fields are requested; Data Center allows more, 100 keeps pages small
+ID_PAGE = 5000  # search/jql's page when only ids are asked for
 BULK_ISSUES = 1000
 BULK_PAGE = 1000
 AGILE_PAGE = 50
@@ -171,6 +172,33 @@ class JiraClient:
             if plan.changelog and issues:
                 page.histories = self._histories(issues, plan)
             yield page
+
+    def count(self, jql: str) -> int:
+        """How many issues match `jql`, exactly. Cloud's only count, `search/approximate-count`, is
+        approximate (it may miss recent changes), so Cloud pages the matching ids instead: a search for
+        `id` alone returns up to 5,000 issues a page at ~20 bytes each. Data Center's search states its
+        `total`, so a search of zero results answers in one call."""
+        self.queries.append(jql)
+        if not self.cloud:
+            body = {"jql": jql, "fields": ["id"], "startAt": 0, "maxResults": 0}
+            return int(self.post(f"/rest/api/{self.api}/search", "count", body).get("total") or 0)
+        found, token = 0, None
+        while True:
+            request: dict[str, Any] = {"jql": jql, "fields": ["id"], "maxResults": ID_PAGE}
+            if token:
+                request["nextPageToken"] = token
+            payload = self.post(f"/rest/api/{self.api}/search/jql", "count", request)
+            found += len(payload.get("issues") or [])
+            token = payload.get("nextPageToken")
+            if payload.get("isLast", True) or not token:
+                return found
+
+    def issue_types(self) -> list[dict[str, Any]]:
+        return self.get(f"/rest/api/{self.api}/issuetype", "issue types")
+
+    def components(self, project: str) -> list[dict[str, Any]]:
+        key = identifiers.jira_project_key(project)
+        return self.get(f"/rest/api/{self.api}/project/{key}/components", f"components of {project}")
 
     def _search_cloud(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
         token: str | None = None

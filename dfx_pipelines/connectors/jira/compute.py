@@ -7,13 +7,15 @@ metrics a changed project can affect. Dagster-free, so tests and benchmarks can 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
 from dfx_pipelines.connectors.jira import metrics, query
-from dfx_pipelines.connectors.jira.client import JiraClient, reduced_sla
+from dfx_pipelines.connectors.jira.client import IssuePage, JiraClient, reduced_sla
+from dfx_pipelines.connectors.jira.metrics_counts import NO_VALUE
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection
@@ -68,10 +70,24 @@ def _issues(client: JiraClient, jql: str, plan: query.FieldPlan) -> Iterator[tup
             yield issue, (page.histories.get(str(issue["id"])) if plan.changelog else None)
 
 
-def _attributes(client: JiraClient, connection: Connection, jql: str) -> Iterator[metrics.IssueAttributes]:
+def _pages_by_project(
+    client: JiraClient, projects: Iterable[str], plan: query.FieldPlan, *conditions: str
+) -> Iterator[IssuePage]:
+    """One search per project instead of one over all of them, so `project` need not be requested: each
+    issue's project is the one its search named (Jira's project object, with its avatar URLs, is the
+    largest field of an issue). The searches together return the same issues as one over every project."""
+    for project in sorted(set(projects)):
+        for page in client.search(query.issues_jql([project], *conditions), plan):
+            for issue in page.issues:
+                issue.setdefault("fields", {}).setdefault("project", {"key": project})
+            yield page
+
+
+def _attributes(client: JiraClient, connection: Connection) -> Iterator[metrics.IssueAttributes]:
     dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
-    for issue, _ in _issues(client, jql, query.count_plan(connection)):
-        yield metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
+    for page in _pages_by_project(client, connection.selection.projects, query.count_plan(connection)):
+        for issue in page.issues:
+            yield metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
 
 
 def _with_board(rows: list[MetricRow], board_id: int) -> list[MetricRow]:
@@ -82,8 +98,60 @@ def _with_board(rows: list[MetricRow], board_id: int) -> list[MetricRow]:
 
 
 def issue_count(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
-    jql = query.issues_jql(connection.selection.projects)
-    return Result(metrics.issue_count_rows(_attributes(client, connection, jql)), {})
+    """Issues now, per dimension value. The dimensions whose values Jira lists (issue type, status
+    category, component) are counted by JQL, one id-only count per value (`JiraClient.count`: ~20
+    bytes an issue); the others (priority, epic, mapped fields) and the total and per-project counts
+    come from one search per project that asks for only those fields. Each issue has exactly one type
+    and one status category, so each of those dimensions' counts must add up to the total; if either
+    does not (an issue changed between the searches, or has a type the issue-type list does not show),
+    every dimension is read from the issues instead (`counted_by: issue fields`)."""
+    projects = sorted(set(connection.selection.projects))
+    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    total, counts = 0, Counter[tuple[str, str]]()
+    for page in _pages_by_project(client, projects, query.open_count_plan(connection)):
+        for issue in page.issues:
+            total += 1
+            counts[("project", str(issue["fields"]["project"]["key"]))] += 1
+            for name, values in metrics.open_dimension_values(
+                issue, dimension_fields=dims, epic_link_field_id=epic_link
+            ):
+                counts.update((name, value) for value in values)
+    counted = _jql_counts(client, projects, total)
+    if counted is None:
+        rows = metrics.issue_count_rows(_attributes(client, connection))
+        return Result(rows, {"counted_by": "issue fields (the JQL counts did not add up)"})
+    counts.update(counted)
+    return Result(metrics.issue_count_rows_of(total, counts), {"counted_by": "JQL counts and issue fields"})
+
+
+def _jql_counts(client: JiraClient, projects: list[str], total: int) -> Counter[tuple[str, str]] | None:
+    """Issues per issue type (by name: several types may share one), status category (by key) and
+    component (by name, per project; none: `NO_VALUE`), each counted by JQL. None when the types' or
+    the categories' counts do not add up to `total`."""
+    counts = Counter[tuple[str, str]]()
+    types: dict[str, set[str]] = {}
+    for issue_type in client.issue_types():
+        types.setdefault(str(issue_type.get("name") or ""), set()).add(str(issue_type["id"]))
+    categories: dict[str, set[str]] = {}
+    for status in client.statuses():
+        category = status.get("statusCategory") or {}
+        categories.setdefault(str(category.get("key") or ""), set()).add(str(category["id"]))
+    for dimension, field, values in (
+        ("issue_type", "issuetype", types),
+        ("status_category", "statusCategory", categories),
+    ):
+        found = 0
+        for value, ids in sorted(values.items()):
+            count = client.count(query.issues_jql(projects, query.ids_in(field, ids)))
+            counts[(dimension, value)] += count
+            found += count
+        if found != total:
+            return None
+    for project in projects:
+        for name in sorted({str(c["name"]) for c in client.components(project)}):
+            counts[("component", name)] += client.count(query.issues_jql([project], query.component_is(name)))
+    counts[("component", NO_VALUE)] += client.count(query.issues_jql(projects, query.component_is(None)))
+    return counts
 
 
 def created_vs_resolved(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
@@ -91,17 +159,20 @@ def created_vs_resolved(client: JiraClient, connection: Connection, first: date 
     jql = query.issues_jql(
         connection.selection.projects, query.created_or_resolved_between(first, last + timedelta(days=1))
     )
-    return Result(metrics.created_vs_resolved_rows(_attributes(client, connection, jql), first, last), {})
+    issues = (
+        metrics.issue_attributes(issue) for issue, _ in _issues(client, jql, query.dates_plan(connection))
+    )  # only `created` and `resolved` are read of these attributes: only those fields are requested
+    return Result(metrics.created_vs_resolved_rows(issues, first, last), {})
 
 
 def worklog_hours(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
     """Work started on each day. Only issues of selected projects are read for worklogs, found by
-    `updated >= first day` (logging work updates the issue), so no other project's worklog is read.
+    `updated >= first day` (logging work updates the issue) and a worklog started in the range
+    (`worklogDate`), one search per project, so no other project's worklog is read.
     Search embeds each issue's worklogs, reduced as each page arrives; only an issue with more than
     search embeds is asked for its own, after the search."""
     assert first is not None and last is not None
-    jql = query.issues_jql(connection.selection.projects, query.updated_since(first))
-    dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
+    epic_link = query.custom_field(connection, query.EPIC_LINK_PLUGIN)
     # The reducer looks an issue up as it takes each worklog, so `attributes` holds only the issues it
     # may still ask about (this page's, and those waiting for their own call), not every issue found.
     attributes: dict[str, metrics.IssueAttributes] = {}
@@ -109,10 +180,14 @@ def worklog_hours(client: JiraClient, connection: Connection, first: date | None
 
     def worklogs() -> Iterator[dict[str, Any]]:
         incomplete = []
-        for page in client.search(jql, query.worklog_plan(connection)):
+        # Logging work updates the issue, and only issues with a worklog started in the range can add
+        # hours: an issue updated for any other reason is not read (nor its embedded worklogs).
+        conditions = (query.updated_since(first), query.worklog_started_between(first, last))
+        plan = query.worklog_plan(connection)
+        for page in _pages_by_project(client, connection.selection.projects, plan, *conditions):
             done = []
             for issue in page.issues:
-                issue_attributes = metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
+                issue_attributes = metrics.issue_attributes(issue, epic_link_field_id=epic_link)
                 issue_id = issue_attributes.id
                 if issue_id in seen:  # returned twice while paging (it changed meanwhile): count it once
                     continue
@@ -202,21 +277,45 @@ def _stages(workflow: metrics.Workflow) -> str:
     return " → ".join(workflow.stage_names) + f" (committed: {workflow.committed_stage}, done: {workflow.done_stage})"
 
 
+def _status_ids(stages: Iterable[metrics.Stage]) -> list[str]:
+    return sorted({status_id for stage in stages for status_id in stage.status_ids})
+
+
 def _flow_conditions(workflow: metrics.Workflow, names: set[str], first: date | None, last: date | None) -> list[str]:
-    """The one JQL condition a board's pass needs for `names` (none when cycle time, which reads every
-    issue, is among them). Throughput and WIP over `first..last` need every issue except those whose
-    current status is in the done stage or later and that were not updated since `first`: such an issue's
-    last status change (into that stage) was before `first`, so its replayed done date is before `first`
-    too (entering a stage clears every later one; skipped stages take the next date), and it neither
-    completes on a day of the range nor is in progress at the end of one. Issues created after `last`
-    enter no stage by then; reading them changes nothing, so no `created <` clause is needed."""
+    """The one JQL condition a board's pass needs for `names` (none when every issue is needed): the
+    issues any of them can count, each metric's set found from the issue's current status alone.
+
+    A replay ends in the stage of the issue's last mapped status change, and entering a stage clears
+    every later one (skipped stages take the next date from later ones, which are cleared), so an issue
+    whose current status is mapped to a stage before X has no date for X. Hence:
+    - cycle time needs every issue except those currently before the done stage (no done date, no cycle
+      time); an issue in an unmapped status is read (its last mapped change may be into done);
+    - throughput and WIP never count an issue currently before the committed stage (no committed date),
+      and over `first..last` they need no issue whose current status is in the done stage or later and
+      whose status has not changed since `first` nor was it created since (`status CHANGED AFTER`, not
+      `updated`: edits, comments and worklogs move no stage date): its last status change (into that
+      stage), or its creation in it, was before `first`, so its replayed done date is before `first`
+      too, and it neither completes on a day of the range nor is in progress at the end of one
+      (throughput alone: a done day in the range is a change, or a creation, then). Issues created
+      after `last` enter no stage by then; reading them changes nothing, so no `created <` clause is
+      needed."""
+    wanted: list[str | None] = []  # one condition per metric; None: every issue
+    before_committed = _status_ids(workflow.stages[: workflow.committed_index])
     if "cycle_time_days" in names:
+        before_done = _status_ids(workflow.stages[: workflow.done_index])
+        wanted.append(query.status_not_in(before_done) if before_done else None)
+    if "throughput" in names or "wip" in names:
+        assert first is not None and last is not None
+        done_ids = _status_ids(workflow.stages[workflow.done_index :])
+        if "wip" not in names:
+            daily = query.status_changed_since(first)
+        else:
+            daily = f"{query.status_not_in(done_ids)} OR {query.status_changed_since(first)}" if done_ids else ""
+        started = query.status_not_in(before_committed) if before_committed else ""
+        wanted.append(" AND ".join(f"({c})" for c in (started, daily) if c) or None)
+    if any(condition is None for condition in wanted):
         return []
-    assert first is not None and last is not None
-    done_ids = sorted({s for stage in workflow.stages[workflow.done_index :] for s in stage.status_ids})
-    if "wip" not in names or not done_ids:  # throughput alone: a done day in the range is a change then
-        return [query.updated_since(first)] if "wip" not in names else []
-    return [f"{query.status_not_in(done_ids)} OR {query.updated_since(first)}"]
+    return [" OR ".join(f"({c})" for c in wanted if c)] if len(wanted) > 1 else [c for c in wanted if c]
 
 
 def flow_metrics(
@@ -267,28 +366,112 @@ def wip(client: JiraClient, connection: Connection, first: date | None, last: da
 # ---------------------------------------------------------------- sprints
 
 
-def sprint_velocity(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+def _velocity_fields(connection: Connection) -> tuple[str, str] | Result:
+    """(story points field, Sprint field), or the empty result saying why velocity cannot be computed."""
     story_points = connection.mapped_field(query.STORY_POINTS_TARGET)
     sprint_field = query.custom_field(connection, query.SPRINT_PLUGIN)
     if story_points is None or sprint_field is None:
         return Result(
             [], {"status": "story points not mapped" if story_points is None else "no Sprint field on this site"}
         )
+    return story_points, sprint_field
+
+
+def _sprint_histories(
+    connection: Connection,
+    issues: Iterable[tuple[dict[str, Any], list | None]],
+    story_points: str,
+    sprint_field: str,
+    done_ids: frozenset[str],
+) -> Iterator[metrics.SprintIssueHistory]:
+    for issue, full in issues:
+        yield metrics.sprint_issue_history(
+            issue, sprint_field_id=sprint_field, story_points_field_id=story_points, done_status_ids=done_ids,
+            sprint_field_name=query.field_name(connection, sprint_field), story_points_field_name=query.field_name(connection, story_points),
+            histories=full,
+        )  # fmt: skip
+
+
+def sprint_velocity(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
+    fields = _velocity_fields(connection)
+    if isinstance(fields, Result):
+        return fields
+    story_points, sprint_field = fields
     done_ids = metrics.done_status_ids_from_statuses(client.statuses())
     plan = query.velocity_plan(connection, story_points, sprint_field)
     rows = []
     for board_id, project in boards_of(connection, "scrum"):
         sprints = [metrics.sprint_from_json(s) for s in client.board_sprints(board_id)]
-        histories = (
-            metrics.sprint_issue_history(
-                issue, sprint_field_id=sprint_field, story_points_field_id=story_points, done_status_ids=done_ids,
-                sprint_field_name=query.field_name(connection, sprint_field), story_points_field_name=query.field_name(connection, story_points),
-                histories=full,
-            )
-            for issue, full in _issues(client, query.issues_jql([project]), plan)
-        )  # fmt: skip
-        rows += metrics.sprint_velocity_rows(histories, sprints)
+        issues = _issues(client, query.issues_jql([project]), plan)
+        rows += metrics.sprint_velocity_rows(
+            _sprint_histories(connection, issues, story_points, sprint_field, done_ids), sprints
+        )
     return Result(rows, {"story_points_field": story_points})
+
+
+# ---------------------------------------------------------------- cycle time and velocity in one pass
+
+BOARD_SNAPSHOTS = ("cycle_time_days", "sprint_velocity")
+
+
+def board_snapshots(
+    client: JiraClient, connection: Connection, names: Iterable[str] = BOARD_SNAPSHOTS
+) -> dict[str, Result]:
+    """Cycle time and sprint velocity (any subset of `BOARD_SNAPSHOTS`), each scrum board's project read
+    ONCE for both: both replay the same issues' status changelogs, so one search asks for the union of
+    their fields (velocity's plus issue type) and one bulkfetch per page for the union of their changelog
+    fields (status, resolution, Sprint, story points), and each issue feeds a `CycleTimeRecord` to the
+    cycle-time tallies and a `SprintIssueHistory` to the velocity reducer as it arrives. Each reducer
+    reads only its own fields and change items, so the values equal each metric computed alone. A
+    kanban board (no sprints) is read for cycle time alone, as `flow_metrics` reads it."""
+    wanted = [name for name in BOARD_SNAPSHOTS if name in set(names)]
+    if not wanted or set(names) - set(BOARD_SNAPSHOTS):
+        raise ValueError(f"board snapshots are {', '.join(BOARD_SNAPSHOTS)}; got {sorted(set(names))}")
+    if "sprint_velocity" not in wanted:
+        return flow_metrics(client, connection, None, None, ["cycle_time_days"])
+    if "cycle_time_days" not in wanted:
+        return {"sprint_velocity": sprint_velocity(client, connection, None, None)}
+    fields = _velocity_fields(connection)
+    if isinstance(fields, Result):
+        return {**flow_metrics(client, connection, None, None, ["cycle_time_days"]), "sprint_velocity": fields}
+    story_points, sprint_field = fields
+    done_ids = metrics.done_status_ids_from_statuses(client.statuses())
+    velocity = query.velocity_plan(connection, story_points, sprint_field)
+    shared = replace(velocity, fields=tuple(query.safe_fields(connection, [*velocity.fields, "issuetype"])))
+    cycle_plan = query.FieldPlan(tuple(query.safe_fields(connection, ["created", "status", "issuetype"])), ("status",))
+    scrum = {board_id for board_id, _ in boards_of(connection, "scrum")}
+    cycle_rows: list[MetricRow] = []
+    velocity_rows: list[MetricRow] = []
+    notes: dict[str, Any] = {}
+    for board_id, project in boards_of(connection):
+        workflow = board_workflow(client, board_id)
+        tallies = metrics.FlowTallies(None, None, ["cycle_time_days"])
+        if board_id in scrum:
+            sprints = [metrics.sprint_from_json(s) for s in client.board_sprints(board_id)]
+
+            def issues(
+                workflow: metrics.Workflow = workflow, tallies: metrics.FlowTallies = tallies, project: str = project
+            ) -> Iterator[tuple[dict[str, Any], list | None]]:
+                for issue, full in _issues(client, query.issues_jql([project]), shared):
+                    issue.setdefault("fields", {}).setdefault("project", {"key": project})
+                    history = metrics.issue_status_history(issue, histories=full)
+                    tallies.add(metrics.cycle_time_record(history, workflow))
+                    yield issue, full
+
+            velocity_rows += metrics.sprint_velocity_rows(
+                _sprint_histories(connection, issues(), story_points, sprint_field, done_ids), sprints
+            )
+        else:
+            jql = query.issues_jql([project], *_flow_conditions(workflow, {"cycle_time_days"}, None, None))
+            for issue, full in _issues(client, jql, cycle_plan):
+                issue.setdefault("fields", {}).setdefault("project", {"key": project})
+                tallies.add(metrics.cycle_time_record(metrics.issue_status_history(issue, histories=full), workflow))
+        cycle_rows += _with_board(tallies.rows()["cycle_time_days"], board_id)
+        notes[f"board {board_id} stages"] = _stages(workflow)
+    return {
+        "cycle_time_days": Result(cycle_rows, notes),
+        "sprint_velocity": Result(velocity_rows, {"story_points_field": story_points}),
+    }
 
 
 METRICS: dict[str, JiraMetric] = {

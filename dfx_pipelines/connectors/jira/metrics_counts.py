@@ -119,10 +119,33 @@ def issue_count_rows(issues: Iterable[IssueAttributes], period: date | None = No
         total += 1
         for name, values in issue.dimension_values():
             counts.update((name, value) for value in values)
+    return issue_count_rows_of(total, counts, period)
+
+
+def open_dimension_values(
+    issue_json: JsonObject, *, dimension_fields: Mapping[str, str] | None = None, epic_link_field_id: str | None = None
+) -> list[tuple[str, tuple[str, ...]]]:
+    """An issue's priority, epic and mapped dimensions, read as `issue_attributes` reads them (the
+    dimensions `issue_count` cannot count by JQL: no API lists their values)."""
+    issue_fields = issue_json.get("fields") or {}
+    found: list[tuple[str, tuple[str, ...]]] = [
+        ("priority", (optional_name(issue_fields.get("priority")) or NO_VALUE,)),
+        ("epic", (_epic_key(issue_fields, epic_link_field_id) or NO_VALUE,)),
+    ]
+    for name, field_id in sorted((dimension_fields or {}).items()):
+        found.append((name, _field_values(issue_fields.get(field_id)) or (NO_VALUE,)))
+    return found
+
+
+def issue_count_rows_of(
+    total: int, counts: Mapping[tuple[str, str], int], period: date | None = None
+) -> list[MetricRow]:
+    """`issue_count_rows` from the tallies themselves: the total, and issues per (dimension, value)."""
     rows = [MetricRow("issue_count", "issues", float(total), period=period)]
     rows += [
         MetricRow("issue_count", "issues", float(n), period=period, dimensions=((name, value),))
         for (name, value), n in sorted(counts.items())
+        if n
     ]
     return rows
 

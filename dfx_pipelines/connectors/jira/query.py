@@ -10,8 +10,8 @@ then requests it and reduces each embedded worklog on arrival, dropping its comm
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError
@@ -65,6 +65,23 @@ def updated_since(moment: datetime | date) -> str:
     return f"updated >= {date_literal(moment)}"
 
 
+def worklog_started_between(first: date, last: date) -> str:
+    """Issues with a worklog started on a day of `first..last` (JQL `worklogDate`: the worklogs' started
+    dates), widened by a day on each side: Jira reads a date literal in the searching user's time zone,
+    and a widened window still holds every worklog started on those UTC days. The caller keeps only the
+    worklogs started on the range's days, so the extra day changes no value."""
+    return f"worklogDate >= {date_literal(first - timedelta(days=1))} AND worklogDate < {date_literal(last + timedelta(days=2))}"
+
+
+def status_changed_since(first: date) -> str:
+    """Issues whose status changed, or that were created, since `first` (JQL's history search, on Cloud
+    and Data Center), widened by a day: Jira reads a date literal in the searching user's time zone. A
+    status change is what can move an issue's replayed stage dates; an edit, a comment or a worklog,
+    which also make it `updated`, cannot."""
+    since = date_literal(first - timedelta(days=1))
+    return f"status CHANGED AFTER {since} OR created >= {since}"
+
+
 def created_or_resolved_between(first: date, end_exclusive: date) -> str:
     a, b = date_literal(first), date_literal(end_exclusive)
     return f"created >= {a} AND created < {b} OR resolved >= {a} AND resolved < {b}"
@@ -78,6 +95,23 @@ def status_not_in(status_ids: Iterable[str]) -> str:
     if not checked or not all(status_id.isascii() and status_id.isdigit() for status_id in checked):
         raise ConfigError(f"status ids must be non-empty digit strings, got {checked}")
     return f"status not in ({', '.join(checked)})"
+
+
+def ids_in(field: str, ids: Iterable[str]) -> str:
+    """`issuetype in (10001, ...)` / `statusCategory in (2)` by id: ids are unquoted, as JQL takes them
+    (a quoted value is looked up as a name first), so they must be ASCII digits; the field is one of a
+    fixed few."""
+    if field not in ("issuetype", "statusCategory"):
+        raise ConfigError(f"refusing to build a JQL id clause for field {field!r}")
+    checked = sorted({str(i) for i in ids}, key=lambda text: (len(text), text))
+    if not checked or not all(i.isascii() and i.isdigit() for i in checked):
+        raise ConfigError(f"{field} ids must be non-empty digit strings, got {checked}")
+    return f"{field} in ({', '.join(checked)})"
+
+
+def component_is(name: str | None) -> str:
+    """`component = "name"` (quoted, escaped), or `component is EMPTY` for None."""
+    return "component is EMPTY" if name is None else f"component = {quote(name)}"
 
 
 def created_before(end_exclusive: date) -> str:
@@ -152,7 +186,10 @@ class FieldPlan:
 
 
 def count_plan(connection: Connection) -> FieldPlan:
-    fields = ["created", "resolutiondate", "issuetype", "project", "status", "priority", "components", "parent"]
+    """Every `issue_count` dimension read from the issues (the fallback when counting by JQL does not add
+    up). Not `project`: the metric searches one project at a time and knows it; not `resolutiondate`: a
+    count of issues now does not read it."""
+    fields = ["created", "issuetype", "status", "priority", "components", "parent"]
     epic_link = custom_field(connection, EPIC_LINK_PLUGIN)
     if epic_link:
         fields.append(epic_link)
@@ -160,10 +197,32 @@ def count_plan(connection: Connection) -> FieldPlan:
     return FieldPlan(tuple(safe_fields(connection, fields)))
 
 
+def open_count_plan(connection: Connection) -> FieldPlan:
+    """The `issue_count` dimensions whose values no API lists (epic, priority, mapped fields): read from
+    the issues. Type, status category and component are counted by JQL instead (`JiraClient.count`)."""
+    fields = ["priority", "parent"]
+    epic_link = custom_field(connection, EPIC_LINK_PLUGIN)
+    if epic_link:
+        fields.append(epic_link)
+    fields += sorted(set(dimension_fields(connection).values()))
+    return FieldPlan(tuple(safe_fields(connection, fields)))
+
+
+def dates_plan(connection: Connection) -> FieldPlan:
+    """`created_vs_resolved` reads an issue's created and resolved times and nothing else."""
+    return FieldPlan(tuple(safe_fields(connection, ["created", "resolutiondate"])))
+
+
 def worklog_plan(connection: Connection) -> FieldPlan:
-    """`count_plan` with the issues' worklogs embedded: search carries an issue's first worklogs, which
-    spares most issues a worklog call of their own."""
-    return replace(count_plan(connection), worklogs=True)
+    """What `worklog_hours` groups by (components; epic: `parent` and the Epic Link field; the project is
+    the one each search names) with the issues' worklogs embedded: search carries an issue's first
+    worklogs, which spares most issues a worklog call of their own. Type, status, priority and mapped
+    dimensions are not read, so not asked for (each is a few hundred bytes of JSON per issue)."""
+    fields = ["created", "components", "parent"]
+    epic_link = custom_field(connection, EPIC_LINK_PLUGIN)
+    if epic_link:
+        fields.append(epic_link)
+    return FieldPlan(tuple(safe_fields(connection, fields)), worklogs=True)
 
 
 def flow_plan(connection: Connection) -> FieldPlan:

@@ -186,9 +186,10 @@ def test_a_range_run_costs_the_searches_of_one_day_and_equals_day_by_day_runs(
         since = len(sandbox.requests)
         ranged_run = materialize(DAILY, tags=range_tags(connection.id, days[0], days[-1]))
         searches = first_searches(sandbox, since)
-        # One search per metric and board whatever the number of days (created vs resolved, worklogs, and
-        # one per board for throughput + WIP together): no per-day query.
-        assert len(searches) == 4 and set(searches_per_day) == {4}
+        # One search per metric and project or board whatever the number of days (created vs resolved;
+        # worklogs, one per selected project so the project field is not read; one per board for
+        # throughput + WIP together): no per-day query.
+        assert len(searches) == 6 and set(searches_per_day) == {6}
         for name in DAILY:
             ranged = stored(platform, connection.id, name)
             assert ranged == per_day[name], name

@@ -88,9 +88,17 @@ def test_only_an_issue_with_more_worklogs_than_search_embeds_costs_a_worklog_cal
         values = stored(platform, connection.id, "worklog_hours")
         assert values == {(d, "hours", dims): pytest.approx(v) for (d, dims), v in want.items()}
 
-        # Records read: every issue found, every worklog search embedded, and the busy issue's own call.
+        # Records read: every issue found (updated since the first day, with a worklog started in the range
+        # widened by a day each side: `worklogDate`), every worklog search embedded, and the busy issue's
+        # own call.
         since_first = datetime.combine(FIRST, time(0), tzinfo=UTC).timestamp()
-        found = [r for r in expected.issues(site, *PROJECTS) if r.updated >= since_first]
+        window = (since_first - 86400, datetime.combine(LAST, time(0), tzinfo=UTC).timestamp() + 2 * 86400)
+        found = [
+            r
+            for r in expected.issues(site, *PROJECTS)
+            if r.updated >= since_first and any(window[0] <= w.started < window[1] for w in site.worklogs(r))
+        ]
+        assert len(found) < sum(r.updated >= since_first for r in expected.issues(site, *PROJECTS))
         # What was read is shown on the range's first partition, where the metric store counts it.
         metadata = next(
             e.materialization.metadata

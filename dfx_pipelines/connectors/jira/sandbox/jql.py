@@ -33,9 +33,13 @@ class Value:
 @dataclass(frozen=True)
 class Clause:
     field: str
-    operator: str  # "=", "!=", "<", ">", "<=", ">=", "~", "!~", "in", "not in", "is", "is not"
-    values: tuple[Value, ...]  # one value, a list, or empty for IS [NOT] EMPTY
+    operator: str  # "=", "!=", "<", ">", "<=", ">=", "~", "!~", "in", "not in", "is", "is not", "changed"
+    values: tuple[Value, ...]  # one value, a list, or empty for IS [NOT] EMPTY and CHANGED
     position: int
+    predicates: tuple[tuple[str, Value], ...] = ()  # CHANGED's history predicates, e.g. ("after", value)
+
+
+HISTORY_PREDICATES = frozenset({"AFTER", "BEFORE", "ON", "DURING", "FROM", "TO", "BY"})
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,14 @@ class _Parser:
                 raise self.fail(f"Expecting 'IN' but got {self.current.describe()}.")
             self.advance()
             return Clause(field, "not in", self.value_list(), position)
+        if token.kind == "word" and token.text.upper() == "CHANGED":
+            # History search: `status CHANGED [AFTER date] [BEFORE date] ...`
+            self.advance()
+            predicates = []
+            while self.current.text.upper() in HISTORY_PREDICATES and self.current.kind in ("word", "keyword"):
+                name = self.advance().text.lower()
+                predicates.append((name, self.value()))
+            return Clause(field, "changed", (), position, tuple(predicates))
         if self.at_keyword("IS"):
             self.advance()
             operator = "is"

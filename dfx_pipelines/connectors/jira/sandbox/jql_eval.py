@@ -2,7 +2,11 @@
 resolved (and refused) the way Jira does, dates accept Jira's absolute and relative formats.
 
 Supported fields: project, key/issuekey/id, issuetype/type, status, statusCategory, sprint, parent,
-priority, component, resolution, created/createdDate, updated/updatedDate, resolved/resolutiondate.
+priority, component, resolution, created/createdDate, updated/updatedDate, resolved/resolutiondate, and
+worklogDate (the started times of an issue's worklogs: a clause matches when any worklog matches it, as
+Jira's index holds one date per worklog; each clause is matched on its own, so `worklogDate >= a AND
+worklogDate < b` may match through two different worklogs, as in Jira). History search: `status CHANGED`
+with `AFTER` and/or `BEFORE` (both exclusive); Jira's other history fields and predicates are refused.
 Functions: openSprints(), closedSprints(), futureSprints(), now(), startOfDay([offset]).
 Without ORDER BY results come newest first (created DESC, then id DESC).
 """
@@ -26,7 +30,7 @@ FIELD_ALIASES = {
     "status": "status", "statuscategory": "statusCategory", "sprint": "sprint", "parent": "parent",
     "priority": "priority", "component": "component", "resolution": "resolution",
     "created": "created", "createddate": "created", "updated": "updated", "updateddate": "updated",
-    "resolved": "resolved", "resolutiondate": "resolved",
+    "resolved": "resolved", "resolutiondate": "resolved", "worklogdate": "worklogDate",
 }  # fmt: skip
 DATE_FIELDS = {"created": "created", "updated": "updated", "resolved": "resolved"}
 EMPTY = object()  # `field = EMPTY`, `resolution = Unresolved`: matches issues without a value
@@ -67,6 +71,10 @@ class Compiler:
         operator = clause.operator
         if field in DATE_FIELDS:
             return self.date_clause(field, clause)
+        if field == "worklogDate":
+            return self.worklog_date_clause(clause)
+        if operator == "changed":
+            return self.changed_clause(field, clause)
         if operator not in EQUALITY_OPERATORS:
             raise JqlError(f"The operator '{operator}' is not supported by the '{clause.field}' field.")
         getter, resolver = self.equality_field(field)
@@ -207,6 +215,52 @@ class Compiler:
             return actual is not None and compare(actual)
 
         return predicate
+
+    def changed_clause(self, field: str, clause: Clause) -> Predicate:
+        """`status CHANGED [AFTER t] [BEFORE t]`: some status change of the issue's changelog lies strictly
+        between the bounds (a creation is not a change)."""
+        if field != "status":
+            raise JqlError(f"History searches are not supported for the '{clause.field}' field in this sandbox.")
+        bounds: dict[str, float | None] = {"after": None, "before": None}
+        for name, value in clause.predicates:
+            if name not in bounds:
+                raise JqlError(f"The '{name.upper()}' predicate of CHANGED is not supported in this sandbox.")
+            bounds[name] = self.date_value(value, clause.field)
+        after, before = bounds["after"], bounds["before"]
+        site = self.site
+
+        def predicate(record: IssueRecord) -> bool:
+            # Any change, status included, updates the issue: one not updated since `after` has none later.
+            if after is not None and record.updated <= after:
+                return False
+            return any(
+                (after is None or history.at > after)
+                and (before is None or history.at < before)
+                and any(item[0] == "status" for item in history.items)
+                for history in site.histories(record)
+            )
+
+        return predicate
+
+    def worklog_date_clause(self, clause: Clause) -> Predicate:
+        """`worklogDate`: multi-valued, one started time per worklog; EMPTY means no worklog at all."""
+        operator = clause.operator
+        site = self.site
+
+        def started(record: IssueRecord) -> list[float]:
+            return [worklog.started for worklog in site.worklogs(record)]
+
+        if operator in ("is", "is not"):
+            empty = operator == "is"
+            return lambda record: (not started(record)) == empty
+        if operator not in ("=", "<", ">", "<=", ">="):
+            raise JqlError(f"The operator '{operator}' is not supported by the '{clause.field}' field.")
+        moment = self.date_value(clause.values[0], clause.field)
+        compare = {
+            "=": lambda a: a == moment, "<": lambda a: a < moment, ">": lambda a: a > moment,
+            "<=": lambda a: a <= moment, ">=": lambda a: a >= moment,
+        }[operator]  # fmt: skip
+        return lambda record: any(compare(moment_started) for moment_started in started(record))
 
     def date_value(self, value: Value, field: str) -> float:
         now = self.site.now_epoch
