@@ -189,12 +189,10 @@ class RecordIndex:
         self.source = index_source(metric, self.selection)
         self.marks = store.bucket_marks(connection.id, metric.name, self.days) if incremental else {}
         self.since: datetime | None = None
-        now = client.server_time or utcnow()
         if (
             self.days
             and len(self.marks) == len(self.days)
             and all(mark.source == self.source for mark in self.marks.values())
-            and now - min(mark.rebuilt_at for mark in self.marks.values()) < INDEX_REBUILD_AFTER
         ):
             self.since = min(mark.as_of for mark in self.marks.values()) - INDEX_MARGIN
         self.as_of: datetime | None = None
@@ -217,6 +215,16 @@ class RecordIndex:
         if self.as_of is None:
             # The org's time at the first read's first answer: every change after it is read next time.
             self.as_of = self.client.server_time
+            if self.since is not None and (
+                self.as_of is None
+                or self.as_of - min(mark.rebuilt_at for mark in self.marks.values()) >= INDEX_REBUILD_AFTER
+            ):
+                # Due for a rebuild by the org's clock (known from this first answer; one page spent), or
+                # the org gave no time to mark the buckets with: read in full instead.
+                records.close()
+                self.since, self.as_of = None, None
+                self.read()
+                return
         stream = itertools.chain([] if first is None else [first], records)
         if self.since is None:
             self._full.append(record_buckets(stream, period_fields, self.days[0], self.days[-1]))

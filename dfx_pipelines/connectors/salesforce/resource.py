@@ -15,7 +15,7 @@ import email.utils
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,7 +228,7 @@ class SalesforceClient:
     def describe_global(self) -> dict[str, Any]:
         return self._call("describe global", lambda: self._sf.describe() or {})
 
-    def stream(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+    def stream(self, soql: str, *, include_deleted: bool = False) -> Generator[dict[str, Any], None, None]:
         """Records of a query, page by page (bounded memory); every page goes through `_call`."""
         self.stats.queries.append(soql)
         page = self._call("query", lambda: self._sf.query(soql, include_deleted=include_deleted))
