@@ -304,3 +304,21 @@ def test_buckets_stored_before_marks_or_by_another_selection_are_read_in_full(en
     selection = Selection(DEMO_SELECTION)
     digests = {name: assets.index_source(SALES_METRICS[name], selection) for name in (*OPPORTUNITY, "lead_conversion")}
     assert digests["win_rate"] == digests["sales_cycle_length"] != digests["lead_conversion"]
+
+
+def test_a_mass_change_falls_back_to_reading_the_days_in_full(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, last = window(env)
+    day = last - timedelta(days=1)
+    moved = place(env, [day], per_day=3)[:3]
+    env.materialize(["win_rate"], first, last)
+    monkeypatch.setattr(assets, "INDEX_CHANGES_LIMIT", 2)
+    env.org.advance(timedelta(hours=1))
+    for record_id in moved:  # three changes: one more than the limit
+        env.org.update("Opportunity", record_id, {"CloseDate": first.isoformat()})
+    env.org.advance(timedelta(minutes=5))
+    env.index_queries()
+    env.materialize(["win_rate"], day)
+    assert [CHANGE_STAMP_FIELD in q for q in env.index_queries()] == [True, False, False]
+    assert env.bucket("win_rate", day) == env.on_day(day) and not set(moved) & env.bucket("win_rate", day)
+    mark = env.platform.metric_store.bucket_marks("sf-acme", "win_rate", [day])[day]
+    assert mark.rebuilt_at == mark.as_of == env.org.now
