@@ -22,7 +22,7 @@ from dfx_pipelines.connectors.salesforce.assets import compute_metric
 from dfx_pipelines.connectors.salesforce.cdc import salesforce_cdc_sensor
 from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS
 from dfx_pipelines.connectors.salesforce.plugin import DEMO_SELECTION
-from dfx_pipelines.connectors.salesforce.queries import CHANGE_STAMP_FIELD
+from dfx_pipelines.connectors.salesforce.queries import CHANGE_STAMP_FIELD, record_changes_query
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
 from dfx_pipelines.connectors.salesforce.sandbox import (
     RunningSalesforceSandbox,
@@ -322,3 +322,17 @@ def test_a_mass_change_falls_back_to_reading_the_days_in_full(env: Env, monkeypa
     assert env.bucket("win_rate", day) == env.on_day(day) and not set(moved) & env.bucket("win_rate", day)
     mark = env.platform.metric_store.bucket_marks("sf-acme", "win_rate", [day])[day]
     assert mark.rebuilt_at == mark.as_of == env.org.now
+
+
+def test_the_change_read_selects_only_id_and_period_fields_and_filters_on_the_modstamp() -> None:
+    """No unselected field is read: SystemModstamp is only compared (as getUpdated, which CDC polls, does)."""
+    since = datetime(2026, 11, 20, 11, 45, 30, 999, tzinfo=UTC)
+    query = record_changes_query(
+        SALES_METRICS["case_volume"].fields, DEMO_SELECTION, ["CreatedDate", "ClosedDate"], since
+    )
+    assert query.soql == "SELECT Id, ClosedDate, CreatedDate FROM Case WHERE SystemModstamp >= 2026-11-20T11:45:30Z"
+    assert query.fields_read == ("ClosedDate", "CreatedDate", "Id") and not query.aggregate
+    with pytest.raises(ValueError, match="aware instant"):
+        record_changes_query(SALES_METRICS["win_rate"].fields, DEMO_SELECTION, ["CloseDate"], datetime(2026, 11, 20))
+    with pytest.raises(ValueError, match="no period field"):
+        record_changes_query(SALES_METRICS["win_rate"].fields, DEMO_SELECTION, [], since)
