@@ -1,7 +1,7 @@
 """What a Salesforce sync costs the client for a large org (1,000,000 opportunities by default), in one run.
 
-Phases, each with its own `SalesforceClient`s, as the metric assets would run them (minus Dagster and the
-record-bucket index):
+Phases, each with its own `SalesforceClient`s, as the metric assets would run them (minus Dagster; the
+record-bucket index in rows of its own):
 - full sync, aggregate push-down (the connector's real path): every sales metric, the daily ones for each
   of the last `BENCH_DAYS` days, the snapshots once, written to the metric store; again for each length
   in `BENCH_FULL_DAYS` (default "30,365") that differs. Where the code has range queries
@@ -12,7 +12,11 @@ record-bucket index):
   opportunity's needed fields (`SELECT <fields> FROM Opportunity`, the snapshots need them all) and
   reducing in Python;
 - a CDC sync after `org.mutate(100)`: one `poll_connection` and only the partitions it asks for (one
-  partition, or a range run's days, computed as above).
+  partition, or a range run's days, computed as above);
+- the record-bucket index (`assets.RecordIndex`, read before and after the values, written to the store):
+  of the 30-day sync read in full (a first sync, a weekly rebuild, every run before the incremental
+  refresh); after 100 more changes, of the next 30-day sync and of the CDC sync's partitions refreshed
+  from the changes; and of the CDC partitions read in full, as the CDC cycle did before.
 
 Figures: wall time (tracemalloc off), client-side peak memory (tracemalloc peak of a second, identical
 pass), API calls, records and bytes read (`SalesforceClient.api_calls` / `.bytes_read`). Printed, never
@@ -107,6 +111,7 @@ class Tally:
     bytes: int = 0
     partitions: int = 0
     rows: list = field(default_factory=list)
+    store_seconds: float = 0.0  # of the wall time, spent in the metric store (index phases)
 
     def add_client(self, client: Any) -> None:
         self.calls += client.api_calls
@@ -178,24 +183,43 @@ def _compute(
     return tally
 
 
-def _bucket_index(platform: Any, resource: Any, connection: Any, daily: list, days: list[date]) -> Tally:
+def _bucket_index(
+    platform: Any, resource: Any, connection: Any, work: Iterable[tuple[Any, list]], *, incremental: bool
+) -> Tally:
     """What the values phases leave out: the record-bucket index a daily asset run reads beside its values
-    (the ids its days count, read before and after the values, per chunk of BUCKET_CHUNK_DAYS days), for
-    every daily metric over `days`. Counted on its own so the value figures stay comparable with earlier
-    runs of this benchmark."""
-    from types import SimpleNamespace
-
+    (read before and after the values, per chunk of BUCKET_CHUNK_DAYS days), for each daily metric and its
+    days, and written to the store (with empty values: only the index is measured). `incremental=False`
+    reads every id of the days, as the first sync, a weekly rebuild and the code before the incremental
+    refresh do; `incremental=True` patches the stored buckets from the records changed since their mark
+    (where every day has one). Counted on its own so the value figures stay comparable with earlier runs."""
     from dfx_pipelines.connectors.salesforce import assets
+    from dfx_pipelines.platform.metric_store import Provenance
 
     tally = Tally()
-    chunk_days = getattr(assets, "BUCKET_CHUNK_DAYS", 31)
-    for metric in daily:
+    for metric, days in work:
+        if None in days:
+            continue
         client = resource.client(platform, connection)
-        for start in range(0, len(days), chunk_days):
-            chunk = [SimpleNamespace(day=day) for day in days[start : start + chunk_days]]
-            for _ in ("before", "after"):
-                buckets = assets._record_buckets(client, metric, connection, chunk) or {}
-                tally.rows.append(sum(len(ids) for ids in buckets.values()))
+        ordered = sorted(days)
+        for start in range(0, len(ordered), assets.BUCKET_CHUNK_DAYS):
+            chunk = ordered[start : start + assets.BUCKET_CHUNK_DAYS]
+            if not metric.period_fields:
+                continue
+            index = assets.RecordIndex(
+                client, platform.metric_store, metric, connection, chunk, incremental=incremental
+            )
+            index.read()
+            index.read()
+            started = time.perf_counter()
+            for day, bucket in index.buckets().items():
+                tally.rows.append(len(bucket.record_ids) + len(bucket.removed))
+                key = f"{connection.id}|{day}"
+                platform.metric_store.write(
+                    connection, metric.name, key, [], Provenance("bench-index", "index"), bucket
+                )
+            # The store's share (bucket lookups and one transaction per partition, which a real run shares
+            # with the partition's values): reported apart, the API's share is the rest of the wall time.
+            tally.store_seconds += time.perf_counter() - started
         tally.partitions += len(days)
         tally.add_client(client)
     return tally
@@ -363,6 +387,7 @@ def main() -> None:
             polled_at = datetime.fromisoformat(sandbox.ask("advance", 300))
 
             runs: list[int] = []
+            cdc_work: list[list[tuple[Any, list]]] = []  # per CDC pass, its (metric, days) work
             poll_calls: list[int] = []  # the poll's own calls (updated/deleted per object, the changed records' days)
 
             def cdc() -> Tally:
@@ -385,6 +410,7 @@ def main() -> None:
                     for asset in sorted(request.asset_selection or [], key=str):
                         work.append((SALES_METRICS[asset.path[-1]], run_days))
                 runs.append(len(requests))
+                cdc_work.append(work)
                 poll_calls.append(client.api_calls)
                 tally = _compute(platform, resource, connection, work, "bench-cdc")
                 tally.add_client(client)
@@ -392,11 +418,48 @@ def main() -> None:
 
             results.append(measure(f"CDC sync after {CHANGES} changes (1 poll + touched partitions)", cdc))
             results.extend(extra)
+
+            # The record-bucket index beside the values (not in the rows above). Read in full: a first sync,
+            # a weekly rebuild, and every run before the incremental refresh. An hour later (past the
+            # generator's stamps at the org's creation and the refresh's margin), CHANGES more changes,
+            # then the next 30-day sync's index and the index of the CDC sync's partitions, refreshed from
+            # the changes; the CDC partitions' index read in full too (what the CDC cycle read before).
+            index_days = [(mt, list(days)) for mt in daily]
+            sandbox.ask("advance", 3600)
             results.append(
                 measure(
-                    f"record-bucket index of the {DAYS}-day full sync (not in its row)",
-                    lambda: _bucket_index(platform, resource, connection, daily, days),
+                    f"index, {DAYS}-day sync, read in full",
+                    lambda: _bucket_index(platform, resource, connection, index_days, incremental=False),
                 )
+            )
+            cdc_days = [(mt, ds) for mt, ds in cdc_work[-1] if None not in ds] if cdc_work else []
+            # The CDC partitions outside those days were stored by earlier syncs too (not measured).
+            _bucket_index(platform, resource, connection, cdc_days, incremental=False)
+            sandbox.ask("advance", 3600)
+            later = sandbox.ask("mutate", CHANGES)
+            sandbox.ask("advance", 300)
+            results.append(
+                measure(
+                    f"index, {DAYS}-day sync, after {CHANGES} changes, incremental",
+                    lambda: _bucket_index(platform, resource, connection, index_days, incremental=True),
+                )
+            )
+            results.append(
+                measure(
+                    "index, CDC partitions, incremental",
+                    lambda: _bucket_index(platform, resource, connection, cdc_days, incremental=True),
+                )
+            )
+            results.append(
+                measure(
+                    "index, CDC partitions, read in full (as before)",
+                    lambda: _bucket_index(platform, resource, connection, cdc_days, incremental=False),
+                )
+            )
+            print(
+                "  second batch of changes: "
+                + ", ".join(f"{sum(by_object.values())} {kind}" for kind, by_object in later.items()),
+                flush=True,
             )
         finally:
             sandbox.stop()
@@ -433,6 +496,9 @@ def main() -> None:
             f"CDC vs {other.label}: {cdc_figures.tally.calls / max(other.tally.calls, 1):.3f}x calls, "
             f"{cdc_figures.seconds / max(other.seconds, 1e-9):.3f}x time"
         )
+    for f in results:
+        if f.label.startswith("index"):
+            print(f"{f.label}: {f.tally.store_seconds:.2f}s of its wall time in the metric store")
     print(f"whole benchmark: {time.perf_counter() - begun:.0f}s")
 
 

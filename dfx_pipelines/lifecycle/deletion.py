@@ -193,6 +193,7 @@ _METRIC_TABLES = (
     "metric_values",
     "metric_batches",
     "metric_record_buckets",
+    "metric_bucket_marks",
     "connections",
 )  # the tombstone's update leaves an old version
 

@@ -9,7 +9,8 @@ A batch of a daily partition may carry its `RecordBucket`: the ids of the source
 that day. It replaces the day's previous bucket in the same transaction as the values, so the index
 always describes exactly the values stored; change-data capture reads it (`buckets_of`) to find the day a
 changed, cleared or deleted record was counted in before. Ids and days only, never field values; deleted
-with the connection.
+with the connection. A bucket may instead be patched (ids added and removed) by a run that read only the
+records changed since its mark (`BucketMark`: the instant it is complete as of), in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,15 +41,39 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class BucketMark:
+    """What a stored bucket is complete as of: every record on its day that has not changed since `as_of`
+    (the source's clock) is in it. `rebuilt_at`: when its ids were last read in full; `source`: a digest of
+    the query its changes are read with (a bucket is patched only by the same query)."""
+
+    as_of: datetime
+    rebuilt_at: datetime
+    source: str
+
+
+@dataclass(frozen=True)
 class RecordBucket:
-    """The source records a daily batch counted on its day (ids only)."""
+    """The source records a daily batch counted on its day (ids only).
+
+    Either the day's whole bucket (`record_ids`, replacing the stored one), or, with `patch`, a change to
+    the stored one: `record_ids` added and `removed` taken out. With a `mark` the bucket is complete as of
+    its instant (an incremental refresh may patch it later); without one, a later run reads it in full."""
 
     day: date
     record_ids: frozenset[str]
+    removed: frozenset[str] = frozenset()
+    patch: bool = False
+    mark: BucketMark | None = None
 
 
 _MAX_RECORD_ID = 64  # the column's width; a source id longer than this is refused before writing
 _ID_CHUNK = 500  # ids per IN (...) when looking buckets up
+_MAX_SOURCE = 64  # a mark's source digest column width
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone columns; they were written in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -95,7 +120,12 @@ class MetricStore:
             if row.metric != metric:
                 raise ConfigError(f"row of metric {row.metric!r} written as {metric!r}")
         if bucket is not None:
-            bad = [r for r in bucket.record_ids if not isinstance(r, str) or not r or len(r) > _MAX_RECORD_ID]
+            if bucket.removed and not bucket.patch:
+                raise ConfigError(f"record bucket of {metric} removes ids but replaces the whole bucket")
+            if bucket.mark is not None and len(bucket.mark.source) > _MAX_SOURCE:
+                raise ConfigError(f"record bucket mark of {metric} has a source digest over {_MAX_SOURCE} characters")
+            ids = bucket.record_ids | bucket.removed
+            bad = [r for r in ids if not isinstance(r, str) or not r or len(r) > _MAX_RECORD_ID]
             if bad:
                 raise ConfigError(f"record bucket of {metric} holds {len(bad)} malformed record id(s)")
         batches, vals = tables.metric_batches, tables.metric_values
@@ -139,12 +169,31 @@ class MetricStore:
 
     @staticmethod
     def _replace_bucket(db: sa.Connection, connection_id: str, metric: str, bucket: RecordBucket) -> None:
-        buckets = tables.metric_record_buckets
+        buckets, marks = tables.metric_record_buckets, tables.metric_bucket_marks
+        of_day = (buckets.c.connection_id == connection_id, buckets.c.metric == metric, buckets.c.day == bucket.day)
+        if bucket.patch:
+            # Added ids are deleted first too: a patch applied twice (a retried write) stays one patch.
+            touched = sorted(bucket.record_ids | bucket.removed)
+            for start in range(0, len(touched), _ID_CHUNK):
+                db.execute(buckets.delete().where(*of_day, buckets.c.record_id.in_(touched[start : start + _ID_CHUNK])))
+        else:
+            db.execute(buckets.delete().where(*of_day))
         db.execute(
-            buckets.delete().where(
-                buckets.c.connection_id == connection_id, buckets.c.metric == metric, buckets.c.day == bucket.day
+            marks.delete().where(
+                marks.c.connection_id == connection_id, marks.c.metric == metric, marks.c.day == bucket.day
             )
         )
+        if bucket.mark is not None:
+            db.execute(
+                marks.insert().values(
+                    connection_id=connection_id,
+                    metric=metric,
+                    day=bucket.day,
+                    as_of=bucket.mark.as_of,
+                    rebuilt_at=bucket.mark.rebuilt_at,
+                    source=bucket.mark.source,
+                )
+            )
         if bucket.record_ids:
             db.execute(
                 buckets.insert(),
@@ -176,6 +225,49 @@ class MetricStore:
                     query = query.where(buckets.c.metric.in_(wanted))
                 for metric, day in db.execute(query):
                     found.setdefault(metric, set()).add(day)
+        return found
+
+    def bucket_marks(self, connection_id: str, metric: str, days: Iterable[date]) -> dict[date, BucketMark]:
+        """The marks of these days' stored buckets (a day without one is absent: its bucket, if any, predates
+        marks or was written without one, and is to be read in full)."""
+        marks = tables.metric_bucket_marks
+        wanted = sorted(set(days))
+        found: dict[date, BucketMark] = {}
+        if not wanted:
+            return found
+        query = sa.select(marks.c.day, marks.c.as_of, marks.c.rebuilt_at, marks.c.source).where(
+            marks.c.connection_id == connection_id,
+            marks.c.metric == metric,
+            marks.c.day >= wanted[0],
+            marks.c.day <= wanted[-1],
+        )
+        with self.engine.connect() as db:
+            for day, as_of, rebuilt_at, source in db.execute(query):
+                if day in wanted:
+                    found[day] = BucketMark(_aware(as_of), _aware(rebuilt_at), source)
+        return found
+
+    def bucket_members(
+        self, connection_id: str, metric: str, days: Iterable[date], record_ids: Iterable[str]
+    ) -> dict[date, set[str]]:
+        """Which of these records the metric's stored buckets of these days hold, per day."""
+        buckets = tables.metric_record_buckets
+        ids, wanted = sorted(set(record_ids)), sorted(set(days))
+        found: dict[date, set[str]] = {}
+        if not ids or not wanted:
+            return found
+        with self.engine.connect() as db:
+            for start in range(0, len(ids), _ID_CHUNK):
+                query = sa.select(buckets.c.day, buckets.c.record_id).where(
+                    buckets.c.connection_id == connection_id,
+                    buckets.c.metric == metric,
+                    buckets.c.day >= wanted[0],
+                    buckets.c.day <= wanted[-1],
+                    buckets.c.record_id.in_(ids[start : start + _ID_CHUNK]),
+                )
+                for day, record_id in db.execute(query):
+                    if day in wanted:
+                        found.setdefault(day, set()).add(record_id)
         return found
 
     def bucket_count(self, connection_id: str | None = None) -> int:
@@ -237,11 +329,8 @@ class MetricStore:
         """Every batch, value and record bucket of one connection, in one transaction; returns values deleted."""
         batches, vals = tables.metric_batches, tables.metric_values
         with self.engine.begin() as db:
-            db.execute(
-                tables.metric_record_buckets.delete().where(
-                    tables.metric_record_buckets.c.connection_id == connection_id
-                )
-            )
+            for index in (tables.metric_record_buckets, tables.metric_bucket_marks):
+                db.execute(index.delete().where(index.c.connection_id == connection_id))
             ids = sa.select(batches.c.id).where(batches.c.connection_id == connection_id).scalar_subquery()
             deleted = db.execute(vals.delete().where(vals.c.batch_id.in_(ids))).rowcount
             db.execute(batches.delete().where(batches.c.connection_id == connection_id))

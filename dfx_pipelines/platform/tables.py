@@ -69,6 +69,20 @@ metric_record_buckets = sa.Table(
     sa.Column("record_id", sa.String(64), primary_key=True),
 )
 
+# Per (connection, metric, day) with a stored bucket: the server instant its bucket is complete as of (every
+# record on the day that has not changed since is in it), when it was last read in full, and a digest of
+# the query that reads its changes (another selection or object: not comparable, read in full again).
+metric_bucket_marks = sa.Table(
+    "metric_bucket_marks",
+    metadata,
+    sa.Column("connection_id", sa.String(64), sa.ForeignKey("connections.id"), primary_key=True),
+    sa.Column("metric", sa.String(128), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rebuilt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+)
+
 lifecycle_audit = sa.Table(
     "lifecycle_audit",
     metadata,

@@ -68,6 +68,10 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
         assert only_acme and files_containing(dagster_home, b"sf-acme")
         # The daily runs stored their record buckets (ids and days) beside the values.
         assert platform.metric_store.bucket_count("sf-acme") > 0 and platform.metric_store.bucket_count("sf-beta") > 0
+        with platform.engine.connect() as db:  # and the buckets' marks (instants and a query digest)
+            assert db.execute(
+                sa.text("SELECT COUNT(*) FROM metric_bucket_marks WHERE connection_id = 'sf-acme'")
+            ).scalar()
 
         # Remove: revoked at Salesforce, credentials and data key gone, at once.
         report = revoke_connection(platform, SALESFORCE, "sf-acme", remove=True, actor="test")
@@ -110,6 +114,11 @@ def test_revoke_remove_delete_end_to_end(platform, workspace, two_orgs, sf_resou
             db.execute(sa.text("SELECT COUNT(*) FROM metric_record_buckets WHERE connection_id = 'sf-acme'")).scalar()
             == 0
         )
+        assert (
+            db.execute(sa.text("SELECT COUNT(*) FROM metric_bucket_marks WHERE connection_id = 'sf-acme'")).scalar()
+            == 0
+        )
+        assert db.execute(sa.text("SELECT COUNT(*) FROM metric_bucket_marks WHERE connection_id = 'sf-beta'")).scalar()
     for root in (dagster_home, platform.settings.home):
         assert files_containing(root, access.encode()) == [] and files_containing(root, refresh.encode()) == []
     assert files_containing(dagster_home, b"sf-acme") == []

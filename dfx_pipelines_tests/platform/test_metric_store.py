@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
-from dfx_pipelines.platform.metric_store import MetricStore, Provenance, RecordBucket
+from dfx_pipelines.platform.metric_store import BucketMark, MetricStore, Provenance, RecordBucket
 from dfx_pipelines.platform.registry import Workspace, parse_connection
 from dfx_pipelines.platform.services import Platform
 
@@ -142,6 +142,53 @@ def test_record_buckets_are_replaced_with_their_batch_and_hold_ids_and_days_only
     columns = {c["name"] for c in sa.inspect(store_platform.engine).get_columns("metric_record_buckets")}
     assert columns == {"connection_id", "metric", "day", "record_id"}  # no field values
     assert store.delete_connection("sf-acme") > 0 and store.bucket_count("sf-acme") == 0
+
+
+def test_a_bucket_is_patched_with_its_mark_in_the_batchs_transaction_and_the_marks_go_with_the_connection(
+    store_platform: Platform,
+) -> None:
+    store, connection = store_platform.metric_store, store_platform.registry.get("sf-acme")
+    day, other = date(2026, 11, 25), date(2026, 11, 24)
+    rebuilt = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    full = BucketMark(rebuilt, rebuilt, "digest")
+    store.write(
+        connection, "win_rate", "sf-acme|2026-11-25", rows(day, 1), Provenance("r1", "q"),
+        RecordBucket(day, frozenset({"006A", "006B"}), mark=full),
+    )  # fmt: skip
+    store.write(
+        connection, "win_rate", "sf-acme|2026-11-24", rows(other, 1), Provenance("r1", "q"),
+        RecordBucket(other, frozenset({"006C"})),
+    )  # fmt: skip
+    assert store.bucket_marks("sf-acme", "win_rate", [day, other]) == {day: full}  # no mark: read in full later
+    later = BucketMark(datetime(2026, 11, 25, 10, 0, tzinfo=UTC), rebuilt, "digest")
+    patch = RecordBucket(day, frozenset({"006D"}), frozenset({"006A"}), patch=True, mark=later)
+    for attempt in ("r2", "r2-retried"):  # a patch written twice is one patch
+        store.write(connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance(attempt, "q"), patch)
+        assert store.bucket_members("sf-acme", "win_rate", [day, other], ["006A", "006B", "006C", "006D"]) == {
+            day: {"006B", "006D"},
+            other: {"006C"},
+        }
+    assert store.bucket_marks("sf-acme", "win_rate", [day]) == {day: later}
+    assert store.bucket_marks("sf-acme", "sales_cycle_length", [day]) == {}
+    # A whole bucket without a mark drops the old mark: nothing claims it complete as of any instant.
+    store.write(
+        connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r3", "q"),
+        RecordBucket(day, frozenset({"006B"})),
+    )  # fmt: skip
+    assert store.bucket_marks("sf-acme", "win_rate", [day]) == {}
+    with pytest.raises(ConfigError, match="removes ids"):
+        store.write(
+            connection, "win_rate", "sf-acme|2026-11-25", [], Provenance("r4", "q"),
+            RecordBucket(day, frozenset(), frozenset({"006B"})),
+        )  # fmt: skip
+    store.write(
+        connection, "win_rate", "sf-acme|2026-11-25", rows(day, 2), Provenance("r5", "q"),
+        RecordBucket(day, frozenset({"006B"}), mark=full),
+    )  # fmt: skip
+    columns = {c["name"] for c in sa.inspect(store_platform.engine).get_columns("metric_bucket_marks")}
+    assert columns == {"connection_id", "metric", "day", "as_of", "rebuilt_at", "source"}  # no field values
+    assert store.delete_connection("sf-acme") > 0
+    assert store.bucket_count("sf-acme") == 0 and store.bucket_marks("sf-acme", "win_rate", [day]) == {}
 
 
 def test_a_write_that_dies_leaves_values_and_bucket_as_they_were(

@@ -3,13 +3,16 @@ where the metric is time-bucketed). Each run builds the metric's SOQL from the c
 selection, pushes aggregation down or streams the minimum fields, reduces, and replaces the metric
 store's batch for that partition. Nothing raw is kept: records live only inside the reducer's loop. A
 daily batch carries its record bucket (the ids of the records its day counted, nothing else), written in
-the same transaction, which change-data capture reads to find the day a record left.
+the same transaction, which change-data capture reads to find the day a record left; after a first full
+read, buckets are patched from the records changed since (`RecordIndex`), so a run's index costs its
+changes, not its days' records.
 """
 
+import hashlib
 import itertools
 import warnings
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -19,12 +22,14 @@ from dfx_pipelines.connectors.salesforce.metrics import (
     SalesMetric,
     metrics_table_markdown,
     record_buckets,
+    record_days_by_id,
 )
 from dfx_pipelines.connectors.salesforce.queries import (
     AGGREGATE_ROW_LIMIT,
     Cadence,
     Days,
     SoqlQuery,
+    record_changes_query,
     record_days_query,
 )
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
@@ -32,7 +37,7 @@ from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionEr
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.freshness import METRIC_FRESHNESS
-from dfx_pipelines.platform.metric_store import Provenance, RecordBucket
+from dfx_pipelines.platform.metric_store import BucketMark, MetricStore, Provenance, RecordBucket
 from dfx_pipelines.platform.partitions import (
     CONNECTOR_EXECUTOR,
     connection_daily_partitions,
@@ -118,30 +123,180 @@ def compute_metric_days(
     return built, metric.reduce_days(results, days)
 
 
-# Days whose record ids are read (and held, twice: before and after the values) at once in a range run,
-# and whose values are one range query set. At 1,000,000 opportunities over two years a quarter's
-# CloseDate index is ~126,000 ids: the two indexes hold ~23 MiB of sets plus the id strings (~17 MiB),
-# ~40 MiB (measured with tracemalloc on record_buckets); a year would be ~160 MiB. A quarter also covers
-# the 90-day history window (HISTORY_WINDOW_DAYS) in one chunk.
+# Days whose record-bucket index is read at once in a range run, and whose values are one range query set.
+# Read in full (a first sync, a weekly rebuild), the index holds every id of these days twice (before and
+# after the values): at 1,000,000 opportunities over two years a quarter's CloseDate index is ~126,000 ids,
+# ~40 MiB (measured with tracemalloc on record_buckets); a year would be ~160 MiB. Refreshed incrementally
+# it holds only the records changed since. A quarter also covers the 90-day history window
+# (HISTORY_WINDOW_DAYS) in one chunk.
 BUCKET_CHUNK_DAYS = 92
+
+# An incremental refresh re-reads records changed since (its mark's instant − this). SystemModstamp is set
+# when a transaction starts and becomes visible when it commits: a change committed after our last read but
+# stamped before it would otherwise never be read. Also covers the `Date` header's whole seconds. Longer
+# than Salesforce lets a transaction run (10 minutes for the longest, asynchronous Apex and Bulk batches).
+INDEX_MARGIN = timedelta(minutes=15)
+# A day's bucket is read in full again once its last full read is this old. Extra ids never make a value
+# wrong, but some changes move no SystemModstamp: a sharing rule or role change that shows the integration
+# user records it could not see (the values count them from then on), a record purged from the recycle
+# bin (a ghost id). A weekly rebuild bounds how long such a record can be missing from a bucket, at a
+# seventh of the old cost of reading every id at every run.
+INDEX_REBUILD_AFTER = timedelta(days=7)
+# Changed records a first (before-the-values) incremental read may hold before it gives up for a full
+# read: ~50 pages, more than a quarter's CloseDate ids at 1,000,000 opportunities (~126,000 over two
+# reads). The second read is not capped: it cannot switch (the first decided), and it is the first's size
+# plus what changed during the run.
+INDEX_CHANGES_LIMIT = 100_000
+_SOURCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _record_buckets(
-    client: SalesforceClient, metric: SalesMetric, connection: Connection, partitions: list
-) -> dict[date, set[str]] | None:
-    """Per day of these daily partitions, the ids of the live records the metric's period fields place
-    on it; None for a snapshot metric."""
+def index_source(metric: SalesMetric, selection: Selection) -> str:
+    """A digest of the query the metric's index changes are read with: a stored bucket is patched only by
+    the same query (the same object, period fields and selection), else read in full."""
+    query = record_changes_query(metric.fields, selection, metric.period_fields, _SOURCE_EPOCH)
+    return hashlib.sha256(query.soql.encode()).hexdigest()
+
+
+class RecordIndex:
+    """One chunk of days' record-bucket index for one daily metric: read before and after the values (so a
+    record that moves while they are computed is in the bucket of each day it may have been counted on),
+    then turned into the buckets written with the values.
+
+    Incremental when every day of the chunk has a stored bucket marked by the same change query and read
+    in full less than INDEX_REBUILD_AFTER ago: each read then fetches only the records changed since the
+    oldest mark (minus INDEX_MARGIN), wherever they are now, and the stored buckets are patched: a changed
+    record leaves a day it is on in neither read and joins the days it is on in either. Otherwise both reads
+    fetch every id of the chunk's days (a first sync, a bucket stored before marks existed, a rebuild).
+
+    Kept: for every stored value, every record it counted is in its day's bucket (more ids are harmless:
+    they only cause a recomputation). A record not changed since the mark is where the bucket says; a
+    changed one is read. Deleted records are not read (the query sees live records only, and reads no field
+    beyond Id and the period fields): they stay in buckets until the next rebuild, which is harmless and
+    also covers an undelete that would not move SystemModstamp."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        store: MetricStore,
+        metric: SalesMetric,
+        connection: Connection,
+        days: Iterable[date],
+        *,
+        incremental: bool = True,
+    ):
+        self.client, self.store, self.metric, self.connection = client, store, metric, connection
+        self.days = sorted(set(days))
+        self.selection = Selection(connection.selection.objects)
+        self.source = index_source(metric, self.selection)
+        self.marks = store.bucket_marks(connection.id, metric.name, self.days) if incremental else {}
+        self.since: datetime | None = None
+        if (
+            self.days
+            and len(self.marks) == len(self.days)
+            and all(mark.source == self.source for mark in self.marks.values())
+        ):
+            self.since = min(mark.as_of for mark in self.marks.values()) - INDEX_MARGIN
+        self.as_of: datetime | None = None
+        self._full: list[dict[date, set[str]]] = []
+        self._changed: list[dict[str, frozenset[date]]] = []
+
+    @property
+    def incremental(self) -> bool:
+        return self.since is not None
+
+    def read(self) -> None:
+        """One read (call it before and after the values)."""
+        period_fields = self.metric.period_fields
+        if self.since is None:
+            query = record_days_query(self.metric.fields, self.selection, period_fields, self.days[0], self.days[-1])
+        else:
+            query = record_changes_query(self.metric.fields, self.selection, period_fields, self.since)
+        records = self.client.stream(query.soql)
+        first = next(records, None)
+        if self.as_of is None:
+            # The org's time at the first read's first answer: every change after it is read next time.
+            self.as_of = self.client.server_time
+            if self.since is not None and (
+                self.as_of is None
+                or self.as_of - min(mark.rebuilt_at for mark in self.marks.values()) >= INDEX_REBUILD_AFTER
+            ):
+                # Due for a rebuild by the org's clock (known from this first answer; one page spent), or
+                # the org gave no time to mark the buckets with: read in full instead.
+                records.close()
+                self.since, self.as_of = None, None
+                self.read()
+                return
+        stream = itertools.chain([] if first is None else [first], records)
+        if self.since is None:
+            self._full.append(record_buckets(stream, period_fields, self.days[0], self.days[-1]))
+            return
+        if self._changed:
+            self._changed.append(record_days_by_id(stream, period_fields))
+            return
+        read = list(itertools.islice(stream, INDEX_CHANGES_LIMIT + 1))
+        if len(read) > INDEX_CHANGES_LIMIT:
+            # A mass change (a data load, a reassignment): reading every id of the days costs less.
+            records.close()
+            self.since, self.as_of = None, None
+            self.read()
+            return
+        self._changed.append(record_days_by_id(read, period_fields))
+
+    def buckets(self) -> dict[date, RecordBucket]:
+        """Per day of the chunk, the bucket to write with its value (whole, or a patch of the stored one)."""
+        if self.since is None:
+            if len(self._full) != 2:
+                raise RuntimeError("the record index is read twice, before and after the values")
+            before, after = self._full
+            mark = None if self.as_of is None else BucketMark(self.as_of, self.as_of, self.source)
+            return {day: RecordBucket(day, frozenset(before[day] | after[day]), mark=mark) for day in self.days}
+        if len(self._changed) != 2:
+            raise RuntimeError("the record index is read twice, before and after the values")
+        before_days, after_days = self._changed
+        changed = before_days.keys() | after_days.keys()
+        stored = self.store.bucket_members(self.connection.id, self.metric.name, self.days, changed)
+        stored_days: dict[str, set[date]] = {}
+        for day, ids in stored.items():
+            for record_id in ids:
+                stored_days.setdefault(record_id, set()).add(day)
+        wanted = set(self.days)
+        added: dict[date, set[str]] = {day: set() for day in self.days}
+        removed: dict[date, set[str]] = {day: set() for day in self.days}
+        for record_id in changed:
+            was_on = stored_days.get(record_id, set())
+            # Not in a read: unchanged since the mark when that read ran, so where the stored bucket says.
+            on_before = before_days.get(record_id, was_on)
+            on_after = after_days.get(record_id, on_before)
+            now_on = set(on_before) | set(on_after)
+            for day in (was_on | now_on) & wanted:
+                if day in now_on and day not in was_on:
+                    added[day].add(record_id)
+                elif day in was_on and day not in now_on:
+                    removed[day].add(record_id)
+        return {
+            day: RecordBucket(
+                day,
+                frozenset(added[day]),
+                frozenset(removed[day]),
+                patch=True,
+                mark=None if self.as_of is None else BucketMark(self.as_of, self.marks[day].rebuilt_at, self.source),
+            )
+            for day in self.days
+        }
+
+
+def record_index(
+    client: SalesforceClient, store: MetricStore, metric: SalesMetric, connection: Connection, partitions: list
+) -> RecordIndex | None:
+    """The record-bucket index of these daily partitions; None for a snapshot metric."""
     days = [p.day for p in partitions if p.day is not None]
     if metric.cadence is not Cadence.DAILY or not days or not metric.period_fields:
         return None
-    query = record_days_query(
-        metric.fields, Selection(connection.selection.objects), metric.period_fields, min(days), max(days)
-    )
-    return record_buckets(client.stream(query.soql), metric.period_fields, min(days), max(days))
+    return RecordIndex(client, store, metric, connection, days)
 
 
 def selection_check(
@@ -194,7 +349,9 @@ def materialize_metric(
         usage_before = client.api_calls, client.stats.records_read, client.bytes_read
         # Daily batches carry the ids their day counted (read before and after the values, so a record
         # that moves while we compute is still in the index of the day it may have been counted on).
-        before = _record_buckets(client, metric, connection, chunk)
+        bucket_index = record_index(client, services.metric_store, metric, connection, chunk)
+        if bucket_index is not None:
+            bucket_index.read()
         computed = []
         if len(chunk) > 1 and all(partition.day is not None for partition in chunk):
             # Several days: one range query set for all of them (not one query per day).
@@ -219,7 +376,18 @@ def materialize_metric(
                     client.bytes_read - start[2],
                 )
                 computed.append((partition, query, rows, began, own))
-        after = _record_buckets(client, metric, connection, chunk)
+        buckets: dict[date, RecordBucket] = {}
+        if bucket_index is not None:
+            bucket_index.read()
+            buckets = bucket_index.buckets()
+            context.log.debug(
+                f"{metric.name}: record index of {len(chunk)} day(s) "
+                + (
+                    f"patched from changes since {bucket_index.since:%Y-%m-%dT%H:%M:%SZ}"
+                    if bucket_index.since
+                    else "read in full"
+                )
+            )
         # The chunk's index queries (and a range's queries) are charged to its first batch, so sums over
         # batches stay true.
         spent = (
@@ -238,11 +406,7 @@ def materialize_metric(
                 bytes_read=bytes_,
                 computed_at=began,
             )
-            bucket = None
-            if before is not None and after is not None and partition.day is not None:
-                bucket = RecordBucket(
-                    partition.day, frozenset(before.get(partition.day, set()) | after.get(partition.day, set()))
-                )
+            bucket = buckets.get(partition.day) if partition.day is not None else None
             summary = services.metric_store.write(connection, metric.name, partition.key, rows, provenance, bucket)
             written += summary.rows_written
             # In a range run Dagster records one materialization per partition; this metadata is that

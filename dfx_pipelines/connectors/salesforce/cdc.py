@@ -39,12 +39,12 @@ from dfx_pipelines.platform.resources import PlatformResource
 
 REPLICATION_REACH = timedelta(days=30)
 # Touched days with at most this many untouched days between them are recomputed by one range run (the
-# days between too). A range's value query costs the same calls whatever its length, but each day it
-# spans also costs its records: the run reads every record of its days twice for the record-bucket index
-# (and once more for a streamed metric): at 1,000,000 opportunities ~1,400 Opportunity ids a day, so
-# ~1.4 calls of 2,000 records per metric per extra day. A separate run costs ~3 calls per metric (values,
-# index before and after) plus a Dagster run launch (seconds). At that scale the break-even is about two
-# days; smaller orgs would gain by merging more, the largest would pay for days nothing touched.
+# days between too). A range's value query costs the same calls whatever its length; its record-bucket
+# index, once stored, is refreshed from the records changed since (one call a read for a few changes,
+# whatever the days), but a day read in full for the first time or at its weekly rebuild costs its
+# records twice (~1,400 Opportunity ids a day at 1,000,000 opportunities), and a streamed metric reads
+# each extra day's records once. A separate run costs ~3 calls per metric (values, index before and
+# after) plus a Dagster run launch (seconds). Two days stays the break-even for those costs.
 CLUSTER_GAP_DAYS = 2
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _ID_CHUNK = 200  # ids per `Id IN (...)` query: keeps the URL well under Salesforce's limit

@@ -108,6 +108,17 @@ def record_buckets(
     return buckets
 
 
+def record_days_by_id(records: Iterable[Record], period_fields: Sequence[str]) -> dict[str, frozenset[date]]:
+    """Each record's id and the days its period fields place it on (any day; none for a record whose
+    period fields are all empty): the changed records an incremental record-bucket refresh reads."""
+    found: dict[str, frozenset[date]] = {}
+    for record in records:
+        days = {record_day(name, record.get(name)) for name in period_fields}
+        days.discard(None)
+        found[str(record["Id"])] = frozenset(day for day in days if day is not None)
+    return found
+
+
 def _days_between(start: object, end: object) -> int | None:
     """Whole days from a datetime (taken as its UTC date) to a date: CloseDate − date(CreatedDate in UTC).
     Negative when the end date was backdated before the record existed; kept, as dbt_salesforce does."""

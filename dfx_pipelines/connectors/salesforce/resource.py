@@ -11,11 +11,12 @@ Errors come out as project errors with no token text.
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,10 +137,22 @@ class SalesforceClient:
         )
         self.limit_retry = limit_retry_policy or RetryPolicy(max_attempts=4, backoff_base=2.0)
         self.stats = CallStats()
+        # The org's time as its last answer gave it (HTTP `Date`): the record-bucket index dates itself by
+        # the server's clock, the one SystemModstamp is written with, not by this machine's.
+        self.server_time: datetime | None = None
+        session.hooks["response"].append(self._note_server_time)
         token = platform.vault.get(connection.secret_ref("oauth_access_token")).get_secret_value()
         self._sf = Salesforce(instance_url=self.instance_url, session_id=token, session=session, version=api_version)
 
     # -- accounting
+
+    def _note_server_time(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        try:
+            stamp = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError, IndexError):
+            return  # no or malformed Date: keep the last one (the index then falls back to a full read)
+        if stamp.tzinfo is not None:
+            self.server_time = stamp.astimezone(UTC)
 
     @property
     def api_calls(self) -> int:
@@ -243,7 +256,7 @@ class SalesforceClient:
     def describe_global(self) -> dict[str, Any]:
         return self._call("describe global", lambda: self._sf.describe() or {})
 
-    def stream(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+    def stream(self, soql: str, *, include_deleted: bool = False) -> Generator[dict[str, Any], None, None]:
         """Records of a query, page by page (bounded memory); every page goes through `_call`."""
         self.stats.queries.append(soql)
         page = self._call("query", lambda: self._sf.query(soql, include_deleted=include_deleted))

@@ -2,7 +2,8 @@
 updates (dates moved across days, set to and cleared from null, deals closed and reopened, cases closed
 and reopened, milestones completed and un-completed), deletes and purges in the sandbox org; after each
 batch one sensor tick and the runs it requests (with faults injected), then every value the metric store
-holds must equal a fresh computation of its metric and partition from the org as it is now.
+holds must equal a fresh computation of its metric and partition from the org as it is now, and every
+record a stored day holds must be in that day's record bucket (which the CDC runs patch incrementally).
 
 The org's clock is two days behind the wall clock (the sensor reads the wall clock), so every day a
 change touches has its daily partition. The store starts with every daily metric computed over a window
@@ -21,8 +22,8 @@ import pytest
 
 from dfx_pipelines.connectors.salesforce.assets import compute_metric
 from dfx_pipelines.connectors.salesforce.cdc import salesforce_cdc_sensor
-from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS
-from dfx_pipelines.connectors.salesforce.queries import Cadence
+from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, record_buckets
+from dfx_pipelines.connectors.salesforce.queries import CHANGE_STAMP_FIELD, Cadence, record_days_query
 from dfx_pipelines.connectors.salesforce.resource import SalesforceResource
 from dfx_pipelines.connectors.salesforce.sandbox import (
     RunningSalesforceSandbox,
@@ -30,6 +31,7 @@ from dfx_pipelines.connectors.salesforce.sandbox import (
     start_salesforce_sandbox,
 )
 from dfx_pipelines.connectors.salesforce.sandbox.schema import OPPORTUNITY_STAGES
+from dfx_pipelines.connectors.salesforce.selection import Selection
 from dfx_pipelines.platform.partitions import RANGE_END_TAG, RANGE_START_TAG, sync_partitions
 from dfx_pipelines.platform.resources import PlatformResource
 from dfx_pipelines.platform.sandbox import Faults
@@ -270,6 +272,26 @@ def differences(platform: Platform, resource: SalesforceResource, connection: An
     return wrong
 
 
+def index_gaps(platform: Platform, resource: SalesforceResource, connection: Any) -> list[str]:
+    """Every stored daily (metric, day) whose record bucket lacks a record the day holds now (the values
+    equal a fresh computation, so these are the records they count): the index's one promise, which the
+    incremental refresh must keep. Extra ids are allowed."""
+    client = resource.client(platform, connection)
+    selection = Selection(connection.selection.objects)
+    gaps = []
+    for batch in platform.metric_store.batches("sf-acme"):
+        metric = SALES_METRICS[batch["metric"]]
+        if "|" not in batch["partition_key"] or not metric.period_fields:
+            continue
+        day = date.fromisoformat(batch["partition_key"].split("|")[1])
+        query = record_days_query(metric.fields, selection, metric.period_fields, day, day)
+        live = record_buckets(client.stream(query.soql), metric.period_fields, day, day)[day]
+        held = platform.metric_store.bucket_members("sf-acme", metric.name, [day], live).get(day, set())
+        if live - held:
+            gaps.append(f"{metric.name} {day}: {sorted(live - held)}")
+    return gaps
+
+
 def test_cdc_leaves_every_value_equal_to_a_full_recompute(
     platform: Platform, workspace: Any, sandbox: RunningSalesforceSandbox
 ) -> None:
@@ -298,6 +320,8 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(
         assert differences(platform, resource, connection) == []
         assert platform.metric_store.bucket_count("sf-acme") > 0
 
+        seen: list[str] = []
+        sandbox.app.query_hooks.append(seen.append)
         rng = random.Random(SEED)
         mutator = Mutator(org, rng, first, last)
         cursor = {"sf-acme": {obj: iso(org.now) for obj in POLLED}}
@@ -325,6 +349,10 @@ def test_cdc_leaves_every_value_equal_to_a_full_recompute(
 
             wrong = differences(platform, resource, connection)
             assert wrong == [], f"after batch {batch} ({'; '.join(mutator.log[-CHANGES_PER_BATCH:])}): {wrong}"
+            gaps = index_gaps(platform, resource, connection)
+            assert gaps == [], f"after batch {batch} ({'; '.join(mutator.log[-CHANGES_PER_BATCH:])}): {gaps}"
+        # The CDC runs refreshed their index from the changes (the initial range run read it in full).
+        assert any(CHANGE_STAMP_FIELD + " >=" in soql for soql in seen)
         assert (
             runs > 0
             and len([entry for entry in mutator.log if "nothing" not in entry]) >= BATCHES * CHANGES_PER_BATCH // 2

@@ -13,9 +13,9 @@ import secrets
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dfx_pipelines.platform.sandbox import Headers, Request, Response, SandboxApp
@@ -108,6 +108,8 @@ class SalesforceSandbox(SandboxApp):
         self.clock = clock or (lambda: org.now)  # token expiry and cursor idling follow the org's clock
         self.usage = ApiUsage(daily_api_limit)
         self.write_audit: list[WriteAudit] = []
+        # Called with each query's text before it runs: a test changes the org "while" a run reads it.
+        self.query_hooks: list[Callable[[str], None]] = []
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._lock = threading.Lock()
         self.oauth = OAuthServer(
@@ -128,6 +130,11 @@ class SalesforceSandbox(SandboxApp):
         """Set instance_url to the running server's URL (e.g. `https://127.0.0.1:54321`)."""
         self.instance_url = base_url.rstrip("/")
         return self
+
+    def response_headers(self) -> Mapping[str, str]:
+        # Salesforce answers with its own time in `Date`; here the org's clock, which tests move (the
+        # connector takes its record-bucket index's as-of instant from it, not from its own clock).
+        return {"Date": email.utils.format_datetime(self.clock().astimezone(UTC), usegmt=True)}
 
     @property
     def granted_scopes(self) -> str:
@@ -372,6 +379,8 @@ class SalesforceSandbox(SandboxApp):
         text = request.arg("q")
         if not text or not text.strip():
             raise SalesforceApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
+        for hook in list(self.query_hooks):
+            hook(text)
         result = execute(self.org, text, include_deleted=endpoint == "queryAll", version=version)
         cursor = _Cursor(result, endpoint, version, self._batch_size(request), self.clock())
         return self._json(self._page(cursor, self._new_locator(), 0))

@@ -395,6 +395,25 @@ class SalesforceOrg:
             plan = plan_delete(self._db, OBJECTS[obj], record_id)
             self._apply_delete(plan, when, skip=record_id)
 
+    def undelete(self, obj: str, record_id: str) -> None:
+        """Restore one soft-deleted record from the recycle bin (not what its delete cascaded to), as
+        Salesforce's undelete does: live again, with SystemModstamp (and LastModifiedDate) moved to now."""
+        objdef = self._object(obj)
+        full = self._checked_id(objdef, record_id)
+        with self._lock:
+            row = self._row(objdef, full)
+            if row is None:
+                raise not_found()
+            if not row["IsDeleted"]:
+                raise SalesforceApiError(400, "UNDELETE_FAILED", "entity is not in the recycle bin", [])
+            now = store_datetime(self.now)
+            extra = ', "LastModifiedDate" = ?' if objdef.field("LastModifiedDate") is not None else ""
+            params = [now, now] if extra else [now]
+            self._db.execute(
+                f'UPDATE "{objdef.name}" SET "IsDeleted" = 0, "SystemModstamp" = ?{extra} WHERE "Id" = ?',
+                [*params, full],
+            )
+
     def purge(self, obj: str, record_id: str) -> None:
         """Empty a deleted record from the recycle bin (or hard-delete it): queryAll no longer sees it, but
         getDeleted still reports its delete, as in Salesforce."""
