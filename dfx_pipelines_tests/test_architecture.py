@@ -67,7 +67,7 @@ def modules_under(folder: Path) -> list[Path]:
 
 
 def test_the_rules_see_every_connector_and_pure_module() -> None:
-    assert CONNECTORS == ["bigquery", "jira", "salesforce"]
+    assert CONNECTORS == ["bigquery", "jira", "postgres", "salesforce"]
     assert len(PURE) >= 6 and all(p.exists() for p in PURE)
 
 

@@ -297,6 +297,15 @@ class SandboxCA:
         self._ca.configure_trust(context)
         return context
 
+    def write_server_files(self, directory: Path) -> tuple[Path, Path]:
+        """The loopback server certificate (with its chain) and key as PEM files, for a local engine that
+        reads its TLS material from files (a throwaway PostgreSQL cluster); the key mode 0600."""
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = directory / "server.crt", directory / "server.key"
+        _write_atomically(cert_path, b"".join(pem.bytes() for pem in self._server_cert.cert_chain_pems), mode=0o644)
+        _write_atomically(key_path, self._server_cert.private_key_pem.bytes(), mode=0o600)
+        return cert_path, key_path
+
 
 @contextlib.contextmanager
 def _exclusive_lock(path: Path) -> Iterator[None]:

@@ -41,8 +41,17 @@ log = logging.getLogger(__name__)
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM standard nonce
 FORMAT_VERSION = 1
+# `password`: a database login's password (PostgreSQL's SCRAM role).
 SECRET_KINDS = frozenset(
-    {"oauth_access_token", "oauth_refresh_token", "api_token", "service_account_key", "client_secret", "basic_auth"}
+    {
+        "oauth_access_token",
+        "oauth_refresh_token",
+        "api_token",
+        "service_account_key",
+        "client_secret",
+        "basic_auth",
+        "password",
+    }
 )
 
 
