@@ -431,7 +431,8 @@ class GatedPostgres:
         if self._session is None:
             session = open_session(self.target, self._password_reader())
             try:
-                prove_least_privilege(session, self.selection)
+                with self._errors("the privilege check"):
+                    prove_least_privilege(session, self.selection)
             except BaseException:
                 session.close()
                 raise
@@ -472,7 +473,9 @@ class GatedPostgres:
     def _table_infos(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], TableInfo]:
         missing = [ref for ref in refs if f"{ref[0]}.{ref[1]}" not in self._tables]
         if missing:
-            self._tables.update(describe_tables(self.session(), missing))
+            session = self.session()
+            with self._errors("the catalog read"):
+                self._tables.update(describe_tables(session, missing))
             self.statements += len(missing)
         infos = {}
         for schema, table in refs:
@@ -506,27 +509,38 @@ class GatedPostgres:
     # ------------------------------------------------------------ the estimate and the run
 
     @contextlib.contextmanager
-    def _statement(self, label: str) -> Iterator[Any]:
+    def _errors(self, label: str) -> Iterator[None]:
+        """psycopg's errors as the connector's: a cancelled statement, a refused privilege, anything else,
+        each naming what was being done and never quoting more than the server's first line."""
         import psycopg
 
-        session = self.session()
         try:
-            with session.cursor() as cursor:
-                self.statements += 1
-                yield cursor
+            yield
         except psycopg.errors.QueryCanceled:
-            session.rollback()
+            self._rollback()
             raise StatementTimeout(
                 f"PostgreSQL cancelled {label} after its statement_timeout of {self.target.statement_timeout_ms} ms: "
                 "nothing was stored. Backfill a shorter range, add an index on the time column, or raise "
                 "statement_timeout_ms on the connection"
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
-            session.rollback()
+            self._rollback()
             raise PrivilegeRefused(f"PostgreSQL refused {label}: {_first_line(exc)}") from None
         except psycopg.Error as exc:
-            session.rollback()
+            self._rollback()
             raise ConnectorError(f"PostgreSQL failed {label}: {_first_line(exc)}") from None
+
+    def _rollback(self) -> None:
+        if self._session is not None and not self._session.closed:
+            with contextlib.suppress(Exception):
+                self._session.rollback()
+
+    @contextlib.contextmanager
+    def _statement(self, label: str) -> Iterator[Any]:
+        session = self.session()
+        with self._errors(label), session.cursor() as cursor:
+            self.statements += 1
+            yield cursor
 
     def explain(self, query: GatedQuery) -> PlanEstimate:
         """`EXPLAIN (FORMAT JSON)`: the planner's estimate, nothing executed; refused above the ceilings."""

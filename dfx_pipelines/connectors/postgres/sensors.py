@@ -5,7 +5,9 @@ connections`): one aggregate query per table through the gate — the days whose
 (`updated_at`) moved past the cursor, how many, and the newest watermark — and requests runs only for
 those days, nearby days (a gap of at most one day) sharing one range run. The cursor re-reads a lookback
 (`settings.lookback_minutes`) behind the newest watermark, so rows committed late by a long transaction
-are still seen; re-running a day is idempotent. A new connection's first poll requests its whole history
+are still seen; a run's key is a digest of its days' changed-row counts and newest watermarks, so the
+rows of that band, polled again, make the same key and Dagster launches their run once (a late row
+changes the count and makes a new one). A new connection's first poll requests its whole history
 window (its first sync) and starts the cursor at the newest watermark.
 
 What a watermark cannot show — a row moved to another day keeps only its new day, a hard delete leaves no
@@ -13,6 +15,7 @@ row — the nightly recompute (`postgres_nightly_schedule`: the whole history wi
 heals, and the key-count check (`postgres_key_count_schedule`, before it) reports.
 """
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,7 +23,7 @@ import dagster as dg
 
 from dfx_pipelines.connectors.postgres.assets import postgres_key_count_job, postgres_metrics_job, time_type
 from dfx_pipelines.connectors.postgres.metrics import PERIOD_ALIAS, tracking_of
-from dfx_pipelines.connectors.postgres.queries import WATERMARK_ALIAS, changes_query
+from dfx_pipelines.connectors.postgres.queries import CHANGED_ALIAS, WATERMARK_ALIAS, changes_query
 from dfx_pipelines.connectors.postgres.resource import KIND, GatedQuery, PostgresResource
 from dfx_pipelines.platform.partitions import DAILY_START, history_range, range_tags
 from dfx_pipelines.platform.registry import Connection
@@ -82,19 +85,27 @@ def poll_changes(
     with postgres.gated(services, connection) as gated:
         outcome = gated.run(queries)
     touched: list[date] = []
+    digest: dict[date, list[str]] = {}
     for entry, result in zip(tracked, outcome.results):
         marks = [row[WATERMARK_ALIAS] for row in result.rows if row[WATERMARK_ALIAS] is not None]
         if marks:
             newest = max(marks)
             newest = newest if isinstance(newest, datetime) else datetime.combine(newest, datetime.min.time())
             cursor[entry.table] = (newest if newest.tzinfo else newest.replace(tzinfo=UTC)).isoformat()
-        touched += [row[PERIOD_ALIAS] for row in result.rows if isinstance(row[PERIOD_ALIAS], date)]
+        for row in result.rows:
+            if isinstance(row[PERIOD_ALIAS], date):
+                touched.append(row[PERIOD_ALIAS])
+                digest.setdefault(row[PERIOD_ALIAS], []).append(
+                    f"{entry.table}:{row[CHANGED_ALIAS]}:{row[WATERMARK_ALIAS]}"
+                )
     if first_poll:
         return [_request(connection, window_first, window_last, "first-sync", "window")], cursor, "first sync"
     start = max(window_first, date.fromisoformat(DAILY_START))
     in_window = [day for day in touched if start <= day <= window_last]
-    key = "|".join(f"{t}={cursor.get(t, '')}" for t in sorted(cursor))
-    requests = [_request(connection, first, last, "changes", key) for first, last in day_runs(in_window)]
+    requests = []
+    for first, last in day_runs(in_window):
+        text = "|".join(f"{day}={','.join(sorted(digest[day]))}" for day in sorted(digest) if first <= day <= last)
+        requests.append(_request(connection, first, last, "changes", hashlib.sha256(text.encode()).hexdigest()[:16]))
     note = None if requests else "no changed rows"
     return requests, cursor, note
 
