@@ -111,17 +111,17 @@ def test_the_explain_ceiling_refuses_with_the_estimate_shown(platform, workspace
         "EXPLAIN estimates amount_by_status at cost" in error and "above connection pg-acme's ceiling (cost 1" in error
     )
     assert platform.metric_store.read(connection_id="pg-acme") == []
-    with PostgresResource().gated(platform, platform.registry.get("pg-acme")) as gated:
-        with pytest.raises(CostRefused, match="nothing ran"):
-            gated.run([GatedQuery("SELECT COUNT(*) AS n FROM sales.orders", "count")])
+    gated = PostgresResource().gated(platform, platform.registry.get("pg-acme"))
+    with gated, pytest.raises(CostRefused, match="nothing ran"):
+        gated.run([GatedQuery("SELECT COUNT(*) AS n FROM sales.orders", "count")])
 
 
 def test_a_statement_past_its_timeout_is_a_clear_error(platform, workspace, seeded) -> None:
     connection = connect(platform, seeded, statement_timeout_ms=500, max_plan_cost=1e12, max_plan_rows=10**12)
     slow = "SELECT COUNT(*) AS n FROM sales.orders a CROSS JOIN sales.orders b CROSS JOIN sales.orders c"
-    with PostgresResource().gated(platform, connection) as gated:
-        with pytest.raises(StatementTimeout, match="after its statement_timeout of 500 ms: nothing was stored"):
-            gated.run([GatedQuery(slow, "slow")])
+    gated = PostgresResource().gated(platform, connection)
+    with gated, pytest.raises(StatementTimeout, match="after its statement_timeout of 500 ms: nothing was stored"):
+        gated.run([GatedQuery(slow, "slow")])
 
 
 def test_metric_specs_compile_to_gated_sql_with_quoted_identifiers(pg_connection) -> None:
