@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM standard nonce
 FORMAT_VERSION = 1
-# `password`: a database login's password (PostgreSQL's SCRAM role).
+# `database_password`: a database login's password (PostgreSQL's SCRAM role).
 SECRET_KINDS = frozenset(
     {
         "oauth_access_token",
@@ -50,7 +50,7 @@ SECRET_KINDS = frozenset(
         "service_account_key",
         "client_secret",
         "basic_auth",
-        "password",
+        "database_password",
     }
 )
 

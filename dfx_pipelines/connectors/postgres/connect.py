@@ -150,6 +150,6 @@ def connect_postgres(
     }
     if existing is not None:
         connection.created_at = existing.created_at
-        platform.vault.put(connection.secret_ref("password"), password)
+        platform.vault.put(connection.secret_ref("database_password"), password)
         return platform.registry.save(connection)
-    return platform.registry.add_connection(connection, vault=platform.vault, secrets={"password": password})
+    return platform.registry.add_connection(connection, vault=platform.vault, secrets={"database_password": password})

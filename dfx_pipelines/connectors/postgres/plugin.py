@@ -44,7 +44,7 @@ def demo_first_day() -> datetime:
 
 class PostgresPlugin(ConnectorPlugin):
     kind = "postgres"
-    secret_kinds = ("password",)
+    secret_kinds = ("database_password",)
     selection_model = PostgresSelection
 
     def definitions(self) -> dg.Definitions:

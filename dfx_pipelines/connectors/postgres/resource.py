@@ -616,7 +616,7 @@ def gated_for(platform: Platform, connection: Connection, *, max_rows: int = MAX
     )
 
     def password() -> str:
-        return platform.vault.get(connection.secret_ref("password")).get_secret_value()
+        return platform.vault.get(connection.secret_ref("database_password")).get_secret_value()
 
     return GatedPostgres(connection, target, password, max_rows=max_rows)
 

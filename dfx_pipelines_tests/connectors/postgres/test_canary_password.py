@@ -91,4 +91,4 @@ def test_the_canary_password_appears_nowhere(
     assert canary not in out + err
     # The search was not vacuous: the runs stored values and their SQL, and the vault holds the password.
     assert platform.metric_store.read(connection_id="pg-acme") and "dfx_period" in stored
-    assert platform.vault.get(connection.secret_ref("password")).get_secret_value() == canary
+    assert platform.vault.get(connection.secret_ref("database_password")).get_secret_value() == canary

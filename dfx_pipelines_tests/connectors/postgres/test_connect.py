@@ -41,7 +41,7 @@ def test_the_read_only_role_connects_and_only_the_vault_holds_its_password(platf
     stored = platform.registry.get("pg-acme")
     assert stored.endpoint["user"] == READER and stored.endpoint["sslmode"] == "verify-full"
     assert set(stored.discovered["tables"]["sales.orders"]["columns"]) >= {"amount", "customer_email"}
-    assert platform.vault.get(connection.secret_ref("password")).get_secret_value() == seeded.passwords[READER]
+    assert platform.vault.get(connection.secret_ref("database_password")).get_secret_value() == seeded.passwords[READER]
     assert seeded.passwords[READER] not in json.dumps(stored.config_json())
 
 

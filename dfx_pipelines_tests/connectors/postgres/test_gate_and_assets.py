@@ -222,7 +222,7 @@ def test_removal_deletes_the_password_the_values_and_the_ca_file(platform, pg_co
     materialize(partition_key=f"pg-acme|{DAY}")
     assert platform.metric_store.read(connection_id="pg-acme") and (ca_folder(platform) / "pg-acme.pem").exists()
     revoke_connection(platform, PLUGIN, "pg-acme", remove=True, actor="test")
-    assert not platform.vault.has(pg_connection.secret_ref("password"))
+    assert not platform.vault.has(pg_connection.secret_ref("database_password"))
     delete_connection_data(platform, PLUGIN, materialize.instance, "pg-acme", actor="test")
     assert platform.metric_store.read(connection_id="pg-acme") == []
     assert not (ca_folder(platform) / "pg-acme.pem").exists()
