@@ -236,7 +236,7 @@ def seed_orders(cluster: LocalCluster, rows: int, *, first_day: date = FIRST_DAY
                    %(first)s::timestamptz + ((g %% %(days)s) || ' days')::interval + ((g * 37 %% 86400) || ' seconds')::interval,
                    (%(first)s::date + (g %% %(days)s)),
                    TIMESTAMPTZ '2024-04-15 00:00:00+00'
-            FROM generate_series(1, %(rows)s) AS g
+            FROM generate_series(1::bigint, %(rows)s::bigint) AS g
             """,
             {"first": first_day.isoformat(), "days": days, "rows": rows},
         )
