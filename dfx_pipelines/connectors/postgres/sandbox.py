@@ -234,7 +234,7 @@ def seed_orders(cluster: LocalCluster, rows: int, *, first_day: date = FIRST_DAY
                    ((g * 7919) %% 100000) / 100.0,
                    'customer' || g || '@example.com',
                    %(first)s::timestamptz + ((g %% %(days)s) || ' days')::interval + ((g * 37 %% 86400) || ' seconds')::interval,
-                   (%(first)s::date + (g %% %(days)s)),
+                   (%(first)s::date + (g %% %(days)s)::integer),
                    TIMESTAMPTZ '2024-04-15 00:00:00+00'
             FROM generate_series(1::bigint, %(rows)s::bigint) AS g
             """,
