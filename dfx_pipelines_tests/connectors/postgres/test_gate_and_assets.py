@@ -215,14 +215,32 @@ def test_the_key_count_job_runs_the_check_for_the_tagged_connection(
     assert evaluation.check_name == KEY_COUNT_CHECK and evaluation.asset_key == METRICS_KEY and evaluation.passed
 
 
-def test_removal_deletes_the_password_the_values_and_the_ca_file(platform, pg_connection, seeded, materialize) -> None:
-    from dfx_pipelines.lifecycle.deletion import delete_connection_data
+def test_removal_end_to_end_leaves_nothing_and_another_connection_untouched(
+    platform, pg_connection, seeded, materialize
+) -> None:
+    """Connect → sync → remove → delete: no password, value, key count, CA file, run, materialization or
+    partition of the connection is left, in the metric database, the vault or Dagster's storage; a second
+    connection to the same database is untouched (and found by the same searches)."""
+    from dfx_pipelines.lifecycle.deletion import delete_connection_data, run_is_for
     from dfx_pipelines.lifecycle.revocation import revoke_connection
 
-    materialize(partition_key=f"pg-acme|{DAY}")
+    beta = connect(platform, seeded, connection_id="pg-beta")
+    for connection in (pg_connection, beta):
+        materialize(tags=range_tags(connection.id, DAY, DAY.replace(day=6)))
+    instance = materialize.instance
     assert platform.metric_store.read(connection_id="pg-acme") and (ca_folder(platform) / "pg-acme.pem").exists()
-    revoke_connection(platform, PLUGIN, "pg-acme", remove=True, actor="test")
-    assert not platform.vault.has(pg_connection.secret_ref("database_password"))
-    delete_connection_data(platform, PLUGIN, materialize.instance, "pg-acme", actor="test")
+    report = revoke_connection(platform, PLUGIN, "pg-acme", remove=True, actor="test")
+    assert not report.provider_revoked and "dropped by the customer's DBA" in report.provider_detail
+    assert report.secrets_deleted == 1 and not platform.vault.has(pg_connection.secret_ref("database_password"))
+    deletion = delete_connection_data(platform, PLUGIN, instance, "pg-acme", actor="test")
+    assert deletion.metric_values_deleted > 0 and deletion.runs_deleted >= 1 and deletion.partition_removed
     assert platform.metric_store.read(connection_id="pg-acme") == []
     assert not (ca_folder(platform) / "pg-acme.pem").exists()
+    assert all(not run_is_for(r.dagster_run.tags, "pg-acme") for r in instance.get_run_records())
+    assert [p for p in instance.get_materialized_partitions(METRICS_KEY) if p.startswith("pg-acme|")] == []
+    assert "pg-acme" not in instance.get_dynamic_partitions("postgres_connections")
+    # The other connection keeps everything.
+    assert platform.metric_store.read(connection_id="pg-beta") and (ca_folder(platform) / "pg-beta.pem").exists()
+    assert platform.vault.has(beta.secret_ref("database_password"))
+    assert [p for p in instance.get_materialized_partitions(METRICS_KEY) if p.startswith("pg-beta|")]
+    assert "pg-beta" in instance.get_dynamic_partitions("postgres_connections")
