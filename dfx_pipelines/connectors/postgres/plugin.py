@@ -38,6 +38,32 @@ DEMO_TRACKING = [
 DEMO_DAYS = 31
 
 
+class _NoHttpFaults:
+    """`dfx sandbox serve --fault …` injects HTTP faults (rate limits, 5xx, drops) into every sandbox server;
+    a database speaks no HTTP, so for the cluster they are reported and not injected."""
+
+    def inject(self, kind: str, **_options: object) -> None:
+        import logging
+
+        logging.getLogger(__name__).warning("fault %s does not apply to the PostgreSQL sandbox (not HTTP)", kind)
+
+
+class _ClusterServer:
+    """The cluster as `dfx sandbox serve` and the demo list sandbox servers: a name, a URL, faults, stop()."""
+
+    def __init__(self, cluster: object):
+        self.cluster = cluster
+        self.app = type("App", (), {"name": "postgres"})()
+        self.faults = _NoHttpFaults()
+
+    @property
+    def url(self) -> str:
+        return str(self.cluster.url)  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        self.cluster.stop()  # type: ignore[attr-defined]
+
+
 def demo_first_day() -> datetime:
     return datetime.now(UTC) - timedelta(days=DEMO_DAYS - 1)
 
@@ -67,7 +93,7 @@ class PostgresPlugin(ConnectorPlugin):
             raise
         return RunningSandbox(
             kind=self.kind,
-            servers=[cluster],  # type: ignore[list-item]  # url and stop(), as a sandbox server has
+            servers=[_ClusterServer(cluster)],  # type: ignore[list-item]  # what callers use of a sandbox server
             state={"cluster": cluster, "ca_pem_path": str(ca.ca_pem_path)},
         )
 
