@@ -97,7 +97,7 @@ def _through_the_gate(info: dict[str, Any], target: Any) -> tuple[dict, int, lis
     last = FIRST + timedelta(days=DAYS - 1)
     specs = specs_of(connection)
     queries = [GatedQuery(metric_query(s, FIRST, last, info["columns"][s.time_column]), s.name, DAYS) for s in specs]
-    with GatedPostgres(connection, target, lambda: info["password"]) as gated:
+    with GatedPostgres(connection, target, lambda: {"password": info["password"]}) as gated:
         outcome = gated.run(queries)
     values = {}
     for spec, result in zip(specs, outcome.results):

@@ -1,6 +1,6 @@
 """`dfx postgres connect …` (also `dfx connect postgres`): a database by host/port/database/role or a DSN,
 the password from `DFX_POSTGRES_PASSWORD` or a hidden prompt — never an argument (it would sit in the
-shell history and the process list). Project errors become one clear line (the main group handles them)."""
+shell history and the process list) — or a client certificate and its key file (`--client-cert`, `--client-key`). Project errors become one clear line (the main group handles them)."""
 
 from __future__ import annotations
 
@@ -86,13 +86,26 @@ def postgres() -> None:
     "--max-plan-rows", type=click.IntRange(1), default=None, help="Rows a query's scans may read (default 50,000,000)."
 )
 @click.option("--statement-timeout-ms", type=click.IntRange(100, 3_600_000), default=None, help="Default 60000.")
+@click.option(
+    "--client-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Log in with this client certificate (PEM) instead of a password.",
+)
+@click.option(
+    "--client-key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The client certificate's private key (PEM, unencrypted): read into memory, encrypted into the vault.",
+)
 @click.option("--allow-private-address", is_flag=True, help="The database is on the customer's private network.")
 @click.option("--replace-password", is_flag=True, help="Replace the password of an existing connection.")
 def connect(
     workspace_id: str, connection_id: str, display_name: str, dsn: str | None, host: str | None, port: int,
     database: str | None, user: str | None, sslmode: str, ca_file: str | None, selects: tuple[str, ...],
     narrows: tuple[str, ...], specs_file: str | None, tracking_file: str | None, max_plan_cost: float | None,
-    max_plan_rows: int | None, statement_timeout_ms: int | None, allow_private_address: bool, replace_password: bool,
+    max_plan_rows: int | None, statement_timeout_ms: int | None, client_cert: str | None, client_key: str | None,
+    allow_private_address: bool, replace_password: bool,
 ) -> None:  # fmt: skip
     """Check the role's privileges and the selection against the database, store the password encrypted."""
     import dagster as dg

@@ -28,6 +28,7 @@ from dfx_pipelines.connectors.postgres.resource import (
 )
 from dfx_pipelines.connectors.postgres.selection import PostgresSelection
 from dfx_pipelines.platform.errors import ConfigError
+from dfx_pipelines.platform.redaction import register_secret
 from dfx_pipelines.platform.registry import Connection, parse_connection
 from dfx_pipelines.platform.secret_input import accept_secret
 from dfx_pipelines.platform.services import Platform
@@ -79,18 +80,73 @@ def parse_dsn(dsn: object) -> dict[str, Any]:
     return endpoint
 
 
+def check_client_certificate(cert_pem: object, key_pem: object) -> tuple[str, str]:
+    """A client certificate (PEM, kept in the endpoint: it is public) and its unencrypted private key (PEM,
+    for the vault), parsed and matched, or one clear line. Neither text is ever quoted back."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    if not isinstance(key_pem, str) or not isinstance(cert_pem, str):
+        raise ConfigError("a client certificate login needs the certificate and its private key, both PEM text")
+    register_secret(key_pem)
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except TypeError:
+        raise ConfigError("the client key is encrypted: give it decrypted (it is encrypted in the vault)") from None
+    except ValueError:
+        raise ConfigError("the client key is not a PEM private key") from None
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    except ValueError:
+        raise ConfigError("the client certificate is not a PEM certificate") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if certificate.public_key().public_bytes(encoding, public) != key.public_key().public_bytes(encoding, public):
+        raise ConfigError("the client key does not belong to the client certificate")
+    return cert_pem, key_pem
+
+
+def key_line(key_pem: str) -> str:
+    """An unencrypted PEM private key as one line for the vault: its PKCS#8 DER in base64."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    line = base64.b64encode(der).decode("ascii")
+    register_secret(line)
+    return line
+
+
 def connect_postgres(
     platform: Platform,
     *,
     config: dict[str, Any],
-    password: str,
+    password: str | None = None,
+    client_key: str | None = None,
     replace_password: bool = False,
 ) -> Connection:
-    """Check everything against the live server, then store the connection and its password together.
+    """Check everything against the live server, then store the connection and its secret together.
     `config` is a connection dict; its `endpoint` holds host, port, database, user, sslmode, optional
-    `ca_pem`, timeouts and ceilings, `metric_specs` and `change_tracking`."""
-    password = accept_secret(password, "the PostgreSQL password")
+    `ca_pem`, timeouts and ceilings, `metric_specs` and `change_tracking`. The login is a password
+    (SCRAM), or a client certificate: `endpoint["client_cert_pem"]` with `client_key`."""
     endpoint = dict(config.get("endpoint") or {})
+    if (password is None) == (client_key is None):
+        raise ConfigError("give the PostgreSQL role's password or its client certificate's key (exactly one)")
+    credentials: dict[str, Any]
+    if password is not None:
+        password = accept_secret(password, "the PostgreSQL password")
+        endpoint.pop("client_cert_pem", None)
+        credentials, secret_kind, secret = {"password": password}, "database_password", password
+    else:
+        cert_pem, key_pem = check_client_certificate(endpoint.get("client_cert_pem"), client_key)
+        # Stored on one line (the vault refuses line breaks): the key's PKCS#8 DER, base64.
+        credentials, secret_kind, secret = (
+            {"client_cert": (cert_pem, key_pem)},
+            "database_client_key",
+            key_line(key_pem),
+        )
     specs = parse_specs(endpoint.get("metric_specs", []))
     tracking = parse_tracking(endpoint.get("change_tracking", []))
     endpoint["metric_specs"] = [spec.model_dump(mode="json") for spec in specs]
@@ -115,7 +171,7 @@ def connect_postgres(
     target = type(target)(
         **{**target.__dict__, "sslrootcert": ca_file(platform, connection.id, endpoint.get("ca_pem"))}
     )
-    session = open_session(target, password)
+    session = open_session(target, **credentials)
     try:
         problems = privilege_problems(session, selection)
         if problems:
@@ -150,6 +206,6 @@ def connect_postgres(
     }
     if existing is not None:
         connection.created_at = existing.created_at
-        platform.vault.put(connection.secret_ref("database_password"), password)
+        platform.vault.put(connection.secret_ref(secret_kind), secret)
         return platform.registry.save(connection)
-    return platform.registry.add_connection(connection, vault=platform.vault, secrets={"database_password": password})
+    return platform.registry.add_connection(connection, vault=platform.vault, secrets={secret_kind: secret})

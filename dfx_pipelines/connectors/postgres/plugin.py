@@ -70,7 +70,7 @@ def demo_first_day() -> datetime:
 
 class PostgresPlugin(ConnectorPlugin):
     kind = "postgres"
-    secret_kinds = ("database_password",)
+    secret_kinds = ("database_password", "database_client_key")
     selection_model = PostgresSelection
 
     def definitions(self) -> dg.Definitions:

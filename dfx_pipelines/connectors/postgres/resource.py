@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,11 +193,41 @@ def _first_line(exc: BaseException) -> str:
     return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:300]
 
 
-def open_session(target: Target, password: str) -> psycopg.Connection[Any]:
-    """A read-only session: TLS as `target` says, SCRAM only, timeouts set at startup and read back."""
+@contextlib.contextmanager
+def _client_files(client_cert: tuple[str, str]) -> Iterator[tuple[str, str]]:
+    """libpq reads a client certificate and key only from files: they exist for the handshake alone, in a
+    private folder (RAM-backed /dev/shm where there is one), the key mode 0600, removed right after."""
+    import tempfile
+
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(
+        prefix="dfx-pg-", dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    ) as folder:
+        os.chmod(folder, 0o700)
+        cert_path, key_path = Path(folder) / "client.crt", Path(folder) / "client.key"
+        cert_path.write_text(client_cert[0])
+        descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(client_cert[1])
+        yield str(cert_path), str(key_path)
+
+
+def open_session(
+    target: Target, password: str | None = None, *, client_cert: tuple[str, str] | None = None
+) -> psycopg.Connection[Any]:
+    """A read-only session: TLS as `target` says, SCRAM only (or a client certificate and no password
+    exchange at all), timeouts set at startup and read back."""
     import psycopg
 
-    register_secret(password)
+    if (password is None) == (client_cert is None):
+        raise ConfigError("a PostgreSQL session needs a password or a client certificate (exactly one)")
+    if password is not None:
+        register_secret(password)
+        auth: dict[str, Any] = {"password": password, "require_auth": "scram-sha-256", "sslcertmode": "disable"}
+    else:
+        assert client_cert is not None
+        register_secret(client_cert[1])
+        auth = {"require_auth": "none", "sslcertmode": "require"}
     options = " ".join(
         [
             "-c default_transaction_read_only=on",
@@ -206,27 +237,28 @@ def open_session(target: Target, password: str) -> psycopg.Connection[Any]:
         ]
     )
     try:
-        session = psycopg.connect(
-            host=target.host,
-            hostaddr=target.hostaddr,
-            port=target.port,
-            dbname=target.database,
-            user=target.user,
-            password=password,
-            sslmode=target.sslmode,
-            sslrootcert=target.sslrootcert,
-            sslnegotiation="postgres",
-            require_auth="scram-sha-256",
-            gssencmode="disable",
-            passfile="/dev/null",  # nothing but the vault's password: never a ~/.pgpass
-            sslcertmode="disable",
-            options=options,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="dfx_pipelines",
-        )
+        with contextlib.ExitStack() as stack:
+            if client_cert is not None:
+                auth["sslcert"], auth["sslkey"] = stack.enter_context(_client_files(client_cert))
+            session = psycopg.connect(
+                host=target.host,
+                hostaddr=target.hostaddr,
+                port=target.port,
+                dbname=target.database,
+                user=target.user,
+                sslmode=target.sslmode,
+                sslrootcert=target.sslrootcert,
+                sslnegotiation="postgres",
+                gssencmode="disable",
+                passfile="/dev/null",  # nothing but the vault's secret: never a ~/.pgpass
+                options=options,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="dfx_pipelines",
+                **auth,
+            )
     except psycopg.OperationalError as exc:
         text = _first_line(exc)
-        if "password authentication failed" in text or "authentication" in text or "require_auth" in text:
+        if any(word in text for word in ("authentication", "require_auth", "no pg_hba.conf entry")):
             raise AuthError(f"PostgreSQL refused the login of role {target.user}: {text}") from None
         raise ConnectorError(f"could not connect to PostgreSQL at {target.host}:{target.port}: {text}") from None
     try:
@@ -403,14 +435,14 @@ class GatedPostgres:
         self,
         connection: Connection,
         target: Target,
-        password_reader: Any,
+        credentials: Any,
         *,
         max_rows: int = MAX_RESULT_ROWS,
     ):
         self.connection = connection
         self.target = target
         self.max_rows = max_rows
-        self._password_reader = password_reader
+        self._credentials = credentials  # () -> open_session's keyword arguments, read from the vault when used
         self._session: psycopg.Connection[Any] | None = None
         self._tables: dict[str, TableInfo] = {}
         self.statements = 0
@@ -429,7 +461,7 @@ class GatedPostgres:
 
     def session(self) -> psycopg.Connection[Any]:
         if self._session is None:
-            session = open_session(self.target, self._password_reader())
+            session = open_session(self.target, **self._credentials())
             try:
                 with self._errors("the privilege check"):
                     prove_least_privilege(session, self.selection)
@@ -605,6 +637,20 @@ class PostgresResource(dg.ConfigurableResource):
         return gated_for(platform, connection, max_rows=self.max_result_rows)
 
 
+def key_pem_of(line: str) -> str:
+    """The vault's one-line key (PKCS#8 DER, base64) as the PEM libpq reads, in memory."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_der_private_key(base64.b64decode(line), password=None)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+    register_secret(pem)
+    return pem
+
+
 def gated_for(platform: Platform, connection: Connection, *, max_rows: int = MAX_RESULT_ROWS) -> GatedPostgres:
     target = check_endpoint_config(
         connection.endpoint,
@@ -615,10 +661,13 @@ def gated_for(platform: Platform, connection: Connection, *, max_rows: int = MAX
         **{**target.__dict__, "sslrootcert": ca_file(platform, connection.id, connection.endpoint.get("ca_pem"))}
     )
 
-    def password() -> str:
-        return platform.vault.get(connection.secret_ref("database_password")).get_secret_value()
+    def credentials() -> dict[str, Any]:
+        if connection.endpoint.get("client_cert_pem"):
+            line = platform.vault.get(connection.secret_ref("database_client_key")).get_secret_value()
+            return {"client_cert": (connection.endpoint["client_cert_pem"], key_pem_of(line))}
+        return {"password": platform.vault.get(connection.secret_ref("database_password")).get_secret_value()}
 
-    return GatedPostgres(connection, target, password, max_rows=max_rows)
+    return GatedPostgres(connection, target, credentials, max_rows=max_rows)
 
 
 __all__ = [

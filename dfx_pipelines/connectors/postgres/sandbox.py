@@ -26,7 +26,7 @@ from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.sandbox import SandboxCA
 
 DATABASE = "customer"
-READER, WRITER = "dfx_reader", "dfx_writer"
+READER, WRITER, CERT_READER = "dfx_reader", "dfx_writer", "dfx_cert_reader"
 FIRST_DAY = date(2024, 3, 1)
 DAYS = 31
 
@@ -84,6 +84,7 @@ class LocalCluster:
     bindir: Path
     run_as: list[str] = field(default_factory=list)
     passwords: dict[str, str] = field(default_factory=dict)
+    client_certs: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (certificate, key) PEM
     url: str = ""
 
     @property
@@ -143,6 +144,7 @@ def start_cluster(ca: SandboxCA, *, bindir: Path | None = None) -> LocalCluster:
     )  # fmt: skip
     pwfile.unlink()
     cert, key = ca.write_server_files(folder / "tls")
+    (folder / "tls" / "client-ca.pem").write_bytes(ca.ca_pem_path.read_bytes())  # who may sign client certificates
     _give(folder, owner)
     port = _free_port()
     with (data / "postgresql.conf").open("a") as conf:
@@ -155,6 +157,7 @@ ssl = on
 ssl_cert_file = '{cert}'
 ssl_key_file = '{key}'
 ssl_min_protocol_version = 'TLSv1.2'
+ssl_ca_file = '{folder / "tls" / "client-ca.pem"}'
 password_encryption = 'scram-sha-256'
 fsync = off
 synchronous_commit = off
@@ -165,7 +168,10 @@ shared_buffers = 32MB
         )
     # Over TCP: TLS and SCRAM or nothing. The socket (in the 0700 folder) is the administrator's.
     (data / "pg_hba.conf").write_text(
-        "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n"
+        "local all postgres trust\n"
+        f"hostssl all {CERT_READER} 127.0.0.1/32 cert\n"  # its client certificate, no password
+        "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+        "hostnossl all all 0.0.0.0/0 reject\n"
     )
     _give(folder, owner)
     subprocess.run(
@@ -174,6 +180,7 @@ shared_buffers = 32MB
         capture_output=True,
     )
     cluster = LocalCluster(folder, port, bindir, run_as, url=f"postgresql://127.0.0.1:{port}/{DATABASE}")
+    cluster.client_certs[CERT_READER] = ca.issue_client_cert(CERT_READER)
     try:
         _create_roles_and_schema(cluster)
     except BaseException:
@@ -198,6 +205,10 @@ def _create_roles_and_schema(cluster: LocalCluster) -> None:
             )
             admin.execute(sql.SQL("GRANT CONNECT ON DATABASE customer TO {}").format(sql.Identifier(role)))
         admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(CERT_READER))
+        )  # no password: its certificate
+        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE customer TO {}").format(sql.Identifier(CERT_READER)))
+        admin.execute(
             """
             CREATE SCHEMA sales;
             CREATE TABLE sales.orders (
@@ -213,8 +224,8 @@ def _create_roles_and_schema(cluster: LocalCluster) -> None:
             CREATE INDEX orders_ordered_at ON sales.orders (ordered_at);
             CREATE INDEX orders_updated_at ON sales.orders (updated_at);
             CREATE TABLE sales.customers (id bigint PRIMARY KEY, email text NOT NULL, notes text);
-            GRANT USAGE ON SCHEMA sales TO dfx_reader, dfx_writer;
-            GRANT SELECT ON sales.orders, sales.customers TO dfx_reader, dfx_writer;
+            GRANT USAGE ON SCHEMA sales TO dfx_reader, dfx_writer, dfx_cert_reader;
+            GRANT SELECT ON sales.orders, sales.customers TO dfx_reader, dfx_writer, dfx_cert_reader;
             GRANT INSERT ON sales.orders TO dfx_writer;
             """
         )

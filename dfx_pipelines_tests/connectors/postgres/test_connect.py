@@ -7,18 +7,23 @@ private or metadata hosts are refused before any session is opened; every sessio
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from dfx_pipelines.connectors.postgres.connect import parse_dsn
+from dfx_pipelines.connectors.postgres.connect import connect_postgres, key_line, parse_dsn
 from dfx_pipelines.connectors.postgres.resource import (
+    GatedQuery,
+    PostgresResource,
     PrivilegeRefused,
     Target,
     check_endpoint_config,
+    key_pem_of,
     open_session,
 )
-from dfx_pipelines.connectors.postgres.sandbox import READER, WRITER
+from dfx_pipelines.connectors.postgres.sandbox import CERT_READER, READER, WRITER
 from dfx_pipelines.platform.errors import (
     AuthError,
     ConfigError,
@@ -27,7 +32,7 @@ from dfx_pipelines.platform.errors import (
     UnsafeDestinationError,
 )
 
-from .conftest import GROUP, admin_sql, connect
+from .conftest import COLUMNS, GROUP, admin_sql, connect
 
 pytestmark = pytest.mark.xdist_group(GROUP)
 
@@ -270,3 +275,61 @@ def test_a_server_whose_certificate_is_not_trusted_is_refused(seeded) -> None:
     with pytest.raises(ConnectorError, match=r"could not connect to PostgreSQL .*certificate verify failed") as refused:
         open_session(target, seeded.passwords[READER])
     assert seeded.passwords[READER] not in str(refused.value)
+
+
+def _cert_login(platform, cluster, cert_pem: str, key_pem: str):
+    from .conftest import endpoint as cluster_endpoint
+
+    return connect_postgres(
+        platform,
+        config={
+            "id": "pg-acme",
+            "workspace_id": "acme",
+            "display_name": "Acme by certificate",
+            "selection": {"schemas": {"sales": ["orders"]}, "objects": {"sales.orders": COLUMNS}},
+            "endpoint": cluster_endpoint(cluster, user=CERT_READER, client_cert_pem=cert_pem),
+        },
+        client_key=key_pem,
+    )
+
+
+def test_a_client_certificate_login_keeps_its_key_only_in_the_vault(platform, workspace, seeded) -> None:
+    cert_pem, key_pem = seeded.client_certs[CERT_READER]
+    connection = _cert_login(platform, seeded, cert_pem, key_pem)
+    stored_key = platform.vault.get(connection.secret_ref("database_client_key")).get_secret_value()
+    assert stored_key == key_line(key_pem) == key_line(key_pem_of(stored_key))  # one line in the vault, the same key
+    config = json.dumps(platform.registry.get("pg-acme").config_json())
+    assert stored_key not in config and key_pem.splitlines()[1] not in config
+    with PostgresResource().gated(platform, connection) as gated:  # a run's session: the key from the vault
+        outcome = gated.run([GatedQuery("SELECT COUNT(*) AS n FROM sales.orders", "count")])
+    assert outcome.results[0].rows == [{"n": 3100}]
+    # The certificate's files existed for the handshake only (other tests' sessions may be connecting now,
+    # so only this test's own leftovers would count: none can remain after its sessions closed).
+    leftovers = [*Path(tempfile.gettempdir()).glob("dfx-pg-*"), *Path("/dev/shm").glob("dfx-pg-*")]
+    assert leftovers == []
+
+
+def test_bad_client_keys_are_refused_before_any_session(platform, workspace, seeded, tmp_path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from dfx_pipelines.platform.sandbox import SandboxCA
+
+    cert_pem, key_pem = seeded.client_certs[CERT_READER]
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    ).decode()
+    other_cert, other_key = SandboxCA(tmp_path / "other-ca").issue_client_cert(CERT_READER)
+    for bad_key, problem in (
+        ("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", "is not a PEM private key"),
+        (encrypted, "is encrypted"),
+        (other_key, "does not belong to the client certificate"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            _cert_login(platform, seeded, cert_pem, bad_key)
+    # A certificate the server's CA did not sign: the server refuses the login; nothing is stored.
+    with pytest.raises(ConnectorError, match="PostgreSQL"):
+        _cert_login(platform, seeded, other_cert, other_key)
+    assert nothing_stored(platform)
