@@ -69,6 +69,38 @@ def _give(folder: Path, owner: tuple[int, int] | None) -> None:
     os.chown(folder, *owner)
 
 
+# A cluster must not outlive the process that started it, however that process ends (`dfx sandbox serve`
+# stopped with SIGTERM runs no `finally`): a watchdog in its own session polls the owner and, once it is
+# gone, stops the cluster and deletes its folder. `LocalCluster.stop()` ends the watchdog first.
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, pg_ctl, folder, run_as = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+while os.path.isdir(folder):
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        subprocess.run([*run_as, pg_ctl, "-D", os.path.join(folder, "data"), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        break
+    except PermissionError:
+        pass
+    time.sleep(1)
+"""
+
+
+def _watch(folder: Path, bindir: Path, run_as: list[str]) -> subprocess.Popen:
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(bindir / "pg_ctl"), str(folder), *run_as],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -85,6 +117,7 @@ class LocalCluster:
     run_as: list[str] = field(default_factory=list)
     passwords: dict[str, str] = field(default_factory=dict)
     client_certs: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (certificate, key) PEM
+    watchdog: subprocess.Popen | None = None
     url: str = ""
 
     @property
@@ -108,6 +141,9 @@ class LocalCluster:
         }
 
     def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
         subprocess.run(
             [
                 *self.run_as,
@@ -180,8 +216,9 @@ shared_buffers = 32MB
         capture_output=True,
     )
     cluster = LocalCluster(folder, port, bindir, run_as, url=f"postgresql://127.0.0.1:{port}/{DATABASE}")
-    cluster.client_certs[CERT_READER] = ca.issue_client_cert(CERT_READER)
+    cluster.watchdog = _watch(folder, bindir, run_as)
     try:
+        cluster.client_certs[CERT_READER] = ca.issue_client_cert(CERT_READER)
         _create_roles_and_schema(cluster)
     except BaseException:
         cluster.stop()
