@@ -12,11 +12,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dfx_pipelines"
 CONNECTORS = sorted(p.name for p in (PACKAGE / "connectors").iterdir() if (p / "plugin.py").exists())
 # The metric reducers, the budget arithmetic, and the pure helpers they build on (SOQL building, selections,
-# the column check's resolution of what a query reads). Each connector's selection model is pure too.
+# the shared SQL gate and its resolution of what a query reads). Each connector's selection model is pure too.
 PURE = sorted([
     *PACKAGE.glob("connectors/*/metrics*.py"), *PACKAGE.glob("connectors/*/selection.py"),
     PACKAGE / "connectors" / "bigquery" / "gate.py",
     PACKAGE / "connectors" / "bigquery" / "column_reads.py",
+    *PACKAGE.glob("platform/sql_gate/*.py"),
     PACKAGE / "connectors" / "salesforce" / "queries.py",
 ])  # fmt: skip
 # What pure code may use of the project besides other pure modules: errors, metric rows, identifier
@@ -28,6 +29,7 @@ IMPURE_ROOTS = {
     "simple_salesforce",
     "jira",
     "google",
+    "psycopg",
     "sqlalchemy",
     "httpx",
     "urllib3",
@@ -65,7 +67,7 @@ def modules_under(folder: Path) -> list[Path]:
 
 
 def test_the_rules_see_every_connector_and_pure_module() -> None:
-    assert CONNECTORS == ["bigquery", "jira", "salesforce"]
+    assert CONNECTORS == ["bigquery", "jira", "postgres", "salesforce"]
     assert len(PURE) >= 6 and all(p.exists() for p in PURE)
 
 

@@ -35,7 +35,8 @@ def _serve(home: Path, *flags: str) -> tuple[subprocess.Popen, list[str]]:
     deadline = time.monotonic() + 120
     while (
         time.monotonic() < deadline
-        and sum(line.lstrip().startswith(("dfx connect", "SALESFORCE_", "JIRA_")) for line in lines) < 3
+        and sum(line.lstrip().startswith(("dfx connect", "SALESFORCE_", "JIRA_", "DFX_POSTGRES_")) for line in lines)
+        < 4
     ):
         line = process.stdout.readline()
         if not line:
@@ -62,7 +63,7 @@ def test_printed_connect_commands_connect_every_sandbox(tmp_path: Path, flavour:
     home = tmp_path / "home"
     process, commands = _serve(home, "--jira-flavour", flavour)
     try:
-        assert len(commands) == 4, commands  # the workspace, then one per connector
+        assert len(commands) == 5, commands  # the workspace, then one per connector
         assert commands[0].startswith("dfx workspace create sandbox")
         [key_file] = [Path(c.split("--key-file ", 1)[1].split()[0]) for c in commands if "--key-file" in c]
         assert key_file.parent == home / "sandbox" and key_file.stat().st_mode & 0o777 == 0o600
@@ -85,7 +86,8 @@ def test_printed_connect_commands_connect_every_sandbox(tmp_path: Path, flavour:
     assert "connected sf-sandbox to https://127.0.0.1:" in outputs[1]
     assert "connected jira-cloud-sandbox to https://127.0.0.1:" in outputs[2]
     assert "connected bq-sandbox to project" in outputs[3]
-    for connection in ("sf-sandbox", "jira-cloud-sandbox", "bq-sandbox"):
+    assert "connected pg-sandbox to customer on 127.0.0.1 as dfx_reader" in outputs[4]
+    for connection in ("sf-sandbox", "jira-cloud-sandbox", "bq-sandbox", "pg-sandbox"):
         assert connection in listed.stdout and "active" in listed.stdout
 
 

@@ -19,6 +19,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dfx_pipelines.connectors.salesforce.plugin",
     "dfx_pipelines.connectors.jira.plugin",
     "dfx_pipelines.connectors.bigquery.plugin",
+    "dfx_pipelines.connectors.postgres.plugin",
 )
 
 

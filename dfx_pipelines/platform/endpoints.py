@@ -336,3 +336,39 @@ def _is_ip_literal(host: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+_HOST_TEXT = re.compile(r"^[A-Za-z0-9.\-]{1,253}$")
+
+
+def check_host(
+    host: object,
+    port: object,
+    *,
+    what: str,
+    sandbox_allowed: bool,
+    allow_private_address: bool = False,
+) -> Endpoint:
+    """A customer's server named by host and port rather than a URL (a database): the same grammar and
+    address rules as `check_endpoint` with a public-host policy — a DNS name or an IP literal, no
+    userinfo, no path, no second host — every resolved address judged. Connect to `addresses[0]` (libpq's
+    `hostaddr`) so what is reached is what was judged, while TLS still verifies the name."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _refuse(what, f"port must be a number in 1–65535, got {port!r}")
+    if not isinstance(host, str) or not host:
+        raise _refuse(what, f"host must be a DNS name or an IP address, got {host!r}")
+    if _is_ip_literal(host) and ":" in host:
+        literal = f"[{host}]"
+    elif _HOST_TEXT.fullmatch(host):
+        literal = host
+    else:  # `user@host`, `host/db`, `h1,h2`, `/var/run/postgresql`, `host:5432`, percent-encoding, …
+        raise _refuse(
+            what, f"host {host!r} must be a single DNS name or IP address (no user, port, path, list or socket)"
+        )
+    return check_endpoint(
+        f"https://{literal}:{port}",
+        what=what,
+        policy=ANY_PUBLIC_HOST,
+        sandbox_allowed=sandbox_allowed,
+        allow_private_address=allow_private_address,
+    )

@@ -133,6 +133,27 @@ VARIABLES: tuple[Variable, ...] = (
         "`dfx connect jira --base-url`: the token to store (never an argument)",
     ),
     Variable(
+        "DFX_POSTGRES_PASSWORD",
+        CLI,
+        "a hidden prompt",
+        "no",
+        "`dfx connect postgres`: the role's password to store (never an argument)",
+    ),
+    Variable(
+        "DFX_PG_BINDIR",
+        ALL,
+        "the newest `/usr/lib/postgresql/*/bin`, else `PATH`",
+        "no",
+        "the server binaries (`initdb`, `pg_ctl`) of the PostgreSQL sandbox cluster (demo, tests, benchmark)",
+    ),
+    Variable(
+        "DFX_PG_USER",
+        ALL,
+        "`postgres`",
+        "no",
+        "run as root, the unprivileged user the PostgreSQL sandbox cluster runs as (the server refuses root)",
+    ),
+    Variable(
         "DFX_SMTP_HOST",
         LOCATION,
         "-",

@@ -28,6 +28,11 @@ BQ_DATASET_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BQ_TABLE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BQ_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SQL_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# PostgreSQL schema, table, column and role names as an unquoted identifier folds them: lower-case ASCII
+# letters, digits and underscores, at most NAMEDATALEN-1 = 63 bytes. Still always quoted by psycopg.sql.
+PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Schemas of the server itself: never customer data (pg_catalog, pg_toast, information_schema, …).
+PG_SYSTEM_SCHEMA = re.compile(r"^(?:pg_.*|information_schema)$")
 # `[0-9]`, never `\d` or `str.isdigit()`: those accept "²" or "٣", which `int()` then refuses or misreads.
 ASCII_DIGITS = re.compile(r"^[0-9]+$")
 
@@ -177,6 +182,18 @@ def bigquery_table(value: object) -> str:
 
 def bigquery_column(value: object) -> str:
     return _check(BQ_COLUMN_NAME, "BigQuery column name", value, BQ_COLUMN_MAX, "BigQuery")
+
+
+def postgres_name(value: object, kind: str = "name") -> str:
+    """A PostgreSQL schema, table, column or role name (lower-case, as unquoted SQL folds it)."""
+    return _check(PG_NAME, f"PostgreSQL {kind}", value, 63, "PostgreSQL")
+
+
+def postgres_schema(value: object) -> str:
+    name = postgres_name(value, "schema name")
+    if PG_SYSTEM_SCHEMA.fullmatch(name):
+        raise IdentifierError(f"invalid PostgreSQL schema name: {name!r} is a system schema, not customer data")
+    return name
 
 
 def sql_identifier(value: object) -> str:

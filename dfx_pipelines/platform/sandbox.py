@@ -297,6 +297,21 @@ class SandboxCA:
         self._ca.configure_trust(context)
         return context
 
+    def issue_client_cert(self, common_name: str) -> tuple[str, str]:
+        """A client certificate (PEM) and its key (PEM) from this CA, for a local engine's certificate
+        login (PostgreSQL's `cert` method maps the common name to the role)."""
+        leaf = self._ca.issue_cert("dfx-client.invalid", common_name=common_name)  # the name a DNS SAN needs
+        return leaf.cert_chain_pems[0].bytes().decode(), leaf.private_key_pem.bytes().decode()
+
+    def write_server_files(self, directory: Path) -> tuple[Path, Path]:
+        """The loopback server certificate (with its chain) and key as PEM files, for a local engine that
+        reads its TLS material from files (a throwaway PostgreSQL cluster); the key mode 0600."""
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = directory / "server.crt", directory / "server.key"
+        _write_atomically(cert_path, b"".join(pem.bytes() for pem in self._server_cert.cert_chain_pems), mode=0o644)
+        _write_atomically(key_path, self._server_cert.private_key_pem.bytes(), mode=0o600)
+        return cert_path, key_path
+
 
 @contextlib.contextmanager
 def _exclusive_lock(path: Path) -> Iterator[None]:

@@ -41,8 +41,19 @@ log = logging.getLogger(__name__)
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM standard nonce
 FORMAT_VERSION = 1
+# `database_password`: a database login's password (PostgreSQL's SCRAM role); `database_client_key`: the private
+# key of a database login's client certificate (PostgreSQL's `cert` method).
 SECRET_KINDS = frozenset(
-    {"oauth_access_token", "oauth_refresh_token", "api_token", "service_account_key", "client_secret", "basic_auth"}
+    {
+        "oauth_access_token",
+        "oauth_refresh_token",
+        "api_token",
+        "service_account_key",
+        "client_secret",
+        "basic_auth",
+        "database_password",
+        "database_client_key",
+    }
 )
 
 

@@ -111,7 +111,7 @@ def test_without_the_variable_the_throwaway_connector_does_not_exist(tmp_path: P
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['bigquery', 'jira', 'salesforce']"
+    assert result.stdout.strip() == "['bigquery', 'jira', 'postgres', 'salesforce']"
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_a_connector_registered_by_its_module_path_alone_appears_everywhere(tmp_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     seen = json.loads(result.stdout.split("SEEN", 1)[1])
 
-    assert seen["kinds"] == ["bigquery", "jira", "salesforce", "throwaway"]
+    assert seen["kinds"] == ["bigquery", "jira", "postgres", "salesforce", "throwaway"]
     # The registry validates it by its own selection model and the base class's defaults.
     assert seen["accepted"]
     assert "SQL identifier" in seen["bad_item"] or "identifier" in seen["bad_item"]

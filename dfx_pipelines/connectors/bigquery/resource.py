@@ -62,6 +62,7 @@ from dfx_pipelines.platform.http import api_calls
 from dfx_pipelines.platform.redaction import redact
 from dfx_pipelines.platform.registry import Connection
 from dfx_pipelines.platform.services import Platform
+from dfx_pipelines.platform.sql_gate.check import SqlRefused, check_row_bound
 
 if TYPE_CHECKING:
     import requests
@@ -394,22 +395,13 @@ class GatedBigQuery:
             raise
         billed = int(job.total_bytes_billed or 0)
         settle(billed)
-        if len(rows) > self.max_rows:
-            # P13: a metric is an aggregate. A spec grouped by an id column would copy raw rows out.
-            # The bound is per query, so a range query (one row per day and group) is held to the same
-            # number of rows as one day: a range that exceeds it is refused (billed, nothing stored),
-            # never silently truncated or split into more billed queries behind the budget's back.
-            if item.query.days > 1:
-                raise GateError(
-                    f"BigQuery job {job_id} ({item.query.label or 'query'}) over a range of {item.query.days} days "
-                    f"returned more than {self.max_rows} rows (the bound holds for the whole range query, one row "
-                    "per day and group). Nothing was stored; backfill a shorter range, or group by fewer, "
-                    "lower-cardinality columns."
-                )
-            raise GateError(
-                f"BigQuery job {job_id} returned more than {self.max_rows} rows; a metric query must aggregate "
-                "(group by fewer, lower-cardinality columns). Nothing was stored."
-            )
+        # P13: a metric is an aggregate; the shared gate's row bound (billed, nothing stored when exceeded:
+        # never silently truncated or split into more billed queries behind the budget's back).
+        what = f"BigQuery job {job_id}" + (f" ({item.query.label or 'query'})" if item.query.days > 1 else "")
+        try:
+            check_row_bound(len(rows), self.max_rows, what=what, days=item.query.days)
+        except SqlRefused as exc:
+            raise GateError(str(exc)) from None
         return QueryResult(
             item.query.label, item.fingerprint, job_id, rows, projection, int(job.total_bytes_processed or 0), billed
         )
