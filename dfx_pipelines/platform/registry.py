@@ -15,7 +15,7 @@ import enum
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import (
@@ -81,10 +81,6 @@ class SelectionBase(_Model):
     `objects`, Jira's `projects` and `boards`, BigQuery's `datasets` and `objects`); a `Connection` holds
     the model of its kind, stored as its `selection` JSON.
     """
-
-    if TYPE_CHECKING:  # a connection's selection is its kind's model: connectors read their own fields
-
-        def __getattr__(self, name: str) -> Any: ...
 
     @model_validator(mode="before")
     @classmethod

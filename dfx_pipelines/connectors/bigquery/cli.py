@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from dfx_pipelines.connectors.bigquery.selection import BigQuerySelection
 from dfx_pipelines.platform.cli_input import BoundedAmount, read_json_file
 from dfx_pipelines.platform.errors import ConfigError
 
@@ -144,7 +145,9 @@ def connect(
     embedded_dagster_home(platform.settings)
     with dg.DagsterInstance.get() as instance:
         sync_partitions(instance, platform.registry, ["bigquery"])
-    tables = ", ".join(f"{d}.{t}" for d, ts in connection.selection.datasets.items() for t in ts)
+    tables = ", ".join(
+        f"{d}.{t}" for d, ts in connection.selection.narrowed(BigQuerySelection).datasets.items() for t in ts
+    )
     budget = f"USD {budget_usd:g}/month" if budget_usd else "no budget (no query will run until one is set)"
     click.echo(
         f"connected {connection.id} to project {connection.endpoint['project']}: {tables}; {budget}; key encrypted in the vault"

@@ -16,6 +16,7 @@ from typing import Any
 from dfx_pipelines.connectors.jira import metrics, query
 from dfx_pipelines.connectors.jira.client import IssuePage, JiraClient, reduced_sla
 from dfx_pipelines.connectors.jira.metrics_counts import NO_VALUE
+from dfx_pipelines.connectors.jira.selection import JiraSelection
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection
@@ -46,12 +47,18 @@ class JiraMetric:
 
 def projects_of(connection: Connection, scope: str) -> list[str]:
     if scope == "projects":
-        return list(connection.selection.projects)
+        return list(connection.selection.narrowed(JiraSelection).projects)
     if scope == "boards":
         boards = connection.discovered.get("boards") or {}
-        return sorted({boards[str(b)]["project"] for b in connection.selection.boards if str(b) in boards})
+        return sorted(
+            {boards[str(b)]["project"] for b in connection.selection.narrowed(JiraSelection).boards if str(b) in boards}
+        )
     projects = connection.discovered.get("projects") or {}
-    return [key for key in connection.selection.projects if (projects.get(key) or {}).get("type") == "service_desk"]
+    return [
+        key
+        for key in connection.selection.narrowed(JiraSelection).projects
+        if (projects.get(key) or {}).get("type") == "service_desk"
+    ]
 
 
 def boards_of(connection: Connection, board_type: str | None = None) -> list[tuple[int, str]]:
@@ -59,7 +66,7 @@ def boards_of(connection: Connection, board_type: str | None = None) -> list[tup
     boards = connection.discovered.get("boards") or {}
     return [
         (int(b), boards[str(b)]["project"])
-        for b in connection.selection.boards
+        for b in connection.selection.narrowed(JiraSelection).boards
         if str(b) in boards and (board_type is None or boards[str(b)]["type"] == board_type)
     ]
 
@@ -85,7 +92,9 @@ def _pages_by_project(
 
 def _attributes(client: JiraClient, connection: Connection) -> Iterator[metrics.IssueAttributes]:
     dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
-    for page in _pages_by_project(client, connection.selection.projects, query.count_plan(connection)):
+    for page in _pages_by_project(
+        client, connection.selection.narrowed(JiraSelection).projects, query.count_plan(connection)
+    ):
         for issue in page.issues:
             yield metrics.issue_attributes(issue, dimension_fields=dims, epic_link_field_id=epic_link)
 
@@ -105,7 +114,7 @@ def issue_count(client: JiraClient, connection: Connection, first: date | None, 
     and one status category, so each of those dimensions' counts must add up to the total; if either
     does not (an issue changed between the searches, or has a type the issue-type list does not show),
     every dimension is read from the issues instead (`counted_by: issue fields`)."""
-    projects = sorted(set(connection.selection.projects))
+    projects = sorted(set(connection.selection.narrowed(JiraSelection).projects))
     dims, epic_link = query.dimension_fields(connection), query.custom_field(connection, query.EPIC_LINK_PLUGIN)
     total, counts = 0, Counter[tuple[str, str]]()
     for page in _pages_by_project(client, projects, query.open_count_plan(connection)):
@@ -157,7 +166,8 @@ def _jql_counts(client: JiraClient, projects: list[str], total: int) -> Counter[
 def created_vs_resolved(client: JiraClient, connection: Connection, first: date | None, last: date | None) -> Result:
     assert first is not None and last is not None
     jql = query.issues_jql(
-        connection.selection.projects, query.created_or_resolved_between(first, last + timedelta(days=1))
+        connection.selection.narrowed(JiraSelection).projects,
+        query.created_or_resolved_between(first, last + timedelta(days=1)),
     )
     issues = (
         metrics.issue_attributes(issue) for issue, _ in _issues(client, jql, query.dates_plan(connection))
@@ -184,7 +194,7 @@ def worklog_hours(client: JiraClient, connection: Connection, first: date | None
         # hours: an issue updated for any other reason is not read (nor its embedded worklogs).
         conditions = (query.updated_since(first), query.worklog_started_between(first, last))
         plan = query.worklog_plan(connection)
-        for page in _pages_by_project(client, connection.selection.projects, plan, *conditions):
+        for page in _pages_by_project(client, connection.selection.narrowed(JiraSelection).projects, plan, *conditions):
             done = []
             for issue in page.issues:
                 issue_attributes = metrics.issue_attributes(issue, epic_link_field_id=epic_link)

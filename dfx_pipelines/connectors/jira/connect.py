@@ -30,6 +30,7 @@ from dfx_pipelines.connectors.jira.query import (
     is_sla_target,
 )
 from dfx_pipelines.connectors.jira.resource import basic_header, checked_base
+from dfx_pipelines.connectors.jira.selection import JiraSelection
 from dfx_pipelines.platform.errors import ConfigError, ConnectorError
 from dfx_pipelines.platform.registry import Connection, parse_connection
 from dfx_pipelines.platform.secret_input import accept_optional_secret, accept_secret, has_control_character
@@ -47,7 +48,7 @@ def _draft(platform: Platform, config: dict[str, Any], reauthorize: bool) -> tup
             f"connection {draft.id!r} already exists"
             + ("" if existing.is_active else f" and is {existing.status.value}")
         )
-    if not draft.selection.projects:
+    if not draft.selection.narrowed(JiraSelection).projects:
         raise ConfigError("a Jira connection needs at least one selected project")
     return draft, existing
 
@@ -57,21 +58,21 @@ def discover(client: JiraClient, draft: Connection) -> dict[str, Any]:
     every problem; returns what goes into `connection.discovered`."""
     problems: list[str] = []
     projects: dict[str, dict[str, str]] = {}
-    for key in draft.selection.projects:
+    for key in draft.selection.narrowed(JiraSelection).projects:
         try:
             project = client.project(key)
             projects[key] = {"id": str(project.get("id")), "type": str(project.get("projectTypeKey") or "software")}
         except ConnectorError as exc:
             problems.append(f"project {key} is not visible to this account ({_status(exc)})")
     boards: dict[str, dict[str, str]] = {}
-    for board_id in draft.selection.boards:
+    for board_id in draft.selection.narrowed(JiraSelection).boards:
         try:
             board = client.board(board_id)
         except ConnectorError as exc:
             problems.append(f"board {board_id} is not visible to this account ({_status(exc)})")
             continue
         project_key = str((board.get("location") or {}).get("projectKey") or "")
-        if project_key not in draft.selection.projects:
+        if project_key not in draft.selection.narrowed(JiraSelection).projects:
             problems.append(f"board {board_id} belongs to project {project_key or '?'}, which is not selected")
         boards[str(board_id)] = {
             "project": project_key,

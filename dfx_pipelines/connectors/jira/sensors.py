@@ -21,6 +21,7 @@ from dfx_pipelines.connectors.jira.assets import FLOW_DAILY, KIND, asset_key, ji
 from dfx_pipelines.connectors.jira.client import JiraClient
 from dfx_pipelines.connectors.jira.compute import METRICS, projects_of
 from dfx_pipelines.connectors.jira.resource import JiraResource
+from dfx_pipelines.connectors.jira.selection import JiraSelection
 from dfx_pipelines.platform import sync
 from dfx_pipelines.platform.partitions import DAILY_START, range_tags
 from dfx_pipelines.platform.registry import Connection
@@ -59,7 +60,7 @@ def changed_issues(
     epic_link = query.custom_field(connection, query.EPIC_LINK_PLUGIN)
     workflows: dict[int, metrics.Workflow] = {}  # read once per tick, and only for a board with changes
     found: dict[str, dict[str, Change]] = {}
-    for project in connection.selection.projects:
+    for project in connection.selection.narrowed(JiraSelection).projects:
         changes: dict[str, Change] = {}
         waiting: dict[str, tuple[Change, list]] = {}  # issues whose worklogs search did not embed in full
         for page in client.search(

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from dfx_pipelines.connectors.postgres.selection import PostgresSelection
 from dfx_pipelines.platform.cli_input import BoundedAmount, read_json_file
 from dfx_pipelines.platform.errors import ConfigError
 
@@ -148,7 +149,9 @@ def connect(
     embedded_dagster_home(platform.settings)
     with dg.DagsterInstance.get() as instance:
         sync_partitions(instance, platform.registry, ["postgres"])
-    tables = ", ".join(f"{s}.{t}" for s, ts in connection.selection.schemas.items() for t in ts)
+    tables = ", ".join(
+        f"{s}.{t}" for s, ts in connection.selection.narrowed(PostgresSelection).schemas.items() for t in ts
+    )
     click.echo(
         f"connected {connection.id} to {connection.endpoint['database']} on {connection.endpoint['host']} as "
         f"{connection.endpoint['user']} (read-only, least privilege checked): {tables}; password encrypted in the vault"

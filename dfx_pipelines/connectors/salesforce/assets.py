@@ -33,7 +33,7 @@ from dfx_pipelines.connectors.salesforce.queries import (
     record_days_query,
 )
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
-from dfx_pipelines.connectors.salesforce.selection import Selection, SelectionError
+from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection, Selection, SelectionError
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.failures import step_errors
 from dfx_pipelines.platform.freshness import METRIC_FRESHNESS
@@ -88,7 +88,7 @@ def compute_metric(
     client: SalesforceClient, metric: SalesMetric, connection: Connection, day: date | None
 ) -> tuple[Any, list]:
     """Build, run and reduce one metric for one partition. Returns (query, metric rows)."""
-    query = metric.build(Selection(connection.selection.objects), day)
+    query = metric.build(Selection(connection.selection.narrowed(SalesforceSelection).objects), day)
     source: Iterable[dict[str, Any]] = (
         _guard_aggregate(client.aggregate(query.soql), query.soql) if query.aggregate else client.stream(query.soql)
     )
@@ -190,7 +190,7 @@ class RecordIndex:
     ):
         self.client, self.store, self.metric, self.connection = client, store, metric, connection
         self.days = sorted(set(days))
-        self.selection = Selection(connection.selection.objects)
+        self.selection = Selection(connection.selection.narrowed(SalesforceSelection).objects)
         self.source = index_source(metric, self.selection)
         self.marks = store.bucket_marks(connection.id, metric.name, self.days) if incremental else {}
         self.since: datetime | None = None
@@ -335,7 +335,7 @@ def materialize_metric(
         raise ConnectorError(f"one run covers one connection; got {sorted(connection_ids)} (backfill per connection)")
     # Refuses a revoked or removed connection here, before any token is read or request sent.
     connection = platform.active_connection(connection_ids.pop(), KIND)
-    selection = Selection(connection.selection.objects)
+    selection = Selection(connection.selection.narrowed(SalesforceSelection).objects)
     try:
         metric.fields.check(selection)
     except SelectionError as exc:

@@ -29,7 +29,7 @@ from dfx_pipelines.connectors.salesforce.assets import (
 from dfx_pipelines.connectors.salesforce.metrics import SALES_METRICS, SalesMetric, record_day
 from dfx_pipelines.connectors.salesforce.queries import Cadence, soql_literal
 from dfx_pipelines.connectors.salesforce.resource import SalesforceClient, SalesforceResource
-from dfx_pipelines.connectors.salesforce.selection import Selection
+from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection, Selection
 from dfx_pipelines.platform import sync
 from dfx_pipelines.platform.errors import ConnectorError
 from dfx_pipelines.platform.metric_store import MetricStore
@@ -60,7 +60,7 @@ def _parse(value: str) -> datetime:
 
 def metrics_of(connection: Connection, sobject: str) -> list[SalesMetric]:
     """The metrics of this object that the connection's selection allows."""
-    selection = Selection(connection.selection.objects)
+    selection = Selection(connection.selection.narrowed(SalesforceSelection).objects)
     return [m for m in SALES_METRICS.values() if m.object_name == sobject and not m.fields.missing(selection)]
 
 
@@ -102,7 +102,10 @@ def poll_connection(
     A changed record touches the days its period fields place it on now (queryAll: deleted records in
     the recycle bin included) and the days stored batches last counted it on (the record-bucket index):
     a reopened case's old close day, a moved close date's old day, a cleared date, a purged record."""
-    objects = sorted({m.object_name for m in SALES_METRICS.values()} & set(connection.selection.objects))
+    objects = sorted(
+        {m.object_name for m in SALES_METRICS.values()}
+        & set(connection.selection.narrowed(SalesforceSelection).objects)
+    )
     if not cursor:
         return [], {obj: _iso(now) for obj in objects}, "initial"
     if any(obj not in cursor for obj in objects):

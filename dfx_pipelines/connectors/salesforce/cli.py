@@ -9,6 +9,7 @@ import re
 
 import click
 
+from dfx_pipelines.connectors.salesforce.selection import SalesforceSelection
 from dfx_pipelines.platform.errors import ConfigError
 
 
@@ -138,7 +139,10 @@ def connect(
     embedded_dagster_home(platform.settings)
     with dg.DagsterInstance.get() as instance:
         sync_partitions(instance, platform.registry, ["salesforce"])
-    selected = ", ".join(f"{obj} ({len(fields)} fields)" for obj, fields in connection.selection.objects.items())
+    selected = ", ".join(
+        f"{obj} ({len(fields)} fields)"
+        for obj, fields in connection.selection.narrowed(SalesforceSelection).objects.items()
+    )
     click.echo(
         f"connected {connection.id} to {connection.endpoint['instance_url']}: {selected}; tokens encrypted in the vault"
     )

@@ -106,7 +106,7 @@ def connect_salesforce(
             f"connection {draft.id!r} already exists"
             + ("" if existing.is_active else f" and is {existing.status.value}")
         )
-    if not draft.selection.objects:
+    if not draft.selection.narrowed(SalesforceSelection).objects:
         raise ConfigError("a Salesforce connection needs at least one selected object")
     request = oauth.AuthorizationRequest.start(login_url, client_id, redirect_uri)
     code = request.code_from_redirect(receive_code(request.url))
