@@ -44,6 +44,10 @@ from dfx_pipelines.platform.services import Platform
 from dfx_pipelines.platform.settings import Settings
 from dfx_pipelines_tests.conftest import PG_ADMIN_URL
 
+# One setup (a sandbox, two workers) for both tests: kept on one xdist worker (`--dist loadgroup`). Were
+# they split, each worker would start its own setup, isolated as below, at twice the cost.
+pytestmark = pytest.mark.xdist_group("celery")
+
 pytest.importorskip("dagster_celery")
 redis = pytest.importorskip("redis")
 
@@ -193,10 +197,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_database: dict[str, str
         # Short enough for the killed worker's step to come back within the test; every step here takes
         # well under it (a step outliving it would run twice, see deploy/celery/celery.yaml).
         broker_transport_options={
-            "visibility_timeout": 12,
+            "visibility_timeout": 20,
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
         },
+        result_expires=600,  # this module's results leave the shared Redis database soon after it ends
     )
     config = root / "celery.yaml"
     config.write_text(yaml.safe_dump(production))
