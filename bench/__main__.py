@@ -11,6 +11,7 @@ BENCHMARKS = {
     "bigquery_backfill": "bench.bigquery_backfill",
     "jira_sync": "bench.jira_sync",
     "ui_runs": "bench.ui_runs",
+    "scale": "bench.scale",
 }
 
 
