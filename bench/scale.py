@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "100"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
 SCALE = int(os.environ.get("BENCH_SCALE", "200"))
+DAYS = int(os.environ.get("BENCH_DAYS", "7"))  # the daily history each nightly run recomputes (prod: 90)
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "3600"))
 PG_ADMIN_URL = os.environ.get("DFX_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -206,6 +207,7 @@ def main() -> None:
             DAGSTER_PG_DB=database,
             DFX_HOME=str(root / "dfx_home"),
             DFX_METRICS_DB_URL=url.render_as_string(hide_password=False),
+            DFX_DAILY_START=(datetime.now(UTC).date() - timedelta(days=DAYS - 1)).isoformat(),
             DFX_EXECUTOR="celery",
             DFX_CELERY_CONFIG=str(root / "celery.yaml"),
             DFX_CELERY_BROKER_URL=REDIS_URL,
@@ -280,7 +282,7 @@ def main() -> None:
                     peaks["pg_connections"] = max(peaks["pg_connections"], int(count))
                     tree = _children()
                     daemon_pids = _tree(processes["daemon"].pid, tree)
-                    run_workers = [p for p in daemon_pids if "api execute_run" in _cmdline(p)]
+                    run_workers = [p for p in daemon_pids if "execute_run" in _cmdline(p)]
                     run_worker_pids = {q for p in run_workers for q in _tree(p, tree)}
                     peaks["daemon"] = max(
                         peaks["daemon"], sum(_rss(p) for p in daemon_pids if p not in run_worker_pids)
@@ -303,8 +305,17 @@ def main() -> None:
                 statuses: dict[str, int] = defaultdict(int)
                 waits, ends = [], []
                 intervals: dict[str, list[tuple[float, float]]] = defaultdict(list)
+                origins: dict[str, int] = defaultdict(int)
                 for record in records:
                     statuses[record.dagster_run.status.value] += 1
+                    tags = record.dagster_run.tags
+                    origin = (
+                        "retry" if "dagster/parent_run_id" in tags
+                        else f"sensor {tags['dagster/sensor_name']}" if "dagster/sensor_name" in tags
+                        else "schedule" if "dagster/schedule_name" in tags
+                        else "other"
+                    )  # fmt: skip
+                    origins[f"{record.dagster_run.job_name} ({origin})"] += 1
                     if record.start_time:
                         waits.append(record.start_time - record.create_timestamp.timestamp())
                     if record.end_time:
@@ -324,8 +335,15 @@ def main() -> None:
                         elif key in starts:
                             intervals[key.split("__")[0]].append((starts.pop(key), entry.timestamp))
                 elapsed = (max(ends) - fired_at) if ends else float("nan")
-                print(f"\nconnections {CONNECTIONS}, runs {len(records)}, workers {WORKERS} x {WORKER_CONCURRENCY}")
-                print(f"  every run finished: {len(ends) == len(records) == submitted}  statuses: {dict(statuses)}")
+                print(
+                    f"\nconnections {CONNECTIONS}, {DAYS} days of history, runs {len(records)}, "
+                    f"Celery workers {WORKERS} x {WORKER_CONCURRENCY}"
+                )
+                print(
+                    f"  every run finished: {len(ends) == len(records)} ({len(ends)} of {len(records)}: {submitted} "
+                    f"scheduled, the rest launched by the daemon's sensors or retries)  statuses: {dict(statuses)}"
+                )
+                print("  runs: " + ", ".join(f"{name} {count}" for name, count in sorted(origins.items())))
                 print(f"  wall time {elapsed:.0f}s, runs/minute {60 * len(ends) / elapsed:.1f}")
                 print(f"  queue wait p50 {_percentile(waits, 0.5):.1f}s, p95 {_percentile(waits, 0.95):.1f}s")
                 for vendor, spans in sorted(intervals.items()):
