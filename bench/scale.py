@@ -182,6 +182,8 @@ def main() -> None:
     import sqlalchemy as sa
     from dagster._core.storage.dagster_run import RunsFilter
 
+    # Dagster takes SIGINT for itself; a SIGTERM still ends the benchmark through its clean-up below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="dfx-scale-"))
     queue = f"dfx-scale-{uuid.uuid4().hex[:8]}"
     processes: dict[str, subprocess.Popen] = {}

@@ -37,6 +37,13 @@ concurrency:
     # A pool without a limit of its own (a connector registered since the limits were last applied):
     # one step at a time until `dfx instance apply-pools` writes the plugin's limit.
     default_limit: 1
+    # How many runs the queue may start beyond what their API's pool can take at once. Dagster admits a
+    # run whose first steps need a pool only while the pool has a slot free net of the steps every
+    # started run still waits with; a connector run has up to a dozen first steps, so with no buffer one
+    # run per API would start at a time (the load test, bench/scale.py, found it). The run limits below
+    # (per API, per connection) decide how many runs start; the pools, how many of their steps call the
+    # API at once.
+    op_granularity_run_buffer: 50
   runs:
     max_concurrent_runs: 20
     tag_concurrency_limits:

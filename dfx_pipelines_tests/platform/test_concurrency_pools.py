@@ -113,6 +113,8 @@ def test_the_production_startup_step_writes_every_registered_connectors_pool(
             pools = instance.get_concurrency_config().pool_config
             assert pools.pool_granularity is not None and pools.pool_granularity.value == "op"
             assert pools.default_pool_limit == 1
+            # The queue starts runs under the run limits, not one per API at a time (bench/scale.py).
+            assert instance.get_concurrency_config().run_queue_config.op_concurrency_slot_buffer == 50
 
 
 def test_dfx_dev_and_demo_write_the_same_pools_into_the_embedded_instance(
