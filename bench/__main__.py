@@ -12,6 +12,7 @@ BENCHMARKS = {
     "jira_sync": "bench.jira_sync",
     "ui_runs": "bench.ui_runs",
     "warehouse_sync": "bench.warehouse_sync",
+    "scale": "bench.scale",
 }
 
 

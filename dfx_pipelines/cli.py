@@ -153,6 +153,7 @@ def _start_demo(scale: int | None, kinds: tuple[str, ...] = ()) -> tuple[Any, li
     if not settings.sandbox_allowed:
         raise click.UsageError("the demo runs on sandboxes, which DFX_MODE=production refuses")
     embedded_dagster_home(settings)
+    _apply_pools()  # each connector's API pool limit, as production's startup step writes it
     platform = get_platform(settings)
     platform.registry.upsert_workspace(
         Workspace(id=DEMO_WORKSPACE, name="Demo workspace", owner_email="owner@demo.dataflow-xpert.test")
@@ -250,6 +251,29 @@ def dev(port: int) -> None:
     finally:
         for _connector, sandbox, _connection in started:
             sandbox.stop()
+
+
+def _apply_pools() -> dict[str, int]:
+    import dagster as dg
+
+    from dfx_pipelines.platform.instance_concurrency import apply_pool_limits
+
+    with dg.DagsterInstance.get() as instance:
+        return apply_pool_limits(instance)
+
+
+@main.group()
+def instance() -> None:
+    """The Dagster instance (DAGSTER_HOME; the embedded default when unset)."""
+
+
+@instance.command("apply-pools")
+def instance_apply_pools() -> None:
+    """Write each registered connector's API pool limit into the instance's storage. Production runs this
+    before starting the daemon (idempotent); `dfx dev`/`dfx demo` do it themselves."""
+    embedded_dagster_home(Settings.from_env())
+    for pool, limit in sorted(_apply_pools().items()):
+        click.echo(f"pool {pool}: {limit} concurrent step(s)")
 
 
 @main.group()

@@ -207,6 +207,20 @@ VARIABLES: tuple[Variable, ...] = (
         "no",
         "access logs the retention job prunes after 90 days",
     ),
+    Variable(
+        "DFX_EXECUTOR",
+        LOCATION,
+        "`in_process`",
+        "no",
+        "`celery`: the connector jobs' steps run on Celery workers (README, Running on Celery); the same in every process and worker",
+    ),
+    Variable(
+        "DFX_CELERY_CONFIG",
+        LOCATION,
+        "-",
+        "with `DFX_EXECUTOR=celery`",
+        "the Celery YAML the workers are started with (`deploy/celery/celery.yaml`, whose broker and result URLs come from `DFX_CELERY_BROKER_URL` and `DFX_CELERY_BACKEND_URL`)",
+    ),
 )
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}

@@ -15,6 +15,9 @@ What run monitoring does with the default run launcher (Dagster 1.13.27, read in
   `cancel_timeout_seconds` is failed/canceled; a run past `max_runtime_seconds` is terminated and failed
   (the only way out for a STARTED run whose code server died with its worker). `poll_interval_seconds`
   is how often the monitoring daemon looks.
+- Concurrency pool slots are claimed by the run's process per step and released when the step ends; a
+  killed worker releases nothing, and with a pool of 1 the retry would wait forever. The daemon's
+  `free_slots_after_run_end_seconds` frees the slots of finished runs (Dagster's default: never).
 - `max_resume_run_attempts` re-launches a dead run's worker in place (k8s, ECS, Docker launchers); the
   default launcher cannot resume, and the instance refuses to start unless it is 0.
 """
@@ -40,6 +43,9 @@ RUN_MONITORING: dict[str, Any] = {
     "max_runtime_seconds": 6 * 3600,
     "max_resume_run_attempts": 0,
     "poll_interval_seconds": 30,
+    # Pool slots held by the steps of a run whose worker died are never released by that worker: the
+    # daemon frees the slots of runs finished a minute ago (a finished run releases its own at once).
+    "free_slots_after_run_end_seconds": 60,
 }
 RUN_RETRIES: dict[str, Any] = {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": True}
 

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from dfx_pipelines.platform.executor import connector_executor
 from dfx_pipelines.platform.registry import Registry
 
 # The days a daily asset has: the product's history window, ending today. A connection's first sync
@@ -36,10 +37,11 @@ def daily_start(today: date | None = None, environ: Mapping[str, str] = os.envir
 
 DAILY_START = daily_start()
 
-# Connector jobs run their steps in the run's own process: the steps of one connection share one API and
-# one rate limit and are I/O-bound, so a process per step (the multiprocess default) only adds code
-# location loads. Runs of different connections still run in parallel, within the instance's tag limits.
-CONNECTOR_EXECUTOR = dg.in_process_executor
+# Connector jobs run their steps in the run's own process by default: the steps of one connection share
+# one API and one rate limit and are I/O-bound, so a process per step (the multiprocess default) only adds
+# code location loads. Runs of different connections still run in parallel, within the instance's tag
+# limits. A deployment that outgrows one machine sets DFX_EXECUTOR=celery (platform.executor).
+CONNECTOR_EXECUTOR = connector_executor()
 
 
 def connection_partitions_name(kind: str) -> str:

@@ -81,6 +81,12 @@ class ConnectorPlugin(abc.ABC):
     # The customer's selection for this kind: its fields, their shapes and the identifier rules
     # (`SelectionBase.check`). Stored as the connection's `selection` JSON.
     selection_model: ClassVar[type[SelectionBase]] = SelectionBase
+    # At most this many steps call the vendor's API at once, across every run and every worker (Celery
+    # included): the limit of the Dagster concurrency pool named `pool`, which each of the connector's
+    # API-calling assets and ops declares (`pool=`). `dfx dev`/`dfx demo` and `dfx instance apply-pools`
+    # write it into the instance (platform.instance_concurrency). A connector that says nothing gets 2,
+    # a budget no vendor API we know of refuses.
+    pool_limit: ClassVar[int] = 2
 
     # ------------------------------------------------------------------ required
 
@@ -105,6 +111,11 @@ class ConnectorPlugin(abc.ABC):
         """Invalidate the connection's credentials at the provider, where it offers that."""
 
     # ------------------------------------------------------------------ optional, with their defaults
+
+    @property
+    def pool(self) -> str:
+        """The Dagster concurrency pool of this connector's API: its kind (one pool per vendor API)."""
+        return self.kind
 
     @property
     def partitions_name(self) -> str:

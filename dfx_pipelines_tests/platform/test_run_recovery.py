@@ -69,6 +69,8 @@ def test_the_embedded_instance_enables_run_monitoring_and_retries(tmp_path: Path
         assert instance.run_monitoring_cancel_timeout_seconds == RUN_MONITORING["cancel_timeout_seconds"]
         assert instance.run_monitoring_max_resume_run_attempts == 0  # the default launcher cannot resume
         assert instance.run_retries_max_retries == RUN_RETRIES["max_retries"]
+        # A dead run's pool slots are freed by the daemon, or its API's pool would shrink for good.
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {"key": "dfx/connection", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     # A file an older dfx wrote is brought up to date; a file someone else wrote is not touched.
@@ -203,7 +205,11 @@ def test_a_killed_run_worker_fails_its_run_and_the_retry_stores_the_same_values(
 ) -> None:
     from dfx_pipelines_tests.platform.recovery_location import defs
 
-    home = write_embedded_instance(tmp_path / "dagster_home", poll_interval_seconds=1).parent
+    # The killed run's step held the Salesforce pool's slot (a pool of one: no limit applied here): the
+    # retry starts only once the daemon frees the dead run's slots (a minute in production; 2 s here).
+    home = write_embedded_instance(
+        tmp_path / "dagster_home", poll_interval_seconds=1, free_slots_after_run_end_seconds=2
+    ).parent
     env = {**os.environ, "DAGSTER_HOME": str(home), "DFX_HOME": str(settings.home)}
     platform.registry.upsert_workspace(Workspace(id="demo", name="Demo", owner_email="owner@demo.test"))
     sandbox = PLUGIN.start_sandbox(SandboxCA(settings.sandbox_dir), scale=300)

@@ -129,6 +129,7 @@ with warnings.catch_warnings():
             )
         ],
         tags={"dfx/api": KIND},
+        pool=KIND,  # the BigQuery API's concurrency pool (its limit: the plugin's pool_limit)
         description=(
             "The connection's customer-defined metric specs (SUM / COUNT / COUNT DISTINCT / AVG of a selected column, "
             "by optional group-by columns, per day of a DATE partition column), computed through the budget gate: "

@@ -98,6 +98,7 @@ class BigQueryPlugin(ConnectorPlugin):
     kind = "bigquery"
     secret_kinds = ("service_account_key",)
     selection_model = BigQuerySelection
+    pool_limit = 2  # as the dfx/api run cap in dagster.yaml
 
     def definitions(self) -> dg.Definitions:
         from dfx_pipelines.connectors.bigquery.definitions import bigquery_definitions

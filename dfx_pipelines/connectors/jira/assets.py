@@ -199,6 +199,7 @@ def build_metric_asset(metric: JiraMetric) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run() if metric.daily else None,
         description=_description(metric),
         tags={"dfx/api": KIND},
+        pool=KIND,  # the Jira API's concurrency pool (its limit: the plugin's pool_limit)
         metadata={"cadence": "daily" if metric.daily else "snapshot", "reads": metric.scope},
         freshness_policy=METRIC_FRESHNESS,
     )
@@ -248,6 +249,7 @@ def build_flow_daily_asset(metrics: list[JiraMetric]) -> dg.AssetsDefinition:
         partitions_def=DAILY_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run(),
         op_tags={"dfx/api": KIND},
+        pool=KIND,
         description="Throughput and WIP per board from one pass over each board's status changelogs.",
     )
     def _flow_daily(

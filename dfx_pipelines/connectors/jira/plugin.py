@@ -39,6 +39,7 @@ class JiraPlugin(ConnectorPlugin):
     kind = "jira"
     secret_kinds = ("oauth_access_token", "oauth_refresh_token", "api_token", "basic_auth")
     selection_model = JiraSelection
+    pool_limit = 4  # as the dfx/api run cap in dagster.yaml
 
     def definitions(self) -> dg.Definitions:
         from dfx_pipelines.connectors.jira.definitions import jira_definitions

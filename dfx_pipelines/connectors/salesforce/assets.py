@@ -478,6 +478,7 @@ def build_metric_asset(metric: SalesMetric) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
         description=f"{metric.description}\n\nReads {metric.object_name} fields {', '.join(sorted(metric.required_fields))}; {metric.strategy.value}.",
         tags={"dfx/api": KIND},
+        pool=KIND,  # the Salesforce API's concurrency pool (its limit: the plugin's pool_limit)
         metadata={"family": metric.family, "cadence": metric.cadence.value, "strategy": metric.strategy.value},
         freshness_policy=METRIC_FRESHNESS,
         output_required=False,  # a metric whose fields are not selected is not computed: only its check reports

@@ -63,6 +63,7 @@ class SalesforcePlugin(ConnectorPlugin):
     kind = "salesforce"
     secret_kinds = ("oauth_access_token", "oauth_refresh_token")
     selection_model = SalesforceSelection
+    pool_limit = 4  # as the dfx/api run cap in dagster.yaml
 
     def definitions(self) -> dg.Definitions:
         from dfx_pipelines.connectors.salesforce.definitions import salesforce_definitions

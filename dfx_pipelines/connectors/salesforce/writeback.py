@@ -116,7 +116,7 @@ class WriteBackConfig(dg.Config):
     dry_run: bool = True  # a person turns this off after reading the dry run's table
 
 
-@dg.op(tags={"dfx/api": "salesforce"})
+@dg.op(tags={"dfx/api": "salesforce"}, pool="salesforce")
 def write_designated_fields(
     context: dg.OpExecutionContext, config: WriteBackConfig, platform: PlatformResource, salesforce: SalesforceResource
 ) -> dg.Output[list[dict]]:
