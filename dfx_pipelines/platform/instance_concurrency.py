@@ -68,6 +68,9 @@ concurrency:
       - key: dfx/api
         value: bigquery
         limit: 2
+      - key: dfx/api
+        value: postgres
+        limit: 2
       - key: dfx/lifecycle
         limit: 1
 """

@@ -24,7 +24,7 @@ from dfx_pipelines.platform.instance_concurrency import (
 
 REPO = Path(__file__).resolve().parents[2]
 THROWAWAY = "dfx_pipelines_tests.fixtures.throwaway_connector.plugin"
-BUILT_IN = {"salesforce": 4, "jira": 4, "bigquery": 2}
+BUILT_IN = {"salesforce": 4, "jira": 4, "bigquery": 2, "postgres": 2}
 
 
 def test_every_api_calling_step_declares_its_vendors_pool() -> None:

@@ -290,6 +290,7 @@ def build_board_snapshot_asset(metrics: list[JiraMetric]) -> dg.AssetsDefinition
         can_subset=True,
         partitions_def=SNAPSHOT_PARTITIONS,
         op_tags={"dfx/api": KIND},
+        pool=KIND,
         description="Cycle time and sprint velocity per board from one pass over each board's issues and changelogs.",
     )
     def _board_snapshots(

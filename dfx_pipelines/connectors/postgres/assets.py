@@ -104,6 +104,7 @@ with warnings.catch_warnings():
         backfill_policy=dg.BackfillPolicy.single_run(),
         freshness_policy=METRIC_FRESHNESS,
         tags={"dfx/api": KIND},
+        pool=KIND,  # the customer database's concurrency pool (its limit: the plugin's pool_limit)
         description=(
             "The connection's customer-defined metric specs (SUM / COUNT / COUNT DISTINCT / AVG / MIN / MAX of a "
             "selected column, by optional group-by columns, per UTC day of a date or timestamp column): one aggregate "
@@ -202,6 +203,7 @@ def _metric_specs(
 @dg.asset_check(
     asset=METRICS_KEY,
     name=KEY_COUNT_CHECK,
+    pool=KIND,
     description="Nightly: each tracked table's keys per day counted again and compared with the counts stored "
     "when the days were computed; fewer keys on a day means rows were hard-deleted (no watermark shows that).",
 )
