@@ -210,10 +210,10 @@ def _metric_specs(
 def postgres_key_count_check(
     context: dg.AssetCheckExecutionContext, platform: PlatformResource, postgres: PostgresResource
 ) -> dg.AssetCheckResult:
-    connection_id = context.run.tags.get("dfx/connection")
-    if not connection_id:
-        raise ConfigError("the key-count check runs per connection: tag the run dfx/connection=<id>")
     with step_errors(context.op_execution_context):
+        connection_id = context.run.tags.get("dfx/connection")
+        if not connection_id:
+            raise ConfigError("the key-count check runs per connection: tag the run dfx/connection=<id>")
         connection = platform.active_connection(connection_id, KIND)
         return key_count_result(platform.get(), postgres, connection, datetime.now(UTC).date())
 
