@@ -12,12 +12,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dfx_pipelines"
 CONNECTORS = sorted(p.name for p in (PACKAGE / "connectors").iterdir() if (p / "plugin.py").exists())
 # The metric reducers, the budget arithmetic, and the pure helpers they build on (SOQL building, selections,
-# the shared SQL gate and its resolution of what a query reads). Each connector's selection model is pure too.
+# the shared SQL gate and its resolution of what a query reads, the warehouses' result rows). Each connector's selection model is pure too.
 PURE = sorted([
     *PACKAGE.glob("connectors/*/metrics*.py"), *PACKAGE.glob("connectors/*/selection.py"),
     PACKAGE / "connectors" / "bigquery" / "gate.py",
     PACKAGE / "connectors" / "bigquery" / "column_reads.py",
     *PACKAGE.glob("platform/sql_gate/*.py"),
+    PACKAGE / "platform" / "warehouse_results.py",
     PACKAGE / "connectors" / "salesforce" / "queries.py",
 ])  # fmt: skip
 # What pure code may use of the project besides other pure modules: errors, metric rows, identifier

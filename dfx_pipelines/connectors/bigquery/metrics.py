@@ -16,12 +16,10 @@ on `Connection` would be the cleaner home).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,9 +29,13 @@ from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError, IdentifierError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.warehouse_results import PERIOD_ALIAS as PERIOD_ALIAS
+from dfx_pipelines.platform.warehouse_results import VALUE_ALIAS as VALUE_ALIAS
+from dfx_pipelines.platform.warehouse_results import by_day as by_day
+from dfx_pipelines.platform.warehouse_results import result_rows
+from dfx_pipelines.platform.warehouse_results import results_markdown as results_markdown
 
 MEASURES = ("SUM", "COUNT", "COUNT_DISTINCT", "AVG")
-PERIOD_ALIAS, VALUE_ALIAS = "dfx_period", "dfx_value"
 MAX_GROUP_BY = 4
 FIRST_DAY, LAST_DAY = "first_day", "last_day"  # the query parameters of the time filter
 NUMERIC_TYPES = {"INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC"}
@@ -268,43 +270,6 @@ def build_query(spec: MetricSpec, project: str, first: date, last: date, time_ty
     return MetricQuery(spec, sql, {FIRST_DAY: first, LAST_DAY: last})
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (Decimal, int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ConfigError(f"metric value {type(value).__name__} is not a number")
-
-
 def to_metric_rows(spec: MetricSpec, rows: Iterable[Mapping[str, Any]]) -> list[MetricRow]:
-    """Result rows (one per day and group) as metric rows; the day comes from `dfx_period`."""
-    out = []
-    for row in rows:
-        period = row[PERIOD_ALIAS]
-        if not isinstance(period, date):
-            raise ConfigError(f"metric {spec.name}: period {period!r} is not a date")
-        dims = MetricRow.dims(**{column: row[column] for column in spec.group_by})
-        out.append(MetricRow(spec.name, spec.measure_name, _number(row[VALUE_ALIAS]), period, dims))
-    return sorted(out, key=lambda r: (r.period, r.dimensions))
-
-
-def by_day(rows: Iterable[MetricRow]) -> dict[date, list[MetricRow]]:
-    grouped: dict[date, list[MetricRow]] = defaultdict(list)
-    for row in rows:
-        assert row.period is not None
-        grouped[row.period].append(row)
-    return dict(grouped)
-
-
-def results_markdown(rows: Sequence[MetricRow], limit: int = 40) -> str:
-    """The result table a person sees in the UI (aggregates only)."""
-    if not rows:
-        return "_no rows: nothing matched in these days_"
-    lines = ["| metric | measure | day | dimensions | value |", "|---|---|---|---|---:|"]  # numbers right-aligned
-    for row in rows[:limit]:
-        dims = ", ".join(f"{k}={v}" for k, v in row.dimensions) or "—"
-        value = "—" if row.value is None else f"{row.value:,.4f}".rstrip("0").rstrip(".")
-        lines.append(f"| {row.metric} | {row.measure} | {row.period} | {dims} | {value} |")
-    if len(rows) > limit:
-        lines.append(f"\n({len(rows) - limit} more rows)")
-    return "\n".join(lines)
+    """Result rows (one per day and group) as metric rows; the day comes from `dfx_period` (PERIOD_ALIAS)."""
+    return result_rows(spec.name, spec.measure_name, spec.group_by, rows)

@@ -11,11 +11,9 @@ Specs and change tracking live in `connection.endpoint` (non-secret configuratio
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,9 +23,13 @@ from dfx_pipelines.platform import identifiers
 from dfx_pipelines.platform.errors import ConfigError
 from dfx_pipelines.platform.metric_rows import MetricRow
 from dfx_pipelines.platform.registry import Connection
+from dfx_pipelines.platform.warehouse_results import PERIOD_ALIAS as PERIOD_ALIAS
+from dfx_pipelines.platform.warehouse_results import VALUE_ALIAS as VALUE_ALIAS
+from dfx_pipelines.platform.warehouse_results import by_day as by_day
+from dfx_pipelines.platform.warehouse_results import result_rows
+from dfx_pipelines.platform.warehouse_results import results_markdown as results_markdown
 
 MEASURES = ("SUM", "COUNT", "COUNT_DISTINCT", "AVG", "MIN", "MAX")
-PERIOD_ALIAS, VALUE_ALIAS = "dfx_period", "dfx_value"
 KEY_COUNT_METRIC = "dfx_key_count"  # per table and day: how many keys it holds (hard deletes show as a drop)
 MAX_GROUP_BY = 4
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
@@ -256,28 +258,6 @@ def tracking_problems(
 # ---------------------------------------------------------------- results
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (Decimal, int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, date):  # MIN/MAX of a date column: its ordinal is the number stored
-        return float(value.toordinal())
-    raise ConfigError(f"metric value {type(value).__name__} is not a number")
-
-
-def to_metric_rows(spec: MetricSpec, rows: Iterable[Mapping[str, Any]]) -> list[MetricRow]:
-    """Result rows (one per day and group) as metric rows; the day comes from `dfx_period`."""
-    out = []
-    for row in rows:
-        period = row[PERIOD_ALIAS]
-        if not isinstance(period, date):
-            raise ConfigError(f"metric {spec.name}: period {period!r} is not a date")
-        dims = MetricRow.dims(**{column: row[column] for column in spec.group_by})
-        out.append(MetricRow(spec.name, spec.measure_name, _number(row[VALUE_ALIAS]), period, dims))
-    return sorted(out, key=lambda r: (r.period, r.dimensions))
-
-
 def key_count_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[MetricRow]:
     """A tracked table's keys per day, stored beside the metrics so the nightly check can compare."""
     return sorted(
@@ -311,23 +291,6 @@ def key_count_drift(
     ]
 
 
-def by_day(rows: Iterable[MetricRow]) -> dict[date, list[MetricRow]]:
-    grouped: dict[date, list[MetricRow]] = defaultdict(list)
-    for row in rows:
-        assert row.period is not None
-        grouped[row.period].append(row)
-    return dict(grouped)
-
-
-def results_markdown(rows: Sequence[MetricRow], limit: int = 40) -> str:
-    """The result table a person sees in the UI (aggregates only)."""
-    if not rows:
-        return "_no rows: nothing matched in these days_"
-    lines = ["| metric | measure | day | dimensions | value |", "|---|---|---|---|---:|"]
-    for row in rows[:limit]:
-        dims = ", ".join(f"{k}={v}" for k, v in row.dimensions) or "—"
-        value = "—" if row.value is None else f"{row.value:,.4f}".rstrip("0").rstrip(".")
-        lines.append(f"| {row.metric} | {row.measure} | {row.period} | {dims} | {value} |")
-    if len(rows) > limit:
-        lines.append(f"\n({len(rows) - limit} more rows)")
-    return "\n".join(lines)
+def to_metric_rows(spec: MetricSpec, rows: Iterable[Mapping[str, Any]]) -> list[MetricRow]:
+    """Result rows (one per day and group) as metric rows; the day comes from `dfx_period` (PERIOD_ALIAS)."""
+    return result_rows(spec.name, spec.measure_name, spec.group_by, rows, dates=True)
